@@ -1,0 +1,372 @@
+"""Kaldi data directories: the contract between stages.
+
+A data dir holds plain text files of ``key value`` lines, sorted by key under the
+C locale (byte order), one line per key:
+
+    wav.scp         utt  path, or a command ending in '|' that writes audio to stdout
+    utt2spk         utt  speaker (utterance ids start with the speaker id)
+    spk2utt         spk  utt1 utt2 ...
+    utt2dur         utt  seconds
+    feats.scp       utt  ark:offset (written by stage 1)
+    utt2num_frames  utt  frames
+    utt2truespk     utt  true speaker (only in dirs made by the noise simulation)
+    trials          utt1 utt2 target|nontarget (test dirs; also trials_<name>)
+
+Everything here raises :class:`DataDirError` with the file, the line and the fix;
+only entry scripts turn that into an exit code.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+from collections import OrderedDict
+from pathlib import Path
+from typing import Iterable, Mapping, Sequence
+
+# Files keyed by utterance whose keys must agree with utt2spk.
+UTT_FILES = ("wav.scp", "utt2spk", "utt2dur", "feats.scp", "utt2num_frames", "utt2truespk")
+
+
+class DataDirError(ValueError):
+    """A data directory, or a file in it, is malformed."""
+
+
+def sort_key(key: str) -> bytes:
+    """The order of ``LC_ALL=C sort``: by the bytes of the UTF-8 encoding."""
+    return key.encode("utf-8")
+
+
+def read_kv(path: str | os.PathLike, *, multi: bool = False, check_sorted: bool = True) -> "OrderedDict[str, str | list[str]]":
+    """Reads a ``key value`` file into an ordered dict.
+
+    ``multi=True`` splits the value on whitespace into a list (spk2utt). Raises on a
+    line without a value, a duplicate key, or (with ``check_sorted``) a key out of
+    C-locale order.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataDirError(f"{path}: no such file")
+    table: OrderedDict = OrderedDict()
+    previous = None
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            parts = line.split(maxsplit=1)
+            if not parts:
+                raise DataDirError(f"{path} line {lineno}: empty line (remove it)")
+            if len(parts) < 2 or not parts[1].strip():
+                raise DataDirError(f"{path} line {lineno}: '{parts[0]}' has no value")
+            key, value = parts[0], parts[1].strip()
+            if key in table:
+                raise DataDirError(f"{path} line {lineno}: duplicate key '{key}' (each key must appear once)")
+            if check_sorted and previous is not None and sort_key(key) < sort_key(previous):
+                raise DataDirError(
+                    f"{path} line {lineno}: '{key}' sorts before '{previous}' "
+                    f"(run utils/fix_data_dir.py {path.parent})"
+                )
+            table[key] = value.split() if multi else value
+            previous = key
+    return table
+
+
+def write_kv(path: str | os.PathLike, table: Mapping[str, object] | Iterable[tuple[str, object]]) -> None:
+    """Writes ``key value`` lines sorted under the C locale, atomically.
+
+    A list value is joined with spaces (spk2utt). The file appears complete or not
+    at all: it is written under a temporary name and renamed.
+    """
+    path = Path(path)
+    items = table.items() if isinstance(table, Mapping) else table
+    lines = []
+    for key, value in sorted(items, key=lambda kv: sort_key(kv[0])):
+        if isinstance(value, (list, tuple)):
+            value = " ".join(value)
+        lines.append(f"{key} {value}\n")
+    write_text_atomic(path, "".join(lines))
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    """Writes under a temporary name and renames; an unchanged file is left alone,
+    so that its time stamp keeps telling later stages that nothing changed."""
+    path = Path(path)
+    if path.is_file() and path.stat().st_size == len(text.encode("utf-8")) and path.read_text(encoding="utf-8") == text:
+        return
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def utt2spk_to_spk2utt(utt2spk: Mapping[str, str]) -> "OrderedDict[str, list[str]]":
+    spk2utt: dict[str, list[str]] = {}
+    for utt in sorted(utt2spk, key=sort_key):
+        spk2utt.setdefault(utt2spk[utt], []).append(utt)
+    return OrderedDict(sorted(spk2utt.items(), key=lambda kv: sort_key(kv[0])))
+
+
+def spk2utt_to_utt2spk(spk2utt: Mapping[str, Sequence[str]]) -> "OrderedDict[str, str]":
+    pairs = [(utt, spk) for spk, utts in spk2utt.items() for utt in utts]
+    return OrderedDict(sorted(pairs, key=lambda kv: sort_key(kv[0])))
+
+
+def read_trials(path: str | os.PathLike) -> list[tuple[str, str, bool]]:
+    """Reads ``utt1 utt2 target|nontarget`` lines; returns (utt1, utt2, is_target)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataDirError(f"{path}: no such trial list")
+    trials = []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            parts = line.split()
+            if len(parts) != 3 or parts[2] not in ("target", "nontarget"):
+                raise DataDirError(
+                    f"{path} line {lineno}: expected 'utt1 utt2 target|nontarget', got '{line.strip()}'"
+                )
+            trials.append((parts[0], parts[1], parts[2] == "target"))
+    if not trials:
+        raise DataDirError(f"{path}: empty trial list (regenerate it with the recipe's stage 0)")
+    return trials
+
+
+def trial_files(data_dir: str | os.PathLike) -> list[Path]:
+    """The trial lists of a data dir: ``trials`` and ``trials_*``."""
+    data_dir = Path(data_dir)
+    return sorted(p for p in data_dir.glob("trials*") if p.is_file() and not p.name.endswith(".tmp"))
+
+
+class DataDir:
+    """Read access to a data dir; files are loaded when first asked for."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        if not self.path.is_dir():
+            raise DataDirError(f"{self.path}: no such data directory")
+        self._cache: dict[str, OrderedDict] = {}
+
+    def has(self, name: str) -> bool:
+        return (self.path / name).is_file()
+
+    def table(self, name: str) -> OrderedDict:
+        if name not in self._cache:
+            self._cache[name] = read_kv(self.path / name, multi=(name == "spk2utt"))
+        return self._cache[name]
+
+    @property
+    def utt2spk(self) -> OrderedDict:
+        return self.table("utt2spk")
+
+    @property
+    def spk2utt(self) -> OrderedDict:
+        return self.table("spk2utt")
+
+    @property
+    def utts(self) -> list[str]:
+        return list(self.utt2spk)
+
+    @property
+    def speakers(self) -> list[str]:
+        return list(self.spk2utt)
+
+    def __len__(self) -> int:
+        return len(self.utt2spk)
+
+    def __repr__(self) -> str:
+        return f"DataDir({str(self.path)!r})"
+
+
+def validate_data_dir(
+    path: str | os.PathLike,
+    *,
+    require: Sequence[str] = ("utt2spk", "spk2utt"),
+    check_audio: bool = False,
+) -> DataDir:
+    """Checks a data dir and returns it, or raises one error naming every problem.
+
+    Checks: each present file is sorted with unique keys; spk2utt agrees with
+    utt2spk; utterance ids start with their speaker id; every utterance of utt2spk
+    has an entry in each per-utterance file present (and no file has extra ones);
+    with ``check_audio`` every wav.scp path exists; trial lists name utterances of
+    the dir.
+    """
+    path = Path(path)
+    problems: list[str] = []
+    fix = f"(run utils/fix_data_dir.py {path})"
+    if not path.is_dir():
+        raise DataDirError(f"{path}: no such data directory")
+    for name in require:
+        if not (path / name).is_file():
+            problems.append(f"{path / name}: missing")
+    tables: dict[str, OrderedDict] = {}
+    for name in UTT_FILES + ("spk2utt",):
+        if (path / name).is_file():
+            try:
+                tables[name] = read_kv(path / name, multi=(name == "spk2utt"))
+            except DataDirError as e:
+                problems.append(str(e))
+    utt2spk = tables.get("utt2spk")
+    if utt2spk is not None:
+        for utt, spk in utt2spk.items():
+            if not utt.startswith(spk):
+                problems.append(
+                    f"{path}/utt2spk: utterance '{utt}' does not start with its speaker id '{spk}' "
+                    "(prefix utterance ids with the speaker id so that sorting keeps speakers together)"
+                )
+                break
+        if "spk2utt" in tables and utt2spk_to_spk2utt(utt2spk) != tables["spk2utt"]:
+            problems.append(
+                f"{path}/spk2utt does not agree with utt2spk "
+                f"(run utils/utt2spk_to_spk2utt.py {path}/utt2spk > {path}/spk2utt)"
+            )
+        for name, table in tables.items():
+            if name in ("utt2spk", "spk2utt"):
+                continue
+            missing = [u for u in utt2spk if u not in table]
+            extra = [u for u in table if u not in utt2spk]
+            if missing:
+                problems.append(f"{path}/{name}: no entry for {len(missing)} utterance(s) of utt2spk, e.g. '{missing[0]}' {fix}")
+            if extra:
+                problems.append(f"{path}/{name}: {len(extra)} utterance(s) not in utt2spk, e.g. '{extra[0]}' {fix}")
+        if check_audio and "wav.scp" in tables:
+            for utt, value in tables["wav.scp"].items():
+                if not value.endswith("|") and not os.path.isfile(value):
+                    problems.append(f"{path}/wav.scp: audio of '{utt}' not found: {value} {fix}")
+                    break
+        for trials in trial_files(path):
+            try:
+                for lineno, (u1, u2, _) in enumerate(read_trials(trials), 1):
+                    unknown = next((u for u in (u1, u2) if u not in utt2spk), None)
+                    if unknown is not None:
+                        problems.append(
+                            f"{trials} line {lineno}: '{unknown}' is not an utterance of {path}/utt2spk "
+                            "(remove the trial or restore the utterance)"
+                        )
+                        break
+            except DataDirError as e:
+                problems.append(str(e))
+    if problems:
+        raise DataDirError("validate_data_dir: " + "\n  ".join([f"{path} is not valid:"] + problems))
+    return DataDir(path)
+
+
+def fix_data_dir(path: str | os.PathLike) -> tuple[int, int]:
+    """Keeps the utterances present in every per-utterance file, sorted and unique.
+
+    The old files go to ``<dir>/.backup/``; spk2utt is remade from utt2spk. Lines
+    that cannot be parsed and repeated keys are dropped (the first occurrence is
+    kept). Returns (kept, dropped) utterance counts.
+    """
+    path = Path(path)
+    if not (path / "utt2spk").is_file():
+        raise DataDirError(f"{path}/utt2spk: missing; fix_data_dir needs it to know the utterances")
+    tables: dict[str, dict[str, str]] = {}
+    for name in UTT_FILES:
+        if (path / name).is_file():
+            table: dict[str, str] = {}
+            with open(path / name, encoding="utf-8") as f:
+                for line in f:
+                    parts = line.split(maxsplit=1)
+                    if len(parts) == 2 and parts[1].strip() and parts[0] not in table:
+                        table[parts[0]] = parts[1].strip()
+            tables[name] = table
+    keep = set(tables["utt2spk"])
+    for table in tables.values():
+        keep &= set(table)
+    keep = {u for u in keep if u.startswith(tables["utt2spk"][u])}
+    all_utts = set().union(*tables.values())
+    backup = path / ".backup"
+    backup.mkdir(exist_ok=True)
+    for name in list(tables) + ["spk2utt"]:
+        if (path / name).is_file():
+            shutil.copy2(path / name, backup / name)
+    for name, table in tables.items():
+        write_kv(path / name, {u: v for u, v in table.items() if u in keep})
+    write_kv(path / "spk2utt", utt2spk_to_spk2utt({u: tables["utt2spk"][u] for u in keep}))
+    return len(keep), len(all_utts) - len(keep)
+
+
+def subset_data_dir(
+    src: str | os.PathLike,
+    dst: str | os.PathLike,
+    *,
+    utts: Iterable[str] | None = None,
+    speakers: Iterable[str] | None = None,
+) -> DataDir:
+    """Copies the part of ``src`` for the given utterances or speakers into ``dst``."""
+    src_dir = DataDir(src)
+    if (utts is None) == (speakers is None):
+        raise ValueError("subset_data_dir: give exactly one of utts or speakers")
+    if speakers is not None:
+        speakers = set(speakers)
+        unknown = speakers - set(src_dir.spk2utt)
+        if unknown:
+            raise DataDirError(f"{src_dir.path}/spk2utt: no speaker '{sorted(unknown)[0]}' ({len(unknown)} unknown)")
+        keep = {u for u, s in src_dir.utt2spk.items() if s in speakers}
+    else:
+        keep = set(utts)
+        unknown = keep - set(src_dir.utt2spk)
+        if unknown:
+            raise DataDirError(f"{src_dir.path}/utt2spk: no utterance '{sorted(unknown)[0]}' ({len(unknown)} unknown)")
+    dst = Path(dst)
+    dst.mkdir(parents=True, exist_ok=True)
+    for name in UTT_FILES:
+        if src_dir.has(name):
+            write_kv(dst / name, {u: v for u, v in src_dir.table(name).items() if u in keep})
+    write_kv(dst / "spk2utt", utt2spk_to_spk2utt({u: src_dir.utt2spk[u] for u in keep}))
+    return DataDir(dst)
+
+
+def split_data_dir(path: str | os.PathLike, nj: int) -> list[Path]:
+    """Splits a data dir into ``nj`` parts of near-equal utterance counts.
+
+    Writes ``<dir>/split<nj>/<1..nj>/`` (Kaldi's layout) and returns their paths.
+    Reuses an existing split that is newer than utt2spk.
+    """
+    data = DataDir(path)
+    if nj < 1:
+        raise ValueError(f"split_data_dir: nj must be >= 1, got {nj}")
+    if nj > len(data):
+        raise DataDirError(f"{data.path}: cannot split {len(data)} utterances into {nj} jobs (use --nj {len(data)} or fewer)")
+    root = data.path / f"split{nj}"
+    parts = [root / str(n) for n in range(1, nj + 1)]
+    stamp = (data.path / "utt2spk").stat().st_mtime
+    if all((p / "utt2spk").is_file() and (p / "utt2spk").stat().st_mtime >= stamp for p in parts):
+        return parts
+    utts = data.utts
+    for n, part in enumerate(parts):
+        lo, hi = len(utts) * n // nj, len(utts) * (n + 1) // nj
+        subset_data_dir(data.path, part, utts=utts[lo:hi])
+    return parts
+
+
+def make_trials(
+    utt2spk: Mapping[str, str],
+    *,
+    max_targets: int = 10000,
+    seed: int = 0,
+) -> list[tuple[str, str, bool]]:
+    """Every target pair (up to ``max_targets``) and as many non-target pairs.
+
+    Deterministic for a seed; pairs are unordered and never repeat.
+    """
+    rng = random.Random(seed)
+    spk2utt = utt2spk_to_spk2utt(utt2spk)
+    targets = [(a, b) for u in spk2utt.values() for i, a in enumerate(u) for b in u[i + 1:]]
+    if len(targets) > max_targets:
+        targets = rng.sample(targets, max_targets)
+    utts = sorted(utt2spk, key=sort_key)
+    if len(spk2utt) < 2 or not targets:
+        raise DataDirError("make_trials: need at least 2 speakers and one speaker with 2 utterances")
+    nontargets: set[tuple[str, str]] = set()
+    max_nontargets = len(utts) * (len(utts) - 1) // 2 - sum(len(u) * (len(u) - 1) // 2 for u in spk2utt.values())
+    while len(nontargets) < min(len(targets), max_nontargets):
+        a, b = rng.sample(utts, 2)
+        if utt2spk[a] != utt2spk[b]:
+            nontargets.add((a, b) if sort_key(a) < sort_key(b) else (b, a))
+    trials = [(a, b, True) for a, b in targets] + [(a, b, False) for a, b in sorted(nontargets)]
+    rng.shuffle(trials)
+    return trials
+
+
+def write_trials(path: str | os.PathLike, trials: Iterable[tuple[str, str, bool]]) -> None:
+    write_text_atomic(path, "".join(f"{u1} {u2} {'target' if t else 'nontarget'}\n" for u1, u2, t in trials))

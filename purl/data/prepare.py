@@ -1,0 +1,241 @@
+"""Stage 0: corpus trees to Kaldi data dirs.
+
+Every corpus here is a folder-per-speaker tree, ``<root>/<speaker>/**/<file>``
+(VoxCeleb's ``<root>/<id>/<video>/<nnnnn>.wav`` is one), so one scanner serves
+VoxCeleb and a user's own corpus: the utterance id is the speaker folder followed
+by the path below it, without extension, with '/' turned into '-':
+``id10001/1zcIwhmdeo4/00001.wav`` -> ``id10001-1zcIwhmdeo4-00001``.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shlex
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Iterable, Mapping, Sequence
+
+from purl.audio import AudioError, audio_duration
+from purl.data.datadir import (
+    DataDirError,
+    make_trials,
+    sort_key,
+    utt2spk_to_spk2utt,
+    write_kv,
+    write_trials,
+)
+
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".opus")
+# Extensions libsndfile cannot decode; wav.scp reads them through ffmpeg.
+PIPE_EXTENSIONS = (".m4a", ".aac", ".mp3")
+
+VOXCELEB_URL = "https://www.robots.ox.ac.uk/~vgg/data/voxceleb/"
+VOXCELEB_TRIALS = {  # recipe name -> official cleaned list
+    "vox1_O": "veri_test2.txt",
+    "vox1_E": "list_test_all2.txt",
+    "vox1_H": "list_test_hard2.txt",
+}
+
+
+def ffmpeg_pipe(path: str | os.PathLike, sample_rate: int = 16000) -> str:
+    """A wav.scp entry that decodes ``path`` to 16-bit mono wav on stdout."""
+    return f"ffmpeg -nostdin -loglevel error -i {shlex.quote(str(path))} -ac 1 -ar {sample_rate} -f wav - |"
+
+
+def utterance_id(speaker: str, relative: Path) -> str:
+    return "-".join((speaker,) + relative.with_suffix("").parts)
+
+
+def scan_speaker_folders(
+    root: str | os.PathLike,
+    *,
+    extensions: Sequence[str] = AUDIO_EXTENSIONS + PIPE_EXTENSIONS,
+    sample_rate: int = 16000,
+) -> tuple[dict[str, str], dict[str, str]]:
+    """Finds ``<root>/<speaker>/**/*.<ext>``; returns (wav_scp, utt2spk).
+
+    Files whose extension libsndfile cannot read become ffmpeg pipes. Raises when
+    the tree has no audio, or when two files map to the same utterance id.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise DataDirError(f"{root}: no such corpus directory")
+    wav_scp: dict[str, str] = {}
+    utt2spk: dict[str, str] = {}
+    for speaker_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+        speaker = speaker_dir.name
+        if any(c.isspace() for c in speaker) or "-" in speaker:
+            raise DataDirError(
+                f"{speaker_dir}: speaker folder names must have no spaces or '-' "
+                "(the utterance id is <speaker>-<path>; rename the folder)"
+            )
+        for dirpath, dirnames, filenames in os.walk(speaker_dir):
+            dirnames.sort()
+            for name in sorted(filenames):
+                ext = os.path.splitext(name)[1].lower()
+                if ext not in extensions:
+                    continue
+                path = Path(dirpath) / name
+                relative = path.relative_to(speaker_dir)
+                utt = utterance_id(speaker, relative)
+                if any(c.isspace() for c in utt):
+                    raise DataDirError(f"{path}: spaces in a path make an invalid utterance id (rename the file)")
+                if utt in wav_scp:
+                    raise DataDirError(f"{path}: gives the utterance id '{utt}' of another file (rename one of them)")
+                wav_scp[utt] = ffmpeg_pipe(path.resolve(), sample_rate) if ext in PIPE_EXTENSIONS else str(path.resolve())
+                utt2spk[utt] = speaker
+    if not wav_scp:
+        raise DataDirError(
+            f"{root}: no audio files ({', '.join(extensions)}) under <root>/<speaker>/; "
+            "expected one folder per speaker"
+        )
+    return wav_scp, utt2spk
+
+
+def durations(wav_scp: Mapping[str, str], *, threads: int = 8) -> dict[str, float]:
+    """utt2dur from file headers (threads, since this is I/O bound)."""
+    def one(item):
+        utt, entry = item
+        try:
+            return utt, audio_duration(entry)
+        except AudioError as e:
+            raise DataDirError(f"utterance '{utt}': {e} (remove or replace the file)") from e
+
+    with ThreadPoolExecutor(threads) as pool:
+        return dict(pool.map(one, wav_scp.items()))
+
+
+def write_data_dir(
+    out_dir: str | os.PathLike,
+    wav_scp: Mapping[str, str],
+    utt2spk: Mapping[str, str],
+    *,
+    with_durations: bool = True,
+) -> Path:
+    """Writes wav.scp, utt2spk, spk2utt and (for file entries) utt2dur.
+
+    utt2dur is left out when any entry is a pipe: decoding a million m4a files
+    only to learn their lengths would take hours, and stage 1 writes utt2dur
+    from the samples it decodes anyway.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if with_durations and not any(e.endswith("|") for e in wav_scp.values()):
+        write_kv(out_dir / "utt2dur", {u: f"{d:.3f}" for u, d in durations(wav_scp).items()})
+    write_kv(out_dir / "wav.scp", wav_scp)
+    write_kv(out_dir / "spk2utt", utt2spk_to_spk2utt(utt2spk))
+    write_kv(out_dir / "utt2spk", utt2spk)  # last: its presence marks the dir complete
+    return out_dir
+
+
+def split_speakers(speakers: Iterable[str], num_test: int, seed: int) -> tuple[list[str], list[str]]:
+    """Draws ``num_test`` held-out speakers, seeded; returns (train, test)."""
+    speakers = sorted(speakers, key=sort_key)
+    if not 0 <= num_test < len(speakers):
+        raise DataDirError(f"cannot hold out {num_test} of {len(speakers)} speakers (use fewer)")
+    test = set(random.Random(seed).sample(speakers, num_test))
+    return [s for s in speakers if s not in test], sorted(test, key=sort_key)
+
+
+def prepare_folder_corpus(
+    root: str | os.PathLike,
+    train_dir: str | os.PathLike,
+    *,
+    test_dir: str | os.PathLike | None = None,
+    num_test_speakers: int = 0,
+    max_target_trials: int = 10000,
+    seed: int = 0,
+) -> dict[str, int]:
+    """A folder-per-speaker corpus to a train dir and, optionally, a held-out test dir.
+
+    The test dir gets a trial list ``trials``: every target pair up to
+    ``max_target_trials`` and as many non-target pairs, seeded.
+    """
+    wav_scp, utt2spk = scan_speaker_folders(root)
+    train_spk, test_spk = split_speakers(set(utt2spk.values()), num_test_speakers, seed)
+    summary = {}
+    for out_dir, speakers in ((train_dir, train_spk), (test_dir, test_spk)):
+        if out_dir is None or not speakers:
+            continue
+        speakers = set(speakers)
+        utts = {u: s for u, s in utt2spk.items() if s in speakers}
+        write_data_dir(out_dir, {u: wav_scp[u] for u in utts}, utts)
+        summary[str(out_dir)] = len(utts)
+    if test_dir is not None and test_spk:
+        test_utts = {u: s for u, s in utt2spk.items() if s in set(test_spk)}
+        write_trials(Path(test_dir) / "trials", make_trials(test_utts, max_targets=max_target_trials, seed=seed))
+    return summary
+
+
+def convert_voxceleb_trials(official: str | os.PathLike, utts: set[str]) -> list[tuple[str, str, bool]]:
+    """An official list (``1 id10270/x6uYqmx31kE/00001.wav id10270/8jEAjG6SegY/00008.wav``) to trials."""
+    official = Path(official)
+    trials = []
+    with open(official, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            parts = line.split()
+            if len(parts) != 3 or parts[0] not in ("0", "1"):
+                raise DataDirError(
+                    f"{official} line {lineno}: expected '<0|1> <spk>/<video>/<n>.wav <spk>/<video>/<n>.wav', "
+                    f"got '{line.strip()}' (download the list again from {VOXCELEB_URL})"
+                )
+            pair = []
+            for path in parts[1:]:
+                rel = Path(path)
+                utt = utterance_id(rel.parts[0], Path(*rel.parts[1:]))
+                if utt not in utts:
+                    raise DataDirError(
+                        f"{official} line {lineno}: '{path}' is not in the VoxCeleb1 tree "
+                        "(VoxCeleb1-E and -H need both vox1_dev_wav and vox1_test_wav extracted into one wav/ tree)"
+                    )
+                pair.append(utt)
+            trials.append((pair[0], pair[1], parts[0] == "1"))
+    return trials
+
+
+def prepare_voxceleb(
+    vox1_root: str | os.PathLike,
+    vox2_dev_root: str | os.PathLike | None,
+    trials_dir: str | os.PathLike,
+    data_root: str | os.PathLike,
+) -> dict[str, int]:
+    """VoxCeleb1 (wav) and VoxCeleb2 dev (m4a or wav) to data/vox1 and data/vox2_dev.
+
+    ``vox1_root`` is the folder holding ``id10001/``... (the ``wav/`` folder that
+    vox1_dev_wav.zip and vox1_test_wav.zip extract to); ``vox2_dev_root`` holds
+    ``id00012/``... (``dev/aac/`` of vox2_dev_aac.zip, or a converted wav tree).
+    ``trials_dir`` holds the official cleaned lists; data/vox1 gets
+    ``trials_vox1_O``, ``trials_vox1_E`` and ``trials_vox1_H``.
+    """
+    data_root = Path(data_root)
+    trials_dir = Path(trials_dir)
+    missing = [name for name in VOXCELEB_TRIALS.values() if not (trials_dir / name).is_file()]
+    if missing:
+        raise DataDirError(
+            f"{trials_dir}: missing the official trial list(s) {', '.join(missing)}; download them from "
+            f"{VOXCELEB_URL}meta/ into that folder, or set vox1_trials_dir in run.sh"
+        )
+    summary = {}
+    if vox2_dev_root is not None:
+        wav_scp, utt2spk = _scan_voxceleb(vox2_dev_root, "VoxCeleb2 dev", "vox2_dev_root", "dev/aac of vox2_dev_aac.zip")
+        write_data_dir(data_root / "vox2_dev", wav_scp, utt2spk)
+        summary["vox2_dev"] = len(wav_scp)
+    wav_scp, utt2spk = _scan_voxceleb(vox1_root, "VoxCeleb1", "vox1_root", "wav/ of vox1_dev_wav.zip + vox1_test_wav.zip")
+    vox1 = write_data_dir(data_root / "vox1", wav_scp, utt2spk)
+    utts = set(utt2spk)
+    for name, official in VOXCELEB_TRIALS.items():
+        write_trials(vox1 / f"trials_{name}", convert_voxceleb_trials(trials_dir / official, utts))
+    summary["vox1"] = len(wav_scp)
+    return summary
+
+
+def _scan_voxceleb(root, corpus: str, variable: str, content: str) -> tuple[dict[str, str], dict[str, str]]:
+    root = Path(root)
+    if not root.is_dir():
+        raise DataDirError(
+            f"{root}: no {corpus} here; set {variable} in run.sh to the folder holding id*/ "
+            f"({content}; the corpus comes from {VOXCELEB_URL})"
+        )
+    wav_scp, utt2spk = scan_speaker_folders(root)
+    return wav_scp, utt2spk

@@ -1,0 +1,171 @@
+"""80-dim Kaldi filterbank features, computed with kaldi-native-fbank.
+
+Options are Kaldi's compute-fbank-feats defaults (25 ms Povey window, 10 ms shift,
+pre-emphasis 0.97, DC removal, power spectrum, snip-edges) with dither 0 so that
+features are reproducible; on 16-bit-scale samples the values equal Kaldi's.
+Matrices are stored Kaldi-compressed (kSpeechFeature, as ``copy-feats --compress``).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import kaldi_native_fbank as knf
+import kaldiio
+import numpy as np
+
+from purl.audio import AudioError, read_audio
+from purl.data.datadir import DataDir, fix_data_dir, read_kv, write_kv
+
+# kaldiio's numbering follows Kaldi's CompressionMethod enum: 2 = kSpeechFeature,
+# what Kaldi's automatic method picks for feature matrices of more than 8 rows.
+KALDI_SPEECH_FEATURE_COMPRESSION = 2
+FRAME_SHIFT_S = 0.010
+FRAME_LENGTH_S = 0.025
+
+
+def fbank_options(sample_rate: int = 16000, num_mel_bins: int = 80) -> knf.FbankOptions:
+    opts = knf.FbankOptions()
+    opts.frame_opts.samp_freq = sample_rate
+    opts.frame_opts.frame_shift_ms = FRAME_SHIFT_S * 1000
+    opts.frame_opts.frame_length_ms = FRAME_LENGTH_S * 1000
+    opts.frame_opts.dither = 0.0
+    opts.frame_opts.snip_edges = True
+    opts.mel_opts.num_bins = num_mel_bins
+    return opts
+
+
+def compute_fbank(samples: np.ndarray, opts: knf.FbankOptions) -> np.ndarray:
+    """(samples,) float32 on the 16-bit scale -> (frames, num_mel_bins) float32."""
+    fbank = knf.OnlineFbank(opts)
+    fbank.accept_waveform(opts.frame_opts.samp_freq, samples)
+    fbank.input_finished()
+    n = fbank.num_frames_ready
+    out = np.empty((n, opts.mel_opts.num_bins), dtype=np.float32)
+    for i in range(n):
+        out[i] = fbank.get_frame(i)
+    return out
+
+
+def num_frames(num_samples: int, sample_rate: int) -> int:
+    """Frames that snip-edges framing yields for a signal of num_samples."""
+    window = int(sample_rate * FRAME_LENGTH_S)
+    shift = int(sample_rate * FRAME_SHIFT_S)
+    return 0 if num_samples < window else 1 + (num_samples - window) // shift
+
+
+class FeatureError(RuntimeError):
+    """Feature extraction of a data dir failed."""
+
+
+@dataclass
+class FbankJobResult:
+    done: int = 0
+    failed: dict[str, str] = field(default_factory=dict)
+
+
+def make_fbank_job(
+    wav_scp: dict[str, str],
+    ark_path: str | os.PathLike,
+    *,
+    sample_rate: int = 16000,
+    num_mel_bins: int = 80,
+    compress: bool = True,
+    on_utt: Callable[[], None] | None = None,
+) -> FbankJobResult:
+    """Computes features for every entry of ``wav_scp`` into one ark with its scp.
+
+    Writes ``<ark>`` and ``<ark minus .ark>.scp``, ``.utt2num_frames``, ``.utt2dur``
+    and ``.failed`` (utt and reason) beside it. All appear only when the job is
+    complete (temporary names, then renames, the scp last, since it is what the
+    merge step looks for). An utterance whose audio is unreadable, empty, too short
+    for one frame, or of another sample rate is recorded as failed, not fatal.
+    """
+    ark_path = Path(ark_path)
+    base = ark_path.with_suffix("")
+    outputs = {ext: Path(f"{base}{ext}") for ext in (".utt2num_frames", ".utt2dur", ".failed", ".scp")}
+    tmp = {ext: p.with_name(p.name + ".tmp") for ext, p in outputs.items()}
+    tmp_ark = ark_path.with_name(ark_path.name + ".tmp")
+    opts = fbank_options(sample_rate, num_mel_bins)
+    result = FbankJobResult()
+    frames_lines, dur_lines = [], []
+    with kaldiio.WriteHelper(
+        f"ark,scp:{tmp_ark},{tmp['.scp']}",
+        compression_method=KALDI_SPEECH_FEATURE_COMPRESSION if compress else None,
+    ) as writer:
+        for utt, entry in wav_scp.items():
+            try:
+                samples, rate = read_audio(entry)
+                if rate != sample_rate:
+                    raise AudioError(
+                        f"sample rate {rate} Hz, expected {sample_rate} Hz "
+                        f"(resample the corpus, e.g. with 'sox in.wav -r {sample_rate} out.wav', or set --sample-rate)"
+                    )
+                if num_frames(len(samples), rate) == 0:
+                    raise AudioError(f"{len(samples)} samples: empty or shorter than one {FRAME_LENGTH_S * 1000:.0f} ms frame")
+                feats = compute_fbank(samples, opts)
+            except AudioError as e:
+                result.failed[utt] = str(e)
+            else:
+                writer(utt, feats)
+                frames_lines.append(f"{utt} {len(feats)}\n")
+                dur_lines.append(f"{utt} {len(samples) / rate:.3f}\n")
+                result.done += 1
+            if on_utt is not None:
+                on_utt()
+    tmp[".utt2num_frames"].write_text("".join(frames_lines))
+    tmp[".utt2dur"].write_text("".join(dur_lines))
+    tmp[".failed"].write_text("".join(f"{u} {why}\n" for u, why in result.failed.items()))
+    # The scp written by kaldiio names the temporary ark; point it at the final one.
+    scp_text = tmp[".scp"].read_text().replace(f"{tmp_ark}:", f"{ark_path}:")
+    tmp[".scp"].write_text(scp_text)
+    os.replace(tmp_ark, ark_path)
+    for ext in (".utt2num_frames", ".utt2dur", ".failed", ".scp"):
+        os.replace(tmp[ext], outputs[ext])
+    return result
+
+
+def merge_fbank_jobs(data_dir: str | os.PathLike, fbank_dir: str | os.PathLike, nj: int, *, max_fail_frac: float = 0.01) -> list[str]:
+    """Merges the outputs of ``nj`` finished jobs into the data dir.
+
+    Writes utt2num_frames, utt2dur (when the dir has none) and feats.scp last, since
+    a complete feats.scp is what tells later stages (and reruns) that stage 1 is
+    done. Failed utterances are listed in ``<data>/log/fbank_failed``; when they are
+    more than ``max_fail_frac`` of the dir nothing is merged and FeatureError is
+    raised, otherwise they are dropped from the dir. Returns the failed ids.
+    """
+    data = DataDir(data_dir)
+    fbank_dir = Path(fbank_dir)
+    merged: dict[str, dict[str, str]] = {".scp": {}, ".utt2num_frames": {}, ".utt2dur": {}}
+    failed: dict[str, str] = {}
+    for n in range(1, nj + 1):
+        base = fbank_dir / f"raw_fbank.{n}"
+        for ext, table in merged.items():
+            if Path(f"{base}{ext}").stat().st_size > 0:
+                table.update(read_kv(f"{base}{ext}", check_sorted=False))
+        with open(f"{base}.failed", encoding="utf-8") as f:
+            for line in f:
+                utt, why = line.rstrip("\n").split(" ", 1)
+                failed[utt] = why
+    log_dir = data.path / "log"
+    log_dir.mkdir(exist_ok=True)
+    write_kv(log_dir / "fbank_failed", failed)
+    total = len(data)
+    if len(failed) > max_fail_frac * total:
+        listing = "\n".join(f"  {u}: {why}" for u, why in list(failed.items())[:20])
+        more = f"\n  ... and {len(failed) - 20} more" if len(failed) > 20 else ""
+        raise FeatureError(
+            f"{len(failed)} of {total} utterances of {data.path} failed, more than --max-fail-frac "
+            f"{max_fail_frac} allows (all in {log_dir / 'fbank_failed'}):\n{listing}{more}\n"
+            "Fix or remove these files (utils/subset_data_dir.py), or raise --max-fail-frac."
+        )
+    write_kv(data.path / "utt2num_frames", merged[".utt2num_frames"])
+    if not data.has("utt2dur"):
+        write_kv(data.path / "utt2dur", merged[".utt2dur"])
+    if failed:
+        fix_data_dir(data.path)  # utt2num_frames lacks them: dropped everywhere, old files backed up
+    write_kv(data.path / "feats.scp", merged[".scp"])
+    return list(failed)

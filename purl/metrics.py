@@ -1,0 +1,249 @@
+"""Speaker-verification metrics: EER, minDCF and DET curves, exact and numpy-only.
+
+Conventions used throughout:
+
+* A trial is *accepted* when ``score >= threshold``.
+  ``P_miss(t)`` is the fraction of target trials with ``score < t``;
+  ``P_fa(t)`` the fraction of non-target trials with ``score >= t``.
+* Operating points are taken at every distinct score (which rejects exactly
+  the trials below it) plus ``+inf`` (reject everything).  A threshold of
+  ``-inf`` gives the same point as the lowest score, so it is not repeated.
+  Trials with equal scores therefore always fall on the same side of a
+  threshold: tied scores collapse into one operating point, and no result
+  depends on the order in which tied trials happen to be sorted.
+* Nothing is binned or interpolated: the figures are exact for the given
+  scores.
+
+Typical use, sorting the scores once for all figures and the DET plot::
+
+    op = operating_points(scores, labels)
+    figures = metrics_from_points(op, p_targets=(0.01, 0.05))
+    plot_det({"ecapa": (op.p_miss, op.p_fa)}, "exp/ecapa/scores/det.png")
+"""
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+# Tick positions of a classic NIST DET plot, in percent.
+DET_TICKS_PERCENT = (0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 40)
+
+
+@dataclass(frozen=True)
+class OperatingPoints:
+    """Every distinct operating point of a set of scored trials.
+
+    All arrays have shape ``(M,)``, ``M`` = number of distinct scores + 1,
+    ordered by increasing threshold, so ``p_miss`` rises from 0 to 1 and
+    ``p_fa`` falls from 1 to 0.  The last threshold is ``+inf``.
+    """
+
+    thresholds: np.ndarray
+    p_miss: np.ndarray
+    p_fa: np.ndarray
+    n_target: int
+    n_nontarget: int
+
+
+def _check_trials(scores, labels):
+    """Validate scores and labels; return (float64 scores, bool is_target)."""
+    scores = np.asarray(scores, dtype=np.float64)
+    labels = np.asarray(labels)
+    if scores.ndim != 1 or labels.ndim != 1:
+        raise ValueError(
+            f"scores and labels must be 1-D, got shapes {scores.shape} and {labels.shape}"
+        )
+    if scores.shape != labels.shape:
+        raise ValueError(
+            f"{scores.size} scores but {labels.size} labels: one label per trial is needed"
+        )
+    if scores.size == 0:
+        raise ValueError("no trials: scores and labels are empty")
+    if not np.all(np.isfinite(scores)):
+        bad = int(np.flatnonzero(~np.isfinite(scores))[0])
+        raise ValueError(f"score of trial {bad} is {scores[bad]}: scores must be finite")
+    if labels.dtype != np.bool_:
+        if not np.all((labels == 0) | (labels == 1)):
+            raise ValueError("labels must be boolean or 0/1 (1 = target trial)")
+        labels = labels.astype(np.bool_)
+    n_target = int(np.count_nonzero(labels))
+    if n_target == 0:
+        raise ValueError(f"no target trials among {labels.size} trials")
+    if n_target == labels.size:
+        raise ValueError(f"no non-target trials among {labels.size} trials")
+    return scores, labels
+
+
+def operating_points(scores, labels) -> OperatingPoints:
+    """Sort the trials once and return every distinct operating point.
+
+    scores: (N,) float; labels: (N,) bool or 0/1, True/1 for a target trial.
+    Raises ValueError for empty input, or when there are no targets or no
+    non-targets (the caller adds the file name to the message).
+    """
+    scores, is_target = _check_trials(scores, labels)
+    n = scores.size
+    order = np.argsort(scores)
+    sorted_scores = scores[order]
+    sorted_target = is_target[order]
+
+    # Index b where a run of equal scores starts: "threshold = sorted_scores[b]"
+    # rejects exactly the b lowest trials.  Only these run starts (and b = n,
+    # reject all) are operating points, which is what keeps ties together.
+    run_starts = np.flatnonzero(sorted_scores[1:] != sorted_scores[:-1]) + 1
+    n_rejected = np.concatenate(([0], run_starts, [n]))
+
+    # targets_below[b] = number of targets among the b lowest trials.
+    targets_below = np.concatenate(([0], np.cumsum(sorted_target)))[n_rejected]
+    nontargets_below = n_rejected - targets_below
+
+    n_target = int(targets_below[-1])
+    n_nontarget = n - n_target
+    return OperatingPoints(
+        thresholds=np.append(sorted_scores[n_rejected[:-1]], np.inf),
+        p_miss=targets_below / n_target,
+        p_fa=(n_nontarget - nontargets_below) / n_nontarget,
+        n_target=n_target,
+        n_nontarget=n_nontarget,
+    )
+
+
+def _eer_index(p_miss, p_fa) -> int:
+    # np.argmin returns the first minimum, i.e. the lowest threshold among ties.
+    return int(np.argmin(np.abs(np.asarray(p_miss) - np.asarray(p_fa))))
+
+
+def eer_from_points(op: OperatingPoints):
+    """Equal error rate of precomputed operating points; see compute_eer."""
+    i = _eer_index(op.p_miss, op.p_fa)
+    return 0.5 * float(op.p_miss[i] + op.p_fa[i]), float(op.thresholds[i])
+
+
+def min_dcf_from_points(op: OperatingPoints, p_target, c_miss=1.0, c_fa=1.0):
+    """Normalised minimum DCF of precomputed operating points; see compute_min_dcf."""
+    if not 0.0 < p_target < 1.0:
+        raise ValueError(f"p_target must be in (0, 1), got {p_target}")
+    if c_miss <= 0 or c_fa <= 0:
+        raise ValueError(f"c_miss and c_fa must be positive, got {c_miss} and {c_fa}")
+    dcf = c_miss * p_target * op.p_miss + c_fa * (1.0 - p_target) * op.p_fa
+    # The cost of the better of the two trivial systems (accept all / reject
+    # all), as in NIST's and Kaldi's compute_min_dcf.py.
+    c_default = min(c_miss * p_target, c_fa * (1.0 - p_target))
+    i = int(np.argmin(dcf))  # first minimum: lowest threshold among ties
+    return float(dcf[i] / c_default), float(op.thresholds[i])
+
+
+def compute_eer(scores, labels):
+    """Equal error rate, exactly, from the sorted scores.
+
+    Returns ``(eer, threshold)``, eer as a fraction in [0, 1].
+
+    Definition: among all operating points (see the module docstring), take
+    the one minimising ``|P_miss - P_fa|`` -- where the two step curves cross
+    -- and return the mean ``(P_miss + P_fa) / 2`` there, with its threshold.
+    Among equally good points the lowest threshold wins.  Nothing is
+    interpolated; compared with definitions that interpolate between points
+    (e.g. the ROC convex hull) it differs by at most one step of a curve,
+    i.e. about ``1 / n_target`` or ``1 / n_nontarget``.
+    Perfect separation gives 0; scores that rank every non-target above
+    every target give 1.
+    """
+    return eer_from_points(operating_points(scores, labels))
+
+
+def compute_min_dcf(scores, labels, p_target, c_miss=1.0, c_fa=1.0):
+    """Minimum normalised detection cost over all operating points.
+
+    Returns ``(min_dcf, threshold)`` where
+    ``DCF(t) = c_miss * p_target * P_miss(t) + c_fa * (1 - p_target) * P_fa(t)``
+    divided by ``min(c_miss * p_target, c_fa * (1 - p_target))`` (NIST SRE,
+    Kaldi's compute_min_dcf.py), so 1.0 is the cost of the best trivial
+    system.  Among equal minima the lowest threshold wins.
+    """
+    return min_dcf_from_points(operating_points(scores, labels), p_target, c_miss, c_fa)
+
+
+def metrics_from_points(op: OperatingPoints, p_targets=(0.01, 0.05)) -> dict:
+    """{"eer": ..., "min_dcf_0.01": ..., ...} from precomputed operating points."""
+    figures = {"eer": eer_from_points(op)[0]}
+    for p in p_targets:
+        figures[f"min_dcf_{p:g}"] = min_dcf_from_points(op, p)[0]
+    return figures
+
+
+def evaluate(scores, labels, p_targets=(0.01, 0.05)) -> dict:
+    """EER and minDCF at each p_target (c_miss = c_fa = 1), sorting once.
+
+    Returns e.g. ``{"eer": 0.0123, "min_dcf_0.01": 0.134, "min_dcf_0.05": 0.087}``
+    (fractions, not percent).  To also plot the DET curve, call
+    operating_points() and metrics_from_points() yourself.
+    """
+    return metrics_from_points(operating_points(scores, labels), p_targets)
+
+
+def plot_det(curves: dict, path, title="DET curve"):
+    """Draw DET curves on normal-deviate axes and write them to ``path``.
+
+    curves: {name: (p_miss, p_fa)}, each a pair of equally long arrays, e.g.
+    ``(op.p_miss, op.p_fa)`` from operating_points().  Each curve's EER point
+    is marked on the diagonal and given in the legend.  The image (format
+    from the extension, PNG by default) is written under a temporary name and
+    renamed, so ``path`` is either complete or absent.
+    """
+    # Imported here so that scoring code that never plots does not pay for
+    # matplotlib; Figure() without pyplot renders with Agg and touches no
+    # global backend state.
+    from matplotlib.figure import Figure
+    from scipy.stats import norm
+
+    if not curves:
+        raise ValueError("plot_det: no curves to plot")
+    path = os.fspath(path)
+    ext = os.path.splitext(path)[1].lstrip(".").lower() or "png"
+
+    # 0 and 1 map to -inf/+inf; clip just beyond the visible range instead.
+    limits = (0.0005, 0.6)
+    eps = 1e-6
+
+    def probit(p):
+        return norm.ppf(np.clip(np.asarray(p, dtype=np.float64), eps, 1.0 - eps))
+
+    fig = Figure(figsize=(5.5, 5.5))
+    ax = fig.add_subplot()
+    for name, (p_miss, p_fa) in curves.items():
+        p_miss = np.asarray(p_miss)
+        p_fa = np.asarray(p_fa)
+        if p_miss.shape != p_fa.shape or p_miss.ndim != 1:
+            raise ValueError(
+                f"plot_det: curve '{name}': p_miss {p_miss.shape} and p_fa {p_fa.shape} "
+                "must be 1-D and equally long"
+            )
+        i = _eer_index(p_miss, p_fa)
+        eer = 0.5 * (p_miss[i] + p_fa[i])
+        (line,) = ax.plot(probit(p_fa), probit(p_miss), label=f"{name} (EER {100 * eer:.2f}%)")
+        ax.plot(probit(eer), probit(eer), "o", color=line.get_color())
+
+    ticks = np.array(DET_TICKS_PERCENT) / 100.0
+    labels = [f"{t:g}" for t in DET_TICKS_PERCENT]
+    lo, hi = probit(limits[0]), probit(limits[1])
+    ax.plot([lo, hi], [lo, hi], ":", color="gray", linewidth=0.8)  # P_miss = P_fa
+    ax.set_xticks(probit(ticks), labels)
+    ax.set_yticks(probit(ticks), labels)
+    ax.set_xlim(lo, hi)
+    ax.set_ylim(lo, hi)
+    ax.set_xlabel("False alarm probability (%)")
+    ax.set_ylabel("Miss probability (%)")
+    ax.set_title(title)
+    ax.grid(True, linestyle=":", linewidth=0.6)
+    ax.legend(loc="upper right", fontsize="small")
+    fig.tight_layout()
+
+    directory, base = os.path.split(path)
+    tmp = os.path.join(directory, f".{base}.tmp{os.getpid()}")
+    try:
+        fig.savefig(tmp, format=ext, dpi=120)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)

@@ -1,0 +1,679 @@
+"""Synthetic speaker corpus: source-filter voices heard through random channels.
+
+The mini recipe needs a corpus that ships with the code, costs seconds to make and
+still poses a real speaker-verification problem. Each speaker gets the traits in
+which real voices differ (vocal-tract length, individual formant and vowel
+realisations, F0 level and intonation, glottal pulse shape and spectral tilt,
+breathiness, jitter/shimmer, speaking rate); each utterance says random
+phone-like content with that voice, varies the voice a little (as a person does
+from day to day) and passes through a random channel (EQ, reverberation, noise,
+level). An embedding network must therefore learn the voice, not the recording.
+
+Synthesis is vectorised numpy so that the default corpus takes seconds:
+  * the glottal source is a Rosenberg pulse evaluated on a per-sample phase
+    (cumulative F0), with jitter, shimmer and pulsed aspiration noise;
+  * the vocal tract is a Klatt-style cascade of five resonators whose
+    frequencies move every STFT hop; it is applied as a time-varying filter by
+    overlap-add in the frequency domain (each windowed frame is convolved with
+    its own all-pole response), so there is no per-sample Python loop.
+
+Every random draw comes from a generator seeded by (seed, speaker, utterance)
+through np.random.SeedSequence, so a corpus does not depend on --nj or on the
+order in which workers finish.
+
+Layout written by generate_corpus (what local/prepare_folder_corpus-style
+scripts read as <root>/<speaker>/**/*.wav):
+    <out>/spk0001/u0001.wav ...      16-bit PCM mono
+    <out>/.done                      generation parameters as JSON, written last
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import multiprocessing
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import soundfile
+from scipy import ndimage, signal
+
+logger = logging.getLogger(__name__)
+
+# Bumped when a change to the synthesis changes the audio, so that a corpus made
+# by an older version is not silently mixed with or mistaken for a new one.
+FORMAT_VERSION = 1
+
+# ---------------------------------------------------------------------------
+# Phone inventory. Formant frequencies are adult-male averages (Peterson and
+# Barney 1952 for F1-F3; F4/F5 typical values); speakers scale them.
+# Each entry: (F1..F5 in Hz, B1..B5 in Hz).
+# ---------------------------------------------------------------------------
+_VOWEL_BW = (70.0, 100.0, 140.0, 250.0, 350.0)
+VOWELS = {
+    "iy": ((270, 2290, 3010, 3500, 4500), _VOWEL_BW),
+    "ih": ((390, 1990, 2550, 3500, 4500), _VOWEL_BW),
+    "eh": ((530, 1840, 2480, 3500, 4500), _VOWEL_BW),
+    "ae": ((660, 1720, 2410, 3500, 4500), _VOWEL_BW),
+    "ah": ((520, 1190, 2390, 3500, 4500), _VOWEL_BW),
+    "aa": ((730, 1090, 2440, 3500, 4500), _VOWEL_BW),
+    "ao": ((570, 840, 2410, 3500, 4500), _VOWEL_BW),
+    "uh": ((440, 1020, 2240, 3500, 4500), _VOWEL_BW),
+    "uw": ((300, 870, 2240, 3500, 4500), _VOWEL_BW),
+    "er": ((490, 1350, 1690, 3500, 4500), _VOWEL_BW),
+}
+# Nasal murmurs: low F1, damped upper formants, weak.
+NASALS = {
+    "m": ((250, 1000, 2200, 3300, 4500), (100, 250, 300, 400, 500)),
+    "n": ((250, 1500, 2500, 3300, 4500), (100, 250, 300, 400, 500)),
+}
+# Fricatives and stop bursts: noise through broad front-cavity resonances; the
+# frication noise is high-passed, so F1 matters little here.
+FRICATIVES = {
+    "s": ((400, 1700, 2700, 4300, 5300), (300, 400, 400, 500, 600)),
+    "sh": ((400, 1800, 2400, 3000, 4200), (300, 300, 300, 400, 500)),
+    "f": ((400, 1400, 2500, 3600, 4800), (400, 600, 700, 800, 900)),
+    "h": ((500, 1500, 2500, 3500, 4500), (200, 200, 300, 400, 500)),
+}
+BURSTS = {  # labial (flat), alveolar (high), velar (compact mid)
+    "p": ((400, 1000, 2200, 3500, 4500), (400, 600, 700, 800, 900)),
+    "t": ((400, 1800, 2800, 4000, 5000), (300, 400, 400, 500, 600)),
+    "k": ((400, 1900, 2300, 3300, 4500), (300, 200, 300, 400, 500)),
+}
+# Poles above F5: a ~17.5 cm (adult male) tube has a resonance every ~1000 Hz.
+_VOWEL_F5 = 4500.0
+_HIGH_POLE_SPACING = 1000.0
+_NUM_HIGH_POLES = 8
+_HIGH_POLE_BW = 700.0
+
+# Phone kinds in the per-utterance phone table.
+_PAUSE, _VOWEL, _NASAL, _FRIC, _CLOSURE, _BURST = range(6)
+
+
+@dataclass(frozen=True)
+class SpeakerProfile:
+    """The fixed traits of one synthetic voice (drawn by draw_speaker)."""
+
+    female: bool
+    f0_mean: float  # Hz, long-term pitch level
+    intonation_st: float  # std of the pitch targets around f0_mean, semitones
+    declination_st: float  # pitch drift per second, semitones (downwards)
+    formant_scale: float  # vocal-tract length: factor on the whole formant table
+    formant_dev: tuple[float, ...]  # individual factor per formant F1..F5
+    vowel_dev: tuple[tuple[float, float], ...]  # per vowel: factors on (F1, F2), an "accent"
+    bandwidth_scale: float  # damping of the tract (wall losses, glottal leakage)
+    open_quotient: float  # fraction of the glottal period the folds are open
+    tilt: float  # one-pole low-pass coefficient on the source: larger = darker voice
+    breathiness: float  # aspiration-noise share of the voiced source
+    jitter: float  # relative std of F0 from one period to the next
+    shimmer: float  # relative std of amplitude from one period to the next
+    rate: float  # speaking rate factor: >1 speaks faster
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    """How hard the corpus is: within-speaker variability and channel ranges.
+
+    within_speaker_var scales every per-utterance deviation of the voice from
+    its profile (0 = the speaker sounds identical every time, 1 = default, 2 =
+    twice the day-to-day variation). The channel knobs apply per utterance.
+    """
+
+    within_speaker_var: float = 1.0
+    channel: bool = True  # False: clean synthetic speech (debugging, tests)
+    snr_range: tuple[float, float] = (5.0, 30.0)  # dB, over the whole utterance
+    reverb_prob: float = 0.7
+    rt60_range: tuple[float, float] = (0.1, 0.4)  # seconds
+    wet_range: tuple[float, float] = (0.1, 0.6)  # reverberant share of the energy
+    eq_strength: float = 1.0  # scales the random EQ (tilt up to +-1.5 dB/octave, peak +-6 dB)
+    level_range: tuple[float, float] = (-32.0, -16.0)  # RMS level, dBFS
+
+    def __post_init__(self) -> None:
+        for name in ("snr_range", "rt60_range", "wet_range", "level_range"):
+            lo, hi = getattr(self, name)
+            if lo > hi:
+                raise ValueError(f"SynthConfig: {name}=({lo}, {hi}) has min > max")
+        if self.within_speaker_var < 0 or self.eq_strength < 0:
+            raise ValueError("SynthConfig: within_speaker_var and eq_strength must be >= 0")
+        if not 0.0 <= self.reverb_prob <= 1.0:
+            raise ValueError(f"SynthConfig: reverb_prob={self.reverb_prob} is not in [0, 1]")
+        if not (0.0 <= self.wet_range[0] and self.wet_range[1] < 1.0):
+            raise ValueError(f"SynthConfig: wet_range={self.wet_range} must lie in [0, 1)")
+        if self.rt60_range[0] <= 0:
+            raise ValueError(f"SynthConfig: rt60_range={self.rt60_range} must be > 0")
+
+
+# ---------------------------------------------------------------------------
+# Random generators
+# ---------------------------------------------------------------------------
+def speaker_rng(seed: int, speaker: int) -> np.random.Generator:
+    """Generator for a speaker's profile; the leading 0 separates it from utterances."""
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(0, speaker)))
+
+
+def utterance_rng(seed: int, speaker: int, utt: int) -> np.random.Generator:
+    """Generator for one utterance: the same (seed, speaker, utt) gives the same audio."""
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(1, speaker, utt)))
+
+
+def draw_speaker(rng: np.random.Generator) -> SpeakerProfile:
+    """Draw the traits of one voice. Male and female voices are equally likely."""
+    female = bool(rng.random() < 0.5)
+    # Vocal-tract length: female tracts are ~15% shorter, hence higher formants.
+    scale = rng.normal(1.15 if female else 1.0, 0.045)
+    scale = float(np.clip(scale, 0.88, 1.3))
+    # Pitch is bimodal by sex; within a sex, a longer tract goes with a lower
+    # voice only loosely (larynx and tract size are weakly correlated).
+    f0 = math.exp(rng.normal(math.log(205.0 if female else 115.0), 0.13))
+    f0 *= ((1.15 if female else 1.0) / scale) ** 0.5
+    f0 = float(np.clip(f0, 85.0, 250.0))
+    return SpeakerProfile(
+        female=female,
+        f0_mean=f0,
+        intonation_st=float(rng.uniform(1.0, 4.0)),
+        declination_st=float(rng.uniform(0.2, 1.2)),
+        formant_scale=scale,
+        # F4/F5 depend on the speaker's anatomy more than on the vowel, so they
+        # vary more between speakers (a known speaker cue in real speech).
+        formant_dev=tuple(float(x) for x in np.exp(rng.normal(0.0, [0.04, 0.04, 0.04, 0.06, 0.06]))),
+        vowel_dev=tuple(
+            (float(a), float(b)) for a, b in np.exp(rng.normal(0.0, 0.04, size=(len(VOWELS), 2)))
+        ),
+        bandwidth_scale=float(rng.uniform(0.7, 1.6)),
+        open_quotient=float(rng.uniform(0.4, 0.75)),
+        tilt=float(rng.uniform(0.0, 0.65)),
+        breathiness=float(np.clip(rng.uniform(0.02, 0.3) + (0.05 if female else 0.0), 0.0, 0.4)),
+        jitter=float(rng.uniform(0.002, 0.015)),
+        shimmer=float(rng.uniform(0.02, 0.12)),
+        rate=float(rng.uniform(0.8, 1.25)),
+    )
+
+
+# ---------------------------------------------------------------------------
+# Content: a random phone sequence
+# ---------------------------------------------------------------------------
+@dataclass
+class _Phones:
+    """Phone table of one utterance (one row per phone, times in seconds)."""
+
+    start: list[float] = field(default_factory=list)
+    dur: list[float] = field(default_factory=list)
+    kind: list[int] = field(default_factory=list)
+    formants: list[tuple[float, ...]] = field(default_factory=list)
+    bandwidths: list[tuple[float, ...]] = field(default_factory=list)
+    voice_amp: list[float] = field(default_factory=list)
+    noise_amp: list[float] = field(default_factory=list)
+
+    def add(self, kind, dur, formants, bandwidths, voice_amp, noise_amp) -> None:
+        self.start.append(self.start[-1] + self.dur[-1] if self.start else 0.0)
+        self.dur.append(dur)
+        self.kind.append(kind)
+        self.formants.append(tuple(formants))
+        self.bandwidths.append(tuple(bandwidths))
+        self.voice_amp.append(voice_amp)
+        self.noise_amp.append(noise_amp)
+
+    @property
+    def end(self) -> float:
+        return self.start[-1] + self.dur[-1] if self.start else 0.0
+
+
+_VOWEL_NAMES = list(VOWELS)
+_NEUTRAL = ((500, 1500, 2500, 3500, 4500), _VOWEL_BW)  # schwa-like rest position
+
+
+def _draw_phones(rng: np.random.Generator, duration: float, rate: float, profile: SpeakerProfile) -> _Phones:
+    """Random syllables (C)V(C) grouped into words separated by occasional pauses."""
+    ph = _Phones()
+    ph.add(_PAUSE, rng.uniform(0.05, 0.25), *_NEUTRAL, 0.0, 0.0)
+    syllables_left = 0
+    while ph.end < duration:
+        if syllables_left == 0:  # word boundary
+            if len(ph.kind) > 1 and rng.random() < 0.3:
+                ph.add(_PAUSE, rng.uniform(0.08, 0.3) / rate, *_NEUTRAL, 0.0, 0.0)
+            syllables_left = int(rng.integers(1, 4))
+        syllables_left -= 1
+        if rng.random() < 0.7:
+            _add_consonant(ph, rng, rate)
+        v = int(rng.integers(len(VOWELS)))
+        (f1, f2, f3, f4, f5), bw = VOWELS[_VOWEL_NAMES[v]]
+        a, b = profile.vowel_dev[v]
+        stress = rng.uniform(0.55, 1.0)
+        ph.add(_VOWEL, rng.uniform(0.07, 0.18) / rate, (f1 * a, f2 * b, f3, f4, f5), bw, stress, 0.0)
+        if rng.random() < 0.3:
+            _add_consonant(ph, rng, rate)
+    return ph
+
+
+def _add_consonant(ph: _Phones, rng: np.random.Generator, rate: float) -> None:
+    u = rng.random()
+    if u < 0.4:  # fricative, voiced in 40% of cases (z, v, zh)
+        name = list(FRICATIVES)[int(rng.integers(len(FRICATIVES)))]
+        voiced = name != "h" and rng.random() < 0.4
+        ph.add(_FRIC, rng.uniform(0.06, 0.14) / rate, *FRICATIVES[name], 0.2 if voiced else 0.0, 0.3)
+    elif u < 0.65:  # nasal murmur
+        name = list(NASALS)[int(rng.integers(len(NASALS)))]
+        ph.add(_NASAL, rng.uniform(0.04, 0.09) / rate, *NASALS[name], 0.3, 0.0)
+    else:  # stop: closure (a weak voice bar if voiced) then a short burst
+        name = list(BURSTS)[int(rng.integers(len(BURSTS)))]
+        voice_bar = 0.04 if rng.random() < 0.4 else 0.0
+        ph.add(_CLOSURE, rng.uniform(0.03, 0.08) / rate, *BURSTS[name], voice_bar, 0.0)
+        ph.add(_BURST, rng.uniform(0.01, 0.03), *BURSTS[name], 0.0, 0.6)
+
+
+# ---------------------------------------------------------------------------
+# Synthesis
+# ---------------------------------------------------------------------------
+def _stft_sizes(sample_rate: int) -> tuple[int, int, int]:
+    """Frame (~32 ms, power of two), hop (half a frame) and FFT size (two frames).
+
+    The FFT is twice the frame so that a frame convolved with the vocal-tract
+    response (which decays within ~20 ms for bandwidths >= 50 Hz) does not wrap.
+    """
+    frame = 2 ** round(math.log2(0.032 * sample_rate))
+    return frame, frame // 2, 2 * frame
+
+
+def _allpole_coeffs(formants: np.ndarray, bandwidths: np.ndarray, sample_rate: int) -> np.ndarray:
+    """(frames, F) formant and bandwidth tracks -> (frames, 2F+1) denominator of the cascade."""
+    r = np.exp(-np.pi * np.maximum(bandwidths, 40.0) / sample_rate)
+    # A formant at or above ~0.9 Nyquist (F6/F7, or F4/F5 at 8 kHz) is left out
+    # (r = 0 makes its section 1) rather than piled up just below Nyquist.
+    r = np.where(formants < 0.45 * sample_rate, r, 0.0)
+    c1 = -2.0 * r * np.cos(2.0 * np.pi * formants / sample_rate)
+    c2 = r * r
+    a = np.zeros((formants.shape[0], 2 * formants.shape[1] + 1))
+    a[:, 0] = 1.0
+    for k in range(formants.shape[1]):  # multiply in one resonator (1 + c1 z^-1 + c2 z^-2)
+        prev = a.copy()
+        a[:, 1:] += c1[:, k : k + 1] * prev[:, :-1]
+        a[:, 2:] += c2[:, k : k + 1] * prev[:, :-2]
+    return a
+
+
+def _time_varying_allpole(
+    x: np.ndarray, a: np.ndarray, sample_rate: int, fixed_gain: np.ndarray | None = None
+) -> np.ndarray:
+    """Filter x by 1/A_k(z), where frame k (centred at sample k*hop) has denominator a[k].
+
+    fixed_gain: optional magnitude response (nfft // 2 + 1 bins) applied to every frame.
+
+    Overlap-add of Hann-windowed frames: since the windows sum to one, the result
+    is an exact crossfade between the per-frame filters (no per-sample loop).
+    Each resonator is normalised to unit gain at DC, as in Klatt's cascade, so
+    moving formants do not make the level jump.
+    """
+    frame, hop, nfft = _stft_sizes(sample_rate)
+    n = len(x)
+    num_frames = a.shape[0]
+    assert num_frames == -(-n // hop) + 1, "one denominator per hop plus one"
+    padded = np.zeros((num_frames + 1) * hop)
+    padded[hop : hop + n] = x
+    window = np.hanning(frame + 1)[:-1]  # periodic Hann: sums to 1 at 50% overlap
+    frames = np.lib.stride_tricks.sliding_window_view(padded, frame)[::hop][:num_frames] * window
+    response = a.sum(axis=1, keepdims=True) / np.fft.rfft(a, nfft)  # A(1) / A(e^jw)
+    if fixed_gain is not None:
+        response *= fixed_gain
+    out_frames = np.fft.irfft(np.fft.rfft(frames, nfft) * response, nfft)
+    blocks = out_frames.reshape(num_frames, nfft // hop, hop)
+    out = np.zeros((num_frames + nfft // hop - 1, hop))
+    for j in range(nfft // hop):
+        out[j : j + num_frames] += blocks[:, j]
+    return out.ravel()[hop : hop + n]
+
+
+def _rosenberg_flow(phase_frac: np.ndarray, open_quotient: float) -> np.ndarray:
+    """Glottal flow of a Rosenberg pulse at phase in [0, 1).
+
+    Opening takes 2/3 of the open phase, closing 1/3; the closure is abrupt,
+    which is what excites the vocal tract. Differentiating the flow (done by
+    the caller) adds the +6 dB/octave of lip radiation.
+    """
+    tp = open_quotient * 2.0 / 3.0
+    tn = open_quotient / 3.0
+    flow = np.zeros_like(phase_frac)
+    opening = phase_frac < tp
+    flow[opening] = 0.5 * (1.0 - np.cos(np.pi * phase_frac[opening] / tp))
+    closing = (phase_frac >= tp) & (phase_frac < tp + tn)
+    flow[closing] = np.cos(0.5 * np.pi * (phase_frac[closing] - tp) / tn)
+    return flow
+
+
+def _smooth_track(times: np.ndarray, values: np.ndarray, at: np.ndarray) -> np.ndarray:
+    """Piecewise-linear interpolation of each column of values (keypoints at times)."""
+    return np.stack([np.interp(at, times, values[:, k]) for k in range(values.shape[1])], axis=1)
+
+
+def synthesize_voice(
+    profile: SpeakerProfile,
+    rng: np.random.Generator,
+    num_samples: int,
+    sample_rate: int = 16000,
+    within_speaker_var: float = 1.0,
+) -> np.ndarray:
+    """Clean speech of num_samples samples in this voice (float64, arbitrary level)."""
+    sr = sample_rate
+    v = within_speaker_var
+    duration = num_samples / sr
+    # Today's voice: the profile plus a small per-utterance deviation.
+    f0_mean = profile.f0_mean * math.exp(rng.normal(0.0, 0.06 * v))
+    formant_scale = profile.formant_scale * math.exp(rng.normal(0.0, 0.015 * v))
+    rate = profile.rate * math.exp(rng.normal(0.0, 0.08 * v))
+    tilt = float(np.clip(profile.tilt + rng.normal(0.0, 0.08 * v), 0.0, 0.9))
+    breathiness = float(np.clip(profile.breathiness * math.exp(rng.normal(0.0, 0.2 * v)), 0.0, 0.6))
+
+    ph = _draw_phones(rng, duration, rate, profile)
+    start = np.asarray(ph.start)
+    dur = np.asarray(ph.dur)
+    kind = np.asarray(ph.kind)
+
+    # Vocal-tract tracks at frame centres. Keypoints at 25% and 75% of each phone
+    # give a steady state in the middle and smooth transitions (coarticulation)
+    # between neighbours.
+    _, hop, _ = _stft_sizes(sr)
+    num_frames = -(-num_samples // hop) + 1
+    frame_t = np.arange(num_frames) * hop / sr
+    key_t = np.stack([start + 0.25 * dur, start + 0.75 * dur], axis=1).ravel()
+    key_f = np.repeat(np.asarray(ph.formants), 2, axis=0)
+    key_b = np.repeat(np.asarray(ph.bandwidths), 2, axis=0)
+    speaker_f = formant_scale * np.asarray(profile.formant_dev)
+    formants = _smooth_track(key_t, key_f, frame_t) * speaker_f
+    bandwidths = _smooth_track(key_t, key_b, frame_t) * profile.bandwidth_scale
+    a = _allpole_coeffs(formants, bandwidths, sr)
+    # Poles above F5, spaced like the resonances of a tube of this length. They
+    # barely depend on the phone, but without them every section would add
+    # -12 dB/octave above F5 and leave nothing at 6-8 kHz (Klatt's "higher-pole
+    # correction"). Applied as one fixed magnitude response, also for poles
+    # beyond Nyquist whose skirts still lift the top of the band.
+    high_f = speaker_f[-1] * _VOWEL_F5 + _HIGH_POLE_SPACING * formant_scale * np.arange(1, _NUM_HIGH_POLES + 1)
+    high_b = _HIGH_POLE_BW * profile.bandwidth_scale
+    freqs = np.fft.rfftfreq(_stft_sizes(sr)[2], 1.0 / sr)[:, None]
+    high_gain = np.prod(high_f**2 / np.abs(high_f**2 - freqs**2 + 1j * freqs * high_b), axis=1)
+    a = _allpole_coeffs(formants, bandwidths, sr)
+
+    # Source gains per sample: piecewise constant per phone, with ~12 ms ramps.
+    bounds = np.minimum(np.round(np.append(start, ph.end) * sr).astype(int), num_samples)
+    lengths = np.diff(bounds)
+    voice_gain = np.repeat(np.asarray(ph.voice_amp), lengths)
+    noise_gain = np.repeat(np.asarray(ph.noise_amp), lengths)
+    ramp = max(1, int(0.012 * sr))
+    voice_gain = ndimage.uniform_filter1d(voice_gain, ramp, mode="nearest")
+    noise_gain = ndimage.uniform_filter1d(noise_gain, ramp // 2 + 1, mode="nearest")
+
+    # F0 contour: random pitch targets every ~250 ms (intonation) plus declination,
+    # in semitones around today's mean.
+    n_targets = int(duration / 0.25) + 2
+    target_t = np.linspace(0.0, duration, n_targets)
+    target_st = rng.normal(0.0, profile.intonation_st, n_targets) - profile.declination_st * (target_t - duration / 2)
+    t = np.arange(num_samples) / sr
+    f0 = f0_mean * 2.0 ** (np.interp(t, target_t, target_st) / 12.0)
+    # Jitter and shimmer: one random factor per glottal period (indexed through
+    # the phase computed without jitter, which is close enough).
+    phase0 = np.cumsum(f0) / sr
+    period = phase0.astype(np.int64)
+    num_periods = int(period[-1]) + 1
+    f0 = f0 * (1.0 + profile.jitter * rng.standard_normal(num_periods))[period]
+    phase = np.cumsum(f0) / sr
+    flow = _rosenberg_flow(phase % 1.0, profile.open_quotient)
+    flow *= (1.0 + profile.shimmer * rng.standard_normal(num_periods))[period]
+    # Differentiate (lip radiation), dividing by F0 so the level does not rise with pitch.
+    pulses = np.diff(flow, prepend=0.0) * (sr / f0)
+    pulses = signal.lfilter([1.0 - tilt], [1.0, -tilt], pulses)  # glottal spectral tilt
+    # Aspiration: turbulence at the glottis, louder while the folds are open.
+    aspiration = np.diff(rng.standard_normal(num_samples), prepend=0.0) * (0.3 + flow)
+    voiced = (1.0 - breathiness) * pulses / (pulses.std() + 1e-9)
+    voiced += breathiness * aspiration / (aspiration.std() + 1e-9)
+    # Frication: turbulence at a constriction, no energy below ~1 kHz.
+    sos = signal.butter(2, min(1000.0, 0.4 * sr) / (sr / 2), "highpass", output="sos")
+    frication = signal.sosfilt(sos, rng.standard_normal(num_samples))
+    frication /= frication.std() + 1e-9
+
+    excitation = voice_gain * voiced + noise_gain * frication
+    return _time_varying_allpole(excitation, a, sr, high_gain)
+
+
+# ---------------------------------------------------------------------------
+# Channel
+# ---------------------------------------------------------------------------
+def _spectral_shape(x: np.ndarray, gain_db_of_freq, sample_rate: int) -> np.ndarray:
+    """Apply a zero-phase gain (dB as a function of Hz) to the whole signal by FFT."""
+    n = len(x)
+    nfft = 1 << (n - 1).bit_length()
+    freqs = np.fft.rfftfreq(nfft, 1.0 / sample_rate)
+    gain = 10.0 ** (gain_db_of_freq(np.maximum(freqs, 20.0)) / 20.0)
+    return np.fft.irfft(np.fft.rfft(x, nfft) * gain, nfft)[:n]
+
+
+def _colored_noise(rng: np.random.Generator, n: int, sample_rate: int) -> np.ndarray:
+    """White, pink, brown or babble-like noise (speech-shaped and syllable-modulated)."""
+    kind = int(rng.integers(4))
+    white = rng.standard_normal(n)
+    if kind == 0:
+        return white
+    if kind == 1:
+        return _spectral_shape(white, lambda f: -10.0 * np.log10(f / 1000.0), sample_rate)
+    if kind == 2:
+        return _spectral_shape(white, lambda f: -20.0 * np.log10(f / 200.0), sample_rate)
+    # Babble-like: a few speech-shaped streams, each with a 3-6 Hz syllabic envelope.
+    shaped = _spectral_shape(
+        rng.standard_normal((int(rng.integers(3, 7)), n)).sum(axis=0),
+        lambda f: -12.0 * np.abs(np.log2(f / 600.0)) ** 1.5 / 2.0,
+        sample_rate,
+    )
+    t = np.arange(n) / sample_rate
+    envelope = np.ones(n)
+    for _ in range(3):
+        envelope += 0.5 * np.sin(2 * np.pi * rng.uniform(3.0, 6.0) * t + rng.uniform(0, 2 * np.pi))
+    return shaped * envelope
+
+
+def apply_channel(x: np.ndarray, rng: np.random.Generator, sample_rate: int, config: SynthConfig) -> np.ndarray:
+    """Random microphone/room/noise/level of one recording; returns float64 in [-1, 1]."""
+    sr = sample_rate
+    n = len(x)
+    # Microphone and preamp: gentle tilt, one peak or notch, band limits.
+    s = config.eq_strength
+    tilt_db = rng.uniform(-1.5, 1.5) * s  # per octave around 1 kHz
+    peak_db, peak_hz, peak_oct = rng.uniform(-6.0, 6.0) * s, rng.uniform(300.0, 4000.0), rng.uniform(0.3, 1.0)
+    highpass_hz = rng.uniform(40.0, 200.0)
+    lowpass_hz = rng.uniform(0.35, 0.5) * sr
+
+    def eq_db(f):
+        octs = np.log2(f / 1000.0)
+        gain = tilt_db * octs + peak_db * np.exp(-0.5 * (np.log2(f / peak_hz) / peak_oct) ** 2)
+        gain -= 10.0 * np.log10(1.0 + (highpass_hz / f) ** 4)  # 2nd-order-like skirts
+        gain -= 10.0 * np.log10(1.0 + (f / lowpass_hz) ** 8)
+        return gain
+
+    y = _spectral_shape(x, eq_db, sr)
+
+    # Room: exponentially decaying noise tail after the direct sound.
+    if rng.random() < config.reverb_prob:
+        rt60 = rng.uniform(*config.rt60_range)
+        wet = rng.uniform(*config.wet_range)
+        predelay = int(rng.uniform(0.002, 0.01) * sr)
+        tail_t = np.arange(int(rt60 * sr)) / sr
+        tail = rng.standard_normal(len(tail_t)) * np.exp(-6.91 * tail_t / rt60)  # -60 dB at rt60
+        ir = np.zeros(predelay + len(tail))
+        ir[predelay:] = tail * math.sqrt(wet / (1.0 - wet) / np.sum(tail**2))  # tail/direct energy
+        ir[0] = 1.0
+        y = signal.fftconvolve(y, ir)[:n]
+
+    # Noise at a random SNR over the whole utterance.
+    snr_db = rng.uniform(*config.snr_range)
+    noise = _colored_noise(rng, n, sr)
+    speech_power = np.mean(y**2) + 1e-12
+    y = y + noise * math.sqrt(speech_power / (np.mean(noise**2) + 1e-12) / 10.0 ** (snr_db / 10.0))
+
+    # Level: random RMS, scaled down (never clipped) if a peak would exceed full scale.
+    level_db = rng.uniform(*config.level_range)
+    y *= 10.0 ** (level_db / 20.0) / (math.sqrt(np.mean(y**2)) + 1e-12)
+    peak = np.max(np.abs(y))
+    if peak > 0.99:
+        y *= 0.99 / peak
+    return y
+
+
+def synthesize_utterance(
+    profile: SpeakerProfile,
+    rng: np.random.Generator,
+    duration: float,
+    sample_rate: int = 16000,
+    config: SynthConfig | None = None,
+) -> np.ndarray:
+    """One recording of `duration` seconds by this speaker: float32 mono in [-1, 1]."""
+    config = config or SynthConfig()
+    num_samples = int(round(duration * sample_rate))
+    if num_samples < 1:
+        raise ValueError(f"synthesize_utterance: duration {duration} s gives no samples")
+    x = synthesize_voice(profile, rng, num_samples, sample_rate, config.within_speaker_var)
+    if config.channel:
+        x = apply_channel(x, rng, sample_rate, config)
+    else:
+        x = x * (0.1 / (math.sqrt(np.mean(x**2)) + 1e-12))
+        x = x * min(1.0, 0.99 / (np.max(np.abs(x)) + 1e-12))
+    return x.astype(np.float32)
+
+
+# ---------------------------------------------------------------------------
+# Corpus
+# ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class CorpusSummary:
+    out_dir: str
+    num_speakers: int
+    num_utts: int
+    total_seconds: float
+    elapsed_seconds: float
+    skipped: bool  # True: an identical corpus was already there
+
+
+def speaker_name(index: int, num_speakers: int) -> str:
+    """spk0001, ...: zero-padded so that names sort like indices (at least 4 digits)."""
+    return f"spk{index + 1:0{max(4, len(str(num_speakers)))}d}"
+
+
+def utt_name(index: int, utts_per_speaker: int) -> str:
+    return f"u{index + 1:0{max(4, len(str(utts_per_speaker)))}d}"
+
+
+def _write_wav(path: Path, audio: np.ndarray, sample_rate: int) -> None:
+    """16-bit PCM, written under a temporary name that no *.wav glob can pick up."""
+    pcm = np.clip(np.round(audio * 32767.0), -32768, 32767).astype(np.int16)
+    tmp = path.with_name(path.name + ".tmp")
+    soundfile.write(tmp, pcm, sample_rate, subtype="PCM_16", format="WAV")
+    os.replace(tmp, path)
+
+
+def _generate_speaker(job: tuple[str, int, dict]) -> tuple[int, float]:
+    """Worker: all utterances of one speaker. Returns (utterances, seconds)."""
+    out_dir, spk, params = job
+    config = SynthConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in params["config"].items()})
+    sr = params["sample_rate"]
+    profile = draw_speaker(speaker_rng(params["seed"], spk))
+    spk_dir = Path(out_dir) / speaker_name(spk, params["num_speakers"])
+    spk_dir.mkdir(parents=True, exist_ok=True)
+    seconds = 0.0
+    for u in range(params["utts_per_speaker"]):
+        rng = utterance_rng(params["seed"], spk, u)
+        # The duration comes from the utterance's own generator, first, so it
+        # does not depend on anything else.
+        duration = round(rng.uniform(params["min_dur"], params["max_dur"]) * sr) / sr
+        path = spk_dir / f"{utt_name(u, params['utts_per_speaker'])}.wav"
+        if not path.exists():  # a finished file from an interrupted run is complete
+            _write_wav(path, synthesize_utterance(profile, rng, duration, sr, config), sr)
+        seconds += duration
+    return params["utts_per_speaker"], seconds
+
+
+def generate_corpus(
+    out_dir: str | os.PathLike,
+    num_speakers: int = 200,
+    utts_per_speaker: int = 12,
+    seed: int = 0,
+    min_dur: float = 2.0,
+    max_dur: float = 4.0,
+    sample_rate: int = 16000,
+    config: SynthConfig | None = None,
+    nj: int = 2,
+) -> CorpusSummary:
+    """Write <out_dir>/spkNNNN/uNNNN.wav and then <out_dir>/.done; skip if already done.
+
+    The output depends only on the arguments other than nj. An existing
+    directory made with other parameters is an error (never mixed); one left
+    by an interrupted run with the same parameters is completed.
+    """
+    config = config or SynthConfig()
+    if num_speakers < 1 or utts_per_speaker < 1:
+        raise ValueError(f"generate_corpus: need >= 1 speaker and utterance, got {num_speakers} x {utts_per_speaker}")
+    if not 0.0 < min_dur <= max_dur:
+        raise ValueError(f"generate_corpus: need 0 < min_dur <= max_dur, got {min_dur}, {max_dur}")
+    if sample_rate < 8000:
+        raise ValueError(f"generate_corpus: sample_rate {sample_rate} is below 8000")
+    if nj < 1:
+        raise ValueError(f"generate_corpus: nj must be >= 1, got {nj}")
+    params = {
+        "format_version": FORMAT_VERSION,
+        "num_speakers": num_speakers,
+        "utts_per_speaker": utts_per_speaker,
+        "seed": seed,
+        "min_dur": float(min_dur),
+        "max_dur": float(max_dur),
+        "sample_rate": sample_rate,
+        "config": asdict(config),
+    }
+    params = json.loads(json.dumps(params))  # tuples -> lists, as read back from disk
+    out = Path(out_dir)
+    done, started = out / ".done", out / ".params.json"
+    t0 = time.time()
+
+    for marker in (done, started):
+        if marker.exists():
+            previous = json.loads(marker.read_text())
+            total_seconds = float(previous.pop("total_seconds", 0.0))  # a result, not a parameter
+            if previous != params:
+                diff = sorted(k for k in set(previous) | set(params) if previous.get(k) != params.get(k))
+                raise ValueError(
+                    f"generate_corpus: {out} holds a corpus made with other parameters "
+                    f"(differ: {', '.join(diff)}; see {marker}); remove the directory or choose another --out"
+                )
+            if marker is done:
+                logger.info("%s is complete (%s); nothing to do", out, done)
+                return CorpusSummary(str(out), num_speakers, num_speakers * utts_per_speaker,
+                                     total_seconds, 0.0, True)
+            break
+    else:
+        if out.exists() and any(out.iterdir()):
+            raise ValueError(
+                f"generate_corpus: {out} exists, is not empty and is no synthetic corpus "
+                f"(no {done.name}); remove the directory or choose another --out"
+            )
+    out.mkdir(parents=True, exist_ok=True)
+    started.write_text(json.dumps(params, indent=1, sort_keys=True) + "\n")
+
+    jobs = [(str(out), spk, params) for spk in range(num_speakers)]
+    num_utts, total_seconds = 0, 0.0
+    if nj == 1:
+        results = map(_generate_speaker, jobs)
+        for n, s in results:
+            num_utts, total_seconds = num_utts + n, total_seconds + s
+    else:
+        # spawn: workers start clean (no inherited threads or locks from the caller).
+        with multiprocessing.get_context("spawn").Pool(min(nj, num_speakers)) as pool:
+            for i, (n, s) in enumerate(pool.imap_unordered(_generate_speaker, jobs), 1):
+                num_utts, total_seconds = num_utts + n, total_seconds + s
+                if i % max(1, num_speakers // 5) == 0:
+                    logger.info("%d/%d speakers written", i, num_speakers)
+
+    tmp = done.with_name(done.name + ".tmp")
+    tmp.write_text(json.dumps({**params, "total_seconds": round(total_seconds, 3)}, indent=1, sort_keys=True) + "\n")
+    os.replace(tmp, done)
+    started.unlink()
+    elapsed = time.time() - t0
+    logger.info("wrote %d utterances (%.1f h) of %d speakers to %s in %.1f s",
+                num_utts, total_seconds / 3600, num_speakers, out, elapsed)
+    return CorpusSummary(str(out), num_speakers, num_utts, total_seconds, elapsed, False)
