@@ -66,6 +66,8 @@ VOWELS = {
     "uw": ((300, 870, 2240, 3500, 4500), _VOWEL_BW),
     "er": ((490, 1350, 1690, 3500, 4500), _VOWEL_BW),
 }
+# Rest position: the resonances of a uniform 17.5 cm tube, (2k - 1) * 500 Hz.
+_NEUTRAL = ((500, 1500, 2500, 3500, 4500), _VOWEL_BW)
 # Nasal murmurs: low F1, damped upper formants, weak.
 NASALS = {
     "m": ((250, 1000, 2200, 3300, 4500), (100, 250, 300, 400, 500)),
@@ -84,11 +86,11 @@ BURSTS = {  # labial (flat), alveolar (high), velar (compact mid)
     "t": ((400, 1800, 2800, 4000, 5000), (300, 400, 400, 500, 600)),
     "k": ((400, 1900, 2300, 3300, 4500), (300, 200, 300, 400, 500)),
 }
-# Poles above F5: a ~17.5 cm (adult male) tube has a resonance every ~1000 Hz.
-_VOWEL_F5 = 4500.0
-_HIGH_POLE_SPACING = 1000.0
-_NUM_HIGH_POLES = 8
-_HIGH_POLE_BW = 700.0
+
+# Noise-source amplitudes relative to a fully voiced vowel (1.0): fricatives
+# are 10-20 dB weaker than vowels in real speech.
+_FRICATION_AMP = 0.15
+_BURST_AMP = 0.4
 
 # Phone kinds in the per-utterance phone table.
 _PAUSE, _VOWEL, _NASAL, _FRIC, _CLOSURE, _BURST = range(6)
@@ -223,7 +225,6 @@ class _Phones:
 
 
 _VOWEL_NAMES = list(VOWELS)
-_NEUTRAL = ((500, 1500, 2500, 3500, 4500), _VOWEL_BW)  # schwa-like rest position
 
 
 def _draw_phones(rng: np.random.Generator, duration: float, rate: float, profile: SpeakerProfile) -> _Phones:
@@ -254,7 +255,7 @@ def _add_consonant(ph: _Phones, rng: np.random.Generator, rate: float) -> None:
     if u < 0.4:  # fricative, voiced in 40% of cases (z, v, zh)
         name = list(FRICATIVES)[int(rng.integers(len(FRICATIVES)))]
         voiced = name != "h" and rng.random() < 0.4
-        ph.add(_FRIC, rng.uniform(0.06, 0.14) / rate, *FRICATIVES[name], 0.2 if voiced else 0.0, 0.3)
+        ph.add(_FRIC, rng.uniform(0.06, 0.14) / rate, *FRICATIVES[name], 0.2 if voiced else 0.0, _FRICATION_AMP)
     elif u < 0.65:  # nasal murmur
         name = list(NASALS)[int(rng.integers(len(NASALS)))]
         ph.add(_NASAL, rng.uniform(0.04, 0.09) / rate, *NASALS[name], 0.3, 0.0)
@@ -262,7 +263,7 @@ def _add_consonant(ph: _Phones, rng: np.random.Generator, rate: float) -> None:
         name = list(BURSTS)[int(rng.integers(len(BURSTS)))]
         voice_bar = 0.04 if rng.random() < 0.4 else 0.0
         ph.add(_CLOSURE, rng.uniform(0.03, 0.08) / rate, *BURSTS[name], voice_bar, 0.0)
-        ph.add(_BURST, rng.uniform(0.01, 0.03), *BURSTS[name], 0.0, 0.6)
+        ph.add(_BURST, rng.uniform(0.01, 0.03), *BURSTS[name], 0.0, _BURST_AMP)
 
 
 # ---------------------------------------------------------------------------
@@ -278,46 +279,37 @@ def _stft_sizes(sample_rate: int) -> tuple[int, int, int]:
     return frame, frame // 2, 2 * frame
 
 
-def _allpole_coeffs(formants: np.ndarray, bandwidths: np.ndarray, sample_rate: int) -> np.ndarray:
-    """(frames, F) formant and bandwidth tracks -> (frames, 2F+1) denominator of the cascade."""
-    r = np.exp(-np.pi * np.maximum(bandwidths, 40.0) / sample_rate)
-    # A formant at or above ~0.9 Nyquist (F6/F7, or F4/F5 at 8 kHz) is left out
-    # (r = 0 makes its section 1) rather than piled up just below Nyquist.
-    r = np.where(formants < 0.45 * sample_rate, r, 0.0)
-    c1 = -2.0 * r * np.cos(2.0 * np.pi * formants / sample_rate)
-    c2 = r * r
-    a = np.zeros((formants.shape[0], 2 * formants.shape[1] + 1))
-    a[:, 0] = 1.0
-    for k in range(formants.shape[1]):  # multiply in one resonator (1 + c1 z^-1 + c2 z^-2)
-        prev = a.copy()
-        a[:, 1:] += c1[:, k : k + 1] * prev[:, :-1]
-        a[:, 2:] += c2[:, k : k + 1] * prev[:, :-2]
-    return a
+def _resonator_response(freqs: np.ndarray, formant: np.ndarray, bandwidth: np.ndarray) -> np.ndarray:
+    """Complex response of second-order resonators with unit gain at DC.
+
+    The analog prototype (poles at -pi*B +- 2j*pi*F) evaluated at the STFT bins,
+    as in Klatt's cascade: unit DC gain keeps the level steady while formants
+    move, and unlike a digital resonator its skirts do not collapse near
+    Nyquist, so a cascade of them keeps the 6-8 kHz band that real speech has.
+    Shapes broadcast: e.g. freqs (1, bins) with formant, bandwidth (frames, 1).
+    """
+    s = 2j * np.pi * freqs
+    sigma, omega = np.pi * bandwidth, 2.0 * np.pi * formant
+    return (sigma**2 + omega**2) / ((s + sigma) ** 2 + omega**2)
 
 
-def _time_varying_allpole(
-    x: np.ndarray, a: np.ndarray, sample_rate: int, fixed_gain: np.ndarray | None = None
-) -> np.ndarray:
-    """Filter x by 1/A_k(z), where frame k (centred at sample k*hop) has denominator a[k].
+def _time_varying_filter(x: np.ndarray, response: np.ndarray, sample_rate: int) -> np.ndarray:
+    """Filter x with response[k] (nfft // 2 + 1 complex bins) around sample k * hop.
 
-    fixed_gain: optional magnitude response (nfft // 2 + 1 bins) applied to every frame.
-
-    Overlap-add of Hann-windowed frames: since the windows sum to one, the result
-    is an exact crossfade between the per-frame filters (no per-sample loop).
-    Each resonator is normalised to unit gain at DC, as in Klatt's cascade, so
-    moving formants do not make the level jump.
+    Overlap-add of Hann-windowed frames, each convolved with its own filter; since
+    the windows sum to one, this crossfades between the per-frame filters with
+    no per-sample loop. The FFT is twice the frame, so responses whose impulse
+    response fits in one frame (~32 ms) do not wrap.
     """
     frame, hop, nfft = _stft_sizes(sample_rate)
     n = len(x)
-    num_frames = a.shape[0]
-    assert num_frames == -(-n // hop) + 1, "one denominator per hop plus one"
+    num_frames = response.shape[0]
+    if num_frames != -(-n // hop) + 1:
+        raise ValueError(f"_time_varying_filter: {num_frames} responses for {n} samples, need one per hop plus one")
     padded = np.zeros((num_frames + 1) * hop)
     padded[hop : hop + n] = x
     window = np.hanning(frame + 1)[:-1]  # periodic Hann: sums to 1 at 50% overlap
     frames = np.lib.stride_tricks.sliding_window_view(padded, frame)[::hop][:num_frames] * window
-    response = a.sum(axis=1, keepdims=True) / np.fft.rfft(a, nfft)  # A(1) / A(e^jw)
-    if fixed_gain is not None:
-        response *= fixed_gain
     out_frames = np.fft.irfft(np.fft.rfft(frames, nfft) * response, nfft)
     blocks = out_frames.reshape(num_frames, nfft // hop, hop)
     out = np.zeros((num_frames + nfft // hop - 1, hop))
@@ -383,17 +375,22 @@ def synthesize_voice(
     speaker_f = formant_scale * np.asarray(profile.formant_dev)
     formants = _smooth_track(key_t, key_f, frame_t) * speaker_f
     bandwidths = _smooth_track(key_t, key_b, frame_t) * profile.bandwidth_scale
-    a = _allpole_coeffs(formants, bandwidths, sr)
-    # Poles above F5, spaced like the resonances of a tube of this length. They
-    # barely depend on the phone, but without them every section would add
-    # -12 dB/octave above F5 and leave nothing at 6-8 kHz (Klatt's "higher-pole
-    # correction"). Applied as one fixed magnitude response, also for poles
-    # beyond Nyquist whose skirts still lift the top of the band.
-    high_f = speaker_f[-1] * _VOWEL_F5 + _HIGH_POLE_SPACING * formant_scale * np.arange(1, _NUM_HIGH_POLES + 1)
-    high_b = _HIGH_POLE_BW * profile.bandwidth_scale
-    freqs = np.fft.rfftfreq(_stft_sizes(sr)[2], 1.0 / sr)[:, None]
-    high_gain = np.prod(high_f**2 / np.abs(high_f**2 - freqs**2 + 1j * freqs * high_b), axis=1)
-    a = _allpole_coeffs(formants, bandwidths, sr)
+    # The vocal tract is a lossy uniform tube of this speaker's length (all its
+    # resonances, up to and beyond Nyquist) whose first five resonances are
+    # moved to the phone's formants. A cascade of five resonators alone would
+    # fall far too steeply above F5 (what Klatt's "higher-pole correction"
+    # makes up for); this keeps the 5-8 kHz band that real speech has.
+    freqs = np.fft.rfftfreq(_stft_sizes(sr)[2], 1.0 / sr)
+    tube_f1 = _NEUTRAL[0][0] * formant_scale
+
+    def losses(f):  # tube bandwidth in Hz: wall losses, plus radiation growing with f
+        return profile.bandwidth_scale * (40.0 + 0.06 * f)
+
+    response = 1.0 / np.cosh((np.pi * losses(freqs) + 2j * np.pi * freqs) / (4.0 * tube_f1))
+    for k in range(formants.shape[1]):
+        neutral = (2 * k + 1) * tube_f1
+        response = response / _resonator_response(freqs, neutral, losses(neutral))
+        response = response * _resonator_response(freqs, formants[:, k : k + 1], bandwidths[:, k : k + 1])
 
     # Source gains per sample: piecewise constant per phone, with ~12 ms ramps.
     bounds = np.minimum(np.round(np.append(start, ph.end) * sr).astype(int), num_samples)
@@ -424,7 +421,8 @@ def synthesize_voice(
     pulses = np.diff(flow, prepend=0.0) * (sr / f0)
     pulses = signal.lfilter([1.0 - tilt], [1.0, -tilt], pulses)  # glottal spectral tilt
     # Aspiration: turbulence at the glottis, louder while the folds are open.
-    aspiration = np.diff(rng.standard_normal(num_samples), prepend=0.0) * (0.3 + flow)
+    # Its spectrum falls gently (one-pole low-pass), as turbulence noise does.
+    aspiration = signal.lfilter([0.5], [1.0, -0.5], rng.standard_normal(num_samples)) * (0.3 + flow)
     voiced = (1.0 - breathiness) * pulses / (pulses.std() + 1e-9)
     voiced += breathiness * aspiration / (aspiration.std() + 1e-9)
     # Frication: turbulence at a constriction, no energy below ~1 kHz.
@@ -433,7 +431,7 @@ def synthesize_voice(
     frication /= frication.std() + 1e-9
 
     excitation = voice_gain * voiced + noise_gain * frication
-    return _time_varying_allpole(excitation, a, sr, high_gain)
+    return _time_varying_filter(excitation, response, sr)
 
 
 # ---------------------------------------------------------------------------

@@ -1,0 +1,83 @@
+"""Shared fixtures: small generated audio and data dirs."""
+
+from __future__ import annotations
+
+import os
+import sys
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+ROOT = Path(__file__).resolve().parents[1]
+SPEECHOCEAN = ROOT.parent / "shared" / "data" / "speechocean762-train"
+
+
+def write_tone(path: Path, seconds: float = 0.5, rate: int = 16000, seed: int = 0) -> Path:
+    """A short noisy tone as 16-bit wav; enough for features, not for speakers."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * rate)) / rate
+    x = 0.3 * np.sin(2 * np.pi * (120 + 40 * seed) * t) + 0.05 * rng.standard_normal(t.size)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, x.astype(np.float32), rate, subtype="PCM_16")
+    return path
+
+
+def recipe_env() -> dict[str, str]:
+    """The environment a recipe script sees after sourcing path.sh."""
+    env = dict(os.environ)
+    env["PATH"] = f"{ROOT / 'utils'}:{Path(sys.executable).parent}:{env['PATH']}"
+    env["PYTHONPATH"] = str(ROOT)
+    env["PURL_ROOT"] = str(ROOT)
+    env["PURL_VENV"] = "none"  # the tests already run inside the environment
+    env["LC_ALL"] = "C"
+    return env
+
+
+def run_script(*args, cwd=None, check=True) -> subprocess.CompletedProcess:
+    proc = subprocess.run([str(a) for a in args], cwd=cwd, env=recipe_env(), capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{args} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+@pytest.fixture
+def tiny_corpus(tmp_path) -> Path:
+    """A folder-per-speaker tree: 3 speakers x 3 utterances of half a second."""
+    root = tmp_path / "corpus"
+    for s in range(3):
+        for u in range(3):
+            write_tone(root / f"spk{s}" / f"u{u}.wav", seed=s * 3 + u)
+    return root
+
+
+@pytest.fixture
+def fake_voxceleb(tmp_path) -> dict[str, Path]:
+    """VoxCeleb's real layout in miniature: vox1 wav/ with the three official
+    lists, and vox2 dev/aac/ with m4a files (wav when ffmpeg is missing)."""
+    vox1 = tmp_path / "voxceleb1" / "wav"
+    meta = tmp_path / "voxceleb1" / "meta"
+    vox2 = tmp_path / "voxceleb2" / "dev" / "aac"
+    utts = [("id10001", "1zcIwhmdeo4", "00001"), ("id10001", "7gWzIy6yIIk", "00002"),
+            ("id10002", "-5sXMlZvdf8", "00001"), ("id10002", "C7k7C-PDvAA", "00003")]
+    for n, (spk, video, num) in enumerate(utts):
+        write_tone(vox1 / spk / video / f"{num}.wav", seed=n)
+    meta.mkdir(parents=True)
+    lines = ("1 id10001/1zcIwhmdeo4/00001.wav id10001/7gWzIy6yIIk/00002.wav\n"
+             "0 id10001/1zcIwhmdeo4/00001.wav id10002/-5sXMlZvdf8/00001.wav\n"
+             "1 id10002/-5sXMlZvdf8/00001.wav id10002/C7k7C-PDvAA/00003.wav\n")
+    for name in ("veri_test2.txt", "list_test_all2.txt", "list_test_hard2.txt"):
+        (meta / name).write_text(lines)
+    ffmpeg = shutil.which("ffmpeg")
+    for n, (spk, video) in enumerate([("id00012", "21Uxsk56VDQ"), ("id00012", "2DLq_Kkc1r8"), ("id00015", "0fijmz4vTVU")]):
+        wav = write_tone(tmp_path / "tmp" / f"{n}.wav", seed=10 + n)
+        target = vox2 / spk / video / "00001.m4a"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if ffmpeg:
+            subprocess.run([ffmpeg, "-nostdin", "-loglevel", "error", "-i", str(wav), "-c:a", "aac", str(target)], check=True)
+        else:
+            shutil.copy(wav, target.with_suffix(".wav"))
+    return {"vox1": vox1, "meta": meta, "vox2": vox2}

@@ -1,0 +1,98 @@
+"""Stage 0: VoxCeleb and folder-per-speaker preparation."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from purl.data.datadir import DataDirError, read_kv, read_trials, validate_data_dir
+from purl.data.prepare import prepare_folder_corpus, prepare_voxceleb
+from tests.conftest import ROOT, SPEECHOCEAN, run_script
+
+
+def test_voxceleb_preparation_on_the_real_layout(tmp_path, fake_voxceleb):
+    summary = prepare_voxceleb(fake_voxceleb["vox1"], fake_voxceleb["vox2"], fake_voxceleb["meta"], tmp_path / "data")
+    assert summary == {"vox2_dev": 3, "vox1": 4}
+    vox1 = validate_data_dir(tmp_path / "data" / "vox1", require=["wav.scp", "utt2dur"], check_audio=True)
+    assert vox1.utts[0] == "id10001-1zcIwhmdeo4-00001"
+    assert read_trials(tmp_path / "data" / "vox1" / "trials_vox1_O")[:2] == [
+        ("id10001-1zcIwhmdeo4-00001", "id10001-7gWzIy6yIIk-00002", True),
+        ("id10001-1zcIwhmdeo4-00001", "id10002--5sXMlZvdf8-00001", False),
+    ]
+    vox2 = validate_data_dir(tmp_path / "data" / "vox2_dev", require=["wav.scp"])
+    assert vox2.speakers == ["id00012", "id00015"]
+    entry = read_kv(tmp_path / "data" / "vox2_dev" / "wav.scp")["id00012-21Uxsk56VDQ-00001"]
+    if shutil.which("ffmpeg"):
+        assert entry.startswith("ffmpeg ") and entry.endswith("|") and "00001.m4a" in entry
+
+
+def test_voxceleb_missing_trial_list_says_where_it_comes_from(tmp_path, fake_voxceleb):
+    (fake_voxceleb["meta"] / "list_test_hard2.txt").unlink()
+    with pytest.raises(DataDirError, match=r"missing the official trial list\(s\) list_test_hard2.txt; download them from https://www.robots.ox.ac.uk"):
+        prepare_voxceleb(fake_voxceleb["vox1"], None, fake_voxceleb["meta"], tmp_path / "data")
+
+
+def test_voxceleb_missing_corpus_names_the_variable(tmp_path, fake_voxceleb):
+    with pytest.raises(DataDirError, match="set vox2_dev_root in run.sh"):
+        prepare_voxceleb(fake_voxceleb["vox1"], tmp_path / "nowhere", fake_voxceleb["meta"], tmp_path / "data")
+
+
+def test_voxceleb_trial_with_unknown_utterance_is_reported(tmp_path, fake_voxceleb):
+    with open(fake_voxceleb["meta"] / "veri_test2.txt", "a") as f:
+        f.write("1 id10001/1zcIwhmdeo4/00001.wav id19999/abc/00001.wav\n")
+    with pytest.raises(DataDirError, match=r"veri_test2.txt line 4: 'id19999/abc/00001.wav' is not in the VoxCeleb1 tree"):
+        prepare_voxceleb(fake_voxceleb["vox1"], None, fake_voxceleb["meta"], tmp_path / "data")
+
+
+def test_voxceleb_recipe_stages_0_and_1_on_the_fake_tree(tmp_path, fake_voxceleb):
+    recipe = tmp_path / "recipe"
+    shutil.copytree(ROOT / "egs" / "voxceleb", recipe, symlinks=True, ignore=shutil.ignore_patterns("data", "exp", "fbank"))
+    for link in ("path.sh", "steps", "utils", "local"):
+        (recipe / link).unlink()
+        (recipe / link).symlink_to(ROOT / link)
+    run_script("bash", "run.sh", "--stage", "0", "--stop-stage", "1", "--nj", "2",
+               "--vox1-root", fake_voxceleb["vox1"], "--vox2-dev-root", fake_voxceleb["vox2"],
+               "--vox1-trials-dir", fake_voxceleb["meta"], cwd=recipe)
+    for name, n in (("vox2_dev", 3), ("vox1", 4)):
+        data = validate_data_dir(recipe / "data" / name, require=["feats.scp", "utt2num_frames", "utt2dur"])
+        assert len(data) == n
+    assert len(read_trials(recipe / "data" / "vox1" / "trials_vox1_H")) == 3
+
+
+def test_folder_corpus_holds_out_speakers_with_trials(tmp_path, tiny_corpus):
+    summary = prepare_folder_corpus(tiny_corpus, tmp_path / "train", test_dir=tmp_path / "test", num_test_speakers=2, seed=3)
+    assert sum(summary.values()) == 9
+    train = validate_data_dir(tmp_path / "train", check_audio=True)
+    test = validate_data_dir(tmp_path / "test", check_audio=True)
+    assert len(train.speakers) == 1 and len(test.speakers) == 2
+    trials = read_trials(tmp_path / "test" / "trials")
+    assert sum(t for *_, t in trials) == 6 and len(trials) == 12
+
+
+def test_folder_corpus_rejects_a_speaker_folder_with_a_dash(tmp_path, tiny_corpus):
+    (tiny_corpus / "spk0").rename(tiny_corpus / "spk-0")
+    with pytest.raises(DataDirError, match="spk-0: speaker folder names must have no spaces or '-'"):
+        prepare_folder_corpus(tiny_corpus, tmp_path / "train")
+
+
+def test_folder_corpus_without_audio_says_what_it_expects(tmp_path):
+    (tmp_path / "empty" / "spk0").mkdir(parents=True)
+    with pytest.raises(DataDirError, match="no audio files .* expected one folder per speaker"):
+        prepare_folder_corpus(tmp_path / "empty", tmp_path / "train")
+
+
+@pytest.mark.skipif(not SPEECHOCEAN.is_dir(), reason="../shared/data/speechocean762-train is not here")
+def test_folder_preparation_and_features_on_speechocean762(tmp_path):
+    # A few speakers keep the test short; the recipe uses all 125.
+    corpus = tmp_path / "so762"
+    corpus.mkdir()
+    for spk in sorted(p.name for p in SPEECHOCEAN.iterdir() if p.is_dir())[:5]:
+        (corpus / spk).symlink_to(SPEECHOCEAN / spk)
+    run_script(ROOT / "local" / "prepare_folder_corpus.py", "--num-test-speakers", "2", corpus, tmp_path / "train", tmp_path / "test")
+    for d in ("train", "test"):
+        run_script(ROOT / "steps" / "make_fbank.sh", "--nj", "2", tmp_path / d, tmp_path / "fbank", cwd=tmp_path)
+        data = validate_data_dir(tmp_path / d, require=["feats.scp", "utt2dur"], check_audio=True)
+        frames = read_kv(tmp_path / d / "utt2num_frames")
+        durs = read_kv(tmp_path / d / "utt2dur")
+        assert all(abs(int(frames[u]) * 0.01 - float(durs[u])) < 0.03 for u in data.utts)
