@@ -696,12 +696,14 @@ def evaluate(rel: Reliability, true_labels: np.ndarray | None = None, threshold:
 # --------------------------------------------------------------------------- generated data
 
 def simulate_embeddings(sizes, dim: int = 192, noise_rate: float = 0.2, clean_cos: tuple[float, float] = (0.5, 0.7),
-                        between_cos: float = 0.2, seed: int = 0, chunk: int = 1 << 16):
+                        between_cos: float = 0.2, utt_spread: float = 0.8, seed: int = 0, chunk: int = 1 << 16):
     """Embeddings with a known label noise, for tests and benchmarks.
 
     Speaker s has ``sizes[s]`` utterances: its centroid plus isotropic noise whose
-    power sets the speaker's typical clean-pair cosine, drawn from ``clean_cos``
-    (per-utterance power varies by ~20 %, for a spread). Centroids share one common
+    power sets the speaker's typical clean-pair cosine, drawn from ``clean_cos``;
+    the power of each utterance varies around it (lognormal, sigma ``utt_spread``)
+    as utterances of real speakers do (duration, channel), which spreads the clean
+    pairs down towards the noisy ones. Centroids share one common
     direction so that different speakers have cosine ~``between_cos`` before noise
     (noisy pairs then land around 0.1). A fraction ``noise_rate`` of utterances is
     relabelled to a uniformly random other speaker (the noise simulation of stage 2).
@@ -722,7 +724,7 @@ def simulate_embeddings(sizes, dim: int = 192, noise_rate: float = 0.2, clean_co
     emb = np.empty((n_utts, dim), np.float32)
     for start in range(0, n_utts, chunk):  # chunks: no float64 copy of all embeddings
         t = true[start:start + chunk]
-        scale = np.sqrt(power[t] / dim) * rng.lognormal(0.0, 0.1, size=len(t))
+        scale = np.sqrt(power[t] / dim) * np.sqrt(rng.lognormal(0.0, utt_spread, size=len(t)))
         noise = rng.standard_normal((len(t), dim), dtype=np.float32) * scale[:, None].astype(np.float32)
         emb[start:start + chunk] = centroids[t].astype(np.float32) + noise
     noisy = true.copy()

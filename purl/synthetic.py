@@ -29,6 +29,7 @@ scripts read as <root>/<speaker>/**/*.wav):
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -39,6 +40,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+import scipy.fft
 import soundfile
 from scipy import ndimage, signal
 
@@ -89,7 +91,7 @@ BURSTS = {  # labial (flat), alveolar (high), velar (compact mid)
 
 # Noise-source amplitudes relative to a fully voiced vowel (1.0): fricatives
 # are 10-20 dB weaker than vowels in real speech.
-_FRICATION_AMP = 0.15
+_FRICATION_AMP = 0.12
 _BURST_AMP = 0.4
 
 # Phone kinds in the per-utterance phone table.
@@ -279,18 +281,28 @@ def _stft_sizes(sample_rate: int) -> tuple[int, int, int]:
     return frame, frame // 2, 2 * frame
 
 
-def _resonator_response(freqs: np.ndarray, formant: np.ndarray, bandwidth: np.ndarray) -> np.ndarray:
-    """Complex response of second-order resonators with unit gain at DC.
+def _formant_response(freqs: np.ndarray, formants: np.ndarray, bandwidths: np.ndarray) -> np.ndarray:
+    """Complex response of a cascade of second-order resonators, unit gain at DC.
 
-    The analog prototype (poles at -pi*B +- 2j*pi*F) evaluated at the STFT bins,
-    as in Klatt's cascade: unit DC gain keeps the level steady while formants
-    move, and unlike a digital resonator its skirts do not collapse near
-    Nyquist, so a cascade of them keeps the 6-8 kHz band that real speech has.
-    Shapes broadcast: e.g. freqs (1, bins) with formant, bandwidth (frames, 1).
+    formants, bandwidths: (frames, F) in Hz -> (frames, bins). Each section is
+    the analog prototype (poles at -pi*B +- 2j*pi*F) evaluated at the bins, as
+    in Klatt's cascade: unit DC gain keeps the level steady while formants move,
+    and unlike a digital resonator its skirts do not collapse near Nyquist.
     """
-    s = 2j * np.pi * freqs
-    sigma, omega = np.pi * bandwidth, 2.0 * np.pi * formant
-    return (sigma**2 + omega**2) / ((s + sigma) ** 2 + omega**2)
+    w = 2.0 * np.pi * freqs  # s = jw
+    sigma = np.pi * bandwidths
+    omega = 2.0 * np.pi * formants
+    # Each denominator (s + sigma)^2 + omega^2 = (sigma^2 + omega^2 - w^2) + 2j*sigma*w,
+    # divided by its DC value so that the running product stays of order one.
+    inv_dc = 1.0 / (sigma**2 + omega**2)
+    den = np.ones((formants.shape[0], len(freqs)), dtype=complex)
+    section = np.empty_like(den)
+    for k in range(formants.shape[1]):
+        np.multiply(inv_dc[:, k : k + 1], -(w * w), out=section.real)
+        section.real += 1.0
+        np.multiply(2.0 * sigma[:, k : k + 1] * inv_dc[:, k : k + 1], w, out=section.imag)
+        den *= section
+    return 1.0 / den
 
 
 def _time_varying_filter(x: np.ndarray, response: np.ndarray, sample_rate: int) -> np.ndarray:
@@ -316,6 +328,11 @@ def _time_varying_filter(x: np.ndarray, response: np.ndarray, sample_rate: int) 
     for j in range(nfft // hop):
         out[j : j + num_frames] += blocks[:, j]
     return out.ravel()[hop : hop + n]
+
+
+@functools.lru_cache(maxsize=None)
+def _frication_highpass(sample_rate: int) -> np.ndarray:
+    return signal.butter(2, 1000.0 / (sample_rate / 2), "highpass", output="sos")
 
 
 def _rosenberg_flow(phase_frac: np.ndarray, open_quotient: float) -> np.ndarray:
@@ -386,11 +403,10 @@ def synthesize_voice(
     def losses(f):  # tube bandwidth in Hz: wall losses, plus radiation growing with f
         return profile.bandwidth_scale * (40.0 + 0.06 * f)
 
-    response = 1.0 / np.cosh((np.pi * losses(freqs) + 2j * np.pi * freqs) / (4.0 * tube_f1))
-    for k in range(formants.shape[1]):
-        neutral = (2 * k + 1) * tube_f1
-        response = response / _resonator_response(freqs, neutral, losses(neutral))
-        response = response * _resonator_response(freqs, formants[:, k : k + 1], bandwidths[:, k : k + 1])
+    tube = 1.0 / np.cosh((np.pi * losses(freqs) + 2j * np.pi * freqs) / (4.0 * tube_f1))
+    neutral = tube_f1 * np.arange(1, 2 * formants.shape[1], 2)[None, :]
+    tube /= _formant_response(freqs, neutral, losses(neutral))[0]
+    response = tube * _formant_response(freqs, formants, bandwidths)
 
     # Source gains per sample: piecewise constant per phone, with ~12 ms ramps.
     bounds = np.minimum(np.round(np.append(start, ph.end) * sr).astype(int), num_samples)
@@ -426,8 +442,7 @@ def synthesize_voice(
     voiced = (1.0 - breathiness) * pulses / (pulses.std() + 1e-9)
     voiced += breathiness * aspiration / (aspiration.std() + 1e-9)
     # Frication: turbulence at a constriction, no energy below ~1 kHz.
-    sos = signal.butter(2, min(1000.0, 0.4 * sr) / (sr / 2), "highpass", output="sos")
-    frication = signal.sosfilt(sos, rng.standard_normal(num_samples))
+    frication = signal.sosfilt(_frication_highpass(sr), rng.standard_normal(num_samples))
     frication /= frication.std() + 1e-9
 
     excitation = voice_gain * voiced + noise_gain * frication
@@ -439,11 +454,11 @@ def synthesize_voice(
 # ---------------------------------------------------------------------------
 def _spectral_shape(x: np.ndarray, gain_db_of_freq, sample_rate: int) -> np.ndarray:
     """Apply a zero-phase gain (dB as a function of Hz) to the whole signal by FFT."""
-    n = len(x)
-    nfft = 1 << (n - 1).bit_length()
+    n = x.shape[-1]
+    nfft = scipy.fft.next_fast_len(n + n // 8, real=True)  # a little padding against wrap-around
     freqs = np.fft.rfftfreq(nfft, 1.0 / sample_rate)
     gain = 10.0 ** (gain_db_of_freq(np.maximum(freqs, 20.0)) / 20.0)
-    return np.fft.irfft(np.fft.rfft(x, nfft) * gain, nfft)[:n]
+    return scipy.fft.irfft(scipy.fft.rfft(x, nfft) * gain, nfft)[..., :n]
 
 
 def _colored_noise(rng: np.random.Generator, n: int, sample_rate: int) -> np.ndarray:

@@ -1,0 +1,192 @@
+"""Pair reliability (stage 4): estimators, on-the-fly weights, files, detection."""
+
+import json
+
+import numpy as np
+import pytest
+from scipy.stats import norm
+from sklearn.metrics import roc_auc_score
+
+from purl.reliability import (
+    ESTIMATORS,
+    META_FILE,
+    Reliability,
+    ReliabilitySettings,
+    SpeakerIndex,
+    compare_fits,
+    evaluate,
+    fit_histogram,
+    fit_sklearn,
+    histogram_auc,
+    normalise,
+    plot_reliability,
+    simulate_embeddings,
+    suspected_mislabelled,
+)
+
+
+@pytest.fixture(scope="module")
+def noisy_data():
+    """20 speakers x 50 utterances, 64-dim, random unit centroids, 20 % relabelled."""
+    return simulate_embeddings(np.full(20, 50), dim=64, noise_rate=0.2, between_cos=0.0, seed=7)
+
+
+def same_label_pairs(labels, n, seed=0):
+    rng = np.random.default_rng(seed)
+    i = rng.integers(0, len(labels), size=4 * n)
+    j = rng.integers(0, len(labels), size=4 * n)
+    keep = (labels[i] == labels[j]) & (i != j)
+    return i[keep][:n], j[keep][:n]
+
+
+def test_histogram_em_agrees_with_sklearn_within_0_01():
+    rng = np.random.default_rng(3)
+    emb, noisy, _ = simulate_embeddings(rng.integers(30, 60, size=8), dim=64, seed=3)
+    x = normalise(emb)
+    index, _ = SpeakerIndex.from_labels(noisy)
+    settings = ReliabilitySettings()
+    cmp = compare_fits(x, index, fit_histogram(x, index, settings), fit_sklearn(x, index, settings))
+    # A fit of another likelihood is another local optimum, not an error of the EM;
+    # on this data every speaker reaches sklearn's.
+    same_optimum = np.abs(cmp["loglik_a"] - cmp["loglik_b"]) <= settings.tol
+    assert same_optimum.all()
+    assert cmp["max_abs_diff"].max() < 0.01
+
+
+@pytest.mark.parametrize("estimator", ["histogram", "bic", "global"])
+def test_detection_auc_above_0_9_with_20_percent_flips(noisy_data, estimator):
+    emb, noisy, true = noisy_data
+    m = evaluate(Reliability.fit(emb, noisy, estimator), true)
+    assert m["pair_auc"] > 0.9 and m["utt_auc"] > 0.9
+    assert m["pair_f1"] > 0.8 and m["utt_f1"] > 0.8
+    assert m["n_mislabelled"] == 200
+
+
+def test_sklearn_estimator_detects_flips(noisy_data):
+    emb, noisy, true = noisy_data
+    m = evaluate(Reliability.fit(emb, noisy, "sklearn"), true)
+    assert m["pair_auc"] > 0.9
+
+
+def test_evaluate_counts_match_brute_force(noisy_data):
+    emb, noisy, true = noisy_data
+    rel = Reliability.fit(emb, noisy)
+    i, j = np.triu_indices(len(noisy), 1)
+    same = noisy[i] == noisy[j]
+    i, j = i[same], j[same]
+    w, is_noisy = rel.weight(i, j), true[i] != true[j]
+    m = evaluate(rel, true)
+    assert m["n_pairs"] == len(i) and m["n_noisy_pairs"] == is_noisy.sum()
+    assert m["pair_auc"] == pytest.approx(roc_auc_score(is_noisy, 1 - w), abs=1e-3)
+    assert m["pair_recall"] == pytest.approx((is_noisy & (w < 0.5)).sum() / is_noisy.sum())
+    assert m["frac_pairs_flagged"] == pytest.approx((w < 0.5).mean())
+
+
+def test_histogram_auc_matches_roc_auc_score():
+    rng = np.random.default_rng(0)
+    neg, pos = rng.integers(0, 50, 300), rng.integers(10, 60, 200)  # integer scores: many ties
+    edges = np.arange(61)
+    auc = histogram_auc(np.histogram(neg, edges)[0], np.histogram(pos, edges)[0])
+    expected = roc_auc_score(np.r_[np.zeros(300), np.ones(200)], np.r_[neg, pos])
+    assert auc == pytest.approx(expected, abs=1e-12)
+
+
+@pytest.mark.parametrize("estimator", ["sklearn", "histogram", "bic"])
+def test_speaker_with_fewer_than_3_utts_or_no_spread_gets_w_1(estimator):
+    rng = np.random.default_rng(1)
+    emb, labels, _ = simulate_embeddings(np.full(3, 40), dim=32, noise_rate=0.2, seed=1)
+    tiny = rng.standard_normal((2, 32))           # 2 utterances, far apart
+    flat = np.tile(rng.standard_normal(32), (6, 1))  # 6 identical utterances
+    emb = np.vstack([emb, tiny, flat]).astype(np.float32)
+    labels = np.r_[labels, [10, 10], [11] * 6]
+    rel = Reliability.fit(emb, labels, estimator)
+    n = len(labels)
+    assert rel.weight([n - 8], [n - 7]) == pytest.approx([1.0])
+    assert np.allclose(rel.weight([n - 6, n - 5], [n - 1, n - 2]), 1.0)
+    assert rel.params.unit[[3, 4]].all() and not rel.params.unit[:3].any()
+
+
+def test_weight_matches_direct_computation(noisy_data):
+    emb, noisy, _ = noisy_data
+    rel = Reliability.fit(emb, noisy)
+    i, j = same_label_pairs(noisy, 500)
+    cos = emb[i] @ emb[j].T
+    cos = np.diag(cos) / np.linalg.norm(emb[i], axis=1) / np.linalg.norm(emb[j], axis=1)
+    p = rel.params
+    s = np.searchsorted(rel.index.speakers, noisy[i])
+    dens = p.weights[s] * norm.pdf(cos[:, None], p.means[s], np.sqrt(p.variances[s]))
+    expected = dens[np.arange(len(s)), p.clean[s]] / dens.sum(axis=1)
+    assert np.allclose(rel.weight(i, j), expected, atol=1e-6)
+    assert np.allclose(rel.weight(i, j), rel.weight(j, i))
+
+
+def test_weight_raises_for_pairs_of_different_labels(noisy_data):
+    emb, noisy, _ = noisy_data
+    rel = Reliability.fit(emb, noisy)
+    i = np.flatnonzero(noisy == noisy[0])[0]
+    j = np.flatnonzero(noisy != noisy[0])[0]
+    with pytest.raises(ValueError, match="only same-label pairs"):
+        rel.weight([i], [j])
+
+
+def test_save_load_round_trip(noisy_data, tmp_path):
+    emb, noisy, _ = noisy_data
+    rel = Reliability.fit(emb, noisy, "bic", {"n_bins": 300})
+    rel.save(tmp_path / "reliability")
+    back = Reliability.load(tmp_path / "reliability")
+    i, j = same_label_pairs(noisy, 300)
+    assert np.array_equal(back.weight(i, j), rel.weight(i, j))
+    assert back.estimator == "bic" and back.settings.n_bins == 300
+    assert back.embeddings.dtype == np.float32
+    assert np.array_equal(back.params.unit, rel.params.unit)
+    meta = json.loads((tmp_path / "reliability" / META_FILE).read_text())
+    assert meta["n_utts"] == len(noisy) and meta["settings"]["n_bins"] == 300
+    assert not list((tmp_path / "reliability").glob("*.tmp"))
+
+
+def test_load_of_incomplete_directory_says_to_rerun_stage_4(tmp_path):
+    with pytest.raises(FileNotFoundError, match="rerun stage 4"):
+        Reliability.load(tmp_path)
+
+
+def test_bic_gives_w_1_for_a_clean_speaker():
+    # Low per-utterance spread: a clean speaker's pair cosines are close to Gaussian.
+    emb, true, _ = simulate_embeddings(np.full(3, 60), dim=64, noise_rate=0.0, utt_spread=0.1, seed=2)
+    noisy = true.copy()
+    noisy[np.flatnonzero(true == 2)[:15]] = 1  # speaker 1 receives 15 foreign utterances
+    rel = Reliability.fit(emb, noisy, "bic")
+    assert rel.params.unit.tolist() == [True, False, False]
+    i, j = np.triu_indices(60, 1)
+    assert np.all(rel.weight(i, j) == 1.0)
+    histogram = Reliability.fit(emb, noisy, "histogram")
+    assert not histogram.params.unit[0]  # the plain fit splits a clean speaker anyway
+
+
+def test_global_estimator_shares_one_fit(noisy_data):
+    emb, noisy, _ = noisy_data
+    p = Reliability.fit(emb, noisy, "global").params
+    assert np.all(p.means == p.means[0]) and not p.unit.any()
+
+
+def test_suspected_mislabelled_lists_relabelled_utterances_first(noisy_data):
+    emb, noisy, true = noisy_data
+    idx, mean_w = suspected_mislabelled(Reliability.fit(emb, noisy), threshold=0.5)
+    assert np.all(np.diff(mean_w) >= 0) and np.all(mean_w < 0.5)
+    assert (noisy[idx] != true[idx]).mean() > 0.9
+
+
+def test_unknown_estimator_or_setting_is_an_error(noisy_data):
+    emb, noisy, _ = noisy_data
+    with pytest.raises(ValueError, match="unknown estimator"):
+        Reliability.fit(emb, noisy, "kmeans")
+    with pytest.raises(ValueError, match="unknown setting"):
+        Reliability.fit(emb, noisy, "histogram", {"bins": 10})
+    assert set(ESTIMATORS) == {"sklearn", "histogram", "bic", "global"}
+
+
+def test_plot_writes_png(noisy_data, tmp_path):
+    emb, noisy, true = noisy_data
+    rel = Reliability.fit(emb, noisy)
+    plot_reliability(rel, tmp_path / "reliability.png", true, n_examples=3)
+    assert (tmp_path / "reliability.png").read_bytes()[:4] == b"\x89PNG"
+    assert not list(tmp_path.glob("*.tmp"))
