@@ -67,6 +67,7 @@ class ReliabilitySettings:
     seed: int = 42           # sklearn's random_state
     min_utts: int = 3        # fewer utterances: w = 1
     min_std: float = 1e-4    # pair cosines with a smaller std have "no spread": w = 1
+    bic_sample_size: str = "utts"  # "bic": the n of BIC, utterances or (textbook) pairs
 
     @classmethod
     def from_dict(cls, values: dict | None) -> "ReliabilitySettings":
@@ -75,7 +76,10 @@ class ReliabilitySettings:
         unknown = sorted(set(values) - known)
         if unknown:
             raise ValueError(f"reliability: unknown setting(s) {unknown}; known: {sorted(known)}")
-        return cls(**values)
+        settings = cls(**values)
+        if settings.bic_sample_size not in ("utts", "pairs"):
+            raise ValueError(f"reliability: bic_sample_size must be 'utts' or 'pairs', not {settings.bic_sample_size!r}")
+        return settings
 
 
 # --------------------------------------------------------------------------- speakers
@@ -407,9 +411,18 @@ def fit_histogram(x: np.ndarray, index: SpeakerIndex, settings: ReliabilitySetti
 
 def fit_bic(x: np.ndarray, index: SpeakerIndex, settings: ReliabilitySettings) -> GmmParams:
     """As "histogram", but a speaker whose pairs BIC explains better by one Gaussian
-    gets w = 1 (1 component: 2 parameters; 2 components: 5)."""
+    gets w = 1 (1 component: 2 parameters; 2 components: 5).
+
+    The n(n-1)/2 pairs of n utterances are far from independent (each utterance
+    enters n-1 of them), so the textbook BIC, which counts pairs, finds "two
+    components" in every large clean speaker: the small skew of its cosines earns
+    more likelihood than ln(pairs) costs. By default BIC therefore counts
+    utterances: the pair log-likelihoods are scaled to n observations and the
+    penalty is k ln(n) (``bic_sample_size="pairs"`` gives the textbook version).
+    """
     params, hist, rows = _fit_per_speaker_histograms(x, index, settings)
     n = hist.n_pairs[rows].astype(np.float64)
+    n_eff = index.sizes()[rows].astype(np.float64) if settings.bic_sample_size == "utts" else n
     centres, counts = hist.centres()[rows], hist.counts[rows]
     # Both likelihoods on the same binned points, so binning errors cancel.
     mean = np.einsum("rb,rb->r", counts, centres) / n
@@ -418,8 +431,8 @@ def fit_bic(x: np.ndarray, index: SpeakerIndex, settings: ReliabilitySettings) -
     ll1 = -0.5 * n * (_LOG_2PI + np.log(var)) - 0.5 * np.einsum("rb,rb->r", counts, (centres - mean[:, None]) ** 2) / var
     lj = params.log_joint(np.repeat(rows, centres.shape[1]), centres.ravel()).reshape(len(rows), -1, 2)
     ll2 = np.einsum("rb,rb->r", counts, np.logaddexp(lj[..., 0], lj[..., 1]))
-    bic1 = -2 * ll1 + 2 * np.log(n)
-    bic2 = -2 * ll2 + 5 * np.log(n)
+    bic1 = -2 * ll1 * (n_eff / n) + 2 * np.log(n_eff)
+    bic2 = -2 * ll2 * (n_eff / n) + 5 * np.log(n_eff)
     for s in rows[bic1 <= bic2]:
         params.set_single(s, hist.n_pairs[s], hist.mean[s], hist.var[s], settings.reg_covar)
     return params

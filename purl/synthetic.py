@@ -94,9 +94,6 @@ BURSTS = {  # labial (flat), alveolar (high), velar (compact mid)
 _FRICATION_AMP = 0.12
 _BURST_AMP = 0.4
 
-# Phone kinds in the per-utterance phone table.
-_PAUSE, _VOWEL, _NASAL, _FRIC, _CLOSURE, _BURST = range(6)
-
 
 @dataclass(frozen=True)
 class SpeakerProfile:
@@ -206,16 +203,14 @@ class _Phones:
 
     start: list[float] = field(default_factory=list)
     dur: list[float] = field(default_factory=list)
-    kind: list[int] = field(default_factory=list)
     formants: list[tuple[float, ...]] = field(default_factory=list)
     bandwidths: list[tuple[float, ...]] = field(default_factory=list)
     voice_amp: list[float] = field(default_factory=list)
     noise_amp: list[float] = field(default_factory=list)
 
-    def add(self, kind, dur, formants, bandwidths, voice_amp, noise_amp) -> None:
+    def add(self, dur, formants, bandwidths, voice_amp, noise_amp) -> None:
         self.start.append(self.start[-1] + self.dur[-1] if self.start else 0.0)
         self.dur.append(dur)
-        self.kind.append(kind)
         self.formants.append(tuple(formants))
         self.bandwidths.append(tuple(bandwidths))
         self.voice_amp.append(voice_amp)
@@ -232,12 +227,12 @@ _VOWEL_NAMES = list(VOWELS)
 def _draw_phones(rng: np.random.Generator, duration: float, rate: float, profile: SpeakerProfile) -> _Phones:
     """Random syllables (C)V(C) grouped into words separated by occasional pauses."""
     ph = _Phones()
-    ph.add(_PAUSE, rng.uniform(0.05, 0.25), *_NEUTRAL, 0.0, 0.0)
+    ph.add(rng.uniform(0.05, 0.25), *_NEUTRAL, 0.0, 0.0)
     syllables_left = 0
     while ph.end < duration:
         if syllables_left == 0:  # word boundary
-            if len(ph.kind) > 1 and rng.random() < 0.3:
-                ph.add(_PAUSE, rng.uniform(0.08, 0.3) / rate, *_NEUTRAL, 0.0, 0.0)
+            if len(ph.dur) > 1 and rng.random() < 0.3:
+                ph.add(rng.uniform(0.08, 0.3) / rate, *_NEUTRAL, 0.0, 0.0)
             syllables_left = int(rng.integers(1, 4))
         syllables_left -= 1
         if rng.random() < 0.7:
@@ -246,7 +241,7 @@ def _draw_phones(rng: np.random.Generator, duration: float, rate: float, profile
         (f1, f2, f3, f4, f5), bw = VOWELS[_VOWEL_NAMES[v]]
         a, b = profile.vowel_dev[v]
         stress = rng.uniform(0.55, 1.0)
-        ph.add(_VOWEL, rng.uniform(0.07, 0.18) / rate, (f1 * a, f2 * b, f3, f4, f5), bw, stress, 0.0)
+        ph.add(rng.uniform(0.07, 0.18) / rate, (f1 * a, f2 * b, f3, f4, f5), bw, stress, 0.0)
         if rng.random() < 0.3:
             _add_consonant(ph, rng, rate)
     return ph
@@ -257,15 +252,15 @@ def _add_consonant(ph: _Phones, rng: np.random.Generator, rate: float) -> None:
     if u < 0.4:  # fricative, voiced in 40% of cases (z, v, zh)
         name = list(FRICATIVES)[int(rng.integers(len(FRICATIVES)))]
         voiced = name != "h" and rng.random() < 0.4
-        ph.add(_FRIC, rng.uniform(0.06, 0.14) / rate, *FRICATIVES[name], 0.2 if voiced else 0.0, _FRICATION_AMP)
+        ph.add(rng.uniform(0.06, 0.14) / rate, *FRICATIVES[name], 0.2 if voiced else 0.0, _FRICATION_AMP)
     elif u < 0.65:  # nasal murmur
         name = list(NASALS)[int(rng.integers(len(NASALS)))]
-        ph.add(_NASAL, rng.uniform(0.04, 0.09) / rate, *NASALS[name], 0.3, 0.0)
+        ph.add(rng.uniform(0.04, 0.09) / rate, *NASALS[name], 0.3, 0.0)
     else:  # stop: closure (a weak voice bar if voiced) then a short burst
         name = list(BURSTS)[int(rng.integers(len(BURSTS)))]
         voice_bar = 0.04 if rng.random() < 0.4 else 0.0
-        ph.add(_CLOSURE, rng.uniform(0.03, 0.08) / rate, *BURSTS[name], voice_bar, 0.0)
-        ph.add(_BURST, rng.uniform(0.01, 0.03), *BURSTS[name], 0.0, _BURST_AMP)
+        ph.add(rng.uniform(0.03, 0.08) / rate, *BURSTS[name], voice_bar, 0.0)
+        ph.add(rng.uniform(0.01, 0.03), *BURSTS[name], 0.0, _BURST_AMP)
 
 
 # ---------------------------------------------------------------------------
@@ -352,7 +347,7 @@ def _rosenberg_flow(phase_frac: np.ndarray, open_quotient: float) -> np.ndarray:
     return flow
 
 
-def _smooth_track(times: np.ndarray, values: np.ndarray, at: np.ndarray) -> np.ndarray:
+def _interp_columns(times: np.ndarray, values: np.ndarray, at: np.ndarray) -> np.ndarray:
     """Piecewise-linear interpolation of each column of values (keypoints at times)."""
     return np.stack([np.interp(at, times, values[:, k]) for k in range(values.shape[1])], axis=1)
 
@@ -378,7 +373,6 @@ def synthesize_voice(
     ph = _draw_phones(rng, duration, rate, profile)
     start = np.asarray(ph.start)
     dur = np.asarray(ph.dur)
-    kind = np.asarray(ph.kind)
 
     # Vocal-tract tracks at frame centres. Keypoints at 25% and 75% of each phone
     # give a steady state in the middle and smooth transitions (coarticulation)
@@ -390,8 +384,8 @@ def synthesize_voice(
     key_f = np.repeat(np.asarray(ph.formants), 2, axis=0)
     key_b = np.repeat(np.asarray(ph.bandwidths), 2, axis=0)
     speaker_f = formant_scale * np.asarray(profile.formant_dev)
-    formants = _smooth_track(key_t, key_f, frame_t) * speaker_f
-    bandwidths = _smooth_track(key_t, key_b, frame_t) * profile.bandwidth_scale
+    formants = _interp_columns(key_t, key_f, frame_t) * speaker_f
+    bandwidths = _interp_columns(key_t, key_b, frame_t) * profile.bandwidth_scale
     # The vocal tract is a lossy uniform tube of this speaker's length (all its
     # resonances, up to and beyond Nyquist) whose first five resonances are
     # moved to the phone's formants. A cascade of five resonators alone would
@@ -603,6 +597,38 @@ def _generate_speaker(job: tuple[str, int, dict]) -> tuple[int, float]:
     return params["utts_per_speaker"], seconds
 
 
+def _check_out_dir(out: Path, params: dict) -> float | None:
+    """Decide what to do with an existing out_dir.
+
+    Returns the corpus's total duration if an identical corpus is complete, None
+    if generation should (re)start; raises if the directory holds anything else.
+    """
+    done, started = out / _DONE, out / _STARTED
+    for marker in (done, started):
+        if not marker.exists():
+            continue
+        previous = json.loads(marker.read_text())
+        total_seconds = float(previous.pop("total_seconds", 0.0))  # a result, not a parameter
+        if previous != params:
+            differ = sorted(k for k in set(previous) | set(params) if previous.get(k) != params.get(k))
+            raise ValueError(
+                f"{out} holds a synthetic corpus made with other parameters (differ: {', '.join(differ)}; "
+                f"see {marker}); remove the directory or choose another output directory"
+            )
+        # Same parameters: complete, or interrupted (its finished files are kept).
+        return total_seconds if marker == done else None
+    if out.exists() and any(out.iterdir()):
+        raise ValueError(
+            f"{out} exists, is not empty and holds no synthetic corpus (no {_DONE}); "
+            "remove the directory or choose another output directory"
+        )
+    return None
+
+
+_DONE = ".done"  # parameters and total duration, written last
+_STARTED = ".started"  # parameters, while generation runs
+
+
 def generate_corpus(
     out_dir: str | os.PathLike,
     num_speakers: int = 200,
@@ -616,77 +642,57 @@ def generate_corpus(
 ) -> CorpusSummary:
     """Write <out_dir>/spkNNNN/uNNNN.wav and then <out_dir>/.done; skip if already done.
 
-    The output depends only on the arguments other than nj. An existing
-    directory made with other parameters is an error (never mixed); one left
-    by an interrupted run with the same parameters is completed.
+    The output depends on all arguments except nj. An existing directory made
+    with other parameters is an error (corpora are never mixed); one left by an
+    interrupted run with the same parameters is completed.
     """
     config = config or SynthConfig()
     if num_speakers < 1 or utts_per_speaker < 1:
-        raise ValueError(f"generate_corpus: need >= 1 speaker and utterance, got {num_speakers} x {utts_per_speaker}")
+        raise ValueError(f"need at least 1 speaker and 1 utterance, got {num_speakers} x {utts_per_speaker}")
     if not 0.0 < min_dur <= max_dur:
-        raise ValueError(f"generate_corpus: need 0 < min_dur <= max_dur, got {min_dur}, {max_dur}")
+        raise ValueError(f"need 0 < min_dur <= max_dur, got {min_dur}, {max_dur}")
     if sample_rate < 8000:
-        raise ValueError(f"generate_corpus: sample_rate {sample_rate} is below 8000")
+        raise ValueError(f"sample_rate {sample_rate} is below 8000")
     if nj < 1:
-        raise ValueError(f"generate_corpus: nj must be >= 1, got {nj}")
+        raise ValueError(f"nj must be >= 1, got {nj}")
     params = {
         "format_version": FORMAT_VERSION,
-        "num_speakers": num_speakers,
-        "utts_per_speaker": utts_per_speaker,
-        "seed": seed,
+        "num_speakers": int(num_speakers),
+        "utts_per_speaker": int(utts_per_speaker),
+        "seed": int(seed),
         "min_dur": float(min_dur),
         "max_dur": float(max_dur),
-        "sample_rate": sample_rate,
+        "sample_rate": int(sample_rate),
         "config": asdict(config),
     }
     params = json.loads(json.dumps(params))  # tuples -> lists, as read back from disk
     out = Path(out_dir)
-    done, started = out / ".done", out / ".params.json"
     t0 = time.time()
-
-    for marker in (done, started):
-        if marker.exists():
-            previous = json.loads(marker.read_text())
-            total_seconds = float(previous.pop("total_seconds", 0.0))  # a result, not a parameter
-            if previous != params:
-                diff = sorted(k for k in set(previous) | set(params) if previous.get(k) != params.get(k))
-                raise ValueError(
-                    f"generate_corpus: {out} holds a corpus made with other parameters "
-                    f"(differ: {', '.join(diff)}; see {marker}); remove the directory or choose another --out"
-                )
-            if marker is done:
-                logger.info("%s is complete (%s); nothing to do", out, done)
-                return CorpusSummary(str(out), num_speakers, num_speakers * utts_per_speaker,
-                                     total_seconds, 0.0, True)
-            break
-    else:
-        if out.exists() and any(out.iterdir()):
-            raise ValueError(
-                f"generate_corpus: {out} exists, is not empty and is no synthetic corpus "
-                f"(no {done.name}); remove the directory or choose another --out"
-            )
+    total_seconds = _check_out_dir(out, params)
+    if total_seconds is not None:
+        logger.info("%s already holds this corpus (%s); nothing to do", out, out / _DONE)
+        return CorpusSummary(str(out), num_speakers, num_speakers * utts_per_speaker, total_seconds, 0.0, True)
     out.mkdir(parents=True, exist_ok=True)
-    started.write_text(json.dumps(params, indent=1, sort_keys=True) + "\n")
+    (out / _STARTED).write_text(json.dumps(params, indent=1, sort_keys=True) + "\n")
 
     jobs = [(str(out), spk, params) for spk in range(num_speakers)]
     num_utts, total_seconds = 0, 0.0
     if nj == 1:
-        results = map(_generate_speaker, jobs)
-        for n, s in results:
-            num_utts, total_seconds = num_utts + n, total_seconds + s
+        for n, seconds in map(_generate_speaker, jobs):
+            num_utts, total_seconds = num_utts + n, total_seconds + seconds
     else:
-        # spawn: workers start clean (no inherited threads or locks from the caller).
+        # spawn: workers start clean (no threads or locks inherited from the caller).
         with multiprocessing.get_context("spawn").Pool(min(nj, num_speakers)) as pool:
-            for i, (n, s) in enumerate(pool.imap_unordered(_generate_speaker, jobs), 1):
-                num_utts, total_seconds = num_utts + n, total_seconds + s
+            for i, (n, seconds) in enumerate(pool.imap_unordered(_generate_speaker, jobs), 1):
+                num_utts, total_seconds = num_utts + n, total_seconds + seconds
                 if i % max(1, num_speakers // 5) == 0:
                     logger.info("%d/%d speakers written", i, num_speakers)
 
-    tmp = done.with_name(done.name + ".tmp")
+    tmp = out / (_DONE + ".tmp")
     tmp.write_text(json.dumps({**params, "total_seconds": round(total_seconds, 3)}, indent=1, sort_keys=True) + "\n")
-    os.replace(tmp, done)
-    started.unlink()
+    os.replace(tmp, out / _DONE)
+    (out / _STARTED).unlink()
     elapsed = time.time() - t0
-    logger.info("wrote %d utterances (%.1f h) of %d speakers to %s in %.1f s",
+    logger.info("wrote %d utterances (%.2f h) of %d speakers to %s in %.1f s",
                 num_utts, total_seconds / 3600, num_speakers, out, elapsed)
     return CorpusSummary(str(out), num_speakers, num_utts, total_seconds, elapsed, False)

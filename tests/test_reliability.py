@@ -39,17 +39,31 @@ def same_label_pairs(labels, n, seed=0):
     return i[keep][:n], j[keep][:n]
 
 
-def test_histogram_em_agrees_with_sklearn_within_0_01():
+@pytest.fixture(scope="module")
+def small_speakers():
     rng = np.random.default_rng(3)
     emb, noisy, _ = simulate_embeddings(rng.integers(30, 60, size=8), dim=64, seed=3)
     x = normalise(emb)
-    index, _ = SpeakerIndex.from_labels(noisy)
+    return x, SpeakerIndex.from_labels(noisy)[0]
+
+
+def test_histogram_em_agrees_with_sklearn_within_0_01(small_speakers):
+    x, index = small_speakers
     settings = ReliabilitySettings()
     cmp = compare_fits(x, index, fit_histogram(x, index, settings), fit_sklearn(x, index, settings))
-    # A fit of another likelihood is another local optimum, not an error of the EM;
-    # on this data every speaker reaches sklearn's.
-    same_optimum = np.abs(cmp["loglik_a"] - cmp["loglik_b"]) <= settings.tol
-    assert same_optimum.all()
+    dll = cmp["loglik_a"] - cmp["loglik_b"]
+    # Where EM is slow (overlapping components) tol=1e-3 stops it before the optimum,
+    # at a point that depends on the init: a speaker whose two fits differ in
+    # likelihood by more than tol is not comparable, and ours must be the better.
+    same = np.abs(dll) <= settings.tol
+    assert same.sum() >= 6 and np.all(dll[~same] > 0)
+    assert cmp["max_abs_diff"][same].max() < 0.01
+
+
+def test_histogram_em_agrees_with_sklearn_on_every_speaker_when_converged(small_speakers):
+    x, index = small_speakers
+    settings = ReliabilitySettings(tol=1e-8)
+    cmp = compare_fits(x, index, fit_histogram(x, index, settings), fit_sklearn(x, index, settings))
     assert cmp["max_abs_diff"].max() < 0.01
 
 
@@ -150,16 +164,16 @@ def test_load_of_incomplete_directory_says_to_rerun_stage_4(tmp_path):
 
 
 def test_bic_gives_w_1_for_a_clean_speaker():
-    # Low per-utterance spread: a clean speaker's pair cosines are close to Gaussian.
-    emb, true, _ = simulate_embeddings(np.full(3, 60), dim=64, noise_rate=0.0, utt_spread=0.1, seed=2)
+    emb, true, _ = simulate_embeddings(np.full(3, 120), noise_rate=0.0, seed=2)
     noisy = true.copy()
-    noisy[np.flatnonzero(true == 2)[:15]] = 1  # speaker 1 receives 15 foreign utterances
+    noisy[np.flatnonzero(true == 2)[:24]] = 1  # speaker 1 receives 24 foreign utterances
     rel = Reliability.fit(emb, noisy, "bic")
-    assert rel.params.unit.tolist() == [True, False, False]
-    i, j = np.triu_indices(60, 1)
+    assert rel.params.unit.tolist() == [True, False, True]  # speaker 2 lost some, still clean
+    i, j = np.triu_indices(120, 1)
     assert np.all(rel.weight(i, j) == 1.0)
-    histogram = Reliability.fit(emb, noisy, "histogram")
-    assert not histogram.params.unit[0]  # the plain fit splits a clean speaker anyway
+    # Counting pairs as independent, BIC (like the plain fit) splits the clean speaker.
+    textbook = Reliability.fit(emb, noisy, "bic", {"bic_sample_size": "pairs"})
+    assert not textbook.params.unit[0]
 
 
 def test_global_estimator_shares_one_fit(noisy_data):

@@ -1,0 +1,134 @@
+"""Experiment configuration: YAML over defaults, with command-line overrides.
+
+A config is a two-level dict: sections (model, data, loss, optim, train, purl)
+of keys. DEFAULTS lists every key there is, so a misspelt key in a YAML file or
+in ``--set`` is an error that names the closest known keys instead of being
+silently ignored. ``model.args`` is the exception: it holds the model's
+constructor arguments and is checked against the model's signature.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import os
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+
+DEFAULTS: dict[str, dict[str, Any]] = {
+    "model": {
+        "name": "ecapa_tdnn",   # a key of purl.models.MODELS
+        "args": {},             # constructor arguments of that model
+    },
+    "data": {
+        "chunk_frames": 300,          # 3 s training chunks
+        "speakers_per_batch": 300,    # P: the whole batch over all processes
+        "utts_per_speaker": 2,        # K: 2 gives pair batches (300 pairs = 600 utterances)
+        "samples_per_epoch": 1000000, # utterances drawn per epoch
+        "num_workers": 4,             # loader processes per training process
+        "spec_augment": False,
+        "freq_mask": 8,               # SpecAugment: widest frequency mask (bins)
+        "time_mask": 20,              # SpecAugment: widest time mask (frames)
+    },
+    "loss": {
+        "type": "supcon",       # supcon, or a PURL kind: soft, hard, ascent
+        "temperature": 0.1,     # initial value
+        "learn_temperature": True,
+        "alpha": 0.5,           # weight of the unlearning term
+        "threshold": 0.5,       # w above it: a reliable pair
+    },
+    "optim": {
+        "epochs": 200,
+        "lr": 0.01,
+        "weight_decay": 2.0e-6,
+        "warmup_frac": 0.1,     # linear warm-up over this fraction of all steps, then cosine
+        "final_lr_frac": 0.0,   # the cosine ends at lr * final_lr_frac
+        "grad_clip": 5.0,       # max gradient norm; 0 disables
+    },
+    "train": {
+        "seed": 42,
+        "amp": True,            # bf16 autocast on CUDA (ignored on CPU)
+        "threads": 0,           # CPU threads per process; 0: torch's default
+        "gather_batch": True,   # contrast against the batch of every process, not just one's own
+        "average_last": 1,      # final.pt = average of the last N epoch checkpoints
+        "keep_last": 0,         # keep only the last N epoch checkpoints (0: keep all)
+        "save_every_steps": 0,  # also save last.pt every N steps within an epoch (0: at epoch ends)
+        "log_every": 10,        # steps between CSV rows
+    },
+    "purl": {
+        "init_checkpoint": "",  # the pretrained model the post-hoc update starts from
+        "reliability": "",      # stage 4's output dir (pair weights)
+        "reestimate_every": 0,  # re-estimate the weights with the current model every N epochs (0: frozen)
+    },
+}
+
+
+class ConfigError(ValueError):
+    """A config file or override names an unknown key or has a bad value."""
+
+
+def _closest(name: str, known: Iterable[str]) -> str:
+    matches = difflib.get_close_matches(name, list(known), n=3, cutoff=0.5)
+    return f" (did you mean {', '.join(matches)}?)" if matches else f" (known: {', '.join(sorted(known))})"
+
+
+def merge(config: dict, update: dict, where: str) -> dict:
+    """Merges a partial config into a full one, rejecting unknown keys."""
+    for section, values in update.items():
+        if section not in config:
+            raise ConfigError(f"{where}: unknown section '{section}'{_closest(section, config)}")
+        if not isinstance(values, dict):
+            raise ConfigError(f"{where}: section '{section}' must be a mapping of keys, got {values!r}")
+        for key, value in values.items():
+            if key not in config[section]:
+                known = [f"{section}.{k}" for k in config[section]]
+                raise ConfigError(f"{where}: unknown key '{section}.{key}'{_closest(f'{section}.{key}', known)}")
+            if key == "args" and isinstance(value, dict):
+                config[section][key] = {**config[section][key], **value}
+            else:
+                config[section][key] = value
+    return config
+
+
+def parse_override(text: str) -> dict:
+    """'model.args.channels=[512,512]' -> {'model': {'args': {'channels': [512, 512]}}}."""
+    if "=" not in text:
+        raise ConfigError(f"override '{text}' is not of the form section.key=value")
+    path, raw = text.split("=", 1)
+    keys = path.strip().split(".")
+    if len(keys) < 2:
+        raise ConfigError(f"override '{text}': name a key as section.key, e.g. optim.lr=0.001")
+    value: Any = yaml.safe_load(raw) if raw.strip() else ""
+    for key in reversed(keys[1:]):
+        value = {key: value}
+    return {keys[0]: value}
+
+
+def load_config(path: str | os.PathLike | None = None, overrides: Iterable[str] = ()) -> dict:
+    """DEFAULTS, then the YAML file, then each ``section.key=value`` override."""
+    config = copy.deepcopy(DEFAULTS)
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"{path}: no such config file")
+        with open(path, encoding="utf-8") as f:
+            try:
+                loaded = yaml.safe_load(f) or {}
+            except yaml.YAMLError as e:
+                raise ConfigError(f"{path}: not valid YAML: {e}") from e
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: expected a mapping of sections at the top")
+        merge(config, loaded, str(path))
+    for text in overrides:
+        merge(config, parse_override(text), f"--set {text}")
+    return config
+
+
+def save_config(config: dict, path: str | os.PathLike) -> None:
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        yaml.safe_dump(config, f, sort_keys=False, default_flow_style=None)
+    os.replace(tmp, path)

@@ -1,0 +1,84 @@
+"""Speaker embeddings of whole utterances (or of averaged fixed-length crops).
+
+Batches hold utterances of exactly the same number of frames (or crops, which
+all have the same length), so a batch computes what each utterance alone would:
+no padding ever reaches a convolution or a pooling layer.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+from purl.data.dataset import load_features
+
+
+def crop_starts(num_frames: int, crop_frames: int, num_crops: int) -> list[int]:
+    """Evenly spaced crop starts covering the utterance (deterministic)."""
+    if num_frames <= crop_frames:
+        return [0] * num_crops
+    return np.linspace(0, num_frames - crop_frames, num_crops).round().astype(int).tolist()
+
+
+def _at_least(feats: np.ndarray, frames: int) -> np.ndarray:
+    if len(feats) < frames:  # a short utterance is repeated to length, as in training
+        feats = np.tile(feats, (frames // len(feats) + 1, 1))
+    return feats
+
+
+@torch.no_grad()
+def embed_utterances(
+    model: torch.nn.Module,
+    feats_entries: Sequence[str],
+    num_frames: Sequence[int],
+    *,
+    device: torch.device | str = "cpu",
+    max_batch_frames: int = 60000,
+    num_crops: int = 0,
+    crop_frames: int = 300,
+    amp: bool = False,
+    on_batch: Callable[[int], None] | None = None,
+) -> np.ndarray:
+    """Embeds every utterance; returns (N, embed_dim) float32 in the input order.
+
+    ``num_crops=0`` embeds the whole utterance; otherwise the mean of num_crops
+    crops of crop_frames. ``max_batch_frames`` bounds a batch's size in frames.
+    ``on_batch(n)`` is called with the number of utterances finished.
+    """
+    model.eval()
+    device = torch.device(device)
+    out: np.ndarray | None = None
+    # Group utterances by the length of what the model sees.
+    groups: dict[int, list[int]] = defaultdict(list)
+    for i, n in enumerate(num_frames):
+        groups[crop_frames if num_crops else int(n)].append(i)
+    for length in sorted(groups, reverse=True):
+        members = groups[length]
+        per_batch = max(1, max_batch_frames // (length * max(1, num_crops)))
+        for lo in range(0, len(members), per_batch):
+            batch = members[lo:lo + per_batch]
+            chunks = []
+            for i in batch:
+                feats = load_features(feats_entries[i])
+                if num_crops:
+                    feats = _at_least(feats, crop_frames)
+                    chunks.extend(feats[s:s + crop_frames] for s in crop_starts(int(num_frames[i]), crop_frames, num_crops))
+                else:
+                    chunks.append(feats)
+            x = torch.from_numpy(np.stack(chunks)).to(device)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda"):
+                emb = model(x).float()
+            if num_crops:
+                emb = emb.view(len(batch), num_crops, -1).mean(1)
+            emb = emb.cpu().numpy()
+            if out is None:
+                out = np.empty((len(feats_entries), emb.shape[1]), dtype=np.float32)
+            out[batch] = emb
+            if on_batch is not None:
+                on_batch(len(batch))
+    if out is None:
+        raise ValueError("embed_utterances: no utterances to embed")
+    return out

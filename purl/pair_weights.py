@@ -1,0 +1,66 @@
+"""The w_ij of the pairs in a training batch, from stage 4's reliability dir."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from purl.data.datadir import DataDir, DataDirError
+from purl.reliability import Reliability
+
+UTTS_FILE = "utts"  # the utterance ids of the reliability dir's rows, one per line
+
+
+class PairWeights:
+    """Callable: (utt indices (B,) of the training set, labels (B,)) -> (B, B) w.
+
+    Entries of pairs with different labels are 1 (the losses ignore them).
+    """
+
+    def __init__(self, reliability: Reliability, rows: np.ndarray):
+        self.reliability = reliability
+        self.rows = rows  # training-set utterance index -> reliability row
+
+    def __call__(self, utts: np.ndarray, labels: np.ndarray) -> torch.Tensor:
+        n = len(utts)
+        i, j = np.triu_indices(n, k=1)
+        same = labels[i] == labels[j]
+        i, j = i[same], j[same]
+        w = np.ones((n, n), dtype=np.float32)
+        if len(i):
+            values = self.reliability.weight(self.rows[utts[i]], self.rows[utts[j]])
+            w[i, j] = w[j, i] = values
+        return torch.from_numpy(w)
+
+
+def pair_weights_from_dir(reliability_dir: str | os.PathLike, data_dir: str | os.PathLike) -> PairWeights:
+    """Loads stage 4's output for the training dir it was computed on.
+
+    The reliability rows are matched to the training dir by utterance id, so the
+    labels it was fitted with must be those of ``data_dir`` (the noisy ones).
+    """
+    reliability_dir = Path(reliability_dir)
+    utts_file = reliability_dir / UTTS_FILE
+    if not utts_file.is_file():
+        raise DataDirError(f"{utts_file}: missing; run stage 4 (steps/reliability.py) for {data_dir} first")
+    rel_utts = utts_file.read_text().split()
+    reliability = Reliability.load(reliability_dir)
+    data = DataDir(data_dir)
+    row_of = {u: r for r, u in enumerate(rel_utts)}
+    missing = [u for u in data.utts if u not in row_of]
+    if missing:
+        raise DataDirError(f"{reliability_dir}: no reliability for '{missing[0]}' of {data.path} "
+                           f"({len(missing)} missing); rerun stage 4 on this data dir")
+    rows = np.array([row_of[u] for u in data.utts], dtype=np.int64)
+    # The fit must group utterances by speaker as the data dir does (the same
+    # noisy labels): each speaker of utt2spk maps to exactly one label of the fit.
+    speaker_of = {s: n for n, s in enumerate(data.speakers)}
+    ours = np.array([speaker_of[data.utt2spk[u]] for u in data.utts])
+    pairs = np.unique(np.stack([ours, np.unique(reliability.labels[rows], return_inverse=True)[1].ravel()]), axis=1)
+    if pairs.shape[1] != len(speaker_of) or len(np.unique(reliability.labels[rows])) != len(speaker_of):
+        raise DataDirError(f"{reliability_dir} was fitted with other speaker labels than {data.path}/utt2spk; "
+                           "rerun stage 4 on this data dir")
+    return PairWeights(reliability, rows)

@@ -1,0 +1,66 @@
+"""PNG figures a person would rather look at than read."""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+from matplotlib.figure import Figure
+
+
+def _read_csv(path: Path) -> dict[str, list[float]]:
+    columns: dict[str, list[float]] = {}
+    if not path.is_file():
+        return columns
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            for key, value in row.items():
+                try:
+                    columns.setdefault(key, []).append(float(value))
+                except (TypeError, ValueError):
+                    columns.setdefault(key, []).append(float("nan"))
+    return columns
+
+
+def save_figure(fig: Figure, path: str | os.PathLike) -> None:
+    path = Path(path)
+    tmp = path.with_name(path.stem + ".tmp.png")
+    fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    os.replace(tmp, path)
+
+
+def plot_training_curves(exp_dir: str | os.PathLike) -> Path:
+    """exp/<name>/train.png from train.csv and epochs.csv: loss terms, temperature,
+    learning rate, clean-pair ratio (PURL) and the held-out figures per epoch."""
+    exp_dir = Path(exp_dir)
+    steps, epochs = _read_csv(exp_dir / "train.csv"), _read_csv(exp_dir / "epochs.csv")
+    panels = [("loss", ["loss", "supcon", "unlearn"]), ("temperature", ["temperature"]), ("learning rate", ["lr"])]
+    if any(v == v for v in steps.get("clean_ratio", [])):
+        panels.append(("clean pair ratio", ["clean_ratio"]))
+    has_valid = any(v == v for v in epochs.get("valid_eer", []))
+    fig = Figure(figsize=(4 * (len(panels) + has_valid), 3.2))
+    axes = fig.subplots(1, len(panels) + has_valid, squeeze=False)[0]
+    x = steps.get("epoch", [])
+    for ax, (title, keys) in zip(axes, panels):
+        for key in keys:
+            values = steps.get(key, [])
+            if values and any(v == v for v in values):
+                ax.plot(x, values, label=key, linewidth=1)
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        if len(keys) > 1:
+            ax.legend(fontsize=8)
+    if has_valid:
+        ax = axes[-1]
+        ax.plot(epochs["epoch"], [100 * v for v in epochs["valid_eer"]], "o-", label="held-out EER (%)")
+        ax.set_xlabel("epoch")
+        ax.set_title("held-out EER (%)")
+        twin = ax.twinx()
+        twin.plot(epochs["epoch"], epochs["valid_target_cos"], "g--", label="target cos")
+        twin.plot(epochs["epoch"], epochs["valid_nontarget_cos"], "r--", label="non-target cos")
+        twin.legend(fontsize=8, loc="center right")
+    fig.suptitle(exp_dir.name)
+    out = exp_dir / "train.png"
+    save_figure(fig, out)
+    return out

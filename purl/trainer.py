@@ -1,0 +1,425 @@
+"""One training loop for SupCon pretraining (stage 3), the PURL update and its
+control run (stage 5): they differ only in the loss and the starting weights.
+
+Run under torchrun for several processes (DDP: NCCL on GPU, gloo on CPU) or as
+a plain process. Process 0 writes everything under exp/<name>/:
+    config.yaml              the merged config
+    models/epoch_<N>.pt      model, loss, optimizer, scheduler, RNG, sampler state, config
+    models/last.pt           the newest of those (also written every save_every_steps)
+    models/final.pt          the average of the last average_last epochs: what stage 6 scores
+    train.csv                a row per log_every steps
+    epochs.csv, valid.csv    per-epoch means; held-out target/non-target cosine and EER
+    train.png                the curves
+    log/                     (the recipe's logs)
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+from tqdm import tqdm
+
+from purl.config import save_config
+from purl.data.dataset import ChunkDataset, SpeakerBatchSampler, TrainingSet, collate
+from purl.losses import build_loss
+from purl.models import build_model
+
+
+class TrainError(RuntimeError):
+    """Training cannot start or go on (bad checkpoint, config or data)."""
+
+
+# ---------------------------------------------------------------------------
+# checkpoints
+
+def load_checkpoint(path: str | os.PathLike) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise TrainError(f"{path}: no such checkpoint")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # a truncated file or one from another tool
+        raise TrainError(f"{path}: cannot be read as a checkpoint ({e}); delete it to redo its stage") from e
+
+
+def save_atomic(obj: dict, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def model_from_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, dict]:
+    """The encoder stored in a checkpoint, built from the config saved with it."""
+    ckpt = load_checkpoint(path)
+    config = ckpt["config"]
+    model = build_model(config["model"]["name"], **config["model"]["args"])
+    try:
+        model.load_state_dict(ckpt["model"])
+    except RuntimeError as e:
+        raise TrainError(f"{path}: its weights do not fit {config['model']['name']} with {config['model']['args']} ({e})") from e
+    return model, config
+
+
+def average_checkpoints(paths: list[Path]) -> dict:
+    """The element-wise mean of the models' weights (integer buffers from the last)."""
+    states = [load_checkpoint(p)["model"] for p in paths]
+    averaged = {}
+    for key, value in states[-1].items():
+        if value.is_floating_point():
+            averaged[key] = sum(s[key] for s in states) / len(states)
+        else:
+            averaged[key] = value
+    return averaged
+
+
+# ---------------------------------------------------------------------------
+# processes
+
+class Distributed:
+    """This process's place among the torchrun processes (or alone)."""
+
+    def __init__(self):
+        self.world_size = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        if torch.cuda.is_available():
+            self.device = torch.device("cuda", local_rank)
+            torch.cuda.set_device(self.device)
+        else:
+            self.device = torch.device("cpu")
+        if self.world_size > 1 and not dist.is_initialized():
+            dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def all_gather(self, tensor: torch.Tensor, *, with_grad: bool = False) -> torch.Tensor:
+        if self.world_size == 1:
+            return tensor
+        if with_grad:
+            # The autograd-aware gather sends each process's gradient back to its owner.
+            return torch.cat(torch.distributed.nn.functional.all_gather(tensor))
+        parts = [torch.empty_like(tensor) for _ in range(self.world_size)]
+        dist.all_gather(parts, tensor)
+        return torch.cat(parts)
+
+    def barrier(self) -> None:
+        if self.world_size > 1:
+            dist.barrier()
+
+    def close(self) -> None:
+        if self.world_size > 1 and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+class SpeakerNet(nn.Module):
+    """Encoder and loss in one module, so that DDP keeps both (the loss has the
+    learnable temperature) in step across processes."""
+
+    def __init__(self, encoder: nn.Module, loss: nn.Module, dist_ctx: Distributed, gather: bool):
+        super().__init__()
+        self.encoder, self.loss = encoder, loss
+        self.dist_ctx, self.gather = dist_ctx, gather
+
+    def forward(self, feats, labels, pair_weights=None):
+        embeddings = self.encoder(feats)
+        if self.gather:
+            # Every process computes the loss of the whole batch; the gradient
+            # reaching each process's embeddings is then that of the global loss.
+            embeddings = self.dist_ctx.all_gather(embeddings, with_grad=True)
+        return self.loss(embeddings.float(), labels, pair_weights)
+
+
+def warmup_cosine(total_steps: int, warmup_frac: float, final_frac: float) -> Callable[[int], float]:
+    """lr multiplier: linear from 0 over the warm-up, then cosine down to final_frac."""
+    warmup = max(1, int(round(total_steps * warmup_frac)))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
+        return final_frac + (1 - final_frac) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return factor
+
+
+def environment_summary() -> dict:
+    """What a reader needs to reproduce a run: commit, versions, machine."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                                cwd=Path(__file__).resolve().parent, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    import numpy, sklearn  # noqa: E401 (versions only)
+    return {
+        "git_commit": commit or "unknown",
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "scikit-learn": sklearn.__version__,
+        "cuda": torch.version.cuda or "none",
+        "host": platform.node(),
+        "command": " ".join(sys.argv),
+    }
+
+
+# ---------------------------------------------------------------------------
+# the loop
+
+class Trainer:
+    """Trains the model of ``config`` on a data dir into ``exp_dir``.
+
+    ``pair_weights_fn(utt_indices (B,), labels (B,)) -> (B, B) tensor`` gives the
+    PURL losses their w_ij; ``validate_fn(model) -> dict`` gives held-out figures
+    at each epoch end (process 0 only).
+    """
+
+    CSV_FIELDS = ("step", "epoch", "lr", "loss", "supcon", "unlearn", "temperature",
+                  "grad_norm", "n_clean", "n_noisy", "clean_ratio", "utt_per_s")
+
+    def __init__(self, config: dict, data_dir: str | os.PathLike, exp_dir: str | os.PathLike,
+                 *, pair_weights_fn=None, validate_fn=None, show_progress: bool = True):
+        self.config = config
+        self.exp_dir = Path(exp_dir)
+        self.models_dir = self.exp_dir / "models"
+        self.dist = Distributed()
+        self.pair_weights_fn, self.validate_fn = pair_weights_fn, validate_fn
+        self.show_progress = show_progress and self.dist.main
+        d, o, t = config["data"], config["optim"], config["train"]
+        if t["threads"] > 0:
+            torch.set_num_threads(t["threads"])
+        torch.manual_seed(t["seed"])
+
+        self.data = TrainingSet.from_data_dir(data_dir)
+        encoder = build_model(config["model"]["name"], **config["model"]["args"])
+        loss_cfg = dict(config["loss"])
+        loss = build_loss(loss_cfg.pop("type"), **loss_cfg)
+        if loss.needs_pair_weights and pair_weights_fn is None:
+            raise TrainError(f"loss.type={config['loss']['type']} needs pair weights: set purl.reliability to stage 4's output")
+        self.net = SpeakerNet(encoder, loss, self.dist, gather=t["gather_batch"] and self.dist.world_size > 1)
+        self.net.to(self.dist.device)
+        self.sampler = SpeakerBatchSampler(
+            self.data.labels, d["speakers_per_batch"], d["utts_per_speaker"], d["samples_per_epoch"],
+            seed=t["seed"], rank=self.dist.rank, world_size=self.dist.world_size,
+        )
+        dataset = ChunkDataset(self.data, d["chunk_frames"], d["spec_augment"], d["freq_mask"], d["time_mask"])
+        self.loader = torch.utils.data.DataLoader(
+            dataset, batch_sampler=self.sampler, collate_fn=collate, num_workers=d["num_workers"],
+            pin_memory=self.dist.device.type == "cuda", persistent_workers=False,
+            prefetch_factor=4 if d["num_workers"] > 0 else None,
+        )
+        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=o["lr"], weight_decay=o["weight_decay"])
+        self.total_steps = o["epochs"] * self.sampler.steps_per_epoch
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, warmup_cosine(self.total_steps, o["warmup_frac"], o["final_lr_frac"]))
+        self.model = self.net
+        if self.dist.world_size > 1:
+            self.model = nn.parallel.DistributedDataParallel(
+                self.net, device_ids=[self.dist.device.index] if self.dist.device.type == "cuda" else None)
+        self.epoch, self.step_in_epoch, self.global_step = 0, 0, 0
+
+    # -- state ----------------------------------------------------------------
+
+    def state(self) -> dict:
+        rng = {"torch": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            rng["cuda"] = torch.cuda.get_rng_state(self.dist.device)
+        return {
+            "model": self.net.encoder.state_dict(),
+            "loss": self.net.loss.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "rng": rng,
+            "sampler": {"epoch": self.epoch, "step": self.step_in_epoch},
+            "global_step": self.global_step,
+            "config": self.config,
+        }
+
+    def load_state(self, ckpt: dict, path: Path) -> None:
+        if ckpt["config"]["model"] != self.config["model"]:
+            raise TrainError(f"{path}: made with model {ckpt['config']['model']}, but the config says "
+                             f"{self.config['model']} (use another exp dir, or delete {self.models_dir})")
+        self.net.encoder.load_state_dict(ckpt["model"])
+        self.net.loss.load_state_dict(ckpt["loss"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        torch.set_rng_state(ckpt["rng"]["torch"])
+        if "cuda" in ckpt["rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state(ckpt["rng"]["cuda"], self.dist.device)
+        self.epoch, self.step_in_epoch = ckpt["sampler"]["epoch"], ckpt["sampler"]["step"]
+        self.global_step = ckpt["global_step"]
+
+    def init_from(self, path: str | os.PathLike) -> None:
+        """Starts from a pretrained model's weights (and learnt temperature); fresh optimizer."""
+        ckpt = load_checkpoint(path)
+        if ckpt["config"]["model"] != self.config["model"]:
+            raise TrainError(f"{path}: a {ckpt['config']['model']['name']} model with {ckpt['config']['model']['args']}, "
+                             f"but the config says {self.config['model']} (copy the model section of its config.yaml)")
+        self.net.encoder.load_state_dict(ckpt["model"])
+        if "loss" in ckpt and "temperature.log_t" in ckpt["loss"]:
+            self.net.loss.temperature.log_t.data.copy_(ckpt["loss"]["temperature.log_t"])
+
+    def resume_or_init(self) -> str:
+        last = self.models_dir / "last.pt"
+        if last.is_file():
+            self.load_state(load_checkpoint(last), last)
+            return f"resumed from {last} at epoch {self.epoch + 1}, step {self.step_in_epoch}"
+        init = self.config["purl"]["init_checkpoint"]
+        if init:
+            self.init_from(init)
+            return f"initialised from {init}"
+        return "started from random weights"
+
+    def save(self, name: str) -> None:
+        if self.dist.main:
+            save_atomic(self.state(), self.models_dir / name)
+
+    # -- logging ----------------------------------------------------------------
+
+    def open_csv(self, name: str, fields: tuple[str, ...], keep_until: int) -> tuple:
+        """Opens exp/<name>.csv for appending, dropping rows past ``keep_until``
+        (what a resumed run will write again)."""
+        path = self.exp_dir / name
+        rows = []
+        if path.is_file():
+            with open(path, newline="") as f:
+                rows = [r for r in csv.DictReader(f) if int(r[fields[0]]) <= keep_until]
+        f = open(path, "w", newline="")
+        writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+        return f, writer
+
+    # -- training ---------------------------------------------------------------
+
+    def train(self) -> Path:
+        o, t = self.config["optim"], self.config["train"]
+        if self.dist.main:
+            self.models_dir.mkdir(parents=True, exist_ok=True)
+            save_config(self.config, self.exp_dir / "config.yaml")
+            (self.exp_dir / "environment.json").write_text(json.dumps(environment_summary(), indent=1) + "\n")
+        how = self.resume_or_init()
+        self.print(f"{how}; {len(self.data)} utterances of {len(self.data.speakers)} speakers, "
+                   f"{self.sampler.steps_per_epoch} steps per epoch, {o['epochs']} epochs, "
+                   f"{self.dist.world_size} process(es) on {self.dist.device.type}, "
+                   f"{sum(p.numel() for p in self.net.encoder.parameters()) / 1e6:.2f}M parameters")
+        steps_csv = epochs_csv = None
+        if self.dist.main:
+            steps_csv = self.open_csv("train.csv", self.CSV_FIELDS, self.global_step)
+            epochs_csv = self.open_csv("epochs.csv", ("epoch", "loss", "valid_target_cos", "valid_nontarget_cos", "valid_eer"), self.epoch)
+        try:
+            while self.epoch < o["epochs"]:
+                summary = self.train_epoch(steps_csv)
+                self.epoch += 1
+                self.step_in_epoch = 0
+                if self.validate_fn is not None and self.dist.main:
+                    summary.update(self.validate_fn(self.net.encoder))
+                    self.net.encoder.train()
+                if self.dist.main:
+                    epochs_csv[1].writerow({"epoch": self.epoch, **summary})
+                    epochs_csv[0].flush()
+                    self.print("epoch {}/{}: {}".format(self.epoch, o["epochs"], ", ".join(
+                        f"{k} {v:.4f}" for k, v in summary.items())))
+                self.save(f"epoch_{self.epoch}.pt")
+                self.save("last.pt")
+                self.prune_checkpoints()
+                self.dist.barrier()
+        finally:
+            for handle in (steps_csv, epochs_csv):
+                if handle is not None:
+                    handle[0].close()
+        final = self.models_dir / "final.pt"
+        if self.dist.main:
+            self.write_final(final)
+        self.dist.barrier()
+        return final
+
+    def train_epoch(self, steps_csv) -> dict:
+        o, t = self.config["optim"], self.config["train"]
+        device = self.dist.device
+        self.sampler.set_epoch(self.epoch, self.step_in_epoch)
+        self.model.train()
+        amp = t["amp"] and device.type == "cuda"
+        bar = tqdm(total=self.sampler.steps_per_epoch, initial=self.step_in_epoch, disable=not self.show_progress,
+                   desc=f"epoch {self.epoch + 1}/{o['epochs']}", unit="step", dynamic_ncols=True, file=sys.stdout,
+                   mininterval=5 if not sys.stdout.isatty() else 0.1)
+        losses = []
+        tic, utts_since = time.perf_counter(), 0
+        for feats, utts in self.loader:
+            feats = feats.to(device, non_blocking=True)
+            utts = utts.to(device)
+            all_utts = self.dist.all_gather(utts) if self.net.gather else utts
+            labels = torch.as_tensor(self.data.labels, device=device)[all_utts]
+            pair_weights = None
+            if self.net.loss.needs_pair_weights:
+                pair_weights = self.pair_weights_fn(all_utts.cpu().numpy(), labels.cpu().numpy()).to(device)
+            with torch.autocast(device.type, dtype=torch.bfloat16) if amp else nullcontext():
+                loss, figures = self.model(feats, labels, pair_weights)
+            if not torch.isfinite(loss):
+                raise TrainError(f"loss is {loss.item()} at epoch {self.epoch + 1} step {self.step_in_epoch} "
+                                 "(lower optim.lr or raise loss.temperature)")
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = nn.utils.clip_grad_norm_(self.net.parameters(), o["grad_clip"] if o["grad_clip"] > 0 else float("inf"))
+            self.optimizer.step()
+            self.scheduler.step()
+            self.step_in_epoch += 1
+            self.global_step += 1
+            losses.append(figures["loss"])
+            utts_since += len(feats) * self.dist.world_size
+            if self.global_step % t["log_every"] == 0 or self.step_in_epoch == self.sampler.steps_per_epoch:
+                elapsed = time.perf_counter() - tic
+                row = {**figures, "step": self.global_step, "epoch": self.epoch + self.step_in_epoch / self.sampler.steps_per_epoch,
+                       "lr": self.scheduler.get_last_lr()[0], "grad_norm": float(grad_norm),
+                       "utt_per_s": utts_since / max(elapsed, 1e-9)}
+                tic, utts_since = time.perf_counter(), 0
+                if steps_csv is not None:
+                    steps_csv[1].writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+                    steps_csv[0].flush()
+                bar.set_postfix({k: f"{row[k]:.3g}" for k in ("loss", "temperature", "lr", "utt_per_s") if k in row}
+                                | ({"clean": f"{row['clean_ratio']:.2f}"} if "clean_ratio" in row else {}))
+            bar.update(1)
+            if t["save_every_steps"] and self.step_in_epoch % t["save_every_steps"] == 0 \
+                    and self.step_in_epoch < self.sampler.steps_per_epoch:
+                self.save("last.pt")
+        bar.close()
+        return {"loss": float(np.mean(losses)) if losses else float("nan")}
+
+    def prune_checkpoints(self) -> None:
+        keep = max(self.config["train"]["keep_last"], self.config["train"]["average_last"])
+        if not self.dist.main or self.config["train"]["keep_last"] <= 0:
+            return
+        for n in range(1, self.epoch - keep + 1):
+            (self.models_dir / f"epoch_{n}.pt").unlink(missing_ok=True)
+
+    def write_final(self, final: Path) -> None:
+        n = max(1, self.config["train"]["average_last"])
+        epochs = [self.models_dir / f"epoch_{e}.pt" for e in range(self.epoch - n + 1, self.epoch + 1)]
+        epochs = [p for p in epochs if p.is_file()]
+        state = average_checkpoints(epochs)
+        save_atomic({"model": state, "config": self.config, "averaged": [p.name for p in epochs]}, final)
+        self.print(f"wrote {final} (average of {', '.join(p.name for p in epochs)})")
+        from purl.plots import plot_training_curves
+        plot_training_curves(self.exp_dir)
+
+    def print(self, message: str) -> None:
+        if self.dist.main:
+            tqdm.write(f"{Path(sys.argv[0]).name}: {message}", file=sys.stdout)
+
+    def close(self) -> None:
+        self.dist.close()

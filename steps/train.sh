@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Stages 3 and 5: runs steps/train.py on the GPUs in --gpus (one torchrun process
+# each), or on the CPU when --gpus is "". Several machines: set PURL_TORCHRUN_OPTS
+# to torchrun's rendezvous options on every node, e.g.
+#   PURL_TORCHRUN_OPTS="--nnodes=2 --node-rank=0 --rdzv-backend=c10d --rdzv-endpoint=node1:29400 --rdzv-id=purl"
+set -euo pipefail
+
+gpus=""            # e.g. "0,1,2,3"; "" trains on the CPU
+cpu_procs=1        # processes when training on the CPU (gloo; for tests and small runs)
+valid_data=""      # a data dir with features and trials: held-out figures each epoch
+overrides=""       # config overrides, space-separated section.key=value
+help_message="Usage: $0 [options] <config.yaml> <train-data-dir> <exp-dir>
+ e.g.: $0 --gpus 0,1 --valid-data data/test conf/ecapa_supcon.yaml data/train exp/ecapa_supcon
+Options:
+  --gpus LIST        GPUs, one process each (\"$gpus\": the CPU)
+  --cpu-procs N      CPU processes when --gpus is empty ($cpu_procs)
+  --valid-data DIR   held-out dir with trials ($valid_data)
+  --overrides STR    e.g. \"optim.epochs=10 data.num_workers=2\""
+
+. parse_options.sh
+[ $# -eq 3 ] || { echo "$help_message" >&2; exit 1; }
+config=$1; data=$2; exp=$3
+
+args=()
+for o in $overrides; do args+=(--set "$o"); done
+[ -z "$valid_data" ] || args+=(--valid-data "$valid_data")
+mkdir -p "$exp/log"
+log_file=$exp/log/train.log
+train_py=$(dirname "$0")/train.py
+
+if [ -n "$gpus" ]; then
+  export CUDA_VISIBLE_DEVICES=$gpus
+  nproc=$(echo "$gpus" | tr ',' '\n' | grep -c .)
+else
+  export CUDA_VISIBLE_DEVICES=""
+  nproc=$cpu_procs
+fi
+echo "# $0 $*  (CUDA_VISIBLE_DEVICES='$CUDA_VISIBLE_DEVICES')" >> "$log_file"
+if [ "$nproc" -gt 1 ] || [ -n "${PURL_TORCHRUN_OPTS:-}" ]; then
+  # shellcheck disable=SC2086
+  launcher=(torchrun ${PURL_TORCHRUN_OPTS:---standalone} --nproc-per-node "$nproc")
+else
+  launcher=(python)
+fi
+"${launcher[@]}" "$train_py" "${args[@]}" "$config" "$data" "$exp" 2>&1 | tee -a "$log_file"
