@@ -307,7 +307,9 @@ class Trainer:
 
     # -- training ---------------------------------------------------------------
 
-    def train(self) -> Path:
+    def train(self, stop_at_step: int | None = None) -> Path | None:
+        """Trains to the end (returns final.pt) or, for tests, until the global step
+        ``stop_at_step`` as if killed there (returns None; last.pt is what was saved)."""
         o, t = self.config["optim"], self.config["train"]
         if self.dist.main:
             self.models_dir.mkdir(parents=True, exist_ok=True)
@@ -324,7 +326,9 @@ class Trainer:
             epochs_csv = self.open_csv("epochs.csv", ("epoch", "loss", "valid_target_cos", "valid_nontarget_cos", "valid_eer"), self.epoch)
         try:
             while self.epoch < o["epochs"]:
-                summary = self.train_epoch(steps_csv)
+                summary = self.train_epoch(steps_csv, stop_at_step)
+                if stop_at_step is not None and self.global_step >= stop_at_step:
+                    return None
                 self.epoch += 1
                 self.step_in_epoch = 0
                 if self.validate_fn is not None and self.dist.main:
@@ -349,7 +353,7 @@ class Trainer:
         self.dist.barrier()
         return final
 
-    def train_epoch(self, steps_csv) -> dict:
+    def train_epoch(self, steps_csv, stop_at_step: int | None = None) -> dict:
         o, t = self.config["optim"], self.config["train"]
         device = self.dist.device
         self.sampler.set_epoch(self.epoch, self.step_in_epoch)
@@ -397,6 +401,8 @@ class Trainer:
             if t["save_every_steps"] and self.step_in_epoch % t["save_every_steps"] == 0 \
                     and self.step_in_epoch < self.sampler.steps_per_epoch:
                 self.save("last.pt")
+            if stop_at_step is not None and self.global_step >= stop_at_step:
+                break
         bar.close()
         return {"loss": float(np.mean(losses)) if losses else float("nan")}
 

@@ -81,3 +81,48 @@ def fake_voxceleb(tmp_path) -> dict[str, Path]:
         else:
             shutil.copy(wav, target.with_suffix(".wav"))
     return {"vox1": vox1, "meta": meta, "vox2": vox2}
+
+
+def write_feature_dir(path: Path, num_speakers: int = 6, utts_per_speaker: int = 4, seed: int = 0,
+                      frames=(80, 160)) -> Path:
+    """A data dir with random 80-dim features (no audio): each speaker has its own
+    mean spectrum, so a model can learn something in a few steps."""
+    import kaldiio
+
+    from purl.data.datadir import utt2spk_to_spk2utt, write_kv
+
+    rng = np.random.default_rng(seed)
+    path.mkdir(parents=True, exist_ok=True)
+    utt2spk, frames_of = {}, {}
+    with kaldiio.WriteHelper(f"ark,scp:{path / 'feats.ark'},{path / 'feats.scp.unsorted'}") as writer:
+        for s in range(num_speakers):
+            centre = rng.normal(0, 1, 80)
+            for u in range(utts_per_speaker):
+                utt = f"spk{s:02d}-u{u:02d}"
+                n = int(rng.integers(*frames))
+                writer(utt, (centre + rng.normal(0, 1, (n, 80))).astype(np.float32))
+                utt2spk[utt], frames_of[utt] = f"spk{s:02d}", n
+    scp = dict(line.split(maxsplit=1) for line in (path / "feats.scp.unsorted").read_text().splitlines())
+    (path / "feats.scp.unsorted").unlink()
+    write_kv(path / "feats.scp", scp)
+    write_kv(path / "utt2spk", utt2spk)
+    write_kv(path / "spk2utt", utt2spk_to_spk2utt(utt2spk))
+    write_kv(path / "utt2num_frames", frames_of)
+    return path
+
+
+TINY_CONFIG = """
+model:
+  name: ecapa_tdnn
+  args: {channels: [16, 16, 16, 16, 48], attention_channels: 8, se_channels: 8, res2net_scale: 2, embed_dim: 16}
+data: {chunk_frames: 50, speakers_per_batch: 4, utts_per_speaker: 2, samples_per_epoch: 32, num_workers: 0}
+optim: {epochs: 2, lr: 0.01}
+train: {threads: 1, log_every: 1, average_last: 2}
+"""
+
+
+@pytest.fixture
+def tiny_config(tmp_path) -> Path:
+    path = tmp_path / "tiny.yaml"
+    path.write_text(TINY_CONFIG)
+    return path

@@ -1,0 +1,116 @@
+"""Stage 6: trial scoring (cosine, AS-Norm), metrics, DET plots and result tables."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import kaldiio
+import numpy as np
+
+from purl.data.datadir import DataDirError, read_kv, write_text_atomic
+from purl.evaluate import trial_indices
+from purl.metrics import eer_from_points, metrics_from_points, operating_points, plot_det
+from purl.scoring import as_norm, score_trials, speaker_means
+
+COLUMNS = ("EER (%)", "minDCF(0.01)", "minDCF(0.05)")
+
+
+def load_embeddings(scp: str | os.PathLike) -> tuple[list[str], np.ndarray]:
+    scp = Path(scp)
+    if not scp.is_file():
+        raise DataDirError(f"{scp}: no such embedding index (run steps/extract_embeddings.sh first)")
+    table = kaldiio.load_scp(str(scp))
+    utts = list(table)
+    if not utts:
+        raise DataDirError(f"{scp}: no embeddings")
+    return utts, np.stack([np.asarray(table[u], dtype=np.float32) for u in utts])
+
+
+def read_vector(path: str | os.PathLike) -> np.ndarray:
+    """A Kaldi text vector "[ 0.1 0.2 ]"."""
+    text = Path(path).read_text().replace("[", " ").replace("]", " ")
+    return np.array(text.split(), dtype=np.float32)
+
+
+def cohort_from_embeddings(scp: str | os.PathLike, utt2spk: str | os.PathLike) -> np.ndarray:
+    """Speaker-mean embeddings (C, D) of a training set: the AS-Norm cohort."""
+    utts, emb = load_embeddings(scp)
+    spk_of = read_kv(utt2spk)
+    missing = next((u for u in utts if u not in spk_of), None)
+    if missing is not None:
+        raise DataDirError(f"{utt2spk}: no speaker for '{missing}' of {scp}")
+    speakers = np.unique([spk_of[u] for u in utts], return_inverse=True)[1]
+    return speaker_means(emb, speakers, normalise=True)
+
+
+def score_trial_lists(
+    emb_scp: str | os.PathLike,
+    trial_paths: list[Path],
+    out_dir: str | os.PathLike,
+    *,
+    mean: np.ndarray | None = None,
+    cohort: np.ndarray | None = None,
+    top_k: int = 300,
+) -> dict[str, dict[str, dict[str, float]]]:
+    """Scores each trial list with cosine (and AS-Norm with a cohort); writes
+    <out>/<list>.<method>.score, <out>/det_<list>.png and <out>/results.md.
+
+    Returns {trial list: {method: {EER (%), minDCF(0.01), minDCF(0.05)}}}.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    utts, emb = load_embeddings(emb_scp)
+    if mean is not None and mean.shape != emb.shape[1:]:
+        raise DataDirError(f"mean vector of dimension {mean.shape[0]} for embeddings of dimension {emb.shape[1]} "
+                           "(the mean and the embeddings come from different models)")
+    index = {u: i for i, u in enumerate(utts)}
+    results: dict[str, dict[str, dict[str, float]]] = {}
+    for path in trial_paths:
+        name = path.name.removeprefix("trials_") if path.name != "trials" else Path(path).parent.name
+        idx1, idx2, target = trial_indices(path, index)
+        if target.all() or not target.any():
+            raise DataDirError(f"{path}: has no {'non-target' if target.all() else 'target'} trials; "
+                               "EER needs both (check the list)")
+        methods = {"cosine": score_trials(emb, idx1, idx2, mean=mean)}
+        if cohort is not None:
+            methods["as-norm"] = as_norm(methods["cosine"], idx1, idx2, emb, cohort, top_k=top_k, mean=mean)
+        curves = {}
+        results[name] = {}
+        for method, scores in methods.items():
+            lines = "".join(f"{utts[a]} {utts[b]} {s:.6f}\n" for a, b, s in zip(idx1, idx2, scores))
+            write_text_atomic(out_dir / f"{name}.{method}.score", lines)
+            points = operating_points(scores, target)
+            figures = metrics_from_points(points)
+            results[name][method] = {
+                "EER (%)": 100 * figures["eer"],
+                "minDCF(0.01)": figures["min_dcf_0.01"],
+                "minDCF(0.05)": figures["min_dcf_0.05"],
+            }
+            curves[f"{method} (EER {100 * eer_from_points(points)[0]:.2f}%)"] = (points.p_miss, points.p_fa)
+        plot_det(curves, out_dir / f"det_{name}.png", title=f"{name}: {out_dir.parent.name}")
+    write_text_atomic(out_dir / "results.md", results_table(results, title=str(out_dir.parent.name)))
+    return results
+
+
+def results_table(results: dict[str, dict[str, dict[str, float]]], title: str = "") -> str:
+    """A markdown table: a row per (trial list, method)."""
+    lines = [f"## {title}\n"] if title else []
+    lines += ["| trials | scoring | " + " | ".join(COLUMNS) + " |", "|---|---|" + "---:|" * len(COLUMNS)]
+    for trials, methods in results.items():
+        for method, figures in methods.items():
+            lines.append(f"| {trials} | {method} | {figures['EER (%)']:.2f} | "
+                         f"{figures['minDCF(0.01)']:.4f} | {figures['minDCF(0.05)']:.4f} |")
+    return "\n".join(lines) + "\n"
+
+
+def collect_results(exp_root: str | os.PathLike, out: str | os.PathLike) -> str:
+    """RESULTS.md: every exp/<model>/scores/results.md of a recipe, one table each."""
+    exp_root = Path(exp_root)
+    parts = ["# Results\n", "Every scored model of this recipe (steps/score.py writes each "
+             "exp/<model>/scores/results.md; EER in %, minDCF with C_miss = C_fa = 1).\n"]
+    for path in sorted(exp_root.glob("*/scores/results.md")):
+        parts.append(path.read_text())
+    text = "\n".join(parts)
+    write_text_atomic(out, text)
+    return text

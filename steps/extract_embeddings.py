@@ -1,0 +1,68 @@
+#!/usr/bin/env python3
+"""Usage: extract_embeddings.py [options] <checkpoint> <data-dir> <ark>
+
+One job of stage 6 (steps/extract_embeddings.sh runs nj of them): embeds every
+utterance of <data-dir> with the model in <checkpoint> and writes Kaldi
+<ark> + .scp (float vectors that kaldiio and Kaldi's copy-vector read). With
+--gpus and --job, job n runs on GPU gpus[(n-1) % len(gpus)].
+
+e.g.: python steps/extract_embeddings.py exp/ecapa_supcon/models/final.pt \\
+        data/test/split2/1 exp/ecapa_supcon/embeddings/test/xvector.1.ark
+"""
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import kaldiio
+import torch
+from tqdm import tqdm
+
+from purl.data.datadir import DataDirError
+from purl.evaluate import embed_data_dir
+from purl.trainer import TrainError, model_from_checkpoint
+
+
+def get_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("checkpoint")
+    parser.add_argument("data_dir")
+    parser.add_argument("ark")
+    parser.add_argument("--num-crops", type=int, default=0, help="0: whole utterance; N: mean of N crops")
+    parser.add_argument("--crop-frames", type=int, default=300)
+    parser.add_argument("--gpus", default="", help="comma-separated GPU ids; empty: CPU")
+    parser.add_argument("--job", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads")
+    return parser
+
+
+def main() -> int:
+    args = get_parser().parse_args()
+    name = Path(sys.argv[0]).name
+    torch.set_num_threads(args.threads)
+    gpus = [g for g in args.gpus.split(",") if g]
+    device = torch.device("cuda", int(gpus[(args.job - 1) % len(gpus)])) if gpus else torch.device("cpu")
+    try:
+        model, _ = model_from_checkpoint(args.checkpoint)
+        model.to(device)
+        with tqdm(desc="embed", unit="utt", mininterval=10, file=sys.stdout) as bar:
+            utts, emb = embed_data_dir(model, args.data_dir, device=device,
+                                       num_crops=args.num_crops, crop_frames=args.crop_frames, on_batch=bar.update)
+    except (DataDirError, TrainError, ValueError) as e:
+        print(f"{name}: {e}", file=sys.stderr)
+        return 1
+    ark = Path(args.ark)
+    tmp_ark, tmp_scp = ark.with_name(ark.name + ".tmp"), ark.with_suffix(".scp.tmp")
+    with kaldiio.WriteHelper(f"ark,scp:{tmp_ark},{tmp_scp}") as writer:
+        for utt, vector in zip(utts, emb):
+            writer(utt, vector)
+    tmp_scp.write_text(tmp_scp.read_text().replace(f"{tmp_ark}:", f"{ark}:"))
+    os.replace(tmp_ark, ark)
+    os.replace(tmp_scp, ark.with_suffix(".scp"))
+    print(f"{name}: {len(utts)} embeddings of dimension {emb.shape[1]} on {device}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

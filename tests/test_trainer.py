@@ -1,0 +1,107 @@
+"""The training loop: exact resume, checkpoints, config errors, torchrun on CPU."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from purl.config import ConfigError, load_config
+from purl.data.dataset import SpeakerBatchSampler, TrainingSet
+from purl.trainer import Trainer, load_checkpoint
+from tests.conftest import ROOT, recipe_env, write_feature_dir
+
+
+def train(config, data, exp, **kwargs):
+    trainer = Trainer(config, data, exp, show_progress=False, **kwargs)
+    try:
+        return trainer.train()
+    finally:
+        trainer.close()
+
+
+@pytest.mark.parametrize("stop_at_step, save_every_steps", [(4, 0), (6, 1)])
+def test_resume_gives_the_same_weights_as_training_straight(tmp_path, tiny_config, stop_at_step, save_every_steps):
+    """2 epochs straight == interrupted (at the epoch end, or mid-epoch) + resumed."""
+    data = write_feature_dir(tmp_path / "data")
+    config = [f"train.save_every_steps={save_every_steps}"]
+    straight = train(load_config(tiny_config, config), data, tmp_path / "straight")
+    trainer = Trainer(load_config(tiny_config, config), data, tmp_path / "resumed", show_progress=False)
+    assert trainer.train(stop_at_step=stop_at_step) is None
+    trainer.close()
+    resumed = train(load_config(tiny_config, config), data, tmp_path / "resumed")
+    a, b = load_checkpoint(straight)["model"], load_checkpoint(resumed)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    rows = (tmp_path / "resumed" / "train.csv").read_text().splitlines()
+    assert [r.split(",")[0] for r in rows[1:]] == [str(n) for n in range(1, 9)]
+
+
+def test_training_writes_checkpoints_curves_and_config(tmp_path, tiny_config):
+    data = write_feature_dir(tmp_path / "data")
+    exp = tmp_path / "exp"
+    final = train(load_config(tiny_config), data, exp)
+    assert sorted(p.name for p in (exp / "models").iterdir()) == ["epoch_1.pt", "epoch_2.pt", "final.pt", "last.pt"]
+    ckpt = load_checkpoint(exp / "models" / "epoch_2.pt")
+    assert {"model", "loss", "optimizer", "scheduler", "rng", "sampler", "config"} <= set(ckpt)
+    assert load_checkpoint(final)["averaged"] == ["epoch_1.pt", "epoch_2.pt"]
+    assert (exp / "train.png").stat().st_size > 0 and (exp / "config.yaml").is_file()
+    assert (exp / "environment.json").is_file()
+
+
+def test_sampler_draws_p_speakers_by_k_utterances_and_splits_over_ranks(tmp_path):
+    data = TrainingSet.from_data_dir(write_feature_dir(tmp_path / "data"))
+    full = list(SpeakerBatchSampler(data.labels, 4, 2, 64, seed=1))
+    assert len(full) == 8
+    for batch in full:
+        labels = data.labels[[u for u, _ in batch]]
+        assert len(set(labels.tolist())) == 4 and all((labels == s).sum() == 2 for s in set(labels.tolist()))
+    halves = [list(SpeakerBatchSampler(data.labels, 4, 2, 64, seed=1, rank=r, world_size=2)) for r in (0, 1)]
+    assert [a + b for a, b in zip(*halves)] == full
+    resumed = SpeakerBatchSampler(data.labels, 4, 2, 64, seed=1)
+    resumed.set_epoch(0, start_step=5)
+    assert list(resumed) == full[5:]
+
+
+def test_unknown_config_key_names_the_closest(tmp_path, tiny_config):
+    with pytest.raises(ConfigError, match=r"unknown key 'optim.learning_rate' \(did you mean optim.lr"):
+        load_config(tiny_config, ["optim.learning_rate=0.1"])
+    with pytest.raises(ConfigError, match="unknown section 'optimizer'"):
+        load_config(tiny_config, ["optimizer.lr=0.1"])
+
+
+def test_resuming_with_another_model_is_an_error(tmp_path, tiny_config):
+    data = write_feature_dir(tmp_path / "data")
+    train(load_config(tiny_config, ["optim.epochs=1"]), data, tmp_path / "exp")
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "steps" / "train.py"), "--set", "model.args.embed_dim=32",
+         str(tiny_config), str(data), str(tmp_path / "exp")],
+        capture_output=True, text=True, env=recipe_env())
+    assert proc.returncode == 1
+    assert "was made with another config" in proc.stderr and "model.args" in proc.stderr
+
+
+def test_two_cpu_processes_under_torchrun_keep_the_same_weights(tmp_path, tiny_config):
+    data = write_feature_dir(tmp_path / "data")
+    out = tmp_path / "diff.txt"
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+         str(ROOT / "tests" / "ddp_weights_agree.py"), str(tiny_config), str(data), str(tmp_path / "exp"), str(out)],
+        capture_output=True, text=True, env=recipe_env(), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    max_diff, processes = out.read_text().split()
+    assert int(processes) == 2 and float(max_diff) == 0.0
+
+
+def test_train_sh_runs_two_cpu_processes(tmp_path, tiny_config):
+    data = write_feature_dir(tmp_path / "data")
+    exp = tmp_path / "exp"
+    proc = subprocess.run(
+        [str(ROOT / "steps" / "train.sh"), "--cpu-procs", "2", "--overrides", "optim.epochs=1",
+         str(tiny_config), str(data), str(exp)],
+        capture_output=True, text=True, env=recipe_env(), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "2 process(es) on cpu" in proc.stdout and (exp / "models" / "final.pt").is_file()
+    assert "2 process(es) on cpu" in (exp / "log" / "train.log").read_text()
