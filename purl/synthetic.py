@@ -9,20 +9,22 @@ phone-like content with that voice, varies the voice a little (as a person does
 from day to day) and passes through a random channel (EQ, reverberation, noise,
 level). An embedding network must therefore learn the voice, not the recording.
 
-Synthesis is vectorised numpy so that the default corpus takes seconds:
+Synthesis is vectorised numpy, so the default corpus takes seconds, not minutes:
   * the glottal source is a Rosenberg pulse evaluated on a per-sample phase
-    (cumulative F0), with jitter, shimmer and pulsed aspiration noise;
-  * the vocal tract is a Klatt-style cascade of five resonators whose
-    frequencies move every STFT hop; it is applied as a time-varying filter by
-    overlap-add in the frequency domain (each windowed frame is convolved with
-    its own all-pole response), so there is no per-sample Python loop.
+    (cumulative F0), with jitter, shimmer and pulsed aspiration noise; noise
+    bursts at 1 kHz and above stand in for frication;
+  * the vocal tract is a lossy uniform tube of the speaker's length whose first
+    five resonances are moved to the phone's formants (Klatt-style resonators,
+    retargeted every 16 ms hop). It is applied as a time-varying filter by
+    overlap-add in the frequency domain (each windowed frame is multiplied by
+    its own response), so there is no per-sample Python loop.
 
 Every random draw comes from a generator seeded by (seed, speaker, utterance)
 through np.random.SeedSequence, so a corpus does not depend on --nj or on the
 order in which workers finish.
 
-Layout written by generate_corpus (what local/prepare_folder_corpus-style
-scripts read as <root>/<speaker>/**/*.wav):
+Layout written by generate_corpus, the folder-per-speaker tree that
+purl.data.prepare.prepare_folder_corpus reads (utterance ids spk0001-u0001, ...):
     <out>/spk0001/u0001.wav ...      16-bit PCM mono
     <out>/.done                      generation parameters as JSON, written last
 """
@@ -30,6 +32,7 @@ scripts read as <root>/<speaker>/**/*.wav):
 from __future__ import annotations
 
 import functools
+import io
 import json
 import logging
 import math
@@ -423,15 +426,15 @@ def synthesize_voice(
     target_st = rng.normal(0.0, profile.intonation_st, n_targets) - profile.declination_st * (target_t - duration / 2)
     t = np.arange(num_samples) / sr
     f0 = f0_mean * 2.0 ** (np.interp(t, target_t, target_st) / 12.0)
-    # Jitter and shimmer: one random factor per glottal period (indexed through
-    # the phase computed without jitter, which is close enough).
-    phase0 = np.cumsum(f0) / sr
-    period = phase0.astype(np.int64)
-    num_periods = int(period[-1]) + 1
-    f0 = f0 * (1.0 + profile.jitter * rng.standard_normal(num_periods))[period]
+    # Jitter: one random F0 factor per glottal period (periods counted on the
+    # phase without jitter, which is close enough); shimmer: one random
+    # amplitude per period of the final phase.
+    period = (np.cumsum(f0) / sr).astype(np.int64)
+    f0 = f0 * (1.0 + profile.jitter * rng.standard_normal(period[-1] + 1))[period]
     phase = np.cumsum(f0) / sr
-    flow = _rosenberg_flow(phase % 1.0, profile.open_quotient)
-    flow *= (1.0 + profile.shimmer * rng.standard_normal(num_periods))[period]
+    period = phase.astype(np.int64)
+    flow = _rosenberg_flow(phase - period, profile.open_quotient)
+    flow *= (1.0 + profile.shimmer * rng.standard_normal(period[-1] + 1))[period]
     # Differentiate (lip radiation), dividing by F0 so the level does not rise with pitch.
     pulses = np.diff(flow, prepend=0.0) * (sr / f0)
     pulses = signal.lfilter([1.0 - tilt], [1.0, -tilt], pulses)  # glottal spectral tilt
@@ -456,7 +459,9 @@ def _spectral_shape(x: np.ndarray, gain_db_of_freq, sample_rate: int) -> np.ndar
     n = x.shape[-1]
     nfft = scipy.fft.next_fast_len(n + n // 8, real=True)  # a little padding against wrap-around
     freqs = np.fft.rfftfreq(nfft, 1.0 / sample_rate)
-    gain = 10.0 ** (gain_db_of_freq(np.maximum(freqs, 20.0)) / 20.0)
+    # The shapes are smooth: evaluate them on 1025 points and interpolate.
+    coarse = np.linspace(0.0, sample_rate / 2, 1025)
+    gain = np.interp(freqs, coarse, 10.0 ** (gain_db_of_freq(np.maximum(coarse, 20.0)) / 20.0))
     return scipy.fft.irfft(scipy.fft.rfft(x, nfft) * gain, nfft)[..., :n]
 
 
@@ -474,11 +479,11 @@ def _colored_noise(rng: np.random.Generator, n: int, sample_rate: int) -> np.nda
     # syllabic rate of 3-6 Hz. Independent streams add in power, so one stream
     # scaled by the root of the summed squared envelopes has the same statistics.
     shaped = _spectral_shape(white, lambda f: -9.0 * np.abs(np.log2(f / 600.0)) ** 1.5, sample_rate)
-    t = np.arange(n) / sample_rate
-    power = np.zeros(n)
+    t = np.arange(0, n + 160, 160) / sample_rate  # envelopes are slow: 10 ms steps
+    power = np.zeros(len(t))
     for _ in range(int(rng.integers(3, 7))):
         power += (0.5 + 0.5 * np.sin(2 * np.pi * rng.uniform(3.0, 6.0) * t + rng.uniform(0, 2 * np.pi))) ** 2
-    return shaped * np.sqrt(power)
+    return shaped * np.interp(np.arange(n) / sample_rate, t, np.sqrt(power))
 
 
 def apply_channel(x: np.ndarray, rng: np.random.Generator, sample_rate: int, config: SynthConfig) -> np.ndarray:
@@ -574,8 +579,12 @@ def utt_name(index: int, utts_per_speaker: int) -> str:
 def _write_wav(path: Path, audio: np.ndarray, sample_rate: int) -> None:
     """16-bit PCM, written under a temporary name that no *.wav glob can pick up."""
     pcm = np.clip(np.round(audio * 32767.0), -32768, 32767).astype(np.int16)
+    # Encoded in memory: libsndfile fsyncs a file it closes, which costs more
+    # than making the audio (the .done marker already tells complete from not).
+    buffer = io.BytesIO()
+    soundfile.write(buffer, pcm, sample_rate, subtype="PCM_16", format="WAV")
     tmp = path.with_name(path.name + ".tmp")
-    soundfile.write(tmp, pcm, sample_rate, subtype="PCM_16", format="WAV")
+    tmp.write_bytes(buffer.getbuffer())
     os.replace(tmp, path)
 
 

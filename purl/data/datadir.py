@@ -206,10 +206,12 @@ def validate_data_dir(
                 problems.append(str(e))
     utt2spk = tables.get("utt2spk")
     if utt2spk is not None:
-        for utt, spk in utt2spk.items():
+        # In a dir with simulated label noise the ids keep their true speaker.
+        true_name = "utt2truespk" if "utt2truespk" in tables else "utt2spk"
+        for utt, spk in tables[true_name].items():
             if not utt.startswith(spk):
                 problems.append(
-                    f"{path}/utt2spk: utterance '{utt}' does not start with its speaker id '{spk}' "
+                    f"{path}/{true_name}: utterance '{utt}' does not start with its speaker id '{spk}' "
                     "(prefix utterance ids with the speaker id so that sorting keeps speakers together)"
                 )
                 break
@@ -272,7 +274,8 @@ def fix_data_dir(path: str | os.PathLike) -> tuple[int, int]:
     keep = set(tables["utt2spk"])
     for table in tables.values():
         keep &= set(table)
-    keep = {u for u in keep if u.startswith(tables["utt2spk"][u])}
+    true_spk = tables.get("utt2truespk", tables["utt2spk"])
+    keep = {u for u in keep if u.startswith(true_spk[u])}
     all_utts = set().union(*tables.values())
     backup = path / ".backup"
     backup.mkdir(exist_ok=True)

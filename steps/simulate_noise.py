@@ -1,0 +1,43 @@
+#!/usr/bin/env python3
+"""Usage: simulate_noise.py [--seed S] <rate> <src-data-dir> <dst-data-dir>
+
+Stage 2: copies <src-data-dir> to <dst-data-dir> with exactly round(rate * N)
+utterances, drawn uniformly with --seed, filed under a uniformly drawn other
+speaker (utt2spk, spk2utt); the true speakers go to utt2truespk so that stage 4
+can measure how well it finds them. The features are shared, not copied.
+
+e.g.: python steps/simulate_noise.py --seed 0 0.2 data/train data/train_noisy0.2
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+from purl.data.datadir import DataDirError
+from purl.noise import make_noisy_data_dir
+
+
+def get_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("rate", type=float)
+    parser.add_argument("src_dir")
+    parser.add_argument("dst_dir")
+    parser.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+def main() -> int:
+    args = get_parser().parse_args()
+    name = Path(sys.argv[0]).name
+    try:
+        summary = make_noisy_data_dir(args.src_dir, args.dst_dir, args.rate, args.seed)
+    except (DataDirError, ValueError) as e:
+        print(f"{name}: {e}", file=sys.stderr)
+        return 1
+    print(f"{name}: {args.dst_dir}: relabelled {summary['relabelled']} of {summary['utterances']} "
+          f"utterances (rate {args.rate}, seed {args.seed})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
