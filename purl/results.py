@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -89,6 +90,7 @@ def score_trial_lists(
             }
             curves[f"{method} (EER {100 * eer_from_points(points)[0]:.2f}%)"] = (points.p_miss, points.p_fa)
         plot_det(curves, out_dir / f"det_{name}.png", title=f"{name}: {out_dir.parent.name}")
+    write_text_atomic(out_dir / "results.json", json.dumps(results, indent=1) + "\n")
     write_text_atomic(out_dir / "results.md", results_table(results, title=str(out_dir.parent.name)))
     return results
 
@@ -113,4 +115,29 @@ def collect_results(exp_root: str | os.PathLike, out: str | os.PathLike) -> str:
         parts.append(path.read_text())
     text = "\n".join(parts)
     write_text_atomic(out, text)
+    return text
+
+
+def summary_table(rows: list[tuple[str, Path]], reliability_report: Path | None = None,
+                  scoring: str = "cosine") -> str:
+    """One table over models: a row per (label, exp dir), EER and minDCF of its
+    first trial list; then the reliability stage's detection figures."""
+    lines = ["| model | " + " | ".join(COLUMNS) + " |", "|---|" + "---:|" * len(COLUMNS)]
+    for label, exp_dir in rows:
+        path = Path(exp_dir) / "scores" / "results.json"
+        if not path.is_file():
+            raise DataDirError(f"{path}: missing (run stage 6 for {exp_dir})")
+        results = json.loads(path.read_text())
+        figures = next(iter(results.values()))[scoring]
+        lines.append(f"| {label} | " + " | ".join(
+            f"{figures[c]:.2f}" if c.startswith("EER") else f"{figures[c]:.4f}" for c in COLUMNS) + " |")
+    text = "\n".join(lines) + "\n"
+    if reliability_report is not None and Path(reliability_report).is_file():
+        report = json.loads(Path(reliability_report).read_text())
+        detection = report.get("detection", {})
+        if "pair_auc" in detection:
+            text += (f"\nReliability (stage 4, {report.get('estimator', '?')}): noisy-pair detection AUC "
+                     f"{detection['pair_auc']:.3f}, F1 {detection['pair_f1']:.3f} at w < 0.5; "
+                     f"mislabelled-utterance AUC {detection.get('utt_auc', float('nan')):.3f}, "
+                     f"F1 {detection.get('utt_f1', float('nan')):.3f}\n")
     return text

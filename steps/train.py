@@ -4,7 +4,8 @@
 Stages 3 and 5: trains the model of <config.yaml> (SupCon pretraining; with
 loss.type soft|hard|ascent and purl.* set, the PURL update; with loss.type
 supcon and purl.init_checkpoint, the control run) on <train-data-dir> into
-<exp-dir>. Run it with torchrun for several processes (steps/train.sh does).
+<exp-dir>. With purl.init_checkpoint the model section comes from that
+checkpoint: the update continues the pretrained architecture. Run it with torchrun for several processes (steps/train.sh does).
 A rerun resumes exactly from <exp-dir>/models/last.pt; a finished run (final.pt
 with the same config) is skipped.
 
@@ -22,7 +23,7 @@ from purl.config import ConfigError, load_config
 from purl.data.datadir import DataDirError
 from purl.evaluate import held_out_figures
 from purl.pair_weights import pair_weights_from_dir
-from purl.trainer import Trainer, TrainError
+from purl.trainer import Trainer, TrainError, load_checkpoint
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -41,6 +42,9 @@ def main() -> int:
     name = Path(sys.argv[0]).name
     try:
         config = load_config(args.config, args.set)
+        if config["purl"]["init_checkpoint"]:
+            # A post-hoc update continues the pretrained model: same architecture.
+            config["model"] = load_checkpoint(config["purl"]["init_checkpoint"])["config"]["model"]
         exp_dir = Path(args.exp_dir)
         saved = exp_dir / "config.yaml"
         if saved.is_file():

@@ -8,7 +8,7 @@ set -euo pipefail
 
 # ---- what to run ------------------------------------------------------------
 stage=0
-stop_stage=1
+stop_stage=6
 nj=2                      # parallel jobs for features and embeddings
 cmd=run_jobs.sh           # job runner: run_jobs.sh, or slurm.sh on a cluster
 gpus=""                   # "" trains on CPU; "0,1" trains on those GPUs
@@ -18,19 +18,34 @@ corpus=corpus             # generated here by stage 0
 num_speakers=200
 utts_per_speaker=12
 num_test_speakers=40      # held out for the trial list
-seed=0                    # corpus, split and noise seed
+corpus_seed=0             # the corpus and its train/test split
+
+# ---- the experiment -----------------------------------------------------------
+seed=0                    # label noise and training; run 3 to see the spread
+noise_rate=0.2            # fraction of training utterances filed under a wrong speaker
+supcon_conf=conf/supcon.yaml
+purl_conf=conf/purl.yaml
+estimator=histogram       # stage 4 pair reliability: histogram, sklearn, bic or global
+clean_reference=true      # also pretrain on the clean labels, to show what noise costs
 
 . ./path.sh
 . utils/parse_options.sh
 
 train=data/train
 test=data/test
+noisy=data/train_noisy${noise_rate}_seed$seed
+[ "$noise_rate" != 0 ] || noisy=$train
+overrides="train.seed=$seed"
+pretrain=exp/supcon_noisy${noise_rate}_seed$seed   # the model PURL starts from
+clean=exp/supcon_clean_seed$seed
+models="$pretrain exp/control_noisy${noise_rate}_seed$seed exp/purl_noisy${noise_rate}_seed$seed"  # scored in stage 6
+[ "$clean_reference" = false ] || models="$clean $models"
 
 if [ $stage -le 0 ] && [ $stop_stage -ge 0 ]; then
   log "Stage 0: generate the synthetic corpus and prepare data dirs"; SECONDS=0
   local/make_synthetic_corpus.py --num-speakers $num_speakers --utts-per-speaker $utts_per_speaker \
-    --seed $seed --nj $nj $corpus
-  local/prepare_folder_corpus.py --num-test-speakers $num_test_speakers --seed $seed $corpus $train $test
+    --seed $corpus_seed --nj $nj $corpus
+  local/prepare_folder_corpus.py --num-test-speakers $num_test_speakers --seed $corpus_seed $corpus $train $test
   for d in $train $test; do validate_data_dir.py --require wav.scp,utt2spk,spk2utt,utt2dur --check-audio $d; done
   log "Stage 0 done in ${SECONDS}s"
 fi
@@ -39,4 +54,56 @@ if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
   log "Stage 1: fbank features"; SECONDS=0
   for d in $train $test; do steps/make_fbank.sh --nj $nj --cmd "$cmd" $d fbank; done
   log "Stage 1 done in ${SECONDS}s"
+fi
+
+if [ $stage -le 2 ] && [ $stop_stage -ge 2 ] && [ "$noise_rate" != 0 ]; then
+  log "Stage 2: simulate noisy correspondence (rate $noise_rate)"; SECONDS=0
+  steps/simulate_noise.py --seed $seed $noise_rate $train $noisy
+  log "Stage 2 done in ${SECONDS}s"
+fi
+
+if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
+  log "Stage 3: SupCon pretraining"; SECONDS=0
+  if [ "$clean_reference" = true ]; then
+    steps/train.sh --gpus "$gpus" --valid-data $test --overrides "$overrides" $supcon_conf $train $clean
+  fi
+  [ "$noise_rate" = 0 ] || \
+    steps/train.sh --gpus "$gpus" --valid-data $test --overrides "$overrides" $supcon_conf $noisy $pretrain
+  log "Stage 3 done in ${SECONDS}s"
+fi
+
+if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
+  log "Stage 4: GMM pair reliability"; SECONDS=0
+  steps/extract_embeddings.sh --nj $nj --cmd "$cmd" $pretrain/models/final.pt $noisy $pretrain/embeddings/train
+  steps/reliability.py --estimator $estimator --compare sklearn,bic,global \
+    $pretrain/embeddings/train/xvector.scp $noisy $pretrain/reliability
+  log "Stage 4 done in ${SECONDS}s"
+fi
+
+if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
+  log "Stage 5: PURL update and its control run"; SECONDS=0
+  init="purl.init_checkpoint=$pretrain/models/final.pt"
+  steps/train.sh --gpus "$gpus" --valid-data $test --overrides "$overrides $init purl.reliability=$pretrain/reliability" \
+    $purl_conf $noisy exp/purl_noisy${noise_rate}_seed$seed
+  steps/train.sh --gpus "$gpus" --valid-data $test --overrides "$overrides $init loss.type=supcon" \
+    $purl_conf $noisy exp/control_noisy${noise_rate}_seed$seed
+  log "Stage 5 done in ${SECONDS}s"
+fi
+
+if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
+  log "Stage 6: embeddings and scoring"; SECONDS=0
+  for model in $models; do
+    data=$noisy; [ $model != $clean ] || data=$train  # the cohort has the labels the model had
+    steps/extract_embeddings.sh --nj $nj --cmd "$cmd" $model/models/final.pt $test $model/embeddings/test
+    steps/extract_embeddings.sh --nj $nj --cmd "$cmd" $model/models/final.pt $data $model/embeddings/train
+    steps/score.py --mean $model/embeddings/train/mean.vec \
+      --cohort $model/embeddings/train/xvector.scp --cohort-utt2spk $data/utt2spk --top-k 50 \
+      --results RESULTS.md $model/embeddings/test/xvector.scp $model/scores $test/trials
+  done
+  rows=("noisy SupCon=$pretrain" "noisy + control=exp/control_noisy${noise_rate}_seed$seed"
+        "noisy + PURL=exp/purl_noisy${noise_rate}_seed$seed")
+  [ "$clean_reference" = false ] || rows=("clean SupCon=$clean" "${rows[@]}")
+  steps/summarize.py --reliability-report $pretrain/reliability/report.json "${rows[@]}" \
+    | tee exp/summary_noisy${noise_rate}_seed$seed.md
+  log "Stage 6 done in ${SECONDS}s"
 fi

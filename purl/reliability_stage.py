@@ -1,0 +1,99 @@
+"""Stage 4 from embeddings to everything the update and a reader need:
+exp/<pretrain>/reliability/{embeddings.npy, gmm.npz, reliability.json, utts,
+report.json, report.md, reliability.png, suspected_mislabelled} and a cleaned
+data dir without the suspected utterances."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from purl.data.datadir import DataDir, DataDirError, subset_data_dir, write_text_atomic
+from purl.pair_weights import UTTS_FILE
+from purl.reliability import Reliability, evaluate, plot_reliability, suspected_mislabelled
+from purl.results import load_embeddings
+
+
+def run_reliability(emb_scp: str | os.PathLike, data_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
+                    estimator: str = "histogram", compare: tuple[str, ...] = (), threshold: float = 0.5,
+                    clean_dir: str | os.PathLike | None = None) -> dict:
+    data = DataDir(data_dir)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    utts, emb = load_embeddings(emb_scp)
+    missing = [u for u in data.utts if u not in set(utts)]
+    if missing:
+        raise DataDirError(f"{emb_scp}: no embedding for '{missing[0]}' of {data.path} ({len(missing)} missing); "
+                           "rerun steps/extract_embeddings.sh on this data dir")
+    row = {u: i for i, u in enumerate(utts)}
+    emb = emb[[row[u] for u in data.utts]]
+    speakers = {s: n for n, s in enumerate(data.speakers)}
+    labels = np.array([speakers[data.utt2spk[u]] for u in data.utts])
+    true_labels = None
+    if data.has("utt2truespk"):
+        truth = data.table("utt2truespk")
+        true_index = {s: n for n, s in enumerate(sorted(set(truth.values()) | set(speakers)))}
+        # Label values must be comparable: map both through one speaker index.
+        labels = np.array([true_index[data.utt2spk[u]] for u in data.utts])
+        true_labels = np.array([true_index[truth[u]] for u in data.utts])
+
+    report = {"estimator": estimator, "threshold": threshold, "data_dir": str(data.path), "compare": {}}
+    main_rel = None
+    for name in (estimator,) + tuple(c for c in compare if c != estimator):
+        start = time.perf_counter()
+        rel = Reliability.fit(emb, labels, name)
+        seconds = time.perf_counter() - start
+        figures = evaluate(rel, true_labels, threshold)
+        figures["fit_seconds"] = seconds
+        report["compare"][name] = figures
+        if name == estimator:
+            main_rel = rel
+    report["detection"] = report["compare"][estimator]
+
+    main_rel.save(out_dir)
+    write_text_atomic(out_dir / UTTS_FILE, "".join(f"{u}\n" for u in data.utts))
+    plot_reliability(main_rel, out_dir / "reliability.png", true_labels)
+    idx, mean_w = suspected_mislabelled(main_rel, threshold)
+    write_text_atomic(out_dir / "suspected_mislabelled",
+                      "".join(f"{data.utts[i]} {data.utt2spk[data.utts[i]]} {w:.4f}\n" for i, w in zip(idx, mean_w)))
+    if clean_dir is not None:
+        suspected = {data.utts[i] for i in idx}
+        subset_data_dir(data.path, clean_dir, utts=[u for u in data.utts if u not in suspected])
+        report["cleaned_data_dir"] = str(clean_dir)
+    report["n_suspected"] = int(len(idx))
+    write_text_atomic(out_dir / "report.md", report_markdown(report))
+    write_text_atomic(out_dir / "report.json", json.dumps(report, indent=1) + "\n")
+    return report
+
+
+def report_markdown(report: dict) -> str:
+    d = report["detection"]
+    lines = [
+        f"# Pair reliability ({report['estimator']})\n",
+        f"Data: {report['data_dir']}; {d['n_utts']} utterances, {d['n_speakers']} speakers, {d['n_pairs']} positive pairs.",
+        f"Flagged (w < {report['threshold']}): {100 * d['frac_pairs_flagged']:.1f}% of pairs, "
+        f"{100 * d['frac_speakers_flagged']:.1f}% of speakers have a flagged pair; "
+        f"{100 * d['frac_speakers_w1']:.1f}% of speakers keep w = 1 (too few utterances, no spread, or one component).",
+        f"Suspected mislabelled utterances (mean w < {report['threshold']}): {report['n_suspected']} "
+        "(listed in suspected_mislabelled" + (f"; removed in {report['cleaned_data_dir']}" if "cleaned_data_dir" in report else "") + ").",
+        "",
+        "The histogram of positive-pair cosines with the fitted components: reliability.png.",
+        "",
+    ]
+    if "pair_auc" in d:
+        lines += ["## Detection against the ground truth (utt2truespk)\n",
+                  "| estimator | pair AUC | pair P | pair R | pair F1 | utt AUC | utt P | utt R | utt F1 | fit (s) |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for name, f in report["compare"].items():
+            lines.append(f"| {name} | {f['pair_auc']:.3f} | {f['pair_precision']:.3f} | {f['pair_recall']:.3f} | "
+                         f"{f['pair_f1']:.3f} | {f['utt_auc']:.3f} | {f['utt_precision']:.3f} | {f['utt_recall']:.3f} | "
+                         f"{f['utt_f1']:.3f} | {f['fit_seconds']:.1f} |")
+    else:
+        lines += ["| estimator | pairs flagged | speakers flagged | fit (s) |", "|---|---:|---:|---:|"]
+        for name, f in report["compare"].items():
+            lines.append(f"| {name} | {100 * f['frac_pairs_flagged']:.1f}% | {100 * f['frac_speakers_flagged']:.1f}% | {f['fit_seconds']:.1f} |")
+    return "\n".join(lines) + "\n"

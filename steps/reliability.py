@@ -1,0 +1,60 @@
+#!/usr/bin/env python3
+"""Usage: reliability.py [options] <xvector.scp> <train-data-dir> <out-dir>
+
+Stage 4: fits the 2-component GMM of within-speaker pair cosines of the
+pretrained model's embeddings of <train-data-dir> (its possibly noisy labels)
+and writes to <out-dir> what stage 5 needs (the normalised embeddings and the
+per-speaker GMMs: w of any pair on the fly) and what a reader wants: report.md
+(+ .json), reliability.png, suspected_mislabelled and, with --clean-dir, a data
+dir without the suspected utterances. With utt2truespk in the data dir (stage 2)
+the report gives pair- and utterance-level detection figures.
+
+e.g.: python steps/reliability.py --compare sklearn,bic,global \\
+        exp/supcon/embeddings/train/xvector.scp data/train_noisy0.2 exp/supcon/reliability
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+from purl.data.datadir import DataDirError
+from purl.reliability import ESTIMATORS
+from purl.reliability_stage import report_markdown, run_reliability
+
+
+def get_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("xvector_scp")
+    parser.add_argument("data_dir")
+    parser.add_argument("out_dir")
+    parser.add_argument("--estimator", default="histogram", choices=sorted(ESTIMATORS))
+    parser.add_argument("--compare", default="", help="comma-separated estimators to fit too, for the report")
+    parser.add_argument("--threshold", type=float, default=0.5)
+    parser.add_argument("--clean-dir", help="write the training dir without the suspected utterances here")
+    return parser
+
+
+def main() -> int:
+    args = get_parser().parse_args()
+    name = Path(sys.argv[0]).name
+    compare = tuple(c for c in args.compare.split(",") if c)
+    unknown = [c for c in compare if c not in ESTIMATORS]
+    if unknown:
+        print(f"{name}: unknown estimator(s) {unknown}; choose from {sorted(ESTIMATORS)}", file=sys.stderr)
+        return 1
+    if (Path(args.out_dir) / "report.json").is_file() and \
+            (Path(args.out_dir) / "report.json").stat().st_mtime > Path(args.xvector_scp).stat().st_mtime:
+        print(f"{name}: {args.out_dir}/report.json is complete; skipping (delete it to redo)")
+        return 0
+    try:
+        report = run_reliability(args.xvector_scp, args.data_dir, args.out_dir, estimator=args.estimator,
+                                 compare=compare, threshold=args.threshold, clean_dir=args.clean_dir)
+    except (DataDirError, ValueError, FileNotFoundError) as e:
+        print(f"{name}: {e}", file=sys.stderr)
+        return 1
+    print(report_markdown(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,44 @@
+#!/usr/bin/env python3
+"""Usage: summarize.py [--reliability-report FILE] [--scoring cosine|as-norm] <label>=<exp-dir> ...
+
+The table that tells the PURL story of one run: a row per model (EER and minDCF
+on its first trial list, from stage 6's results.json), then the noisy-pair
+detection figures of stage 4. Prints markdown.
+
+e.g.: steps/summarize.py --reliability-report exp/supcon_noisy/reliability/report.json \\
+        "clean SupCon=exp/supcon_clean" "noisy SupCon=exp/supcon_noisy" \\
+        "noisy + control=exp/control" "noisy + PURL=exp/purl"
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+from purl.data.datadir import DataDirError
+from purl.results import summary_table
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("rows", nargs="+", metavar="LABEL=EXP_DIR")
+    parser.add_argument("--reliability-report")
+    parser.add_argument("--scoring", default="cosine", choices=("cosine", "as-norm"))
+    args = parser.parse_args()
+    name = Path(sys.argv[0]).name
+    rows = []
+    for row in args.rows:
+        if "=" not in row:
+            print(f"{name}: '{row}' is not LABEL=EXP_DIR", file=sys.stderr)
+            return 1
+        label, exp_dir = row.split("=", 1)
+        rows.append((label, Path(exp_dir)))
+    try:
+        print(summary_table(rows, Path(args.reliability_report) if args.reliability_report else None, args.scoring))
+    except DataDirError as e:
+        print(f"{name}: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
