@@ -49,9 +49,11 @@ def small_speakers():
 
 def test_histogram_em_agrees_with_sklearn_within_0_01(small_speakers):
     x, index = small_speakers
-    settings = ReliabilitySettings()  # converged fits (tol 1e-6): one answer per speaker
+    # Small speakers with overlapping components converge slowly: run both EMs to
+    # the optimum (and bins fine enough for ~1000 pairs) so there is one answer.
+    settings = ReliabilitySettings(tol=1e-10, max_iter=10_000, n_bins=1024)
     cmp = compare_fits(x, index, fit_histogram(x, index, settings), fit_sklearn(x, index, settings))
-    assert np.allclose(cmp["loglik_a"], cmp["loglik_b"], atol=1e-4)  # binning: ~1e-5
+    assert np.allclose(cmp["loglik_a"], cmp["loglik_b"], atol=1e-5)
     assert cmp["max_abs_diff"].max() < 0.01
 
 
