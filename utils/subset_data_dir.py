@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""Usage: subset_data_dir.py (--utt-list FILE | --spk-list FILE) <src-dir> <dst-dir>
+"""Usage: subset_data_dir.py (--utt-list FILE | --spk-list FILE | --per-speaker N) <src-dir> <dst-dir>
 
 Copies the part of a data dir for the utterances (or speakers) listed one per line
-in FILE (the first field of each line counts, so an utt2spk or spk2utt works too).
+in FILE (the first field of each line counts, so an utt2spk or spk2utt works too),
+or the first N utterances (in sorted order) of every speaker.
 
 e.g.: utils/subset_data_dir.py --spk-list local/dev_speakers data/train data/dev
 """
@@ -10,7 +11,12 @@ e.g.: utils/subset_data_dir.py --spk-list local/dev_speakers data/train data/dev
 import argparse
 import sys
 
-from purl.data.datadir import DataDirError, subset_data_dir
+from purl.data.datadir import DataDir, DataDirError, subset_data_dir
+
+
+def read_keys(path: str) -> list[str]:
+    with open(path, encoding="utf-8") as f:
+        return [line.split()[0] for line in f if line.strip()]
 
 
 def main() -> int:
@@ -18,16 +24,20 @@ def main() -> int:
     which = parser.add_mutually_exclusive_group(required=True)
     which.add_argument("--utt-list")
     which.add_argument("--spk-list")
+    which.add_argument("--per-speaker", type=int)
     parser.add_argument("src_dir")
     parser.add_argument("dst_dir")
     args = parser.parse_args()
-    with open(args.utt_list or args.spk_list, encoding="utf-8") as f:
-        keys = [line.split()[0] for line in f if line.strip()]
     try:
-        if args.utt_list:
+        if args.per_speaker:
+            spk2utt = DataDir(args.src_dir).spk2utt
+            data = subset_data_dir(args.src_dir, args.dst_dir,
+                                   utts=[u for utts in spk2utt.values() for u in utts[:args.per_speaker]])
+        elif args.utt_list:
+            keys = read_keys(args.utt_list)
             data = subset_data_dir(args.src_dir, args.dst_dir, utts=keys)
         else:
-            data = subset_data_dir(args.src_dir, args.dst_dir, speakers=keys)
+            data = subset_data_dir(args.src_dir, args.dst_dir, speakers=read_keys(args.spk_list))
     except DataDirError as e:
         print(f"subset_data_dir.py: {e}", file=sys.stderr)
         return 1
