@@ -60,7 +60,7 @@ class ReliabilitySettings:
     """Settings of every estimator (config ``reliability.<field>``)."""
 
     n_bins: int = 256        # histogram bins per speaker (spanning its min..max cosine)
-    n_init: int = 5          # EM initialisations; the best log-likelihood wins
+    n_init: int = 5          # EM initialisations; the best log-likelihood (by > tol) wins
     max_iter: int = 300
     # On the change of mean log-likelihood per pair, as sklearn. sklearn's default
     # 1e-3 (the original work's) stops EM long before the optimum when a speaker's
@@ -81,10 +81,13 @@ class ReliabilitySettings:
         unknown = sorted(set(values) - known)
         if unknown:
             raise ValueError(f"reliability: unknown setting(s) {unknown}; known: {sorted(known)}")
-        settings = cls(**values)
-        if settings.bic_sample_size not in ("utts", "pairs"):
-            raise ValueError(f"reliability: bic_sample_size must be 'utts' or 'pairs', not {settings.bic_sample_size!r}")
-        return settings
+        return cls(**values)
+
+    def __post_init__(self):
+        if self.bic_sample_size not in ("utts", "pairs"):
+            raise ValueError(f"reliability: bic_sample_size must be 'utts' or 'pairs', not {self.bic_sample_size!r}")
+        if self.n_bins < 2 or self.n_init < 1 or self.max_iter < 1:
+            raise ValueError(f"reliability: need n_bins >= 2, n_init >= 1, max_iter >= 1 (got {self})")
 
 
 # --------------------------------------------------------------------------- speakers
@@ -388,9 +391,14 @@ def fit_gmm_histograms(x, counts, settings: ReliabilitySettings, var_floor=None)
     return best
 
 
-def _apply_rule_of_unit(params: GmmParams, hist: Histograms, sizes: np.ndarray, settings) -> np.ndarray:
+def _is_degenerate(n_utts, std, settings: ReliabilitySettings):
+    """The original work's rule: too few utterances or no spread -> w = 1."""
+    return (n_utts < settings.min_utts) | (std < settings.min_std)
+
+
+def _mark_degenerate(params: GmmParams, hist: Histograms, sizes: np.ndarray, settings) -> np.ndarray:
     """Marks speakers too small or without spread as w = 1; returns the others' rows."""
-    degenerate = (sizes < settings.min_utts) | (np.sqrt(hist.var) < settings.min_std)
+    degenerate = _is_degenerate(sizes, np.sqrt(hist.var), settings)
     for s in np.flatnonzero(degenerate):
         params.set_single(s, hist.n_pairs[s], hist.mean[s], hist.var[s], settings.reg_covar)
     return np.flatnonzero(~degenerate)
@@ -408,7 +416,9 @@ def _store_fits(params: GmmParams, rows, fit, n_pairs) -> None:
 def _fit_per_speaker_histograms(x, index, settings):
     hist = speaker_histograms(x, index, settings.n_bins, adaptive=True)
     params = GmmParams.empty(len(index))
-    rows = _apply_rule_of_unit(params, hist, index.sizes(), settings)
+    rows = _mark_degenerate(params, hist, index.sizes(), settings)
+    if not len(rows):
+        return params, hist, rows
     sub = Histograms(*(getattr(hist, f.name)[rows] for f in dataclasses.fields(hist)))
     fit = fit_gmm_histograms(sub.centres(), sub.counts, settings, var_floor=sub.width ** 2 / 12)
     _store_fits(params, rows, fit, sub.n_pairs)
@@ -454,6 +464,8 @@ def fit_global(x: np.ndarray, index: SpeakerIndex, settings: ReliabilitySettings
     the shared fit can judge pairs of small speakers too)."""
     hist = speaker_histograms(x, index, settings.n_bins, adaptive=False)
     centres, counts = hist.centres()[:1], hist.counts.sum(axis=0, keepdims=True)
+    if counts.sum() < 2:
+        raise ValueError("reliability: the 'global' estimator needs at least 2 same-label pairs")
     weights, means, variances, loglik = fit_gmm_histograms(centres, counts, settings, hist.width[:1] ** 2 / 12)
     n_spk = len(index)
     params = GmmParams.empty(n_spk)
@@ -471,7 +483,7 @@ def fit_sklearn(x: np.ndarray, index: SpeakerIndex, settings: ReliabilitySetting
     for s, utts, gram, upper in iter_speaker_blocks(x, index):
         cos = gram[upper].astype(np.float64)
         std = cos.std() if cos.size else 0.0
-        if len(utts) < settings.min_utts or std < settings.min_std:
+        if _is_degenerate(len(utts), std, settings):
             params.set_single(s, cos.size, cos.mean() if cos.size else 0.0, std ** 2, settings.reg_covar)
             continue
         gmm = GaussianMixture(2, covariance_type="full", n_init=settings.n_init, max_iter=settings.max_iter,
@@ -819,7 +831,10 @@ def plot_reliability(rel: Reliability, path: str | os.PathLike, true_labels: np.
         ax.plot(fine, curves.sum(0), color="black", lw=1, ls="--", label="mixture")
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("cosine")
+        ax.set_xlim(*xlim)
 
+    filled = np.flatnonzero(total.sum(0))
+    xlim = (edges[filled[0]] - 0.05, edges[filled[-1] + 1] + 0.05) if len(filled) else (-1, 1)
     width = edges[1] - edges[0]
     curves = _mixture_curves(params, np.arange(len(params)), fine, params.n_pairs * width)
     ax = fig.add_subplot(grid_spec[0, :])

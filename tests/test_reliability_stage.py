@@ -1,0 +1,73 @@
+"""Stage 4 end to end from an xvector.scp, and the pair weights stage 5 reads."""
+
+from __future__ import annotations
+
+import json
+
+import kaldiio
+import numpy as np
+import pytest
+
+from purl.data.datadir import DataDirError, utt2spk_to_spk2utt, validate_data_dir, write_kv
+from purl.pair_weights import pair_weights_from_dir
+from purl.reliability import simulate_embeddings
+from tests.conftest import ROOT, run_script
+
+
+def noisy_dir_with_embeddings(tmp_path, speakers=12, utts=30):
+    emb, noisy, true = simulate_embeddings([utts] * speakers, dim=32, noise_rate=0.2, seed=4)
+    names = [f"s{t:02d}-u{n:03d}" for n, t in enumerate(true)]
+    data = tmp_path / "train_noisy"
+    data.mkdir()
+    utt2spk = {u: f"s{l:02d}" for u, l in zip(names, noisy)}
+    write_kv(data / "utt2spk", utt2spk)
+    write_kv(data / "spk2utt", utt2spk_to_spk2utt(utt2spk))
+    write_kv(data / "utt2truespk", {u: f"s{t:02d}" for u, t in zip(names, true)})
+    emb_dir = tmp_path / "emb"
+    emb_dir.mkdir()
+    with kaldiio.WriteHelper(f"ark,scp:{emb_dir / 'xvector.ark'},{emb_dir / 'xvector.scp'}") as writer:
+        for u, e in zip(names, emb):
+            writer(u, e)
+    return data, emb_dir / "xvector.scp", utt2spk
+
+
+def test_reliability_stage_reports_detection_and_writes_what_stage_5_needs(tmp_path):
+    data, scp, utt2spk = noisy_dir_with_embeddings(tmp_path)
+    out = tmp_path / "reliability"
+    proc = run_script(ROOT / "steps" / "reliability.py", "--compare", "sklearn,global", "--clean-dir",
+                      tmp_path / "cleaned", scp, data, out)
+    assert "Detection against the ground truth" in proc.stdout
+    report = json.loads((out / "report.json").read_text())
+    assert report["detection"]["pair_auc"] > 0.9
+    assert set(report["compare"]) == {"histogram", "sklearn", "global"}
+    for name in ("embeddings.npy", "gmm.npz", "reliability.json", "utts", "reliability.png", "report.md"):
+        assert (out / name).is_file(), name
+    suspected = [line.split()[0] for line in (out / "suspected_mislabelled").read_text().splitlines()]
+    cleaned = validate_data_dir(tmp_path / "cleaned")
+    assert len(cleaned) == len(utt2spk) - len(suspected) and not set(suspected) & set(cleaned.utts)
+    rerun = run_script(ROOT / "steps" / "reliability.py", scp, data, out)
+    assert "skipping" in rerun.stdout
+
+    weights = pair_weights_from_dir(out, data)
+    names = sorted(utt2spk)
+    speaker_index = {s: n for n, s in enumerate(sorted(set(utt2spk.values())))}
+    utts = np.array([0, 1, 2, 3, 4, 5, 200])
+    labels = np.array([speaker_index[utt2spk[names[u]]] for u in utts])
+    w = weights(utts, labels).numpy()
+    assert w.shape == (7, 7) and np.allclose(w, w.T)
+    assert labels[0] != labels[6] and w[0, 6] == 1.0  # pairs of different labels are not weighed
+    a, b = next((a, b) for a in range(6) for b in range(a + 1, 6) if labels[a] == labels[b])
+    expected = weights.reliability.weight(weights.rows[[utts[a]]], weights.rows[[utts[b]]])[0]
+    assert w[a, b] == pytest.approx(expected)
+
+
+def test_pair_weights_refuse_a_dir_with_other_labels(tmp_path):
+    data, scp, utt2spk = noisy_dir_with_embeddings(tmp_path)
+    run_script(ROOT / "steps" / "reliability.py", scp, data, tmp_path / "rel")
+    relabelled = dict(utt2spk)
+    first = next(iter(relabelled))
+    relabelled[first] = "s11" if relabelled[first] != "s11" else "s10"
+    write_kv(data / "utt2spk", relabelled)
+    write_kv(data / "spk2utt", utt2spk_to_spk2utt(relabelled))
+    with pytest.raises(DataDirError, match="fitted with other speaker labels"):
+        pair_weights_from_dir(tmp_path / "rel", data)
