@@ -69,9 +69,20 @@ class ConfigError(ValueError):
     """A config file or override names an unknown key or has a bad value."""
 
 
-def _closest(name: str, known: Iterable[str]) -> str:
-    matches = difflib.get_close_matches(name, list(known), n=3, cutoff=0.5)
-    return f" (did you mean {', '.join(matches)}?)" if matches else f" (known: {', '.join(sorted(known))})"
+def _is_subsequence(short: str, long: str) -> bool:
+    letters = iter(long)
+    return all(c in letters for c in short)
+
+
+def _closest(name: str, known: Iterable[str], prefix: str = "") -> str:
+    """' (did you mean x?)' with the nearest of ``known``, or the list of all."""
+    known = list(known)
+    # 'learning_rate' -> 'lr': an abbreviation (letters in order, same first one) is no near spelling.
+    abbreviations = [k for k in known if len(k) < len(name) and k[0] == name[0] and _is_subsequence(k, name)]
+    matches = abbreviations + [m for m in difflib.get_close_matches(name, known, n=3, cutoff=0.5) if m not in abbreviations]
+    matches = matches[:3]
+    names = [prefix + m for m in (matches or sorted(known))]
+    return f" (did you mean {', '.join(names)}?)" if matches else f" (known: {', '.join(names)})"
 
 
 def merge(config: dict, update: dict, where: str) -> dict:
@@ -83,8 +94,7 @@ def merge(config: dict, update: dict, where: str) -> dict:
             raise ConfigError(f"{where}: section '{section}' must be a mapping of keys, got {values!r}")
         for key, value in values.items():
             if key not in config[section]:
-                known = [f"{section}.{k}" for k in config[section]]
-                raise ConfigError(f"{where}: unknown key '{section}.{key}'{_closest(f'{section}.{key}', known)}")
+                raise ConfigError(f"{where}: unknown key '{section}.{key}'{_closest(key, config[section], section + '.')}")
             if key == "args" and isinstance(value, dict):
                 config[section][key] = {**config[section][key], **value}
             else:

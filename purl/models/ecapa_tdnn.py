@@ -81,7 +81,9 @@ class Res2NetBlock(nn.Module):
     def __init__(self, channels: int, scale: int, kernel_size: int, dilation: int):
         super().__init__()
         if channels % scale:
-            raise ValueError(f"Res2NetBlock: channels ({channels}) must be divisible by res2net_scale ({scale})")
+            raise ValueError(
+                f"Res2NetBlock: channels ({channels}) must be divisible by res2net_scale ({scale})"
+            )
         self.width = channels // scale
         self.blocks = nn.ModuleList(
             TdnnBlock(self.width, self.width, kernel_size, dilation) for _ in range(scale - 1)
@@ -151,9 +153,10 @@ class AttentiveStatsPooling(nn.Module):
             var, mean = torch.var_mean(x, dim=2, correction=0)
             std = var.clamp(min=_STD_EPS).sqrt()
             conv = self.tdnn.conv
-            w_x, w_mean, w_std = conv.weight.squeeze(2).split(channels, dim=1)
-            # W [x; mean; std] + b == W_x x + (W_mean mean + W_std std + b)
-            context = torch.addmm(conv.bias, mean, w_mean.t()).addmm_(std, w_std.t())
+            weight = conv.weight.squeeze(2)
+            w_x, w_context = weight[:, :channels], weight[:, channels:]
+            # W [x; mean; std] + b == W_x x + (W_context [mean; std] + b): one vector per utterance
+            context = F.linear(torch.cat([mean, std], dim=1), w_context, conv.bias)
             hidden = torch.baddbmm(context.unsqueeze(2), w_x.expand(x.shape[0], -1, -1), x)
             hidden = self.tdnn.norm(F.relu(hidden, inplace=True))
         else:

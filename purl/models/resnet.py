@@ -136,7 +136,9 @@ class ResNet(nn.Module):
         if pooling not in POOLINGS:
             raise ValueError(f"ResNet: pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
         if len(num_blocks) != len(strides):
-            raise ValueError(f"ResNet: num_blocks {list(num_blocks)} and strides {list(strides)} differ in length")
+            raise ValueError(
+                f"ResNet: num_blocks {list(num_blocks)} and strides {list(strides)} differ in length"
+            )
         self.embed_dim = embed_dim
         self.stem = nn.Sequential(
             nn.Conv2d(1, base_channels, stem_kernel, (stem_freq_stride, 1), stem_kernel // 2, bias=False),
