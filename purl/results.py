@@ -42,7 +42,8 @@ def cohort_from_embeddings(scp: str | os.PathLike, utt2spk: str | os.PathLike) -
     if missing is not None:
         raise DataDirError(f"{utt2spk}: no speaker for '{missing}' of {scp}")
     speakers = np.unique([spk_of[u] for u in utts], return_inverse=True)[1]
-    return speaker_means(emb, speakers, normalise=True)
+    # Raw scale, like the mean vector that scoring subtracts from both sides.
+    return speaker_means(emb, speakers)
 
 
 def score_trial_lists(

@@ -149,3 +149,11 @@ def test_validate_script_prints_problem_and_exits_1(tmp_path):
     proc = run_script(ROOT / "utils" / "validate_data_dir.py", d, check=False)
     assert proc.returncode == 1
     assert "utt2spk line 2: 'a-1' sorts before 'b-1'" in proc.stderr
+
+
+def test_split_is_remade_when_the_dir_gains_a_file(tmp_path):
+    d = make_dir(tmp_path / "d")
+    split_data_dir(d, 2)
+    write_kv(d / "feats.scp", {u: f"x.ark:{i}" for i, u in enumerate(read_kv(d / "utt2spk"))})
+    parts = split_data_dir(d, 2)
+    assert all((p / "feats.scp").is_file() for p in parts)

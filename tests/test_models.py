@@ -14,8 +14,14 @@ def num_params(model: torch.nn.Module) -> int:
 
 
 @pytest.fixture(autouse=True)
-def _seed():
+def _seed_and_one_thread():
+    # One thread: on a shared 2-core machine OpenMP's spinning threads wait for
+    # a descheduled sibling at every op, which turns seconds into minutes.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     torch.manual_seed(0)
+    yield
+    torch.set_num_threads(threads)
 
 
 # --- shapes -----------------------------------------------------------------

@@ -323,7 +323,8 @@ def split_data_dir(path: str | os.PathLike, nj: int) -> list[Path]:
     """Splits a data dir into ``nj`` parts of near-equal utterance counts.
 
     Writes ``<dir>/split<nj>/<1..nj>/`` (Kaldi's layout) and returns their paths.
-    Reuses an existing split that is newer than utt2spk.
+    Reuses an existing split that has every per-utterance file of the dir, newer
+    than the dir's own (a split made before stage 1 lacks feats.scp).
     """
     data = DataDir(path)
     if nj < 1:
@@ -332,8 +333,9 @@ def split_data_dir(path: str | os.PathLike, nj: int) -> list[Path]:
         raise DataDirError(f"{data.path}: cannot split {len(data)} utterances into {nj} jobs (use --nj {len(data)} or fewer)")
     root = data.path / f"split{nj}"
     parts = [root / str(n) for n in range(1, nj + 1)]
-    stamp = (data.path / "utt2spk").stat().st_mtime
-    if all((p / "utt2spk").is_file() and (p / "utt2spk").stat().st_mtime >= stamp for p in parts):
+    present = [name for name in UTT_FILES if data.has(name)]
+    stamp = max((data.path / name).stat().st_mtime for name in present)
+    if all((p / name).is_file() and (p / name).stat().st_mtime >= stamp for p in parts for name in present):
         return parts
     utts = data.utts
     for n, part in enumerate(parts):
