@@ -19,6 +19,10 @@ measured first, then training, which also holds gradients and Adam state), on
 CUDA torch.cuda.max_memory_allocated.  The training loss is the mean squared
 embedding: the real losses cost nothing next to the encoder.
 
+On a machine shared with other jobs, OMP_WAIT_POLICY=PASSIVE in the
+environment keeps OpenMP threads from spinning while their sibling waits for
+a core (several times faster there; the header shows the setting).
+
 Targets (CPU, 2 threads, 32 x 300): 1.3 x SpeechBrain's models measured on the
 development machine, i.e. ecapa_c256 (ref. 26.8 train / 108.6 embed utt/s)
 at least 34.8 / 141.2, resnet34 (ref. 19.5 / 54.8) at least 25.4 / 71.2.
@@ -27,6 +31,7 @@ at least 34.8 / 141.2, resnet34 (ref. 19.5 / 54.8) at least 25.4 / 71.2.
 import argparse
 import concurrent.futures
 import multiprocessing
+import os
 import resource
 import statistics
 import sys
@@ -150,7 +155,8 @@ def main():
 
     print(f"torch {torch.__version__}, batch {args.batch_size} x {args.frames} frames x {args.feat_dim}, "
           f"{'bf16 autocast' if args.bf16 else 'float32'}, median of {args.steps} steps "
-          f"after {args.warmup} warm-up, CPU threads {args.threads}\n")
+          f"after {args.warmup} warm-up, CPU threads {args.threads}, "
+          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}\n")
     print("| config | device | params | train (utt/s) | embed (utt/s) | train peak (MiB) | embed peak (MiB) |")
     print("|---|---|---:|---:|---:|---:|---:|")
     # A fresh process per config: its own memory high-water mark, no warm caches.

@@ -27,6 +27,7 @@ supcon_conf=conf/supcon.yaml
 purl_conf=conf/purl.yaml
 estimator=histogram       # stage 4 pair reliability: histogram, sklearn, bic or global
 clean_reference=true      # also pretrain on the clean labels, to show what noise costs
+train_overrides=""        # config overrides for every training run, e.g. "optim.epochs=1"
 
 . ./path.sh
 . utils/parse_options.sh
@@ -35,7 +36,7 @@ train=data/train
 test=data/test
 noisy=data/train_noisy${noise_rate}_seed$seed
 [ "$noise_rate" != 0 ] || noisy=$train
-overrides="train.seed=$seed"
+overrides="train.seed=$seed $train_overrides"
 pretrain=exp/supcon_noisy${noise_rate}_seed$seed   # the model PURL starts from
 clean=exp/supcon_clean_seed$seed
 models="$pretrain exp/control_noisy${noise_rate}_seed$seed exp/purl_noisy${noise_rate}_seed$seed"  # scored in stage 6

@@ -23,6 +23,7 @@ noise_rate=0.2                     # simulated label noise (0: train on the labe
 seed=0                             # noise draw and training seed
 estimator=histogram                # stage 4: histogram (fast), sklearn (the original loop), bic, global
 cohort_utts_per_speaker=20         # AS-Norm cohort: speaker means over this many utterances each
+train_overrides=""                 # config overrides for every training run, e.g. "data.num_workers=8"
 
 . ./path.sh
 . utils/parse_options.sh
@@ -31,7 +32,7 @@ train=data/vox2_dev
 test=data/vox1
 noisy=data/vox2_dev_noisy${noise_rate}_seed$seed
 [ "$noise_rate" != 0 ] || noisy=$train
-overrides="train.seed=$seed"
+overrides="train.seed=$seed $train_overrides"
 pretrain=exp/${model}_supcon_noisy${noise_rate}_seed$seed
 purl=exp/${model}_purl_noisy${noise_rate}_seed$seed
 control=exp/${model}_control_noisy${noise_rate}_seed$seed

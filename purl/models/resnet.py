@@ -116,7 +116,7 @@ class ResNet(nn.Module):
     (mean + standard deviation).  Defaults: the thin ResNet-34 (1,395,798
     parameters); see purl.models for the wide one.
 
-    Any number of frames works; the time axis shrinks by prod(strides).
+    The time axis shrinks by prod(strides); from about 20 frames on, any count works.
     """
 
     def __init__(
