@@ -13,8 +13,9 @@ nj=2                      # parallel jobs for features and embeddings
 cmd=run_jobs.sh           # job runner: run_jobs.sh, or slurm.sh on a cluster
 gpus=""                   # "" trains on CPU; "0,1" trains on those GPUs
 
-# ---- the synthetic corpus -----------------------------------------------------
-corpus=corpus             # generated here by stage 0
+# ---- the corpus ---------------------------------------------------------------
+synthetic=true            # generate the synthetic corpus; false: use a folder-per-speaker corpus
+corpus=corpus             # the corpus root (<speaker>/**/*.wav|flac|opus...), generated here when synthetic
 num_speakers=200
 utts_per_speaker=12
 num_test_speakers=40      # held out for the trial list
@@ -43,9 +44,11 @@ models="$pretrain exp/control_noisy${noise_rate}_seed$seed exp/purl_noisy${noise
 [ "$clean_reference" = false ] || models="$clean $models"
 
 if [ $stage -le 0 ] && [ $stop_stage -ge 0 ]; then
-  log "Stage 0: generate the synthetic corpus and prepare data dirs"; SECONDS=0
-  local/make_synthetic_corpus.py --num-speakers $num_speakers --utts-per-speaker $utts_per_speaker \
-    --seed $corpus_seed --nj $nj $corpus
+  log "Stage 0: corpus and data dirs"; SECONDS=0
+  if [ "$synthetic" = true ]; then
+    local/make_synthetic_corpus.py --num-speakers $num_speakers --utts-per-speaker $utts_per_speaker \
+      --seed $corpus_seed --nj $nj $corpus
+  fi
   local/prepare_folder_corpus.py --num-test-speakers $num_test_speakers --seed $corpus_seed $corpus $train $test
   for d in $train $test; do validate_data_dir.py --require wav.scp,utt2spk,spk2utt,utt2dur --check-audio $d; done
   log "Stage 0 done in ${SECONDS}s"
