@@ -60,7 +60,7 @@ def plot_training_curves(exp_dir: str | os.PathLike) -> Path:
         twin.plot(epochs["epoch"], epochs["valid_target_cos"], "g--", label="target cos")
         twin.plot(epochs["epoch"], epochs["valid_nontarget_cos"], "r--", label="non-target cos")
         twin.legend(fontsize=8, loc="center right")
-    fig.suptitle(exp_dir.name)
+    fig.suptitle(exp_dir.name, y=1.03)
     out = exp_dir / "train.png"
     save_figure(fig, out)
     return out

@@ -37,6 +37,7 @@ from purl.config import save_config
 from purl.data.dataset import ChunkDataset, SpeakerBatchSampler, TrainingSet, collate
 from purl.losses import build_loss
 from purl.models import build_model
+from purl.plots import plot_training_curves
 
 
 class TrainError(RuntimeError):
@@ -420,7 +421,6 @@ class Trainer:
         state = average_checkpoints(epochs)
         save_atomic({"model": state, "config": self.config, "averaged": [p.name for p in epochs]}, final)
         self.print(f"wrote {final} (average of {', '.join(p.name for p in epochs)})")
-        from purl.plots import plot_training_curves
         plot_training_curves(self.exp_dir)
 
     def print(self, message: str) -> None:
