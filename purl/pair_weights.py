@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from purl.data.datadir import DataDir, DataDirError
+from purl.embed import embed_utterances
 from purl.reliability import Reliability
 
 UTTS_FILE = "utts"  # the utterance ids of the reliability dir's rows, one per line
@@ -18,11 +19,37 @@ class PairWeights:
     """Callable: (utt indices (B,) of the training set, labels (B,)) -> (B, B) w.
 
     Entries of pairs with different labels are 1 (the losses ignore them).
+    With ``reestimate_every`` N > 0, :meth:`refresh` (called by the trainer at
+    the start of each epoch) refits the weights on the current model's embeddings
+    every N epochs, keeping each refit in ``<save_dir>/epoch_<N>/`` so that a
+    resumed run uses exactly the weights it had.
     """
 
-    def __init__(self, reliability: Reliability, rows: np.ndarray):
+    def __init__(self, reliability: Reliability, rows: np.ndarray, *, reestimate_every: int = 0,
+                 save_dir: str | os.PathLike | None = None):
         self.reliability = reliability
         self.rows = rows  # training-set utterance index -> reliability row
+        self.reestimate_every = reestimate_every
+        self.save_dir = Path(save_dir) if save_dir is not None else None
+        self.fitted_at = 0  # the epoch whose model gave the weights in use (0: pretrained)
+
+    def refresh(self, trainer) -> None:
+        if self.reestimate_every <= 0:
+            return
+        due = (trainer.epoch // self.reestimate_every) * self.reestimate_every
+        if due == 0 or due == self.fitted_at:
+            return
+        saved = self.save_dir / f"epoch_{due}"
+        if not (saved / "reliability.json").is_file():
+            embeddings = embed_training_set(trainer)
+            if trainer.dist.main:
+                Reliability.fit(embeddings, trainer.data.labels, self.reliability.estimator,
+                                self.reliability.settings).save(saved)
+            trainer.dist.barrier()
+        self.reliability = Reliability.load(saved)
+        self.rows = np.arange(len(trainer.data))
+        self.fitted_at = due
+        trainer.print(f"pair weights re-estimated with the model of epoch {due} ({saved})")
 
     def __call__(self, utts: np.ndarray, labels: np.ndarray) -> torch.Tensor:
         n = len(utts)
@@ -36,7 +63,26 @@ class PairWeights:
         return torch.from_numpy(w)
 
 
-def pair_weights_from_dir(reliability_dir: str | os.PathLike, data_dir: str | os.PathLike) -> PairWeights:
+def embed_training_set(trainer) -> np.ndarray:
+    """(N, D) embeddings of every training utterance with the current encoder;
+    each process embeds every world_size-th utterance and all gather the rest."""
+    data, dist_ctx = trainer.data, trainer.dist
+    shard = np.arange(dist_ctx.rank, len(data), dist_ctx.world_size)
+    local = embed_utterances(trainer.net.encoder, [data.feats[i] for i in shard], data.num_frames[shard],
+                             device=dist_ctx.device)
+    trainer.net.encoder.train()
+    parts = [local]
+    if dist_ctx.world_size > 1:
+        parts = [None] * dist_ctx.world_size
+        torch.distributed.all_gather_object(parts, local)
+    embeddings = np.empty((len(data), local.shape[1]), dtype=np.float32)
+    for rank, part in enumerate(parts):
+        embeddings[rank::dist_ctx.world_size] = part
+    return embeddings
+
+
+def pair_weights_from_dir(reliability_dir: str | os.PathLike, data_dir: str | os.PathLike, *,
+                          reestimate_every: int = 0, save_dir: str | os.PathLike | None = None) -> PairWeights:
     """Loads stage 4's output for the training dir it was computed on.
 
     The reliability rows are matched to the training dir by utterance id, so the
@@ -63,4 +109,4 @@ def pair_weights_from_dir(reliability_dir: str | os.PathLike, data_dir: str | os
     if pairs.shape[1] != len(speaker_of) or len(np.unique(reliability.labels[rows])) != len(speaker_of):
         raise DataDirError(f"{reliability_dir} was fitted with other speaker labels than {data.path}/utt2spk; "
                            "rerun stage 4 on this data dir")
-    return PairWeights(reliability, rows)
+    return PairWeights(reliability, rows, reestimate_every=reestimate_every, save_dir=save_dir)

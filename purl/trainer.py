@@ -327,6 +327,8 @@ class Trainer:
             epochs_csv = self.open_csv("epochs.csv", ("epoch", "loss", "valid_target_cos", "valid_nontarget_cos", "valid_eer"), self.epoch)
         try:
             while self.epoch < o["epochs"]:
+                if hasattr(self.pair_weights_fn, "refresh"):
+                    self.pair_weights_fn.refresh(self)
                 summary = self.train_epoch(steps_csv, stop_at_step)
                 if stop_at_step is not None and self.global_step >= stop_at_step:
                     return None

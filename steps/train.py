@@ -60,7 +60,9 @@ def main() -> int:
                 return 0
         pair_weights_fn = None
         if config["purl"]["reliability"]:
-            pair_weights_fn = pair_weights_from_dir(config["purl"]["reliability"], args.data_dir)
+            pair_weights_fn = pair_weights_from_dir(
+                config["purl"]["reliability"], args.data_dir,
+                reestimate_every=config["purl"]["reestimate_every"], save_dir=exp_dir / "reliability")
         validate_fn = None
         if args.valid_data:
             validate_fn = lambda model: held_out_figures(model, args.valid_data, device=next(model.parameters()).device)

@@ -6,6 +6,7 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -105,3 +106,42 @@ def test_train_sh_runs_two_cpu_processes(tmp_path, tiny_config):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "2 process(es) on cpu" in proc.stdout and (exp / "models" / "final.pt").is_file()
     assert "2 process(es) on cpu" in (exp / "log" / "train.log").read_text()
+
+
+def purl_setup(tmp_path, tiny_config):
+    """A feature dir, and a stage 4 reliability dir fitted on random embeddings of it."""
+    from purl.data.datadir import read_kv
+    from purl.pair_weights import UTTS_FILE
+    from purl.reliability import Reliability
+
+    data = write_feature_dir(tmp_path / "data", utts_per_speaker=5)
+    utt2spk = read_kv(data / "utt2spk")
+    labels = [int(s[3:]) for s in utt2spk.values()]
+    rel_dir = tmp_path / "reliability"
+    Reliability.fit(np.random.default_rng(0).normal(size=(len(labels), 8)), np.array(labels)).save(rel_dir)
+    (rel_dir / UTTS_FILE).write_text("".join(f"{u}\n" for u in utt2spk))
+    overrides = ["loss.type=soft", f"purl.reliability={rel_dir}", "purl.reestimate_every=1"]
+    return data, rel_dir, load_config(tiny_config, overrides)
+
+
+def test_purl_with_reestimation_resumes_exactly(tmp_path, tiny_config):
+    from purl.pair_weights import pair_weights_from_dir
+
+    data, rel_dir, config = purl_setup(tmp_path, tiny_config)
+
+    def run(exp, stop_at_step=None):
+        weights = pair_weights_from_dir(rel_dir, data, reestimate_every=1, save_dir=exp / "reliability")
+        trainer = Trainer(config, data, exp, pair_weights_fn=weights, show_progress=False)
+        try:
+            return trainer.train(stop_at_step=stop_at_step)
+        finally:
+            trainer.close()
+
+    straight = run(tmp_path / "straight")
+    assert (tmp_path / "straight" / "reliability" / "epoch_1" / "reliability.json").is_file()
+    run(tmp_path / "resumed", stop_at_step=6)
+    resumed = run(tmp_path / "resumed")
+    a, b = load_checkpoint(straight)["model"], load_checkpoint(resumed)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    header, *rows = (tmp_path / "straight" / "train.csv").read_text().splitlines()
+    assert "n_clean" in header and rows
