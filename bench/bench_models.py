@@ -13,15 +13,19 @@ e.g. (from the repository root)
 
 Throughput is the batch size over the median step time, warm-up steps
 excluded: the median ignores the odd step slowed by other jobs on a shared
-machine.  Each config runs in a fresh process, so that its peak memory is its
-own: on CPU the growth of the process's maximum resident set size (embedding
-measured first, then training, which also holds gradients and Adam state), on
-CUDA torch.cuda.max_memory_allocated.  The training loss is the mean squared
-embedding: the real losses cost nothing next to the encoder.
+machine.  The "CPU time" columns divide by the process's CPU time per step
+instead (times --threads): roughly what the wall clock would give with the
+cores to ourselves.  On a busy machine it is the steadier figure, provided
+OMP_WAIT_POLICY=PASSIVE is set (spinning OpenMP threads burn CPU time, and
+there they also make the wall clock several times slower), though still low
+as other jobs share the caches; on an idle machine it flatters a little, as
+it ignores a thread waiting for another.  The header shows the setting.
 
-On a machine shared with other jobs, OMP_WAIT_POLICY=PASSIVE in the
-environment keeps OpenMP threads from spinning while their sibling waits for
-a core (several times faster there; the header shows the setting).
+Each config runs in a fresh process, so that its peak memory is its own: on
+CPU the growth of the process's maximum resident set size (embedding measured
+first, then training, which also holds gradients and Adam state), on CUDA
+torch.cuda.max_memory_allocated.  The training loss is the mean squared
+embedding: the real losses cost nothing next to the encoder.
 
 Targets (CPU, 2 threads, 32 x 300): 1.3 x SpeechBrain's models measured on the
 development machine, i.e. ecapa_c256 (ref. 26.8 train / 108.6 embed utt/s)
@@ -74,17 +78,18 @@ def max_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
-def timed_steps(step, device, warmup: int, steps: int) -> float:
-    """Median wall time of ``steps`` calls of ``step()`` after ``warmup`` calls."""
-    times = []
+def timed_steps(step, device, warmup: int, steps: int) -> tuple[float, float]:
+    """Median (wall, process CPU) seconds of ``steps`` calls of ``step()`` after ``warmup`` calls."""
+    wall, cpu = [], []
     for i in range(warmup + steps):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         step()
         if device.type == "cuda":
             torch.cuda.synchronize()
         if i >= warmup:
-            times.append(time.perf_counter() - start)
-    return statistics.median(times)
+            wall.append(time.perf_counter() - start)
+            cpu.append(time.process_time() - start_cpu)
+    return statistics.median(wall), statistics.median(cpu)
 
 
 def bench_config(config: str, device_name: str, args) -> dict:
@@ -114,7 +119,7 @@ def bench_config(config: str, device_name: str, args) -> dict:
             model(x)
 
     model.eval()
-    embed_time = timed_steps(embed_step, device, args.warmup, args.steps)
+    embed_time, embed_cpu = timed_steps(embed_step, device, args.warmup, args.steps)
     embed_peak = peak_mib(base)
 
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
@@ -128,11 +133,14 @@ def bench_config(config: str, device_name: str, args) -> dict:
 
     model.train()
     base_train = peak_start() if device.type == "cuda" else base
-    train_time = timed_steps(train_step, device, args.warmup, args.steps)
+    train_time, train_cpu = timed_steps(train_step, device, args.warmup, args.steps)
     return {
         "params": sum(p.numel() for p in model.parameters()),
         "train": args.batch_size / train_time,
         "embed": args.batch_size / embed_time,
+        # what the wall-clock figure would be with the threads to ourselves
+        "train_cpu": args.batch_size * args.threads / train_cpu,
+        "embed_cpu": args.batch_size * args.threads / embed_cpu,
         "train_mib": peak_mib(base_train),
         "embed_mib": embed_peak,
     }
@@ -157,15 +165,17 @@ def main():
           f"{'bf16 autocast' if args.bf16 else 'float32'}, median of {args.steps} steps "
           f"after {args.warmup} warm-up, CPU threads {args.threads}, "
           f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}\n")
-    print("| config | device | params | train (utt/s) | embed (utt/s) | train peak (MiB) | embed peak (MiB) |")
-    print("|---|---|---:|---:|---:|---:|---:|")
+    print("| config | device | params | train (utt/s) | embed (utt/s) | train, CPU time | embed, CPU time "
+          "| train peak (MiB) | embed peak (MiB) |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     # A fresh process per config: its own memory high-water mark, no warm caches.
     context = multiprocessing.get_context("spawn")
     for device in devices:
         for config in configs:
             with concurrent.futures.ProcessPoolExecutor(1, mp_context=context) as pool:
                 r = pool.submit(bench_config, config, device, args).result()
-            print(f"| {config} | {device} | {r['params']:,} | {r['train']:.1f} | {r['embed']:.1f} "
+            by_cpu = f"{r['train_cpu']:.1f} | {r['embed_cpu']:.1f}" if device == "cpu" else "- | -"
+            print(f"| {config} | {device} | {r['params']:,} | {r['train']:.1f} | {r['embed']:.1f} | {by_cpu} "
                   f"| {r['train_mib']:.0f} | {r['embed_mib']:.0f} |", flush=True)
 
 

@@ -26,6 +26,11 @@ from purl.pair_weights import pair_weights_from_dir
 from purl.trainer import Trainer, TrainError, load_checkpoint
 
 
+# Keys that set how a run uses the machine, not what it computes: a resumed run
+# may change them (e.g. fewer CPU threads on a busy machine).
+RESOURCE_KEYS = {("train", "threads"), ("data", "num_workers")}
+
+
 def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("config")
@@ -50,9 +55,9 @@ def main() -> int:
         if saved.is_file():
             with open(saved) as f:
                 previous = yaml.safe_load(f)
-            if previous != config:
-                diff = [f"{s}.{k}: {previous.get(s, {}).get(k)!r} -> {v!r}" for s, keys in config.items()
-                        for k, v in keys.items() if previous.get(s, {}).get(k) != v]
+            diff = [f"{s}.{k}: {previous.get(s, {}).get(k)!r} -> {v!r}" for s, keys in config.items()
+                    for k, v in keys.items() if previous.get(s, {}).get(k) != v and (s, k) not in RESOURCE_KEYS]
+            if diff:
                 raise ConfigError(f"{saved} was made with another config ({'; '.join(diff)}); "
                                   f"use a new exp dir, or delete {exp_dir} to start over")
             if (exp_dir / "models" / "final.pt").is_file():
