@@ -23,7 +23,7 @@ def test_mini_recipe_runs_every_stage_and_prints_the_table(tmp_path):
         assert f"Stage {stage} done" in proc.stdout, proc.stdout[-3000:]
     validate_data_dir(recipe / "data" / "train_noisy0.2_seed0", require=["feats.scp", "utt2truespk"])
     summary = (recipe / "exp" / "summary_noisy0.2_seed0.md").read_text()
-    for row in ("clean SupCon", "noisy SupCon", "noisy + control", "noisy + PURL"):
+    for row in ("SupCon, clean labels", "SupCon, noisy labels", "noisy + control", "noisy + PURL"):
         assert f"| {row} |" in summary
     assert "noisy-pair detection AUC" in summary
     assert (recipe / "RESULTS.md").read_text().count("| test | cosine |") == 4

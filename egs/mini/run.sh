@@ -41,7 +41,7 @@ overrides="train.seed=$seed $train_overrides"
 pretrain=exp/supcon_noisy${noise_rate}_seed$seed   # the model PURL starts from
 clean=exp/supcon_clean_seed$seed
 models="$pretrain exp/control_noisy${noise_rate}_seed$seed exp/purl_noisy${noise_rate}_seed$seed"  # scored in stage 6
-[ "$clean_reference" = false ] || models="$clean $models"
+[ "$clean_reference" = false ] || [ "$noise_rate" = 0 ] || models="$clean $models"
 
 if [ $stage -le 0 ] && [ $stop_stage -ge 0 ]; then
   log "Stage 0: corpus and data dirs"; SECONDS=0
@@ -68,11 +68,10 @@ fi
 
 if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
   log "Stage 3: SupCon pretraining"; SECONDS=0
-  if [ "$clean_reference" = true ]; then
+  if [ "$clean_reference" = true ] && [ "$noise_rate" != 0 ]; then
     steps/train.sh --gpus "$gpus" --valid-data $test --overrides "$overrides" $supcon_conf $train $clean
   fi
-  [ "$noise_rate" = 0 ] || \
-    steps/train.sh --gpus "$gpus" --valid-data $test --overrides "$overrides" $supcon_conf $noisy $pretrain
+  steps/train.sh --gpus "$gpus" --valid-data $test --overrides "$overrides" $supcon_conf $noisy $pretrain
   log "Stage 3 done in ${SECONDS}s"
 fi
 
@@ -104,9 +103,10 @@ if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
       --cohort $model/embeddings/train/xvector.scp --cohort-utt2spk $data/utt2spk --top-k 50 \
       --results RESULTS.md $model/embeddings/test/xvector.scp $model/scores $test/trials
   done
-  rows=("noisy SupCon=$pretrain" "noisy + control=exp/control_noisy${noise_rate}_seed$seed"
-        "noisy + PURL=exp/purl_noisy${noise_rate}_seed$seed")
-  [ "$clean_reference" = false ] || rows=("clean SupCon=$clean" "${rows[@]}")
+  labels=noisy; [ "$noise_rate" != 0 ] || labels=given  # the labels the models trained on
+  rows=("SupCon, $labels labels=$pretrain" "$labels + control=exp/control_noisy${noise_rate}_seed$seed"
+        "$labels + PURL=exp/purl_noisy${noise_rate}_seed$seed")
+  [ "$clean_reference" = false ] || [ "$noise_rate" = 0 ] || rows=("SupCon, clean labels=$clean" "${rows[@]}")
   steps/summarize.py --reliability-report $pretrain/reliability/report.json "${rows[@]}" \
     | tee exp/summary_noisy${noise_rate}_seed$seed.md
   log "Stage 6 done in ${SECONDS}s"
