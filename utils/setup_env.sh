@@ -26,12 +26,19 @@ if [ ! -x "$venv/bin/python" ]; then
     exit 1
   }
 fi
-pip=("$venv/bin/python" -m pip install --quiet)
+log=$venv/setup_env.log
+pip_install() {  # pip's chatter goes to the log; its tail is shown when it fails
+  "$venv/bin/python" -m pip install "$@" >> "$log" 2>&1 || {
+    echo "setup_env: 'pip install $*' failed; the end of $log:" >&2
+    tail -n 20 "$log" >&2
+    exit 1
+  }
+}
 if ! "$venv/bin/python" -c "import torch" 2>/dev/null; then
   echo "setup_env: no torch found; installing torch==2.13.0" >&2
-  "${pip[@]}" "torch==2.13.0"
+  pip_install "torch==2.13.0"
 fi
-"${pip[@]}" -r "$root/requirements.txt"
+pip_install -r "$root/requirements.txt"
 "$venv/bin/python" -c "import torch, numpy, sklearn, kaldiio, kaldi_native_fbank, soundfile, yaml, tqdm, matplotlib" || {
   echo "setup_env: the environment in $venv does not import its packages; remove it and rerun" >&2
   exit 1
