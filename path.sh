@@ -11,6 +11,9 @@ fi
 export PATH=$PURL_ROOT/utils:$PATH
 export PYTHONPATH=$PURL_ROOT${PYTHONPATH:+:$PYTHONPATH}
 export PYTHONUNBUFFERED=1
+# CPU training on a shared machine: idle OpenMP threads sleep instead of spinning
+# (spinning threads of two jobs on the same cores slow both several times over).
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
 export LC_ALL=C
 
 # log MESSAGE: one line with the time and the calling file:line.
