@@ -31,7 +31,7 @@ from purl.features import KALDI_SPEECH_FEATURE_COMPRESSION
 
 def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--utts", type=int, default=400, help="utterances written (20 per speaker)")
+    parser.add_argument("--utts", type=int, default=400, help="utterances written (5 per speaker)")
     parser.add_argument("--mean-seconds", type=float, default=8.0, help="mean utterance length")
     parser.add_argument("--chunk-frames", type=int, default=300)
     parser.add_argument("--batch-size", type=int, default=64, help="chunks per batch (speakers x 2)")
@@ -45,7 +45,7 @@ def write_features(data_dir: Path, utts: int, mean_seconds: float) -> float:
     rng = np.random.default_rng(0)
     data_dir.mkdir(parents=True)
     seconds = np.clip(rng.gamma(4.0, mean_seconds / 4.0, size=utts), 4.0, 20.0)
-    names = [f"spk{i // 20:04d}-utt{i:05d}" for i in range(utts)]
+    names = [f"spk{i // 5:04d}-utt{i:05d}" for i in range(utts)]
     with kaldiio.WriteHelper(f"ark,scp:{data_dir}/feats.ark,{data_dir}/feats.scp",
                              compression_method=KALDI_SPEECH_FEATURE_COMPRESSION) as writer:
         for name, s in zip(names, seconds):
