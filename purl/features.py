@@ -8,6 +8,7 @@ Matrices are stored Kaldi-compressed (kSpeechFeature, as ``copy-feats --compress
 
 from __future__ import annotations
 
+import io
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +16,9 @@ from typing import Callable
 
 import kaldi_native_fbank as knf
 import kaldiio
+import kaldiio.matio
 import numpy as np
+from kaldiio.compression_header import GlobalHeader, PerColHeader
 
 from purl.audio import AudioError, read_audio
 from purl.data.datadir import DataDir, fix_data_dir, read_kv, write_kv
@@ -57,6 +60,85 @@ def num_frames(num_samples: int, sample_rate: int) -> int:
     return 0 if num_samples < window else 1 + (num_samples - window) // shift
 
 
+# Kaldi's CompressedMatrix, kSpeechFeature: each column is quantised piecewise
+# linearly between its 0th, 25th, 75th and 100th percentiles into 64, 128 and
+# 63 one-byte steps. The tables go with the three pieces.
+_PIECE_STEPS = np.array([64.0, 128.0, 63.0], dtype=np.float32)
+_PIECE_OFFSET = np.array([0.5, 64.5, 192.5], dtype=np.float32)  # + 0.5: round to nearest
+_PIECE_MIN = np.array([0.0, 64.0, 192.0], dtype=np.float32)
+_PIECE_MAX = np.array([64.0, 192.0, 255.0], dtype=np.float32)
+
+
+def compress_speech_feature(feats: np.ndarray) -> bytes:
+    """``feats`` (frames, bins) float32 as a binary Kaldi ``CM`` matrix (kSpeechFeature).
+
+    The same bytes as ``kaldiio.matio.write_array(f, feats, compression_method=2)``
+    (tests/test_features.py checks it), about three times as fast: one sort per
+    column instead of np.partition (which is ten times slower than a SIMD sort
+    here), and each value mapped by its own piece only, not by all three.
+    Kaldi's ``copy-feats --compress`` reads it; kaldiio.load_mat decompresses it.
+    """
+    rows = feats.shape[0]
+    if rows < 5:  # Kaldi's special case for tiny matrices: leave it to kaldiio
+        buffer = io.BytesIO()
+        kaldiio.matio.write_array(buffer, feats, compression_method=KALDI_SPEECH_FEATURE_COMPRESSION)
+        return buffer.getvalue()
+    header = GlobalHeader.compute(feats, KALDI_SPEECH_FEATURE_COMPRESSION)
+    columns = np.ascontiguousarray(feats.T)  # Kaldi stores the bytes column by column
+    quarter = rows // 4
+    ranked = np.sort(columns, axis=1)[:, [0, quarter, 3 * quarter, rows - 1]]
+    # Percentiles on the header's 16-bit grid, strictly increasing (as Kaldi does).
+    p0, p25, p75, p100 = header.float_to_uint(ranked).astype(np.int64).T
+    p0 = np.minimum(p0, 65532)
+    p25 = np.minimum(np.maximum(p25, p0 + 1), 65533)
+    p75 = np.minimum(np.maximum(p75, p25 + 1), 65534)
+    p100 = np.maximum(p100, p75 + 1)
+    p0, p25, p75, p100 = (header.uint_to_float(p)[:, None] for p in (p0, p25, p75, p100))
+    col_header = PerColHeader(p0, p25, p75, p100)
+
+    piece = (columns >= p75).view(np.uint8) + 1  # 0: below p25, 1: [p25, p75), 2: from p75 on
+    piece -= (columns < p25).view(np.uint8)
+    index = piece * len(columns) + np.arange(len(columns))[:, None]
+    start = np.concatenate([p0, p25, p75]).ravel()
+    width = np.concatenate([p25 - p0, p75 - p25, p100 - p75]).ravel()
+    # kaldiio's arithmetic, in its order: (x - start) / width * steps + offset, clipped
+    values = columns - start.take(index)
+    values /= width.take(index)
+    values *= _PIECE_STEPS.take(piece)
+    values += _PIECE_OFFSET.take(piece)
+    np.clip(values, _PIECE_MIN.take(piece), _PIECE_MAX.take(piece), out=values)
+
+    buffer = io.BytesIO()
+    buffer.write(b"\0B")
+    header.write(buffer)
+    col_header.write(buffer, header)
+    buffer.write(values.astype(np.uint8).tobytes())
+    return buffer.getvalue()
+
+
+class CompressedArkWriter:
+    """Writes ``utt`` + compressed matrix entries to an ark, and ``utt ark:offset``
+    lines to its scp, naming the ark as ``ark_name`` (the final name when the ark
+    is written under a temporary one)."""
+
+    def __init__(self, ark_path: str | os.PathLike, scp_path: str | os.PathLike, ark_name: str | os.PathLike):
+        self.ark = open(ark_path, "wb")
+        self.scp = open(scp_path, "w", encoding="utf-8")
+        self.ark_name = str(ark_name)
+
+    def __call__(self, utt: str, feats: np.ndarray) -> None:
+        self.ark.write(f"{utt} ".encode())
+        self.scp.write(f"{utt} {self.ark_name}:{self.ark.tell()}\n")
+        self.ark.write(compress_speech_feature(feats))
+
+    def __enter__(self) -> "CompressedArkWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.ark.close()
+        self.scp.close()
+
+
 class FeatureError(RuntimeError):
     """Feature extraction of a data dir failed."""
 
@@ -92,10 +174,11 @@ def make_fbank_job(
     opts = fbank_options(sample_rate, num_mel_bins)
     result = FbankJobResult()
     frames_lines, dur_lines = [], []
-    with kaldiio.WriteHelper(
-        f"ark,scp:{tmp_ark},{tmp['.scp']}",
-        compression_method=KALDI_SPEECH_FEATURE_COMPRESSION if compress else None,
-    ) as writer:
+    if compress:
+        writer = CompressedArkWriter(tmp_ark, tmp[".scp"], ark_name=ark_path)
+    else:
+        writer = kaldiio.WriteHelper(f"ark,scp:{tmp_ark},{tmp['.scp']}")
+    with writer:
         for utt, entry in wav_scp.items():
             try:
                 samples, rate = read_audio(entry)
@@ -119,9 +202,8 @@ def make_fbank_job(
     tmp[".utt2num_frames"].write_text("".join(frames_lines))
     tmp[".utt2dur"].write_text("".join(dur_lines))
     tmp[".failed"].write_text("".join(f"{u} {why}\n" for u, why in result.failed.items()))
-    # The scp written by kaldiio names the temporary ark; point it at the final one.
-    scp_text = tmp[".scp"].read_text().replace(f"{tmp_ark}:", f"{ark_path}:")
-    tmp[".scp"].write_text(scp_text)
+    if not compress:  # kaldiio's scp names the temporary ark; point it at the final one
+        tmp[".scp"].write_text(tmp[".scp"].read_text().replace(f"{tmp_ark}:", f"{ark_path}:"))
     os.replace(tmp_ark, ark_path)
     for ext in (".utt2num_frames", ".utt2dur", ".failed", ".scp"):
         os.replace(tmp[ext], outputs[ext])

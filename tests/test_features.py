@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import io
+
 import kaldi_native_fbank as knf
 import kaldiio
+import kaldiio.matio
 import numpy as np
 import pytest
 import soundfile as sf
 
 from purl.data.datadir import read_kv, validate_data_dir
 from purl.data.prepare import prepare_folder_corpus
-from purl.features import compute_fbank, fbank_options, make_fbank_job, num_frames
+from purl.features import (
+    CompressedArkWriter,
+    compress_speech_feature,
+    compute_fbank,
+    fbank_options,
+    make_fbank_job,
+    num_frames,
+)
 from tests.conftest import ROOT, run_script, write_tone
 
 
@@ -46,6 +56,38 @@ def test_compressed_ark_round_trip_is_within_compression_error(tmp_path):
     # kSpeechFeature compression: 8-bit codes within per-column quantiles.
     assert np.abs(stored - exact).max() < 0.05 * (exact.max() - exact.min())
     assert read_kv(tmp_path / "out.utt2num_frames")["spk-a"] == str(len(exact))
+
+
+def kaldiio_compressed(feats: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    kaldiio.matio.write_array(buffer, feats, compression_method=2)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("rows", [1, 4, 5, 6, 97, 400, 1203])
+def test_compression_writes_kaldiios_bytes(rows):
+    rng = np.random.default_rng(rows)
+    for scale in (0.01, 1.0, 5.0):
+        feats = (12 - np.linspace(0, 6, 80) + rng.normal(0, scale, (rows, 80))).astype(np.float32)
+        feats[:, 3] = 1.5                     # a constant column
+        feats[:, 7] = np.round(feats[:, 7])   # ties
+        assert compress_speech_feature(feats) == kaldiio_compressed(feats)
+
+
+def test_compressed_ark_and_scp_equal_kaldiios(tmp_path):
+    rng = np.random.default_rng(0)
+    mats = {f"u{i}": rng.normal(5, 2, (int(rng.integers(3, 300)), 80)).astype(np.float32) for i in range(5)}
+    with CompressedArkWriter(tmp_path / "ours.tmp", tmp_path / "ours.scp", ark_name=tmp_path / "ours.ark") as w:
+        for utt, m in mats.items():
+            w(utt, m)
+    (tmp_path / "ours.tmp").rename(tmp_path / "ours.ark")
+    with kaldiio.WriteHelper(f"ark,scp:{tmp_path}/ref.ark,{tmp_path}/ref.scp", compression_method=2) as w:
+        for utt, m in mats.items():
+            w(utt, m)
+    assert (tmp_path / "ours.ark").read_bytes() == (tmp_path / "ref.ark").read_bytes()
+    assert (tmp_path / "ours.scp").read_text() == (tmp_path / "ref.scp").read_text().replace("ref.ark", "ours.ark")
+    for utt, entry in read_kv(tmp_path / "ours.scp").items():
+        np.testing.assert_array_equal(kaldiio.load_mat(entry), kaldiio.load_mat(f"{tmp_path}/ref.ark:{entry.split(':')[-1]}"))
 
 
 def test_bad_audio_is_reported_by_utterance_id(tmp_path):
