@@ -16,14 +16,15 @@ What differs is only how the same function is evaluated, for speed:
   (batch, 3C, frames) tensor: oneDNN's backward pass for that wide 1x1
   convolution was the slowest op of SpeechBrain's version on CPU);
 * kernel-1 convolutions skip SpeechBrain's zero-width reflect padding (a copy)
-  and run as a batched matmul (on CPU a little faster than oneDNN's 1x1
-  convolution, 10% for embedding);
-* the pooling statistics use var_mean; squeeze-excitation's gate and the
-  residual sum are one ``addcmul``.
+  and run as a batched matmul, the bias added in place (on CPU faster than
+  oneDNN's 1x1 convolution and than baddbmm);
+* the pooling statistics are einsum dot products (twice as fast on CPU as a
+  product and a sum; torch.var_mean is slower still); squeeze-excitation's
+  gate and the residual sum are one ``addcmul``.
 
-On the 2-core development machine (2 threads, 32 x 300 frames) this trains
-about 1.45x and embeds about 1.5x as fast as a line-by-line transcription of
-SpeechBrain's module (bench/bench_models.py).
+On the 2-core development machine (2 threads, 32 x 300 frames, idle) this
+trains about 1.27x and embeds about 1.9x as fast as a line-by-line
+transcription of SpeechBrain's module (bench/bench_models.py, README).
 
 Equal up to float rounding; tests/test_models.py checks it against a plain
 transcription of SpeechBrain's forward pass.
