@@ -22,9 +22,9 @@ What differs is only how the same function is evaluated, for speed:
   product and a sum; torch.var_mean is slower still); squeeze-excitation's
   gate and the residual sum are one ``addcmul``.
 
-On the 2-core development machine (2 threads, 32 x 300 frames, idle) this
-trains about 1.27x and embeds about 1.9x as fast as a line-by-line
-transcription of SpeechBrain's module (bench/bench_models.py, README).
+On the 2-core development machine (2 threads, 32 x 300 frames, idle, the
+same allocator settings) this trains about 1.07x and embeds about 1.3x as fast
+as a line-by-line transcription of SpeechBrain's module (README, Speed).
 
 Equal up to float rounding; tests/test_models.py checks it against a plain
 transcription of SpeechBrain's forward pass.
