@@ -7,7 +7,7 @@ ChunkDataset does for every item (read the ark entry, decompress, mean-normalise
 cut a random chunk, optionally SpecAugment) plus collation into batches.
 
 The features are random 80-dim fbank-like matrices written exactly as stage 1
-writes them (kaldiio, kSpeechFeature compression), with utterance lengths drawn
+writes them (purl.features.ArkWriter, kSpeechFeature compression), with utterance lengths drawn
 around VoxCeleb2's (mean 8 s, 4 to 20 s), read back through a real data dir,
 sampler and torch DataLoader. One worker runs on one core; compare chunks/s per
 worker with a model's training throughput (bench_models): a loader worker must
@@ -21,12 +21,12 @@ import tempfile
 import time
 from pathlib import Path
 
-import kaldiio
 import numpy as np
 import torch
 
+from purl.data.datadir import utt2spk_to_spk2utt, write_kv
 from purl.data.dataset import ChunkDataset, SpeakerBatchSampler, TrainingSet, collate
-from purl.features import KALDI_SPEECH_FEATURE_COMPRESSION
+from purl.features import ArkWriter
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -45,22 +45,16 @@ def write_features(data_dir: Path, utts: int, mean_seconds: float) -> float:
     rng = np.random.default_rng(0)
     data_dir.mkdir(parents=True)
     seconds = np.clip(rng.gamma(4.0, mean_seconds / 4.0, size=utts), 4.0, 20.0)
-    names = [f"spk{i // 5:04d}-utt{i:05d}" for i in range(utts)]
-    with kaldiio.WriteHelper(f"ark,scp:{data_dir}/feats.ark,{data_dir}/feats.scp",
-                             compression_method=KALDI_SPEECH_FEATURE_COMPRESSION) as writer:
-        for name, s in zip(names, seconds):
-            frames = int(s * 100) - 2
+    utt2spk = {f"spk{i // 5:04d}-utt{i:05d}": f"spk{i // 5:04d}" for i in range(utts)}
+    utt2num_frames = {utt: int(s * 100) - 2 for utt, s in zip(utt2spk, seconds)}
+    with ArkWriter(data_dir / "feats.ark", data_dir / "feats.scp", ark_name=data_dir / "feats.ark") as writer:
+        for utt, frames in utt2num_frames.items():
             # fbank-like: log energies around 10 with a spectral slope and frame-to-frame variation
             feats = 12.0 - np.linspace(0, 6, 80) + rng.normal(0, 2.0, (frames, 80))
-            writer(name, feats.astype(np.float32))
-    (data_dir / "utt2spk").write_text("".join(f"{n} {n.split('-')[0]}\n" for n in names))
-    spk2utt: dict[str, list[str]] = {}
-    for n in names:
-        spk2utt.setdefault(n.split("-")[0], []).append(n)
-    (data_dir / "spk2utt").write_text("".join(f"{s} {' '.join(u)}\n" for s, u in spk2utt.items()))
-    frames = [int(s * 100) - 2 for s in seconds]
-    (data_dir / "utt2num_frames").write_text("".join(f"{n} {f}\n" for n, f in zip(names, frames)))
-    (data_dir / "wav.scp").write_text("".join(f"{n} /dev/null\n" for n in names))
+            writer(utt, feats.astype(np.float32))
+    write_kv(data_dir / "utt2spk", utt2spk)
+    write_kv(data_dir / "spk2utt", utt2spk_to_spk2utt(utt2spk))
+    write_kv(data_dir / "utt2num_frames", utt2num_frames)
     return float(seconds.sum()) / 3600
 
 

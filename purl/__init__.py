@@ -1,7 +1,6 @@
 """PURL: pairwise unlearning with reliability learning for speaker verification."""
 
 import ctypes
-import ctypes.util
 
 # glibc's malloc by default hands large freed blocks back to the kernel and
 # serves large requests with fresh mmaps, so the multi-megabyte activations of
@@ -13,9 +12,8 @@ _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 
 
 def _keep_freed_memory() -> None:
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
+    try:  # the symbols already loaded into this process: libc's, no library search
+        mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):  # not glibc: nothing to tune
         return
     if not mallopt(_M_MMAP_THRESHOLD, 256 * 2**20):

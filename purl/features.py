@@ -116,22 +116,28 @@ def compress_speech_feature(feats: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-class CompressedArkWriter:
-    """Writes ``utt`` + compressed matrix entries to an ark, and ``utt ark:offset``
-    lines to its scp, naming the ark as ``ark_name`` (the final name when the ark
-    is written under a temporary one)."""
+class ArkWriter:
+    """Writes ``utt`` + binary matrix entries to an ark, Kaldi-compressed
+    (kSpeechFeature) or as plain float matrices, and ``utt ark:offset`` lines
+    to its scp, naming the ark as ``ark_name`` (the final name when the ark is
+    written under a temporary one)."""
 
-    def __init__(self, ark_path: str | os.PathLike, scp_path: str | os.PathLike, ark_name: str | os.PathLike):
+    def __init__(self, ark_path: str | os.PathLike, scp_path: str | os.PathLike, ark_name: str | os.PathLike,
+                 compress: bool = True):
         self.ark = open(ark_path, "wb")
         self.scp = open(scp_path, "w", encoding="utf-8")
         self.ark_name = str(ark_name)
+        self.compress = compress
 
     def __call__(self, utt: str, feats: np.ndarray) -> None:
         self.ark.write(f"{utt} ".encode())
         self.scp.write(f"{utt} {self.ark_name}:{self.ark.tell()}\n")
-        self.ark.write(compress_speech_feature(feats))
+        if self.compress:
+            self.ark.write(compress_speech_feature(feats))
+        else:
+            kaldiio.matio.write_array(self.ark, feats)
 
-    def __enter__(self) -> "CompressedArkWriter":
+    def __enter__(self) -> "ArkWriter":
         return self
 
     def __exit__(self, *exc) -> None:
@@ -174,11 +180,7 @@ def make_fbank_job(
     opts = fbank_options(sample_rate, num_mel_bins)
     result = FbankJobResult()
     frames_lines, dur_lines = [], []
-    if compress:
-        writer = CompressedArkWriter(tmp_ark, tmp[".scp"], ark_name=ark_path)
-    else:
-        writer = kaldiio.WriteHelper(f"ark,scp:{tmp_ark},{tmp['.scp']}")
-    with writer:
+    with ArkWriter(tmp_ark, tmp[".scp"], ark_name=ark_path, compress=compress) as writer:
         for utt, entry in wav_scp.items():
             try:
                 samples, rate = read_audio(entry)
@@ -202,8 +204,6 @@ def make_fbank_job(
     tmp[".utt2num_frames"].write_text("".join(frames_lines))
     tmp[".utt2dur"].write_text("".join(dur_lines))
     tmp[".failed"].write_text("".join(f"{u} {why}\n" for u, why in result.failed.items()))
-    if not compress:  # kaldiio's scp names the temporary ark; point it at the final one
-        tmp[".scp"].write_text(tmp[".scp"].read_text().replace(f"{tmp_ark}:", f"{ark_path}:"))
     os.replace(tmp_ark, ark_path)
     for ext in (".utt2num_frames", ".utt2dur", ".failed", ".scp"):
         os.replace(tmp[ext], outputs[ext])

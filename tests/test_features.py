@@ -14,7 +14,7 @@ import soundfile as sf
 from purl.data.datadir import read_kv, validate_data_dir
 from purl.data.prepare import prepare_folder_corpus
 from purl.features import (
-    CompressedArkWriter,
+    ArkWriter,
     compress_speech_feature,
     compute_fbank,
     fbank_options,
@@ -74,14 +74,16 @@ def test_compression_writes_kaldiios_bytes(rows):
         assert compress_speech_feature(feats) == kaldiio_compressed(feats)
 
 
-def test_compressed_ark_and_scp_equal_kaldiios(tmp_path):
+@pytest.mark.parametrize("compress", [True, False])
+def test_ark_and_scp_equal_kaldiios(tmp_path, compress):
     rng = np.random.default_rng(0)
     mats = {f"u{i}": rng.normal(5, 2, (int(rng.integers(3, 300)), 80)).astype(np.float32) for i in range(5)}
-    with CompressedArkWriter(tmp_path / "ours.tmp", tmp_path / "ours.scp", ark_name=tmp_path / "ours.ark") as w:
+    with ArkWriter(tmp_path / "ours.tmp", tmp_path / "ours.scp", ark_name=tmp_path / "ours.ark", compress=compress) as w:
         for utt, m in mats.items():
             w(utt, m)
     (tmp_path / "ours.tmp").rename(tmp_path / "ours.ark")
-    with kaldiio.WriteHelper(f"ark,scp:{tmp_path}/ref.ark,{tmp_path}/ref.scp", compression_method=2) as w:
+    with kaldiio.WriteHelper(f"ark,scp:{tmp_path}/ref.ark,{tmp_path}/ref.scp",
+                             compression_method=2 if compress else None) as w:
         for utt, m in mats.items():
             w(utt, m)
     assert (tmp_path / "ours.ark").read_bytes() == (tmp_path / "ref.ark").read_bytes()
