@@ -41,6 +41,11 @@ def _batchnorm(state, prefix, channels):
     state[prefix + "num_batches_tracked"] = torch.tensor(1000)
 
 
+def _double(state: dict) -> dict:
+    """In float64 the two computations agree to ~1e-12, so any real difference shows."""
+    return {k: v.double() if v.is_floating_point() else v for k, v in state.items()}
+
+
 def _bn(state, prefix, x, training):
     return F.batch_norm(x, state[prefix + "running_mean"].clone(), state[prefix + "running_var"].clone(),
                         state[prefix + "weight"], state[prefix + "bias"], training=training)
@@ -119,11 +124,11 @@ def test_resnet_original_layout_computes_the_original_thin_resnet(training):
     state = original_resnet_state()
     model = ResNet(layout="original")
     model.load_state_dict(convert_state_dict(state, model, resnet_names(state), "test"))
-    model.train(training)
-    x = torch.randn(3, 200, FBANK)
+    model.double().train(training)
+    x = torch.randn(3, 200, FBANK, dtype=torch.float64)
     with torch.no_grad():
-        ours, theirs = model(x), original_resnet_forward(state, x, training=training)
-    torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-6)
+        ours, theirs = model(x), original_resnet_forward(_double(state), x, training=training)
+    torch.testing.assert_close(ours, theirs, rtol=1e-9, atol=1e-9)
 
 
 def test_resnet_clova_layout_is_another_function_of_the_same_weights():
@@ -139,7 +144,11 @@ def test_resnet_clova_layout_is_another_function_of_the_same_weights():
 def test_resnet_original_layout_pools_over_20_frequency_positions():
     model = ResNet(layout="original").eval()
     seen = {}
-    model.pool.register_forward_hook(lambda module, args, out: seen.setdefault("shape", args[0].shape))
+
+    def record_input_shape(module, args, out):
+        seen["shape"] = args[0].shape
+
+    model.pool.register_forward_hook(record_input_shape)
     with torch.no_grad():
         model(torch.randn(2, 300, FBANK))
     assert seen["shape"] == (2, 128, 20)
@@ -285,11 +294,11 @@ def test_converted_speechbrain_ecapa_checkpoint_computes_what_the_original_compu
     assert "(epoch 199)" in proc.stdout
     model, saved_config = model_from_checkpoint(out)
     assert saved_config["model"] == {"name": "ecapa_tdnn", "args": ECAPA_SMALL}
-    x = torch.randn(3, 150, FBANK)
+    x = torch.randn(3, 150, FBANK, dtype=torch.float64)
     with torch.no_grad():
-        ours = model.eval()(x)
-        theirs = speechbrain_ecapa_forward(sb_state, x, ECAPA_SMALL["dilations"], ECAPA_SMALL["res2net_scale"])
-    torch.testing.assert_close(ours, theirs.squeeze(1), rtol=1e-5, atol=1e-5)
+        ours = model.double().eval()(x)
+        theirs = speechbrain_ecapa_forward(_double(sb_state), x, ECAPA_SMALL["dilations"], ECAPA_SMALL["res2net_scale"])
+    torch.testing.assert_close(ours, theirs.squeeze(1), rtol=1e-9, atol=1e-9)
     ckpt = torch.load(out, weights_only=True)
     assert ckpt["loss"]["temperature.log_t"].item() == pytest.approx(math.log(0.0713))
 
@@ -300,9 +309,10 @@ def test_converted_thin_resnet_checkpoint_computes_what_the_original_computes(tm
     config = {"model": {"name": "resnet34", "args": {"embed_dim": 192, "layout": "original"}}}
     model = ResNet(layout="original")
     model.load_state_dict(convert_original_checkpoint(tmp_path / "last.ckpt", config)["model"])
-    x = torch.randn(2, 120, FBANK)
+    x = torch.randn(2, 120, FBANK, dtype=torch.float64)
     with torch.no_grad():
-        torch.testing.assert_close(model.eval()(x), original_resnet_forward(state, x), rtol=1e-5, atol=1e-6)
+        ours = model.double().eval()(x)
+        torch.testing.assert_close(ours, original_resnet_forward(_double(state), x), rtol=1e-9, atol=1e-9)
 
 
 def test_the_original_bare_model_pt_converts_without_temperature(tmp_path):
