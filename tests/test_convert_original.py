@@ -20,17 +20,9 @@ from purl.convert_original import ConversionError, convert_original_checkpoint, 
 from purl.models import ResNet
 from purl.trainer import model_from_checkpoint
 from tests.conftest import ROOT, run_script
+from tests.test_models import _seed_and_one_thread  # noqa: F401 (autouse: seeded, one thread)
 
 FBANK = 80
-
-
-@pytest.fixture(autouse=True)
-def _seed_and_one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _batchnorm(state, prefix, channels):
