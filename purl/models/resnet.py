@@ -5,9 +5,9 @@ One class covers the two ResNet-34s in use:
 * the "thin" ResNet-34 of the original PURL work, which is the Thin ResNet-34
   of Chung et al. 2020 ("In defence of metric learning", clovaai/voxceleb_trainer
   ResNetSE34L): channels 16-32-64-128, squeeze-excitation basic blocks
-  (reduction 8), a 7x7 stem with stride 2 along frequency, stage strides
-  1-2-2-1, the mean over frequency, self-attentive pooling (SAP) over time.
-  With 192-dim embeddings: 1,395,798 parameters (clova's 1.44M is with its
+  (reduction 8), a 7x7 stem with stride 2 along one axis, stage strides
+  1-2-2-1, the mean over that axis, self-attentive pooling (SAP) over the
+  other (which axis is which: ``layout`` below).  With 192-dim embeddings: 1,395,798 parameters (clova's 1.44M is with its
   512-dim output layer).
 * WeSpeaker's ResNet34: channels 32-64-128-256, plain basic blocks, a 3x3 stem,
   stage strides 1-2-2-2, frequency flattened into the channels, mean + standard
