@@ -50,7 +50,8 @@ CONFIGS = {
     "ecapa_c256": ("ecapa_tdnn", {}),
     "ecapa_c512": ("ecapa_tdnn", {"channels": [512] * 4 + [1536]}),
     "ecapa_c1024": ("ecapa_tdnn", {"channels": [1024] * 4 + [3072]}),
-    "resnet34": ("resnet34", {}),
+    "resnet34": ("resnet34", {"layout": "original"}),  # as egs/voxceleb runs it
+    "resnet34_clova": ("resnet34", {}),
     "resnet34_wide": ("resnet34_wide", {}),
 }
 

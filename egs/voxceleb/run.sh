@@ -13,9 +13,11 @@ cmd=run_jobs.sh           # job runner: run_jobs.sh, or slurm.sh on a cluster
 gpus="0,1,2,3,4,5,6,7"    # GPUs for training (torchrun processes); "" for CPU
 
 # ---- the corpus (https://www.robots.ox.ac.uk/~vgg/data/voxceleb/) -------------
-vox1_root=/data/voxceleb1/wav          # id10001/<video>/00001.wav ... (dev + test)
+vox1_root=/data/voxceleb1/wav          # id10001/<video>/00001.wav ... (dev + test), or WeSpeaker's voxceleb1/ ({dev,test}/wav)
 vox2_dev_root=/data/voxceleb2/dev/aac  # id00012/<video>/00001.m4a ... (or converted wav)
-vox1_trials_dir=/data/voxceleb1/meta   # veri_test2.txt list_test_all2.txt list_test_hard2.txt
+vox1_trials_dir=/data/voxceleb1/meta   # veri_test2.txt; list_test_all2.txt list_test_hard2.txt where there (Vox1-E/H)
+vox2_valid_pairs=local/purl_original/vox2_valid_pairs.txt  # the original's validation trials ("": none)
+keep_valid_speakers=false              # true: train on their 100 speakers too (the original removes them)
 
 # ---- the experiment -----------------------------------------------------------
 model=ecapa                        # ecapa or resnet34: conf/<model>_supcon.yaml, conf/<model>_purl_30ep.yaml
@@ -27,9 +29,15 @@ train_overrides=""                 # config overrides for every training run, e.
 
 . ./path.sh
 . utils/parse_options.sh
+case $keep_valid_speakers in true|false) ;;
+  *) echo "$0: --keep-valid-speakers must be true or false, got '$keep_valid_speakers'" >&2; exit 1 ;;
+esac
 
 train=data/vox2_dev
 test=data/vox1
+valid=data/vox2_valid              # held-out figures each training epoch, when vox2_valid_pairs is set
+valid_opt=""
+[ -z "$vox2_valid_pairs" ] || valid_opt="--valid-data $valid"
 noisy=data/vox2_dev_noisy${noise_rate}_seed$seed
 [ "$noise_rate" != 0 ] || noisy=$train
 overrides="train.seed=$seed $train_overrides"
@@ -40,15 +48,19 @@ models="$pretrain $control $purl"  # scored in stage 6
 
 if [ $stage -le 0 ] && [ $stop_stage -ge 0 ]; then
   log "Stage 0: data preparation"; SECONDS=0
-  local/prepare_voxceleb.py --vox2-dev-root $vox2_dev_root $vox1_root $vox1_trials_dir data
+  prepare_opts="--vox2-dev-root $vox2_dev_root"
+  [ -z "$vox2_valid_pairs" ] || prepare_opts="$prepare_opts --vox2-valid-pairs $vox2_valid_pairs"
+  [ "$keep_valid_speakers" != true ] || prepare_opts="$prepare_opts --keep-valid-speakers"
+  local/prepare_voxceleb.py $prepare_opts $vox1_root $vox1_trials_dir data
   validate_data_dir.py --require wav.scp,utt2spk,spk2utt $train
   validate_data_dir.py --require wav.scp,utt2spk,spk2utt,utt2dur,trials_vox1_O $test
+  [ -z "$vox2_valid_pairs" ] || validate_data_dir.py --require wav.scp,utt2spk,spk2utt,trials $valid
   log "Stage 0 done in ${SECONDS}s"
 fi
 
 if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
   log "Stage 1: fbank features"; SECONDS=0
-  for d in $train $test; do steps/make_fbank.sh --nj $nj --cmd "$cmd" $d fbank; done
+  for d in $train $test ${vox2_valid_pairs:+$valid}; do steps/make_fbank.sh --nj $nj --cmd "$cmd" $d fbank; done
   log "Stage 1 done in ${SECONDS}s"
 fi
 
@@ -60,7 +72,7 @@ fi
 
 if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
   log "Stage 3: SupCon pretraining of $model on $noisy"; SECONDS=0
-  steps/train.sh --gpus "$gpus" --overrides "$overrides" conf/${model}_supcon.yaml $noisy $pretrain
+  steps/train.sh --gpus "$gpus" $valid_opt --overrides "$overrides" conf/${model}_supcon.yaml $noisy $pretrain
   log "Stage 3 done in ${SECONDS}s"
 fi
 
@@ -75,14 +87,16 @@ fi
 if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
   log "Stage 5: PURL update and its control run"; SECONDS=0
   init="purl.init_checkpoint=$pretrain/models/final.pt"
-  steps/train.sh --gpus "$gpus" --overrides "$overrides $init purl.reliability=$pretrain/reliability" \
+  steps/train.sh --gpus "$gpus" $valid_opt --overrides "$overrides $init purl.reliability=$pretrain/reliability" \
     conf/${model}_purl_30ep.yaml $noisy $purl
-  steps/train.sh --gpus "$gpus" --overrides "$overrides $init loss.type=supcon" conf/${model}_purl_30ep.yaml $noisy $control
+  steps/train.sh --gpus "$gpus" $valid_opt --overrides "$overrides $init loss.type=supcon" \
+    conf/${model}_purl_30ep.yaml $noisy $control
   log "Stage 5 done in ${SECONDS}s"
 fi
 
 if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
-  log "Stage 6: embeddings and scoring on VoxCeleb1-O/E/H"; SECONDS=0
+  trials=$(echo $test/trials_vox1_[OEH])  # Vox1-E and -H only where stage 0 had their lists
+  log "Stage 6: embeddings and scoring on $trials"; SECONDS=0
   cohort=${noisy}_cohort$cohort_utts_per_speaker
   [ -f $cohort/utt2spk ] || subset_data_dir.py --per-speaker $cohort_utts_per_speaker $noisy $cohort
   for m in $models; do
@@ -90,7 +104,7 @@ if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
     steps/extract_embeddings.sh --nj $nj --cmd "$cmd" --gpus "$gpus" $m/models/final.pt $cohort $m/embeddings/cohort
     steps/score.py --mean $m/embeddings/cohort/mean.vec --cohort $m/embeddings/cohort/xvector.scp \
       --cohort-utt2spk $cohort/utt2spk --top-k 300 --results RESULTS.md \
-      $m/embeddings/vox1/xvector.scp $m/scores $test/trials_vox1_O $test/trials_vox1_E $test/trials_vox1_H
+      $m/embeddings/vox1/xvector.scp $m/scores $trials
   done
   log "Stage 6 done in ${SECONDS}s"
 fi

@@ -36,6 +36,8 @@ VOXCELEB_TRIALS = {  # recipe name -> official cleaned list
     "vox1_E": "list_test_all2.txt",
     "vox1_H": "list_test_hard2.txt",
 }
+REQUIRED_TRIALS = ("vox1_O",)  # Vox1-E and -H are made when their lists are there
+VOXCELEB1_SPLITS = ("dev", "test")  # WeSpeaker's voxceleb1/{dev,test}/wav
 
 
 def ffmpeg_pipe(path: str | os.PathLike, sample_rate: int = 16000) -> str:
@@ -168,8 +170,18 @@ def prepare_folder_corpus(
     return summary
 
 
-def convert_voxceleb_trials(official: str | os.PathLike, utts: set[str]) -> list[tuple[str, str, bool]]:
-    """An official list (``1 id10270/x6uYqmx31kE/00001.wav id10270/8jEAjG6SegY/00008.wav``) to trials."""
+def convert_voxceleb_trials(
+    official: str | os.PathLike,
+    utts: set[str],
+    *,
+    tree: str = "the VoxCeleb1 tree",
+    fix: str = "VoxCeleb1-E and -H need both vox1_dev_wav and vox1_test_wav: one wav/ tree, "
+    "or WeSpeaker's voxceleb1/dev/wav and voxceleb1/test/wav",
+) -> list[tuple[str, str, bool]]:
+    """An official list (``1 id10270/x6uYqmx31kE/00001.wav id10270/8jEAjG6SegY/00008.wav``) to trials.
+
+    ``tree`` and ``fix`` word the error for a path that is not among ``utts``.
+    """
     official = Path(official)
     trials = []
     with open(official, encoding="utf-8") as f:
@@ -185,13 +197,27 @@ def convert_voxceleb_trials(official: str | os.PathLike, utts: set[str]) -> list
                 rel = Path(path)
                 utt = utterance_id(rel.parts[0], Path(*rel.parts[1:]))
                 if utt not in utts:
-                    raise DataDirError(
-                        f"{official} line {lineno}: '{path}' is not in the VoxCeleb1 tree "
-                        "(VoxCeleb1-E and -H need both vox1_dev_wav and vox1_test_wav extracted into one wav/ tree)"
-                    )
+                    raise DataDirError(f"{official} line {lineno}: '{path}' is not in {tree} ({fix})")
                 pair.append(utt)
             trials.append((pair[0], pair[1], parts[0] == "1"))
     return trials
+
+
+def voxceleb1_wav_roots(root: str | os.PathLike) -> list[Path]:
+    """The folders holding VoxCeleb1's id1xxxx/ speaker folders, in either layout.
+
+    The official zips extract to one ``wav/`` folder (``root`` may be it or its
+    parent); WeSpeaker's download has ``voxceleb1/dev/wav`` and
+    ``voxceleb1/test/wav`` (``root`` is ``voxceleb1/``; the test part alone is
+    Vox1-O only).
+    """
+    root = Path(root)
+    parts = [root / split / "wav" for split in VOXCELEB1_SPLITS if (root / split / "wav").is_dir()]
+    if parts:
+        return parts
+    if (root / "wav").is_dir():
+        return [root / "wav"]
+    return [root]
 
 
 def prepare_voxceleb(
@@ -199,18 +225,29 @@ def prepare_voxceleb(
     vox2_dev_root: str | os.PathLike | None,
     trials_dir: str | os.PathLike,
     data_root: str | os.PathLike,
+    *,
+    vox2_valid_pairs: str | os.PathLike | None = None,
+    keep_valid_speakers: bool = False,
 ) -> dict[str, int]:
     """VoxCeleb1 (wav) and VoxCeleb2 dev (m4a or wav) to data/vox1 and data/vox2_dev.
 
     ``vox1_root`` is the folder holding ``id10001/``... (the ``wav/`` folder that
-    vox1_dev_wav.zip and vox1_test_wav.zip extract to); ``vox2_dev_root`` holds
-    ``id00012/``... (``dev/aac/`` of vox2_dev_aac.zip, or a converted wav tree).
-    ``trials_dir`` holds the official cleaned lists; data/vox1 gets
-    ``trials_vox1_O``, ``trials_vox1_E`` and ``trials_vox1_H``.
+    vox1_dev_wav.zip and vox1_test_wav.zip extract to, or its parent), or
+    WeSpeaker's ``voxceleb1/`` with ``dev/wav`` and ``test/wav`` (or ``test/wav``
+    alone: Vox1-O only).  ``vox2_dev_root`` holds ``id00012/``... (``dev/aac/``
+    of vox2_dev_aac.zip, or a converted wav tree).  ``trials_dir`` holds the
+    official cleaned lists: ``veri_test2.txt`` gives data/vox1/trials_vox1_O;
+    ``list_test_all2.txt`` and ``list_test_hard2.txt``, where present,
+    trials_vox1_E and trials_vox1_H.
+
+    ``vox2_valid_pairs`` (a list in the official format on VoxCeleb2 dev paths,
+    e.g. the original work's 10,000 validation pairs) gives data/vox2_valid with
+    ``trials``; the speakers of those pairs leave data/vox2_dev, as in the
+    original, unless ``keep_valid_speakers``.
     """
     data_root = Path(data_root)
     trials_dir = Path(trials_dir)
-    missing = [name for name in VOXCELEB_TRIALS.values() if not (trials_dir / name).is_file()]
+    missing = [VOXCELEB_TRIALS[name] for name in REQUIRED_TRIALS if not (trials_dir / VOXCELEB_TRIALS[name]).is_file()]
     if missing:
         raise DataDirError(
             f"{trials_dir}: missing the official trial list(s) {', '.join(missing)}; download them from "
@@ -219,13 +256,47 @@ def prepare_voxceleb(
     summary = {}
     if vox2_dev_root is not None:
         wav_scp, utt2spk = _scan_voxceleb(vox2_dev_root, "VoxCeleb2 dev", "vox2_dev_root", "dev/aac of vox2_dev_aac.zip")
+        if vox2_valid_pairs is not None:
+            trials = convert_voxceleb_trials(
+                vox2_valid_pairs, set(utt2spk), tree=f"the VoxCeleb2 dev tree {vox2_dev_root}",
+                fix="the validation pairs need the whole VoxCeleb2 dev set; set vox2_valid_pairs=\"\" in run.sh "
+                "to prepare without them",
+            )
+            valid_utts = {u for u1, u2, _ in trials for u in (u1, u2)}
+            write_data_dir(data_root / "vox2_valid", {u: wav_scp[u] for u in valid_utts},
+                           {u: utt2spk[u] for u in valid_utts})
+            write_trials(data_root / "vox2_valid" / "trials", trials)
+            summary["vox2_valid"] = len(valid_utts)
+            if not keep_valid_speakers:
+                valid_speakers = {utt2spk[u] for u in valid_utts}
+                utt2spk = {u: s for u, s in utt2spk.items() if s not in valid_speakers}
+                if not utt2spk:
+                    raise DataDirError(
+                        f"{vox2_valid_pairs}: its speakers are all the speakers of {vox2_dev_root}, "
+                        "so no training data would be left (set keep_valid_speakers=true in run.sh)"
+                    )
+                wav_scp = {u: wav_scp[u] for u in utt2spk}
         write_data_dir(data_root / "vox2_dev", wav_scp, utt2spk)
         summary["vox2_dev"] = len(wav_scp)
-    wav_scp, utt2spk = _scan_voxceleb(vox1_root, "VoxCeleb1", "vox1_root", "wav/ of vox1_dev_wav.zip + vox1_test_wav.zip")
+    wav_scp, utt2spk = {}, {}
+    content = "wav/ of vox1_dev_wav.zip + vox1_test_wav.zip, or WeSpeaker's voxceleb1/ with dev/wav and test/wav"
+    for wav_root in voxceleb1_wav_roots(vox1_root):
+        part_scp, part_utt2spk = _scan_voxceleb(wav_root, "VoxCeleb1", "vox1_root", content)
+        twice = sorted(set(part_scp) & set(wav_scp))
+        if twice:
+            raise DataDirError(
+                f"{wav_root}: has utterance '{twice[0]}' that another part of {vox1_root} has too "
+                "(the dev and test parts must not overlap; remove the copy)"
+            )
+        wav_scp.update(part_scp)
+        utt2spk.update(part_utt2spk)
     vox1 = write_data_dir(data_root / "vox1", wav_scp, utt2spk)
     utts = set(utt2spk)
     for name, official in VOXCELEB_TRIALS.items():
-        write_trials(vox1 / f"trials_{name}", convert_voxceleb_trials(trials_dir / official, utts))
+        if (trials_dir / official).is_file():
+            write_trials(vox1 / f"trials_{name}", convert_voxceleb_trials(trials_dir / official, utts))
+        else:
+            (vox1 / f"trials_{name}").unlink(missing_ok=True)  # from an earlier preparation with that list
     summary["vox1"] = len(wav_scp)
     return summary
 

@@ -16,6 +16,9 @@ resnet34_wide      WeSpeaker's ResNet34 (32-256 ch., mean+std)  256         6,63
 
 ``resnet34_wide`` is ``ResNet`` with other defaults, so its arguments are the
 same as ``resnet34``'s (e.g. ``pooling: asp`` or ``embed_dim: 192``).
+``resnet34`` with ``layout: original`` is the thin ResNet-34 exactly as the
+original PURL work runs it (egs/voxceleb's config); the class default
+``layout: clova`` keeps older checkpoints loading as what they were trained as.
 """
 
 from __future__ import annotations

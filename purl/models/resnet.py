@@ -1,20 +1,31 @@
-"""2-D ResNet speaker encoders over the (frequency, time) plane of fbank features.
+"""2-D ResNet speaker encoders over the time-frequency plane of fbank features.
 
 One class covers the two ResNet-34s in use:
 
 * the "thin" ResNet-34 of the original PURL work, which is the Thin ResNet-34
   of Chung et al. 2020 ("In defence of metric learning", clovaai/voxceleb_trainer
   ResNetSE34L): channels 16-32-64-128, squeeze-excitation basic blocks
-  (reduction 8), a 7x7 stem with stride 2 along frequency, stage strides
-  1-2-2-1, the mean over frequency, self-attentive pooling (SAP) over time.
-  With 192-dim embeddings: 1,395,798 parameters (clova's 1.44M is with its
+  (reduction 8), a 7x7 stem with stride 2 along one axis, stage strides
+  1-2-2-1, the mean over that axis, self-attentive pooling (SAP) over the
+  other (which axis is which: ``layout`` below).  With 192-dim embeddings: 1,395,798 parameters (clova's 1.44M is with its
   512-dim output layer).
 * WeSpeaker's ResNet34: channels 32-64-128-256, plain basic blocks, a 3x3 stem,
   stage strides 1-2-2-2, frequency flattened into the channels, mean + standard
   deviation over time, 256-dim embeddings: 6,634,336 parameters.
 
-Both blocks use the conv -> BN -> ReLU order of He et al.  (clova's SE block
-applies ReLU before its first BN; the order changes neither parameters nor cost).
+Two layouts of the same parameters (``layout``):
+
+* "original": the thin ResNet-34 exactly as the original PURL work runs clova's
+  ResNetSE (its ``src/models.py`` feeds (batch, 1, time, freq)): the stem's
+  stride and the final mean run over time, SAP attends over the 20 frequency
+  positions left after the strides; blocks conv -> ReLU -> BN (clova's order);
+  convolutions Kaiming-normal (fan-out) initialised.
+* "clova": the image is (batch, 1, freq, time), as clova's own code sees its
+  mel spectrogram: the stem strides frequency, the mean runs over frequency and
+  SAP over time; blocks in He et al.'s conv -> BN -> ReLU order, PyTorch's
+  default initialisation.  The class default, so that checkpoints made before
+  the "original" layout existed still load as what they were trained as.
+
 Features are expected mean-normalised already (clova's InstanceNorm on the
 input is the loader's job here).
 """
@@ -28,17 +39,22 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 POOLINGS = ("sap", "asp", "stats")
+LAYOUTS = ("original", "clova")
 
 
 class BasicBlock(nn.Module):
     """3x3 conv -> BN -> ReLU -> 3x3 conv -> BN [-> squeeze-excitation] + shortcut -> ReLU.
 
-    (batch, in_channels, freq, frames) -> (batch, channels, freq', frames'),
-    freq' = ceil(freq / stride), frames' = ceil(frames / stride).
+    With ``relu_before_bn`` the first part is 3x3 conv -> ReLU -> BN (clova's order).
+    (batch, in_channels, height, width) -> (batch, channels, height', width'),
+    height' = ceil(height / stride), width' = ceil(width / stride).
     """
 
-    def __init__(self, in_channels: int, channels: int, stride: int = 1, se_reduction: int = 0):
+    def __init__(
+        self, in_channels: int, channels: int, stride: int = 1, se_reduction: int = 0, relu_before_bn: bool = False
+    ):
         super().__init__()
+        self.relu_before_bn = relu_before_bn
         self.conv1 = nn.Conv2d(in_channels, channels, 3, stride, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(channels)
         self.conv2 = nn.Conv2d(channels, channels, 3, 1, padding=1, bias=False)
@@ -59,7 +75,12 @@ class BasicBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         residual = x if self.shortcut is None else self.shortcut(x)
-        out = self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)), inplace=True)))
+        out = self.conv1(x)
+        if self.relu_before_bn:
+            out = self.bn1(F.relu(out, inplace=True))
+        else:
+            out = F.relu(self.bn1(out), inplace=True)
+        out = self.bn2(self.conv2(out))
         if self.se is None:
             out = out.add_(residual)
         else:
@@ -106,17 +127,21 @@ class StatsPooling(nn.Module):
 class ResNet(nn.Module):
     """ResNet speaker encoder: (batch, frames, input_dim) fbank -> (batch, embed_dim).
 
-    Internally the features are an image (batch, 1, input_dim, frames).  Stage i
-    has ``num_blocks[i]`` basic blocks of ``base_channels * 2**i`` channels, the
-    first with stride ``strides[i]`` (in frequency and time).  The stem is a
-    ``stem_kernel`` square conv with stride ``stem_freq_stride`` along frequency.
-    After the last stage the frequency axis is averaged (``flatten_freq=False``)
-    or folded into the channels (``True``) before ``pooling`` over time:
-    "sap" (self-attentive), "asp" (SAP with standard deviation) or "stats"
-    (mean + standard deviation).  Defaults: the thin ResNet-34 (1,395,798
-    parameters); see purl.models for the wide one.
+    Internally the features are an image: (batch, 1, input_dim, frames) in the
+    "clova" ``layout``, (batch, 1, frames, input_dim) in the "original" one (see
+    the module docstring).  Stage i has ``num_blocks[i]`` basic blocks of
+    ``base_channels * 2**i`` channels, the first with stride ``strides[i]`` (in
+    both axes).  The stem is a ``stem_kernel`` square conv with stride
+    ``stem_freq_stride`` along the image's first axis: frequency in the "clova"
+    layout, time in the "original" one.  After the last stage that first axis
+    is averaged (or, "clova" only, frequency is folded into the channels with
+    ``flatten_freq=True``) and ``pooling`` runs over the other: time in "clova",
+    frequency in "original".  Poolings: "sap" (self-attentive), "asp" (SAP with
+    standard deviation) or "stats" (mean + standard deviation).  Defaults: the
+    thin ResNet-34 (1,395,798 parameters); see purl.models for the wide one.
 
-    The time axis shrinks by prod(strides); from about 20 frames on, any count works.
+    The time axis shrinks by prod(strides) (times the stem stride in the
+    "original" layout); from about 20 frames on, any count works.
     """
 
     def __init__(
@@ -131,26 +156,38 @@ class ResNet(nn.Module):
         flatten_freq: bool = False,
         pooling: str = "sap",
         embed_dim: int = 192,
+        layout: str = "clova",
     ):
         super().__init__()
         if pooling not in POOLINGS:
             raise ValueError(f"ResNet: pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
+        if layout not in LAYOUTS:
+            raise ValueError(f"ResNet: layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
+        if layout == "original" and flatten_freq:
+            raise ValueError(
+                "ResNet: flatten_freq needs layout 'clova' (in the 'original' layout the axis it would fold "
+                "into the channels is time, whose length varies)"
+            )
         if len(num_blocks) != len(strides):
             raise ValueError(
                 f"ResNet: num_blocks {list(num_blocks)} and strides {list(strides)} differ in length"
             )
         self.embed_dim = embed_dim
+        self.time_first = layout == "original"
         self.stem = nn.Sequential(
             nn.Conv2d(1, base_channels, stem_kernel, (stem_freq_stride, 1), stem_kernel // 2, bias=False),
             nn.BatchNorm2d(base_channels),
             nn.ReLU(inplace=True),
         )
         blocks = []
-        in_channels, freq = base_channels, (input_dim - 1) // stem_freq_stride + 1
+        in_channels = base_channels
+        freq = input_dim if self.time_first else (input_dim - 1) // stem_freq_stride + 1
         for i, (count, stride) in enumerate(zip(num_blocks, strides)):
             channels = base_channels * 2**i
             for j in range(count):
-                blocks.append(BasicBlock(in_channels, channels, stride if j == 0 else 1, se_reduction))
+                blocks.append(
+                    BasicBlock(in_channels, channels, stride if j == 0 else 1, se_reduction, relu_before_bn=self.time_first)
+                )
                 in_channels = channels
             freq = (freq - 1) // stride + 1
         self.blocks = nn.Sequential(*blocks)
@@ -161,12 +198,19 @@ class ResNet(nn.Module):
         else:
             self.pool = SelfAttentivePooling(frame_dim, with_std=pooling == "asp")
         self.fc = nn.Linear(frame_dim if pooling == "sap" else 2 * frame_dim, embed_dim)
+        if self.time_first:
+            # The original's (clova's) initialisation; BN is already weight 1, bias 0.
+            for m in self.modules():
+                if isinstance(m, nn.Conv2d):
+                    nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(batch, frames, input_dim) -> (batch, embed_dim)."""
+        if not self.time_first:
+            x = x.transpose(1, 2)
         # channels_last is oneDNN's native layout: without it every conv
         # (forward and backward) reorders its input and output.
-        x = x.transpose(1, 2).unsqueeze(1).contiguous(memory_format=torch.channels_last)
-        x = self.blocks(self.stem(x))  # (batch, channels, freq', frames')
+        x = x.unsqueeze(1).contiguous(memory_format=torch.channels_last)
+        x = self.blocks(self.stem(x))  # (batch, channels, first axis', second axis')
         x = x.flatten(1, 2) if self.flatten_freq else x.mean(dim=2)
         return self.fc(self.pool(x))

@@ -1,0 +1,349 @@
+"""The original PURL code's networks and checkpoints: this project computes the same.
+
+The expected values come from transcriptions of the original's forward passes
+on state dicts with the original's parameter names and shapes (SpeechBrain 1.0's
+ECAPA_TDNN; clova's ResNetSE as the original's ResNetEncoder feeds it), so both
+the converter's name map and the models' arithmetic are checked against them.
+"""
+
+import math
+from collections import OrderedDict
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+import yaml
+from sklearn.cluster import KMeans
+
+from purl.convert_original import ConversionError, convert_original_checkpoint, convert_state_dict, resnet_names
+from purl.models import ResNet
+from purl.trainer import model_from_checkpoint
+from tests.conftest import ROOT, run_script
+from tests.test_models import _seed_and_one_thread  # noqa: F401 (autouse: seeded, one thread)
+
+FBANK = 80
+
+
+def _batchnorm(state, prefix, channels):
+    state[prefix + "weight"] = torch.rand(channels) + 0.5
+    state[prefix + "bias"] = torch.randn(channels) * 0.1
+    state[prefix + "running_mean"] = torch.randn(channels) * 0.1
+    state[prefix + "running_var"] = torch.rand(channels) + 0.5
+    state[prefix + "num_batches_tracked"] = torch.tensor(1000)
+
+
+def _double(state: dict) -> dict:
+    """In float64 the two computations agree to ~1e-12, so any real difference shows."""
+    return {k: v.double() if v.is_floating_point() else v for k, v in state.items()}
+
+
+def _bn(state, prefix, x, training):
+    return F.batch_norm(x, state[prefix + "running_mean"].clone(), state[prefix + "running_var"].clone(),
+                        state[prefix + "weight"], state[prefix + "bias"], training=training)
+
+
+# --- the original's thin ResNet-34: clova's ResNetSE fed (batch, 1, time, freq) ---
+
+THIN_LAYERS, THIN_FILTERS, THIN_STRIDES = (3, 4, 6, 3), (16, 32, 64, 128), (1, 2, 2, 1)
+
+
+def original_resnet_state(layers=THIN_LAYERS, filters=THIN_FILTERS, n_out=192) -> OrderedDict:
+    """Random weights under ResNetSE's names and shapes (SEBasicBlock, reduction 8, SAP)."""
+    s = OrderedDict()
+    s["conv1.weight"] = torch.randn(filters[0], 1, 7, 7) * 0.2
+    _batchnorm(s, "bn1.", filters[0])
+    inplanes = filters[0]
+    for layer, (count, planes, stride) in enumerate(zip(layers, filters, THIN_STRIDES), 1):
+        for j in range(count):
+            p = f"layer{layer}.{j}."
+            s[p + "conv1.weight"] = torch.randn(planes, inplanes, 3, 3) * (2 / (9 * inplanes)) ** 0.5
+            _batchnorm(s, p + "bn1.", planes)
+            s[p + "conv2.weight"] = torch.randn(planes, planes, 3, 3) * (2 / (9 * planes)) ** 0.5
+            _batchnorm(s, p + "bn2.", planes)
+            s[p + "se.fc.0.weight"] = torch.randn(planes // 8, planes) * 0.3
+            s[p + "se.fc.0.bias"] = torch.randn(planes // 8) * 0.1
+            s[p + "se.fc.2.weight"] = torch.randn(planes, planes // 8) * 0.3
+            s[p + "se.fc.2.bias"] = torch.randn(planes) * 0.1
+            # clova's _make_layer: a downsample when stride != 1 (layer 4's (1, 1) tuple counts) or the width changes
+            if j == 0 and (layer > 1 or inplanes != planes):
+                s[p + "downsample.0.weight"] = torch.randn(planes, inplanes, 1, 1) * (2 / inplanes) ** 0.5
+                _batchnorm(s, p + "downsample.1.", planes)
+            inplanes = planes
+    s["sap_linear.weight"] = torch.randn(inplanes, inplanes) * inplanes ** -0.5
+    s["sap_linear.bias"] = torch.randn(inplanes) * 0.1
+    s["attention"] = torch.randn(inplanes, 1) * 0.2
+    s["fc.weight"] = torch.randn(n_out, inplanes) * inplanes ** -0.5
+    s["fc.bias"] = torch.randn(n_out) * 0.1
+    return s
+
+
+def original_resnet_forward(s, x, layers=THIN_LAYERS, training=False):
+    """ResNetEncoder.forward (x.unsqueeze(1)) then ResNetSE.forward with SAP, transcribed."""
+    x = x.unsqueeze(1)  # (batch, 1, time, freq)
+    x = torch.relu(_bn(s, "bn1.", F.conv2d(x, s["conv1.weight"], stride=(2, 1), padding=3), training))
+    for layer, (count, stride) in enumerate(zip(layers, THIN_STRIDES), 1):
+        for j in range(count):
+            p = f"layer{layer}.{j}."
+            step = stride if j == 0 else 1
+            out = F.conv2d(x, s[p + "conv1.weight"], stride=step, padding=1)
+            out = _bn(s, p + "bn1.", torch.relu(out), training)  # SEBasicBlock: conv -> ReLU -> BN
+            out = _bn(s, p + "bn2.", F.conv2d(out, s[p + "conv2.weight"], padding=1), training)
+            y = torch.relu(F.linear(out.mean((2, 3)), s[p + "se.fc.0.weight"], s[p + "se.fc.0.bias"]))
+            y = torch.sigmoid(F.linear(y, s[p + "se.fc.2.weight"], s[p + "se.fc.2.bias"]))
+            out = out * y[:, :, None, None]
+            residual = x
+            if p + "downsample.0.weight" in s:
+                residual = _bn(s, p + "downsample.1.", F.conv2d(x, s[p + "downsample.0.weight"], stride=step), training)
+            x = torch.relu(out + residual)
+    x = torch.mean(x, dim=2, keepdim=True)  # over time
+    x = x.permute(0, 3, 1, 2).squeeze(-1)  # (batch, freq', channels)
+    h = torch.tanh(F.linear(x, s["sap_linear.weight"], s["sap_linear.bias"]))
+    w = torch.matmul(h, s["attention"]).squeeze(dim=2)
+    w = F.softmax(w, dim=1).view(x.size(0), x.size(1), 1)
+    x = torch.sum(x * w, dim=1)
+    return F.linear(x, s["fc.weight"], s["fc.bias"])
+
+
+def test_original_thin_resnet34_has_1_395_798_parameters():
+    state = original_resnet_state()
+    assert sum(v.numel() for k, v in state.items() if "running" not in k and "num_batches" not in k) == 1_395_798
+    assert sum(p.numel() for p in ResNet(layout="original").parameters()) == 1_395_798
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_resnet_original_layout_computes_the_original_thin_resnet(training):
+    state = original_resnet_state()
+    model = ResNet(layout="original")
+    model.load_state_dict(convert_state_dict(state, model, resnet_names(state), "test"))
+    model.double().train(training)
+    x = torch.randn(3, 200, FBANK, dtype=torch.float64)
+    with torch.no_grad():
+        ours, theirs = model(x), original_resnet_forward(_double(state), x, training=training)
+    torch.testing.assert_close(ours, theirs, rtol=1e-9, atol=1e-9)
+
+
+def test_resnet_clova_layout_is_another_function_of_the_same_weights():
+    state = original_resnet_state()
+    original, clova = ResNet(layout="original").eval(), ResNet(layout="clova").eval()
+    for model in (original, clova):
+        model.load_state_dict(convert_state_dict(state, model, resnet_names(state), "test"))
+    x = torch.randn(2, 200, FBANK)
+    with torch.no_grad():
+        assert (original(x) - clova(x)).abs().max() > 1e-2
+
+
+def test_resnet_original_layout_pools_over_20_frequency_positions():
+    model = ResNet(layout="original").eval()
+    seen = {}
+
+    def record_input_shape(module, args, out):
+        seen["shape"] = args[0].shape
+
+    model.pool.register_forward_hook(record_input_shape)
+    with torch.no_grad():
+        model(torch.randn(2, 300, FBANK))
+    assert seen["shape"] == (2, 128, 20)
+
+
+def test_resnet_original_layout_initialises_convolutions_kaiming_fan_out():
+    model = ResNet(layout="original")
+    weight = model.blocks[-1].conv2.weight  # 128 x 128 x 3 x 3: fan-out 1152
+    assert abs(weight.std().item() - math.sqrt(2 / 1152)) < 0.002
+
+
+def test_resnet_original_layout_rejects_flattened_frequency():
+    with pytest.raises(ValueError, match="flatten_freq needs layout 'clova'"):
+        ResNet(layout="original", flatten_freq=True)
+
+
+def test_resnet_unknown_layout_is_rejected():
+    with pytest.raises(ValueError, match="layout must be one of original, clova"):
+        ResNet(layout="time_freq")
+
+
+# --- SpeechBrain 1.0's ECAPA_TDNN, on its own parameter names ---------------------
+
+ECAPA_SMALL = dict(channels=[64, 64, 64, 64, 192], kernel_sizes=[5, 3, 3, 3, 1], dilations=[1, 2, 3, 4, 1],
+                   attention_channels=32, res2net_scale=8, se_channels=16, embed_dim=32)
+
+
+def _sb_conv(s, prefix, cin, cout, k, bias=True):
+    """speechbrain.nnet.CNN.Conv1d: an nn.Conv1d as its '.conv'."""
+    s[prefix + "conv.weight"] = torch.randn(cout, cin, k) * (1 / (cin * k)) ** 0.5
+    if bias:
+        s[prefix + "conv.bias"] = torch.randn(cout) * 0.1
+
+
+def _sb_tdnn_state(s, prefix, cin, cout, k):
+    _sb_conv(s, prefix + "conv.", cin, cout, k)
+    _batchnorm(s, prefix + "norm.norm.", cout)
+
+
+def speechbrain_ecapa_state(channels, kernel_sizes, dilations, attention_channels, res2net_scale, se_channels,
+                            embed_dim) -> OrderedDict:
+    """Random weights under ECAPA_TDNN(80, ...)'s names and shapes."""
+    s = OrderedDict()
+    _sb_tdnn_state(s, "blocks.0.", FBANK, channels[0], kernel_sizes[0])
+    for i in range(1, len(channels) - 1):
+        p, c, width = f"blocks.{i}.", channels[i], channels[i] // res2net_scale
+        _sb_tdnn_state(s, p + "tdnn1.", channels[i - 1], c, 1)
+        for j in range(res2net_scale - 1):
+            _sb_tdnn_state(s, f"{p}res2net_block.blocks.{j}.", width, width, kernel_sizes[i])
+        _sb_tdnn_state(s, p + "tdnn2.", c, c, 1)
+        _sb_conv(s, p + "se_block.conv1.", c, se_channels, 1)
+        _sb_conv(s, p + "se_block.conv2.", se_channels, c, 1)
+        if channels[i - 1] != c:
+            _sb_conv(s, p + "shortcut.", channels[i - 1], c, 1)
+    _sb_tdnn_state(s, "mfa.", channels[-2] * (len(channels) - 2), channels[-1], kernel_sizes[-1])
+    _sb_tdnn_state(s, "asp.tdnn.", channels[-1] * 3, attention_channels, 1)
+    _sb_conv(s, "asp.conv.", attention_channels, channels[-1], 1)
+    _batchnorm(s, "asp_bn.norm.", channels[-1] * 2)
+    _sb_conv(s, "fc.", channels[-1] * 2, embed_dim, 1)
+    return s
+
+
+def _sb_conv_forward(s, prefix, x, dilation=1):
+    weight = s[prefix + "conv.weight"]
+    pad = dilation * (weight.shape[2] - 1) // 2  # SpeechBrain's "same" padding, reflect mode
+    return F.conv1d(F.pad(x, (pad, pad), mode="reflect"), weight, s.get(prefix + "conv.bias"), dilation=dilation)
+
+
+def _sb_tdnn_forward(s, prefix, x, dilation=1):
+    return _bn(s, prefix + "norm.norm.", torch.relu(_sb_conv_forward(s, prefix + "conv.", x, dilation)), False)
+
+
+def _sb_statistics(x, m):
+    mean = (m * x).sum(2)
+    return mean, torch.sqrt((m * (x - mean.unsqueeze(2)).pow(2)).sum(2).clamp(1e-12))
+
+
+def speechbrain_ecapa_forward(s, x, dilations, res2net_scale):
+    """ECAPA_TDNN.forward (eval mode, no lengths) on SpeechBrain-named weights; (batch, 1, embed_dim)."""
+    x = _sb_tdnn_forward(s, "blocks.0.", x.transpose(1, 2), dilations[0])
+    xl = []
+    for i in range(1, len(dilations) - 1):
+        p = f"blocks.{i}."
+        residual = _sb_conv_forward(s, p + "shortcut.", x) if p + "shortcut.conv.weight" in s else x
+        h = _sb_tdnn_forward(s, p + "tdnn1.", x)
+        ys = []
+        for j, x_j in enumerate(torch.chunk(h, res2net_scale, dim=1)):
+            if j == 0:
+                y_j = x_j
+            elif j == 1:
+                y_j = _sb_tdnn_forward(s, f"{p}res2net_block.blocks.0.", x_j, dilations[i])
+            else:
+                y_j = _sb_tdnn_forward(s, f"{p}res2net_block.blocks.{j - 1}.", x_j + y_j, dilations[i])
+            ys.append(y_j)
+        h = _sb_tdnn_forward(s, p + "tdnn2.", torch.cat(ys, dim=1))
+        se = torch.relu(_sb_conv_forward(s, p + "se_block.conv1.", h.mean(dim=2, keepdim=True)))
+        x = torch.sigmoid(_sb_conv_forward(s, p + "se_block.conv2.", se)) * h + residual
+        xl.append(x)
+    x = _sb_tdnn_forward(s, "mfa.", torch.cat(xl, dim=1), dilations[-1])
+    frames = x.shape[-1]
+    mean, std = _sb_statistics(x, torch.ones(x.shape[0], 1, frames) / frames)
+    attn = torch.cat([x, mean.unsqueeze(2).repeat(1, 1, frames), std.unsqueeze(2).repeat(1, 1, frames)], dim=1)
+    attn = _sb_conv_forward(s, "asp.conv.", torch.tanh(_sb_tdnn_forward(s, "asp.tdnn.", attn)))
+    mean, std = _sb_statistics(x, F.softmax(attn, dim=2))
+    pooled = _bn(s, "asp_bn.norm.", torch.cat((mean, std), dim=1).unsqueeze(2), False)
+    return _sb_conv_forward(s, "fc.", pooled).transpose(1, 2)
+
+
+# --- the converter ------------------------------------------------------------
+
+
+def lightning_checkpoint(encoder_state: dict, temperature: float = 0.0713) -> dict:
+    """What the original's ModelCheckpoint saves: the module's state_dict under
+    'encoder.model.' and 'loss_func.', plus Lightning's bookkeeping and the
+    hyperparameters (a fitted KMeans among them)."""
+    state = OrderedDict((f"encoder.model.{k}", v) for k, v in encoder_state.items())
+    state["loss_func.temperature"] = torch.tensor(temperature)
+    state["_ncu_gmm_start_epoch"] = 200
+    kmeans = KMeans(n_clusters=2, n_init=1, random_state=0).fit(np.random.default_rng(0).normal(size=(10, 3)))
+    return {
+        "epoch": 199,
+        "global_step": 333400,
+        "pytorch-lightning_version": "2.2.3",
+        "state_dict": state,
+        "optimizer_states": [{"state": {}, "param_groups": [{"lr": 5.1e-4, "params": [0]}]}],
+        "lr_schedulers": [{"base_lrs": [0.01], "last_epoch": 333400}],
+        "hyper_parameters": {"learning_rate": 0.01, "clustering_model": kmeans, "lr_scheduler_type": "cosine"},
+    }
+
+
+def _write_config(path, name, args):
+    path.write_text(yaml.safe_dump({"model": {"name": name, "args": args}}))
+    return path
+
+
+def test_converted_speechbrain_ecapa_checkpoint_computes_what_the_original_computes(tmp_path):
+    sb_state = speechbrain_ecapa_state(**ECAPA_SMALL)
+    torch.save(lightning_checkpoint(sb_state), tmp_path / "epoch=199_step=333400.ckpt")
+    config = _write_config(tmp_path / "ecapa.yaml", "ecapa_tdnn", ECAPA_SMALL)
+    out = tmp_path / "exp" / "models" / "final.pt"
+    proc = run_script(ROOT / "steps" / "convert_original_checkpoint.py", config,
+                      tmp_path / "epoch=199_step=333400.ckpt", out)
+    assert "(epoch 199)" in proc.stdout
+    model, saved_config = model_from_checkpoint(out)
+    assert saved_config["model"] == {"name": "ecapa_tdnn", "args": ECAPA_SMALL}
+    x = torch.randn(3, 150, FBANK, dtype=torch.float64)
+    with torch.no_grad():
+        ours = model.double().eval()(x)
+        theirs = speechbrain_ecapa_forward(_double(sb_state), x, ECAPA_SMALL["dilations"], ECAPA_SMALL["res2net_scale"])
+    torch.testing.assert_close(ours, theirs.squeeze(1), rtol=1e-9, atol=1e-9)
+    ckpt = torch.load(out, weights_only=True)
+    assert ckpt["loss"]["temperature.log_t"].item() == pytest.approx(math.log(0.0713))
+
+
+def test_converted_thin_resnet_checkpoint_computes_what_the_original_computes(tmp_path):
+    state = original_resnet_state()
+    torch.save(lightning_checkpoint(state), tmp_path / "last.ckpt")
+    config = {"model": {"name": "resnet34", "args": {"embed_dim": 192, "layout": "original"}}}
+    model = ResNet(layout="original")
+    model.load_state_dict(convert_original_checkpoint(tmp_path / "last.ckpt", config)["model"])
+    x = torch.randn(2, 120, FBANK, dtype=torch.float64)
+    with torch.no_grad():
+        ours = model.double().eval()(x)
+        torch.testing.assert_close(ours, original_resnet_forward(_double(state), x), rtol=1e-9, atol=1e-9)
+
+
+def test_the_original_bare_model_pt_converts_without_temperature(tmp_path):
+    torch.save(original_resnet_state(), tmp_path / "model.pt")
+    ckpt = convert_original_checkpoint(tmp_path / "model.pt",
+                                       {"model": {"name": "resnet34", "args": {"layout": "original"}}})
+    assert "loss" not in ckpt and len(ckpt["model"]) == len(ResNet().state_dict())
+
+
+def test_converter_names_unknown_and_missing_weights(tmp_path):
+    state = original_resnet_state()
+    del state["layer3.5.se.fc.2.bias"]
+    state["layer5.0.conv1.weight"] = torch.zeros(1)
+    torch.save(lightning_checkpoint(state), tmp_path / "bad.ckpt")
+    config = _write_config(tmp_path / "resnet.yaml", "resnet34", {"layout": "original"})
+    proc = run_script(ROOT / "steps" / "convert_original_checkpoint.py", config, tmp_path / "bad.ckpt",
+                      tmp_path / "out.pt", check=False)
+    assert proc.returncode == 1
+    assert "bad.ckpt: does not fit the config's model" in proc.stderr
+    assert "no place for: layer5.0.conv1.weight" in proc.stderr
+    assert "it lacks (this project's names): blocks.12.se.2.bias" in proc.stderr
+    assert not (tmp_path / "out.pt").exists()
+
+
+def test_converter_names_unknown_lightning_entries(tmp_path):
+    ckpt = lightning_checkpoint(original_resnet_state())
+    ckpt["state_dict"]["projector.layers.0.weight"] = torch.zeros(2, 2)
+    torch.save(ckpt, tmp_path / "proj.ckpt")
+    with pytest.raises(ConversionError, match=r"unknown state_dict entries projector.layers.0.weight"):
+        convert_original_checkpoint(tmp_path / "proj.ckpt", {"model": {"name": "resnet34", "args": {"layout": "original"}}})
+
+
+def test_converter_names_a_size_that_differs_from_the_config(tmp_path):
+    torch.save(lightning_checkpoint(original_resnet_state(n_out=256)), tmp_path / "a.ckpt")
+    with pytest.raises(ConversionError, match=r"'fc.weight' has shape \(256, 128\), the model's 'fc.weight' \(192, 128\)"):
+        convert_original_checkpoint(tmp_path / "a.ckpt", {"model": {"name": "resnet34", "args": {"layout": "original"}}})
+
+
+def test_converter_refuses_the_clova_layout_for_the_original_resnet(tmp_path):
+    torch.save(lightning_checkpoint(original_resnet_state()), tmp_path / "a.ckpt")
+    with pytest.raises(ConversionError, match="set model.args.layout=original"):
+        convert_original_checkpoint(tmp_path / "a.ckpt", {"model": {"name": "resnet34", "args": {}}})
