@@ -22,6 +22,7 @@ model=ecapa                        # ecapa or resnet34: conf/<model>_supcon.yaml
 noise_rate=0.2                     # simulated label noise (0: train on the labels as they are)
 seed=0                             # noise draw and training seed
 estimator=histogram                # stage 4: histogram (fast), sklearn (the original loop), bic, global
+filter_keep_ratio=0.5              # stage 5 filtering baseline: fraction of each speaker's utterances kept
 cohort_utts_per_speaker=20         # AS-Norm cohort: speaker means over this many utterances each
 train_overrides=""                 # config overrides for every training run, e.g. "data.num_workers=8"
 
@@ -36,7 +37,9 @@ overrides="train.seed=$seed $train_overrides"
 pretrain=exp/${model}_supcon_noisy${noise_rate}_seed$seed
 purl=exp/${model}_purl_noisy${noise_rate}_seed$seed
 control=exp/${model}_control_noisy${noise_rate}_seed$seed
-models="$pretrain $control $purl"  # scored in stage 6
+filtered=${noisy}_filtered$filter_keep_ratio   # the filtering baseline's training dir
+filter=exp/${model}_filter${filter_keep_ratio}_noisy${noise_rate}_seed$seed
+models="$pretrain $control $filter $purl"  # scored in stage 6
 
 if [ $stage -le 0 ] && [ $stop_stage -ge 0 ]; then
   log "Stage 0: data preparation"; SECONDS=0
@@ -73,11 +76,13 @@ if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
 fi
 
 if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
-  log "Stage 5: PURL update and its control run"; SECONDS=0
+  log "Stage 5: PURL update, its control run and the filtering baseline"; SECONDS=0
   init="purl.init_checkpoint=$pretrain/models/final.pt"
   steps/train.sh --gpus "$gpus" --overrides "$overrides $init purl.reliability=$pretrain/reliability" \
     conf/${model}_purl_30ep.yaml $noisy $purl
   steps/train.sh --gpus "$gpus" --overrides "$overrides $init loss.type=supcon" conf/${model}_purl_30ep.yaml $noisy $control
+  steps/filter_data_dir.py --keep-ratio $filter_keep_ratio $pretrain/embeddings/train/xvector.scp $noisy $filtered
+  steps/train.sh --gpus "$gpus" --overrides "$overrides $init loss.type=supcon" conf/${model}_purl_30ep.yaml $filtered $filter
   log "Stage 5 done in ${SECONDS}s"
 fi
 
