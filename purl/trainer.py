@@ -34,6 +34,7 @@ import torch.nn as nn
 from tqdm import tqdm
 
 from purl.config import save_config
+from purl.data.augment import Augmenter, WaveChunkDataset
 from purl.data.dataset import ChunkDataset, SpeakerBatchSampler, TrainingSet, collate
 from purl.losses import build_loss
 from purl.models import build_model
@@ -219,6 +220,10 @@ class Trainer:
             seed=t["seed"], rank=self.dist.rank, world_size=self.dist.world_size,
         )
         dataset = ChunkDataset(self.data, d["chunk_frames"], d["spec_augment"], d["freq_mask"], d["time_mask"])
+        if config["augment"]["prob"] > 0:  # augmented chunks are computed from the audio
+            dataset = WaveChunkDataset.from_data_dir(
+                self.data, data_dir, Augmenter.from_config(config["augment"]), chunk_frames=d["chunk_frames"],
+                spec_augment=d["spec_augment"], freq_mask=d["freq_mask"], time_mask=d["time_mask"])
         self.loader = torch.utils.data.DataLoader(
             dataset, batch_sampler=self.sampler, collate_fn=collate, num_workers=d["num_workers"],
             pin_memory=self.dist.device.type == "cuda", persistent_workers=False,
