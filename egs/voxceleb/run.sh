@@ -16,9 +16,13 @@ gpus="0,1,2,3,4,5,6,7"    # GPUs for training (torchrun processes); "" for CPU
 vox1_root=/data/voxceleb1/wav          # id10001/<video>/00001.wav ... (dev + test)
 vox2_dev_root=/data/voxceleb2/dev/aac  # id00012/<video>/00001.m4a ... (or converted wav)
 vox1_trials_dir=/data/voxceleb1/meta   # veri_test2.txt list_test_all2.txt list_test_hard2.txt
+musan_root=/data/musan                 # noise/ music/ speech/ (https://www.openslr.org/17/); with augment=true
+rirs_root=/data/RIRS_NOISES            # simulated_rirs/ (https://www.openslr.org/28/); with augment=true
 
 # ---- the experiment -----------------------------------------------------------
 model=ecapa                        # ecapa or resnet34: conf/<model>_supcon.yaml, conf/<model>_purl_30ep.yaml
+augment=false                      # true: pretrain with conf/<model>_supcon_aug.yaml (MUSAN noise, RIRs; ecapa only)
+speed_perturb=false                # true: train on vox2_dev + 0.9/1.1 speed copies as new speakers
 noise_rate=0.2                     # simulated label noise (0: train on the labels as they are)
 seed=0                             # noise draw and training seed
 estimator=histogram                # stage 4: histogram (fast), sklearn (the original loop), bic, global
@@ -30,20 +34,31 @@ train_overrides=""                 # config overrides for every training run, e.
 . utils/parse_options.sh
 
 train=data/vox2_dev
+[ "$speed_perturb" = false ] || train=data/vox2_dev_sp
+supcon_conf=conf/${model}_supcon.yaml
+[ "$augment" = false ] || supcon_conf=conf/${model}_supcon_aug.yaml
+name=$model                                  # experiment names say how the model was trained
+[ "$augment" = false ] || name=${name}_aug
+[ "$speed_perturb" = false ] || name=${name}_sp
 test=data/vox1
-noisy=data/vox2_dev_noisy${noise_rate}_seed$seed
+noisy=${train}_noisy${noise_rate}_seed$seed
 [ "$noise_rate" != 0 ] || noisy=$train
 overrides="train.seed=$seed $train_overrides"
-pretrain=exp/${model}_supcon_noisy${noise_rate}_seed$seed
-purl=exp/${model}_purl_noisy${noise_rate}_seed$seed
-control=exp/${model}_control_noisy${noise_rate}_seed$seed
+pretrain=exp/${name}_supcon_noisy${noise_rate}_seed$seed
+purl=exp/${name}_purl_noisy${noise_rate}_seed$seed
+control=exp/${name}_control_noisy${noise_rate}_seed$seed
 filtered=${noisy}_filtered$filter_keep_ratio   # the filtering baseline's training dir
-filter=exp/${model}_filter${filter_keep_ratio}_noisy${noise_rate}_seed$seed
+filter=exp/${name}_filter${filter_keep_ratio}_noisy${noise_rate}_seed$seed
 models="$pretrain $control $filter $purl"  # scored in stage 6
 
 if [ $stage -le 0 ] && [ $stop_stage -ge 0 ]; then
   log "Stage 0: data preparation"; SECONDS=0
   local/prepare_voxceleb.py --vox2-dev-root $vox2_dev_root $vox1_root $vox1_trials_dir data
+  [ "$speed_perturb" = false ] || steps/perturb_speed.py --factors 0.9,1.1 data/vox2_dev $train
+  if [ "$augment" = true ]; then
+    local/prepare_musan.py $musan_root data
+    local/prepare_rirs.py $rirs_root data/rirs
+  fi
   validate_data_dir.py --require wav.scp,utt2spk,spk2utt $train
   validate_data_dir.py --require wav.scp,utt2spk,spk2utt,utt2dur,trials_vox1_O $test
   log "Stage 0 done in ${SECONDS}s"
@@ -63,7 +78,7 @@ fi
 
 if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
   log "Stage 3: SupCon pretraining of $model on $noisy"; SECONDS=0
-  steps/train.sh --gpus "$gpus" --overrides "$overrides" conf/${model}_supcon.yaml $noisy $pretrain
+  steps/train.sh --gpus "$gpus" --overrides "$overrides" $supcon_conf $noisy $pretrain
   log "Stage 3 done in ${SECONDS}s"
 fi
 
