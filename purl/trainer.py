@@ -35,7 +35,8 @@ from tqdm import tqdm
 
 from purl.config import save_config
 from purl.data.augment import Augmenter, WaveChunkDataset
-from purl.data.dataset import ChunkDataset, SpeakerBatchSampler, TrainingSet, collate
+from purl.data.chns import chns_sampler_or_plain
+from purl.data.dataset import ChunkDataset, TrainingSet, collate
 from purl.losses import build_loss
 from purl.models import build_model
 from purl.plots import plot_training_curves
@@ -215,8 +216,8 @@ class Trainer:
             raise TrainError(f"loss.type={config['loss']['type']} needs pair weights: set purl.reliability to stage 4's output")
         self.net = SpeakerNet(encoder, loss, self.dist, gather=t["gather_batch"] and self.dist.world_size > 1)
         self.net.to(self.dist.device)
-        self.sampler = SpeakerBatchSampler(
-            self.data.labels, d["speakers_per_batch"], d["utts_per_speaker"], d["samples_per_epoch"],
+        self.sampler = chns_sampler_or_plain(
+            config["chns"], self.data.labels, d["speakers_per_batch"], d["utts_per_speaker"], d["samples_per_epoch"],
             seed=t["seed"], rank=self.dist.rank, world_size=self.dist.world_size,
         )
         dataset = ChunkDataset(self.data, d["chunk_frames"], d["spec_augment"], d["freq_mask"], d["time_mask"])
@@ -334,6 +335,8 @@ class Trainer:
             while self.epoch < o["epochs"]:
                 if hasattr(self.pair_weights_fn, "refresh"):
                     self.pair_weights_fn.refresh(self)
+                if hasattr(self.sampler, "refresh"):
+                    self.sampler.refresh(self)
                 summary = self.train_epoch(steps_csv, stop_at_step)
                 if stop_at_step is not None and self.global_step >= stop_at_step:
                     return None
