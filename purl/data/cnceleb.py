@@ -1,6 +1,6 @@
 """Stage 0 of egs/cnceleb: CN-Celeb1 and CN-Celeb2 (v2 releases) to Kaldi data dirs.
 
-The released trees (https://www.openslr.org/82/ and /82/ for CN-Celeb2)::
+The released trees (both at https://www.openslr.org/82/)::
 
     CN-Celeb_flac/data/id00000/singing-01-001.flac     every utterance of the 1,000 speakers
     CN-Celeb_flac/dev/dev.lst                           the 800 training speakers, one id a line
@@ -45,7 +45,8 @@ AVG_SUFFIX = "-avg"
 
 
 def _read_list(path: Path, fields: int | None, what: str, fix: str) -> list[tuple[int, list[str]]]:
-    """Non-empty lines of a corpus list as (line number, fields)."""
+    """Non-empty lines of a corpus list as (line number, fields): exactly ``fields``
+    of them, or with ``fields`` None at least two."""
     if not path.is_file():
         raise DataDirError(f"{path}: missing ({what}; {fix})")
     rows = []
@@ -54,7 +55,7 @@ def _read_list(path: Path, fields: int | None, what: str, fix: str) -> list[tupl
             parts = line.split()
             if not parts:
                 continue
-            if fields is not None and len(parts) != fields or fields is None and len(parts) < 2:
+            if (len(parts) != fields) if fields is not None else (len(parts) < 2):
                 raise DataDirError(f"{path} line {lineno}: expected {what}, got '{line.strip()}' ({fix})")
             rows.append((lineno, parts))
     if not rows:
