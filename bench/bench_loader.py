@@ -12,6 +12,11 @@ around VoxCeleb2's (mean 8 s, 4 to 20 s), read back through a real data dir,
 sampler and torch DataLoader. One worker runs on one core; compare chunks/s per
 worker with a model's training throughput (bench_models): a loader worker must
 outrun what one GPU consumes divided by the workers you give it.
+
+With --audio it also times the augmentation path (purl/data/augment.py): the
+same utterances as 16-bit wav files, a crop read and turned into fbank in the
+worker, without augmentation and with noise or reverberation (generated noise
+files and impulse responses of 0.3 s) on every chunk or on 60% of them.
 """
 
 import argparse
@@ -25,6 +30,9 @@ import numpy as np
 import torch
 
 from purl.data.datadir import utt2spk_to_spk2utt, write_kv
+import soundfile as sf
+
+from purl.data.augment import Augmenter, WaveChunkDataset
 from purl.data.dataset import ChunkDataset, SpeakerBatchSampler, TrainingSet, collate
 from purl.features import ArkWriter
 
@@ -37,6 +45,7 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, default=64, help="chunks per batch (speakers x 2)")
     parser.add_argument("--batches", type=int, default=30, help="timed batches per run")
     parser.add_argument("--repeats", type=int, default=3, help="median of this many runs")
+    parser.add_argument("--audio", action="store_true", help="also time the audio + augmentation path")
     return parser
 
 
@@ -58,9 +67,26 @@ def write_features(data_dir: Path, utts: int, mean_seconds: float) -> float:
     return float(seconds.sum()) / 3600
 
 
-def chunks_per_second(data: TrainingSet, args, spec_augment: bool) -> float:
+def write_audio(data_dir: Path, utt2num_frames: dict[str, int]) -> tuple[list[str], list[str], list[str]]:
+    """Noise-like 16-bit wav files of each utterance's length, 20 noise files and
+    20 impulse responses; returns (wav.scp entries, noise files, rir files)."""
+    rng = np.random.default_rng(1)
+    (data_dir / "wav").mkdir()
+
+    def write(name: str, x: np.ndarray) -> str:
+        path = data_dir / "wav" / f"{name}.wav"
+        sf.write(path, x.astype(np.float32), 16000, subtype="PCM_16")
+        return str(path)
+
+    entries = [write(utt, 0.1 * rng.standard_normal(frames * 160 + 240)) for utt, frames in utt2num_frames.items()]
+    noise = [write(f"noise{i}", 0.1 * rng.standard_normal(4800)) for i in range(20)]
+    decay = np.exp(-np.arange(4800) / 800)
+    rirs = [write(f"rir{i}", 0.5 * decay * rng.standard_normal(4800)) for i in range(20)]
+    return entries, noise, rirs
+
+
+def chunks_per_second(dataset: torch.utils.data.Dataset, data: TrainingSet, args) -> float:
     """Median over runs of chunks/s through a DataLoader with one worker process."""
-    dataset = ChunkDataset(data, chunk_frames=args.chunk_frames, spec_augment=spec_augment)
     rates = []
     for repeat in range(args.repeats):
         sampler = SpeakerBatchSampler(data.labels, args.batch_size // 2, 2,
@@ -87,8 +113,16 @@ def main() -> None:
         print("| loader | chunks/s per worker |")
         print("|---|---:|")
         for augment in (False, True):
-            rate = chunks_per_second(data, args, augment)
+            rate = chunks_per_second(ChunkDataset(data, chunk_frames=args.chunk_frames, spec_augment=augment), data, args)
             print(f"| compressed ark -> chunk{' + SpecAugment' if augment else ''} | {rate:.0f} |", flush=True)
+        if args.audio:
+            frames = dict(zip(data.utts, data.num_frames.tolist()))
+            entries, noise, rirs = write_audio(Path(tmp) / "train", frames)
+            for prob, label in ((0.0, "no augmentation"), (0.6, "noise or reverb on 60%"),
+                                (1.0, "noise or reverb on all")):
+                aug = Augmenter(prob=prob, noise=tuple(noise), rirs=tuple(rirs))
+                dataset = WaveChunkDataset(data, entries, aug, chunk_frames=args.chunk_frames)
+                print(f"| wav -> fbank chunk, {label} | {chunks_per_second(dataset, data, args):.0f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Experiment configuration: YAML over defaults, with command-line overrides.
 
-A config is a two-level dict: sections (model, data, loss, optim, train, purl)
-of keys. DEFAULTS lists every key there is, so a misspelt key in a YAML file or
+A config is a two-level dict: sections (model, data, loss, optim, train, augment,
+chns, purl) of keys. DEFAULTS lists every key there is, so a misspelt key in a YAML file or
 in ``--set`` is an error that names the closest known keys instead of being
 silently ignored. ``model.args`` is the exception: it holds the model's
 constructor arguments and is checked against the model's signature.
@@ -56,6 +56,22 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "keep_last": 0,         # keep only the last N epoch checkpoints (0: keep all)
         "save_every_steps": 0,  # also save last.pt every N steps within an epoch (0: at epoch ends)
         "log_every": 10,        # steps between CSV rows
+    },
+    "augment": {                # waveform augmentation (purl/data/augment.py); prob 0: stored fbank
+        "prob": 0.0,            # chance that a chunk is augmented (WeSpeaker: 0.6)
+        "noise": "",            # data dirs whose wav.scp lists the sources (local/prepare_musan.py,
+        "music": "",            #   local/prepare_rirs.py); "" leaves that kind out
+        "babble": "",           # MUSAN speech: 3-7 talkers summed
+        "rirs": "",             # room impulse responses
+        "noise_snr": [0, 15],   # SNR ranges in dB (Kaldi's voxceleb/v2)
+        "music_snr": [5, 15],
+        "babble_snr": [13, 20],
+        "babble_speakers": [3, 7],
+    },
+    "chns": {                   # CHNS batches (purl/data/chns.py); hard_ratio 0: uniform speakers
+        "hard_ratio": 0.0,      # fraction of a batch's speakers drawn from k-means clusters of similar speakers
+        "num_clusters": 50,     # k of the k-means of speaker centroids (the original's 50)
+        "refresh_every": 0,     # re-cluster with the current model every N epochs (0: once, at the first epoch)
     },
     "purl": {
         "init_checkpoint": "",  # the pretrained model the post-hoc update starts from

@@ -34,7 +34,9 @@ import torch.nn as nn
 from tqdm import tqdm
 
 from purl.config import save_config
-from purl.data.dataset import ChunkDataset, SpeakerBatchSampler, TrainingSet, collate
+from purl.data.augment import Augmenter, WaveChunkDataset
+from purl.data.chns import chns_sampler_or_plain
+from purl.data.dataset import ChunkDataset, TrainingSet, collate
 from purl.losses import build_loss
 from purl.models import build_model
 from purl.plots import plot_training_curves
@@ -214,11 +216,15 @@ class Trainer:
             raise TrainError(f"loss.type={config['loss']['type']} needs pair weights: set purl.reliability to stage 4's output")
         self.net = SpeakerNet(encoder, loss, self.dist, gather=t["gather_batch"] and self.dist.world_size > 1)
         self.net.to(self.dist.device)
-        self.sampler = SpeakerBatchSampler(
-            self.data.labels, d["speakers_per_batch"], d["utts_per_speaker"], d["samples_per_epoch"],
+        self.sampler = chns_sampler_or_plain(
+            config["chns"], self.data.labels, d["speakers_per_batch"], d["utts_per_speaker"], d["samples_per_epoch"],
             seed=t["seed"], rank=self.dist.rank, world_size=self.dist.world_size,
         )
         dataset = ChunkDataset(self.data, d["chunk_frames"], d["spec_augment"], d["freq_mask"], d["time_mask"])
+        if config["augment"]["prob"] > 0:  # augmented chunks are computed from the audio
+            dataset = WaveChunkDataset.from_data_dir(
+                self.data, data_dir, Augmenter.from_config(config["augment"]), chunk_frames=d["chunk_frames"],
+                spec_augment=d["spec_augment"], freq_mask=d["freq_mask"], time_mask=d["time_mask"])
         self.loader = torch.utils.data.DataLoader(
             dataset, batch_sampler=self.sampler, collate_fn=collate, num_workers=d["num_workers"],
             pin_memory=self.dist.device.type == "cuda", persistent_workers=False,
@@ -329,6 +335,8 @@ class Trainer:
             while self.epoch < o["epochs"]:
                 if hasattr(self.pair_weights_fn, "refresh"):
                     self.pair_weights_fn.refresh(self)
+                if hasattr(self.sampler, "refresh"):
+                    self.sampler.refresh(self)
                 summary = self.train_epoch(steps_csv, stop_at_step)
                 if stop_at_step is not None and self.global_step >= stop_at_step:
                     return None

@@ -44,6 +44,16 @@ def run_script(*args, cwd=None, check=True) -> subprocess.CompletedProcess:
     return proc
 
 
+def copy_recipe(name: str, dest: Path) -> Path:
+    """egs/<name> copied to ``dest`` without its outputs, its links pointing back at the project."""
+    shutil.copytree(ROOT / "egs" / name, dest, symlinks=True,
+                    ignore=shutil.ignore_patterns("data", "exp", "fbank", "corpus", "RESULTS.md"))
+    for link in ("path.sh", "steps", "utils", "local"):
+        (dest / link).unlink()
+        (dest / link).symlink_to(ROOT / link)
+    return dest
+
+
 @pytest.fixture
 def tiny_corpus(tmp_path) -> Path:
     """A folder-per-speaker tree: 3 speakers x 3 utterances of half a second."""

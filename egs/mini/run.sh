@@ -28,6 +28,7 @@ supcon_conf=conf/supcon.yaml
 purl_conf=conf/purl.yaml
 estimator=histogram       # stage 4 pair reliability: histogram, sklearn, bic or global
 clean_reference=true      # also pretrain on the clean labels, to show what noise costs
+filter_keep_ratio=0.5     # stage 5 filtering baseline: fraction of each speaker's utterances kept
 train_overrides=""        # config overrides for every training run, e.g. "optim.epochs=1"
 
 . ./path.sh
@@ -40,7 +41,9 @@ noisy=data/train_noisy${noise_rate}_seed$seed
 overrides="train.seed=$seed $train_overrides"
 pretrain=exp/supcon_noisy${noise_rate}_seed$seed   # the model PURL starts from
 clean=exp/supcon_clean_seed$seed
-models="$pretrain exp/control_noisy${noise_rate}_seed$seed exp/purl_noisy${noise_rate}_seed$seed"  # scored in stage 6
+filtered=${noisy}_filtered$filter_keep_ratio              # the filtering baseline's training dir
+filter=exp/filter${filter_keep_ratio}_noisy${noise_rate}_seed$seed
+models="$pretrain exp/control_noisy${noise_rate}_seed$seed $filter exp/purl_noisy${noise_rate}_seed$seed"  # scored in stage 6
 [ "$clean_reference" = false ] || [ "$noise_rate" = 0 ] || models="$clean $models"
 
 if [ $stage -le 0 ] && [ $stop_stage -ge 0 ]; then
@@ -84,12 +87,15 @@ if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
 fi
 
 if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
-  log "Stage 5: PURL update and its control run"; SECONDS=0
+  log "Stage 5: PURL update, its control run and the filtering baseline"; SECONDS=0
   init="purl.init_checkpoint=$pretrain/models/final.pt"
   steps/train.sh --gpus "$gpus" --valid-data $test --overrides "$overrides $init purl.reliability=$pretrain/reliability" \
     $purl_conf $noisy exp/purl_noisy${noise_rate}_seed$seed
   steps/train.sh --gpus "$gpus" --valid-data $test --overrides "$overrides $init loss.type=supcon" \
     $purl_conf $noisy exp/control_noisy${noise_rate}_seed$seed
+  steps/filter_data_dir.py --keep-ratio $filter_keep_ratio $pretrain/embeddings/train/xvector.scp $noisy $filtered
+  steps/train.sh --gpus "$gpus" --valid-data $test --overrides "$overrides $init loss.type=supcon" \
+    $purl_conf $filtered $filter
   log "Stage 5 done in ${SECONDS}s"
 fi
 
@@ -105,7 +111,7 @@ if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
   done
   labels=noisy; [ "$noise_rate" != 0 ] || labels=given  # the labels the models trained on
   rows=("SupCon, $labels labels=$pretrain" "$labels + control=exp/control_noisy${noise_rate}_seed$seed"
-        "$labels + PURL=exp/purl_noisy${noise_rate}_seed$seed")
+        "$labels + filtering (keep $filter_keep_ratio)=$filter" "$labels + PURL=exp/purl_noisy${noise_rate}_seed$seed")
   [ "$clean_reference" = false ] || [ "$noise_rate" = 0 ] || rows=("SupCon, clean labels=$clean" "${rows[@]}")
   steps/summarize.py --reliability-report $pretrain/reliability/report.json "${rows[@]}" \
     | tee exp/summary_noisy${noise_rate}_seed$seed.md

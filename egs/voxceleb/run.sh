@@ -18,12 +18,17 @@ vox2_dev_root=/data/voxceleb2/dev/aac  # id00012/<video>/00001.m4a ... (or conve
 vox1_trials_dir=/data/voxceleb1/meta   # veri_test2.txt; list_test_all2.txt list_test_hard2.txt where there (Vox1-E/H)
 vox2_valid_pairs=local/purl_original/vox2_valid_pairs.txt  # the original's validation trials ("": none)
 keep_valid_speakers=false              # true: train on their 100 speakers too (the original removes them)
+musan_root=/data/musan                 # noise/ music/ speech/ (https://www.openslr.org/17/); with augment=true
+rirs_root=/data/RIRS_NOISES            # simulated_rirs/ (https://www.openslr.org/28/); with augment=true
 
 # ---- the experiment -----------------------------------------------------------
 model=ecapa                        # ecapa or resnet34: conf/<model>_supcon.yaml, conf/<model>_purl_30ep.yaml
+augment=false                      # true: pretrain with conf/<model>_supcon_aug.yaml (MUSAN noise, RIRs; ecapa only)
+speed_perturb=false                # true: train on vox2_dev + 0.9/1.1 speed copies as new speakers
 noise_rate=0.2                     # simulated label noise (0: train on the labels as they are)
 seed=0                             # noise draw and training seed
 estimator=histogram                # stage 4: histogram (fast), sklearn (the original loop), bic, global
+filter_keep_ratio=0.5              # stage 5 filtering baseline: fraction of each speaker's utterances kept
 cohort_utts_per_speaker=20         # AS-Norm cohort: speaker means over this many utterances each
 train_overrides=""                 # config overrides for every training run, e.g. "data.num_workers=8"
 
@@ -34,17 +39,25 @@ case $keep_valid_speakers in true|false) ;;
 esac
 
 train=data/vox2_dev
+[ "$speed_perturb" = false ] || train=data/vox2_dev_sp
+supcon_conf=conf/${model}_supcon.yaml
+[ "$augment" = false ] || supcon_conf=conf/${model}_supcon_aug.yaml
+name=$model                                  # experiment names say how the model was trained
+[ "$augment" = false ] || name=${name}_aug
+[ "$speed_perturb" = false ] || name=${name}_sp
 test=data/vox1
 valid=data/vox2_valid              # held-out figures each training epoch, when vox2_valid_pairs is set
 valid_opt=""
 [ -z "$vox2_valid_pairs" ] || valid_opt="--valid-data $valid"
-noisy=data/vox2_dev_noisy${noise_rate}_seed$seed
+noisy=${train}_noisy${noise_rate}_seed$seed
 [ "$noise_rate" != 0 ] || noisy=$train
 overrides="train.seed=$seed $train_overrides"
-pretrain=exp/${model}_supcon_noisy${noise_rate}_seed$seed
-purl=exp/${model}_purl_noisy${noise_rate}_seed$seed
-control=exp/${model}_control_noisy${noise_rate}_seed$seed
-models="$pretrain $control $purl"  # scored in stage 6
+pretrain=exp/${name}_supcon_noisy${noise_rate}_seed$seed
+purl=exp/${name}_purl_noisy${noise_rate}_seed$seed
+control=exp/${name}_control_noisy${noise_rate}_seed$seed
+filtered=${noisy}_filtered$filter_keep_ratio   # the filtering baseline's training dir
+filter=exp/${name}_filter${filter_keep_ratio}_noisy${noise_rate}_seed$seed
+models="$pretrain $control $filter $purl"  # scored in stage 6
 
 if [ $stage -le 0 ] && [ $stop_stage -ge 0 ]; then
   log "Stage 0: data preparation"; SECONDS=0
@@ -52,6 +65,11 @@ if [ $stage -le 0 ] && [ $stop_stage -ge 0 ]; then
   [ -z "$vox2_valid_pairs" ] || prepare_opts="$prepare_opts --vox2-valid-pairs $vox2_valid_pairs"
   [ "$keep_valid_speakers" != true ] || prepare_opts="$prepare_opts --keep-valid-speakers"
   local/prepare_voxceleb.py $prepare_opts $vox1_root $vox1_trials_dir data
+  [ "$speed_perturb" = false ] || steps/perturb_speed.py --factors 0.9,1.1 data/vox2_dev $train
+  if [ "$augment" = true ]; then
+    local/prepare_musan.py $musan_root data
+    local/prepare_rirs.py $rirs_root data/rirs
+  fi
   validate_data_dir.py --require wav.scp,utt2spk,spk2utt $train
   validate_data_dir.py --require wav.scp,utt2spk,spk2utt,utt2dur,trials_vox1_O $test
   [ -z "$vox2_valid_pairs" ] || validate_data_dir.py --require wav.scp,utt2spk,spk2utt,trials $valid
@@ -72,7 +90,7 @@ fi
 
 if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
   log "Stage 3: SupCon pretraining of $model on $noisy"; SECONDS=0
-  steps/train.sh --gpus "$gpus" $valid_opt --overrides "$overrides" conf/${model}_supcon.yaml $noisy $pretrain
+  steps/train.sh --gpus "$gpus" $valid_opt --overrides "$overrides" $supcon_conf $noisy $pretrain
   log "Stage 3 done in ${SECONDS}s"
 fi
 
@@ -85,12 +103,14 @@ if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
 fi
 
 if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
-  log "Stage 5: PURL update and its control run"; SECONDS=0
+  log "Stage 5: PURL update, its control run and the filtering baseline"; SECONDS=0
   init="purl.init_checkpoint=$pretrain/models/final.pt"
   steps/train.sh --gpus "$gpus" $valid_opt --overrides "$overrides $init purl.reliability=$pretrain/reliability" \
     conf/${model}_purl_30ep.yaml $noisy $purl
   steps/train.sh --gpus "$gpus" $valid_opt --overrides "$overrides $init loss.type=supcon" \
     conf/${model}_purl_30ep.yaml $noisy $control
+  steps/filter_data_dir.py --keep-ratio $filter_keep_ratio $pretrain/embeddings/train/xvector.scp $noisy $filtered
+  steps/train.sh --gpus "$gpus" $valid_opt --overrides "$overrides $init loss.type=supcon" conf/${model}_purl_30ep.yaml $filtered $filter
   log "Stage 5 done in ${SECONDS}s"
 fi
 

@@ -147,9 +147,13 @@ class SpeakerBatchSampler(torch.utils.data.Sampler):
     def __len__(self) -> int:
         return self.steps_per_epoch - self.start_step
 
+    def draw_speakers(self, rng: np.random.Generator) -> np.ndarray:
+        """The P distinct speakers of a batch (purl.data.chns draws them otherwise)."""
+        return rng.choice(len(self.by_speaker), self.P, replace=False)
+
     def global_batch(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """(P*K,) utterance indices grouped by speaker, and a seed for each item."""
-        speakers = rng.choice(len(self.by_speaker), self.P, replace=False)
+        speakers = self.draw_speakers(rng)
         utts = np.empty((self.P, self.K), dtype=np.int64)
         for row, s in enumerate(speakers):
             pool = self.by_speaker[s]

@@ -1,0 +1,34 @@
+#!/usr/bin/env python3
+"""Usage: prepare_rirs.py [--rooms LIST] <rirs-noises-root> <out-data-dir>
+
+Augmentation sources from RIRS_NOISES (https://www.openslr.org/28/): a data dir
+whose wav.scp lists the simulated room impulse responses of --rooms
+(smallroom,mediumroom as Kaldi's voxceleb/v2). Name it in augment.rirs.
+
+e.g.: local/prepare_rirs.py /data/RIRS_NOISES data/rirs
+"""
+
+import argparse
+import sys
+
+from purl.data.datadir import DataDirError
+from purl.data.noise_corpora import prepare_rirs
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("rirs_root")
+    parser.add_argument("out_dir")
+    parser.add_argument("--rooms", default="smallroom,mediumroom", help="simulated_rirs/ subfolders")
+    args = parser.parse_args()
+    try:
+        n = prepare_rirs(args.rirs_root, args.out_dir, [r for r in args.rooms.split(",") if r])
+    except DataDirError as e:
+        print(f"prepare_rirs.py: {e}", file=sys.stderr)
+        return 1
+    print(f"prepare_rirs.py: wrote {args.out_dir} ({n} impulse responses)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

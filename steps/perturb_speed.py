@@ -1,0 +1,41 @@
+#!/usr/bin/env python3
+"""Usage: perturb_speed.py [--factors 0.9,1.1] <src-data-dir> <dst-data-dir>
+
+Speed perturbation, after stage 0 and before stage 1: <dst-data-dir> holds the
+utterances of <src-data-dir> and, for each factor f, a copy of each played f
+times as fast (an ffmpeg pipe in wav.scp) under the new speaker sp<f>-<speaker>,
+as WeSpeaker and Kaldi do. Train on <dst-data-dir> after its stage 1.
+
+e.g.: steps/perturb_speed.py data/vox2_dev data/vox2_dev_sp
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+from purl.data.perturb import perturb_speed
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("src")
+    parser.add_argument("dst")
+    parser.add_argument("--factors", default="0.9,1.1", help="comma-separated speed factors")
+    parser.add_argument("--sample-rate", type=int, default=16000)
+    args = parser.parse_args()
+    name = Path(sys.argv[0]).name
+    if (Path(args.dst) / "utt2spk").is_file():
+        print(f"{name}: {args.dst} is complete; skipping (delete it to redo)")
+        return 0
+    try:
+        factors = [float(f) for f in args.factors.split(",") if f]
+        n = perturb_speed(args.src, args.dst, factors, args.sample_rate)
+    except ValueError as e:  # a DataDirError, or a factor that is not a number
+        print(f"{name}: {e}", file=sys.stderr)
+        return 1
+    print(f"{name}: wrote {args.dst} ({n} utterances, factors {args.factors})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
