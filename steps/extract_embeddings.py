@@ -19,6 +19,7 @@ import kaldiio
 import torch
 from tqdm import tqdm
 
+from purl.allocator import keep_freed_memory
 from purl.data.datadir import DataDirError
 from purl.evaluate import embed_data_dir
 from purl.trainer import TrainError, model_from_checkpoint
@@ -40,6 +41,7 @@ def get_parser() -> argparse.ArgumentParser:
 def main() -> int:
     args = get_parser().parse_args()
     name = Path(sys.argv[0]).name
+    keep_freed_memory()
     torch.set_num_threads(args.threads)
     gpus = [g for g in args.gpus.split(",") if g]
     device = torch.device("cuda", int(gpus[(args.job - 1) % len(gpus)])) if gpus else torch.device("cpu")
