@@ -28,6 +28,22 @@ def load_embeddings(scp: str | os.PathLike) -> tuple[list[str], np.ndarray]:
     return utts, np.stack([np.asarray(table[u], dtype=np.float32) for u in utts])
 
 
+def save_embeddings(ark: str | os.PathLike, utts: list[str], emb: np.ndarray) -> Path:
+    """Writes Kaldi float vectors to ``ark`` and its index ``ark`` minus .ark plus
+    .scp (what kaldiio and Kaldi's copy-vector read), both under temporary
+    names until complete. Returns the scp path."""
+    ark = Path(ark)
+    scp = ark.with_suffix(".scp")
+    tmp_ark, tmp_scp = ark.with_name(ark.name + ".tmp"), scp.with_name(scp.name + ".tmp")
+    with kaldiio.WriteHelper(f"ark,scp:{tmp_ark},{tmp_scp}") as writer:
+        for utt, vector in zip(utts, emb):
+            writer(utt, vector)
+    tmp_scp.write_text(tmp_scp.read_text().replace(f"{tmp_ark}:", f"{ark}:"))
+    os.replace(tmp_ark, ark)
+    os.replace(tmp_scp, scp)
+    return scp
+
+
 def read_vector(path: str | os.PathLike) -> np.ndarray:
     """A Kaldi text vector "[ 0.1 0.2 ]"."""
     text = Path(path).read_text().replace("[", " ").replace("]", " ")
