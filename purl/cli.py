@@ -107,9 +107,21 @@ def load(args):
 
     import purl
 
+    check_device(args.device)
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     return purl.load_model(args.model, device=args.device)
+
+
+def check_device(device: str) -> None:
+    import torch
+
+    try:
+        device = torch.device(device)
+    except RuntimeError as e:
+        raise UsageError(f"--device {device}: {e}") from e
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"--device {device}: no CUDA device is available to this torch build; use --device cpu")
 
 
 def wav_list(args) -> list[tuple[str, str]]:
@@ -278,6 +290,7 @@ def cmd_clean(args) -> int:
         raise UsageError(f"--estimator {args.estimator}: choose from {', '.join(sorted(ESTIMATORS))}")
     data = validate_data_dir(args.data_dir, require=("wav.scp", "utt2spk", "spk2utt"), check_audio=True)
     out_dir = Path(args.out_dir) if args.out_dir else Path(str(data.path).rstrip("/") + "_purl_clean")
+    check_device(args.device)
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     model = purl.load_model(args.model, device=args.device)
