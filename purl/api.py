@@ -137,7 +137,7 @@ class SpeakerModel:
         return (f"SpeakerModel({self.config['model']['name']}, embed_dim={self.embed_dim}, "
                 f"threshold={self.threshold}, source={self.source!r})")
 
-    def audio(self, audio: Audio, sample_rate: int | None = None) -> np.ndarray:
+    def load_audio(self, audio: Audio, sample_rate: int | None = None) -> np.ndarray:
         """16 kHz samples on the 16-bit scale from a path / wav.scp entry or a waveform."""
         if isinstance(audio, (str, os.PathLike)):
             if sample_rate is not None:
@@ -160,7 +160,7 @@ class SpeakerModel:
         a wav.scp entry, or a 1-D waveform with its ``sample_rate`` (integer
         samples as 16-bit PCM, float samples in [-1, 1])."""
         try:
-            return self.embed_features(features_of(self.audio(audio, sample_rate)))
+            return self.embed_features(features_of(self.load_audio(audio, sample_rate)))
         except ModelError as e:
             raise ModelError(f"{audio if isinstance(audio, (str, os.PathLike)) else 'waveform'}: {e}") from e
 

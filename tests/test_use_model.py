@@ -107,8 +107,8 @@ def test_other_sample_rates_are_resampled_to_16k(tmp_path, tiny_config):
     x = sum(np.sin(2 * np.pi * f * t + rng.uniform(0, 7)) for f in range(100, 3500, 37)) * 0.006
     x *= 1 + 0.8 * np.sin(2 * np.pi * 3 * t)
     sf.write(tmp_path / "8k.wav", resample_poly(x, 1, 2), 8000, subtype="PCM_16")
-    at16k = features_of(model.audio(x.astype(np.float32), sample_rate=16000))
-    from8k = features_of(model.audio(tmp_path / "8k.wav"))
+    at16k = features_of(model.load_audio(x.astype(np.float32), sample_rate=16000))
+    from8k = features_of(model.load_audio(tmp_path / "8k.wav"))
     assert from8k.shape == at16k.shape
     low_bands = slice(0, 45)  # centres below about 2.4 kHz
     assert np.abs(from8k[:, low_bands] - at16k[:, low_bands]).mean() < 0.01 * np.abs(at16k[:, low_bands]).mean()
