@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from purl.allocator import keep_freed_memory
 from purl.data.datadir import utt2spk_to_spk2utt, write_kv
 import soundfile as sf
 
@@ -104,6 +105,7 @@ def chunks_per_second(dataset: torch.utils.data.Dataset, data: TrainingSet, args
 
 def main() -> None:
     args = get_parser().parse_args()
+    keep_freed_memory()
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
         hours = write_features(Path(tmp) / "train", args.utts, args.mean_seconds)

@@ -43,6 +43,7 @@ import time
 
 import torch
 
+from purl.allocator import keep_freed_memory
 from purl.models import build_model
 
 # name -> (registry name, constructor arguments)
@@ -95,6 +96,7 @@ def timed_steps(step, device, warmup: int, steps: int) -> tuple[float, float]:
 
 def bench_config(config: str, device_name: str, args) -> dict:
     """Figures of one config on one device; runs in its own process."""
+    keep_freed_memory()  # a spawned process: its own allocator settings
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
     device = torch.device(device_name)

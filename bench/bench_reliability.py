@@ -29,6 +29,7 @@ import numpy as np  # noqa: E402
 from scipy.special import expit  # noqa: E402
 from sklearn.metrics import roc_auc_score  # noqa: E402
 
+from purl.allocator import keep_freed_memory  # noqa: E402
 from purl.reliability import (  # noqa: E402
     ESTIMATORS,
     Reliability,
@@ -103,6 +104,7 @@ def agreement(x: np.ndarray, index, true: np.ndarray, settings: ReliabilitySetti
 
 def main() -> None:
     args = get_parser().parse_args()
+    keep_freed_memory()
     rng = np.random.default_rng(args.seed)
     settings = ReliabilitySettings(n_bins=args.n_bins)
     estimators = [e for e in args.estimators.split(",") if e]

@@ -26,6 +26,7 @@ import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+from purl.allocator import keep_freed_memory  # noqa: E402
 from purl.metrics import evaluate  # noqa: E402
 from purl.scoring import as_norm, score_trials  # noqa: E402
 
@@ -101,6 +102,7 @@ def best_time(fn, repeats):
 
 def main():
     args = get_parser().parse_args()
+    keep_freed_memory()
     rng = np.random.default_rng(args.seed)
     emb, idx1, idx2, labels, cohort, mean = make_data(args, rng)
 

@@ -28,6 +28,22 @@ def load_embeddings(scp: str | os.PathLike) -> tuple[list[str], np.ndarray]:
     return utts, np.stack([np.asarray(table[u], dtype=np.float32) for u in utts])
 
 
+def save_embeddings(ark: str | os.PathLike, utts: list[str], emb: np.ndarray) -> Path:
+    """Writes Kaldi float vectors to ``ark`` and its index ``ark`` minus .ark plus
+    .scp (what kaldiio and Kaldi's copy-vector read), both under temporary
+    names until complete. Returns the scp path."""
+    ark = Path(ark)
+    scp = ark.with_suffix(".scp")
+    tmp_ark, tmp_scp = ark.with_name(ark.name + ".tmp"), scp.with_name(scp.name + ".tmp")
+    with kaldiio.WriteHelper(f"ark,scp:{tmp_ark},{tmp_scp}") as writer:
+        for utt, vector in zip(utts, emb):
+            writer(utt, vector)
+    tmp_scp.write_text(tmp_scp.read_text().replace(f"{tmp_ark}:", f"{ark}:"))
+    os.replace(tmp_ark, ark)
+    os.replace(tmp_scp, scp)
+    return scp
+
+
 def read_vector(path: str | os.PathLike) -> np.ndarray:
     """A Kaldi text vector "[ 0.1 0.2 ]"."""
     text = Path(path).read_text().replace("[", " ").replace("]", " ")
@@ -58,6 +74,10 @@ def score_trial_lists(
     """Scores each trial list with cosine (and AS-Norm with a cohort); writes
     <out>/<list>.<method>.score, <out>/det_<list>.png and <out>/results.md.
 
+    Also writes <out>/threshold.json: the cosine EER threshold of the first
+    list and the ``mean`` subtracted before scoring, what ``purl.load_model``
+    and ``purl compare`` decide with.
+
     Returns {trial list: {method: {EER (%), minDCF(0.01), minDCF(0.05)}}}.
     """
     out_dir = Path(out_dir)
@@ -68,6 +88,7 @@ def score_trial_lists(
                            "(the mean and the embeddings come from different models)")
     index = {u: i for i, u in enumerate(utts)}
     results: dict[str, dict[str, dict[str, float]]] = {}
+    thresholds: dict[str, dict[str, float]] = {}
     for path in trial_paths:
         name = path.name.removeprefix("trials_") if path.name != "trials" else Path(path).parent.name
         idx1, idx2, target = trial_indices(path, index)
@@ -89,11 +110,31 @@ def score_trial_lists(
                 "minDCF(0.01)": figures["min_dcf_0.01"],
                 "minDCF(0.05)": figures["min_dcf_0.05"],
             }
-            curves[f"{method} (EER {100 * eer_from_points(points)[0]:.2f}%)"] = (points.p_miss, points.p_fa)
+            eer, threshold = eer_from_points(points)
+            curves[f"{method} (EER {100 * eer:.2f}%)"] = (points.p_miss, points.p_fa)
+            if method == "cosine":
+                thresholds[name] = {"trials": str(path), "eer": eer, "threshold": threshold}
         plot_det(curves, out_dir / f"det_{name}.png", title=f"{name}: {out_dir.parent.name}")
     write_text_atomic(out_dir / "results.json", json.dumps(results, indent=1) + "\n")
+    write_text_atomic(out_dir / "threshold.json", json.dumps(threshold_record(thresholds, mean), indent=1) + "\n")
     write_text_atomic(out_dir / "results.md", results_table(results, title=str(out_dir.parent.name)))
     return results
+
+
+def threshold_record(thresholds: dict[str, dict], mean: np.ndarray | None) -> dict:
+    """What a user of the model decides with: accept a trial when its cosine
+    (after subtracting ``mean``) is at least the EER threshold of the first
+    trial list; the other lists' thresholds for reference."""
+    first = next(iter(thresholds.values()))
+    return {
+        "threshold": first["threshold"],
+        "eer": first["eer"],
+        "trials": first["trials"],
+        "method": "cosine",
+        "rule": "accept when cosine(a - mean, b - mean) >= threshold",
+        "mean": None if mean is None else [float(v) for v in mean],
+        "lists": thresholds,
+    }
 
 
 def results_table(results: dict[str, dict[str, dict[str, float]]], title: str = "") -> str:

@@ -7,9 +7,9 @@ a plain process. Process 0 writes everything under exp/<name>/:
     models/epoch_<N>.pt      model, loss, optimizer, scheduler, RNG, sampler state, config
     models/last.pt           the newest of those (also written every save_every_steps)
     models/final.pt          the average of the last average_last epochs: what stage 6 scores
-    train.csv                a row per log_every steps
+    train.csv                a row per log_every steps (and TensorBoard event files beside it)
     epochs.csv, valid.csv    per-epoch means; held-out target/non-target cosine and EER
-    train.png                the curves
+    train.png                the curves, redrawn at every epoch end
     log/                     (the recipe's logs)
 """
 
@@ -40,6 +40,7 @@ from purl.data.dataset import ChunkDataset, TrainingSet, collate
 from purl.losses import build_loss
 from purl.models import build_model
 from purl.plots import plot_training_curves
+from purl.train_monitor import TrainingMonitor, progress
 
 
 class TrainError(RuntimeError):
@@ -239,6 +240,7 @@ class Trainer:
             self.model = nn.parallel.DistributedDataParallel(
                 self.net, device_ids=[self.dist.device.index] if self.dist.device.type == "cuda" else None)
         self.epoch, self.step_in_epoch, self.global_step = 0, 0, 0
+        self.monitor: TrainingMonitor | None = None
 
     # -- state ----------------------------------------------------------------
 
@@ -331,6 +333,7 @@ class Trainer:
         if self.dist.main:
             steps_csv = self.open_csv("train.csv", self.CSV_FIELDS, self.global_step)
             epochs_csv = self.open_csv("epochs.csv", ("epoch", "loss", "valid_target_cos", "valid_nontarget_cos", "valid_eer"), self.epoch)
+            self.monitor = TrainingMonitor(self.exp_dir, self.global_step)
         try:
             while self.epoch < o["epochs"]:
                 if hasattr(self.pair_weights_fn, "refresh"):
@@ -348,6 +351,7 @@ class Trainer:
                 if self.dist.main:
                     epochs_csv[1].writerow({"epoch": self.epoch, **summary})
                     epochs_csv[0].flush()
+                    self.monitor.epoch_end(self.global_step, summary)
                     self.print("epoch {}/{}: {}".format(self.epoch, o["epochs"], ", ".join(
                         f"{k} {v:.4f}" for k, v in summary.items())))
                 self.save(f"epoch_{self.epoch}.pt")
@@ -358,6 +362,8 @@ class Trainer:
             for handle in (steps_csv, epochs_csv):
                 if handle is not None:
                     handle[0].close()
+            if self.monitor is not None:
+                self.monitor.close()
         final = self.models_dir / "final.pt"
         if self.dist.main:
             self.write_final(final)
@@ -370,9 +376,8 @@ class Trainer:
         self.sampler.set_epoch(self.epoch, self.step_in_epoch)
         self.model.train()
         amp = t["amp"] and device.type == "cuda"
-        bar = tqdm(total=self.sampler.steps_per_epoch, initial=self.step_in_epoch, disable=not self.show_progress,
-                   desc=f"epoch {self.epoch + 1}/{o['epochs']}", unit="step", dynamic_ncols=True, file=sys.stdout,
-                   mininterval=5 if not sys.stdout.isatty() else 0.1)
+        bar = progress(self.sampler.steps_per_epoch, self.step_in_epoch, f"epoch {self.epoch + 1}/{o['epochs']}",
+                       enabled=self.show_progress, every=t["log_every"])
         losses = []
         tic, utts_since = time.perf_counter(), 0
         for feats, utts in self.loader:
@@ -406,6 +411,7 @@ class Trainer:
                 if steps_csv is not None:
                     steps_csv[1].writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
                     steps_csv[0].flush()
+                    self.monitor.step(row)
                 bar.set_postfix({k: f"{row[k]:.3g}" for k in ("loss", "temperature", "lr", "utt_per_s") if k in row}
                                 | ({"clean": f"{row['clean_ratio']:.2f}"} if "clean_ratio" in row else {}))
             bar.update(1)

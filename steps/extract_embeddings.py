@@ -11,16 +11,16 @@ e.g.: python steps/extract_embeddings.py exp/ecapa_supcon/models/final.pt \\
 """
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
-import kaldiio
 import torch
 from tqdm import tqdm
 
+from purl.allocator import keep_freed_memory
 from purl.data.datadir import DataDirError
 from purl.evaluate import embed_data_dir
+from purl.results import save_embeddings
 from purl.trainer import TrainError, model_from_checkpoint
 
 
@@ -40,6 +40,7 @@ def get_parser() -> argparse.ArgumentParser:
 def main() -> int:
     args = get_parser().parse_args()
     name = Path(sys.argv[0]).name
+    keep_freed_memory()
     torch.set_num_threads(args.threads)
     gpus = [g for g in args.gpus.split(",") if g]
     device = torch.device("cuda", int(gpus[(args.job - 1) % len(gpus)])) if gpus else torch.device("cpu")
@@ -52,14 +53,7 @@ def main() -> int:
     except (DataDirError, TrainError, ValueError) as e:
         print(f"{name}: {e}", file=sys.stderr)
         return 1
-    ark = Path(args.ark)
-    tmp_ark, tmp_scp = ark.with_name(ark.name + ".tmp"), ark.with_suffix(".scp.tmp")
-    with kaldiio.WriteHelper(f"ark,scp:{tmp_ark},{tmp_scp}") as writer:
-        for utt, vector in zip(utts, emb):
-            writer(utt, vector)
-    tmp_scp.write_text(tmp_scp.read_text().replace(f"{tmp_ark}:", f"{ark}:"))
-    os.replace(tmp_ark, ark)
-    os.replace(tmp_scp, ark.with_suffix(".scp"))
+    save_embeddings(args.ark, utts, emb)
     print(f"{name}: {len(utts)} embeddings of dimension {emb.shape[1]} on {device}")
     return 0
 

@@ -4,8 +4,10 @@
 Stage 6: scores trial lists with the cosine of two embeddings (after subtracting
 --mean, when given) and with AS-Norm against --cohort (speaker means of a
 training set's embeddings, top --top-k per side); writes <scores-dir>/<list>.
-{cosine,as-norm}.score, det_<list>.png and results.md, prints the table, and
-with --results collects every exp/*/scores/results.md into one RESULTS.md.
+{cosine,as-norm}.score, det_<list>.png, results.md and threshold.json (the
+cosine EER threshold of the first list and the --mean vector: what
+purl.load_model and `purl compare` decide with), prints the table, and with
+--results collects every exp/*/scores/results.md into one RESULTS.md.
 
 e.g.: python steps/score.py --mean exp/m/embeddings/train/mean.vec \\
         --cohort exp/m/embeddings/train/xvector.scp --cohort-utt2spk data/train/utt2spk \\

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import yaml
 
+from purl.allocator import keep_freed_memory
 from purl.config import ConfigError, load_config
 from purl.data.datadir import DataDirError
 from purl.evaluate import held_out_figures
@@ -45,6 +46,7 @@ def get_parser() -> argparse.ArgumentParser:
 def main() -> int:
     args = get_parser().parse_args()
     name = Path(sys.argv[0]).name
+    keep_freed_memory()
     try:
         config = load_config(args.config, args.set)
         if config["purl"]["init_checkpoint"]:

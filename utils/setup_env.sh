@@ -13,7 +13,7 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 venv=${PURL_VENV:-$root/.venv}
 python=${PURL_PYTHON:-python3}
 marker=$venv/.purl_env_ready
-stamp=$(sha1sum "$root/requirements.txt" | cut -c1-12)
+stamp=$(cat "$root/requirements.txt" "$root/requirements-test.txt" | sha1sum | cut -c1-12)
 
 if [ -f "$marker" ] && [ "$(cat "$marker")" = "$stamp" ]; then
   exit 0
@@ -38,8 +38,8 @@ if ! "$venv/bin/python" -c "import torch" 2>/dev/null; then
   echo "setup_env: no torch found; installing torch==2.13.0" >&2
   pip_install "torch==2.13.0"
 fi
-pip_install -r "$root/requirements.txt"
-"$venv/bin/python" -c "import torch, numpy, sklearn, kaldiio, kaldi_native_fbank, soundfile, yaml, tqdm, matplotlib" || {
+pip_install -r "$root/requirements.txt" -r "$root/requirements-test.txt"
+"$venv/bin/python" -c "import torch, numpy, sklearn, kaldiio, kaldi_native_fbank, soundfile, yaml, tqdm, matplotlib, onnx, tensorboard, pytest, onnxruntime" || {
   echo "setup_env: the environment in $venv does not import its packages; remove it and rerun" >&2
   exit 1
 }

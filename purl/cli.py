@@ -1,0 +1,345 @@
+"""Usage: purl <command> [options] ...
+
+Use a trained model (exp/<model>/models/final.pt, or exp/<model>) on audio:
+
+  purl embed MODEL a.wav b.flac ...     embeddings -> Kaldi xvector.ark/scp (or .npy)
+  purl compare MODEL a.wav b.wav        the score, and accept/reject at stage 6's threshold
+  purl score MODEL TRIALS               scores of 'a.wav b.wav [target|nontarget]' lines (+ EER, minDCF)
+  purl clean DATA_DIR --model MODEL     stage 4 on your own data dir: suspected mislabelled utterances
+  purl export MODEL --format onnx OUT   the encoder as ONNX or TorchScript
+
+e.g.: purl compare exp/supcon/models/final.pt spk1/a.wav spk2/b.wav
+`purl <command> --help` lists a command's options with their defaults.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+PROG = "purl"
+
+
+class UsageError(ValueError):
+    """A command line or input file the command cannot use."""
+
+
+def _formatter(prog):
+    return argparse.ArgumentDefaultsHelpFormatter(prog, max_help_position=32)
+
+
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", help="checkpoint (exp/<model>/models/final.pt) or exp dir (exp/<model>)")
+    parser.add_argument("--device", default="cpu", help="torch device, e.g. cuda or cuda:1")
+    parser.add_argument("--threads", type=int, default=0, help="CPU threads; 0: torch's default")
+
+
+def get_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="<command>")
+
+    p = commands.add_parser("embed", formatter_class=_formatter, help="embed audio files",
+                            description="Embeds each utterance (whole, any length) into Kaldi float vectors: "
+                                        "OUT.ark with its index OUT.scp, or with OUT ending in .npy an (N, D) "
+                                        "array and OUT minus .npy plus .utts (the ids in row order). A file's id "
+                                        "is its path as given; with --wav-scp, its key.")
+    add_model_options(p)
+    p.add_argument("wavs", nargs="*", metavar="WAV", help="audio files (wav, flac, ogg, opus; any sample rate)")
+    p.add_argument("--wav-scp", help="a Kaldi wav.scp (id path, or id command|) instead of WAV arguments")
+    p.add_argument("--out", default="xvector.ark", help="output: .ark (+ .scp) or .npy (+ .utts)")
+
+    p = commands.add_parser("compare", formatter_class=_formatter, help="score two audio files",
+                            description="Prints the cosine score of two utterances as stage 6 scores them and, "
+                                        "when the model has exp/<model>/scores/threshold.json (stage 6) or "
+                                        "--threshold is given, whether they are the same speaker.")
+    add_model_options(p)
+    p.add_argument("enroll", metavar="A", help="first audio file")
+    p.add_argument("test", metavar="B", help="second audio file")
+    p.add_argument("--threshold", type=float, help="accept when score >= this; default: stage 6's EER threshold")
+
+    p = commands.add_parser("score", formatter_class=_formatter, help="score a trial list of audio files",
+                            description="Scores each line 'a.wav b.wav' or 'a.wav b.wav target|nontarget' of "
+                                        "TRIALS (paths relative to --wav-root) into OUT as 'a b score' lines; "
+                                        "with labels on every line, prints EER and minDCF and writes them to "
+                                        "OUT.json. Each file is embedded once.")
+    add_model_options(p)
+    p.add_argument("trials", help="trial list: 'a.wav b.wav [target|nontarget]' per line")
+    p.add_argument("--wav-root", default=".", help="directory the trial list's paths are relative to")
+    p.add_argument("--out", help="score file (default: TRIALS's name + .score, in the current directory)")
+
+    p = commands.add_parser("clean", formatter_class=_formatter, help="find mislabelled utterances in a data dir",
+                            description="Stage 4 on any labelled Kaldi data dir (wav.scp, utt2spk, spk2utt; "
+                                        "utils/validate_data_dir.py checks one): embeds every utterance with "
+                                        "MODEL, fits per speaker a 2-component GMM to the cosines of its "
+                                        "utterance pairs, and lists the utterances whose pairs look like "
+                                        "another speaker's. Writes OUT_DIR/{report.md, reliability.png, "
+                                        "suspected_mislabelled, embeddings/, data_clean/} and prints how to "
+                                        "read them.")
+    p.add_argument("data_dir", help="data dir with wav.scp, utt2spk and spk2utt")
+    p.add_argument("--model", required=True, help="checkpoint (exp/<model>/models/final.pt) or exp dir")
+    p.add_argument("--out-dir", help="where to write (default: DATA_DIR + _purl_clean)")
+    p.add_argument("--estimator", default="histogram", help="GMM estimator: histogram, sklearn, bic or global")
+    p.add_argument("--threshold", type=float, default=0.5,
+                   help="a pair is unreliable when its weight w < this; an utterance suspected when its mean w is")
+    p.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads; 0: torch's default")
+
+    p = commands.add_parser("export", formatter_class=_formatter, help="export the encoder (ONNX, TorchScript)",
+                            description="Writes the encoder as ONNX or TorchScript: input 'feats' (batch, "
+                                        "frames, 80) mean-normalised Kaldi fbank of 16 kHz audio on the 16-bit "
+                                        "scale, output 'embedding' (batch, embed_dim); batch and frames free. "
+                                        "The export is checked against the PyTorch model before it is written.")
+    p.add_argument("model", help="checkpoint (exp/<model>/models/final.pt) or exp dir (exp/<model>)")
+    p.add_argument("out", help="output file, e.g. model.onnx or model.ts")
+    p.add_argument("--format", required=True, choices=("onnx", "torchscript"), help="file format")
+    return parser
+
+
+# ---------------------------------------------------------------------------
+# commands
+
+def load(args):
+    import torch
+
+    import purl
+
+    check_device(args.device)
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    return purl.load_model(args.model, device=args.device)
+
+
+def check_device(device: str) -> None:
+    import torch
+
+    try:
+        device = torch.device(device)
+    except RuntimeError as e:
+        raise UsageError(f"--device {device}: {e}") from e
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"--device {device}: no CUDA device is available to this torch build; use --device cpu")
+
+
+def wav_list(args) -> list[tuple[str, str]]:
+    """(id, audio entry) pairs from WAV arguments or --wav-scp."""
+    from purl.data.datadir import read_kv
+
+    if bool(args.wavs) == bool(args.wav_scp):
+        raise UsageError("give audio files or --wav-scp (one of the two)")
+    if args.wav_scp:
+        return list(read_kv(args.wav_scp, check_sorted=False).items())
+    spaced = next((w for w in args.wavs if len(w.split()) != 1), None)
+    if spaced is not None:
+        raise UsageError(f"'{spaced}': a path with white space cannot be a Kaldi id; list it in a wav.scp "
+                         "and use --wav-scp")
+    if len(set(args.wavs)) != len(args.wavs):
+        raise UsageError("the same file is given twice; ids must be unique")
+    return [(w, w) for w in args.wavs]
+
+
+def embed_all(model, items: list[tuple[str, str]], what: str = "") -> np.ndarray:
+    """(N, D) embeddings; an unreadable file is an error naming its id."""
+    from purl.audio import AudioError
+    from purl.api import ModelError
+
+    emb = np.empty((len(items), model.embed_dim), dtype=np.float32)
+    for n, (utt, entry) in enumerate(items):
+        try:
+            emb[n] = model.embed(entry)
+        except (AudioError, ModelError) as e:
+            raise UsageError(f"{what}{utt}: {e}") from e
+    return emb
+
+
+def cmd_embed(args) -> int:
+    from purl.data.datadir import write_text_atomic
+    from purl.results import save_embeddings
+
+    items = wav_list(args)
+    out = Path(args.out)
+    if out.suffix not in (".ark", ".npy"):
+        raise UsageError(f"--out {out}: must end in .ark (Kaldi ark + scp) or .npy")
+    model = load(args)
+    emb = embed_all(model, items, f"{args.wav_scp}: " if args.wav_scp else "")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    utts = [u for u, _ in items]
+    if out.suffix == ".npy":
+        tmp = out.with_name(out.stem + ".tmp.npy")
+        np.save(tmp, emb)
+        tmp.replace(out)
+        index = out.with_suffix(".utts")
+        write_text_atomic(index, "".join(f"{u}\n" for u in utts))
+        print(f"{PROG} embed: {len(utts)} embeddings of dimension {emb.shape[1]} -> {out} (rows in the order of {index})")
+    else:
+        scp = save_embeddings(out, utts, emb)
+        print(f"{PROG} embed: {len(utts)} embeddings of dimension {emb.shape[1]} -> {out} (index {scp})")
+    return 0
+
+
+def describe_threshold(model, given: float | None) -> str:
+    if given is not None:
+        return f"threshold {given:g} (--threshold)"
+    return f"threshold {model.threshold:.4f} (stage 6's EER threshold, from the model's scores/threshold.json)"
+
+
+def cmd_compare(args) -> int:
+    model = load(args)
+    [a, b] = embed_all(model, [(args.enroll, args.enroll), (args.test, args.test)])
+    score = model.score(a, b)
+    print(f"score {score:.4f}")
+    threshold = args.threshold if args.threshold is not None else model.threshold
+    if threshold is None:
+        print("no decision: this model has no scores/threshold.json (run stage 6 on it, or give --threshold); "
+              "higher scores mean more likely the same speaker")
+    else:
+        same = score >= threshold
+        print(f"{'same speaker' if same else 'different speakers'}: score {'>=' if same else '<'} "
+              f"{describe_threshold(model, args.threshold)}")
+    return 0
+
+
+def read_wav_trials(path: Path) -> list[tuple[str, str, bool | None]]:
+    if not path.is_file():
+        raise UsageError(f"{path}: no such trial list")
+    trials = []
+    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] not in ("target", "nontarget")):
+            raise UsageError(f"{path} line {lineno}: expected 'a.wav b.wav' or 'a.wav b.wav target|nontarget', "
+                             f"got '{line.strip()}'")
+        trials.append((parts[0], parts[1], None if len(parts) == 2 else parts[2] == "target"))
+    if not trials:
+        raise UsageError(f"{path}: empty trial list")
+    labelled = sum(t[2] is not None for t in trials)
+    if 0 < labelled < len(trials):
+        first = next(n for n, t in enumerate(trials, 1) if t[2] is None)
+        raise UsageError(f"{path}: trial {first} has no label but {labelled} others do; label every line or none")
+    return trials
+
+
+def cmd_score(args) -> int:
+    from purl.data.datadir import write_text_atomic
+    from purl.metrics import evaluate
+
+    trials_path = Path(args.trials)
+    trials = read_wav_trials(trials_path)
+    root = Path(args.wav_root)
+    files = sorted({f for a, b, _ in trials for f in (a, b)})
+    model = load(args)
+    emb = embed_all(model, [(f, str(root / f)) for f in files], f"{trials_path}: ")
+    row = {f: n for n, f in enumerate(files)}
+    scores = model.score_embeddings(emb[[row[a] for a, _, _ in trials]], emb[[row[b] for _, b, _ in trials]])
+    out = Path(args.out) if args.out else Path(trials_path.name + ".score")
+    write_text_atomic(out, "".join(f"{a} {b} {s:.6f}\n" for (a, b, _), s in zip(trials, scores)))
+    print(f"{PROG} score: {len(trials)} trials over {len(files)} files -> {out}")
+    if trials[0][2] is not None:
+        labels = np.array([t[2] for t in trials])
+        if labels.all() or not labels.any():
+            raise UsageError(f"{trials_path}: has no {'non-target' if labels.all() else 'target'} trials; "
+                             "EER needs both")
+        figures = evaluate(scores, labels)
+        summary = {"trials": str(trials_path), "n_trials": len(trials), "eer_percent": 100 * figures["eer"],
+                   "min_dcf_0.01": figures["min_dcf_0.01"], "min_dcf_0.05": figures["min_dcf_0.05"]}
+        write_text_atomic(out.with_name(out.name + ".json"), json.dumps(summary, indent=1) + "\n")
+        print(f"EER {summary['eer_percent']:.2f}%  minDCF(0.01) {summary['min_dcf_0.01']:.4f}  "
+              f"minDCF(0.05) {summary['min_dcf_0.05']:.4f}  (also in {out}.json)")
+    return 0
+
+
+def clean_summary(report: dict, out_dir: Path, clean_dir: Path, emb_scp: Path) -> str:
+    d = report["detection"]
+    n_utts, n_suspected = d["n_utts"], report["n_suspected"]
+    lines = [
+        f"{PROG} clean: {report['data_dir']}: {n_utts} utterances of {d['n_speakers']} speakers, "
+        f"{d['n_pairs']} same-label pairs.",
+        f"  {n_suspected} utterances ({100 * n_suspected / max(n_utts, 1):.1f}%) look mislabelled: their pairs "
+        f"with the rest of their speaker fall in the low-similarity component (mean w < {report['threshold']}).",
+        f"  {100 * d['frac_pairs_flagged']:.1f}% of pairs are unreliable (w < {report['threshold']}); "
+        f"{100 * d['frac_speakers_w1']:.1f}% of speakers could not be checked or showed one component "
+        "(fewer than 3 utterances, no spread, or one cluster) and keep every pair.",
+        "Files:",
+        f"  {out_dir / 'suspected_mislabelled'}  one line per suspect: utterance, its label, mean w "
+        "(0 = unlike its speaker, 1 = like it); lowest first is the order to listen in",
+        f"  {out_dir / 'report.md'}  these figures as a table (report.json: the same, for programs)",
+        f"  {out_dir / 'reliability.png'}  histogram of same-label cosines with the two fitted components",
+        f"  {clean_dir}/  your data dir without the suspects: train on it",
+        f"  {emb_scp}  the embeddings (Kaldi vectors)",
+    ]
+    if "pair_auc" in d:
+        lines.insert(3, f"  Against utt2truespk: pair AUC {d['pair_auc']:.3f}, utterance precision "
+                        f"{d['utt_precision']:.3f}, recall {d['utt_recall']:.3f}.")
+    return "\n".join(lines)
+
+
+def cmd_clean(args) -> int:
+    import torch
+
+    import purl
+    from purl.data.datadir import validate_data_dir
+    from purl.reliability import ESTIMATORS
+    from purl.reliability_stage import run_reliability
+    from purl.results import save_embeddings
+
+    if args.estimator not in ESTIMATORS:
+        raise UsageError(f"--estimator {args.estimator}: choose from {', '.join(sorted(ESTIMATORS))}")
+    data = validate_data_dir(args.data_dir, require=("wav.scp", "utt2spk", "spk2utt"), check_audio=True)
+    out_dir = Path(args.out_dir) if args.out_dir else Path(str(data.path).rstrip("/") + "_purl_clean")
+    check_device(args.device)
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    model = purl.load_model(args.model, device=args.device)
+    wav = data.table("wav.scp")
+    print(f"{PROG} clean: embedding {len(data)} utterances of {data.path} with {model.source}", flush=True)
+    emb = embed_all(model, [(u, wav[u]) for u in data.utts], f"{data.path}/wav.scp: ")
+    (out_dir / "embeddings").mkdir(parents=True, exist_ok=True)
+    emb_scp = save_embeddings(out_dir / "embeddings" / "xvector.ark", data.utts, emb)
+    clean_dir = out_dir / "data_clean"
+    report = run_reliability(emb_scp, data.path, out_dir, estimator=args.estimator,
+                             threshold=args.threshold, clean_dir=clean_dir)
+    print(clean_summary(report, out_dir, clean_dir, emb_scp))
+    return 0
+
+
+def cmd_export(args) -> int:
+    import purl
+    from purl.export import export_model
+
+    model = purl.load_model(args.model)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    export_model(model.encoder, args.format, out)
+    mean = "" if model.mean is None else (" Subtract the mean vector of the model's scores/threshold.json from "
+                                           "embeddings before the cosine, as stage 6 does.")
+    print(f"{PROG} export: {out} ({args.format}): input 'feats' (batch, frames, 80) fbank, output 'embedding' "
+          f"(batch, {model.embed_dim}); matches the PyTorch model to 1e-4.{mean}")
+    return 0
+
+
+COMMANDS = {"embed": cmd_embed, "compare": cmd_compare, "score": cmd_score, "clean": cmd_clean, "export": cmd_export}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = get_parser().parse_args(argv)
+    from purl.allocator import keep_freed_memory
+    from purl.audio import AudioError
+    from purl.api import ModelError
+    from purl.data.datadir import DataDirError
+    from purl.export import ExportError
+    from purl.trainer import TrainError
+
+    keep_freed_memory()
+    try:
+        return COMMANDS[args.command](args)
+    except (UsageError, ModelError, AudioError, DataDirError, TrainError, ExportError, OSError, ValueError) as e:
+        print(f"{PROG} {args.command}: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

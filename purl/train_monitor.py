@@ -1,0 +1,86 @@
+"""Watching a training run: TensorBoard event files beside train.csv, train.png
+redrawn at every epoch end, and progress that suits where stdout goes.
+
+``tensorboard --logdir exp`` shows every run under exp/ by name: the scalars of
+train.csv's rows under ``train/`` (x: the global step) and the per-epoch figures
+of epochs.csv (mean loss, held-out cosines and EER) under ``epoch/`` (x: the
+global step at the epoch's end).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+from tqdm import tqdm
+
+from purl.plots import plot_training_curves
+
+
+class TrainingMonitor:
+    """Process 0's live outputs of a run in ``exp_dir``. A run resumed at
+    ``global_step`` drops the events an interrupted run logged after it, as
+    train.csv drops its rows."""
+
+    def __init__(self, exp_dir: str | os.PathLike, global_step: int = 0):
+        from torch.utils.tensorboard import SummaryWriter  # needs the tensorboard package
+
+        self.exp_dir = Path(exp_dir)
+        self.writer = SummaryWriter(log_dir=str(self.exp_dir), purge_step=global_step + 1 if global_step else None)
+
+    def step(self, row: dict) -> None:
+        """One train.csv row: every finite number but the step and epoch counters."""
+        for key, value in row.items():
+            if key not in ("step", "epoch") and isinstance(value, (int, float)) and math.isfinite(value):
+                self.writer.add_scalar(f"train/{key}", value, row["step"])
+
+    def epoch_end(self, global_step: int, figures: dict) -> None:
+        for key, value in figures.items():
+            if isinstance(value, (int, float)) and math.isfinite(value):
+                self.writer.add_scalar(f"epoch/{key}", value, global_step)
+        self.writer.flush()
+        plot_training_curves(self.exp_dir)
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+class LineProgress:
+    """tqdm's interface for a log file: a plain line every ``every`` steps and
+    at the end, never a carriage-return frame."""
+
+    def __init__(self, total: int, initial: int, desc: str, every: int, file=None):
+        self.total, self.n, self.desc, self.every = total, initial, desc, max(1, every)
+        self.file = file if file is not None else sys.stdout
+        self.postfix: dict[str, str] = {}
+        self.start, self.start_n = time.perf_counter(), initial
+
+    def set_postfix(self, postfix: dict) -> None:
+        self.postfix = {k: str(v) for k, v in postfix.items()}
+
+    def update(self, n: int = 1) -> None:
+        self.n += n
+        if self.n % self.every == 0 or self.n == self.total:
+            self.print_line()
+
+    def print_line(self) -> None:
+        elapsed = time.perf_counter() - self.start
+        rate = (self.n - self.start_n) / elapsed if elapsed > 0 else 0.0
+        left = f", {(self.total - self.n) / rate:.0f} s left" if rate > 0 and self.n < self.total else ""
+        figures = "".join(f", {k} {v}" for k, v in self.postfix.items())
+        print(f"{self.desc}: step {self.n}/{self.total} ({rate:.2f} step/s{left}){figures}", file=self.file, flush=True)
+
+    def close(self) -> None:
+        pass
+
+
+def progress(total: int, initial: int, desc: str, *, enabled: bool, every: int, file=None):
+    """A tqdm bar on a terminal; LineProgress when stdout is a file or pipe."""
+    file = file if file is not None else sys.stdout
+    if enabled and not file.isatty():
+        return LineProgress(total, initial, desc, every, file)
+    return tqdm(total=total, initial=initial, disable=not enabled, desc=desc, unit="step", dynamic_ncols=True,
+                file=file)

@@ -1,0 +1,261 @@
+"""Using a trained model: purl.load_model, the purl command, stage 6's threshold."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import kaldiio
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from scipy.signal import resample_poly
+
+import purl
+from purl.api import ModelError, features_of
+from purl.cli import main as purl_main
+from purl.config import load_config
+from purl.data.datadir import read_kv, utt2spk_to_spk2utt, write_kv
+from purl.embed import embed_utterances
+from purl.features import make_fbank_job
+from purl.metrics import compute_eer
+from purl.models import build_model
+from purl.results import score_trial_lists
+from purl.trainer import save_atomic
+from tests.conftest import ROOT, recipe_env, write_tone
+
+
+def tiny_exp(tmp_path, tiny_config, name="tiny"):
+    """exp/<name>/models/final.pt of a randomly initialised tiny ECAPA-TDNN."""
+    config = load_config(tiny_config)
+    torch.manual_seed(0)
+    model = build_model(config["model"]["name"], **config["model"]["args"])
+    final = tmp_path / "exp" / name / "models" / "final.pt"
+    final.parent.mkdir(parents=True)
+    save_atomic({"model": model.state_dict(), "config": config}, final)
+    return final
+
+
+def wav_data_dir(path, speakers=3, utts=4):
+    """wav files of a few seconds and a data dir (wav.scp, utt2spk, spk2utt) over them."""
+    wav, utt2spk = {}, {}
+    for s in range(speakers):
+        for u in range(utts):
+            utt = f"spk{s}-u{u}"
+            wav[utt] = str(write_tone(path / "wav" / f"spk{s}" / f"u{u}.wav", seconds=1 + 0.25 * u, seed=s * utts + u))
+            utt2spk[utt] = f"spk{s}"
+    data = path / "data"
+    data.mkdir()
+    write_kv(data / "wav.scp", wav)
+    write_kv(data / "utt2spk", utt2spk)
+    write_kv(data / "spk2utt", utt2spk_to_spk2utt(utt2spk))
+    return data, wav
+
+
+def write_threshold(final, mean=None):
+    """Stage 6's scoring of a 4-trial list of made-up embeddings into exp/<model>/scores."""
+    exp = final.parent.parent
+    rng = np.random.default_rng(0)
+    emb = {f"s{s}-u{u}": rng.normal(size=16) + 3 * s for s in range(2) for u in range(2)}
+    with kaldiio.WriteHelper(f"ark,scp:{exp / 'emb.ark'},{exp / 'emb.scp'}") as writer:
+        for utt, v in emb.items():
+            writer(utt, v.astype(np.float32))
+    (exp / "trials").write_text("s0-u0 s0-u1 target\ns0-u0 s1-u0 nontarget\ns1-u0 s1-u1 target\ns0-u1 s1-u1 nontarget\n")
+    score_trial_lists(exp / "emb.scp", [exp / "trials"], exp / "scores", mean=mean)
+    return json.loads((exp / "scores" / "threshold.json").read_text())
+
+
+def test_stage6_stores_the_eer_threshold_and_the_mean_it_scored_with(tmp_path, tiny_config):
+    final = tiny_exp(tmp_path, tiny_config)
+    mean = np.linspace(-1, 1, 16).astype(np.float32)
+    info = write_threshold(final, mean)
+    scores = [float(line.split()[2]) for line in (final.parent.parent / "scores" / "tiny.cosine.score").read_text().splitlines()]
+    eer, threshold = compute_eer(np.array(scores), np.array([1, 0, 1, 0]))
+    assert info["threshold"] == pytest.approx(threshold) and info["eer"] == pytest.approx(eer)
+    np.testing.assert_allclose(info["mean"], mean, rtol=1e-6)
+    model = purl.load_model(final.parent.parent)  # the exp dir works as well as final.pt
+    assert model.threshold == pytest.approx(threshold)
+    assert model.accept(threshold) and not model.accept(threshold - 1e-6)
+    np.testing.assert_allclose(model.mean, mean, rtol=1e-6)
+
+
+def test_a_file_embeds_as_stage_6_extracts_it_and_a_waveform_as_its_file(tmp_path, tiny_config):
+    final = tiny_exp(tmp_path, tiny_config)
+    data, wav = wav_data_dir(tmp_path, speakers=1, utts=3)
+    (tmp_path / "fbank").mkdir()
+    make_fbank_job(wav, tmp_path / "fbank" / "raw_fbank.1.ark")  # stage 1's job: compressed features
+    feats = read_kv(tmp_path / "fbank" / "raw_fbank.1.scp", check_sorted=False)
+    frames = read_kv(tmp_path / "fbank" / "raw_fbank.1.utt2num_frames", check_sorted=False)
+    model = purl.load_model(final)
+    stage6 = embed_utterances(model.encoder, [feats[u] for u in wav], [int(frames[u]) for u in wav])
+    ours = np.stack([model.embed(path) for path in wav.values()])
+    np.testing.assert_allclose(ours, stage6, rtol=1e-5, atol=1e-6)
+    samples, rate = sf.read(wav["spk0-u0"], dtype="int16")
+    np.testing.assert_allclose(model.embed(samples, sample_rate=rate), ours[0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(model.embed(samples / 32768.0, sample_rate=rate), ours[0], rtol=1e-4, atol=1e-5)
+
+
+def test_other_sample_rates_are_resampled_to_16k(tmp_path, tiny_config):
+    model = purl.load_model(tiny_exp(tmp_path, tiny_config))
+    rng = np.random.default_rng(0)
+    t = np.arange(16000 * 2) / 16000
+    # energy in every mel band below 3.5 kHz, what an 8 kHz file keeps
+    x = sum(np.sin(2 * np.pi * f * t + rng.uniform(0, 7)) for f in range(100, 3500, 37)) * 0.006
+    x *= 1 + 0.8 * np.sin(2 * np.pi * 3 * t)
+    sf.write(tmp_path / "8k.wav", resample_poly(x, 1, 2), 8000, subtype="PCM_16")
+    at16k = features_of(model.load_audio(x.astype(np.float32), sample_rate=16000))
+    from8k = features_of(model.load_audio(tmp_path / "8k.wav"))
+    assert from8k.shape == at16k.shape
+    low_bands = slice(0, 45)  # centres below about 2.4 kHz
+    assert np.abs(from8k[:, low_bands] - at16k[:, low_bands]).mean() < 0.01 * np.abs(at16k[:, low_bands]).mean()
+    assert model.embed(tmp_path / "8k.wav").shape == (16,)
+    with pytest.raises(ModelError, match="needs its sample_rate"):
+        model.embed(x)
+
+
+def test_without_stage_6_there_is_no_decision(tmp_path, tiny_config):
+    model = purl.load_model(tiny_exp(tmp_path, tiny_config))
+    assert model.threshold is None and model.mean is None
+    with pytest.raises(ModelError, match="no threshold stored"):
+        model.accept(0.5)
+
+
+def test_import_purl_leaves_the_allocator_alone():
+    code = "import ctypes, purl, purl.api; assert 'purl.allocator' not in __import__('sys').modules; print('ok')"
+    proc = subprocess.run([sys.executable, "-c", code], env=recipe_env(), capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr
+
+
+def readme_example() -> str:
+    """The Python block of the README's "Use a trained model" section."""
+    text = (ROOT / "README.md").read_text()
+    section = text.split("## Use a trained model\n", 1)[1].split("\n## ", 1)[0]
+    return re.search(r"```python\n(.*?)```", section, re.S).group(1)
+
+
+def run_readme_example(python: str, cwd, env) -> str:
+    """Runs the README's example where its model and wav files exist; returns its output."""
+    proc = subprocess.run([python, "-c", readme_example()], cwd=cwd, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def readme_example_files(cwd, final) -> None:
+    """The files the README's example names, made from ``final`` and tones."""
+    code = readme_example()
+    model_path = cwd / re.search(r'load_model\("([^"]+)"\)', code).group(1)
+    model_path.parent.mkdir(parents=True, exist_ok=True)
+    model_path.write_bytes(final.read_bytes())
+    write_threshold(model_path)
+    for n, name in enumerate(re.findall(r'embed\("([^"]+)"\)', code)):
+        x = np.sin(2 * np.pi * (150 + 90 * n) * np.arange(24000) / 16000) * 0.3
+        sf.write(cwd / name, x, 16000, format=name.rsplit(".", 1)[1].upper(), subtype="PCM_16")
+
+
+def test_readme_example_runs(tmp_path, tiny_config):
+    final = tiny_exp(tmp_path, tiny_config)
+    readme_example_files(tmp_path, final)
+    out = run_readme_example(sys.executable, tmp_path, recipe_env())
+    assert re.fullmatch(r"score -?\d\.\d{3}: (same|different) speakers?\n", out)
+
+
+# --- the purl command, in process (tests/test_install.py runs the installed one)
+
+def test_embed_writes_kaldi_vectors_and_npy_in_input_order(tmp_path, tiny_config, capsys):
+    final = tiny_exp(tmp_path, tiny_config)
+    _, wav = wav_data_dir(tmp_path, speakers=1, utts=2)
+    files = list(wav.values())[::-1]
+    assert purl_main(["embed", str(final), *files, "--out", str(tmp_path / "e" / "x.ark")]) == 0
+    vectors = kaldiio.load_scp(str(tmp_path / "e" / "x.scp"))
+    assert list(vectors) == files
+    assert purl_main(["embed", str(final), *files, "--out", str(tmp_path / "x.npy")]) == 0
+    np.testing.assert_array_equal(np.load(tmp_path / "x.npy"), np.stack([vectors[f] for f in files]))
+    assert (tmp_path / "x.utts").read_text().split() == files
+
+
+def test_unreadable_audio_is_named_and_nothing_is_written(tmp_path, tiny_config, capsys):
+    final = tiny_exp(tmp_path, tiny_config)
+    good = write_tone(tmp_path / "good.wav")
+    (tmp_path / "bad.wav").write_bytes(b"RIFF not really")
+    scp = tmp_path / "wav.scp"
+    scp.write_text(f"a {good}\nb {tmp_path / 'bad.wav'}\n")
+    assert purl_main(["embed", str(final), "--wav-scp", str(scp), "--out", str(tmp_path / "x.ark")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"purl embed: {scp}: b: ") and "bad.wav" in err
+    assert not list(tmp_path.glob("x.*"))
+
+
+def test_score_writes_scores_and_metrics_and_names_a_bad_trial_line(tmp_path, tiny_config, capsys):
+    final = tiny_exp(tmp_path, tiny_config)
+    _, wav = wav_data_dir(tmp_path, speakers=2, utts=2)
+    rel = [str(Path(p).relative_to(tmp_path / "wav")) for p in wav.values()]
+    trials = tmp_path / "trials.txt"
+    trials.write_text(f"{rel[0]} {rel[1]} target\n{rel[0]} {rel[2]} nontarget\n{rel[3]} {rel[2]} target\n")
+    out = tmp_path / "s.score"
+    assert purl_main(["score", str(final), str(trials), "--wav-root", str(tmp_path / "wav"), "--out", str(out)]) == 0
+    lines = [line.split() for line in out.read_text().splitlines()]
+    assert [line[:2] for line in lines] == [[rel[0], rel[1]], [rel[0], rel[2]], [rel[3], rel[2]]]
+    model = purl.load_model(final)
+    assert float(lines[1][2]) == pytest.approx(model.score(wav["spk0-u0"], wav["spk1-u0"]), abs=1e-6)
+    assert set(json.loads((tmp_path / "s.score.json").read_text())) >= {"eer_percent", "min_dcf_0.01", "min_dcf_0.05"}
+    assert "EER" in capsys.readouterr().out
+    trials.write_text(f"{rel[0]} {rel[1]}\n{rel[0]} {rel[2]} maybe\n")
+    assert purl_main(["score", str(final), str(trials), "--out", str(tmp_path / "t.score")]) == 1
+    assert "trials.txt line 2: expected" in capsys.readouterr().err
+    assert not (tmp_path / "t.score").exists()
+
+
+def test_clean_finds_the_utterance_of_another_voice_and_explains_its_output(tmp_path, tiny_config, capsys):
+    final = tiny_exp(tmp_path, tiny_config)
+    data, wav = wav_data_dir(tmp_path, speakers=3, utts=4)
+    assert purl_main(["clean", str(data), "--model", str(final)]) == 0
+    out_dir = tmp_path / "data_purl_clean"
+    printed = capsys.readouterr().out
+    assert "look mislabelled" in printed and str(out_dir / "suspected_mislabelled") in printed
+    for name in ("report.md", "reliability.png", "suspected_mislabelled", "embeddings/xvector.scp",
+                 "data_clean/wav.scp", "data_clean/utt2spk", "data_clean/spk2utt"):
+        assert (out_dir / name).is_file(), name
+    suspects = [line.split()[0] for line in (out_dir / "suspected_mislabelled").read_text().splitlines()]
+    kept = (out_dir / "data_clean" / "utt2spk").read_text().split()[::2]
+    assert sorted(kept + suspects) == sorted(wav)
+
+
+def test_clean_of_a_dir_without_spk2utt_says_what_to_do(tmp_path, tiny_config, capsys):
+    final = tiny_exp(tmp_path, tiny_config)
+    data, _ = wav_data_dir(tmp_path, speakers=1, utts=3)
+    (data / "spk2utt").unlink()
+    assert purl_main(["clean", str(data), "--model", str(final)]) == 1
+    assert "spk2utt: missing" in capsys.readouterr().err
+    assert not (tmp_path / "data_purl_clean").exists()
+
+
+def test_compare_decides_at_the_stored_threshold(tmp_path, tiny_config, capsys):
+    final = tiny_exp(tmp_path, tiny_config)
+    a, b = write_tone(tmp_path / "a.wav", seconds=1.5), write_tone(tmp_path / "b.wav", seconds=1.2, seed=3)
+    assert purl_main(["compare", str(final), str(a), str(b)]) == 0
+    assert "no decision" in capsys.readouterr().out
+    write_threshold(final)
+    model = purl.load_model(final)
+    score = model.score(a, b)
+    assert purl_main(["compare", str(final), str(a), str(b)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"score {score:.4f}\n")
+    assert ("same speaker" if model.accept(score) else "different speakers") in out
+    assert purl_main(["compare", str(final), str(a), str(b), "--threshold", "2"]) == 0
+    assert "different speakers: score < threshold 2 (--threshold)" in capsys.readouterr().out
+
+
+def test_every_option_of_every_command_shows_its_default(capsys):
+    for command in ("embed", "compare", "score", "clean", "export"):
+        with pytest.raises(SystemExit):
+            purl_main([command, "--help"])
+        text = capsys.readouterr().out
+        options = set(re.findall(r"^  (--[a-z-]+)", text, re.M)) - {"--help"}
+        assert options, command
+        for option in options:
+            block = text.split(f"  {option}", 1)[1].split("\n  -", 1)[0]
+            assert "(default:" in block or "required" in block or "{" in block, (command, option)
