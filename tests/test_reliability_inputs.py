@@ -4,6 +4,8 @@ and the GMM settings (sklearn's tol 1e-3) set from the command line."""
 from __future__ import annotations
 
 import json
+import runpy
+import sys
 
 import numpy as np
 import pytest
@@ -11,7 +13,7 @@ import torch
 
 from purl.embed import embed_utterances, random_crop_start
 from purl.reliability import Reliability
-from tests.conftest import ROOT, run_script, write_feature_dir
+from tests.conftest import ROOT, write_feature_dir
 from tests.test_reliability_stage import noisy_dir_with_embeddings
 
 
@@ -44,11 +46,13 @@ def test_random_crop_is_one_uniform_crop_per_utterance_fixed_by_id_and_seed(tmp_
         embed_utterances(FirstFrames(), entries, lengths, num_crops=2, random_crop_keys=utts)
 
 
-def test_reliability_step_passes_gmm_settings_to_the_fit(tmp_path):
+def test_reliability_step_passes_gmm_settings_to_the_fit(tmp_path, monkeypatch):
     data, scp, _ = noisy_dir_with_embeddings(tmp_path, speakers=4, utts=12)
     out = tmp_path / "rel"
-    run_script(ROOT / "steps" / "reliability.py", "--estimator", "sklearn", "--tol", "1e-3", "--n-init", "2",
-               scp, data, out)
+    # in this process (the options are what is tested, not a fresh interpreter)
+    monkeypatch.setattr(sys, "argv", ["reliability.py", "--estimator", "sklearn", "--tol", "1e-3", "--n-init", "2",
+                                      str(scp), str(data), str(out)])
+    assert runpy.run_path(str(ROOT / "steps" / "reliability.py"), run_name="not_main")["main"]() == 0
     report = json.loads((out / "report.json").read_text())
     assert report["settings"]["tol"] == 1e-3 and report["settings"]["n_init"] == 2
     saved = Reliability.load(out)
