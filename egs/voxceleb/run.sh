@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # PURL on VoxCeleb: SupCon pretraining on VoxCeleb2 dev (optionally with simulated
 # label noise), GMM pair reliability, the PURL post-hoc update beside a control
-# run, and scoring on VoxCeleb1-O/E/H. Run from this folder:
+# run, and scoring on VoxCeleb1-O/E/H. By default the original work's protocol
+# (README: Fidelity); --protocol tuned gives this project's variants. Run from
+# this folder:
 #   bash run.sh --stage 0 --stop-stage 1
 set -euo pipefail
 
@@ -19,24 +21,59 @@ vox1_trials_dir=/data/voxceleb1/meta   # veri_test2.txt list_test_all2.txt list_
 
 # ---- the experiment -----------------------------------------------------------
 model=ecapa                        # ecapa or resnet34: conf/<model>_supcon.yaml, conf/<model>_purl_30ep.yaml
-noise_rate=0.2                     # simulated label noise (0: train on the labels as they are)
+# paper: the original work's protocol; tuned: this project's variants (bf16 and
+# clipping, averaged checkpoints, a fresh optimizer for the update, unreliable
+# pairs kept as negatives, whole-utterance histogram-EM reliability, AS-Norm)
+protocol=paper
+noise_rate=0                       # simulated label noise (0: VoxCeleb2's labels as given, as the original)
 seed=0                             # noise draw and training seed
-estimator=histogram                # stage 4: histogram (fast), sklearn (the original loop), bic, global
+purl_start_epoch=200               # the update continues models/epoch_<N>.pt of the pretraining
+estimator=""                       # stage 4: sklearn (the original loop), histogram (fast), bic, global
+                                   # ("": sklearn with tol 1e-3 for paper, histogram for tuned)
+scoring=""                         # cosine (plain), mean (training mean subtracted), asnorm (mean + AS-Norm)
+                                   # ("": cosine for paper, asnorm for tuned)
 cohort_utts_per_speaker=20         # AS-Norm cohort: speaker means over this many utterances each
 train_overrides=""                 # config overrides for every training run, e.g. "data.num_workers=8"
 
 . ./path.sh
 . utils/parse_options.sh
 
+case $protocol in
+  paper) tag=""; estimator=${estimator:-sklearn}; scoring=${scoring:-cosine}
+         pretrain_overrides=""; purl_overrides=""
+         start=$purl_start_epoch  # stage 4 embeds, and stage 5 continues, the pretraining's epoch_<N>.pt
+         reliability_ckpt=models/epoch_$start.pt; purl_init=models/epoch_$start.pt
+         reliability_opts="--tol 1e-3"; embed_opts="--num-crops 1 --crop-frames 300 --random-crop-seed $seed"
+         reliability_emb=train_crop ;;
+  tuned) tag=_tuned; estimator=${estimator:-histogram}; scoring=${scoring:-asnorm}
+         pretrain_overrides="train.amp=true optim.grad_clip=5 train.average_last=5"
+         purl_overrides="$pretrain_overrides purl.init_mode=weights optim.epochs=30 loss.keep_unreliable_negatives=true"
+         reliability_ckpt=models/final.pt; purl_init=models/final.pt
+         reliability_opts=""; embed_opts=""; reliability_emb=train ;;
+  *) echo "$0: --protocol $protocol: use paper or tuned" >&2; exit 1 ;;
+esac
+case $scoring in cosine|mean|asnorm) ;; *) echo "$0: --scoring $scoring: use cosine, mean or asnorm" >&2; exit 1 ;; esac
+
 train=data/vox2_dev
 test=data/vox1
 noisy=data/vox2_dev_noisy${noise_rate}_seed$seed
 [ "$noise_rate" != 0 ] || noisy=$train
 overrides="train.seed=$seed $train_overrides"
-pretrain=exp/${model}_supcon_noisy${noise_rate}_seed$seed
-purl=exp/${model}_purl_noisy${noise_rate}_seed$seed
-control=exp/${model}_control_noisy${noise_rate}_seed$seed
+pretrain=exp/${model}_supcon${tag}_noisy${noise_rate}_seed$seed
+purl=exp/${model}_purl${tag}_noisy${noise_rate}_seed$seed
+control=exp/${model}_control${tag}_noisy${noise_rate}_seed$seed
 models="$pretrain $control $purl"  # scored in stage 6
+
+log "Preflight: configs, processes, devices, inputs"
+preflight=(--gpus "$gpus" --config "conf/${model}_supcon.yaml" --config "conf/${model}_purl_30ep.yaml"
+           --overrides "$overrides $pretrain_overrides $purl_overrides")
+if [ $stage -le 0 ]; then
+  preflight+=(--require-dir "$vox1_root" --require-dir "$vox2_dev_root")
+  for f in veri_test2.txt list_test_all2.txt list_test_hard2.txt; do preflight+=(--trials "$vox1_trials_dir/$f"); done
+elif [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
+  for f in O E H; do preflight+=(--trials "$test/trials_vox1_$f"); done
+fi
+steps/preflight.py "${preflight[@]}"
 
 if [ $stage -le 0 ] && [ $stop_stage -ge 0 ]; then
   log "Stage 0: data preparation"; SECONDS=0
@@ -48,6 +85,7 @@ fi
 
 if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
   log "Stage 1: fbank features"; SECONDS=0
+  steps/preflight.py --data-dir $train --data-dir $test --fbank-dir fbank  # audio readers, disk space
   for d in $train $test; do steps/make_fbank.sh --nj $nj --cmd "$cmd" $d fbank; done
   log "Stage 1 done in ${SECONDS}s"
 fi
@@ -60,36 +98,46 @@ fi
 
 if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
   log "Stage 3: SupCon pretraining of $model on $noisy"; SECONDS=0
-  steps/train.sh --gpus "$gpus" --overrides "$overrides" conf/${model}_supcon.yaml $noisy $pretrain
+  steps/train.sh --gpus "$gpus" --overrides "$overrides $pretrain_overrides" conf/${model}_supcon.yaml $noisy $pretrain
   log "Stage 3 done in ${SECONDS}s"
 fi
 
 if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
   log "Stage 4: GMM pair reliability"; SECONDS=0
-  steps/extract_embeddings.sh --nj $nj --cmd "$cmd" --gpus "$gpus" $pretrain/models/final.pt $noisy $pretrain/embeddings/train
-  steps/reliability.py --estimator $estimator --compare global,bic --clean-dir ${noisy}_cleaned \
-    $pretrain/embeddings/train/xvector.scp $noisy $pretrain/reliability
+  # shellcheck disable=SC2086
+  steps/extract_embeddings.sh --nj $nj --cmd "$cmd" --gpus "$gpus" $embed_opts \
+    $pretrain/$reliability_ckpt $noisy $pretrain/embeddings/$reliability_emb
+  # shellcheck disable=SC2086
+  steps/reliability.py --estimator $estimator --compare global,bic $reliability_opts --clean-dir ${noisy}_cleaned \
+    $pretrain/embeddings/$reliability_emb/xvector.scp $noisy $pretrain/reliability
   log "Stage 4 done in ${SECONDS}s"
 fi
 
 if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
   log "Stage 5: PURL update and its control run"; SECONDS=0
-  init="purl.init_checkpoint=$pretrain/models/final.pt"
-  steps/train.sh --gpus "$gpus" --overrides "$overrides $init purl.reliability=$pretrain/reliability" \
+  init="purl.init_checkpoint=$pretrain/$purl_init"
+  steps/train.sh --gpus "$gpus" --overrides "$overrides $purl_overrides $init purl.reliability=$pretrain/reliability" \
     conf/${model}_purl_30ep.yaml $noisy $purl
-  steps/train.sh --gpus "$gpus" --overrides "$overrides $init loss.type=supcon" conf/${model}_purl_30ep.yaml $noisy $control
+  steps/train.sh --gpus "$gpus" --overrides "$overrides $purl_overrides $init loss.type=supcon" \
+    conf/${model}_purl_30ep.yaml $noisy $control
   log "Stage 5 done in ${SECONDS}s"
 fi
 
 if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
   log "Stage 6: embeddings and scoring on VoxCeleb1-O/E/H"; SECONDS=0
   cohort=${noisy}_cohort$cohort_utts_per_speaker
-  [ -f $cohort/utt2spk ] || subset_data_dir.py --per-speaker $cohort_utts_per_speaker $noisy $cohort
+  if [ "$scoring" != cosine ]; then
+    [ -f $cohort/utt2spk ] || subset_data_dir.py --per-speaker $cohort_utts_per_speaker $noisy $cohort
+  fi
   for m in $models; do
     steps/extract_embeddings.sh --nj $nj --cmd "$cmd" --gpus "$gpus" $m/models/final.pt $test $m/embeddings/vox1
-    steps/extract_embeddings.sh --nj $nj --cmd "$cmd" --gpus "$gpus" $m/models/final.pt $cohort $m/embeddings/cohort
-    steps/score.py --mean $m/embeddings/cohort/mean.vec --cohort $m/embeddings/cohort/xvector.scp \
-      --cohort-utt2spk $cohort/utt2spk --top-k 300 --results RESULTS.md \
+    norm=()  # cosine: plain, as the original; mean: minus the training mean; asnorm: and AS-Norm
+    if [ "$scoring" != cosine ]; then
+      steps/extract_embeddings.sh --nj $nj --cmd "$cmd" --gpus "$gpus" $m/models/final.pt $cohort $m/embeddings/cohort
+      norm=(--mean $m/embeddings/cohort/mean.vec)
+    fi
+    [ "$scoring" != asnorm ] || norm+=(--cohort $m/embeddings/cohort/xvector.scp --cohort-utt2spk $cohort/utt2spk --top-k 300)
+    steps/score.py "${norm[@]}" --results RESULTS.md \
       $m/embeddings/vox1/xvector.scp $m/scores $test/trials_vox1_O $test/trials_vox1_E $test/trials_vox1_H
   done
   log "Stage 6 done in ${SECONDS}s"
