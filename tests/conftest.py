@@ -44,6 +44,17 @@ def run_script(*args, cwd=None, check=True) -> subprocess.CompletedProcess:
     return proc
 
 
+def copy_recipe(tmp_path: Path, name: str = "mini") -> Path:
+    """egs/<name> without its outputs, its links pointing back into the project."""
+    recipe = tmp_path / name
+    shutil.copytree(ROOT / "egs" / name, recipe, symlinks=True,
+                    ignore=shutil.ignore_patterns("data", "exp", "fbank", "corpus", "RESULTS.md"))
+    for link in ("path.sh", "steps", "utils", "local"):
+        (recipe / link).unlink()
+        (recipe / link).symlink_to(ROOT / link)
+    return recipe
+
+
 @pytest.fixture
 def tiny_corpus(tmp_path) -> Path:
     """A folder-per-speaker tree: 3 speakers x 3 utterances of half a second."""

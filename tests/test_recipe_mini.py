@@ -3,19 +3,12 @@ training run), so that no stage can break unseen."""
 
 from __future__ import annotations
 
-import shutil
-
 from purl.data.datadir import validate_data_dir
-from tests.conftest import ROOT, run_script
+from tests.conftest import copy_recipe, run_script
 
 
 def test_mini_recipe_runs_every_stage_and_prints_the_table(tmp_path):
-    recipe = tmp_path / "mini"
-    shutil.copytree(ROOT / "egs" / "mini", recipe, symlinks=True,
-                    ignore=shutil.ignore_patterns("data", "exp", "fbank", "corpus", "RESULTS.md"))
-    for link in ("path.sh", "steps", "utils", "local"):
-        (recipe / link).unlink()
-        (recipe / link).symlink_to(ROOT / link)
+    recipe = copy_recipe(tmp_path)
     train = "optim.epochs=1 data.samples_per_epoch=64 data.speakers_per_batch=8 data.chunk_frames=100 data.num_workers=0"
     proc = run_script("bash", "run.sh", "--num-speakers", "20", "--utts-per-speaker", "5", "--num-test-speakers", "6",
                       "--train-overrides", train, cwd=recipe)

@@ -4,19 +4,13 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 from purl.trainer import load_checkpoint
-from tests.conftest import ROOT, run_script
+from tests.conftest import copy_recipe, run_script
 
 
 def test_mini_recipe_runs_the_paper_protocol_end_to_end(tmp_path):
-    recipe = tmp_path / "mini"
-    shutil.copytree(ROOT / "egs" / "mini", recipe, symlinks=True,
-                    ignore=shutil.ignore_patterns("data", "exp", "fbank", "corpus", "RESULTS.md"))
-    for link in ("path.sh", "steps", "utils", "local"):
-        (recipe / link).unlink()
-        (recipe / link).symlink_to(ROOT / link)
+    recipe = copy_recipe(tmp_path)
     train = "optim.epochs=1 data.samples_per_epoch=64 data.speakers_per_batch=8 data.chunk_frames=100 data.num_workers=0"
     proc = run_script("bash", "run.sh", "--protocol", "paper", "--num-speakers", "16", "--utts-per-speaker", "4",
                       "--num-test-speakers", "6", "--clean-reference", "false", "--train-overrides", train,
