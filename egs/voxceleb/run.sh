@@ -65,7 +65,8 @@ control=exp/${model}_control${tag}_noisy${noise_rate}_seed$seed
 models="$pretrain $control $purl"  # scored in stage 6
 
 log "Preflight: configs, processes, devices, inputs"
-preflight=(--gpus "$gpus" --config "conf/${model}_supcon.yaml" --config "conf/${model}_purl_30ep.yaml"
+preflight_gpus=""; [ $stop_stage -lt 3 ] || preflight_gpus=$gpus  # stages 3-6 use the GPUs
+preflight=(--gpus "$preflight_gpus" --config "conf/${model}_supcon.yaml" --config "conf/${model}_purl_30ep.yaml"
            --overrides "$overrides $pretrain_overrides $purl_overrides")
 if [ $stage -le 0 ]; then
   preflight+=(--require-dir "$vox1_root" --require-dir "$vox2_dev_root")
