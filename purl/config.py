@@ -38,6 +38,9 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "learn_temperature": True,
         "alpha": 0.5,           # weight of the unlearning term
         "threshold": 0.5,       # w above it: a reliable pair
+        # false (the original): unreliable pairs leave SupCon's batch, also as negatives;
+        # true: they stay in every denominator as negatives
+        "keep_unreliable_negatives": False,
     },
     "optim": {
         "epochs": 200,
@@ -54,6 +57,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "gather_batch": True,   # contrast against the batch of every process, not just one's own
         "average_last": 1,      # final.pt = average of the last N epoch checkpoints
         "keep_last": 0,         # keep only the last N epoch checkpoints (0: keep all)
+        "keep_epochs": [],      # ... and these, e.g. [200]: the checkpoint a continued PURL run starts from
         "save_every_steps": 0,  # also save last.pt every N steps within an epoch (0: at epoch ends)
         "log_every": 10,        # steps between CSV rows
     },
@@ -75,6 +79,10 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     },
     "purl": {
         "init_checkpoint": "",  # the pretrained model the post-hoc update starts from
+        # weights: its weights and temperature, a fresh optimizer and schedule of optim.epochs;
+        # continue: an epoch checkpoint's whole state (Adam moments, scheduler step), as the
+        # original work: optim.epochs then counts the pretraining's epochs too (230 = 200 + 30)
+        "init_mode": "weights",
         "reliability": "",      # stage 4's output dir (pair weights)
         "reestimate_every": 0,  # re-estimate the weights with the current model every N epochs (0: frozen)
     },

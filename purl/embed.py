@@ -7,6 +7,7 @@ no padding ever reaches a convolution or a pooling layer.
 
 from __future__ import annotations
 
+import zlib
 from collections import defaultdict
 from typing import Callable, Sequence
 
@@ -21,6 +22,15 @@ def crop_starts(num_frames: int, crop_frames: int, num_crops: int) -> list[int]:
     if num_frames <= crop_frames:
         return [0] * num_crops
     return np.linspace(0, num_frames - crop_frames, num_crops).round().astype(int).tolist()
+
+
+def random_crop_start(key: str, num_frames: int, crop_frames: int, seed: int) -> int:
+    """A uniformly random crop start, drawn from the utterance id and the seed: the
+    same crop whichever job or batch embeds the utterance."""
+    if num_frames <= crop_frames:
+        return 0
+    rng = np.random.default_rng([seed, zlib.crc32(key.encode())])
+    return int(rng.integers(0, num_frames - crop_frames + 1))
 
 
 def _at_least(feats: np.ndarray, frames: int) -> np.ndarray:
@@ -41,13 +51,20 @@ def embed_utterances(
     crop_frames: int = 300,
     amp: bool = False,
     on_batch: Callable[[int], None] | None = None,
+    random_crop_keys: Sequence[str] | None = None,
+    seed: int = 0,
 ) -> np.ndarray:
     """Embeds every utterance; returns (N, embed_dim) float32 in the input order.
 
     ``num_crops=0`` embeds the whole utterance; otherwise the mean of num_crops
-    crops of crop_frames. ``max_batch_frames`` bounds a batch's size in frames.
-    ``on_batch(n)`` is called with the number of utterances finished.
+    crops of crop_frames, evenly spaced, or with ``random_crop_keys`` (the
+    utterance ids) one crop at a random start drawn from the id and ``seed``: the
+    original work's stage-4 input (one random 3 s crop per utterance).
+    ``max_batch_frames`` bounds a batch's size in frames. ``on_batch(n)`` is
+    called with the number of utterances finished.
     """
+    if random_crop_keys is not None and num_crops != 1:
+        raise ValueError(f"embed_utterances: a random crop is one crop per utterance, not num_crops={num_crops}")
     model.eval()
     device = torch.device(device)
     out: np.ndarray | None = None
@@ -65,7 +82,11 @@ def embed_utterances(
                 feats = load_features(feats_entries[i])
                 if num_crops:
                     feats = _at_least(feats, crop_frames)
-                    chunks.extend(feats[s:s + crop_frames] for s in crop_starts(int(num_frames[i]), crop_frames, num_crops))
+                    if random_crop_keys is not None:
+                        starts = [random_crop_start(random_crop_keys[i], len(feats), crop_frames, seed)]
+                    else:
+                        starts = crop_starts(int(num_frames[i]), crop_frames, num_crops)
+                    chunks.extend(feats[s:s + crop_frames] for s in starts)
                 else:
                     chunks.append(feats)
             x = torch.from_numpy(np.stack(chunks)).to(device)

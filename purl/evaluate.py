@@ -16,8 +16,10 @@ from purl.scoring import score_trials
 
 
 def embed_data_dir(model: torch.nn.Module, data_dir: str | os.PathLike, *, device="cpu",
-                   num_crops: int = 0, crop_frames: int = 300, on_batch=None) -> tuple[list[str], np.ndarray]:
-    """(utterance ids, (N, D) embeddings) of every utterance with features."""
+                   num_crops: int = 0, crop_frames: int = 300, on_batch=None,
+                   random_crop_seed: int | None = None) -> tuple[list[str], np.ndarray]:
+    """(utterance ids, (N, D) embeddings) of every utterance with features; with
+    ``random_crop_seed``, of one random crop of crop_frames each (num_crops=1)."""
     data = DataDir(data_dir)
     for name in ("feats.scp", "utt2num_frames"):
         if not data.has(name):
@@ -25,7 +27,9 @@ def embed_data_dir(model: torch.nn.Module, data_dir: str | os.PathLike, *, devic
     feats, frames = data.table("feats.scp"), data.table("utt2num_frames")
     utts = list(feats)
     emb = embed_utterances(model, [feats[u] for u in utts], [int(frames[u]) for u in utts],
-                           device=device, num_crops=num_crops, crop_frames=crop_frames, on_batch=on_batch)
+                           device=device, num_crops=num_crops, crop_frames=crop_frames, on_batch=on_batch,
+                           random_crop_keys=utts if random_crop_seed is not None else None,
+                           seed=random_crop_seed or 0)
     return utts, emb
 
 

@@ -95,18 +95,37 @@ class PurlLoss(SupConLoss):
     kind="soft":   SupCon(reliable) + alpha * mean over all positive pairs of (1 - w) * cos
     kind="hard":   SupCon(reliable) + alpha * mean over unreliable pairs of cos
     kind="ascent": SupCon(reliable) - alpha * SupCon(unreliable)
-    The mean runs over unordered pairs (i < j). With w = 1 everywhere, "soft" is SupCon.
+    The mean runs over unordered pairs (i < j). With w = 1 everywhere (and a positive
+    for every sample, as in P x K batches), "soft" is SupCon.
+
+    SupCon(reliable) is, as in the original work, SupCon over the batch of the
+    samples that have a reliable positive: a pair judged unreliable leaves the
+    batch, as positive and as negative (in pair batches, K = 2: the reliable rows).
+    SupCon(unreliable) is likewise SupCon over the unreliable pairs' samples alone.
+    A batch with one such pair gives 0 (its anchors see only their positive),
+    what the original's skip "n <= 1" gives. ``keep_unreliable_negatives=True``
+    keeps every sample in every denominator instead (SupCon over the whole batch
+    with only the reliable, or unreliable, pairs as positives).
     """
 
     needs_pair_weights = True
     KINDS = ("soft", "hard", "ascent")
 
     def __init__(self, kind: str = "soft", alpha: float = 0.5, threshold: float = 0.5,
-                 temperature: float = 0.1, learn_temperature: bool = True):
+                 temperature: float = 0.1, learn_temperature: bool = True, keep_unreliable_negatives: bool = False):
         super().__init__(temperature, learn_temperature)
         if kind not in self.KINDS:
             raise ValueError(f"PURL loss kind '{kind}' is not one of {', '.join(self.KINDS)}")
         self.kind, self.alpha, self.threshold = kind, alpha, threshold
+        self.keep_unreliable_negatives = keep_unreliable_negatives
+
+    def supcon_over(self, logits: torch.Tensor, positives: torch.Tensor) -> torch.Tensor:
+        """SupCon with these positives: over the samples that have one, or over the
+        whole batch with keep_unreliable_negatives."""
+        if not self.keep_unreliable_negatives:
+            members = positives.any(1)
+            logits, positives = logits[members][:, members], positives[members][:, members]
+        return supcon_from_logits(logits, positives)[0]
 
     def forward(self, embeddings, labels, pair_weights=None):
         if pair_weights is None:
@@ -116,7 +135,7 @@ class PurlLoss(SupConLoss):
         w = pair_weights.to(cosine.dtype)
         reliable = positives & (w > self.threshold)
         unreliable = positives & ~reliable
-        supcon_clean, _ = supcon_from_logits(logits, reliable)
+        supcon_clean = self.supcon_over(logits, reliable)
         upper = torch.triu(torch.ones_like(positives), diagonal=1)
         if self.kind == "soft":
             pairs = positives & upper
@@ -127,7 +146,7 @@ class PurlLoss(SupConLoss):
             unlearn = cosine[pairs].mean() if pairs.any() else cosine.sum() * 0.0
             loss = supcon_clean + self.alpha * unlearn
         else:
-            unlearn, _ = supcon_from_logits(logits, unreliable)
+            unlearn = self.supcon_over(logits, unreliable)
             loss = supcon_clean - self.alpha * unlearn
         n_clean = int((reliable & upper).sum())
         n_noisy = int((unreliable & upper).sum())

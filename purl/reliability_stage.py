@@ -20,7 +20,8 @@ from purl.results import load_embeddings
 
 def run_reliability(emb_scp: str | os.PathLike, data_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
                     estimator: str = "histogram", compare: tuple[str, ...] = (), threshold: float = 0.5,
-                    clean_dir: str | os.PathLike | None = None) -> dict:
+                    clean_dir: str | os.PathLike | None = None, settings: dict | None = None) -> dict:
+    """``settings``: ReliabilitySettings fields (tol, n_init, ...) for every estimator."""
     data = DataDir(data_dir)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -41,11 +42,12 @@ def run_reliability(emb_scp: str | os.PathLike, data_dir: str | os.PathLike, out
         labels = np.array([true_index[data.utt2spk[u]] for u in data.utts])
         true_labels = np.array([true_index[truth[u]] for u in data.utts])
 
-    report = {"estimator": estimator, "threshold": threshold, "data_dir": str(data.path), "compare": {}}
+    report = {"estimator": estimator, "threshold": threshold, "data_dir": str(data.path),
+              "settings": dict(settings or {}), "compare": {}}
     main_rel = None
     for name in (estimator,) + tuple(c for c in compare if c != estimator):
         start = time.perf_counter()
-        rel = Reliability.fit(emb, labels, name)
+        rel = Reliability.fit(emb, labels, name, settings)
         seconds = time.perf_counter() - start
         figures = evaluate(rel, true_labels, threshold)
         figures["fit_seconds"] = seconds

@@ -112,15 +112,29 @@ class Distributed:
     def main(self) -> bool:
         return self.rank == 0
 
-    def all_gather(self, tensor: torch.Tensor, *, with_grad: bool = False) -> torch.Tensor:
+    def all_gather(self, tensor: torch.Tensor, *, sizes: list[int] | None = None,
+                   with_grad: bool = False) -> torch.Tensor:
+        """The rows of every process's ``tensor``, concatenated in rank order.
+
+        ``sizes`` (rows per process, in rank order) allows unequal shares: the
+        collectives need equal shapes, so each share is padded to the largest
+        and the padding dropped after the gather.
+        """
         if self.world_size == 1:
             return tensor
+        sizes = sizes or [len(tensor)] * self.world_size
+        if len(sizes) != self.world_size or sizes[self.rank] != len(tensor):
+            raise ValueError(f"all_gather: process {self.rank} has {len(tensor)} rows, but the shares are {sizes}")
+        longest = max(sizes)
+        if len(tensor) < longest:
+            tensor = torch.cat([tensor, tensor.new_zeros((longest - len(tensor),) + tensor.shape[1:])])
         if with_grad:
             # The autograd-aware gather sends each process's gradient back to its owner.
-            return torch.cat(torch.distributed.nn.functional.all_gather(tensor))
-        parts = [torch.empty_like(tensor) for _ in range(self.world_size)]
-        dist.all_gather(parts, tensor)
-        return torch.cat(parts)
+            parts = torch.distributed.nn.functional.all_gather(tensor)
+        else:
+            parts = [torch.empty_like(tensor) for _ in range(self.world_size)]
+            dist.all_gather(parts, tensor)
+        return torch.cat([part[:n] for part, n in zip(parts, sizes)])
 
     def barrier(self) -> None:
         if self.world_size > 1:
@@ -135,17 +149,18 @@ class SpeakerNet(nn.Module):
     """Encoder and loss in one module, so that DDP keeps both (the loss has the
     learnable temperature) in step across processes."""
 
-    def __init__(self, encoder: nn.Module, loss: nn.Module, dist_ctx: Distributed, gather: bool):
+    def __init__(self, encoder: nn.Module, loss: nn.Module, dist_ctx: Distributed, gather: bool,
+                 gather_sizes: list[int] | None = None):
         super().__init__()
         self.encoder, self.loss = encoder, loss
-        self.dist_ctx, self.gather = dist_ctx, gather
+        self.dist_ctx, self.gather, self.gather_sizes = dist_ctx, gather, gather_sizes
 
     def forward(self, feats, labels, pair_weights=None):
         embeddings = self.encoder(feats)
         if self.gather:
             # Every process computes the loss of the whole batch; the gradient
             # reaching each process's embeddings is then that of the global loss.
-            embeddings = self.dist_ctx.all_gather(embeddings, with_grad=True)
+            embeddings = self.dist_ctx.all_gather(embeddings, sizes=self.gather_sizes, with_grad=True)
         return self.loss(embeddings.float(), labels, pair_weights)
 
 
@@ -221,6 +236,7 @@ class Trainer:
             config["chns"], self.data.labels, d["speakers_per_batch"], d["utts_per_speaker"], d["samples_per_epoch"],
             seed=t["seed"], rank=self.dist.rank, world_size=self.dist.world_size,
         )
+        self.net.gather_sizes = self.sampler.utts_per_rank()
         dataset = ChunkDataset(self.data, d["chunk_frames"], d["spec_augment"], d["freq_mask"], d["time_mask"])
         if config["augment"]["prob"] > 0:  # augmented chunks are computed from the audio
             dataset = WaveChunkDataset.from_data_dir(
@@ -233,8 +249,8 @@ class Trainer:
         )
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=o["lr"], weight_decay=o["weight_decay"])
         self.total_steps = o["epochs"] * self.sampler.steps_per_epoch
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, warmup_cosine(self.total_steps, o["warmup_frac"], o["final_lr_frac"]))
+        self.lr_factor = warmup_cosine(self.total_steps, o["warmup_frac"], o["final_lr_frac"])
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self.lr_factor)
         self.model = self.net
         if self.dist.world_size > 1:
             self.model = nn.parallel.DistributedDataParallel(
@@ -283,12 +299,64 @@ class Trainer:
         if "loss" in ckpt and "temperature.log_t" in ckpt["loss"]:
             self.net.loss.temperature.log_t.data.copy_(ckpt["loss"]["temperature.log_t"])
 
+    # The optim keys that shape the schedule a continued run carries on.
+    CONTINUED_OPTIM_KEYS = ("lr", "weight_decay", "warmup_frac", "final_lr_frac")
+
+    def continue_from(self, path: str | os.PathLike) -> None:
+        """Carries on the run that wrote the epoch checkpoint ``path``, as the original
+        work's PURL phase resumes its pretraining's Lightning state: weights,
+        temperature, Adam moments and the scheduler's step count. The schedule is
+        that of a run of this config's optim.epochs (which count the pretraining's
+        epochs too), so the learning rate continues its cosine from that step, with
+        no new warm-up. Training goes on from the checkpoint's epoch."""
+        ckpt = load_checkpoint(path)
+        if ckpt["config"]["model"] != self.config["model"]:
+            raise TrainError(f"{path}: a {ckpt['config']['model']['name']} model with {ckpt['config']['model']['args']}, "
+                             f"but the config says {self.config['model']} (copy the model section of its config.yaml)")
+        missing = [k for k in ("optimizer", "scheduler", "sampler", "global_step") if k not in ckpt]
+        if missing:
+            raise TrainError(f"{path}: holds no {', '.join(missing)} state (final.pt keeps only weights): "
+                             "purl.init_mode=continue needs an epoch checkpoint of the pretraining, "
+                             "e.g. models/epoch_200.pt, or set purl.init_mode=weights")
+        start_epoch, step = ckpt["sampler"]["epoch"], ckpt["sampler"]["step"]
+        if step != 0:
+            raise TrainError(f"{path}: saved {step} steps into epoch {start_epoch + 1}; continue from an "
+                             "epoch checkpoint (models/epoch_<N>.pt)")
+        o = self.config["optim"]
+        if start_epoch >= o["epochs"]:
+            raise TrainError(f"{path} ends epoch {start_epoch}, but optim.epochs={o['epochs']}: with "
+                             f"purl.init_mode=continue optim.epochs counts the pretraining's epochs too "
+                             f"(e.g. 230 = 200 + 30 epochs of update)")
+        if ckpt["global_step"] != start_epoch * self.sampler.steps_per_epoch:
+            raise TrainError(f"{path}: {ckpt['global_step']} steps in {start_epoch} epochs, but this config makes "
+                             f"{self.sampler.steps_per_epoch} steps per epoch: keep data.samples_per_epoch, "
+                             "speakers_per_batch and utts_per_speaker of the pretraining")
+        diff = [f"optim.{k}: {ckpt['config']['optim'][k]!r} there, {o[k]!r} here" for k in self.CONTINUED_OPTIM_KEYS
+                if ckpt["config"]["optim"][k] != o[k]]
+        if diff:
+            raise TrainError(f"{path}: a continued run keeps the pretraining's schedule, but {'; '.join(diff)} "
+                             "(set them as in its config.yaml, or use purl.init_mode=weights)")
+        self.net.encoder.load_state_dict(ckpt["model"])
+        self.net.loss.load_state_dict(ckpt["loss"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.epoch, self.step_in_epoch, self.global_step = start_epoch, 0, ckpt["global_step"]
+        # A scheduler made at the checkpoint's step: its first step() (in the
+        # constructor) sets lr = initial lr * lr_factor(global_step).
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self.lr_factor,
+                                                           last_epoch=self.global_step - 1)
+
     def resume_or_init(self) -> str:
         last = self.models_dir / "last.pt"
         if last.is_file():
             self.load_state(load_checkpoint(last), last)
             return f"resumed from {last} at epoch {self.epoch + 1}, step {self.step_in_epoch}"
-        init = self.config["purl"]["init_checkpoint"]
+        init, mode = self.config["purl"]["init_checkpoint"], self.config["purl"]["init_mode"]
+        if mode not in ("weights", "continue"):
+            raise TrainError(f"purl.init_mode={mode!r}: use 'weights' (fresh optimizer) or 'continue' (whole state)")
+        if init and mode == "continue":
+            self.continue_from(init)
+            return (f"continuing {init} from epoch {self.epoch + 1}, step {self.global_step + 1} "
+                    f"(lr {self.scheduler.get_last_lr()[0]:.4g})")
         if init:
             self.init_from(init)
             return f"initialised from {init}"
@@ -383,7 +451,7 @@ class Trainer:
         for feats, utts in self.loader:
             feats = feats.to(device, non_blocking=True)
             utts = utts.to(device)
-            all_utts = self.dist.all_gather(utts) if self.net.gather else utts
+            all_utts = self.dist.all_gather(utts, sizes=self.net.gather_sizes) if self.net.gather else utts
             labels = torch.as_tensor(self.data.labels, device=device)[all_utts]
             pair_weights = None
             if self.net.loss.needs_pair_weights:
@@ -428,7 +496,8 @@ class Trainer:
         if not self.dist.main or self.config["train"]["keep_last"] <= 0:
             return
         for n in range(1, self.epoch - keep + 1):
-            (self.models_dir / f"epoch_{n}.pt").unlink(missing_ok=True)
+            if n not in self.config["train"]["keep_epochs"]:
+                (self.models_dir / f"epoch_{n}.pt").unlink(missing_ok=True)
 
     def write_final(self, final: Path) -> None:
         n = max(1, self.config["train"]["average_last"])

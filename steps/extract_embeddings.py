@@ -30,6 +30,9 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("data_dir")
     parser.add_argument("ark")
     parser.add_argument("--num-crops", type=int, default=0, help="0: whole utterance; N: mean of N crops")
+    parser.add_argument("--random-crop-seed", type=int, default=None,
+                        help="one crop per utterance at a random start drawn from this seed and the utterance id "
+                             "(with --num-crops 1): the original work's stage-4 input")
     parser.add_argument("--crop-frames", type=int, default=300)
     parser.add_argument("--gpus", default="", help="comma-separated GPU ids; empty: CPU")
     parser.add_argument("--job", type=int, default=1)
@@ -49,7 +52,8 @@ def main() -> int:
         model.to(device)
         with tqdm(desc="embed", unit="utt", mininterval=10, file=sys.stdout) as bar:
             utts, emb = embed_data_dir(model, args.data_dir, device=device,
-                                       num_crops=args.num_crops, crop_frames=args.crop_frames, on_batch=bar.update)
+                                       num_crops=args.num_crops, crop_frames=args.crop_frames, on_batch=bar.update,
+                                       random_crop_seed=args.random_crop_seed)
     except (DataDirError, TrainError, ValueError) as e:
         print(f"{name}: {e}", file=sys.stderr)
         return 1

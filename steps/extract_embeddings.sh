@@ -10,6 +10,7 @@ cmd=run_jobs.sh
 gpus=""           # e.g. "0,1"; "" runs on the CPU
 num_crops=0       # 0: whole utterances; N: the mean of N crops of --crop-frames
 crop_frames=300
+random_crop_seed=""   # with --num-crops 1: one crop at a random start drawn from this seed and the utterance id
 help_message="Usage: $0 [options] <checkpoint> <data-dir> <out-dir>
  e.g.: $0 --nj 8 --gpus 0,1,2,3 exp/ecapa/models/final.pt data/vox1 exp/ecapa/embeddings/vox1
 Options:
@@ -17,7 +18,8 @@ Options:
   --cmd CMD          job runner ($cmd)
   --gpus LIST        GPUs for the jobs (\"$gpus\": CPU)
   --num-crops N      ($num_crops)
-  --crop-frames N    ($crop_frames)"
+  --crop-frames N    ($crop_frames)
+  --random-crop-seed S  one random crop per utterance (with --num-crops 1; \"$random_crop_seed\": evenly spaced crops)"
 
 . parse_options.sh
 [ $# -eq 3 ] || { echo "$help_message" >&2; exit 1; }
@@ -45,7 +47,7 @@ if [ ${#todo[@]} -gt 0 ]; then
   job_list=$(IFS=,; echo "${todo[*]}")
   OMP_NUM_THREADS=1 $cmd "JOB=$job_list" "$out/log/extract.JOB.log" \
     "$(dirname "$0")/extract_embeddings.py" --gpus "$gpus" --job JOB --num-crops "$num_crops" \
-      --crop-frames "$crop_frames" "$checkpoint" "$data/split$nj/JOB" "$out/xvector.JOB.ark" || {
+      --crop-frames "$crop_frames" ${random_crop_seed:+--random-crop-seed "$random_crop_seed"} "$checkpoint" "$data/split$nj/JOB" "$out/xvector.JOB.ark" || {
     echo "$script: embedding extraction failed for $data (logs above); rerun to redo the failed jobs" >&2
     exit 1
   }

@@ -9,16 +9,21 @@ per-speaker GMMs: w of any pair on the fly) and what a reader wants: report.md
 dir without the suspected utterances. With utt2truespk in the data dir (stage 2)
 the report gives pair- and utterance-level detection figures.
 
+The GMM settings (--tol, --n-init, --max-iter, ...) apply to every estimator;
+the original work's fit is --estimator sklearn --tol 1e-3 (sklearn's defaults
+with n_init 5, max_iter 300, random_state 42).
+
 e.g.: python steps/reliability.py --compare sklearn,bic,global \\
         exp/supcon/embeddings/train/xvector.scp data/train_noisy0.2 exp/supcon/reliability
 """
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
 from purl.data.datadir import DataDirError
-from purl.reliability import ESTIMATORS
+from purl.reliability import ESTIMATORS, ReliabilitySettings
 from purl.reliability_stage import report_markdown, run_reliability
 
 
@@ -31,6 +36,10 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--compare", default="", help="comma-separated estimators to fit too, for the report")
     parser.add_argument("--threshold", type=float, default=0.5)
     parser.add_argument("--clean-dir", help="write the training dir without the suspected utterances here")
+    defaults = ReliabilitySettings()
+    for field in dataclasses.fields(ReliabilitySettings):
+        parser.add_argument(f"--{field.name.replace('_', '-')}", type=type(getattr(defaults, field.name)),
+                            default=getattr(defaults, field.name), help=f"GMM setting (default {getattr(defaults, field.name)})")
     return parser
 
 
@@ -47,8 +56,10 @@ def main() -> int:
         print(f"{name}: {args.out_dir}/report.json is complete; skipping (delete it to redo)")
         return 0
     try:
+        settings = {f.name: getattr(args, f.name) for f in dataclasses.fields(ReliabilitySettings)}
         report = run_reliability(args.xvector_scp, args.data_dir, args.out_dir, estimator=args.estimator,
-                                 compare=compare, threshold=args.threshold, clean_dir=args.clean_dir)
+                                 compare=compare, threshold=args.threshold, clean_dir=args.clean_dir,
+                                 settings=settings)
     except (DataDirError, ValueError, FileNotFoundError) as e:
         print(f"{name}: {e}", file=sys.stderr)
         return 1

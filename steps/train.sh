@@ -29,6 +29,8 @@ log_file=$exp/log/train.log
 train_py=$(dirname "$0")/train.py
 
 if [ -n "$gpus" ]; then
+  # a list torch cannot see would otherwise train on the CPU without a word
+  "$(dirname "$0")/preflight.py" --gpus "$gpus" > /dev/null
   export CUDA_VISIBLE_DEVICES=$gpus
   nproc=$(echo "$gpus" | tr ',' '\n' | grep -c .)
 else

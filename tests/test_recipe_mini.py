@@ -1,24 +1,32 @@
 """The embedded default recipe end to end, reduced (few speakers, one epoch per
-training run), so that no stage can break unseen."""
+training run), so that no stage can break unseen; then, on the same data, the
+original work's protocol (--protocol paper)."""
 
 from __future__ import annotations
 
-import shutil
+import json
+
+import kaldiio
+import numpy as np
+import pytest
 
 from purl.data.datadir import validate_data_dir
-from tests.conftest import ROOT, run_script
+from purl.trainer import load_checkpoint
+from tests.conftest import copy_recipe, run_script
+
+TRAIN = "optim.epochs=1 data.samples_per_epoch=64 data.speakers_per_batch=8 data.chunk_frames=100 data.num_workers=0"
+SIZE = ("--num-speakers", "20", "--utts-per-speaker", "5", "--num-test-speakers", "6")
 
 
-def test_mini_recipe_runs_every_stage_and_prints_the_table(tmp_path):
-    recipe = tmp_path / "mini"
-    shutil.copytree(ROOT / "egs" / "mini", recipe, symlinks=True,
-                    ignore=shutil.ignore_patterns("data", "exp", "fbank", "corpus", "RESULTS.md"))
-    for link in ("path.sh", "steps", "utils", "local"):
-        (recipe / link).unlink()
-        (recipe / link).symlink_to(ROOT / link)
-    train = "optim.epochs=1 data.samples_per_epoch=64 data.speakers_per_batch=8 data.chunk_frames=100 data.num_workers=0"
-    proc = run_script("bash", "run.sh", "--num-speakers", "20", "--utts-per-speaker", "5", "--num-test-speakers", "6",
-                      "--train-overrides", train, cwd=recipe)
+@pytest.fixture(scope="module")
+def mini_run(tmp_path_factory):
+    """The recipe copied, and its default run (stages 0-6)."""
+    recipe = copy_recipe("mini", tmp_path_factory.mktemp("recipe") / "mini")
+    return recipe, run_script("bash", "run.sh", *SIZE, "--train-overrides", TRAIN, cwd=recipe)
+
+
+def test_mini_recipe_runs_every_stage_and_prints_the_table(mini_run):
+    recipe, proc = mini_run
     for stage in range(7):
         assert f"Stage {stage} done" in proc.stdout, proc.stdout[-3000:]
     validate_data_dir(recipe / "data" / "train_noisy0.2_seed0", require=["feats.scp", "utt2truespk"])
@@ -30,6 +38,31 @@ def test_mini_recipe_runs_every_stage_and_prints_the_table(tmp_path):
     assert (recipe / "RESULTS.md").read_text().count("| test | cosine |") == 5
     assert (recipe / "exp" / "supcon_noisy0.2_seed0" / "reliability" / "reliability.png").is_file()
     # Every stage skips what is done: a rerun trains nothing.
-    rerun = run_script("bash", "run.sh", "--num-speakers", "20", "--utts-per-speaker", "5", "--num-test-speakers", "6",
-                       "--train-overrides", train, cwd=recipe)
+    rerun = run_script("bash", "run.sh", *SIZE, "--train-overrides", TRAIN, cwd=recipe)
     assert rerun.stdout.count("is complete; skipping") >= 5
+
+
+def test_mini_recipe_runs_the_paper_protocol_on_the_same_data(mini_run):
+    """Continued update, random-crop sklearn reliability at tol 1e-3, plain cosine."""
+    recipe, _ = mini_run
+    proc = run_script("bash", "run.sh", *SIZE, "--protocol", "paper", "--stage", "3", "--clean-reference", "false",
+                      "--train-overrides", TRAIN, "--purl-overrides", "optim.epochs=2", cwd=recipe)
+    for stage in range(3, 7):
+        assert f"Stage {stage} done" in proc.stdout, proc.stdout[-3000:]
+    exp = recipe / "exp"
+    assert "continuing exp/supcon_paper_noisy0.2_seed0/models/last.pt from epoch 2" in \
+        (exp / "purl_paper_noisy0.2_seed0" / "log" / "train.log").read_text()
+    assert load_checkpoint(exp / "control_paper_noisy0.2_seed0" / "models" / "final.pt")["averaged"] == ["epoch_2.pt"]
+    report = json.loads((exp / "supcon_paper_noisy0.2_seed0" / "reliability" / "report.json").read_text())
+    assert report["estimator"] == "sklearn" and report["settings"]["tol"] == 1e-3
+    assert (exp / "supcon_paper_noisy0.2_seed0" / "embeddings" / "train_crop" / "xvector.scp").is_file()
+    # plain cosine: no training mean subtracted
+    purl = exp / "purl_paper_noisy0.2_seed0"
+    emb = dict(kaldiio.load_scp(str(purl / "embeddings" / "test" / "xvector.scp")))
+    score_files = list((purl / "scores").glob("*.cosine.score"))
+    enroll, test, score = score_files[0].read_text().split("\n", 1)[0].split()
+    a, b = emb[enroll], emb[test]
+    assert float(score) == pytest.approx(float(a @ b / np.linalg.norm(a) / np.linalg.norm(b)), abs=2e-6)
+    summary = (exp / "summary_paper_noisy0.2_seed0.md").read_text()
+    for row in ("SupCon, noisy labels", "noisy + control", "noisy + PURL"):
+        assert f"| {row} |" in summary

@@ -4,6 +4,7 @@
 # at the top of the project):
 #   bash run.sh                              # stages 0..6
 #   bash run.sh --stage 3 --stop-stage 3     # one stage
+#   bash run.sh --protocol paper             # the original work's protocol (README: Fidelity)
 set -euo pipefail
 
 # ---- what to run ------------------------------------------------------------
@@ -22,28 +23,47 @@ num_test_speakers=40      # held out for the trial list
 corpus_seed=0             # the corpus and its train/test split
 
 # ---- the experiment -----------------------------------------------------------
+# tuned: this project's settings (fresh optimizer for the update, unreliable pairs
+#   kept as negatives, whole-utterance histogram-EM reliability, mean-subtracted cosine);
+# paper: the original work's (the update continues the pretraining's Adam state and
+#   cosine schedule, unreliable pairs leave SupCon's batch, one random crop per
+#   utterance and sklearn's GMM at tol 1e-3, plain cosine, no gradient clipping)
+protocol=tuned
 seed=0                    # label noise and training; run 3 to see the spread
 noise_rate=0.2            # fraction of training utterances filed under a wrong speaker
 supcon_conf=conf/supcon.yaml
-purl_conf=conf/purl.yaml
-estimator=histogram       # stage 4 pair reliability: histogram, sklearn, bic or global
+purl_conf=""              # "": conf/purl.yaml (tuned) or conf/purl_paper.yaml (paper)
+estimator=""              # stage 4 pair reliability: histogram, sklearn, bic or global ("": histogram, paper: sklearn)
 clean_reference=true      # also pretrain on the clean labels, to show what noise costs
 filter_keep_ratio=0.5     # stage 5 filtering baseline: fraction of each speaker's utterances kept
 train_overrides=""        # config overrides for every training run, e.g. "optim.epochs=1"
+purl_overrides=""         # ... then these for the update and the control run, e.g. "optim.epochs=2"
 
 . ./path.sh
 . utils/parse_options.sh
+
+case $protocol in
+  tuned) tag=""; pretrain_overrides=""; purl_conf=${purl_conf:-conf/purl.yaml}; estimator=${estimator:-histogram}
+         reliability_opts=""; embed_opts=""; reliability_emb=train; score_mean=true ;;
+  paper) tag=_paper; pretrain_overrides="optim.grad_clip=0 train.amp=false"
+         purl_conf=${purl_conf:-conf/purl_paper.yaml}; estimator=${estimator:-sklearn}
+         reliability_opts="--tol 1e-3"; embed_opts="--num-crops 1 --crop-frames 200 --random-crop-seed $seed"
+         reliability_emb=train_crop; score_mean=false ;;
+  *) echo "$0: --protocol $protocol: use tuned or paper" >&2; exit 1 ;;
+esac
 
 train=data/train
 test=data/test
 noisy=data/train_noisy${noise_rate}_seed$seed
 [ "$noise_rate" != 0 ] || noisy=$train
 overrides="train.seed=$seed $train_overrides"
-pretrain=exp/supcon_noisy${noise_rate}_seed$seed   # the model PURL starts from
-clean=exp/supcon_clean_seed$seed
+pretrain=exp/supcon${tag}_noisy${noise_rate}_seed$seed   # the model PURL starts from
+clean=exp/supcon${tag}_clean_seed$seed
+purl=exp/purl${tag}_noisy${noise_rate}_seed$seed
+control=exp/control${tag}_noisy${noise_rate}_seed$seed
 filtered=${noisy}_filtered$filter_keep_ratio              # the filtering baseline's training dir
-filter=exp/filter${filter_keep_ratio}_noisy${noise_rate}_seed$seed
-models="$pretrain exp/control_noisy${noise_rate}_seed$seed $filter exp/purl_noisy${noise_rate}_seed$seed"  # scored in stage 6
+filter=exp/filter${filter_keep_ratio}${tag}_noisy${noise_rate}_seed$seed
+models="$pretrain $control $filter $purl"  # scored in stage 6
 [ "$clean_reference" = false ] || [ "$noise_rate" = 0 ] || models="$clean $models"
 
 if [ $stage -le 0 ] && [ $stop_stage -ge 0 ]; then
@@ -72,29 +92,34 @@ fi
 if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
   log "Stage 3: SupCon pretraining"; SECONDS=0
   if [ "$clean_reference" = true ] && [ "$noise_rate" != 0 ]; then
-    steps/train.sh --gpus "$gpus" --valid-data $test --overrides "$overrides" $supcon_conf $train $clean
+    steps/train.sh --gpus "$gpus" --valid-data $test --overrides "$overrides $pretrain_overrides" $supcon_conf $train $clean
   fi
-  steps/train.sh --gpus "$gpus" --valid-data $test --overrides "$overrides" $supcon_conf $noisy $pretrain
+  steps/train.sh --gpus "$gpus" --valid-data $test --overrides "$overrides $pretrain_overrides" $supcon_conf $noisy $pretrain
   log "Stage 3 done in ${SECONDS}s"
 fi
 
 if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
   log "Stage 4: GMM pair reliability"; SECONDS=0
-  steps/extract_embeddings.sh --nj $nj --cmd "$cmd" $pretrain/models/final.pt $noisy $pretrain/embeddings/train
-  steps/reliability.py --estimator $estimator --compare sklearn,bic,global \
-    $pretrain/embeddings/train/xvector.scp $noisy $pretrain/reliability
+  # final.pt is the last epoch (average_last 1): the checkpoint the update starts from
+  # shellcheck disable=SC2086
+  steps/extract_embeddings.sh --nj $nj --cmd "$cmd" $embed_opts $pretrain/models/final.pt $noisy $pretrain/embeddings/$reliability_emb
+  # shellcheck disable=SC2086
+  steps/reliability.py --estimator $estimator --compare sklearn,bic,global $reliability_opts \
+    $pretrain/embeddings/$reliability_emb/xvector.scp $noisy $pretrain/reliability
   log "Stage 4 done in ${SECONDS}s"
 fi
 
 if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
   log "Stage 5: PURL update, its control run and the filtering baseline"; SECONDS=0
   init="purl.init_checkpoint=$pretrain/models/final.pt"
-  steps/train.sh --gpus "$gpus" --valid-data $test --overrides "$overrides $init purl.reliability=$pretrain/reliability" \
-    $purl_conf $noisy exp/purl_noisy${noise_rate}_seed$seed
-  steps/train.sh --gpus "$gpus" --valid-data $test --overrides "$overrides $init loss.type=supcon" \
-    $purl_conf $noisy exp/control_noisy${noise_rate}_seed$seed
-  steps/filter_data_dir.py --keep-ratio $filter_keep_ratio $pretrain/embeddings/train/xvector.scp $noisy $filtered
-  steps/train.sh --gpus "$gpus" --valid-data $test --overrides "$overrides $init loss.type=supcon" \
+  # paper: the whole state at the end of the pretraining (last.pt, as its last epoch_<N>.pt)
+  [ "$protocol" = tuned ] || init="purl.init_checkpoint=$pretrain/models/last.pt"
+  steps/train.sh --gpus "$gpus" --valid-data $test \
+    --overrides "$overrides $purl_overrides $init purl.reliability=$pretrain/reliability" $purl_conf $noisy $purl
+  steps/train.sh --gpus "$gpus" --valid-data $test --overrides "$overrides $purl_overrides $init loss.type=supcon" \
+    $purl_conf $noisy $control
+  steps/filter_data_dir.py --keep-ratio $filter_keep_ratio $pretrain/embeddings/$reliability_emb/xvector.scp $noisy $filtered
+  steps/train.sh --gpus "$gpus" --valid-data $test --overrides "$overrides $purl_overrides $init loss.type=supcon" \
     $purl_conf $filtered $filter
   log "Stage 5 done in ${SECONDS}s"
 fi
@@ -105,15 +130,17 @@ if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
     data=$noisy; [ $model != $clean ] || data=$train  # the cohort has the labels the model had
     steps/extract_embeddings.sh --nj $nj --cmd "$cmd" $model/models/final.pt $test $model/embeddings/test
     steps/extract_embeddings.sh --nj $nj --cmd "$cmd" $model/models/final.pt $data $model/embeddings/train
-    steps/score.py --mean $model/embeddings/train/mean.vec \
+    norm=()  # the training mean subtracted (tuned) or plain cosine (paper); AS-Norm beside either
+    [ "$score_mean" = false ] || norm=(--mean $model/embeddings/train/mean.vec)
+    steps/score.py "${norm[@]}" \
       --cohort $model/embeddings/train/xvector.scp --cohort-utt2spk $data/utt2spk --top-k 50 \
       --results RESULTS.md $model/embeddings/test/xvector.scp $model/scores $test/trials
   done
   labels=noisy; [ "$noise_rate" != 0 ] || labels=given  # the labels the models trained on
-  rows=("SupCon, $labels labels=$pretrain" "$labels + control=exp/control_noisy${noise_rate}_seed$seed"
-        "$labels + filtering (keep $filter_keep_ratio)=$filter" "$labels + PURL=exp/purl_noisy${noise_rate}_seed$seed")
+  rows=("SupCon, $labels labels=$pretrain" "$labels + control=$control"
+        "$labels + filtering (keep $filter_keep_ratio)=$filter" "$labels + PURL=$purl")
   [ "$clean_reference" = false ] || [ "$noise_rate" = 0 ] || rows=("SupCon, clean labels=$clean" "${rows[@]}")
   steps/summarize.py --reliability-report $pretrain/reliability/report.json "${rows[@]}" \
-    | tee exp/summary_noisy${noise_rate}_seed$seed.md
+    | tee exp/summary${tag}_noisy${noise_rate}_seed$seed.md
   log "Stage 6 done in ${SECONDS}s"
 fi

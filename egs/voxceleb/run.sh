@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # PURL on VoxCeleb: SupCon pretraining on VoxCeleb2 dev (optionally with simulated
 # label noise), GMM pair reliability, the PURL post-hoc update beside a control
-# run, and scoring on VoxCeleb1-O/E/H. Run from this folder:
+# run, and scoring on VoxCeleb1-O/E/H. By default the original work's protocol
+# (README: Fidelity); --protocol tuned gives this project's variants. Run from
+# this folder:
 #   bash run.sh --stage 0 --stop-stage 1
 set -euo pipefail
 
@@ -23,11 +25,19 @@ rirs_root=/data/RIRS_NOISES            # simulated_rirs/ (https://www.openslr.or
 
 # ---- the experiment -----------------------------------------------------------
 model=ecapa                        # ecapa or resnet34: conf/<model>_supcon.yaml, conf/<model>_purl_30ep.yaml
+# paper: the original work's protocol; tuned: this project's variants (bf16 and
+# clipping, averaged checkpoints, a fresh optimizer for the update, unreliable
+# pairs kept as negatives, whole-utterance histogram-EM reliability, AS-Norm)
+protocol=paper
 augment=false                      # true: pretrain with conf/<model>_supcon_aug.yaml (MUSAN noise, RIRs; ecapa only)
 speed_perturb=false                # true: train on vox2_dev + 0.9/1.1 speed copies as new speakers
-noise_rate=0.2                     # simulated label noise (0: train on the labels as they are)
+noise_rate=0                       # simulated label noise (0: VoxCeleb2's labels as given, as the original)
 seed=0                             # noise draw and training seed
-estimator=histogram                # stage 4: histogram (fast), sklearn (the original loop), bic, global
+purl_start_epoch=200               # the update continues models/epoch_<N>.pt of the pretraining
+estimator=""                       # stage 4: sklearn (the original loop), histogram (fast), bic, global
+                                   # ("": sklearn with tol 1e-3 for paper, histogram for tuned)
+scoring=""                         # cosine (plain), mean (training mean subtracted), asnorm (mean + AS-Norm)
+                                   # ("": cosine for paper, asnorm for tuned)
 filter_keep_ratio=0.5              # stage 5 filtering baseline: fraction of each speaker's utterances kept
 cohort_utts_per_speaker=20         # AS-Norm cohort: speaker means over this many utterances each
 train_overrides=""                 # config overrides for every training run, e.g. "data.num_workers=8"
@@ -37,6 +47,22 @@ train_overrides=""                 # config overrides for every training run, e.
 case $keep_valid_speakers in true|false) ;;
   *) echo "$0: --keep-valid-speakers must be true or false, got '$keep_valid_speakers'" >&2; exit 1 ;;
 esac
+
+case $protocol in
+  paper) tag=""; estimator=${estimator:-sklearn}; scoring=${scoring:-cosine}
+         pretrain_overrides=""; purl_overrides=""
+         start=$purl_start_epoch  # stage 4 embeds, and stage 5 continues, the pretraining's epoch_<N>.pt
+         reliability_ckpt=models/epoch_$start.pt; purl_init=models/epoch_$start.pt
+         reliability_opts="--tol 1e-3"; embed_opts="--num-crops 1 --crop-frames 300 --random-crop-seed $seed"
+         reliability_emb=train_crop ;;
+  tuned) tag=_tuned; estimator=${estimator:-histogram}; scoring=${scoring:-asnorm}
+         pretrain_overrides="train.amp=true optim.grad_clip=5 train.average_last=5"
+         purl_overrides="$pretrain_overrides purl.init_mode=weights optim.epochs=30 loss.keep_unreliable_negatives=true"
+         reliability_ckpt=models/final.pt; purl_init=models/final.pt
+         reliability_opts=""; embed_opts=""; reliability_emb=train ;;
+  *) echo "$0: --protocol $protocol: use paper or tuned" >&2; exit 1 ;;
+esac
+case $scoring in cosine|mean|asnorm) ;; *) echo "$0: --scoring $scoring: use cosine, mean or asnorm" >&2; exit 1 ;; esac
 
 train=data/vox2_dev
 [ "$speed_perturb" = false ] || train=data/vox2_dev_sp
@@ -52,12 +78,24 @@ valid_opt=""
 noisy=${train}_noisy${noise_rate}_seed$seed
 [ "$noise_rate" != 0 ] || noisy=$train
 overrides="train.seed=$seed $train_overrides"
-pretrain=exp/${name}_supcon_noisy${noise_rate}_seed$seed
-purl=exp/${name}_purl_noisy${noise_rate}_seed$seed
-control=exp/${name}_control_noisy${noise_rate}_seed$seed
+pretrain=exp/${name}_supcon${tag}_noisy${noise_rate}_seed$seed
+purl=exp/${name}_purl${tag}_noisy${noise_rate}_seed$seed
+control=exp/${name}_control${tag}_noisy${noise_rate}_seed$seed
 filtered=${noisy}_filtered$filter_keep_ratio   # the filtering baseline's training dir
-filter=exp/${name}_filter${filter_keep_ratio}_noisy${noise_rate}_seed$seed
+filter=exp/${name}_filter${filter_keep_ratio}${tag}_noisy${noise_rate}_seed$seed
 models="$pretrain $control $filter $purl"  # scored in stage 6
+
+log "Preflight: configs, processes, devices, inputs"
+preflight_gpus=""; [ $stop_stage -lt 3 ] || preflight_gpus=$gpus  # stages 3-6 use the GPUs
+preflight=(--gpus "$preflight_gpus" --config "$supcon_conf" --config "conf/${model}_purl_30ep.yaml"
+           --overrides "$overrides $pretrain_overrides $purl_overrides")
+if [ $stage -le 0 ]; then
+  preflight+=(--require-dir "$vox1_root" --require-dir "$vox2_dev_root")
+  preflight+=(--trials "$vox1_trials_dir/veri_test2.txt")  # Vox1-E and -H lists are optional
+elif [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
+  preflight+=(--trials "$test/trials_vox1_O")
+fi
+steps/preflight.py "${preflight[@]}"
 
 if [ $stage -le 0 ] && [ $stop_stage -ge 0 ]; then
   log "Stage 0: data preparation"; SECONDS=0
@@ -78,6 +116,7 @@ fi
 
 if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
   log "Stage 1: fbank features"; SECONDS=0
+  steps/preflight.py --data-dir $train --data-dir $test --fbank-dir fbank  # audio readers, disk space
   for d in $train $test ${vox2_valid_pairs:+$valid}; do steps/make_fbank.sh --nj $nj --cmd "$cmd" $d fbank; done
   log "Stage 1 done in ${SECONDS}s"
 fi
@@ -90,27 +129,31 @@ fi
 
 if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
   log "Stage 3: SupCon pretraining of $model on $noisy"; SECONDS=0
-  steps/train.sh --gpus "$gpus" $valid_opt --overrides "$overrides" $supcon_conf $noisy $pretrain
+  steps/train.sh --gpus "$gpus" $valid_opt --overrides "$overrides $pretrain_overrides" $supcon_conf $noisy $pretrain
   log "Stage 3 done in ${SECONDS}s"
 fi
 
 if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
   log "Stage 4: GMM pair reliability"; SECONDS=0
-  steps/extract_embeddings.sh --nj $nj --cmd "$cmd" --gpus "$gpus" $pretrain/models/final.pt $noisy $pretrain/embeddings/train
-  steps/reliability.py --estimator $estimator --compare global,bic --clean-dir ${noisy}_cleaned \
-    $pretrain/embeddings/train/xvector.scp $noisy $pretrain/reliability
+  # shellcheck disable=SC2086
+  steps/extract_embeddings.sh --nj $nj --cmd "$cmd" --gpus "$gpus" $embed_opts \
+    $pretrain/$reliability_ckpt $noisy $pretrain/embeddings/$reliability_emb
+  # shellcheck disable=SC2086
+  steps/reliability.py --estimator $estimator --compare global,bic $reliability_opts --clean-dir ${noisy}_cleaned \
+    $pretrain/embeddings/$reliability_emb/xvector.scp $noisy $pretrain/reliability
   log "Stage 4 done in ${SECONDS}s"
 fi
 
 if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
   log "Stage 5: PURL update, its control run and the filtering baseline"; SECONDS=0
-  init="purl.init_checkpoint=$pretrain/models/final.pt"
-  steps/train.sh --gpus "$gpus" $valid_opt --overrides "$overrides $init purl.reliability=$pretrain/reliability" \
+  init="purl.init_checkpoint=$pretrain/$purl_init"
+  steps/train.sh --gpus "$gpus" $valid_opt --overrides "$overrides $purl_overrides $init purl.reliability=$pretrain/reliability" \
     conf/${model}_purl_30ep.yaml $noisy $purl
-  steps/train.sh --gpus "$gpus" $valid_opt --overrides "$overrides $init loss.type=supcon" \
+  steps/train.sh --gpus "$gpus" $valid_opt --overrides "$overrides $purl_overrides $init loss.type=supcon" \
     conf/${model}_purl_30ep.yaml $noisy $control
-  steps/filter_data_dir.py --keep-ratio $filter_keep_ratio $pretrain/embeddings/train/xvector.scp $noisy $filtered
-  steps/train.sh --gpus "$gpus" $valid_opt --overrides "$overrides $init loss.type=supcon" conf/${model}_purl_30ep.yaml $filtered $filter
+  steps/filter_data_dir.py --keep-ratio $filter_keep_ratio $pretrain/embeddings/$reliability_emb/xvector.scp $noisy $filtered
+  steps/train.sh --gpus "$gpus" $valid_opt --overrides "$overrides $purl_overrides $init loss.type=supcon" \
+    conf/${model}_purl_30ep.yaml $filtered $filter
   log "Stage 5 done in ${SECONDS}s"
 fi
 
@@ -118,12 +161,18 @@ if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
   trials=$(echo $test/trials_vox1_[OEH])  # Vox1-E and -H only where stage 0 had their lists
   log "Stage 6: embeddings and scoring on $trials"; SECONDS=0
   cohort=${noisy}_cohort$cohort_utts_per_speaker
-  [ -f $cohort/utt2spk ] || subset_data_dir.py --per-speaker $cohort_utts_per_speaker $noisy $cohort
+  if [ "$scoring" != cosine ]; then
+    [ -f $cohort/utt2spk ] || subset_data_dir.py --per-speaker $cohort_utts_per_speaker $noisy $cohort
+  fi
   for m in $models; do
     steps/extract_embeddings.sh --nj $nj --cmd "$cmd" --gpus "$gpus" $m/models/final.pt $test $m/embeddings/vox1
-    steps/extract_embeddings.sh --nj $nj --cmd "$cmd" --gpus "$gpus" $m/models/final.pt $cohort $m/embeddings/cohort
-    steps/score.py --mean $m/embeddings/cohort/mean.vec --cohort $m/embeddings/cohort/xvector.scp \
-      --cohort-utt2spk $cohort/utt2spk --top-k 300 --results RESULTS.md \
+    norm=()  # cosine: plain, as the original; mean: minus the training mean; asnorm: and AS-Norm
+    if [ "$scoring" != cosine ]; then
+      steps/extract_embeddings.sh --nj $nj --cmd "$cmd" --gpus "$gpus" $m/models/final.pt $cohort $m/embeddings/cohort
+      norm=(--mean $m/embeddings/cohort/mean.vec)
+    fi
+    [ "$scoring" != asnorm ] || norm+=(--cohort $m/embeddings/cohort/xvector.scp --cohort-utt2spk $cohort/utt2spk --top-k 300)
+    steps/score.py "${norm[@]}" --results RESULTS.md \
       $m/embeddings/vox1/xvector.scp $m/scores $trials
   done
   log "Stage 6 done in ${SECONDS}s"

@@ -113,19 +113,21 @@ def collate(items: list[tuple[torch.Tensor, int]]) -> tuple[torch.Tensor, torch.
 class SpeakerBatchSampler(torch.utils.data.Sampler):
     """Batches of P speakers x K utterances, split over the training processes.
 
-    An epoch has samples_per_epoch // (P * K) steps. Each step draws P distinct
-    speakers uniformly and K distinct utterances of each (with replacement for a
-    speaker with fewer than K). Process r of W takes speakers r*P/W..(r+1)*P/W of
-    every batch. ``set_epoch(e, start_step=s)`` makes the next iteration the
+    An epoch has ceil(samples_per_epoch / (P * K)) steps, the original work's
+    (Lightning's) count: 1,667 for 1,000,000 samples of 600. Each step draws P
+    distinct speakers uniformly and K distinct utterances of each (with
+    replacement for a speaker with fewer than K). Process r of W takes speakers
+    floor(r*P/W)..floor((r+1)*P/W) of every batch: shares differ by at most one
+    speaker when W does not divide P (``rows_of(r)`` is the share of process r). ``set_epoch(e, start_step=s)`` makes the next iteration the
     steps s.. of epoch e, which is how training resumes mid-epoch.
     """
 
     def __init__(self, labels: np.ndarray, speakers_per_batch: int, utts_per_speaker: int,
                  samples_per_epoch: int, seed: int, rank: int = 0, world_size: int = 1):
-        if speakers_per_batch % world_size:
+        if speakers_per_batch < world_size:
             raise ValueError(
-                f"data.speakers_per_batch={speakers_per_batch} must divide among {world_size} processes "
-                f"(use a multiple of {world_size})"
+                f"data.speakers_per_batch={speakers_per_batch} is fewer than the {world_size} training processes: "
+                f"each process needs at least one speaker (use fewer processes or a larger batch)"
             )
         self.by_speaker = [np.flatnonzero(labels == s) for s in range(int(labels.max()) + 1)]
         self.by_speaker = [u for u in self.by_speaker if len(u)]
@@ -135,9 +137,9 @@ class SpeakerBatchSampler(torch.utils.data.Sampler):
                 "of the training set (lower it)"
             )
         self.P, self.K = speakers_per_batch, utts_per_speaker
-        self.steps_per_epoch = samples_per_epoch // (self.P * self.K)
-        if self.steps_per_epoch < 1:
-            raise ValueError(f"data.samples_per_epoch={samples_per_epoch} is less than one batch of {self.P * self.K}")
+        if samples_per_epoch < 1:
+            raise ValueError(f"data.samples_per_epoch={samples_per_epoch} must be positive")
+        self.steps_per_epoch = -(-samples_per_epoch // (self.P * self.K))
         self.seed, self.rank, self.world_size = seed, rank, world_size
         self.epoch, self.start_step = 0, 0
 
@@ -161,10 +163,17 @@ class SpeakerBatchSampler(torch.utils.data.Sampler):
         seeds = rng.integers(0, 2**63 - 1, size=(self.P, self.K))
         return utts, seeds
 
+    def rows_of(self, rank: int) -> slice:
+        """The speakers (rows of a global batch) that process ``rank`` embeds."""
+        return slice(rank * self.P // self.world_size, (rank + 1) * self.P // self.world_size)
+
+    def utts_per_rank(self) -> list[int]:
+        """How many utterances each process embeds per step, in rank order."""
+        return [(self.rows_of(r).stop - self.rows_of(r).start) * self.K for r in range(self.world_size)]
+
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
         rng = np.random.default_rng([self.seed, self.epoch])
-        per_rank = self.P // self.world_size
-        rows = slice(self.rank * per_rank, (self.rank + 1) * per_rank)
+        rows = self.rows_of(self.rank)
         for step in range(self.steps_per_epoch):
             utts, seeds = self.global_batch(rng)  # drawn for skipped steps too, to keep the stream
             if step >= self.start_step:
