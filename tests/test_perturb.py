@@ -49,7 +49,7 @@ def test_voxceleb_recipe_prepares_speed_copies_and_augmentation_sources(tmp_path
     run_script("bash", "run.sh", "--stage", "0", "--stop-stage", "1", "--nj", "2", "--speed-perturb", "true",
                "--augment", "true", "--musan-root", musan, "--rirs-root", rirs,
                "--vox1-root", fake_voxceleb["vox1"], "--vox2-dev-root", fake_voxceleb["vox2"],
-               "--vox1-trials-dir", fake_voxceleb["meta"], cwd=recipe)
+               "--vox1-trials-dir", fake_voxceleb["meta"], "--vox2-valid-pairs", "", cwd=recipe)
     train = validate_data_dir(recipe / "data" / "vox2_dev_sp", require=["feats.scp", "utt2num_frames"])
     assert len(train) == 9 and len(train.speakers) == 6
     frames = read_kv(recipe / "data" / "vox2_dev_sp" / "utt2num_frames")
