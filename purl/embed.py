@@ -14,6 +14,15 @@ import numpy as np
 import torch
 
 from purl.data.dataset import load_features
+from purl.settings import scp_digest
+
+XVECTOR_SETTINGS = "xvector.settings"  # beside xvector.scp: what the embeddings were made from
+
+
+def embedding_settings(checkpoint_digest: str, feats_scp, *, num_crops: int, crop_frames: int) -> dict:
+    """The record of an embedding job (or set): model bytes, crops, features."""
+    return {"checkpoint": checkpoint_digest, "num_crops": num_crops, "crop_frames": crop_frames,
+            "feats": scp_digest(feats_scp)}
 
 
 def crop_starts(num_frames: int, crop_frames: int, num_crops: int) -> list[int]:
@@ -41,13 +50,17 @@ def embed_utterances(
     crop_frames: int = 300,
     amp: bool = False,
     on_batch: Callable[[int], None] | None = None,
+    utts: Sequence[str] | None = None,
 ) -> np.ndarray:
     """Embeds every utterance; returns (N, embed_dim) float32 in the input order.
 
     ``num_crops=0`` embeds the whole utterance; otherwise the mean of num_crops
     crops of crop_frames. ``max_batch_frames`` bounds a batch's size in frames.
     ``on_batch(n)`` is called with the number of utterances finished.
+    ``utts`` (the ids, for messages): a non-finite feature or embedding stops
+    with a ValueError naming the utterance.
     """
+    names = list(utts) if utts is not None else [f"utterance {i}" for i in range(len(feats_entries))]
     model.eval()
     device = torch.device(device)
     out: np.ndarray | None = None
@@ -62,7 +75,7 @@ def embed_utterances(
             batch = members[lo:lo + per_batch]
             chunks = []
             for i in batch:
-                feats = load_features(feats_entries[i])
+                feats = load_features(feats_entries[i], names[i])
                 if num_crops:
                     feats = _at_least(feats, crop_frames)
                     chunks.extend(feats[s:s + crop_frames] for s in crop_starts(int(num_frames[i]), crop_frames, num_crops))
@@ -74,6 +87,10 @@ def embed_utterances(
             if num_crops:
                 emb = emb.view(len(batch), num_crops, -1).mean(1)
             emb = emb.cpu().numpy()
+            bad = np.flatnonzero(~np.isfinite(emb).all(axis=1))
+            if len(bad):
+                raise ValueError(f"embedding of '{names[batch[bad[0]]]}' is not finite ({len(bad)} in its batch); "
+                                 "the model's weights may hold NaN (check its training log)")
             if out is None:
                 out = np.empty((len(feats_entries), emb.shape[1]), dtype=np.float32)
             out[batch] = emb

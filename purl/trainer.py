@@ -35,6 +35,7 @@ from tqdm import tqdm
 
 from purl.config import save_config
 from purl.data.dataset import ChunkDataset, SpeakerBatchSampler, TrainingSet, collate
+from purl.evaluate import check_feature_dim
 from purl.losses import build_loss
 from purl.models import build_model
 from purl.plots import plot_training_curves
@@ -52,9 +53,14 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     if not path.is_file():
         raise TrainError(f"{path}: no such checkpoint")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # a truncated file or one from another tool
         raise TrainError(f"{path}: cannot be read as a checkpoint ({e}); delete it to redo its stage") from e
+    if not isinstance(ckpt, dict) or "config" not in ckpt or "model" not in ckpt:
+        what = "a bare state_dict" if isinstance(ckpt, dict) else f"a {type(ckpt).__name__}"
+        raise TrainError(f"{path}: {what}, not a checkpoint of steps/train.py (which holds 'model' and 'config'); "
+                         "give models/final.pt of a training run")
+    return ckpt
 
 
 def save_atomic(obj: dict, path: Path) -> None:
@@ -208,6 +214,7 @@ class Trainer:
 
         self.data = TrainingSet.from_data_dir(data_dir)
         encoder = build_model(config["model"]["name"], **config["model"]["args"])
+        check_feature_dim(encoder, data_dir, self.data.utts[0], self.data.feats[0])
         loss_cfg = dict(config["loss"])
         loss = build_loss(loss_cfg.pop("type"), **loss_cfg)
         if loss.needs_pair_weights and pair_weights_fn is None:

@@ -3,7 +3,8 @@
 
 One job of stage 6 (steps/extract_embeddings.sh runs nj of them): embeds every
 utterance of <data-dir> with the model in <checkpoint> and writes Kaldi
-<ark> + .scp (float vectors that kaldiio and Kaldi's copy-vector read). With
+<ark> + .scp (float vectors that kaldiio and Kaldi's copy-vector read), and
+last .settings, the record of what they were made from (purl.settings). With
 --gpus and --job, job n runs on GPU gpus[(n-1) % len(gpus)].
 
 e.g.: python steps/extract_embeddings.py exp/ecapa_supcon/models/final.pt \\
@@ -20,7 +21,9 @@ import torch
 from tqdm import tqdm
 
 from purl.data.datadir import DataDirError
+from purl.embed import embedding_settings
 from purl.evaluate import embed_data_dir
+from purl.settings import text_digest, write_record
 from purl.trainer import TrainError, model_from_checkpoint
 
 
@@ -53,6 +56,8 @@ def main() -> int:
         print(f"{name}: {e}", file=sys.stderr)
         return 1
     ark = Path(args.ark)
+    record = ark.with_suffix(".settings")
+    record.unlink(missing_ok=True)
     tmp_ark, tmp_scp = ark.with_name(ark.name + ".tmp"), ark.with_suffix(".scp.tmp")
     with kaldiio.WriteHelper(f"ark,scp:{tmp_ark},{tmp_scp}") as writer:
         for utt, vector in zip(utts, emb):
@@ -60,6 +65,8 @@ def main() -> int:
     tmp_scp.write_text(tmp_scp.read_text().replace(f"{tmp_ark}:", f"{ark}:"))
     os.replace(tmp_ark, ark)
     os.replace(tmp_scp, ark.with_suffix(".scp"))
+    write_record(record, embedding_settings(text_digest(args.checkpoint), Path(args.data_dir) / "feats.scp",
+                                            num_crops=args.num_crops, crop_frames=args.crop_frames))
     print(f"{name}: {len(utts)} embeddings of dimension {emb.shape[1]} on {device}")
     return 0
 

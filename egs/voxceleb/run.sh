@@ -48,7 +48,7 @@ fi
 
 if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
   log "Stage 1: fbank features"; SECONDS=0
-  for d in $train $test; do steps/make_fbank.sh --nj $nj --cmd "$cmd" $d fbank; done
+  for d in $train $test; do steps/make_fbank.sh --nj $nj --cmd "$cmd" $d $d/log fbank; done
   log "Stage 1 done in ${SECONDS}s"
 fi
 

@@ -140,6 +140,7 @@ class ResNet(nn.Module):
                 f"ResNet: num_blocks {list(num_blocks)} and strides {list(strides)} differ in length"
             )
         self.embed_dim = embed_dim
+        self.input_dim = input_dim  # feature bins: data whose features differ is refused before a shape error
         self.stem = nn.Sequential(
             nn.Conv2d(1, base_channels, stem_kernel, (stem_freq_stride, 1), stem_kernel // 2, bias=False),
             nn.BatchNorm2d(base_channels),
