@@ -24,6 +24,7 @@ config=$1; data=$2; exp=$3
 args=()
 for o in $overrides; do args+=(--set "$o"); done
 [ -z "$valid_data" ] || args+=(--valid-data "$valid_data")
+[ -z "$gpus" ] || args+=(--gpus "$gpus")
 mkdir -p "$exp/log"
 log_file=$exp/log/train.log
 train_py=$(dirname "$0")/train.py
