@@ -43,8 +43,6 @@ def plan(args) -> dict:
     if not (data / "feats.scp").is_file():
         raise DataDirError(f"{data}/feats.scp missing (run stage 1 for {data})")
     data = validate_data_dir(data, require=("utt2spk", "feats.scp", "utt2num_frames"))
-    if len(data) == 0:
-        raise DataDirError(f"{data.path}/utt2spk: no utterances")
     out = Path(args.out_dir)
     nj = min(args.nj, len(data))
     checkpoint = text_digest(args.checkpoint)

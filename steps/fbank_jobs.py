@@ -54,15 +54,9 @@ def check_options(args) -> None:
 
 def plan(args) -> dict:
     check_options(args)
+    # Also refuses an empty dir and one with segments, before anything is written.
     data = validate_data_dir(args.data_dir, require=("wav.scp", "utt2spk"))
-    if data.has("segments"):
-        raise DataDirError(
-            f"{data.path}/segments: data dirs with segments are not supported; cut the segments into files first "
-            "(e.g. Kaldi's extract-segments, or 'sox in.wav out.wav trim START =END' per segment) and make a "
-            "wav.scp of those files")
     wav_scp = read_kv(data.path / "wav.scp")
-    if not wav_scp:
-        raise DataDirError(f"{data.path}/wav.scp: no utterances (stage 0 found no audio; check the corpus path)")
     fbank_dir = fbank_dir_for(data.path, args.fbank_root)
     nj = min(args.nj, len(wav_scp))
     out = {"fbank_dir": str(fbank_dir.resolve()), "nj": nj}

@@ -68,8 +68,6 @@ def training_data_settings(config: dict, data_dir: str) -> dict:
     """What a run's weights depend on beside its config: the data dir's labels
     and features, and the files the config names (by content, not by path)."""
     data = validate_data_dir(data_dir, require=("utt2spk", "spk2utt", "feats.scp", "utt2num_frames"))
-    if len(data) == 0:
-        raise DataDirError(f"{data.path}/utt2spk: no utterances (check stage 0's output)")
     record = {"utt2spk": text_digest(data.path / "utt2spk"), "feats": scp_digest(data.path / "feats.scp")}
     if config["purl"]["init_checkpoint"]:
         record["init_checkpoint"] = text_digest(config["purl"]["init_checkpoint"])
