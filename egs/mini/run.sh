@@ -5,12 +5,13 @@
 #   bash run.sh                              # stages 0..6
 #   bash run.sh --stage 3 --stop-stage 3     # one stage
 set -euo pipefail
+. ./cmd.sh                # job runners (train_cmd): ours, or Kaldi's run.pl/queue.pl/slurm.pl
 
 # ---- what to run ------------------------------------------------------------
 stage=0
 stop_stage=6
 nj=2                      # parallel jobs for features and embeddings
-cmd=run_jobs.sh           # job runner: run_jobs.sh, or slurm.sh on a cluster
+cmd=$train_cmd            # job runner for features and embeddings: see cmd.sh
 gpus=""                   # "" trains on CPU; "0,1" trains on those GPUs
 
 # ---- the corpus ---------------------------------------------------------------
@@ -32,6 +33,9 @@ train_overrides=""        # config overrides for every training run, e.g. "optim
 
 . ./path.sh
 . utils/parse_options.sh
+# One spelling per rate: 0.0 and 0 (0.20 and 0.2) name the same dirs and skip the same stages.
+noise_rate=$(awk -v r="$noise_rate" 'BEGIN { if (r < 0 || r >= 1) exit 1; print r + 0 }') || {
+  echo "$0: --noise-rate must be in [0, 1) (0: the labels as given)" >&2; exit 1; }
 
 train=data/train
 test=data/test
