@@ -219,13 +219,13 @@ def make_fbank_job(
                     if frames < min_frames:
                         raise AudioError(f"too short: {len(samples) / rate:.3f} s gives {frames} frames, "
                                          f"fewer than --min-frames {min_frames}")
+                    if not np.isfinite(samples).all():
+                        raise FeatureError(f"{utt}: non-finite features (NaN or inf samples in {entry}); "
+                                           "fix or remove this file (utils/subset_data_dir.py)")
                     feats = compute_fbank(samples, opts)
                 except AudioError as e:
                     result.failed[utt] = str(e)
                 else:
-                    if not np.isfinite(feats).all():
-                        raise FeatureError(f"{utt}: non-finite features (NaN or inf samples in {entry}); "
-                                           "fix or remove this file (utils/subset_data_dir.py)")
                     writer(utt, feats)
                     frames_lines.append(f"{utt} {len(feats)}\n")
                     dur_lines.append(f"{utt} {len(samples) / rate:.3f}\n")

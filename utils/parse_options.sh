@@ -42,10 +42,10 @@ while [ $# -gt 0 ]; do
   fi
   if [[ "$__po_old" =~ ^-?[0-9]+$ ]]; then
     [[ "$__po_value" =~ ^-?[0-9]+$ ]] || \
-      __po_die "option $__po_name takes a whole number (like its default $__po_old), not '$__po_value'"
+      __po_die "option $__po_name takes a whole number, not '$__po_value'"
   elif [[ "$__po_old" =~ ^-?[0-9]*\.[0-9]+$ ]]; then
     [[ "$__po_value" =~ ^-?([0-9]+|[0-9]*\.[0-9]+)$ ]] || \
-      __po_die "option $__po_name takes a number (like its default $__po_old), not '$__po_value'"
+      __po_die "option $__po_name takes a number, not '$__po_value'"
   fi
   printf -v "$__po_var" '%s' "$__po_value"
 done
