@@ -12,6 +12,7 @@ stop_stage=6
 nj=16                     # parallel jobs for features and embeddings
 cmd=$train_cmd            # job runner for features and embeddings: see cmd.sh
 gpus="0,1,2,3,4,5,6,7"    # GPUs for training (torchrun processes); "" for CPU
+slurm=false               # true: training through srun, one torchrun per node (PURL_SRUN_OPTS: --nodes, --gres, ...)
 
 # ---- the corpus (https://www.robots.ox.ac.uk/~vgg/data/voxceleb/) -------------
 vox1_root=/data/voxceleb1/wav          # id10001/<video>/00001.wav ... (dev + test)
@@ -64,7 +65,7 @@ fi
 
 if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
   log "Stage 3: SupCon pretraining of $model on $noisy"; SECONDS=0
-  steps/train.sh --gpus "$gpus" --overrides "$overrides" conf/${model}_supcon.yaml $noisy $pretrain
+  steps/train.sh --gpus "$gpus" --slurm $slurm --overrides "$overrides" conf/${model}_supcon.yaml $noisy $pretrain
   log "Stage 3 done in ${SECONDS}s"
 fi
 
@@ -79,9 +80,9 @@ fi
 if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
   log "Stage 5: PURL update and its control run"; SECONDS=0
   init="purl.init_checkpoint=$pretrain/models/final.pt"
-  steps/train.sh --gpus "$gpus" --overrides "$overrides $init purl.reliability=$pretrain/reliability" \
+  steps/train.sh --gpus "$gpus" --slurm $slurm --overrides "$overrides $init purl.reliability=$pretrain/reliability" \
     conf/${model}_purl_30ep.yaml $noisy $purl
-  steps/train.sh --gpus "$gpus" --overrides "$overrides $init loss.type=supcon" conf/${model}_purl_30ep.yaml $noisy $control
+  steps/train.sh --gpus "$gpus" --slurm $slurm --overrides "$overrides $init loss.type=supcon" conf/${model}_purl_30ep.yaml $noisy $control
   log "Stage 5 done in ${SECONDS}s"
 fi
 
