@@ -78,20 +78,21 @@ def training_data_settings(config: dict, data_dir: str) -> dict:
 
 
 def check_training_data(exp_dir: Path, record: dict, data_dir: str) -> None:
-    """Stops when exp_dir holds a run (finished or not) on other data; records
-    the data of a new run. A run from before records has its record written."""
-    path = exp_dir / DATA_SETTINGS
-    old = read_record(path)
-    if old is not None:
-        diff = differences(old, record)
-        if diff:
-            raise ConfigError(
-                f"{exp_dir} was trained on other data than {data_dir} ({'; '.join(diff)}); "
-                f"use a new exp dir, or delete {exp_dir} to start over")
-        return
-    if int(os.environ.get("RANK", "0")) == 0:
+    """Stops when exp_dir holds a run (finished or not) on other data."""
+    old = read_record(exp_dir / DATA_SETTINGS)
+    diff = differences(old, record) if old is not None else []
+    if diff:
+        raise ConfigError(
+            f"{exp_dir} was trained on other data than {data_dir} ({'; '.join(diff)}); "
+            f"use a new exp dir, or delete {exp_dir} to start over")
+
+
+def record_training_data(exp_dir: Path, record: dict) -> None:
+    """Written once training can start (a run refused for bad input binds the
+    exp dir to nothing); a run from before records gets its record here."""
+    if int(os.environ.get("RANK", "0")) == 0 and read_record(exp_dir / DATA_SETTINGS) is None:
         exp_dir.mkdir(parents=True, exist_ok=True)
-        write_record(path, record)
+        write_record(exp_dir / DATA_SETTINGS, record)
 
 
 def main() -> int:
@@ -103,8 +104,13 @@ def main() -> int:
         if config["purl"]["init_checkpoint"]:
             # A post-hoc update continues the pretrained model: same architecture.
             config["model"] = load_checkpoint(config["purl"]["init_checkpoint"])["config"]["model"]
+        if args.valid_data:
+            # Checked now, not at the end of the first (unsaved) epoch: every
+            # utterance its trials name must have features.
+            validate_data_dir(args.valid_data, require=("utt2spk", "feats.scp", "utt2num_frames", "trials"))
         exp_dir = Path(args.exp_dir)
-        check_training_data(exp_dir, training_data_settings(config, args.data_dir), args.data_dir)
+        data_record = training_data_settings(config, args.data_dir)
+        check_training_data(exp_dir, data_record, args.data_dir)
         saved = exp_dir / "config.yaml"
         if saved.is_file():
             with open(saved) as f:
@@ -126,6 +132,7 @@ def main() -> int:
         if args.valid_data:
             validate_fn = lambda model: held_out_figures(model, args.valid_data, device=next(model.parameters()).device)
         trainer = Trainer(config, args.data_dir, exp_dir, pair_weights_fn=pair_weights_fn, validate_fn=validate_fn)
+        record_training_data(exp_dir, data_record)
         try:
             trainer.train()
         finally:

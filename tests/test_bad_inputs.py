@@ -330,7 +330,9 @@ def trained_exp(tmp_path, tiny_config):
     config = load_config(tiny_config)
     data = write_feature_dir(tmp_path / "a")
     exp = tmp_path / "exp"
-    train.check_training_data(exp, train.training_data_settings(config, str(data)), str(data))
+    record = train.training_data_settings(config, str(data))
+    train.check_training_data(exp, record, str(data))
+    train.record_training_data(exp, record)
     return train, config, exp
 
 
@@ -339,6 +341,18 @@ def test_training_on_other_data_in_a_used_exp_dir_stops_naming_the_difference(tm
     other = write_feature_dir(tmp_path / "b", seed=1)
     with pytest.raises(ConfigError, match=r"was trained on other data than .*\(feats: .*utt2spk|feats: "):
         train.check_training_data(exp, train.training_data_settings(config, str(other)), str(other))
+
+
+def test_a_finished_run_is_not_skipped_for_other_data(tmp_path, tiny_config):
+    a, b = write_feature_dir(tmp_path / "a"), write_feature_dir(tmp_path / "b", seed=1)
+    exp = tmp_path / "exp"
+    run_script(ROOT / "steps" / "train.py", "--set", "optim.epochs=1", "--set", "train.average_last=1",
+               tiny_config, a, exp)
+    final = (exp / "models" / "final.pt").stat().st_mtime_ns
+    proc = run_script(ROOT / "steps" / "train.py", "--set", "optim.epochs=1", "--set", "train.average_last=1",
+                      tiny_config, b, exp, check=False)
+    assert proc.returncode == 1 and "was trained on other data than" in proc.stderr
+    assert "skipping" not in proc.stdout and (exp / "models" / "final.pt").stat().st_mtime_ns == final
 
 
 def test_training_resumes_on_the_same_data(tmp_path, tiny_config):
@@ -356,6 +370,19 @@ def test_a_changed_utterance_list_counts_as_other_data(tmp_path, tiny_config):
     write_kv(tmp_path / "a" / "spk2utt", utt2spk_to_spk2utt(read_kv(tmp_path / "a" / "utt2spk")))
     with pytest.raises(ConfigError, match=r"utt2spk: "):
         train.check_training_data(exp, train.training_data_settings(config, str(tmp_path / "a")), "a")
+
+
+def test_held_out_trials_naming_utterances_without_features_stop_before_training(tmp_path, tiny_config):
+    train = write_feature_dir(tmp_path / "train")
+    valid = write_feature_dir(tmp_path / "valid", num_speakers=2, utts_per_speaker=2, seed=3)
+    (valid / "trials").write_text("spk00-u00 spk00-u01 target\nspk00-u00 spk01-u00 nontarget\n")
+    scp = read_kv(valid / "feats.scp")
+    del scp["spk00-u01"]
+    write_kv(valid / "feats.scp", scp)
+    exp = tmp_path / "exp"
+    proc = run_script(ROOT / "steps" / "train.py", "--valid-data", valid, tiny_config, train, exp, check=False)
+    assert proc.returncode == 1 and "feats.scp: no entry for 1 utterance(s) of utt2spk, e.g. 'spk00-u01'" in proc.stderr
+    assert not exp.exists()
 
 
 def test_gpus_without_cuda_stop_instead_of_training_on_the_cpu(monkeypatch):
