@@ -240,6 +240,7 @@ class Trainer:
             self.model = nn.parallel.DistributedDataParallel(
                 self.net, device_ids=[self.dist.device.index] if self.dist.device.type == "cuda" else None)
         self.epoch, self.step_in_epoch, self.global_step = 0, 0, 0
+        self.epoch_losses: list[float] = []  # this epoch's step losses: a resumed epoch's mean covers them all
 
     # -- state ----------------------------------------------------------------
 
@@ -255,6 +256,7 @@ class Trainer:
             "rng": rng,
             "sampler": {"epoch": self.epoch, "step": self.step_in_epoch},
             "global_step": self.global_step,
+            "epoch_losses": list(self.epoch_losses),
             "config": self.config,
         }
 
@@ -271,6 +273,7 @@ class Trainer:
             torch.cuda.set_rng_state(ckpt["rng"]["cuda"], self.dist.device)
         self.epoch, self.step_in_epoch = ckpt["sampler"]["epoch"], ckpt["sampler"]["step"]
         self.global_step = ckpt["global_step"]
+        self.epoch_losses = list(ckpt.get("epoch_losses", []))  # absent from checkpoints made before it was kept
 
     def init_from(self, path: str | os.PathLike) -> None:
         """Starts from a pretrained model's weights (and learnt temperature); fresh optimizer."""
@@ -341,6 +344,7 @@ class Trainer:
                     return None
                 self.epoch += 1
                 self.step_in_epoch = 0
+                self.epoch_losses = []
                 if self.validate_fn is not None and self.dist.main:
                     summary.update(self.validate_fn(self.net.encoder))
                     self.net.encoder.train()
@@ -372,7 +376,7 @@ class Trainer:
         bar = tqdm(total=self.sampler.steps_per_epoch, initial=self.step_in_epoch, disable=not self.show_progress,
                    desc=f"epoch {self.epoch + 1}/{o['epochs']}", unit="step", dynamic_ncols=True, file=sys.stdout,
                    mininterval=5 if not sys.stdout.isatty() else 0.1)
-        losses = []
+        losses = self.epoch_losses
         tic, utts_since = time.perf_counter(), 0
         for feats, utts in self.loader:
             feats = feats.to(device, non_blocking=True)
