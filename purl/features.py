@@ -200,6 +200,9 @@ def make_fbank_job(
     base = ark_path.with_suffix("")
     outputs = {ext: Path(f"{base}{ext}") for ext in (".utt2num_frames", ".utt2dur", ".failed", ".scp", ".settings")}
     outputs[".settings"].unlink(missing_ok=True)  # the old record must not vouch for what is written now
+    # Taken before reading: audio changed during the job makes the record stale, not wrong.
+    settings = fbank_job_settings(wav_scp, sample_rate=sample_rate, num_mel_bins=num_mel_bins,
+                                  compress=compress, min_frames=min_frames)
     tmp = {ext: p.with_name(p.name + ".tmp") for ext, p in outputs.items()}
     tmp_ark = ark_path.with_name(ark_path.name + ".tmp")
     opts = fbank_options(sample_rate, num_mel_bins)
@@ -242,8 +245,6 @@ def make_fbank_job(
     os.replace(tmp_ark, ark_path)
     for ext in (".utt2num_frames", ".utt2dur", ".failed", ".scp"):
         os.replace(tmp[ext], outputs[ext])
-    settings = fbank_job_settings(wav_scp, sample_rate=sample_rate, num_mel_bins=num_mel_bins,
-                                  compress=compress, min_frames=min_frames)
     write_record(outputs[".settings"], settings)
     return result
 

@@ -46,18 +46,21 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     gpus = [g for g in args.gpus.split(",") if g]
     device = torch.device("cuda", int(gpus[(args.job - 1) % len(gpus)])) if gpus else torch.device("cpu")
+    ark = Path(args.ark)
+    record = ark.with_suffix(".settings")
+    record.unlink(missing_ok=True)
     try:
+        # Taken before the model is read: a checkpoint replaced meanwhile makes the record stale, not wrong.
+        settings = embedding_settings(text_digest(args.checkpoint), Path(args.data_dir) / "feats.scp",
+                                      num_crops=args.num_crops, crop_frames=args.crop_frames)
         model, _ = model_from_checkpoint(args.checkpoint)
         model.to(device)
         with tqdm(desc="embed", unit="utt", mininterval=10, file=sys.stdout) as bar:
             utts, emb = embed_data_dir(model, args.data_dir, device=device,
                                        num_crops=args.num_crops, crop_frames=args.crop_frames, on_batch=bar.update)
-    except (DataDirError, TrainError, ValueError) as e:
+    except (DataDirError, TrainError, ValueError, OSError) as e:
         print(f"{name}: {e}", file=sys.stderr)
         return 1
-    ark = Path(args.ark)
-    record = ark.with_suffix(".settings")
-    record.unlink(missing_ok=True)
     tmp_ark, tmp_scp = ark.with_name(ark.name + ".tmp"), ark.with_suffix(".scp.tmp")
     with kaldiio.WriteHelper(f"ark,scp:{tmp_ark},{tmp_scp}") as writer:
         for utt, vector in zip(utts, emb):
@@ -65,8 +68,7 @@ def main() -> int:
     tmp_scp.write_text(tmp_scp.read_text().replace(f"{tmp_ark}:", f"{ark}:"))
     os.replace(tmp_ark, ark)
     os.replace(tmp_scp, ark.with_suffix(".scp"))
-    write_record(record, embedding_settings(text_digest(args.checkpoint), Path(args.data_dir) / "feats.scp",
-                                            num_crops=args.num_crops, crop_frames=args.crop_frames))
+    write_record(record, settings)
     print(f"{name}: {len(utts)} embeddings of dimension {emb.shape[1]} on {device}")
     return 0
 
