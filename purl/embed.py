@@ -14,15 +14,6 @@ import numpy as np
 import torch
 
 from purl.data.dataset import load_features
-from purl.settings import scp_digest
-
-XVECTOR_SETTINGS = "xvector.settings"  # beside xvector.scp: what the embeddings were made from
-
-
-def embedding_settings(checkpoint_digest: str, feats_scp, *, num_crops: int, crop_frames: int) -> dict:
-    """The record of an embedding job (or set): model bytes, crops, features."""
-    return {"checkpoint": checkpoint_digest, "num_crops": num_crops, "crop_frames": crop_frames,
-            "feats": scp_digest(feats_scp)}
 
 
 def crop_starts(num_frames: int, crop_frames: int, num_crops: int) -> list[int]:

@@ -6,56 +6,15 @@ import json
 import os
 from pathlib import Path
 
-import kaldiio
 import numpy as np
 
 from purl.data.datadir import DataDirError, read_kv, write_text_atomic
 from purl.evaluate import trial_indices
 from purl.metrics import eer_from_points, metrics_from_points, operating_points, plot_det
 from purl.scoring import as_norm, score_trials, speaker_means
+from purl.vectors import load_embeddings
 
 COLUMNS = ("EER (%)", "minDCF(0.01)", "minDCF(0.05)")
-
-
-def load_embeddings(scp: str | os.PathLike) -> tuple[list[str], np.ndarray]:
-    scp = Path(scp)
-    if not scp.is_file():
-        raise DataDirError(f"{scp}: no such embedding index (run steps/extract_embeddings.sh first)")
-    entries = read_kv(scp, check_sorted=False)
-    if not entries:
-        raise DataDirError(f"{scp}: no embeddings")
-    command = next((u for u, e in entries.items() if e.endswith("|")), None)
-    if command is not None:
-        # kaldiio would run it: an embedding index names ark offsets only.
-        raise DataDirError(f"{scp}: the entry of '{command}' is a command ({entries[command]}); "
-                           "xvector.scp takes ark:offset entries only (rerun steps/extract_embeddings.sh)")
-    table = kaldiio.load_scp(str(scp))
-    utts = list(table)
-    emb = np.stack([np.asarray(table[u], dtype=np.float32) for u in utts])
-    bad = np.flatnonzero(~np.isfinite(emb).all(axis=1))
-    if len(bad):
-        raise DataDirError(f"{scp}: the embedding of '{utts[bad[0]]}' is not finite ({len(bad)} such); "
-                           "delete the embedding dir and rerun steps/extract_embeddings.sh")
-    return utts, emb
-
-
-def read_vector(path: str | os.PathLike) -> np.ndarray:
-    """A Kaldi text vector "[ 0.1 0.2 ]"; DataDirError naming the file when it is not one."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8").strip()
-    except (OSError, UnicodeDecodeError) as e:
-        raise DataDirError(f"{path}: cannot be read as a Kaldi text vector ({e}); rerun steps/extract_embeddings.sh") from e
-    if not (text.startswith("[") and text.endswith("]")):
-        raise DataDirError(f"{path}: not a Kaldi text vector '[ v1 v2 ... ]'; rerun steps/extract_embeddings.sh")
-    try:
-        vector = np.array(text[1:-1].split(), dtype=np.float32)
-    except ValueError as e:
-        raise DataDirError(f"{path}: not a vector of numbers ({e}); rerun steps/extract_embeddings.sh") from e
-    if vector.size == 0 or not np.isfinite(vector).all():
-        raise DataDirError(f"{path}: {'empty' if vector.size == 0 else 'holds NaN or inf'}; "
-                           "rerun steps/extract_embeddings.sh")
-    return vector
 
 
 def cohort_from_embeddings(scp: str | os.PathLike, utt2spk: str | os.PathLike) -> np.ndarray:

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from purl.data.datadir import DataDirError, split_data_dir, validate_data_dir
-from purl.embed import XVECTOR_SETTINGS, embedding_settings
+from purl.vectors import XVECTOR_SETTINGS, embedding_settings
 from purl.settings import differences, matches, read_record, text_digest
 
 

@@ -21,7 +21,7 @@ import torch
 from tqdm import tqdm
 
 from purl.data.datadir import DataDirError
-from purl.embed import embedding_settings
+from purl.vectors import embedding_settings
 from purl.evaluate import embed_data_dir
 from purl.settings import text_digest, write_record
 from purl.trainer import TrainError, model_from_checkpoint

@@ -19,7 +19,6 @@ e.g.: steps/fbank_jobs.py --num-mel-bins 80 data/train fbank 4
 
 import argparse
 import sys
-from pathlib import Path
 
 from purl.data.datadir import DataDirError, read_kv, split_data_dir, validate_data_dir
 from purl.features import MIN_FRAMES, fbank_dir_for, fbank_job_settings, feats_status

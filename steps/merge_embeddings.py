@@ -16,9 +16,8 @@ import sys
 from pathlib import Path
 
 from purl.data.datadir import DataDirError, read_kv, write_kv, write_text_atomic
-from purl.embed import XVECTOR_SETTINGS, embedding_settings
-from purl.results import load_embeddings
 from purl.settings import text_digest, write_record
+from purl.vectors import XVECTOR_SETTINGS, embedding_settings, load_embeddings
 
 
 def get_parser() -> argparse.ArgumentParser:

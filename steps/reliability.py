@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 from purl.data.datadir import DataDirError, validate_data_dir
-from purl.embed import XVECTOR_SETTINGS
+from purl.vectors import XVECTOR_SETTINGS
 from purl.reliability import ESTIMATORS
 from purl.reliability_stage import report_markdown, run_reliability
 from purl.settings import differences, read_record, text_digest, write_record

@@ -20,9 +20,9 @@ import sys
 from pathlib import Path
 
 from purl.data.datadir import DataDirError
-from purl.embed import XVECTOR_SETTINGS
-from purl.results import cohort_from_embeddings, collect_results, read_vector, results_table, score_trial_lists
+from purl.results import cohort_from_embeddings, collect_results, results_table, score_trial_lists
 from purl.settings import text_digest, write_record
+from purl.vectors import XVECTOR_SETTINGS, read_vector
 
 
 def get_parser() -> argparse.ArgumentParser:

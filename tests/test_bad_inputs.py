@@ -20,7 +20,7 @@ from purl.data.dataset import load_features
 from purl.embed import embed_utterances
 from purl.features import FeatureError, make_fbank_job
 from purl.models import build_model
-from purl.results import load_embeddings, read_vector
+from purl.vectors import load_embeddings, read_vector
 from purl.trainer import Trainer, TrainError, model_from_checkpoint, save_atomic
 from tests.conftest import ROOT, run_script, write_feature_dir, write_tone
 
@@ -394,7 +394,7 @@ def test_gpus_without_cuda_stop_instead_of_training_on_the_cpu(monkeypatch):
 def test_features_of_another_dimension_are_refused_before_a_shape_error(tmp_path, tiny_config):
     data = tmp_path / "mfcc"
     data.mkdir()
-    utt2spk, scp = {}, {}
+    utt2spk = {}
     with kaldiio.WriteHelper(f"ark,scp:{data / 'feats.ark'},{data / 'unsorted.scp'}") as writer:
         for s in range(4):
             for u in range(2):
