@@ -223,8 +223,8 @@ def make_fbank_job(
                         raise AudioError(f"too short: {len(samples) / rate:.3f} s gives {frames} frames, "
                                          f"fewer than --min-frames {min_frames}")
                     if not np.isfinite(samples).all():
-                        raise FeatureError(f"{utt}: non-finite features (NaN or inf samples in {entry}); "
-                                           "fix or remove this file (utils/subset_data_dir.py)")
+                        raise FeatureError(f"{utt}: NaN or inf samples in {entry} (its features would not be "
+                                           "finite); fix or remove this file (utils/subset_data_dir.py)")
                     feats = compute_fbank(samples, opts)
                 except AudioError as e:
                     result.failed[utt] = str(e)
