@@ -46,7 +46,7 @@ if [ ! -f $work/data/train/feats.scp ]; then
   local/make_synthetic_corpus.py --num-speakers $num_speakers --utts-per-speaker $utts_per_speaker \
     --nj $nj $work/corpus
   local/prepare_folder_corpus.py $work/corpus $work/data/train
-  steps/make_fbank.sh --nj $nj $work/data/train $work/fbank
+  steps/make_fbank.sh --nj $nj $work/data/train $work/data/train/log $work/fbank
 fi
 sets=()
 for o in $overrides; do sets+=(--set "$o"); done

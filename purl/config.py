@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import math
 import os
 from pathlib import Path
 from typing import Any, Iterable
@@ -119,6 +120,7 @@ def merge(config: dict, update: dict, where: str) -> dict:
         for key, value in values.items():
             if key not in config[section]:
                 raise ConfigError(f"{where}: unknown key '{section}.{key}'{_closest(key, config[section], section + '.')}")
+            value = coerce_value(section, key, value, where)
             if key == "args" and isinstance(value, dict):
                 config[section][key] = {**config[section][key], **value}
             else:
@@ -157,6 +159,7 @@ def load_config(path: str | os.PathLike | None = None, overrides: Iterable[str] 
         merge(config, loaded, str(path))
     for text in overrides:
         merge(config, parse_override(text), f"--set {text}")
+    check_ranges(config)
     return config
 
 
@@ -166,3 +169,98 @@ def save_config(config: dict, path: str | os.PathLike) -> None:
     with open(tmp, "w", encoding="utf-8") as f:
         yaml.safe_dump(config, f, sort_keys=False, default_flow_style=None)
     os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------------------
+# values: checked where they enter, against the type of each key's default
+
+def coerce_value(section: str, key: str, value: Any, where: str) -> Any:
+    """``value`` as the type of the key's default, or ConfigError naming both.
+
+    A float key takes an int and a number written as text: YAML 1.1 (PyYAML)
+    reads ``1e-3`` as a string, since it lacks a dot. An int key takes a
+    whole float (``1e6``). Booleans are only true/false.
+    """
+    default = DEFAULTS.get(section, {}).get(key)
+    if default is None:
+        return value
+    name = f"{section}.{key}"
+    if isinstance(default, bool):
+        if isinstance(value, bool):
+            return value
+        expected = "true or false"
+    elif isinstance(default, int):
+        number = _number(value)
+        if number is not None and float(number).is_integer():
+            return int(number)
+        expected = "a whole number"
+    elif isinstance(default, float):
+        number = _number(value)
+        if number is not None:
+            return float(number)
+        expected = "a number"
+    elif isinstance(default, str):
+        if isinstance(value, str):
+            return value
+        expected = "a string (quote it)"
+    elif isinstance(default, dict):
+        if isinstance(value, dict):
+            return value
+        expected = "a mapping of keys"
+    else:
+        return value
+    raise ConfigError(f"{where}: {name} must be {expected}, like its default {default!r}; got {value!r}")
+
+
+def _number(value: Any) -> float | int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return value if math.isfinite(value) else None
+    if isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            return None
+        return number if math.isfinite(number) else None
+    return None
+
+
+# (low, high, inclusive high); None: unbounded. A value outside is refused with the reason.
+RANGES: dict[tuple[str, str], tuple[float | None, float | None, str]] = {
+    ("data", "chunk_frames"): (1, None, "frames per training chunk"),
+    ("data", "speakers_per_batch"): (2, None, "SupCon needs other speakers in the batch as negatives"),
+    ("data", "utts_per_speaker"): (2, None, "SupCon needs a positive: with 1 utterance per speaker the loss is 0 "
+                                            "and nothing is learnt"),
+    ("data", "samples_per_epoch"): (1, None, "utterances per epoch"),
+    ("data", "num_workers"): (0, None, "loader processes"),
+    ("data", "freq_mask"): (0, None, "mask width"),
+    ("data", "time_mask"): (0, None, "mask width"),
+    ("loss", "temperature"): (1e-6, None, "a positive temperature"),
+    ("loss", "alpha"): (0, None, "weight of the unlearning term"),
+    ("loss", "threshold"): (0, 1, "a posterior"),
+    ("optim", "epochs"): (1, None, "at least one epoch"),
+    ("optim", "lr"): (1e-12, None, "a positive learning rate"),
+    ("optim", "weight_decay"): (0, None, "weight decay"),
+    ("optim", "warmup_frac"): (0, 1, "a fraction of all steps"),
+    ("optim", "final_lr_frac"): (0, 1, "a fraction of lr"),
+    ("optim", "grad_clip"): (0, None, "0 disables"),
+    ("train", "seed"): (0, None, "a seed"),
+    ("train", "threads"): (0, None, "0: torch's default"),
+    ("train", "average_last"): (1, None, "checkpoints averaged into final.pt"),
+    ("train", "keep_last"): (0, None, "0 keeps all"),
+    ("train", "save_every_steps"): (0, None, "0: at epoch ends"),
+    ("train", "log_every"): (1, None, "steps between CSV rows"),
+    ("purl", "reestimate_every"): (0, None, "0: frozen weights"),
+}
+
+
+def check_ranges(config: dict) -> None:
+    """ConfigError naming the key, its value, the allowed range and why."""
+    for (section, key), (low, high, why) in RANGES.items():
+        value = config.get(section, {}).get(key)
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            continue
+        if (low is not None and value < low) or (high is not None and value > high):
+            bounds = f">= {low}" if high is None else f"in [{low}, {high}]"
+            raise ConfigError(f"{section}.{key}={value!r} must be {bounds} ({why})")

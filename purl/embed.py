@@ -53,6 +53,7 @@ def embed_utterances(
     on_batch: Callable[[int], None] | None = None,
     random_crop_keys: Sequence[str] | None = None,
     seed: int = 0,
+    utts: Sequence[str] | None = None,
 ) -> np.ndarray:
     """Embeds every utterance; returns (N, embed_dim) float32 in the input order.
 
@@ -61,10 +62,13 @@ def embed_utterances(
     utterance ids) one crop at a random start drawn from the id and ``seed``: the
     original work's stage-4 input (one random 3 s crop per utterance).
     ``max_batch_frames`` bounds a batch's size in frames. ``on_batch(n)`` is
-    called with the number of utterances finished.
+    called with the number of utterances finished. ``utts`` (the ids, for
+    messages): a non-finite feature or embedding stops with a ValueError naming
+    the utterance.
     """
     if random_crop_keys is not None and num_crops != 1:
         raise ValueError(f"embed_utterances: a random crop is one crop per utterance, not num_crops={num_crops}")
+    names = list(utts) if utts is not None else [f"utterance {i}" for i in range(len(feats_entries))]
     model.eval()
     device = torch.device(device)
     out: np.ndarray | None = None
@@ -79,7 +83,7 @@ def embed_utterances(
             batch = members[lo:lo + per_batch]
             chunks = []
             for i in batch:
-                feats = load_features(feats_entries[i])
+                feats = load_features(feats_entries[i], names[i])
                 if num_crops:
                     feats = _at_least(feats, crop_frames)
                     if random_crop_keys is not None:
@@ -95,6 +99,10 @@ def embed_utterances(
             if num_crops:
                 emb = emb.view(len(batch), num_crops, -1).mean(1)
             emb = emb.cpu().numpy()
+            bad = np.flatnonzero(~np.isfinite(emb).all(axis=1))
+            if len(bad):
+                raise ValueError(f"embedding of '{names[batch[bad[0]]]}' is not finite ({len(bad)} in its batch); "
+                                 "the model's weights may hold NaN (check its training log)")
             if out is None:
                 out = np.empty((len(feats_entries), emb.shape[1]), dtype=np.float32)
             out[batch] = emb

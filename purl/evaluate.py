@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from purl.data.datadir import DataDir, DataDirError, read_trials
+from purl.data.dataset import feature_dim
 from purl.embed import embed_utterances
 from purl.metrics import evaluate
 from purl.scoring import score_trials
@@ -26,11 +27,25 @@ def embed_data_dir(model: torch.nn.Module, data_dir: str | os.PathLike, *, devic
             raise DataDirError(f"{data.path}/{name}: missing (run stage 1 for this dir)")
     feats, frames = data.table("feats.scp"), data.table("utt2num_frames")
     utts = list(feats)
+    if not utts:
+        raise DataDirError(f"{data.path}/feats.scp: no utterances")
+    check_feature_dim(model, data.path, utts[0], feats[utts[0]])
     emb = embed_utterances(model, [feats[u] for u in utts], [int(frames[u]) for u in utts],
                            device=device, num_crops=num_crops, crop_frames=crop_frames, on_batch=on_batch,
                            random_crop_keys=utts if random_crop_seed is not None else None,
-                           seed=random_crop_seed or 0)
+                           seed=random_crop_seed or 0, utts=utts)
     return utts, emb
+
+
+def check_feature_dim(model: torch.nn.Module, data_dir, utt: str, entry: str) -> None:
+    """Stops with the two dimensions when a data dir's features are not what the
+    model reads (e.g. Kaldi's 30-dim MFCC for an 80-bin fbank model)."""
+    expected = getattr(model, "input_dim", None)
+    found = feature_dim(entry, utt)
+    if expected is not None and found != expected:
+        raise DataDirError(f"{data_dir}/feats.scp: '{utt}' has {found}-dim features, the model reads {expected} "
+                           "(recompute them with steps/make_fbank.sh --num-mel-bins "
+                           f"{expected}, or set model.args.input_dim: {found})")
 
 
 def trial_indices(trials_path: str | os.PathLike, utt_index: dict[str, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

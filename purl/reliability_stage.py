@@ -15,7 +15,7 @@ import numpy as np
 from purl.data.datadir import DataDir, DataDirError, subset_data_dir, write_text_atomic
 from purl.pair_weights import UTTS_FILE
 from purl.reliability import Reliability, evaluate, plot_reliability, suspected_mislabelled
-from purl.results import load_embeddings
+from purl.vectors import load_embeddings
 
 
 def run_reliability(emb_scp: str | os.PathLike, data_dir: str | os.PathLike, out_dir: str | os.PathLike, *,

@@ -6,48 +6,15 @@ import json
 import os
 from pathlib import Path
 
-import kaldiio
 import numpy as np
 
 from purl.data.datadir import DataDirError, read_kv, write_text_atomic
 from purl.evaluate import trial_indices
 from purl.metrics import eer_from_points, metrics_from_points, operating_points, plot_det
 from purl.scoring import as_norm, score_trials, speaker_means
+from purl.vectors import load_embeddings
 
 COLUMNS = ("EER (%)", "minDCF(0.01)", "minDCF(0.05)")
-
-
-def load_embeddings(scp: str | os.PathLike) -> tuple[list[str], np.ndarray]:
-    scp = Path(scp)
-    if not scp.is_file():
-        raise DataDirError(f"{scp}: no such embedding index (run steps/extract_embeddings.sh first)")
-    table = kaldiio.load_scp(str(scp))
-    utts = list(table)
-    if not utts:
-        raise DataDirError(f"{scp}: no embeddings")
-    return utts, np.stack([np.asarray(table[u], dtype=np.float32) for u in utts])
-
-
-def save_embeddings(ark: str | os.PathLike, utts: list[str], emb: np.ndarray) -> Path:
-    """Writes Kaldi float vectors to ``ark`` and its index ``ark`` minus .ark plus
-    .scp (what kaldiio and Kaldi's copy-vector read), both under temporary
-    names until complete. Returns the scp path."""
-    ark = Path(ark)
-    scp = ark.with_suffix(".scp")
-    tmp_ark, tmp_scp = ark.with_name(ark.name + ".tmp"), scp.with_name(scp.name + ".tmp")
-    with kaldiio.WriteHelper(f"ark,scp:{tmp_ark},{tmp_scp}") as writer:
-        for utt, vector in zip(utts, emb):
-            writer(utt, vector)
-    tmp_scp.write_text(tmp_scp.read_text().replace(f"{tmp_ark}:", f"{ark}:"))
-    os.replace(tmp_ark, ark)
-    os.replace(tmp_scp, scp)
-    return scp
-
-
-def read_vector(path: str | os.PathLike) -> np.ndarray:
-    """A Kaldi text vector "[ 0.1 0.2 ]"."""
-    text = Path(path).read_text().replace("[", " ").replace("]", " ")
-    return np.array(text.split(), dtype=np.float32)
 
 
 def cohort_from_embeddings(scp: str | os.PathLike, utt2spk: str | os.PathLike) -> np.ndarray:

@@ -37,6 +37,7 @@ from purl.config import save_config
 from purl.data.augment import Augmenter, WaveChunkDataset
 from purl.data.chns import chns_sampler_or_plain
 from purl.data.dataset import ChunkDataset, TrainingSet, collate
+from purl.evaluate import check_feature_dim
 from purl.losses import build_loss
 from purl.models import build_model
 from purl.plots import plot_training_curves
@@ -55,9 +56,14 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     if not path.is_file():
         raise TrainError(f"{path}: no such checkpoint")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # a truncated file or one from another tool
         raise TrainError(f"{path}: cannot be read as a checkpoint ({e}); delete it to redo its stage") from e
+    if not isinstance(ckpt, dict) or "config" not in ckpt or "model" not in ckpt:
+        what = "a bare state_dict" if isinstance(ckpt, dict) else f"a {type(ckpt).__name__}"
+        raise TrainError(f"{path}: {what}, not a checkpoint of steps/train.py (which holds 'model' and 'config'); "
+                         "give models/final.pt of a training run")
+    return ckpt
 
 
 def save_atomic(obj: dict, path: Path) -> None:
@@ -226,6 +232,7 @@ class Trainer:
 
         self.data = TrainingSet.from_data_dir(data_dir)
         encoder = build_model(config["model"]["name"], **config["model"]["args"])
+        check_feature_dim(encoder, data_dir, self.data.utts[0], self.data.feats[0])
         loss_cfg = dict(config["loss"])
         loss = build_loss(loss_cfg.pop("type"), **loss_cfg)
         if loss.needs_pair_weights and pair_weights_fn is None:
@@ -257,6 +264,7 @@ class Trainer:
                 self.net, device_ids=[self.dist.device.index] if self.dist.device.type == "cuda" else None)
         self.epoch, self.step_in_epoch, self.global_step = 0, 0, 0
         self.monitor: TrainingMonitor | None = None
+        self.epoch_losses: list[float] = []  # this epoch's step losses: a resumed epoch's mean covers them all
 
     # -- state ----------------------------------------------------------------
 
@@ -272,6 +280,7 @@ class Trainer:
             "rng": rng,
             "sampler": {"epoch": self.epoch, "step": self.step_in_epoch},
             "global_step": self.global_step,
+            "epoch_losses": list(self.epoch_losses),
             "config": self.config,
         }
 
@@ -288,6 +297,7 @@ class Trainer:
             torch.cuda.set_rng_state(ckpt["rng"]["cuda"], self.dist.device)
         self.epoch, self.step_in_epoch = ckpt["sampler"]["epoch"], ckpt["sampler"]["step"]
         self.global_step = ckpt["global_step"]
+        self.epoch_losses = list(ckpt.get("epoch_losses", []))  # absent from checkpoints made before it was kept
 
     def init_from(self, path: str | os.PathLike) -> None:
         """Starts from a pretrained model's weights (and learnt temperature); fresh optimizer."""
@@ -413,6 +423,7 @@ class Trainer:
                     return None
                 self.epoch += 1
                 self.step_in_epoch = 0
+                self.epoch_losses = []
                 if self.validate_fn is not None and self.dist.main:
                     summary.update(self.validate_fn(self.net.encoder))
                     self.net.encoder.train()
@@ -446,7 +457,7 @@ class Trainer:
         amp = t["amp"] and device.type == "cuda"
         bar = progress(self.sampler.steps_per_epoch, self.step_in_epoch, f"epoch {self.epoch + 1}/{o['epochs']}",
                        enabled=self.show_progress, every=t["log_every"])
-        losses = []
+        losses = self.epoch_losses
         tic, utts_since = time.perf_counter(), 0
         for feats, utts in self.loader:
             feats = feats.to(device, non_blocking=True)

@@ -21,7 +21,7 @@ import numpy as np
 
 from purl.data.datadir import DataDirError, read_kv, sort_key, write_text_atomic
 from purl.features import ArkWriter
-from purl.results import load_embeddings
+from purl.vectors import load_embeddings
 from purl.scoring import speaker_means
 
 

@@ -3,7 +3,7 @@
 
 One job of stage 1: 80-dim Kaldi fbank for every utterance of <data-dir>/wav.scp,
 written Kaldi-compressed to <ark> with <ark>.scp, .utt2num_frames, .utt2dur and
-.failed beside it (see purl.features.make_fbank_job). steps/make_fbank.sh runs
+.failed and .settings beside it (see purl.features.make_fbank_job). steps/make_fbank.sh runs
 it in parallel over a split data dir and merges the outputs.
 
 e.g.: python steps/compute_fbank.py data/train/split4/1 fbank/train/raw_fbank.1.ark
@@ -15,7 +15,7 @@ import sys
 from tqdm import tqdm
 
 from purl.data.datadir import DataDirError, read_kv
-from purl.features import make_fbank_job
+from purl.features import MIN_FRAMES, FeatureError, make_fbank_job
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -25,6 +25,7 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--sample-rate", type=int, default=16000)
     parser.add_argument("--num-mel-bins", type=int, default=80)
     parser.add_argument("--compress", choices=("true", "false"), default="true")
+    parser.add_argument("--min-frames", type=int, default=MIN_FRAMES, help="shorter utterances are dropped")
     return parser
 
 
@@ -35,14 +36,19 @@ def main() -> int:
     except DataDirError as e:
         print(f"compute_fbank.py: {e}", file=sys.stderr)
         return 1
-    with tqdm(total=len(wav_scp), desc="fbank", unit="utt", mininterval=10, file=sys.stdout) as bar:
-        result = make_fbank_job(
-            wav_scp, args.ark,
-            sample_rate=args.sample_rate,
-            num_mel_bins=args.num_mel_bins,
-            compress=args.compress == "true",
-            on_utt=bar.update,
-        )
+    try:
+        with tqdm(total=len(wav_scp), desc="fbank", unit="utt", mininterval=10, file=sys.stdout) as bar:
+            result = make_fbank_job(
+                wav_scp, args.ark,
+                sample_rate=args.sample_rate,
+                num_mel_bins=args.num_mel_bins,
+                compress=args.compress == "true",
+                min_frames=args.min_frames,
+                on_utt=bar.update,
+            )
+    except FeatureError as e:
+        print(f"compute_fbank.py: {e}", file=sys.stderr)
+        return 1
     for utt, why in result.failed.items():
         print(f"compute_fbank.py: {utt}: {why}")
     print(f"compute_fbank.py: {result.done} utterances done, {len(result.failed)} failed")

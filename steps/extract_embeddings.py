@@ -3,7 +3,8 @@
 
 One job of stage 6 (steps/extract_embeddings.sh runs nj of them): embeds every
 utterance of <data-dir> with the model in <checkpoint> and writes Kaldi
-<ark> + .scp (float vectors that kaldiio and Kaldi's copy-vector read). With
+<ark> + .scp (float vectors that kaldiio and Kaldi's copy-vector read), and
+last .settings, the record of what they were made from (purl.settings). With
 --gpus and --job, job n runs on GPU gpus[(n-1) % len(gpus)].
 
 e.g.: python steps/extract_embeddings.py exp/ecapa_supcon/models/final.pt \\
@@ -20,8 +21,9 @@ from tqdm import tqdm
 from purl.allocator import keep_freed_memory
 from purl.data.datadir import DataDirError
 from purl.evaluate import embed_data_dir
-from purl.results import save_embeddings
+from purl.settings import text_digest, write_record
 from purl.trainer import TrainError, model_from_checkpoint
+from purl.vectors import embedding_settings, save_embeddings
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -47,17 +49,25 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     gpus = [g for g in args.gpus.split(",") if g]
     device = torch.device("cuda", int(gpus[(args.job - 1) % len(gpus)])) if gpus else torch.device("cpu")
+    ark = Path(args.ark)
+    record = ark.with_suffix(".settings")
+    record.unlink(missing_ok=True)
     try:
+        # Taken before the model is read: a checkpoint replaced meanwhile makes the record stale, not wrong.
+        settings = embedding_settings(text_digest(args.checkpoint), Path(args.data_dir) / "feats.scp",
+                                      num_crops=args.num_crops, crop_frames=args.crop_frames,
+                                      random_crop_seed=args.random_crop_seed)
         model, _ = model_from_checkpoint(args.checkpoint)
         model.to(device)
         with tqdm(desc="embed", unit="utt", mininterval=10, file=sys.stdout) as bar:
             utts, emb = embed_data_dir(model, args.data_dir, device=device,
                                        num_crops=args.num_crops, crop_frames=args.crop_frames, on_batch=bar.update,
                                        random_crop_seed=args.random_crop_seed)
-    except (DataDirError, TrainError, ValueError) as e:
+    except (DataDirError, TrainError, ValueError, OSError) as e:
         print(f"{name}: {e}", file=sys.stderr)
         return 1
-    save_embeddings(args.ark, utts, emb)
+    save_embeddings(ark, utts, emb)
+    write_record(record, settings)
     print(f"{name}: {len(utts)} embeddings of dimension {emb.shape[1]} on {device}")
     return 0
 

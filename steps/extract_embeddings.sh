@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Stage 6 (and 4): embeddings of every utterance of a data dir, in nj jobs (a GPU
 # per job, round-robin over --gpus), into <out-dir>/xvector.{ark,scp} plus the
-# mean vector (mean.vec) of the set. Skipped when xvector.scp is newer than the
-# checkpoint and the features; a rerun redoes only unfinished jobs.
+# mean vector (mean.vec) of the set and xvector.settings: the checkpoint, the
+# crop options and the features they were made from. A rerun skips the dir only
+# when those are the same, and redoes only the jobs whose own record differs.
 set -euo pipefail
 
 nj=4
-cmd=run_jobs.sh
+cmd=run_jobs.sh   # job runner: run_jobs.sh, slurm.sh, or Kaldi's run.pl/queue.pl/slurm.pl
 gpus=""           # e.g. "0,1"; "" runs on the CPU
 num_crops=0       # 0: whole utterances; N: the mean of N crops of --crop-frames
 crop_frames=300
@@ -25,34 +26,27 @@ Options:
 [ $# -eq 3 ] || { echo "$help_message" >&2; exit 1; }
 checkpoint=$1; data=$2; out=$3
 script=$(basename "$0")
+steps=$(dirname "$0")
+opts=(--num-crops "$num_crops" --crop-frames "$crop_frames" ${random_crop_seed:+--random-crop-seed "$random_crop_seed"})
 
-[ -f "$checkpoint" ] || { echo "$script: $checkpoint: no such checkpoint (train the model first)" >&2; exit 1; }
-[ -f "$data/feats.scp" ] || { echo "$script: $data/feats.scp missing (run stage 1 for $data)" >&2; exit 1; }
-if [ -f "$out/xvector.scp" ] && [ "$out/xvector.scp" -nt "$checkpoint" ] && [ "$out/xvector.scp" -nt "$data/feats.scp" ]; then
+declare -A plan=()
+while read -r key value; do plan[$key]=$value; done < <("$steps/embedding_jobs.py" "${opts[@]}" "$checkpoint" "$data" "$out" "$nj" || echo "failed 1")
+[ -z "${plan[failed]:-}" ] || exit 1
+nj=${plan[nj]}
+if [ "${plan[status]}" = complete ]; then
   echo "$script: $out/xvector.scp is complete; skipping"
   exit 0
 fi
+read -r -a todo <<< "${plan[todo]:-}"
 mkdir -p "$out/log"
 out=$(cd "$out" && pwd)
-num_utts=$(wc -l < "$data/feats.scp")
-[ "$nj" -le "$num_utts" ] || nj=$num_utts
-split_data_dir.py "$data" "$nj" > /dev/null
-todo=()
-for n in $(seq "$nj"); do
-  scp=$out/xvector.$n.scp
-  if [ ! -f "$scp" ] || [ "$checkpoint" -nt "$scp" ] || [ "$data/split$nj/$n/feats.scp" -nt "$scp" ]; then todo+=("$n"); fi
-done
-echo "$script: $data: $num_utts utterances in $nj jobs (${#todo[@]} to run); logs in $out/log/"
+echo "$script: $data: $(wc -l < "$data/feats.scp") utterances in $nj jobs (${#todo[@]} to run); logs in $out/log/"
 if [ ${#todo[@]} -gt 0 ]; then
-  job_list=$(IFS=,; echo "${todo[*]}")
-  OMP_NUM_THREADS=1 $cmd "JOB=$job_list" "$out/log/extract.JOB.log" \
-    "$(dirname "$0")/extract_embeddings.py" --gpus "$gpus" --job JOB --num-crops "$num_crops" \
-      --crop-frames "$crop_frames" ${random_crop_seed:+--random-crop-seed "$random_crop_seed"} "$checkpoint" "$data/split$nj/JOB" "$out/xvector.JOB.ark" || {
-    echo "$script: embedding extraction failed for $data (logs above); rerun to redo the failed jobs" >&2
+  OMP_NUM_THREADS=1 run_job_ids.sh "$cmd" "${todo[*]}" "$out/log/extract.JOB.log" \
+    "$steps/extract_embeddings.py" --gpus "$gpus" --job JOB "${opts[@]}" \
+      "$checkpoint" "$data/split$nj/JOB" "$out/xvector.JOB.ark" || {
+    echo "$script: embedding extraction failed for $data (logs above, in $out/log); rerun to redo the failed jobs" >&2
     exit 1
   }
 fi
-for n in $(seq "$nj"); do cat "$out/xvector.$n.scp"; done | sort > "$out/xvector.scp.tmp"
-"$(dirname "$0")/embedding_mean.py" "$out/xvector.scp.tmp" "$out/mean.vec"
-mv "$out/xvector.scp.tmp" "$out/xvector.scp"
-echo "$script: wrote $out/xvector.scp ($(wc -l < "$out/xvector.scp") embeddings)"
+"$steps/merge_embeddings.py" "${opts[@]}" "$checkpoint" "$data" "$out" "$nj"

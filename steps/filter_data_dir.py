@@ -23,7 +23,7 @@ import numpy as np
 
 from purl.data.datadir import DataDir, DataDirError, subset_data_dir, write_text_atomic
 from purl.filtering import centroid_filter
-from purl.results import load_embeddings
+from purl.vectors import load_embeddings
 
 
 def get_parser() -> argparse.ArgumentParser:

@@ -1,62 +1,60 @@
 #!/usr/bin/env bash
 # Stage 1: 80-dim Kaldi fbank features for a data dir, in nj parallel jobs.
-# Writes compressed arks under <fbank-dir>, and <data-dir>/{feats.scp,utt2num_frames}
-# (plus utt2dur where the dir had none). A rerun skips a dir whose features are
-# complete and redoes only the jobs that did not finish. Utterances that cannot be
-# read are listed in <data-dir>/log/fbank_failed; up to --max-fail-frac of them are
-# dropped from the dir (old files in .backup/), more fail the stage.
+# Takes Kaldi's arguments: <data-dir> [<log-dir> [<fbank-dir>]] (defaults
+# <data-dir>/log and <data-dir>/data). Writes compressed arks under
+# <fbank-dir>/<name>_<hash of the data dir's path>/ (two data dirs never share
+# arks), and <data-dir>/{feats.scp,utt2num_frames,feats.settings} (plus utt2dur
+# where the dir had none). feats.settings records the options and the audio the
+# features were made from: a rerun skips the dir only when they are the same,
+# and redoes only the jobs whose own record differs. Utterances that cannot be
+# read or are shorter than --min-frames are listed in <data-dir>/log/fbank_failed;
+# up to --max-fail-frac of them are dropped from the dir (old files in .backup/),
+# more, or one named by a trial list, fail the stage.
 set -euo pipefail
 
 nj=4                   # parallel jobs
-cmd=run_jobs.sh        # job runner: run_jobs.sh (local) or slurm.sh
+cmd=run_jobs.sh        # job runner: run_jobs.sh, slurm.sh, or Kaldi's run.pl/queue.pl/slurm.pl
 sample_rate=16000
 num_mel_bins=80
 compress=true
+min_frames=10          # utterances with fewer frames (0.1 s) are dropped
 max_fail_frac=0.01     # fraction of utterances that may fail before the stage does
-help_message="Usage: $0 [options] <data-dir> <fbank-dir>
- e.g.: $0 --nj 8 data/vox2_dev fbank
+help_message="Usage: $0 [options] <data-dir> [<log-dir> [<fbank-dir>]]
+ e.g.: $0 --nj 8 data/vox2_dev data/vox2_dev/log fbank
 Options:
   --nj N               parallel jobs ($nj)
   --cmd CMD            job runner ($cmd)
   --sample-rate HZ     expected sample rate ($sample_rate)
   --num-mel-bins N     ($num_mel_bins)
   --compress BOOL      Kaldi-compress the arks ($compress)
+  --min-frames N       drop shorter utterances ($min_frames)
   --max-fail-frac F    ($max_fail_frac)"
 
 . parse_options.sh
-[ $# -eq 2 ] || { echo "$help_message" >&2; exit 1; }
+[ $# -ge 1 ] && [ $# -le 3 ] || { echo "$help_message" >&2; exit 1; }
 data=$1
-name=$(basename "$data")
-fbank_dir=$(mkdir -p "$2/$name" && cd "$2/$name" && pwd)
-log_dir=$data/log
+log_dir=${2:-$data/log}
+fbank_root=${3:-$data/data}
 script=$(basename "$0")
+steps=$(dirname "$0")
+opts=(--sample-rate "$sample_rate" --num-mel-bins "$num_mel_bins" --compress "$compress" --min-frames "$min_frames")
 
-if [ -f "$data/feats.scp" ] && [ "$data/feats.scp" -nt "$data/wav.scp" ]; then
+declare -A plan=()
+while read -r key value; do plan[$key]=$value; done < <("$steps/fbank_jobs.py" "${opts[@]}" "$data" "$fbank_root" "$nj" || echo "failed 1")
+[ -z "${plan[failed]:-}" ] || exit 1
+nj=${plan[nj]}; fbank_dir=${plan[fbank_dir]}
+if [ "${plan[status]}" = complete ]; then
   echo "$script: $data/feats.scp is complete; skipping (delete it to redo)"
   exit 0
 fi
-validate_data_dir.py --require wav.scp,utt2spk "$data" > /dev/null
-num_utts=$(wc -l < "$data/wav.scp")
-[ "$nj" -le "$num_utts" ] || nj=$num_utts
+read -r -a todo <<< "${plan[todo]:-}"
 mkdir -p "$log_dir"
-split_data_dir.py "$data" "$nj" > /dev/null
-
-# Jobs whose scp exists finished earlier (the scp is renamed into place last).
-todo=()
-for n in $(seq "$nj"); do
-  if [ ! -f "$fbank_dir/raw_fbank.$n.scp" ] || [ "$data/split$nj/$n/wav.scp" -nt "$fbank_dir/raw_fbank.$n.scp" ]; then
-    todo+=("$n")
-  fi
-done
-echo "$script: $data: $num_utts utterances in $nj jobs (${#todo[@]} to run); logs in $log_dir/make_fbank.*.log"
+echo "$script: $data: $(wc -l < "$data/wav.scp") utterances in $nj jobs (${#todo[@]} to run); arks in $fbank_dir, logs in $log_dir/make_fbank.*.log"
 if [ ${#todo[@]} -gt 0 ]; then
-  job_list=$(IFS=,; echo "${todo[*]}")
-  OMP_NUM_THREADS=1 $cmd "JOB=$job_list" "$log_dir/make_fbank.JOB.log" \
-    "$(dirname "$0")/compute_fbank.py" --sample-rate "$sample_rate" \
-      --num-mel-bins "$num_mel_bins" --compress "$compress" \
-      "$data/split$nj/JOB" "$fbank_dir/raw_fbank.JOB.ark" || {
-    echo "$script: feature extraction failed for $data (logs above); rerun to redo the failed jobs" >&2
+  OMP_NUM_THREADS=1 run_job_ids.sh "$cmd" "${todo[*]}" "$log_dir/make_fbank.JOB.log" \
+    "$steps/compute_fbank.py" "${opts[@]}" "$data/split$nj/JOB" "$fbank_dir/raw_fbank.JOB.ark" || {
+    echo "$script: feature extraction failed for $data (logs above, in $log_dir); rerun to redo the failed jobs" >&2
     exit 1
   }
 fi
-"$(dirname "$0")/merge_fbank.py" --max-fail-frac "$max_fail_frac" "$data" "$fbank_dir" "$nj"
+"$steps/merge_fbank.py" "${opts[@]}" --max-fail-frac "$max_fail_frac" "$data" "$fbank_dir" "$nj"

@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
-"""Usage: merge_fbank.py [--max-fail-frac F] <data-dir> <fbank-dir> <nj>
+"""Usage: merge_fbank.py [options] <data-dir> <fbank-dir> <nj>
 
 Last step of stage 1 (called by steps/make_fbank.sh): merges the nj jobs' scp,
-utt2num_frames and utt2dur into <data-dir>, feats.scp last. Fails, merging
-nothing, when more than F of the utterances could not be read.
+utt2num_frames and utt2dur into <data-dir>, then feats.settings (the options
+and audio the features were made from) and feats.scp last. Fails, merging
+nothing, when more than F of the utterances could not be read, or when a trial
+list of the dir names one that could not.
 
 e.g.: steps/merge_fbank.py data/train fbank/train 4
 """
@@ -12,7 +14,7 @@ import argparse
 import sys
 
 from purl.data.datadir import DataDirError
-from purl.features import FeatureError, merge_fbank_jobs
+from purl.features import MIN_FRAMES, FeatureError, merge_fbank_jobs
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -21,13 +23,21 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("fbank_dir")
     parser.add_argument("nj", type=int)
     parser.add_argument("--max-fail-frac", type=float, default=0.01)
+    # The options the jobs ran with, for the record (steps/fbank_jobs.py compares it).
+    parser.add_argument("--sample-rate", type=int, default=16000)
+    parser.add_argument("--num-mel-bins", type=int, default=80)
+    parser.add_argument("--compress", choices=("true", "false"), default="true")
+    parser.add_argument("--min-frames", type=int, default=MIN_FRAMES)
     return parser
 
 
 def main() -> int:
     args = get_parser().parse_args()
     try:
-        failed = merge_fbank_jobs(args.data_dir, args.fbank_dir, args.nj, max_fail_frac=args.max_fail_frac)
+        settings = {"sample_rate": args.sample_rate, "num_mel_bins": args.num_mel_bins,
+                    "compress": args.compress == "true", "min_frames": args.min_frames}
+        failed = merge_fbank_jobs(args.data_dir, args.fbank_dir, args.nj, max_fail_frac=args.max_fail_frac,
+                                  settings=settings)
     except (FeatureError, DataDirError, FileNotFoundError) as e:
         print(f"merge_fbank.py: {e}", file=sys.stderr)
         return 1

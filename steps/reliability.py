@@ -6,7 +6,8 @@ pretrained model's embeddings of <train-data-dir> (its possibly noisy labels)
 and writes to <out-dir> what stage 5 needs (the normalised embeddings and the
 per-speaker GMMs: w of any pair on the fly) and what a reader wants: report.md
 (+ .json), reliability.png, suspected_mislabelled and, with --clean-dir, a data
-dir without the suspected utterances. With utt2truespk in the data dir (stage 2)
+dir without the suspected utterances; last reliability.settings, the options
+and inputs of the fit: a rerun with the same ones is skipped, with others redone. With utt2truespk in the data dir (stage 2)
 the report gives pair- and utterance-level detection figures.
 
 The GMM settings (--tol, --n-init, --max-iter, ...) apply to every estimator;
@@ -22,9 +23,11 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from purl.data.datadir import DataDirError
+from purl.data.datadir import DataDirError, validate_data_dir
 from purl.reliability import ESTIMATORS, ReliabilitySettings
 from purl.reliability_stage import report_markdown, run_reliability
+from purl.settings import differences, read_record, text_digest, write_record
+from purl.vectors import XVECTOR_SETTINGS
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -43,6 +46,29 @@ def get_parser() -> argparse.ArgumentParser:
     return parser
 
 
+SETTINGS = "reliability.settings"  # in the out dir: what the fit was made from
+
+
+def gmm_settings(args) -> dict:
+    """The ReliabilitySettings fields given on the command line."""
+    return {f.name: getattr(args, f.name) for f in dataclasses.fields(ReliabilitySettings)}
+
+
+def stage_settings(args, compare: tuple[str, ...]) -> dict:
+    """Options and inputs of a stage-4 run (purl.settings): another --estimator
+    or other embeddings or labels make another fit."""
+    data = Path(args.data_dir)
+    scp = Path(args.xvector_scp)
+    record = {"estimator": args.estimator, "compare": sorted(compare), "threshold": args.threshold,
+              "clean_dir": args.clean_dir or "", "gmm": gmm_settings(args), "xvector_scp": text_digest(scp),
+              "utt2spk": text_digest(data / "utt2spk")}
+    if (scp.parent / XVECTOR_SETTINGS).is_file():
+        record["embeddings"] = text_digest(scp.parent / XVECTOR_SETTINGS)
+    if (data / "utt2truespk").is_file():
+        record["utt2truespk"] = text_digest(data / "utt2truespk")
+    return record
+
+
 def main() -> int:
     args = get_parser().parse_args()
     name = Path(sys.argv[0]).name
@@ -51,15 +77,27 @@ def main() -> int:
     if unknown:
         print(f"{name}: unknown estimator(s) {unknown}; choose from {sorted(ESTIMATORS)}", file=sys.stderr)
         return 1
-    if (Path(args.out_dir) / "report.json").is_file() and \
-            (Path(args.out_dir) / "report.json").stat().st_mtime > Path(args.xvector_scp).stat().st_mtime:
-        print(f"{name}: {args.out_dir}/report.json is complete; skipping (delete it to redo)")
-        return 0
+    if not 0 < args.threshold < 1:
+        print(f"{name}: --threshold {args.threshold} must be in (0, 1) (a posterior)", file=sys.stderr)
+        return 1
+    out = Path(args.out_dir)
     try:
-        settings = {f.name: getattr(args, f.name) for f in dataclasses.fields(ReliabilitySettings)}
+        validate_data_dir(args.data_dir, require=("utt2spk", "spk2utt"))
+        if not Path(args.xvector_scp).is_file():
+            raise DataDirError(f"{args.xvector_scp}: no such embedding index (run steps/extract_embeddings.sh first)")
+        record = stage_settings(args, compare)
+        if (out / "report.json").is_file():
+            old = read_record(out / SETTINGS)
+            if old is not None and not differences(old, record):
+                print(f"{name}: {out}/report.json is complete; skipping (delete it to redo)")
+                return 0
+            why = "; ".join(differences(old, record)) if old is not None else f"no {out / SETTINGS}"
+            print(f"{name}: {out} was made from other settings or inputs ({why}); fitting again")
+        (out / SETTINGS).unlink(missing_ok=True)
         report = run_reliability(args.xvector_scp, args.data_dir, args.out_dir, estimator=args.estimator,
                                  compare=compare, threshold=args.threshold, clean_dir=args.clean_dir,
-                                 settings=settings)
+                                 settings=gmm_settings(args))
+        write_record(out / SETTINGS, record)
     except (DataDirError, ValueError, FileNotFoundError) as e:
         print(f"{name}: {e}", file=sys.stderr)
         return 1

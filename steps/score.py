@@ -8,6 +8,8 @@ training set's embeddings, top --top-k per side); writes <scores-dir>/<list>.
 cosine EER threshold of the first list and the --mean vector: what
 purl.load_model and `purl compare` decide with), prints the table, and with
 --results collects every exp/*/scores/results.md into one RESULTS.md.
+Scoring takes seconds, so it always runs; <scores-dir>/settings records what
+the scores were made from (embeddings, mean, cohort, top-k, trial lists).
 
 e.g.: python steps/score.py --mean exp/m/embeddings/train/mean.vec \\
         --cohort exp/m/embeddings/train/xvector.scp --cohort-utt2spk data/train/utt2spk \\
@@ -20,7 +22,9 @@ import sys
 from pathlib import Path
 
 from purl.data.datadir import DataDirError
-from purl.results import cohort_from_embeddings, collect_results, read_vector, results_table, score_trial_lists
+from purl.results import cohort_from_embeddings, collect_results, results_table, score_trial_lists
+from purl.settings import text_digest, write_record
+from purl.vectors import XVECTOR_SETTINGS, read_vector
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -34,6 +38,19 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--top-k", type=int, default=300)
     parser.add_argument("--results", help="write this RESULTS.md from every <exp>/*/scores/results.md")
     return parser
+
+
+def score_settings(args) -> dict:
+    """Digests of every input of the scores (purl.settings), for a reader."""
+    scp = Path(args.xvector_scp)
+    record = {"xvector_scp": text_digest(scp), "top_k": args.top_k,
+              "trials": {t: text_digest(t) for t in args.trials}}
+    if (scp.parent / XVECTOR_SETTINGS).is_file():
+        record["embeddings"] = text_digest(scp.parent / XVECTOR_SETTINGS)
+    for key in ("mean", "cohort", "cohort_utt2spk"):
+        if getattr(args, key):
+            record[key] = text_digest(getattr(args, key))
+    return record
 
 
 def main() -> int:
@@ -50,6 +67,7 @@ def main() -> int:
     except (DataDirError, ValueError) as e:
         print(f"{name}: {e}", file=sys.stderr)
         return 1
+    write_record(Path(args.scores_dir) / "settings", score_settings(args))
     print(results_table(results, title=str(Path(args.scores_dir).parent)))
     if args.results:
         collect_results(Path(args.scores_dir).parent.parent, args.results)

@@ -29,6 +29,11 @@ def get_parser() -> argparse.ArgumentParser:
 def main() -> int:
     args = get_parser().parse_args()
     name = Path(sys.argv[0]).name
+    if not 0 < args.rate < 1:
+        # Rate 0 would make a copy whose truth equals its labels: nothing for stage 4 to detect (AUC nan).
+        print(f"{name}: rate {args.rate} must be in (0, 1); with no noise, train on {args.src_dir} itself",
+              file=sys.stderr)
+        return 1
     try:
         summary = make_noisy_data_dir(args.src_dir, args.dst_dir, args.rate, args.seed)
     except (DataDirError, ValueError) as e:

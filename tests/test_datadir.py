@@ -95,7 +95,7 @@ def test_empty_trial_list_is_an_error(tmp_path):
 
 def test_fix_data_dir_drops_utts_without_audio(tmp_path):
     d = make_dir(tmp_path / "d")
-    (d / "wav.scp").write_text("b-2 w\na-1 x\na-1 again\nb-1 z\n")  # unsorted, duplicate, a-2 missing
+    (d / "wav.scp").write_text("b-2 w\na-1 x\na-1 x\nb-1 z\n")  # unsorted, repeated line, a-2 missing
     kept, dropped = fix_data_dir(d)
     assert (kept, dropped) == (3, 1)
     data = validate_data_dir(d)

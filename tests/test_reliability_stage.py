@@ -45,7 +45,8 @@ def test_reliability_stage_reports_detection_and_writes_what_stage_5_needs(tmp_p
     suspected = [line.split()[0] for line in (out / "suspected_mislabelled").read_text().splitlines()]
     cleaned = validate_data_dir(tmp_path / "cleaned")
     assert len(cleaned) == len(utt2spk) - len(suspected) and not set(suspected) & set(cleaned.utts)
-    rerun = run_script(ROOT / "steps" / "reliability.py", scp, data, out)
+    rerun = run_script(ROOT / "steps" / "reliability.py", "--compare", "sklearn,global", "--clean-dir",
+                       tmp_path / "cleaned", scp, data, out)
     assert "skipping" in rerun.stdout
 
     weights = pair_weights_from_dir(out, data)

@@ -38,6 +38,8 @@ def test_resume_gives_the_same_weights_as_training_straight(tmp_path, tiny_confi
     assert all(torch.equal(a[k], b[k]) for k in a)
     rows = (tmp_path / "resumed" / "train.csv").read_text().splitlines()
     assert [r.split(",")[0] for r in rows[1:]] == [str(n) for n in range(1, 9)]
+    # The interrupted epoch's mean loss covers its steps before the interruption too.
+    assert (tmp_path / "resumed" / "epochs.csv").read_text() == (tmp_path / "straight" / "epochs.csv").read_text()
 
 
 def test_training_writes_checkpoints_curves_and_config(tmp_path, tiny_config):

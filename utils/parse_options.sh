@@ -3,8 +3,9 @@
 # defaults:
 #   nj=4            # parallel jobs
 #   . utils/parse_options.sh
-# --foo-bar value sets foo_bar. An option that no variable declares, a missing value
-# or a non-boolean value for a variable whose default is true/false is an error:
+# --foo-bar value sets foo_bar. An option that no variable declares, a missing value,
+# a non-boolean value for a variable whose default is true/false, or a value that is
+# not a number for a variable whose default is one (--stage abc) is an error:
 # a typo must never be silently ignored. --help prints $help_message (if set).
 # What remains in "$@" afterwards are the positional arguments.
 
@@ -38,6 +39,13 @@ while [ $# -gt 0 ]; do
   if [ "$__po_old" = true ] || [ "$__po_old" = false ]; then
     [ "$__po_value" = true ] || [ "$__po_value" = false ] || \
       __po_die "option $__po_name takes true or false, not '$__po_value'"
+  fi
+  if [[ "$__po_old" =~ ^-?[0-9]+$ ]]; then
+    [[ "$__po_value" =~ ^-?[0-9]+$ ]] || \
+      __po_die "option $__po_name takes a whole number, not '$__po_value'"
+  elif [[ "$__po_old" =~ ^-?[0-9]*\.[0-9]+$ ]]; then
+    [[ "$__po_value" =~ ^-?([0-9]+|[0-9]*\.[0-9]+)$ ]] || \
+      __po_die "option $__po_name takes a number, not '$__po_value'"
   fi
   printf -v "$__po_var" '%s' "$__po_value"
 done

@@ -1,21 +1,18 @@
 #!/usr/bin/env bash
 # Runs a command as jobs 1..N, each with its own log; fails when any job fails.
 #
-# Usage: run_jobs.sh [--max-jobs-run N] [--launcher CMD] JOB=1:N|JOB=2,5,.. <log> <command ...>
+# Usage: run_jobs.sh [--max-jobs-run N] JOB=1:N|JOB=2,5,.. <log> <command ...>
 #  e.g.: run_jobs.sh JOB=1:4 data/train/log/make_fbank.JOB.log \
 #          python steps/compute_fbank.py data/train/split4/JOB fbank/train.JOB.ark
 # JOB=2,5 runs only those jobs (a rerun of the unfinished ones). Every 'JOB' in the log path and the command becomes the job's number. The log
 # starts with the command line and ends with the exit status and the time taken.
-# --launcher prefixes each job (utils/slurm.sh uses it to run jobs through srun).
 # Exit status: 0 when every job succeeded, else 1 with the failed jobs' logs named.
 set -uo pipefail
 
 max_jobs_run=0     # 0: all jobs at once
-launcher=""        # e.g. "srun --ntasks=1 --gres=gpu:1"
 while [ $# -gt 0 ]; do
   case "$1" in
     --max-jobs-run) max_jobs_run=$2; shift 2 ;;
-    --launcher) launcher=$2; shift 2 ;;
     *) break ;;
   esac
 done
@@ -24,7 +21,7 @@ if [ $# -ge 3 ] && [[ "$1" =~ ^JOB=([0-9]+):([0-9]+)$ ]]; then
 elif [ $# -ge 3 ] && [[ "$1" =~ ^JOB=([0-9]+(,[0-9]+)*)$ ]]; then
   job_ids=${BASH_REMATCH[1]//,/ }
 else
-  echo "Usage: $0 [--max-jobs-run N] [--launcher CMD] JOB=1:N|JOB=2,5,.. <log> <command ...>" >&2
+  echo "Usage: $0 [--max-jobs-run N] JOB=1:N|JOB=2,5,.. <log> <command ...>" >&2
   exit 1
 fi
 log_pattern=$2; shift 2
@@ -39,8 +36,7 @@ run_one() {
     echo "# ${args[*]}"
     echo "# started at $(date)"
   } > "$log"
-  # shellcheck disable=SC2086
-  ( $launcher "${args[@]}" ) >> "$log" 2>&1
+  ( "${args[@]}" ) >> "$log" 2>&1
   status=$?
   echo "# finished at $(date) after $(( $(date +%s) - start )) s with exit status $status" >> "$log"
   return $status

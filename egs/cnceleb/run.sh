@@ -7,12 +7,13 @@
 # The models and configs are egs/voxceleb's. Run from this folder:
 #   bash run.sh --stage 0 --stop-stage 1
 set -euo pipefail
+. ./cmd.sh                # job runners (train_cmd): ours, or Kaldi's run.pl/queue.pl/slurm.pl
 
 # ---- what to run ------------------------------------------------------------
 stage=0
 stop_stage=6
 nj=16                     # parallel jobs for features and embeddings
-cmd=run_jobs.sh           # job runner: run_jobs.sh, or slurm.sh on a cluster
+cmd=$train_cmd            # job runner for features and embeddings: see cmd.sh
 gpus="0,1,2,3,4,5,6,7"    # GPUs for training (torchrun processes); "" for CPU
 
 # ---- the corpus (https://www.openslr.org/82/, v2 releases, flac) ---------------
@@ -23,7 +24,8 @@ cn2_root=/data/CN-Celeb2_flac   # data/ spk.lst; "" trains on CN-Celeb1 dev only
 model=ecapa                        # ecapa or resnet34: conf/<model>_supcon.yaml, conf/<model>_purl_30ep.yaml
 noise_rate=0.2                     # simulated label noise (0: train on the labels as they are)
 seed=0                             # noise draw and training seed
-estimator=histogram                # stage 4: histogram (fast), sklearn (the original loop), bic, global
+purl_start_epoch=200               # the update continues models/epoch_<N>.pt of the pretraining (the original protocol)
+estimator=sklearn                  # stage 4: sklearn (the original loop, at tol 1e-3), histogram (fast), bic, global
 filter_keep_ratio=0.5              # stage 5 filtering baseline: fraction of each speaker's utterances kept
 cohort_utts_per_speaker=20         # AS-Norm cohort: speaker means over this many utterances each
 train_overrides=""                 # config overrides for every training run, e.g. "data.num_workers=8"
@@ -53,7 +55,7 @@ fi
 
 if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
   log "Stage 1: fbank features"; SECONDS=0
-  for d in $train $test; do steps/make_fbank.sh --nj $nj --cmd "$cmd" $d fbank; done
+  for d in $train $test; do steps/make_fbank.sh --nj $nj --cmd "$cmd" $d $d/log fbank; done
   log "Stage 1 done in ${SECONDS}s"
 fi
 
@@ -71,19 +73,21 @@ fi
 
 if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
   log "Stage 4: GMM pair reliability"; SECONDS=0
-  steps/extract_embeddings.sh --nj $nj --cmd "$cmd" --gpus "$gpus" $pretrain/models/final.pt $noisy $pretrain/embeddings/train
-  steps/reliability.py --estimator $estimator --compare global,bic \
-    $pretrain/embeddings/train/xvector.scp $noisy $pretrain/reliability
+  # as the original: one random 3 s crop per utterance of the checkpoint the update continues
+  steps/extract_embeddings.sh --nj $nj --cmd "$cmd" --gpus "$gpus" --num-crops 1 --crop-frames 300 --random-crop-seed $seed \
+    $pretrain/models/epoch_$purl_start_epoch.pt $noisy $pretrain/embeddings/train_crop
+  steps/reliability.py --estimator $estimator --tol 1e-3 --compare global,bic \
+    $pretrain/embeddings/train_crop/xvector.scp $noisy $pretrain/reliability
   log "Stage 4 done in ${SECONDS}s"
 fi
 
 if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
   log "Stage 5: PURL update, its control run and the filtering baseline"; SECONDS=0
-  init="purl.init_checkpoint=$pretrain/models/final.pt"
+  init="purl.init_checkpoint=$pretrain/models/epoch_$purl_start_epoch.pt"  # its whole state (purl.init_mode continue)
   steps/train.sh --gpus "$gpus" --overrides "$overrides $init purl.reliability=$pretrain/reliability" \
     conf/${model}_purl_30ep.yaml $noisy $purl
   steps/train.sh --gpus "$gpus" --overrides "$overrides $init loss.type=supcon" conf/${model}_purl_30ep.yaml $noisy $control
-  steps/filter_data_dir.py --keep-ratio $filter_keep_ratio $pretrain/embeddings/train/xvector.scp $noisy $filtered
+  steps/filter_data_dir.py --keep-ratio $filter_keep_ratio $pretrain/embeddings/train_crop/xvector.scp $noisy $filtered
   steps/train.sh --gpus "$gpus" --overrides "$overrides $init loss.type=supcon" conf/${model}_purl_30ep.yaml $filtered $filter
   log "Stage 5 done in ${SECONDS}s"
 fi

@@ -6,12 +6,13 @@
 #   bash run.sh --stage 3 --stop-stage 3     # one stage
 #   bash run.sh --protocol paper             # the original work's protocol (README: Fidelity)
 set -euo pipefail
+. ./cmd.sh                # job runners (train_cmd): ours, or Kaldi's run.pl/queue.pl/slurm.pl
 
 # ---- what to run ------------------------------------------------------------
 stage=0
 stop_stage=6
 nj=2                      # parallel jobs for features and embeddings
-cmd=run_jobs.sh           # job runner: run_jobs.sh, or slurm.sh on a cluster
+cmd=$train_cmd            # job runner for features and embeddings: see cmd.sh
 gpus=""                   # "" trains on CPU; "0,1" trains on those GPUs
 
 # ---- the corpus ---------------------------------------------------------------
@@ -41,6 +42,9 @@ purl_overrides=""         # ... then these for the update and the control run, e
 
 . ./path.sh
 . utils/parse_options.sh
+# One spelling per rate: 0.0 and 0 (0.20 and 0.2) name the same dirs and skip the same stages.
+noise_rate=$(awk -v r="$noise_rate" 'BEGIN { if (r < 0 || r >= 1) exit 1; print r + 0 }') || {
+  echo "$0: --noise-rate must be in [0, 1) (0: the labels as given)" >&2; exit 1; }
 
 case $protocol in
   tuned) tag=""; pretrain_overrides=""; purl_conf=${purl_conf:-conf/purl.yaml}; estimator=${estimator:-histogram}
@@ -79,7 +83,7 @@ fi
 
 if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
   log "Stage 1: fbank features"; SECONDS=0
-  for d in $train $test; do steps/make_fbank.sh --nj $nj --cmd "$cmd" $d fbank; done
+  for d in $train $test; do steps/make_fbank.sh --nj $nj --cmd "$cmd" $d $d/log fbank; done
   log "Stage 1 done in ${SECONDS}s"
 fi
 

@@ -6,13 +6,15 @@
 # this folder:
 #   bash run.sh --stage 0 --stop-stage 1
 set -euo pipefail
+. ./cmd.sh                # job runners (train_cmd): ours, or Kaldi's run.pl/queue.pl/slurm.pl
 
 # ---- what to run ------------------------------------------------------------
 stage=0
 stop_stage=6
 nj=16                     # parallel jobs for features and embeddings
-cmd=run_jobs.sh           # job runner: run_jobs.sh, or slurm.sh on a cluster
+cmd=$train_cmd            # job runner for features and embeddings: see cmd.sh
 gpus="0,1,2,3,4,5,6,7"    # GPUs for training (torchrun processes); "" for CPU
+slurm=false               # true: training through srun, one torchrun per node (PURL_SRUN_OPTS: --nodes, --gres, ...)
 
 # ---- the corpus (https://www.robots.ox.ac.uk/~vgg/data/voxceleb/) -------------
 vox1_root=/data/voxceleb1/wav          # id10001/<video>/00001.wav ... (dev + test), or WeSpeaker's voxceleb1/ ({dev,test}/wav)
@@ -63,6 +65,10 @@ case $protocol in
   *) echo "$0: --protocol $protocol: use paper or tuned" >&2; exit 1 ;;
 esac
 case $scoring in cosine|mean|asnorm) ;; *) echo "$0: --scoring $scoring: use cosine, mean or asnorm" >&2; exit 1 ;; esac
+
+# One spelling per rate: 0.0 and 0 (0.20 and 0.2) name the same dirs and skip the same stages.
+noise_rate=$(awk -v r="$noise_rate" 'BEGIN { if (r < 0 || r >= 1) exit 1; print r + 0 }') || {
+  echo "$0: --noise-rate must be in [0, 1) (0: the labels as given)" >&2; exit 1; }
 
 train=data/vox2_dev
 [ "$speed_perturb" = false ] || train=data/vox2_dev_sp
@@ -117,7 +123,7 @@ fi
 if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
   log "Stage 1: fbank features"; SECONDS=0
   steps/preflight.py --data-dir $train --data-dir $test --fbank-dir fbank  # audio readers, disk space
-  for d in $train $test ${vox2_valid_pairs:+$valid}; do steps/make_fbank.sh --nj $nj --cmd "$cmd" $d fbank; done
+  for d in $train $test ${vox2_valid_pairs:+$valid}; do steps/make_fbank.sh --nj $nj --cmd "$cmd" $d $d/log fbank; done
   log "Stage 1 done in ${SECONDS}s"
 fi
 
@@ -129,7 +135,7 @@ fi
 
 if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
   log "Stage 3: SupCon pretraining of $model on $noisy"; SECONDS=0
-  steps/train.sh --gpus "$gpus" $valid_opt --overrides "$overrides $pretrain_overrides" $supcon_conf $noisy $pretrain
+  steps/train.sh --gpus "$gpus" --slurm $slurm $valid_opt --overrides "$overrides $pretrain_overrides" $supcon_conf $noisy $pretrain
   log "Stage 3 done in ${SECONDS}s"
 fi
 
@@ -147,12 +153,12 @@ fi
 if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
   log "Stage 5: PURL update, its control run and the filtering baseline"; SECONDS=0
   init="purl.init_checkpoint=$pretrain/$purl_init"
-  steps/train.sh --gpus "$gpus" $valid_opt --overrides "$overrides $purl_overrides $init purl.reliability=$pretrain/reliability" \
+  steps/train.sh --gpus "$gpus" --slurm $slurm $valid_opt --overrides "$overrides $purl_overrides $init purl.reliability=$pretrain/reliability" \
     conf/${model}_purl_30ep.yaml $noisy $purl
-  steps/train.sh --gpus "$gpus" $valid_opt --overrides "$overrides $purl_overrides $init loss.type=supcon" \
+  steps/train.sh --gpus "$gpus" --slurm $slurm $valid_opt --overrides "$overrides $purl_overrides $init loss.type=supcon" \
     conf/${model}_purl_30ep.yaml $noisy $control
   steps/filter_data_dir.py --keep-ratio $filter_keep_ratio $pretrain/embeddings/$reliability_emb/xvector.scp $noisy $filtered
-  steps/train.sh --gpus "$gpus" $valid_opt --overrides "$overrides $purl_overrides $init loss.type=supcon" \
+  steps/train.sh --gpus "$gpus" --slurm $slurm $valid_opt --overrides "$overrides $purl_overrides $init loss.type=supcon" \
     conf/${model}_purl_30ep.yaml $filtered $filter
   log "Stage 5 done in ${SECONDS}s"
 fi

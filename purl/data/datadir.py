@@ -18,6 +18,7 @@ only entry scripts turn that into an exit code.
 
 from __future__ import annotations
 
+import math
 import os
 import random
 import shutil
@@ -50,24 +51,39 @@ def read_kv(path: str | os.PathLike, *, multi: bool = False, check_sorted: bool 
         raise DataDirError(f"{path}: no such file")
     table: OrderedDict = OrderedDict()
     previous = None
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            parts = line.split(maxsplit=1)
-            if not parts:
-                raise DataDirError(f"{path} line {lineno}: empty line (remove it)")
-            if len(parts) < 2 or not parts[1].strip():
-                raise DataDirError(f"{path} line {lineno}: '{parts[0]}' has no value")
-            key, value = parts[0], parts[1].strip()
-            if key in table:
-                raise DataDirError(f"{path} line {lineno}: duplicate key '{key}' (each key must appear once)")
-            if check_sorted and previous is not None and sort_key(key) < sort_key(previous):
-                raise DataDirError(
-                    f"{path} line {lineno}: '{key}' sorts before '{previous}' "
-                    f"(run utils/fix_data_dir.py {path.parent})"
-                )
-            table[key] = value.split() if multi else value
-            previous = key
+    for lineno, line in enumerate(_text_lines(path), 1):
+        parts = line.split(maxsplit=1)
+        if not parts:
+            raise DataDirError(f"{path} line {lineno}: empty line (remove it)")
+        if len(parts) < 2 or not parts[1].strip():
+            raise DataDirError(f"{path} line {lineno}: '{parts[0]}' has no value")
+        key, value = parts[0], parts[1].strip()
+        if key in table:
+            raise DataDirError(f"{path} line {lineno}: duplicate key '{key}' (each key must appear once)")
+        if check_sorted and previous is not None and sort_key(key) < sort_key(previous):
+            raise DataDirError(
+                f"{path} line {lineno}: '{key}' sorts before '{previous}' "
+                f"(run utils/fix_data_dir.py {path.parent})"
+            )
+        table[key] = value.split() if multi else value
+        previous = key
     return table
+
+
+def _text_lines(path: Path) -> list[str]:
+    """The lines of a data-dir file, refusing what would otherwise become an
+    invisible part of a key: a UTF-8 byte-order mark, bytes that are not UTF-8."""
+    raw = path.read_bytes()
+    if raw.startswith(b"\xef\xbb\xbf"):
+        raise DataDirError(f"{path} line 1: starts with a UTF-8 byte-order mark (an editor's; remove it, "
+                           f"e.g. sed -i '1s/^\\xEF\\xBB\\xBF//' {path})")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        lineno = raw[:e.start].count(b"\n") + 1
+        raise DataDirError(f"{path} line {lineno}: bytes that are not UTF-8 ({raw[e.start:e.start + 4]!r}); "
+                           f"data-dir files are UTF-8 text (convert it, e.g. iconv -f latin1 -t utf-8)") from None
+    return text.splitlines()
 
 
 def write_kv(path: str | os.PathLike, table: Mapping[str, object] | Iterable[tuple[str, object]]) -> None:
@@ -116,14 +132,13 @@ def read_trials(path: str | os.PathLike) -> list[tuple[str, str, bool]]:
     if not path.is_file():
         raise DataDirError(f"{path}: no such trial list")
     trials = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            parts = line.split()
-            if len(parts) != 3 or parts[2] not in ("target", "nontarget"):
-                raise DataDirError(
-                    f"{path} line {lineno}: expected 'utt1 utt2 target|nontarget', got '{line.strip()}'"
-                )
-            trials.append((parts[0], parts[1], parts[2] == "target"))
+    for lineno, line in enumerate(_text_lines(path), 1):
+        parts = line.split()
+        if len(parts) != 3 or parts[2] not in ("target", "nontarget"):
+            raise DataDirError(
+                f"{path} line {lineno}: expected 'utt1 utt2 target|nontarget', got '{line.strip()}'"
+            )
+        trials.append((parts[0], parts[1], parts[2] == "target"))
     if not trials:
         raise DataDirError(f"{path}: empty trial list (regenerate it with the recipe's stage 0)")
     return trials
@@ -204,7 +219,12 @@ def validate_data_dir(
                 tables[name] = read_kv(path / name, multi=(name == "spk2utt"))
             except DataDirError as e:
                 problems.append(str(e))
+    if (path / "segments").is_file():
+        problems.append(SEGMENTS_UNSUPPORTED.format(path=path))
     utt2spk = tables.get("utt2spk")
+    if utt2spk is not None and not utt2spk:
+        problems.append(f"{path}/utt2spk: no utterances (an empty data dir; check the corpus path of stage 0)")
+    problems += value_problems(path, tables)
     if utt2spk is not None:
         # In a dir with simulated label noise the ids keep their true speaker.
         true_name = "utt2truespk" if "utt2truespk" in tables else "utt2spk"
@@ -251,25 +271,68 @@ def validate_data_dir(
     return DataDir(path)
 
 
+SEGMENTS_UNSUPPORTED = (
+    "{path}/segments: data dirs with segments are not supported (their utterances are parts of wav.scp "
+    "recordings); cut the segments into files first (e.g. Kaldi's extract-segments, or sox trim) and make a "
+    "wav.scp of those files")
+
+
+def value_problems(path: Path, tables: Mapping[str, Mapping[str, str]]) -> list[str]:
+    """The first bad value of each file whose values have a form: durations and
+    frame counts positive numbers, feats.scp entries ark offsets (kaldiio would
+    run a command entry)."""
+    problems = []
+    forms = {"utt2dur": (float, "a positive duration in seconds"),
+             "utt2num_frames": (int, "a positive whole number of frames")}
+    for name, (kind, what) in forms.items():
+        for lineno, (utt, value) in enumerate(tables.get(name, {}).items(), 1):
+            try:
+                number = kind(value)
+                good = math.isfinite(number) and number > 0
+            except ValueError:
+                good = False
+            if not good:
+                problems.append(f"{path}/{name} line {lineno}: '{utt}' has '{value}', not {what} "
+                                f"(remake it: delete it and rerun stage 1)")
+                break
+    for lineno, (utt, value) in enumerate(tables.get("feats.scp", {}).items(), 1):
+        if value.endswith("|"):
+            problems.append(f"{path}/feats.scp line {lineno}: '{utt}' is a command ({value}); feats.scp takes "
+                            "ark:offset entries only (commands belong in wav.scp)")
+            break
+    return problems
+
+
 def fix_data_dir(path: str | os.PathLike) -> tuple[int, int]:
     """Keeps the utterances present in every per-utterance file, sorted and unique.
 
     The old files go to ``<dir>/.backup/``; spk2utt is remade from utt2spk. Lines
-    that cannot be parsed and repeated keys are dropped (the first occurrence is
-    kept). Returns (kept, dropped) utterance counts.
+    that cannot be parsed and repeated identical lines are dropped; a key with
+    two different values is an error (nothing is written). Returns (kept,
+    dropped) utterance counts.
     """
     path = Path(path)
     if not (path / "utt2spk").is_file():
         raise DataDirError(f"{path}/utt2spk: missing; fix_data_dir needs it to know the utterances")
+    if (path / "segments").is_file():
+        raise DataDirError(SEGMENTS_UNSUPPORTED.format(path=path))
     tables: dict[str, dict[str, str]] = {}
     for name in UTT_FILES:
         if (path / name).is_file():
             table: dict[str, str] = {}
-            with open(path / name, encoding="utf-8") as f:
-                for line in f:
-                    parts = line.split(maxsplit=1)
-                    if len(parts) == 2 and parts[1].strip() and parts[0] not in table:
-                        table[parts[0]] = parts[1].strip()
+            first_line: dict[str, int] = {}
+            for lineno, line in enumerate(_text_lines(path / name), 1):
+                parts = line.split(maxsplit=1)
+                if len(parts) != 2 or not parts[1].strip():
+                    continue
+                key, value = parts[0], parts[1].strip()
+                if key in table and table[key] != value:
+                    # Keeping either would be a guess: the user must say which is right.
+                    raise DataDirError(
+                        f"{path / name} lines {first_line[key]} and {lineno}: '{key}' has two different values "
+                        f"('{table[key]}' and '{value}'); delete the wrong line, then rerun fix_data_dir.py")
+                if key not in table:
+                    table[key], first_line[key] = value, lineno
             tables[name] = table
     keep = set(tables["utt2spk"])
     for table in tables.values():

@@ -39,6 +39,8 @@ class TrainingSet:
         missing = next((u for u in utts if u not in feats), None)
         if missing is not None:
             raise DataDirError(f"{data.path}/feats.scp: no features for '{missing}' (run utils/fix_data_dir.py {data.path})")
+        if not utts:
+            raise DataDirError(f"{data.path}/utt2spk: no utterances (check stage 0's output)")
         speakers = data.speakers
         index = {s: i for i, s in enumerate(speakers)}
         return cls(
@@ -53,10 +55,25 @@ class TrainingSet:
         return len(self.utts)
 
 
-def load_features(entry: str) -> np.ndarray:
-    """(frames, bins) float32 with the utterance mean removed from every bin."""
+def load_features(entry: str, utt: str = "") -> np.ndarray:
+    """(frames, bins) float32 with the utterance mean removed from every bin.
+
+    Raises DataDirError for a command entry (kaldiio would run it: feats.scp
+    holds ark:offset entries only) and for non-finite values, naming ``utt``.
+    """
+    if entry.rstrip().endswith("|"):
+        raise DataDirError(f"feats.scp entry of '{utt}' is a command ({entry}); feats.scp takes ark:offset entries "
+                           "only (compute the features with steps/make_fbank.sh)")
     feats = kaldiio.load_mat(entry).astype(np.float32, copy=False)
+    if not np.isfinite(feats).all():
+        raise DataDirError(f"features of '{utt}' ({entry}) hold NaN or inf; recompute them (steps/make_fbank.sh) "
+                           "or remove the utterance (utils/subset_data_dir.py)")
     return feats - feats.mean(axis=0, keepdims=True)
+
+
+def feature_dim(entry: str, utt: str = "") -> int:
+    """The number of columns of one stored feature matrix."""
+    return load_features(entry, utt).shape[1]
 
 
 def random_chunk(feats: np.ndarray, chunk_frames: int, rng: np.random.Generator) -> np.ndarray:
@@ -99,7 +116,7 @@ class ChunkDataset(torch.utils.data.Dataset):
     def __getitem__(self, item: tuple[int, int]) -> tuple[torch.Tensor, int]:
         utt, seed = item
         rng = np.random.default_rng(seed)
-        chunk = random_chunk(load_features(self.data.feats[utt]), self.chunk_frames, rng)
+        chunk = random_chunk(load_features(self.data.feats[utt], self.data.utts[utt]), self.chunk_frames, rng)
         if self.augment:
             chunk = spec_augment(chunk, rng, self.freq_mask, self.time_mask)
         return torch.from_numpy(np.ascontiguousarray(chunk)), utt

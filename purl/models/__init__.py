@@ -1,7 +1,7 @@
 """Speaker encoders and their registry.
 
 Every model maps fbank features (batch, frames, 80) to embeddings
-(batch, embed_dim) and has an ``embed_dim`` attribute.  A config names one by
+(batch, embed_dim) and has ``embed_dim`` and ``input_dim`` attributes.  A config names one by
 its key in MODELS and passes constructor arguments through ``model.args``:
 
 =================  ===========================================  ==========  =========

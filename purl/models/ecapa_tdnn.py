@@ -225,6 +225,7 @@ class EcapaTdnn(nn.Module):
                 f"got {len(channels)}, {len(kernel_sizes)}, {len(dilations)}"
             )
         self.embed_dim = embed_dim
+        self.input_dim = input_dim  # feature bins: data whose features differ is refused before a shape error
         self.blocks = nn.ModuleList([TdnnBlock(input_dim, channels[0], kernel_sizes[0], dilations[0])])
         for i in range(1, len(channels) - 1):
             self.blocks.append(

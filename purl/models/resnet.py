@@ -174,6 +174,7 @@ class ResNet(nn.Module):
             )
         self.embed_dim = embed_dim
         self.time_first = layout == "original"
+        self.input_dim = input_dim  # feature bins: data whose features differ is refused before a shape error
         self.stem = nn.Sequential(
             nn.Conv2d(1, base_channels, stem_kernel, (stem_freq_stride, 1), stem_kernel // 2, bias=False),
             nn.BatchNorm2d(base_channels),

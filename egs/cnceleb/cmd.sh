@@ -1,0 +1,1 @@
+../voxceleb/cmd.sh

@@ -1,0 +1,1 @@
+../mini/cmd.sh
