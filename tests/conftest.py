@@ -48,9 +48,10 @@ def copy_recipe(name: str, dest: Path) -> Path:
     """egs/<name> copied to ``dest`` without its outputs, its links pointing back at the project."""
     shutil.copytree(ROOT / "egs" / name, dest, symlinks=True,
                     ignore=shutil.ignore_patterns("data", "exp", "fbank", "corpus", "RESULTS.md"))
-    for link in ("path.sh", "steps", "utils", "local"):
-        (dest / link).unlink()
-        (dest / link).symlink_to(ROOT / link)
+    for link in (p for p in dest.iterdir() if p.is_symlink()):  # path.sh, steps/, a shared conf/ or cmd.sh ...
+        target = (ROOT / "egs" / name / link.name).resolve()
+        link.unlink()
+        link.symlink_to(target)
     return dest
 
 
