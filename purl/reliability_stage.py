@@ -24,22 +24,23 @@ def run_reliability(emb_scp: str | os.PathLike, data_dir: str | os.PathLike, out
     data = DataDir(data_dir)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    utts, emb = load_embeddings(emb_scp)
-    missing = [u for u in data.utts if u not in set(utts)]
+    emb_utts, emb = load_embeddings(emb_scp)
+    utts, utt2spk = data.utts, data.utt2spk
+    row = {u: i for i, u in enumerate(emb_utts)}
+    missing = [u for u in utts if u not in row]
     if missing:
         raise DataDirError(f"{emb_scp}: no embedding for '{missing[0]}' of {data.path} ({len(missing)} missing); "
                            "rerun steps/extract_embeddings.sh on this data dir")
-    row = {u: i for i, u in enumerate(utts)}
-    emb = emb[[row[u] for u in data.utts]]
+    emb = emb[[row[u] for u in utts]]
     speakers = {s: n for n, s in enumerate(data.speakers)}
-    labels = np.array([speakers[data.utt2spk[u]] for u in data.utts])
+    labels = np.array([speakers[utt2spk[u]] for u in utts])
     true_labels = None
     if data.has("utt2truespk"):
         truth = data.table("utt2truespk")
         true_index = {s: n for n, s in enumerate(sorted(set(truth.values()) | set(speakers)))}
         # Label values must be comparable: map both through one speaker index.
-        labels = np.array([true_index[data.utt2spk[u]] for u in data.utts])
-        true_labels = np.array([true_index[truth[u]] for u in data.utts])
+        labels = np.array([true_index[utt2spk[u]] for u in utts])
+        true_labels = np.array([true_index[truth[u]] for u in utts])
 
     report = {"estimator": estimator, "threshold": threshold, "data_dir": str(data.path), "compare": {}}
     main_rel = None
@@ -55,14 +56,14 @@ def run_reliability(emb_scp: str | os.PathLike, data_dir: str | os.PathLike, out
     report["detection"] = report["compare"][estimator]
 
     main_rel.save(out_dir)
-    write_text_atomic(out_dir / UTTS_FILE, "".join(f"{u}\n" for u in data.utts))
+    write_text_atomic(out_dir / UTTS_FILE, "".join(f"{u}\n" for u in utts))
     plot_reliability(main_rel, out_dir / "reliability.png", true_labels)
     idx, mean_w = suspected_mislabelled(main_rel, threshold)
     write_text_atomic(out_dir / "suspected_mislabelled",
-                      "".join(f"{data.utts[i]} {data.utt2spk[data.utts[i]]} {w:.4f}\n" for i, w in zip(idx, mean_w)))
+                      "".join(f"{utts[i]} {utt2spk[utts[i]]} {w:.4f}\n" for i, w in zip(idx, mean_w)))
     if clean_dir is not None:
-        suspected = {data.utts[i] for i in idx}
-        subset_data_dir(data.path, clean_dir, utts=[u for u in data.utts if u not in suspected])
+        suspected = {utts[i] for i in idx}
+        subset_data_dir(data.path, clean_dir, utts=[u for u in utts if u not in suspected])
         report["cleaned_data_dir"] = str(clean_dir)
     report["n_suspected"] = int(len(idx))
     write_text_atomic(out_dir / "report.md", report_markdown(report))

@@ -143,6 +143,7 @@ class DataDir:
         if not self.path.is_dir():
             raise DataDirError(f"{self.path}: no such data directory")
         self._cache: dict[str, OrderedDict] = {}
+        self._keys: dict[str, list[str]] = {}
 
     def has(self, name: str) -> bool:
         return (self.path / name).is_file()
@@ -162,11 +163,18 @@ class DataDir:
 
     @property
     def utts(self) -> list[str]:
-        return list(self.utt2spk)
+        """The utterance ids in file order: one list, made once and shared by
+        every access (indexing it in a loop stays linear); do not modify it."""
+        if "utt2spk" not in self._keys:
+            self._keys["utt2spk"] = list(self.utt2spk)
+        return self._keys["utt2spk"]
 
     @property
     def speakers(self) -> list[str]:
-        return list(self.spk2utt)
+        """The speaker ids in file order; shared like :attr:`utts`."""
+        if "spk2utt" not in self._keys:
+            self._keys["spk2utt"] = list(self.spk2utt)
+        return self._keys["spk2utt"]
 
     def __len__(self) -> int:
         return len(self.utt2spk)
@@ -337,10 +345,22 @@ def split_data_dir(path: str | os.PathLike, nj: int) -> list[Path]:
     stamp = max((data.path / name).stat().st_mtime for name in present)
     if all((p / name).is_file() and (p / name).stat().st_mtime >= stamp for p in parts for name in present):
         return parts
+    # Each file is read once for all parts (a subset per part would reread and
+    # filter the whole dir nj times); the files are sorted, so a part is a run
+    # of consecutive lines.
     utts = data.utts
-    for n, part in enumerate(parts):
-        lo, hi = len(utts) * n // nj, len(utts) * (n + 1) // nj
-        subset_data_dir(data.path, part, utts=utts[lo:hi])
+    bounds = [len(utts) * n // nj for n in range(nj + 1)]
+    for name in present:
+        table = data.table(name)
+        missing = next((u for u in utts if u not in table), None)
+        if missing is not None:
+            raise DataDirError(f"{data.path}/{name}: no entry for '{missing}' of utt2spk (run utils/fix_data_dir.py {data.path})")
+        for part, lo, hi in zip(parts, bounds, bounds[1:]):
+            part.mkdir(parents=True, exist_ok=True)
+            write_text_atomic(part / name, "".join(f"{u} {table[u]}\n" for u in utts[lo:hi]))
+    utt2spk = data.utt2spk
+    for part, lo, hi in zip(parts, bounds, bounds[1:]):
+        write_kv(part / "spk2utt", utt2spk_to_spk2utt({u: utt2spk[u] for u in utts[lo:hi]}))
     return parts
 
 
