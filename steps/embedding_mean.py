@@ -11,8 +11,8 @@ import argparse
 import os
 import sys
 
-import kaldiio
-import numpy as np
+from purl.data.datadir import DataDirError
+from purl.results import load_embeddings
 
 
 def main() -> int:
@@ -20,7 +20,11 @@ def main() -> int:
     parser.add_argument("scp")
     parser.add_argument("mean")
     args = parser.parse_args()
-    emb = np.stack(list(kaldiio.load_scp(args.scp).values()))
+    try:
+        _, emb = load_embeddings(args.scp)
+    except DataDirError as e:
+        print(f"embedding_mean.py: {e}", file=sys.stderr)
+        return 1
     tmp = args.mean + ".tmp"
     with open(tmp, "w") as f:
         f.write("[ " + " ".join(f"{v:.7g}" for v in emb.mean(0)) + " ]\n")
