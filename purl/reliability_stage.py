@@ -14,7 +14,7 @@ import numpy as np
 
 from purl.data.datadir import DataDir, DataDirError, subset_data_dir, write_text_atomic
 from purl.pair_weights import UTTS_FILE
-from purl.reliability import Reliability, evaluate, plot_reliability, suspected_mislabelled
+from purl.reliability import Reliability, evaluate_with_weights, plot_reliability, suspected_mislabelled
 from purl.results import load_embeddings
 
 
@@ -48,17 +48,17 @@ def run_reliability(emb_scp: str | os.PathLike, data_dir: str | os.PathLike, out
         start = time.perf_counter()
         rel = Reliability.fit(emb, labels, name)
         seconds = time.perf_counter() - start
-        figures = evaluate(rel, true_labels, threshold)
+        figures, mean_w = evaluate_with_weights(rel, true_labels, threshold)
         figures["fit_seconds"] = seconds
         report["compare"][name] = figures
         if name == estimator:
-            main_rel = rel
+            main_rel, main_mean_w = rel, mean_w
     report["detection"] = report["compare"][estimator]
 
     main_rel.save(out_dir)
     write_text_atomic(out_dir / UTTS_FILE, "".join(f"{u}\n" for u in utts))
     plot_reliability(main_rel, out_dir / "reliability.png", true_labels)
-    idx, mean_w = suspected_mislabelled(main_rel, threshold)
+    idx, mean_w = suspected_mislabelled(main_rel, threshold, main_mean_w)
     write_text_atomic(out_dir / "suspected_mislabelled",
                       "".join(f"{utts[i]} {utt2spk[utts[i]]} {w:.4f}\n" for i, w in zip(idx, mean_w)))
     if clean_dir is not None:
