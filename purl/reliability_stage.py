@@ -31,7 +31,8 @@ def run_reliability(emb_scp: str | os.PathLike, data_dir: str | os.PathLike, out
     if missing:
         raise DataDirError(f"{emb_scp}: no embedding for '{missing[0]}' of {data.path} ({len(missing)} missing); "
                            "rerun steps/extract_embeddings.sh on this data dir")
-    emb = emb[[row[u] for u in utts]]
+    if emb_utts != utts:  # xvector.scp is sorted like the data dir, so usually no copy
+        emb = emb[[row[u] for u in utts]]
     speakers = {s: n for n, s in enumerate(data.speakers)}
     labels = np.array([speakers[utt2spk[u]] for u in utts])
     true_labels = None
@@ -46,13 +47,18 @@ def run_reliability(emb_scp: str | os.PathLike, data_dir: str | os.PathLike, out
     main_rel = None
     for name in (estimator,) + tuple(c for c in compare if c != estimator):
         start = time.perf_counter()
-        rel = Reliability.fit(emb, labels, name)
+        # The estimators to compare start from the main fit's normalised copy
+        # (normalising it again changes nothing but rounding), so that the raw
+        # embeddings can go: at VoxCeleb size each copy is 0.8 GB.
+        rel = Reliability.fit(emb if main_rel is None else main_rel.embeddings, labels, name)
         seconds = time.perf_counter() - start
         figures, mean_w = evaluate_with_weights(rel, true_labels, threshold)
         figures["fit_seconds"] = seconds
         report["compare"][name] = figures
-        if name == estimator:
+        if main_rel is None:
             main_rel, main_mean_w = rel, mean_w
+            del emb
+        del rel
     report["detection"] = report["compare"][estimator]
 
     main_rel.save(out_dir)
