@@ -96,22 +96,34 @@ def get_parser() -> argparse.ArgumentParser:
 
 # --------------------------------------------------------------------------- running
 
+# Runs argv[2:] and writes "seconds exit-status max-rss-KiB" to argv[1]. A
+# process forked from this benchmark would start with its memory counted in
+# its peak RSS, so the command is started by this small stdlib-only launcher:
+# wait4's usage covers the child and every descendant it waited for, and
+# ru_maxrss is the largest resident set among them (KiB on Linux).
+_LAUNCHER = (
+    "import os, subprocess, sys, time\n"
+    "start = time.perf_counter()\n"
+    "child = subprocess.Popen(sys.argv[2:])\n"
+    "_, status, usage = os.wait4(child.pid, 0)\n"
+    "with open(sys.argv[1], 'w') as f:\n"
+    "    f.write(f'{time.perf_counter() - start} {os.waitstatus_to_exitcode(status)} {usage.ru_maxrss}')\n"
+)
+
+
 def run_measured(command: str, cwd: Path, log: Path) -> tuple[float, float]:
     """Runs ``command`` with bash after sourcing path.sh, as the recipe does;
     returns (wall seconds, peak RSS in GB of its process tree). Fails loudly."""
+    figures = log.with_suffix(".usage")
     with open(log, "w") as out:
-        start = time.perf_counter()
-        proc = subprocess.Popen(["bash", "-c", f"set -euo pipefail; . ./path.sh; {command}"],
-                                cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
-        # wait4's usage covers the child and every descendant it waited for:
-        # ru_maxrss is the largest resident set among them (KiB on Linux).
-        _, status, usage = os.wait4(proc.pid, 0)
-        seconds = time.perf_counter() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
-        raise SystemExit(f"bench_stages: '{command}' failed ({proc.returncode}) in {cwd}; its output:\n"
+        subprocess.run([sys.executable, "-S", "-c", _LAUNCHER, str(figures),
+                        "bash", "-c", f"set -euo pipefail; . ./path.sh; {command}"],
+                       cwd=cwd, stdout=out, stderr=subprocess.STDOUT, check=True)
+    seconds, status, max_rss_kib = figures.read_text().split()
+    if int(status) != 0:
+        raise SystemExit(f"bench_stages: '{command}' failed ({status}) in {cwd}; the end of its log {log}:\n"
                          + "".join(log.read_text().splitlines(keepends=True)[-30:]))
-    return seconds, usage.ru_maxrss / 2**20
+    return float(seconds), int(max_rss_kib) / 2**20
 
 
 def make_recipe(folder: Path) -> Path:
