@@ -548,7 +548,10 @@ class Reliability:
 
     @classmethod
     def fit(cls, embeddings: np.ndarray, labels: np.ndarray, estimator: str = "histogram",
-            settings: ReliabilitySettings | dict | None = None) -> "Reliability":
+            settings: ReliabilitySettings | dict | None = None, *, normalised: bool = False) -> "Reliability":
+        """Fits ``estimator``; ``normalised=True`` takes float32 embeddings that are
+        already L2-normalised (another fit's ``embeddings``) and shares them
+        instead of normalising a copy."""
         if estimator not in ESTIMATORS:
             raise ValueError(f"reliability: unknown estimator '{estimator}'; choose one of {sorted(ESTIMATORS)}")
         if not isinstance(settings, ReliabilitySettings):
@@ -556,7 +559,7 @@ class Reliability:
         embeddings, labels = np.asarray(embeddings), np.asarray(labels)
         if embeddings.ndim != 2 or len(embeddings) != len(labels):
             raise ValueError(f"reliability: embeddings {embeddings.shape} and labels {labels.shape} do not match")
-        x = normalise(embeddings)
+        x = embeddings if normalised and embeddings.dtype == np.float32 else normalise(embeddings)
         index, _ = SpeakerIndex.from_labels(labels)
         return cls(x, labels, ESTIMATORS[estimator](x, index, settings), estimator, settings)
 

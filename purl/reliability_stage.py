@@ -47,10 +47,12 @@ def run_reliability(emb_scp: str | os.PathLike, data_dir: str | os.PathLike, out
     main_rel = None
     for name in (estimator,) + tuple(c for c in compare if c != estimator):
         start = time.perf_counter()
-        # The estimators to compare start from the main fit's normalised copy
-        # (normalising it again changes nothing but rounding), so that the raw
-        # embeddings can go: at VoxCeleb size each copy is 0.8 GB.
-        rel = Reliability.fit(emb if main_rel is None else main_rel.embeddings, labels, name)
+        # The estimators to compare share the main fit's normalised embeddings,
+        # and the raw ones go: at VoxCeleb size each copy is 0.8 GB.
+        if main_rel is None:
+            rel = Reliability.fit(emb, labels, name)
+        else:
+            rel = Reliability.fit(main_rel.embeddings, labels, name, normalised=True)
         seconds = time.perf_counter() - start
         figures, mean_w = evaluate_with_weights(rel, true_labels, threshold)
         figures["fit_seconds"] = seconds
@@ -69,7 +71,7 @@ def run_reliability(emb_scp: str | os.PathLike, data_dir: str | os.PathLike, out
                       "".join(f"{utts[i]} {utt2spk[utts[i]]} {w:.4f}\n" for i, w in zip(idx, mean_w)))
     if clean_dir is not None:
         suspected = {utts[i] for i in idx}
-        subset_data_dir(data.path, clean_dir, utts=[u for u in utts if u not in suspected])
+        subset_data_dir(data, clean_dir, utts=[u for u in utts if u not in suspected])
         report["cleaned_data_dir"] = str(clean_dir)
     report["n_suspected"] = int(len(idx))
     write_text_atomic(out_dir / "report.md", report_markdown(report))

@@ -14,11 +14,11 @@ import pytest
 from purl.data import datadir as datadir_module
 from purl.data.datadir import DataDir, read_kv, split_data_dir, utt2spk_to_spk2utt, write_kv
 from purl.data.dataset import SpeakerBatchSampler
-from purl.features import ArkWriter
 from purl.pair_weights import pair_weights_from_dir
 from purl.reliability import simulate_embeddings
 from purl.reliability_stage import run_reliability
 from purl.results import load_embeddings
+from tests.test_reliability_stage import noisy_dir_with_embeddings
 
 UTTS, SPEAKERS = 6000, 60
 
@@ -39,29 +39,12 @@ def counted_properties(monkeypatch):
 
 
 def noisy_dir(tmp_path):
-    emb, noisy, true = simulate_embeddings([UTTS // SPEAKERS] * SPEAKERS, dim=16, noise_rate=0.2, seed=1)
-    names = [f"s{t:03d}-u{n:05d}" for n, t in enumerate(true)]
-    data = tmp_path / "train"
-    data.mkdir()
-    utt2spk = {u: f"s{s:03d}" for u, s in zip(names, noisy)}
-    write_kv(data / "utt2spk", utt2spk)
-    write_kv(data / "spk2utt", utt2spk_to_spk2utt(utt2spk))
-    write_kv(data / "utt2truespk", {u: f"s{t:03d}" for u, t in zip(names, true)})
-    write_kv(data / "wav.scp", {u: f"/audio/{u}.m4a" for u in names})
-    # Two arks, as two extraction jobs write them, the scp in sorted order.
-    scp_lines = []
-    for part, rows in enumerate(np.array_split(np.arange(UTTS), 2)):
-        with ArkWriter(tmp_path / f"xvector.{part}.ark", tmp_path / f"xvector.{part}.scp",
-                       ark_name=tmp_path / f"xvector.{part}.ark", compress=False) as writer:
-            for r in rows:
-                writer(names[r], emb[r])
-        scp_lines += (tmp_path / f"xvector.{part}.scp").read_text().splitlines(keepends=True)
-    (tmp_path / "xvector.scp").write_text("".join(sorted(scp_lines)))
-    return data, tmp_path / "xvector.scp", emb, names
+    data, scp, utt2spk = noisy_dir_with_embeddings(tmp_path, speakers=SPEAKERS, utts=UTTS // SPEAKERS)
+    return data, scp, sorted(utt2spk)
 
 
 def test_stage4_and_the_pair_weights_read_the_data_dir_a_bounded_number_of_times(tmp_path, counted_properties):
-    data, scp, emb, names = noisy_dir(tmp_path)
+    data, scp, names = noisy_dir(tmp_path)
     report = run_reliability(scp, data, tmp_path / "rel", clean_dir=tmp_path / "cleaned")
     assert report["n_suspected"] > 100  # the old per-suspect reads would count far more than the bound
     # A list read per utterance (or per suspect) made stage 4 quadratic.
@@ -77,27 +60,26 @@ def test_stage4_and_the_pair_weights_read_the_data_dir_a_bounded_number_of_times
 
 
 def test_split_reads_each_file_once_and_matches_a_subset_per_part(tmp_path, monkeypatch):
-    data, _, _, names = noisy_dir(tmp_path)
+    data, _, names = noisy_dir(tmp_path)
     reads = []
     real_read_kv = datadir_module.read_kv
     monkeypatch.setattr(datadir_module, "read_kv", lambda path, **kw: reads.append(path) or real_read_kv(path, **kw))
     parts = split_data_dir(data, 16)
     # Once per file of the dir, not once per file and job.
     assert len(reads) == len(set(reads)) <= 4, reads
-    utt2spk = read_kv(data / "utt2spk")
+    utt2spk, utt2truespk = read_kv(data / "utt2spk"), read_kv(data / "utt2truespk")
     joined = {}
     for part in parts:
         part_utt2spk = read_kv(part / "utt2spk")
         assert read_kv(part / "spk2utt", multi=True) == utt2spk_to_spk2utt(part_utt2spk)
-        assert list(read_kv(part / "wav.scp")) == list(part_utt2spk)
-        assert read_kv(part / "utt2truespk") == {u: read_kv(data / "utt2truespk")[u] for u in part_utt2spk}
+        assert read_kv(part / "utt2truespk") == {u: utt2truespk[u] for u in part_utt2spk}
         joined.update(part_utt2spk)
     assert joined == utt2spk and list(joined) == list(utt2spk)
     assert abs(len(read_kv(parts[0] / "utt2spk")) - UTTS / 16) <= 1
 
 
 def test_embeddings_are_read_without_opening_the_ark_per_entry(tmp_path, monkeypatch):
-    _, scp, emb, names = noisy_dir(tmp_path)
+    _, scp, names = noisy_dir(tmp_path)
     reference = kaldiio.load_scp(str(scp))
     expected = np.stack([reference[u] for u in reference])
     opened = []
@@ -105,7 +87,7 @@ def test_embeddings_are_read_without_opening_the_ark_per_entry(tmp_path, monkeyp
     monkeypatch.setattr(kaldiio, "load_mat", lambda *a, **kw: opened.append(a) or real_load_mat(*a, **kw))
     utts, loaded = load_embeddings(scp)
     assert not opened
-    assert utts == sorted(names) and np.array_equal(loaded, expected)
+    assert sorted(utts) == names and np.array_equal(loaded, expected)
 
 
 def test_embeddings_in_other_forms_are_read_too(tmp_path):

@@ -304,14 +304,15 @@ def fix_data_dir(path: str | os.PathLike) -> tuple[int, int]:
 
 
 def subset_data_dir(
-    src: str | os.PathLike,
+    src: str | os.PathLike | DataDir,
     dst: str | os.PathLike,
     *,
     utts: Iterable[str] | None = None,
     speakers: Iterable[str] | None = None,
 ) -> DataDir:
-    """Copies the part of ``src`` for the given utterances or speakers into ``dst``."""
-    src_dir = DataDir(src)
+    """Copies the part of ``src`` for the given utterances or speakers into ``dst``
+    (a DataDir as ``src`` lends the files it has read already)."""
+    src_dir = src if isinstance(src, DataDir) else DataDir(src)
     if (utts is None) == (speakers is None):
         raise ValueError("subset_data_dir: give exactly one of utts or speakers")
     if speakers is not None:
