@@ -32,20 +32,22 @@ def load_embeddings(scp: str | os.PathLike) -> tuple[list[str], np.ndarray]:
     scp = Path(scp)
     if not scp.is_file():
         raise DataDirError(f"{scp}: no such embedding index (run steps/extract_embeddings.sh first)")
-    utts, ark_of, offsets = [], [], []
-    ark_index: dict[str, int] = {}
     with open(scp, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            parts = line.split()
-            ark, sep, offset = parts[-1].rpartition(":") if len(parts) == 2 else ("", "", "")
-            if not sep or not offset.isdigit():
-                raise DataDirError(f"{scp} line {lineno}: expected 'utt ark-path:offset', got '{line.strip()}'")
-            utts.append(parts[0])
-            ark_of.append(ark_index.setdefault(ark, len(ark_index)))
-            offsets.append(int(offset))
-    if not utts:
+        lines = f.read().splitlines()
+    rows = [line.split() for line in lines]
+    locations = [(row[-1] if row else "").rpartition(":") for row in rows]
+    bad = next((n for n, (row, (_, sep, offset)) in enumerate(zip(rows, locations))
+                if len(row) != 2 or not sep or not offset.isdigit()), None)
+    if bad is not None:
+        raise DataDirError(f"{scp} line {bad + 1}: expected 'utt ark-path:offset', got '{lines[bad].strip()}'")
+    if not rows:
         raise DataDirError(f"{scp}: no embeddings")
-    ark_of, offsets_arr = np.array(ark_of), np.array(offsets, dtype=np.int64)
+    utts = [row[0] for row in rows]
+    ark_index: dict[str, int] = {}
+    ark_of = np.array([ark_index.setdefault(ark, len(ark_index)) for ark, _, _ in locations])
+    offsets = [int(offset) for _, _, offset in locations]
+    offsets_arr = np.array(offsets, dtype=np.int64)
+    del lines, rows, locations
     emb: np.ndarray | None = None
 
     def put(rows: np.ndarray, vectors: np.ndarray) -> None:

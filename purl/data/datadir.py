@@ -51,7 +51,23 @@ def read_kv(path: str | os.PathLike, *, multi: bool = False, check_sorted: bool 
     path = Path(path)
     if not path.is_file():
         raise DataDirError(f"{path}: no such file")
-    table: OrderedDict = OrderedDict()
+    # The common case, a good file, in a few C-level passes; any problem is
+    # then located, line by line, by the loop below.
+    with open(path, encoding="utf-8") as f:
+        lines = f.read().split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    pairs = [line.split(None, 1) for line in lines]
+    del lines
+    if all(len(pair) == 2 for pair in pairs):
+        keys = [pair[0] for pair in pairs]
+        values = [pair[1].rstrip() for pair in pairs]
+        del pairs
+        table = OrderedDict(zip(keys, [v.split() for v in values] if multi else values))
+        # str order is the C locale's (see sort_key)
+        if len(table) == len(keys) and (not check_sorted or keys == sorted(keys)):
+            return table
+    table = OrderedDict()
     previous = ""
     with open(path, encoding="utf-8") as f:
         for lineno, line in enumerate(f, 1):
