@@ -302,8 +302,9 @@ def run_all(work: Path, scale: Fraction, tree: bool) -> list[Row]:
                         f"local/prepare_voxceleb.py --vox2-dev-root {corpus}/vox2 {corpus}/vox1 {corpus}/meta data_tree; "
                         "validate_data_dir.py --require wav.scp,utt2spk,spk2utt data_tree/vox2_dev; "
                         "validate_data_dir.py --require wav.scp,utt2spk,spk2utt,utt2dur,trials_vox1_O data_tree/vox1")
-            row.target = f"<= {MAX_SECONDS * float(fraction):.0f} s (60 s at full size), <= {MAX_GB:.0f} GB"
-            row.ok = row.seconds <= MAX_SECONDS * float(fraction) and row.gb <= MAX_GB
+            # The time target is for the full size: checked on the extrapolation.
+            row.target = f"<= {MAX_GB:.0f} GB"
+            row.ok = row.gb <= MAX_GB
             shutil.rmtree(corpus)
             shutil.rmtree(recipe / "data_tree")
 
@@ -410,9 +411,11 @@ def print_tree_table(rows: list[Row]) -> None:
         ok = row.ok and (growth is None or growth <= MAX_GROWTH)
         print(f"| {row.what} | {row.seconds:.1f} | {row.gb:.2f} | {f'{growth:.2f}x' if growth else ''} | "
               f"{row.target}, growth <= {MAX_GROWTH}x | {'yes' if ok else '**no**'} |")
-    last = rows[-1]
-    factor = last.seconds / rows[-2].seconds if len(rows) > 1 else 2.0
-    print(f"\nExtrapolated to the run's full size with the last growth ({factor:.2f}x): {last.seconds * factor:.0f} s")
+    # Linear growth doubles the time; a steeper last step is carried on as it is.
+    factor = max(2.0, rows[-1].seconds / rows[-2].seconds if len(rows) > 1 else 2.0)
+    full = rows[-1].seconds * factor
+    print(f"\nExtrapolated to the run's full size (x{factor:.2f} from the largest tree): {full:.0f} s, "
+          f"target <= {MAX_SECONDS:.0f} s: {'yes' if full <= MAX_SECONDS else '**no**'}")
 
 
 def main() -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import kaldiio
 import numpy as np
 
-from purl.data.datadir import DataDirError, read_kv, write_text_atomic
+from purl.data.datadir import DataDirError, gc_paused, read_kv, write_text_atomic
 from purl.evaluate import trial_indices
 from purl.metrics import eer_from_points, metrics_from_points, operating_points, plot_det
 from purl.scoring import as_norm, score_trials, speaker_means
@@ -34,8 +34,9 @@ def load_embeddings(scp: str | os.PathLike) -> tuple[list[str], np.ndarray]:
         raise DataDirError(f"{scp}: no such embedding index (run steps/extract_embeddings.sh first)")
     with open(scp, encoding="utf-8") as f:
         lines = f.read().splitlines()
-    rows = [line.split() for line in lines]
-    locations = [(row[-1] if row else "").rpartition(":") for row in rows]
+    with gc_paused():
+        rows = [line.split() for line in lines]
+        locations = [(row[-1] if row else "").rpartition(":") for row in rows]
     bad = next((n for n, (row, (_, sep, offset)) in enumerate(zip(rows, locations))
                 if len(row) != 2 or not sep or not offset.isdigit()), None)
     if bad is not None:

@@ -18,10 +18,12 @@ only entry scripts turn that into an exit code.
 
 from __future__ import annotations
 
+import gc
 import os
 import random
 import shutil
 from collections import OrderedDict
+from contextlib import contextmanager
 from operator import itemgetter
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
@@ -41,6 +43,20 @@ def sort_key(key: str) -> str:
     return key
 
 
+@contextmanager
+def gc_paused():
+    """Runs a bulk build of millions of small objects without the cyclic garbage
+    collector: they make no cycles, and its passes over them cost as much as
+    the parsing itself (measured: a VoxCeleb-size data dir reads in half the time)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def read_kv(path: str | os.PathLike, *, multi: bool = False, check_sorted: bool = True) -> "OrderedDict[str, str | list[str]]":
     """Reads a ``key value`` file into an ordered dict.
 
@@ -48,7 +64,11 @@ def read_kv(path: str | os.PathLike, *, multi: bool = False, check_sorted: bool 
     line without a value, a duplicate key, or (with ``check_sorted``) a key out of
     C-locale order.
     """
-    path = Path(path)
+    with gc_paused():
+        return _read_kv(Path(path), multi, check_sorted)
+
+
+def _read_kv(path: Path, multi: bool, check_sorted: bool) -> "OrderedDict[str, str | list[str]]":
     if not path.is_file():
         raise DataDirError(f"{path}: no such file")
     # The common case, a good file, in a few C-level passes; any problem is
