@@ -6,7 +6,7 @@ test extracted into one wav/ folder, id10001/<video>/00001.wav ...), with
 trials_vox1_O, trials_vox1_E and trials_vox1_H made from the official cleaned
 lists in <trials-dir> (veri_test2.txt, list_test_all2.txt, list_test_hard2.txt);
 and <data-root>/vox2_dev from the VoxCeleb2 dev tree (dev/aac/id00012/<video>/
-00001.m4a, read through ffmpeg; or the same tree converted to wav).
+00001.m4a, decoded in-process by PyAV in stage 1; or the same tree converted to wav).
 
 e.g.: local/prepare_voxceleb.py --vox2-dev-root /data/voxceleb2/dev/aac \\
         /data/voxceleb1/wav /data/voxceleb1/meta data

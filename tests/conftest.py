@@ -58,7 +58,7 @@ def tiny_corpus(tmp_path) -> Path:
 @pytest.fixture
 def fake_voxceleb(tmp_path) -> dict[str, Path]:
     """VoxCeleb's real layout in miniature: vox1 wav/ with the three official
-    lists, and vox2 dev/aac/ with m4a files (wav when ffmpeg is missing)."""
+    lists, and vox2 dev/aac/ with m4a files (AAC, encoded with PyAV)."""
     vox1 = tmp_path / "voxceleb1" / "wav"
     meta = tmp_path / "voxceleb1" / "meta"
     vox2 = tmp_path / "voxceleb2" / "dev" / "aac"
