@@ -653,38 +653,42 @@ def compare_fits(x: np.ndarray, index: SpeakerIndex, a: GmmParams, b: GmmParams)
     return out
 
 
-def _scan_pairs(rel: Reliability, true_labels: np.ndarray | None, threshold: float):
-    """One pass over all pairs: each utterance's mean w over its pairs (1 where it has
-    none) and, with ground truth, log-odds histograms of truly clean and noisy pairs."""
-    n_utts = len(rel.labels)
-    w_sum, w_count = np.zeros(n_utts), np.zeros(n_utts)
-    hist = np.zeros((2, _LOGIT_BINS))  # [clean, noisy]
-    flagged_pairs = flagged_noisy = 0
-    speakers_flagged = 0
+def _scan_pairs(rels: list[Reliability], true_labels: np.ndarray | None, threshold: float) -> list[tuple]:
+    """One pass over all pairs for fits that share their embeddings and labels:
+    per fit, each utterance's mean w over its pairs (1 where it has none) and,
+    with ground truth, log-odds histograms of truly clean and noisy pairs."""
+    x, index = rels[0].embeddings, rels[0].index
+    n_utts = len(rels[0].labels)
+    w_sum, w_count = np.zeros((len(rels), n_utts)), np.zeros(n_utts)
+    hist = np.zeros((len(rels), 2, _LOGIT_BINS))  # [fit, clean/noisy, bin]
+    flagged_pairs, flagged_noisy, speakers_flagged = (np.zeros(len(rels), np.int64) for _ in range(3))
     cut = np.log(threshold / (1 - threshold))
     true_codes = None if true_labels is None else np.unique(np.asarray(true_labels), return_inverse=True)[1].reshape(-1)
     first = second = np.zeros(0, np.intp)  # the pairs (i < j) of the current size
-    for s, utts, gram, upper in iter_speaker_blocks(rel.embeddings, rel.index):
+    for s, utts, gram, upper in iter_speaker_blocks(x, index):
         n = len(utts)
         if n < 2:
             continue
         if len(first) != n * (n - 1) // 2:
             first, second = np.nonzero(upper)
-        lo_pairs = rel.params.log_odds_one(s, gram[upper])  # each pair once, not the n x n matrix
-        w = expit(lo_pairs)
-        w_sum[utts] += np.bincount(first, w, minlength=n) + np.bincount(second, w, minlength=n)
+        cos = gram[upper]  # each pair once, not the n x n matrix
         w_count[utts] += n - 1
-        flag = lo_pairs < cut
-        flagged_pairs += int(flag.sum())
-        speakers_flagged += bool(flag.any())
-        if true_codes is not None:
-            t = true_codes[utts]
-            noisy = (t[:, None] != t[None, :])[upper]
-            flagged_noisy += int((flag & noisy).sum())
-            pos = np.clip((lo_pairs + _LOGIT_CLIP) * (_LOGIT_BINS / (2 * _LOGIT_CLIP)), 0, _LOGIT_BINS - 1).astype(np.intp)
-            hist += np.stack([np.bincount(pos[~noisy], minlength=_LOGIT_BINS), np.bincount(pos[noisy], minlength=_LOGIT_BINS)])
-    mean_w = np.divide(w_sum, w_count, out=np.ones(n_utts), where=w_count > 0)
-    return mean_w, hist, flagged_pairs, flagged_noisy, speakers_flagged
+        noisy = None if true_codes is None else (true_codes[utts][:, None] != true_codes[utts][None, :])[upper]
+        for k, rel in enumerate(rels):
+            lo_pairs = rel.params.log_odds_one(s, cos)
+            w = expit(lo_pairs)
+            w_sum[k, utts] += np.bincount(first, w, minlength=n) + np.bincount(second, w, minlength=n)
+            flag = lo_pairs < cut
+            flagged_pairs[k] += int(flag.sum())
+            speakers_flagged[k] += bool(flag.any())
+            if noisy is not None:
+                flagged_noisy[k] += int((flag & noisy).sum())
+                pos = np.clip((lo_pairs + _LOGIT_CLIP) * (_LOGIT_BINS / (2 * _LOGIT_CLIP)), 0, _LOGIT_BINS - 1).astype(np.intp)
+                hist[k] += np.stack([np.bincount(pos[~noisy], minlength=_LOGIT_BINS),
+                                     np.bincount(pos[noisy], minlength=_LOGIT_BINS)])
+    mean_w = [np.divide(w_sum[k], w_count, out=np.ones(n_utts), where=w_count > 0) for k in range(len(rels))]
+    return [(mean_w[k], hist[k], int(flagged_pairs[k]), int(flagged_noisy[k]), int(speakers_flagged[k]))
+            for k in range(len(rels))]
 
 
 def histogram_auc(neg_hist: np.ndarray, pos_hist: np.ndarray) -> float:
@@ -704,7 +708,7 @@ def _prf(tp: int, n_pred: int, n_true: int) -> tuple[float, float, float]:
 
 def utterance_weights(rel: Reliability) -> np.ndarray:
     """Each utterance's mean w over its same-label pairs (N,); 1 without pairs."""
-    return _scan_pairs(rel, None, 0.5)[0]
+    return _scan_pairs([rel], None, 0.5)[0][0]
 
 
 def suspected_mislabelled(rel: Reliability, threshold: float = 0.5,
@@ -736,7 +740,22 @@ def evaluate_with_weights(rel: Reliability, true_labels: np.ndarray | None = Non
     noisy pairs) comes from log-odds histograms, exact up to ties within a bin of
     0.01 nats. Without ``true_labels`` only the flagged fractions are returned.
     """
-    mean_w, hist, flagged_pairs, flagged_noisy, speakers_flagged = _scan_pairs(rel, true_labels, threshold)
+    return evaluate_many([rel], true_labels, threshold)[0]
+
+
+def evaluate_many(rels: list[Reliability], true_labels: np.ndarray | None = None,
+                  threshold: float = 0.5) -> list[tuple[dict[str, float], np.ndarray]]:
+    """:func:`evaluate_with_weights` of several fits, in one pass over the pairs
+    where they share their embeddings and labels (fits made with
+    ``normalised=True`` from one another's embeddings)."""
+    shared = [r for r in rels if r.embeddings is rels[0].embeddings and np.array_equal(r.labels, rels[0].labels)]
+    if len(shared) < len(rels):
+        return [evaluate_many([r], true_labels, threshold)[0] for r in rels]
+    return [_figures(rel, scan, true_labels, threshold) for rel, scan in zip(rels, _scan_pairs(rels, true_labels, threshold))]
+
+
+def _figures(rel: Reliability, scan: tuple, true_labels: np.ndarray | None, threshold: float):
+    mean_w, hist, flagged_pairs, flagged_noisy, speakers_flagged = scan
     n_pairs = int(rel.params.n_pairs.sum())
     utt_flag = mean_w < threshold
     out = {

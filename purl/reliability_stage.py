@@ -14,7 +14,7 @@ import numpy as np
 
 from purl.data.datadir import DataDir, DataDirError, subset_data_dir, write_text_atomic
 from purl.pair_weights import UTTS_FILE
-from purl.reliability import Reliability, evaluate_with_weights, plot_reliability, suspected_mislabelled
+from purl.reliability import Reliability, evaluate_many, plot_reliability, suspected_mislabelled
 from purl.results import load_embeddings
 
 
@@ -44,23 +44,24 @@ def run_reliability(emb_scp: str | os.PathLike, data_dir: str | os.PathLike, out
         true_labels = np.array([true_index[truth[u]] for u in utts])
 
     report = {"estimator": estimator, "threshold": threshold, "data_dir": str(data.path), "compare": {}}
-    main_rel = None
+    # The estimators to compare share the main fit's normalised embeddings
+    # (at VoxCeleb size each copy is 0.8 GB, the raw ones go once it is made),
+    # and all are evaluated in one pass over the pairs.
+    fits, seconds = [], []
     for name in (estimator,) + tuple(c for c in compare if c != estimator):
         start = time.perf_counter()
-        # The estimators to compare share the main fit's normalised embeddings,
-        # and the raw ones go: at VoxCeleb size each copy is 0.8 GB.
-        if main_rel is None:
-            rel = Reliability.fit(emb, labels, name)
-        else:
-            rel = Reliability.fit(main_rel.embeddings, labels, name, normalised=True)
-        seconds = time.perf_counter() - start
-        figures, mean_w = evaluate_with_weights(rel, true_labels, threshold)
-        figures["fit_seconds"] = seconds
-        report["compare"][name] = figures
-        if main_rel is None:
-            main_rel, main_mean_w = rel, mean_w
+        if not fits:
+            fits.append(Reliability.fit(emb, labels, name))
             del emb
-        del rel
+        else:
+            fits.append(Reliability.fit(fits[0].embeddings, labels, name, normalised=True))
+        seconds.append(time.perf_counter() - start)
+    evaluated = evaluate_many(fits, true_labels, threshold)
+    for rel, fit_seconds, (figures, _) in zip(fits, seconds, evaluated):
+        figures["fit_seconds"] = fit_seconds
+        report["compare"][rel.estimator] = figures
+    main_rel, main_mean_w = fits[0], evaluated[0][1]
+    del fits, evaluated
     report["detection"] = report["compare"][estimator]
 
     main_rel.save(out_dir)

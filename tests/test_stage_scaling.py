@@ -111,3 +111,15 @@ def test_sampler_groups_utterances_by_speaker_as_a_scan_per_speaker_would():
     expected = [np.flatnonzero(labels == s) for s in range(50) if (labels == s).any()]
     assert len(sampler.by_speaker) == len(expected) == 49
     assert all(np.array_equal(a, b) for a, b in zip(sampler.by_speaker, expected))
+
+
+def test_one_pass_evaluation_of_several_fits_equals_separate_ones():
+    from purl.reliability import Reliability, evaluate_many, evaluate_with_weights
+
+    emb, noisy, true = simulate_embeddings([40] * 12, dim=16, noise_rate=0.2, seed=3)
+    main = Reliability.fit(emb, noisy, "histogram")
+    fits = [main] + [Reliability.fit(main.embeddings, noisy, name, normalised=True) for name in ("bic", "global")]
+    assert all(f.embeddings is main.embeddings for f in fits)  # shared, not copied
+    for (together, w_together), fit in zip(evaluate_many(fits, true), fits):
+        alone, w_alone = evaluate_with_weights(fit, true)
+        assert together == alone and np.array_equal(w_together, w_alone)
