@@ -674,18 +674,20 @@ def _scan_pairs(rels: list[Reliability], true_labels: np.ndarray | None, thresho
         cos = gram[upper]  # each pair once, not the n x n matrix
         w_count[utts] += n - 1
         noisy = None if true_codes is None else (true_codes[utts][:, None] != true_codes[utts][None, :])[upper]
+        noisy_offset = None if noisy is None else noisy * _LOGIT_BINS
         for k, rel in enumerate(rels):
             lo_pairs = rel.params.log_odds_one(s, cos)
             w = expit(lo_pairs)
             w_sum[k, utts] += np.bincount(first, w, minlength=n) + np.bincount(second, w, minlength=n)
             flag = lo_pairs < cut
-            flagged_pairs[k] += int(flag.sum())
-            speakers_flagged[k] += bool(flag.any())
+            flagged = np.count_nonzero(flag)
+            flagged_pairs[k] += flagged
+            speakers_flagged[k] += flagged > 0
             if noisy is not None:
-                flagged_noisy[k] += int((flag & noisy).sum())
+                flagged_noisy[k] += np.count_nonzero(flag & noisy)
                 pos = np.clip((lo_pairs + _LOGIT_CLIP) * (_LOGIT_BINS / (2 * _LOGIT_CLIP)), 0, _LOGIT_BINS - 1).astype(np.intp)
-                hist[k] += np.stack([np.bincount(pos[~noisy], minlength=_LOGIT_BINS),
-                                     np.bincount(pos[noisy], minlength=_LOGIT_BINS)])
+                pos += noisy_offset  # clean pairs count in row 0, noisy ones in row 1: one bincount
+                hist[k] += np.bincount(pos, minlength=2 * _LOGIT_BINS).reshape(2, _LOGIT_BINS)
     mean_w = [np.divide(w_sum[k], w_count, out=np.ones(n_utts), where=w_count > 0) for k in range(len(rels))]
     return [(mean_w[k], hist[k], int(flagged_pairs[k]), int(flagged_noisy[k]), int(speakers_flagged[k]))
             for k in range(len(rels))]
