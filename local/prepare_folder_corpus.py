@@ -2,7 +2,7 @@
 """Usage: prepare_folder_corpus.py [options] <corpus-root> <train-dir> [<test-dir>]
 
 Stage 0 for a corpus of your own: every audio file (wav, flac, ogg, opus; m4a,
-aac and mp3 through ffmpeg) under <corpus-root>/<speaker>/ becomes an utterance
+aac and mp3 decoded by PyAV) under <corpus-root>/<speaker>/ becomes an utterance
 '<speaker>-<path below the speaker folder, '/' as '-'>' of speaker <speaker>.
 With --num-test-speakers N, N speakers drawn with --seed go to <test-dir> with a
 trial list <test-dir>/trials: every target pair up to --max-target-trials and as

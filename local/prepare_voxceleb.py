@@ -10,8 +10,8 @@ official cleaned lists in <trials-dir>: trials_vox1_O from veri_test2.txt
 list_test_hard2.txt where those are there.
 
 With --vox2-dev-root, <data-root>/vox2_dev from the VoxCeleb2 dev tree
-(dev/aac/id00012/<video>/00001.m4a, read through ffmpeg; or the same tree
-converted to wav). With --vox2-valid-pairs also <data-root>/vox2_valid with
+(dev/aac/id00012/<video>/00001.m4a, decoded in-process by PyAV in stage 1; or
+the same tree converted to wav). With --vox2-valid-pairs also <data-root>/vox2_valid with
 the trials of that list, whose speakers leave vox2_dev (as the original work
 does) unless --keep-valid-speakers.
 

@@ -1,5 +1,10 @@
 """Reading audio named by a wav.scp entry: a file path, or a command ending in '|'.
 
+Files libsndfile reads (wav, flac, ogg, opus) go through soundfile; m4a, aac,
+mp3 and anything else it cannot read are decoded in-process by PyAV (FFmpeg's
+decoders), converted to mono at 16 kHz as ``ffmpeg -ac 1 -ar 16000`` would:
+one process per file costs more than the decoding itself.
+
 Samples come back as float32 on the 16-bit scale (-32768..32767), the scale on
 which Kaldi's compute-fbank-feats reads wav files, so that features computed from
 them equal Kaldi's.
@@ -8,10 +13,17 @@ them equal Kaldi's.
 from __future__ import annotations
 
 import io
+import os
 import subprocess
 
+import av
 import numpy as np
 import soundfile as sf
+
+# Extensions libsndfile cannot read: decoded by PyAV without trying soundfile.
+AV_EXTENSIONS = (".m4a", ".aac", ".mp3", ".mp4", ".wma")
+AV_SAMPLE_RATE = 16000  # what ffmpeg's '-ar 16000' in the pipes this replaces gave
+SF_ERR_UNRECOGNISED_FORMAT = 1  # libsndfile's code for a file it has no decoder for
 
 
 class AudioError(ValueError):
@@ -24,6 +36,31 @@ class AudioError(ValueError):
 INT16_SCALE = 32768.0
 
 
+def needs_av(entry: str) -> bool:
+    """Whether a wav.scp entry is a file that PyAV, not soundfile, decodes."""
+    entry = entry.strip()
+    return not entry.endswith("|") and os.path.splitext(entry)[1].lower() in AV_EXTENSIONS
+
+
+def read_audio_av(path: str, sample_rate: int = AV_SAMPLE_RATE) -> tuple[np.ndarray, int]:
+    """Decodes the first audio stream of ``path`` with PyAV to mono 16-bit at
+    ``sample_rate``: the samples of ``ffmpeg -i path -ac 1 -ar <rate> -f wav -``
+    (FFmpeg's own resampler and downmix, so equal within 1 LSB)."""
+    try:
+        with av.open(path) as container:
+            if not container.streams.audio:
+                raise AudioError(f"cannot read {path}: no audio stream")
+            resampler = av.AudioResampler(format="s16", layout="mono", rate=sample_rate)
+            chunks = []
+            for frame in container.decode(audio=0):
+                chunks.extend(out.to_ndarray().reshape(-1) for out in resampler.resample(frame))
+            chunks.extend(out.to_ndarray().reshape(-1) for out in resampler.resample(None))
+    except (av.FFmpegError, OSError) as e:
+        raise AudioError(f"cannot read {path}: {e}") from e
+    samples = np.concatenate(chunks) if chunks else np.zeros(0, np.int16)
+    return samples.astype(np.float32), sample_rate
+
+
 def read_audio(entry: str) -> tuple[np.ndarray, int]:
     """Returns (samples on the 16-bit scale, sample_rate) of a mono wav.scp entry.
 
@@ -32,6 +69,8 @@ def read_audio(entry: str) -> tuple[np.ndarray, int]:
     truncated copy or download, which libsndfile reads silently as far as it goes).
     """
     entry = entry.strip()
+    if needs_av(entry):
+        return read_audio_av(entry)
     try:
         if entry.endswith("|"):
             proc = subprocess.run(entry[:-1], shell=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -52,7 +91,11 @@ def read_audio(entry: str) -> tuple[np.ndarray, int]:
                                  f"{_data_line(f.extra_info)}); copy or download it again")
             samples = f.read(dtype="float32")
             rate = f.samplerate
-    except (sf.LibsndfileError, RuntimeError, OSError) as e:
+    except sf.LibsndfileError as e:
+        if e.code == SF_ERR_UNRECOGNISED_FORMAT and source is entry:  # a format libsndfile lacks
+            return read_audio_av(entry)
+        raise AudioError(f"cannot read {entry}: {e}") from e
+    except (RuntimeError, OSError) as e:
         raise AudioError(f"cannot read {entry}: {e}") from e
     samples *= INT16_SCALE
     return samples, rate
@@ -70,7 +113,7 @@ def _truncated(extra_info: str) -> bool:
 
 def audio_duration(entry: str) -> float:
     """Seconds of audio, from the file header where possible (no decoding)."""
-    if entry.strip().endswith("|"):
+    if entry.strip().endswith("|") or needs_av(entry):
         samples, rate = read_audio(entry)
         return len(samples) / rate
     try:
@@ -78,3 +121,21 @@ def audio_duration(entry: str) -> float:
     except (sf.LibsndfileError, RuntimeError, OSError) as e:
         raise AudioError(f"cannot read {entry}: {e}") from e
     return info.frames / info.samplerate
+
+
+def write_aac(path: str | os.PathLike, samples: np.ndarray, sample_rate: int = 16000, *,
+              container: str = "mp4", bitrate: int = 64000) -> None:
+    """Encodes int16 samples, (n,) mono or (n, channels), as AAC (an m4a file,
+    VoxCeleb2's format) with PyAV: test and benchmark audio without ffmpeg."""
+    samples = np.asarray(samples, dtype=np.int16)
+    planar = samples.reshape(len(samples), -1).T  # (channels, n)
+    layout = {1: "mono", 2: "stereo"}[len(planar)]
+    with av.open(str(path), "w", format=container) as out:
+        stream = out.add_stream("aac", rate=sample_rate, layout=layout)
+        stream.bit_rate = bitrate
+        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(planar), format="s16p", layout=layout)
+        frame.sample_rate = sample_rate
+        for packet in stream.encode(frame):
+            out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)

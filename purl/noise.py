@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -46,7 +47,10 @@ def make_noisy_data_dir(src: str | os.PathLike, dst: str | os.PathLike, rate: fl
     noisy = relabel(dict(data.utt2spk), rate, seed)
     for name in UTT_FILES:
         if data.has(name) and name not in ("utt2spk", "utt2truespk"):
-            write_kv(dst / name, data.table(name))
+            # The same lines: copied, not parsed and rewritten.
+            tmp = dst / f"{name}.tmp"
+            shutil.copyfile(data.path / name, tmp)
+            os.replace(tmp, dst / name)
     write_kv(dst / "utt2truespk", data.utt2spk)
     write_kv(dst / "spk2utt", utt2spk_to_spk2utt(noisy))
     write_kv(dst / "utt2spk", noisy)

@@ -32,6 +32,7 @@ class PairWeights:
         self.reestimate_every = reestimate_every
         self.save_dir = Path(save_dir) if save_dir is not None else None
         self.fitted_at = 0  # the epoch whose model gave the weights in use (0: pretrained)
+        self._pairs = (np.zeros(0, np.intp), np.zeros(0, np.intp))  # triu_indices of the last batch size
 
     def refresh(self, trainer) -> None:
         if self.reestimate_every <= 0:
@@ -53,7 +54,9 @@ class PairWeights:
 
     def __call__(self, utts: np.ndarray, labels: np.ndarray) -> torch.Tensor:
         n = len(utts)
-        i, j = np.triu_indices(n, k=1)
+        if len(self._pairs[0]) != n * (n - 1) // 2:  # batches have one size: made once, not per step
+            self._pairs = np.triu_indices(n, k=1)
+        i, j = self._pairs
         same = labels[i] == labels[j]
         i, j = i[same], j[same]
         w = np.ones((n, n), dtype=np.float32)

@@ -45,6 +45,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 from scipy.special import expit
+from threadpoolctl import threadpool_limits
 
 FORMAT_VERSION = 1
 EMBEDDINGS_FILE = "embeddings.npy"
@@ -143,12 +144,17 @@ def iter_speaker_blocks(x: np.ndarray, index: SpeakerIndex) -> Iterator[tuple[in
     """
     sizes = index.sizes()
     upper = np.zeros((0, 0), bool)
-    for s in np.argsort(sizes, kind="stable"):
-        utts = index.utts(s)
-        xs = x[utts]
-        if upper.shape[0] != len(utts):
-            upper = np.triu(np.ones((len(utts), len(utts)), bool), 1)
-        yield int(s), utts, xs @ xs.T, upper
+    # One BLAS thread: on matrices of a few hundred rows OpenBLAS's threads cost
+    # more than they give, and on a busy machine a scan runs 20x slower with 2
+    # threads than with 1 (measured). The limit holds while the caller works
+    # on a block, and is lifted when the iteration ends.
+    with threadpool_limits(limits=1, user_api="blas"):
+        for s in np.argsort(sizes, kind="stable"):
+            utts = index.utts(s)
+            xs = x[utts]
+            if upper.shape[0] != len(utts):
+                upper = np.triu(np.ones((len(utts), len(utts)), bool), 1)
+            yield int(s), utts, xs @ xs.T, upper
 
 
 # --------------------------------------------------------------------------- GMM parameters
@@ -214,6 +220,21 @@ class GmmParams:
             out = lj[rows, clean] - lj[rows, 1 - clean]
         out[self.unit[spk]] = np.inf
         return out
+
+    def log_odds_one(self, s: int, cos: np.ndarray) -> np.ndarray:
+        """:meth:`log_odds` of pairs of one speaker s (the same arithmetic on
+        scalars instead of per-pair copies of the parameters). (P,) -> (P,)."""
+        if self.unit[s]:
+            return np.full(len(cos), np.inf)
+        cos = np.asarray(cos, np.float64)
+        lj = []
+        for k in (int(self.clean[s]), 1 - int(self.clean[s])):
+            var = self.variances[s, k]
+            with np.errstate(divide="ignore"):
+                logw = np.log(self.weights[s, k])
+            lj.append(logw - 0.5 * (_LOG_2PI + np.log(var)) - 0.5 * (cos - self.means[s, k]) ** 2 / var)
+        with np.errstate(invalid="ignore"):
+            return lj[0] - lj[1]
 
     def mean_loglik(self, s: int, cos: np.ndarray) -> float:
         """Mean log-likelihood per pair of speaker s's fit on the given cosines."""
@@ -527,7 +548,10 @@ class Reliability:
 
     @classmethod
     def fit(cls, embeddings: np.ndarray, labels: np.ndarray, estimator: str = "histogram",
-            settings: ReliabilitySettings | dict | None = None) -> "Reliability":
+            settings: ReliabilitySettings | dict | None = None, *, normalised: bool = False) -> "Reliability":
+        """Fits ``estimator``; ``normalised=True`` takes float32 embeddings that are
+        already L2-normalised (another fit's ``embeddings``) and shares them
+        instead of normalising a copy."""
         if estimator not in ESTIMATORS:
             raise ValueError(f"reliability: unknown estimator '{estimator}'; choose one of {sorted(ESTIMATORS)}")
         if not isinstance(settings, ReliabilitySettings):
@@ -535,7 +559,7 @@ class Reliability:
         embeddings, labels = np.asarray(embeddings), np.asarray(labels)
         if embeddings.ndim != 2 or len(embeddings) != len(labels):
             raise ValueError(f"reliability: embeddings {embeddings.shape} and labels {labels.shape} do not match")
-        x = normalise(embeddings)
+        x = embeddings if normalised and embeddings.dtype == np.float32 else normalise(embeddings)
         index, _ = SpeakerIndex.from_labels(labels)
         return cls(x, labels, ESTIMATORS[estimator](x, index, settings), estimator, settings)
 
@@ -629,37 +653,44 @@ def compare_fits(x: np.ndarray, index: SpeakerIndex, a: GmmParams, b: GmmParams)
     return out
 
 
-def _scan_pairs(rel: Reliability, true_labels: np.ndarray | None, threshold: float):
-    """One pass over all pairs: each utterance's mean w over its pairs (1 where it has
-    none) and, with ground truth, log-odds histograms of truly clean and noisy pairs."""
-    n_utts = len(rel.labels)
-    w_sum, w_count = np.zeros(n_utts), np.zeros(n_utts)
-    hist = np.zeros((2, _LOGIT_BINS))  # [clean, noisy]
-    flagged_pairs = flagged_noisy = 0
-    speakers_flagged = 0
+def _scan_pairs(rels: list[Reliability], true_labels: np.ndarray | None, threshold: float) -> list[tuple]:
+    """One pass over all pairs for fits that share their embeddings and labels:
+    per fit, each utterance's mean w over its pairs (1 where it has none) and,
+    with ground truth, log-odds histograms of truly clean and noisy pairs."""
+    x, index = rels[0].embeddings, rels[0].index
+    n_utts = len(rels[0].labels)
+    w_sum, w_count = np.zeros((len(rels), n_utts)), np.zeros(n_utts)
+    hist = np.zeros((len(rels), 2, _LOGIT_BINS))  # [fit, clean/noisy, bin]
+    flagged_pairs, flagged_noisy, speakers_flagged = (np.zeros(len(rels), np.int64) for _ in range(3))
     cut = np.log(threshold / (1 - threshold))
     true_codes = None if true_labels is None else np.unique(np.asarray(true_labels), return_inverse=True)[1].reshape(-1)
-    for s, utts, gram, upper in iter_speaker_blocks(rel.embeddings, rel.index):
+    first = second = np.zeros(0, np.intp)  # the pairs (i < j) of the current size
+    for s, utts, gram, upper in iter_speaker_blocks(x, index):
         n = len(utts)
         if n < 2:
             continue
-        lo = rel.params.log_odds(np.full(n * n, s), gram.ravel()).reshape(n, n)
-        w = expit(lo)
-        np.fill_diagonal(w, 0.0)
-        w_sum[utts] += w.sum(axis=1)
+        if len(first) != n * (n - 1) // 2:
+            first, second = np.nonzero(upper)
+        cos = gram[upper]  # each pair once, not the n x n matrix
         w_count[utts] += n - 1
-        lo_pairs = lo[upper]
-        flag = lo_pairs < cut
-        flagged_pairs += int(flag.sum())
-        speakers_flagged += bool(flag.any())
-        if true_codes is not None:
-            t = true_codes[utts]
-            noisy = (t[:, None] != t[None, :])[upper]
-            flagged_noisy += int((flag & noisy).sum())
-            pos = np.clip((lo_pairs + _LOGIT_CLIP) * (_LOGIT_BINS / (2 * _LOGIT_CLIP)), 0, _LOGIT_BINS - 1).astype(np.intp)
-            hist += np.stack([np.bincount(pos[~noisy], minlength=_LOGIT_BINS), np.bincount(pos[noisy], minlength=_LOGIT_BINS)])
-    mean_w = np.divide(w_sum, w_count, out=np.ones(n_utts), where=w_count > 0)
-    return mean_w, hist, flagged_pairs, flagged_noisy, speakers_flagged
+        noisy = None if true_codes is None else (true_codes[utts][:, None] != true_codes[utts][None, :])[upper]
+        noisy_offset = None if noisy is None else noisy * _LOGIT_BINS
+        for k, rel in enumerate(rels):
+            lo_pairs = rel.params.log_odds_one(s, cos)
+            w = expit(lo_pairs)
+            w_sum[k, utts] += np.bincount(first, w, minlength=n) + np.bincount(second, w, minlength=n)
+            flag = lo_pairs < cut
+            flagged = np.count_nonzero(flag)
+            flagged_pairs[k] += flagged
+            speakers_flagged[k] += flagged > 0
+            if noisy is not None:
+                flagged_noisy[k] += np.count_nonzero(flag & noisy)
+                pos = np.clip((lo_pairs + _LOGIT_CLIP) * (_LOGIT_BINS / (2 * _LOGIT_CLIP)), 0, _LOGIT_BINS - 1).astype(np.intp)
+                pos += noisy_offset  # clean pairs count in row 0, noisy ones in row 1: one bincount
+                hist[k] += np.bincount(pos, minlength=2 * _LOGIT_BINS).reshape(2, _LOGIT_BINS)
+    mean_w = [np.divide(w_sum[k], w_count, out=np.ones(n_utts), where=w_count > 0) for k in range(len(rels))]
+    return [(mean_w[k], hist[k], int(flagged_pairs[k]), int(flagged_noisy[k]), int(speakers_flagged[k]))
+            for k in range(len(rels))]
 
 
 def histogram_auc(neg_hist: np.ndarray, pos_hist: np.ndarray) -> float:
@@ -679,20 +710,31 @@ def _prf(tp: int, n_pred: int, n_true: int) -> tuple[float, float, float]:
 
 def utterance_weights(rel: Reliability) -> np.ndarray:
     """Each utterance's mean w over its same-label pairs (N,); 1 without pairs."""
-    return _scan_pairs(rel, None, 0.5)[0]
+    return _scan_pairs([rel], None, 0.5)[0][0]
 
 
-def suspected_mislabelled(rel: Reliability, threshold: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+def suspected_mislabelled(rel: Reliability, threshold: float = 0.5,
+                          mean_w: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Utterances whose mean w is below ``threshold``, least reliable first:
-    (indices, their mean w)."""
-    mean_w = utterance_weights(rel)
+    (indices, their mean w). ``mean_w``: :func:`utterance_weights` when already
+    computed (:func:`evaluate_with_weights` returns it), saving a pass over
+    all pairs."""
+    if mean_w is None:
+        mean_w = utterance_weights(rel)
     idx = np.flatnonzero(mean_w < threshold)
     idx = idx[np.argsort(mean_w[idx], kind="stable")]
     return idx, mean_w[idx]
 
 
 def evaluate(rel: Reliability, true_labels: np.ndarray | None = None, threshold: float = 0.5) -> dict[str, float]:
-    """Detection figures of the weights.
+    """Detection figures of the weights (see :func:`evaluate_with_weights`)."""
+    return evaluate_with_weights(rel, true_labels, threshold)[0]
+
+
+def evaluate_with_weights(rel: Reliability, true_labels: np.ndarray | None = None,
+                          threshold: float = 0.5) -> tuple[dict[str, float], np.ndarray]:
+    """Detection figures of the weights, and each utterance's mean w (N,) that
+    they come from (what :func:`suspected_mislabelled` ranks).
 
     A same-label pair is noisy iff its utterances' true speakers differ; an
     utterance is mislabelled iff its label differs from its true speaker. Flags:
@@ -700,7 +742,22 @@ def evaluate(rel: Reliability, true_labels: np.ndarray | None = None, threshold:
     noisy pairs) comes from log-odds histograms, exact up to ties within a bin of
     0.01 nats. Without ``true_labels`` only the flagged fractions are returned.
     """
-    mean_w, hist, flagged_pairs, flagged_noisy, speakers_flagged = _scan_pairs(rel, true_labels, threshold)
+    return evaluate_many([rel], true_labels, threshold)[0]
+
+
+def evaluate_many(rels: list[Reliability], true_labels: np.ndarray | None = None,
+                  threshold: float = 0.5) -> list[tuple[dict[str, float], np.ndarray]]:
+    """:func:`evaluate_with_weights` of several fits, in one pass over the pairs
+    where they share their embeddings and labels (fits made with
+    ``normalised=True`` from one another's embeddings)."""
+    shared = [r for r in rels if r.embeddings is rels[0].embeddings and np.array_equal(r.labels, rels[0].labels)]
+    if len(shared) < len(rels):
+        return [evaluate_many([r], true_labels, threshold)[0] for r in rels]
+    return [_figures(rel, scan, true_labels, threshold) for rel, scan in zip(rels, _scan_pairs(rels, true_labels, threshold))]
+
+
+def _figures(rel: Reliability, scan: tuple, true_labels: np.ndarray | None, threshold: float):
+    mean_w, hist, flagged_pairs, flagged_noisy, speakers_flagged = scan
     n_pairs = int(rel.params.n_pairs.sum())
     utt_flag = mean_w < threshold
     out = {
@@ -713,7 +770,7 @@ def evaluate(rel: Reliability, true_labels: np.ndarray | None = None, threshold:
         "frac_speakers_w1": float(rel.params.unit.mean()) if len(rel.params) else 0.0,
     }
     if true_labels is None:
-        return out
+        return out, mean_w
     from sklearn.metrics import roc_auc_score
 
     n_noisy = int(hist[1].sum())
@@ -726,7 +783,7 @@ def evaluate(rel: Reliability, true_labels: np.ndarray | None = None, threshold:
     out["utt_auc"] = float(roc_auc_score(mislabelled, -mean_w)) if 0 < mislabelled.sum() < len(mean_w) else float("nan")
     out.update(zip(("utt_precision", "utt_recall", "utt_f1"),
                    _prf(int((utt_flag & mislabelled).sum()), int(utt_flag.sum()), int(mislabelled.sum()))))
-    return out
+    return out, mean_w
 
 
 # --------------------------------------------------------------------------- generated data
@@ -818,14 +875,15 @@ def plot_reliability(rel: Reliability, path: str | os.PathLike, true_labels: np.
 
     fig = plt.figure(figsize=(12, 7.5), constrained_layout=True)
     grid_spec = fig.add_gridspec(2, max(1, len(examples)))
-    centres = 0.5 * (edges[1:] + edges[:-1])
     fine = np.linspace(-1, 1, 801)
 
     def draw(ax, counts, curves, title):
         labels = ("truly clean pairs", "truly noisy pairs") if true_codes is not None else ("pairs", None)
-        ax.bar(centres, counts[0], width=edges[1] - edges[0], color="tab:blue", alpha=0.5, label=labels[0])
+        # One filled step artist per histogram, not a patch per bin (seconds to draw).
+        ax.stairs(counts[0], edges, fill=True, color="tab:blue", alpha=0.5, label=labels[0])
         if true_codes is not None:
-            ax.bar(centres, counts[1], width=edges[1] - edges[0], bottom=counts[0], color="tab:red", alpha=0.5, label=labels[1])
+            ax.stairs(counts[0] + counts[1], edges, baseline=counts[0], fill=True, color="tab:red", alpha=0.5,
+                      label=labels[1])
         ax.plot(fine, curves[0], color="tab:blue", lw=1.5, label="clean component")
         ax.plot(fine, curves[1], color="tab:red", lw=1.5, label="noisy component")
         ax.plot(fine, curves.sum(0), color="black", lw=1, ls="--", label="mixture")

@@ -14,7 +14,7 @@ import numpy as np
 
 from purl.data.datadir import DataDir, DataDirError, subset_data_dir, write_text_atomic
 from purl.pair_weights import UTTS_FILE
-from purl.reliability import Reliability, evaluate, plot_reliability, suspected_mislabelled
+from purl.reliability import Reliability, evaluate_many, plot_reliability, suspected_mislabelled
 from purl.vectors import load_embeddings
 
 
@@ -25,46 +25,56 @@ def run_reliability(emb_scp: str | os.PathLike, data_dir: str | os.PathLike, out
     data = DataDir(data_dir)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    utts, emb = load_embeddings(emb_scp)
-    missing = [u for u in data.utts if u not in set(utts)]
+    emb_utts, emb = load_embeddings(emb_scp)
+    utts, utt2spk = data.utts, data.utt2spk
+    row = {u: i for i, u in enumerate(emb_utts)}
+    missing = [u for u in utts if u not in row]
     if missing:
         raise DataDirError(f"{emb_scp}: no embedding for '{missing[0]}' of {data.path} ({len(missing)} missing); "
                            "rerun steps/extract_embeddings.sh on this data dir")
-    row = {u: i for i, u in enumerate(utts)}
-    emb = emb[[row[u] for u in data.utts]]
+    if emb_utts != utts:  # xvector.scp is sorted like the data dir, so usually no copy
+        emb = emb[[row[u] for u in utts]]
     speakers = {s: n for n, s in enumerate(data.speakers)}
-    labels = np.array([speakers[data.utt2spk[u]] for u in data.utts])
+    labels = np.array([speakers[utt2spk[u]] for u in utts])
     true_labels = None
     if data.has("utt2truespk"):
         truth = data.table("utt2truespk")
         true_index = {s: n for n, s in enumerate(sorted(set(truth.values()) | set(speakers)))}
         # Label values must be comparable: map both through one speaker index.
-        labels = np.array([true_index[data.utt2spk[u]] for u in data.utts])
-        true_labels = np.array([true_index[truth[u]] for u in data.utts])
+        labels = np.array([true_index[utt2spk[u]] for u in utts])
+        true_labels = np.array([true_index[truth[u]] for u in utts])
 
     report = {"estimator": estimator, "threshold": threshold, "data_dir": str(data.path),
               "settings": dict(settings or {}), "compare": {}}
-    main_rel = None
+    # The estimators to compare share the main fit's normalised embeddings
+    # (at VoxCeleb size each copy is 0.8 GB, the raw ones go once it is made),
+    # and all are evaluated in one pass over the pairs.
+    fits, seconds = [], []
     for name in (estimator,) + tuple(c for c in compare if c != estimator):
         start = time.perf_counter()
-        rel = Reliability.fit(emb, labels, name, settings)
-        seconds = time.perf_counter() - start
-        figures = evaluate(rel, true_labels, threshold)
-        figures["fit_seconds"] = seconds
-        report["compare"][name] = figures
-        if name == estimator:
-            main_rel = rel
+        if not fits:
+            fits.append(Reliability.fit(emb, labels, name, settings))
+            del emb
+        else:
+            fits.append(Reliability.fit(fits[0].embeddings, labels, name, settings, normalised=True))
+        seconds.append(time.perf_counter() - start)
+    evaluated = evaluate_many(fits, true_labels, threshold)
+    for rel, fit_seconds, (figures, _) in zip(fits, seconds, evaluated):
+        figures["fit_seconds"] = fit_seconds
+        report["compare"][rel.estimator] = figures
+    main_rel, main_mean_w = fits[0], evaluated[0][1]
+    del fits, evaluated
     report["detection"] = report["compare"][estimator]
 
     main_rel.save(out_dir)
-    write_text_atomic(out_dir / UTTS_FILE, "".join(f"{u}\n" for u in data.utts))
+    write_text_atomic(out_dir / UTTS_FILE, "".join(f"{u}\n" for u in utts))
     plot_reliability(main_rel, out_dir / "reliability.png", true_labels)
-    idx, mean_w = suspected_mislabelled(main_rel, threshold)
+    idx, mean_w = suspected_mislabelled(main_rel, threshold, main_mean_w)
     write_text_atomic(out_dir / "suspected_mislabelled",
-                      "".join(f"{data.utts[i]} {data.utt2spk[data.utts[i]]} {w:.4f}\n" for i, w in zip(idx, mean_w)))
+                      "".join(f"{utts[i]} {utt2spk[utts[i]]} {w:.4f}\n" for i, w in zip(idx, mean_w)))
     if clean_dir is not None:
-        suspected = {data.utts[i] for i in idx}
-        subset_data_dir(data.path, clean_dir, utts=[u for u in data.utts if u not in suspected])
+        suspected = {utts[i] for i in idx}
+        subset_data_dir(data, clean_dir, utts=[u for u in utts if u not in suspected])
         report["cleaned_data_dir"] = str(clean_dir)
     report["n_suspected"] = int(len(idx))
     write_text_atomic(out_dir / "report.md", report_markdown(report))

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import os
 import sys
-import shutil
 import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
+
+from purl.audio import write_aac
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEECHOCEAN = ROOT.parent / "shared" / "data" / "speechocean762-train"
@@ -68,7 +69,7 @@ def tiny_corpus(tmp_path) -> Path:
 @pytest.fixture
 def fake_voxceleb(tmp_path) -> dict[str, Path]:
     """VoxCeleb's real layout in miniature: vox1 wav/ with the three official
-    lists, and vox2 dev/aac/ with m4a files (wav when ffmpeg is missing)."""
+    lists, and vox2 dev/aac/ with m4a files (AAC, encoded with PyAV)."""
     vox1 = tmp_path / "voxceleb1" / "wav"
     meta = tmp_path / "voxceleb1" / "meta"
     vox2 = tmp_path / "voxceleb2" / "dev" / "aac"
@@ -82,15 +83,12 @@ def fake_voxceleb(tmp_path) -> dict[str, Path]:
              "1 id10002/-5sXMlZvdf8/00001.wav id10002/C7k7C-PDvAA/00003.wav\n")
     for name in ("veri_test2.txt", "list_test_all2.txt", "list_test_hard2.txt"):
         (meta / name).write_text(lines)
-    ffmpeg = shutil.which("ffmpeg")
     for n, (spk, video) in enumerate([("id00012", "21Uxsk56VDQ"), ("id00012", "2DLq_Kkc1r8"), ("id00015", "0fijmz4vTVU")]):
         wav = write_tone(tmp_path / "tmp" / f"{n}.wav", seed=10 + n)
         target = vox2 / spk / video / "00001.m4a"
         target.parent.mkdir(parents=True, exist_ok=True)
-        if ffmpeg:
-            subprocess.run([ffmpeg, "-nostdin", "-loglevel", "error", "-i", str(wav), "-c:a", "aac", str(target)], check=True)
-        else:
-            shutil.copy(wav, target.with_suffix(".wav"))
+        samples, rate = sf.read(wav, dtype="int16")
+        write_aac(target, samples, rate)
     return {"vox1": vox1, "meta": meta, "vox2": vox2}
 
 

@@ -39,7 +39,7 @@ if ! "$venv/bin/python" -c "import torch" 2>/dev/null; then
   pip_install "torch==2.13.0"
 fi
 pip_install -r "$root/requirements.txt" -r "$root/requirements-test.txt"
-"$venv/bin/python" -c "import torch, numpy, sklearn, kaldiio, kaldi_native_fbank, soundfile, yaml, tqdm, matplotlib, onnx, tensorboard, pytest, onnxruntime" || {
+"$venv/bin/python" -c "import torch, numpy, sklearn, kaldiio, kaldi_native_fbank, soundfile, av, threadpoolctl, yaml, tqdm, matplotlib, onnx, tensorboard, pytest, onnxruntime" || {
   echo "setup_env: the environment in $venv does not import its packages; remove it and rerun" >&2
   exit 1
 }

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import os
 import random
-import shlex
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
-from purl.audio import AudioError, audio_duration
+from purl.audio import AudioError, audio_duration, needs_av
 from purl.data.datadir import (
     DataDirError,
     make_trials,
@@ -26,9 +25,9 @@ from purl.data.datadir import (
     write_trials,
 )
 
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".opus")
-# Extensions libsndfile cannot decode; wav.scp reads them through ffmpeg.
-PIPE_EXTENSIONS = (".m4a", ".aac", ".mp3")
+# wav.scp names every file by its path; m4a, aac and mp3 are decoded in-process
+# by PyAV (purl.audio), the rest by soundfile.
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".opus") + (".m4a", ".aac", ".mp3")
 
 VOXCELEB_URL = "https://www.robots.ox.ac.uk/~vgg/data/voxceleb/"
 VOXCELEB_TRIALS = {  # recipe name -> official cleaned list
@@ -40,11 +39,6 @@ REQUIRED_TRIALS = ("vox1_O",)  # Vox1-E and -H are made when their lists are the
 VOXCELEB1_SPLITS = ("dev", "test")  # WeSpeaker's voxceleb1/{dev,test}/wav
 
 
-def ffmpeg_pipe(path: str | os.PathLike, sample_rate: int = 16000) -> str:
-    """A wav.scp entry that decodes ``path`` to 16-bit mono wav on stdout."""
-    return f"ffmpeg -nostdin -loglevel error -i {shlex.quote(str(path))} -ac 1 -ar {sample_rate} -f wav - |"
-
-
 def utterance_id(speaker: str, relative: Path) -> str:
     return "-".join((speaker,) + relative.with_suffix("").parts)
 
@@ -52,15 +46,15 @@ def utterance_id(speaker: str, relative: Path) -> str:
 def scan_speaker_folders(
     root: str | os.PathLike,
     *,
-    extensions: Sequence[str] = AUDIO_EXTENSIONS + PIPE_EXTENSIONS,
-    sample_rate: int = 16000,
+    extensions: Sequence[str] = AUDIO_EXTENSIONS,
 ) -> tuple[dict[str, str], dict[str, str]]:
-    """Finds ``<root>/<speaker>/**/*.<ext>``; returns (wav_scp, utt2spk).
-
-    Files whose extension libsndfile cannot read become ffmpeg pipes. Raises when
-    the tree has no audio, or when two files map to the same utterance id.
+    """Finds ``<root>/<speaker>/**/*.<ext>``; returns (wav_scp, utt2spk) with
+    absolute paths. Raises when the tree has no audio, or when two files map to
+    the same utterance id.
     """
-    root = Path(root)
+    # Resolved once: resolving each of a million files costs a syscall per
+    # path component.
+    root = Path(root).resolve()
     if not root.is_dir():
         raise DataDirError(f"{root}: no such corpus directory")
     wav_scp: dict[str, str] = {}
@@ -85,7 +79,7 @@ def scan_speaker_folders(
                     raise DataDirError(f"{path}: spaces in a path make an invalid utterance id (rename the file)")
                 if utt in wav_scp:
                     raise DataDirError(f"{path}: gives the utterance id '{utt}' of another file (rename one of them)")
-                wav_scp[utt] = ffmpeg_pipe(path.resolve(), sample_rate) if ext in PIPE_EXTENSIONS else str(path.resolve())
+                wav_scp[utt] = str(path)
                 utt2spk[utt] = speaker
     if not wav_scp:
         raise DataDirError(
@@ -117,13 +111,14 @@ def write_data_dir(
 ) -> Path:
     """Writes wav.scp, utt2spk, spk2utt and (for file entries) utt2dur.
 
-    utt2dur is left out when any entry is a pipe: decoding a million m4a files
-    only to learn their lengths would take hours, and stage 1 writes utt2dur
-    from the samples it decodes anyway.
+    utt2dur is left out when any entry is a pipe or a compressed format without
+    an exact length in its header (m4a, mp3): decoding a million m4a files only
+    to learn their lengths would take hours, and stage 1 writes utt2dur from
+    the samples it decodes anyway.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    if with_durations and not any(e.endswith("|") for e in wav_scp.values()):
+    if with_durations and not any(e.endswith("|") or needs_av(e) for e in wav_scp.values()):
         write_kv(out_dir / "utt2dur", {u: f"{d:.3f}" for u, d in durations(wav_scp).items()})
     write_kv(out_dir / "wav.scp", wav_scp)
     write_kv(out_dir / "spk2utt", utt2spk_to_spk2utt(utt2spk))
