@@ -16,6 +16,7 @@ a plain process. Process 0 writes everything under exp/<name>/:
 from __future__ import annotations
 
 import csv
+import gc
 import json
 import math
 import os
@@ -148,6 +149,14 @@ class Distributed:
 
     def close(self) -> None:
         if self.world_size > 1 and dist.is_initialized():
+            # Gloo aborts a process ("terminate called without an active
+            # exception", SIGABRT) when tensors that its collectives still
+            # reference (a DDP reducer's, an autograd graph's) die after the
+            # group, at interpreter exit. So: collect them now, and let every
+            # process get here before any tears the group down. On a failure
+            # torchrun ends the other processes, so none waits for ever.
+            gc.collect()
+            dist.barrier()
             dist.destroy_process_group()
 
 
@@ -524,4 +533,5 @@ class Trainer:
             tqdm.write(f"{Path(sys.argv[0]).name}: {message}", file=sys.stdout)
 
     def close(self) -> None:
+        self.model = self.net  # drops the DDP wrapper and its reducer before the process group goes
         self.dist.close()
