@@ -190,6 +190,9 @@ class GmmParams:
     def __len__(self) -> int:
         return len(self.clean)
 
+    def copy(self) -> "GmmParams":
+        return GmmParams(**{f.name: getattr(self, f.name).copy() for f in dataclasses.fields(self)})
+
     def take(self, rows: np.ndarray) -> "GmmParams":
         return GmmParams(**{f.name: getattr(self, f.name)[rows] for f in dataclasses.fields(self)})
 
@@ -434,7 +437,22 @@ def _store_fits(params: GmmParams, rows, fit, n_pairs) -> None:
     params.loglik[rows] = loglik
 
 
-def _fit_per_speaker_histograms(x, index, settings):
+def _fit_per_speaker_histograms(x, index, settings, cache: dict | None = None):
+    """(params, histograms, fitted rows) of the per-speaker histogram EM; with
+    ``cache`` (a dict shared by the fits of one set of embeddings, see
+    Reliability.fit) computed once for "histogram" and "bic". Callers must not
+    modify what it returns: "bic" changes a copy of the parameters."""
+    if cache is not None:
+        inputs = cache.get("per_speaker_inputs")
+        if inputs is not None and inputs[0] is x and inputs[1] is index and inputs[2] == settings:
+            return cache["per_speaker"]
+    result = _fit_per_speaker_histograms_uncached(x, index, settings)
+    if cache is not None:
+        cache["per_speaker_inputs"], cache["per_speaker"] = (x, index, settings), result
+    return result
+
+
+def _fit_per_speaker_histograms_uncached(x, index, settings):
     hist = speaker_histograms(x, index, settings.n_bins, adaptive=True)
     params = GmmParams.empty(len(index))
     rows = _mark_degenerate(params, hist, index.sizes(), settings)
@@ -446,12 +464,14 @@ def _fit_per_speaker_histograms(x, index, settings):
     return params, hist, rows
 
 
-def fit_histogram(x: np.ndarray, index: SpeakerIndex, settings: ReliabilitySettings) -> GmmParams:
+def fit_histogram(x: np.ndarray, index: SpeakerIndex, settings: ReliabilitySettings,
+                  cache: dict | None = None) -> GmmParams:
     """The per-speaker 2-component GMM, by EM on histograms of the pair cosines."""
-    return _fit_per_speaker_histograms(x, index, settings)[0]
+    return _fit_per_speaker_histograms(x, index, settings, cache)[0]
 
 
-def fit_bic(x: np.ndarray, index: SpeakerIndex, settings: ReliabilitySettings) -> GmmParams:
+def fit_bic(x: np.ndarray, index: SpeakerIndex, settings: ReliabilitySettings,
+            cache: dict | None = None) -> GmmParams:
     """As "histogram", but a speaker whose pairs BIC explains better by one Gaussian
     gets w = 1 (1 component: 2 parameters; 2 components: 5).
 
@@ -462,7 +482,8 @@ def fit_bic(x: np.ndarray, index: SpeakerIndex, settings: ReliabilitySettings) -
     utterances: the pair log-likelihoods are scaled to n observations and the
     penalty is k ln(n) (``bic_sample_size="pairs"`` gives the textbook version).
     """
-    params, hist, rows = _fit_per_speaker_histograms(x, index, settings)
+    params, hist, rows = _fit_per_speaker_histograms(x, index, settings, cache)
+    params = params.copy()  # the histogram fit's, when shared through the cache
     n = hist.n_pairs[rows].astype(np.float64)
     n_eff = index.sizes()[rows].astype(np.float64) if settings.bic_sample_size == "utts" else n
     centres, counts = hist.centres()[rows], hist.counts[rows]
@@ -480,7 +501,8 @@ def fit_bic(x: np.ndarray, index: SpeakerIndex, settings: ReliabilitySettings) -
     return params
 
 
-def fit_global(x: np.ndarray, index: SpeakerIndex, settings: ReliabilitySettings) -> GmmParams:
+def fit_global(x: np.ndarray, index: SpeakerIndex, settings: ReliabilitySettings,
+               cache: dict | None = None) -> GmmParams:
     """One GMM over the pairs of all speakers, shared by every speaker (no w = 1 rule:
     the shared fit can judge pairs of small speakers too)."""
     hist = speaker_histograms(x, index, settings.n_bins, adaptive=False)
@@ -495,7 +517,8 @@ def fit_global(x: np.ndarray, index: SpeakerIndex, settings: ReliabilitySettings
     return params
 
 
-def fit_sklearn(x: np.ndarray, index: SpeakerIndex, settings: ReliabilitySettings) -> GmmParams:
+def fit_sklearn(x: np.ndarray, index: SpeakerIndex, settings: ReliabilitySettings,
+                cache: dict | None = None) -> GmmParams:
     """The original work's fit: sklearn GaussianMixture per speaker on the exact cosines."""
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.mixture import GaussianMixture
@@ -518,7 +541,10 @@ def fit_sklearn(x: np.ndarray, index: SpeakerIndex, settings: ReliabilitySetting
     return params
 
 
-Estimator = Callable[[np.ndarray, SpeakerIndex, ReliabilitySettings], GmmParams]
+# (normalised embeddings, speaker index, settings, cache) -> parameters; the
+# cache (None, or a dict shared by fits of the same embeddings and labels) lets
+# estimators share work: "histogram" and "bic" run one per-speaker EM.
+Estimator = Callable[[np.ndarray, SpeakerIndex, ReliabilitySettings, "dict | None"], GmmParams]
 ESTIMATORS: dict[str, Estimator] = {
     "sklearn": fit_sklearn,
     "histogram": fit_histogram,
@@ -548,10 +574,13 @@ class Reliability:
 
     @classmethod
     def fit(cls, embeddings: np.ndarray, labels: np.ndarray, estimator: str = "histogram",
-            settings: ReliabilitySettings | dict | None = None, *, normalised: bool = False) -> "Reliability":
+            settings: ReliabilitySettings | dict | None = None, *, normalised: bool = False,
+            cache: dict | None = None) -> "Reliability":
         """Fits ``estimator``; ``normalised=True`` takes float32 embeddings that are
         already L2-normalised (another fit's ``embeddings``) and shares them
-        instead of normalising a copy."""
+        instead of normalising a copy. ``cache``: one dict passed to several fits
+        of the same embeddings array and labels, so that they share work (the
+        results are those of separate fits)."""
         if estimator not in ESTIMATORS:
             raise ValueError(f"reliability: unknown estimator '{estimator}'; choose one of {sorted(ESTIMATORS)}")
         if not isinstance(settings, ReliabilitySettings):
@@ -560,8 +589,15 @@ class Reliability:
         if embeddings.ndim != 2 or len(embeddings) != len(labels):
             raise ValueError(f"reliability: embeddings {embeddings.shape} and labels {labels.shape} do not match")
         x = embeddings if normalised and embeddings.dtype == np.float32 else normalise(embeddings)
-        index, _ = SpeakerIndex.from_labels(labels)
-        return cls(x, labels, ESTIMATORS[estimator](x, index, settings), estimator, settings)
+        if cache is not None:
+            # The speaker index is the key of what the estimators share: made once.
+            if cache.get("labels") is not labels:
+                cache.clear()
+                cache["labels"], cache["index"] = labels, SpeakerIndex.from_labels(labels)[0]
+            index = cache["index"]
+        else:
+            index, _ = SpeakerIndex.from_labels(labels)
+        return cls(x, labels, ESTIMATORS[estimator](x, index, settings, cache), estimator, settings)
 
     def cosine(self, i: np.ndarray, j: np.ndarray) -> np.ndarray:
         return np.einsum("pd,pd->p", self.embeddings[i], self.embeddings[j], dtype=np.float64)

@@ -48,15 +48,16 @@ def run_reliability(emb_scp: str | os.PathLike, data_dir: str | os.PathLike, out
               "settings": dict(settings or {}), "compare": {}}
     # The estimators to compare share the main fit's normalised embeddings
     # (at VoxCeleb size each copy is 0.8 GB, the raw ones go once it is made),
-    # and all are evaluated in one pass over the pairs.
-    fits, seconds = [], []
+    # and their work ("histogram" and "bic" run one per-speaker EM), and all
+    # are evaluated in one pass over the pairs.
+    fits, seconds, cache = [], [], {}
     for name in (estimator,) + tuple(c for c in compare if c != estimator):
         start = time.perf_counter()
         if not fits:
-            fits.append(Reliability.fit(emb, labels, name, settings))
+            fits.append(Reliability.fit(emb, labels, name, settings, cache=cache))
             del emb
         else:
-            fits.append(Reliability.fit(fits[0].embeddings, labels, name, settings, normalised=True))
+            fits.append(Reliability.fit(fits[0].embeddings, labels, name, settings, normalised=True, cache=cache))
         seconds.append(time.perf_counter() - start)
     evaluated = evaluate_many(fits, true_labels, threshold)
     for rel, fit_seconds, (figures, _) in zip(fits, seconds, evaluated):
