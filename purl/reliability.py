@@ -541,6 +541,11 @@ def fit_sklearn(x: np.ndarray, index: SpeakerIndex, settings: ReliabilitySetting
     return params
 
 
+# In a reliability dir: the utterance ids of the embeddings' rows, one per line.
+# Here, not in purl.pair_weights, so that stage 4 runs without importing torch.
+UTTS_FILE = "utts"
+
+
 # (normalised embeddings, speaker index, settings, cache) -> parameters; the
 # cache (None, or a dict shared by fits of the same embeddings and labels) lets
 # estimators share work: "histogram" and "bic" run one per-speaker EM.

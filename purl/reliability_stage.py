@@ -13,8 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from purl.data.datadir import DataDir, DataDirError, subset_data_dir, write_text_atomic
-from purl.pair_weights import UTTS_FILE
-from purl.reliability import Reliability, evaluate_many, plot_reliability, suspected_mislabelled
+from purl.reliability import UTTS_FILE, Reliability, evaluate_many, plot_reliability, suspected_mislabelled
 from purl.vectors import load_embeddings
 
 
