@@ -269,30 +269,36 @@ def speaker_histograms(x: np.ndarray, index: SpeakerIndex, n_bins: int, *, adapt
     number of bins); otherwise every speaker shares bins on [-1, 1] (for "global" and
     plots, where histograms are summed).
     """
+    return speaker_histograms_of_kinds(x, index, n_bins, (adaptive,))[0]
+
+
+def speaker_histograms_of_kinds(x: np.ndarray, index: SpeakerIndex, n_bins: int,
+                                adaptive: tuple[bool, ...]) -> list[Histograms]:
+    """speaker_histograms for each value of ``adaptive``, from one scan of the pairs."""
     n_spk = len(index)
-    hist = Histograms(
+    hists = [Histograms(
         counts=np.zeros((n_spk, n_bins)),
         lo=np.full(n_spk, -1.0),
         width=np.full(n_spk, 2.0 / n_bins),
         n_pairs=np.zeros(n_spk, np.int64),
         mean=np.zeros(n_spk),
         var=np.zeros(n_spk),
-    )
+    ) for _ in adaptive]
     for s, _, gram, upper in iter_speaker_blocks(x, index):
         cos = gram[upper]
         if cos.size == 0:
             continue
-        hist.n_pairs[s] = cos.size
-        hist.mean[s] = cos.mean(dtype=np.float64)
-        hist.var[s] = cos.var(dtype=np.float64)
-        if adaptive:
-            lo, hi = float(cos.min()), float(cos.max())
-            hist.lo[s] = lo
-            hist.width[s] = (hi - lo) / n_bins if hi > lo else 1.0
-        pos = (cos - np.float32(hist.lo[s])) * np.float32(1.0 / hist.width[s])
-        bins = np.clip(pos.astype(np.intp), 0, n_bins - 1)
-        hist.counts[s] = np.bincount(bins, minlength=n_bins)
-    return hist
+        n_pairs, mean, var = cos.size, cos.mean(dtype=np.float64), cos.var(dtype=np.float64)
+        lo, hi = float(cos.min()), float(cos.max())
+        for hist, spans_speaker in zip(hists, adaptive):
+            hist.n_pairs[s], hist.mean[s], hist.var[s] = n_pairs, mean, var
+            if spans_speaker:
+                hist.lo[s] = lo
+                hist.width[s] = (hi - lo) / n_bins if hi > lo else 1.0
+            pos = (cos - np.float32(hist.lo[s])) * np.float32(1.0 / hist.width[s])
+            bins = np.clip(pos.astype(np.intp), 0, n_bins - 1)
+            hist.counts[s] = np.bincount(bins, minlength=n_bins)
+    return hists
 
 
 # --------------------------------------------------------------------------- EM on histograms
@@ -446,14 +452,19 @@ def _fit_per_speaker_histograms(x, index, settings, cache: dict | None = None):
         inputs = cache.get("per_speaker_inputs")
         if inputs is not None and inputs[0] is x and inputs[1] is index and inputs[2] == settings:
             return cache["per_speaker"]
-    result = _fit_per_speaker_histograms_uncached(x, index, settings)
+    if cache is None:
+        hist = speaker_histograms(x, index, settings.n_bins, adaptive=True)
+    else:
+        # The scan of the pairs makes "global"'s shared-bin histograms too.
+        hist, shared = speaker_histograms_of_kinds(x, index, settings.n_bins, (True, False))
+        cache["shared_bins_inputs"], cache["shared_bins"] = (x, index, settings.n_bins), shared
+    result = _fit_histograms(hist, index, settings)
     if cache is not None:
         cache["per_speaker_inputs"], cache["per_speaker"] = (x, index, settings), result
     return result
 
 
-def _fit_per_speaker_histograms_uncached(x, index, settings):
-    hist = speaker_histograms(x, index, settings.n_bins, adaptive=True)
+def _fit_histograms(hist, index, settings):
     params = GmmParams.empty(len(index))
     rows = _mark_degenerate(params, hist, index.sizes(), settings)
     if not len(rows):
@@ -505,7 +516,11 @@ def fit_global(x: np.ndarray, index: SpeakerIndex, settings: ReliabilitySettings
                cache: dict | None = None) -> GmmParams:
     """One GMM over the pairs of all speakers, shared by every speaker (no w = 1 rule:
     the shared fit can judge pairs of small speakers too)."""
-    hist = speaker_histograms(x, index, settings.n_bins, adaptive=False)
+    inputs = cache.get("shared_bins_inputs") if cache is not None else None
+    if inputs is not None and inputs[0] is x and inputs[1] is index and inputs[2] == settings.n_bins:
+        hist = cache["shared_bins"]
+    else:
+        hist = speaker_histograms(x, index, settings.n_bins, adaptive=False)
     centres, counts = hist.centres()[:1], hist.counts.sum(axis=0, keepdims=True)
     if counts.sum() < 2:
         raise ValueError("reliability: the 'global' estimator needs at least 2 same-label pairs")
