@@ -17,11 +17,12 @@ from purl.reliability import UTTS_FILE, Reliability, evaluate_many, plot_reliabi
 from purl.vectors import load_embeddings
 
 
-def run_reliability(emb_scp: str | os.PathLike, data_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
+def run_reliability(emb_scp: str | os.PathLike, data_dir: str | os.PathLike | DataDir, out_dir: str | os.PathLike, *,
                     estimator: str = "histogram", compare: tuple[str, ...] = (), threshold: float = 0.5,
                     clean_dir: str | os.PathLike | None = None, settings: dict | None = None) -> dict:
-    """``settings``: ReliabilitySettings fields (tol, n_init, ...) for every estimator."""
-    data = DataDir(data_dir)
+    """``settings``: ReliabilitySettings fields (tol, n_init, ...) for every estimator;
+    ``data_dir`` a DataDir (e.g. validate_data_dir's) lends the tables it has read."""
+    data = data_dir if isinstance(data_dir, DataDir) else DataDir(data_dir)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     emb_utts, emb = load_embeddings(emb_scp)
