@@ -709,10 +709,12 @@ def compare_fits(x: np.ndarray, index: SpeakerIndex, a: GmmParams, b: GmmParams)
     return out
 
 
-def _scan_pairs(rels: list[Reliability], true_labels: np.ndarray | None, threshold: float) -> list[tuple]:
+def _scan_pairs(rels: list[Reliability], true_labels: np.ndarray | None, threshold: float,
+                plot_counts: PlotCounts | None = None) -> list[tuple]:
     """One pass over all pairs for fits that share their embeddings and labels:
     per fit, each utterance's mean w over its pairs (1 where it has none) and,
-    with ground truth, log-odds histograms of truly clean and noisy pairs."""
+    with ground truth, log-odds histograms of truly clean and noisy pairs;
+    ``plot_counts`` is filled on the way."""
     x, index = rels[0].embeddings, rels[0].index
     n_utts = len(rels[0].labels)
     w_sum, w_count = np.zeros((len(rels), n_utts)), np.zeros(n_utts)
@@ -731,6 +733,8 @@ def _scan_pairs(rels: list[Reliability], true_labels: np.ndarray | None, thresho
         w_count[utts] += n - 1
         noisy = None if true_codes is None else (true_codes[utts][:, None] != true_codes[utts][None, :])[upper]
         noisy_offset = None if noisy is None else noisy * _LOGIT_BINS
+        if plot_counts is not None:
+            plot_counts.add(s, cos, np.zeros(cos.size, bool) if noisy is None else noisy)
         for k, rel in enumerate(rels):
             lo_pairs = rel.params.log_odds_one(s, cos)
             w = expit(lo_pairs)
@@ -802,14 +806,17 @@ def evaluate_with_weights(rel: Reliability, true_labels: np.ndarray | None = Non
 
 
 def evaluate_many(rels: list[Reliability], true_labels: np.ndarray | None = None,
-                  threshold: float = 0.5) -> list[tuple[dict[str, float], np.ndarray]]:
+                  threshold: float = 0.5, plot_counts: PlotCounts | None = None) -> list[tuple[dict[str, float], np.ndarray]]:
     """:func:`evaluate_with_weights` of several fits, in one pass over the pairs
     where they share their embeddings and labels (fits made with
-    ``normalised=True`` from one another's embeddings)."""
+    ``normalised=True`` from one another's embeddings); that pass also fills
+    ``plot_counts`` (for plot_reliability of one of them)."""
     shared = [r for r in rels if r.embeddings is rels[0].embeddings and np.array_equal(r.labels, rels[0].labels)]
     if len(shared) < len(rels):
-        return [evaluate_many([r], true_labels, threshold)[0] for r in rels]
-    return [_figures(rel, scan, true_labels, threshold) for rel, scan in zip(rels, _scan_pairs(rels, true_labels, threshold))]
+        return [evaluate_many([r], true_labels, threshold, plot_counts if k == 0 else None)[0]
+                for k, r in enumerate(rels)]
+    scans = _scan_pairs(rels, true_labels, threshold, plot_counts)
+    return [_figures(rel, scan, true_labels, threshold) for rel, scan in zip(rels, scans)]
 
 
 def _figures(rel: Reliability, scan: tuple, true_labels: np.ndarray | None, threshold: float):
@@ -899,35 +906,57 @@ def _mixture_curves(params: GmmParams, rows: np.ndarray, grid: np.ndarray, scale
     return out
 
 
+class PlotCounts:
+    """What plot_reliability draws from the pairs: the histogram of all
+    positive-pair cosines on [-1, 1], [clean, noisy] by truth (all in row 0
+    without it), and the cosines of a few example speakers (from the cleanest
+    to the noisiest fit). Filled by one scan of the pairs: the plot's own, or
+    evaluate_many's (stage 4 then scans the pairs once for both)."""
+
+    def __init__(self, params: GmmParams, n_examples: int = 4, n_bins: int = 200):
+        # Examples: fitted noisy weight at evenly spaced ranks, among speakers with a fit.
+        fitted = np.flatnonzero(~params.unit & (params.n_pairs > 0))
+        noisy_weight = params.weights[fitted, 1 - params.clean[fitted].astype(np.intp)]
+        ranked = fitted[np.argsort(noisy_weight, kind="stable")]
+        self.examples = (ranked[np.linspace(0, len(ranked) - 1, min(n_examples, len(ranked))).astype(int)]
+                         if len(ranked) else np.zeros(0, np.intp))
+        self._example_set = set(self.examples.tolist())
+        self.n_bins = n_bins
+        self.total = np.zeros((2, n_bins))
+        self.example_cos: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def add(self, s: int, cos: np.ndarray, noisy: np.ndarray) -> None:
+        """Speaker s's pair cosines and whether each pair is truly noisy."""
+        pos = np.clip(((cos + 1) * (self.n_bins / 2)).astype(np.intp), 0, self.n_bins - 1)
+        self.total += np.stack([np.bincount(pos[~noisy], minlength=self.n_bins),
+                                np.bincount(pos[noisy], minlength=self.n_bins)])
+        if s in self._example_set:
+            self.example_cos[s] = (cos, noisy)
+
+
 def plot_reliability(rel: Reliability, path: str | os.PathLike, true_labels: np.ndarray | None = None,
-                     n_examples: int = 4, n_bins: int = 200) -> None:
+                     n_examples: int = 4, n_bins: int = 200, counts: PlotCounts | None = None) -> None:
     """PNG: the histogram of all positive-pair cosines with the fitted components
     (per-speaker fits summed, each weighted by its pairs), and below it a few
     speakers from the cleanest to the noisiest fit. With ground truth the
-    histograms are split into truly clean and noisy pairs."""
+    histograms are split into truly clean and noisy pairs. ``counts``: the
+    plot's data already gathered (PlotCounts of rel.params, filled by
+    evaluate_many); otherwise the pairs are scanned here."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     params, index = rel.params, rel.index
-    # Examples: fitted noisy weight at evenly spaced ranks, among speakers with a fit.
-    fitted = np.flatnonzero(~params.unit & (params.n_pairs > 0))
-    noisy_weight = params.weights[fitted, 1 - params.clean[fitted].astype(np.intp)]
-    ranked = fitted[np.argsort(noisy_weight, kind="stable")]
-    examples = ranked[np.linspace(0, len(ranked) - 1, min(n_examples, len(ranked))).astype(int)] if len(ranked) else []
     true_codes = None if true_labels is None else np.unique(np.asarray(true_labels), return_inverse=True)[1].reshape(-1)
-
-    edges = np.linspace(-1, 1, n_bins + 1)
-    total = np.zeros((2, n_bins))  # [clean, noisy] by truth (all in row 0 without it)
-    example_cos = {}
-    for s, utts, gram, upper in iter_speaker_blocks(rel.embeddings, index):
-        cos = gram[upper]
-        noisy = np.zeros(cos.size, bool) if true_codes is None else (true_codes[utts][:, None] != true_codes[utts][None, :])[upper]
-        pos = np.clip(((cos + 1) * (n_bins / 2)).astype(np.intp), 0, n_bins - 1)
-        total += np.stack([np.bincount(pos[~noisy], minlength=n_bins), np.bincount(pos[noisy], minlength=n_bins)])
-        if s in examples:
-            example_cos[s] = (cos, noisy)
+    if counts is None:
+        counts = PlotCounts(params, n_examples, n_bins)
+        for s, utts, gram, upper in iter_speaker_blocks(rel.embeddings, index):
+            cos = gram[upper]
+            noisy = np.zeros(cos.size, bool) if true_codes is None else (true_codes[utts][:, None] != true_codes[utts][None, :])[upper]
+            counts.add(s, cos, noisy)
+    examples, total, example_cos = counts.examples, counts.total, counts.example_cos
+    edges = np.linspace(-1, 1, counts.n_bins + 1)
 
     fig = plt.figure(figsize=(12, 7.5), constrained_layout=True)
     grid_spec = fig.add_gridspec(2, max(1, len(examples)))

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from purl.data.datadir import DataDir, DataDirError, subset_data_dir, write_text_atomic
-from purl.reliability import UTTS_FILE, Reliability, evaluate_many, plot_reliability, suspected_mislabelled
+from purl.reliability import UTTS_FILE, PlotCounts, Reliability, evaluate_many, plot_reliability, suspected_mislabelled
 from purl.vectors import load_embeddings
 
 
@@ -59,7 +59,8 @@ def run_reliability(emb_scp: str | os.PathLike, data_dir: str | os.PathLike | Da
         else:
             fits.append(Reliability.fit(fits[0].embeddings, labels, name, settings, normalised=True, cache=cache))
         seconds.append(time.perf_counter() - start)
-    evaluated = evaluate_many(fits, true_labels, threshold)
+    plot_counts = PlotCounts(fits[0].params)  # the plot's data, gathered by the evaluation's pass
+    evaluated = evaluate_many(fits, true_labels, threshold, plot_counts)
     for rel, fit_seconds, (figures, _) in zip(fits, seconds, evaluated):
         figures["fit_seconds"] = fit_seconds
         report["compare"][rel.estimator] = figures
@@ -69,7 +70,7 @@ def run_reliability(emb_scp: str | os.PathLike, data_dir: str | os.PathLike | Da
 
     main_rel.save(out_dir)
     write_text_atomic(out_dir / UTTS_FILE, "".join(f"{u}\n" for u in utts))
-    plot_reliability(main_rel, out_dir / "reliability.png", true_labels)
+    plot_reliability(main_rel, out_dir / "reliability.png", true_labels, counts=plot_counts)
     idx, mean_w = suspected_mislabelled(main_rel, threshold, main_mean_w)
     write_text_atomic(out_dir / "suspected_mislabelled",
                       "".join(f"{utts[i]} {utt2spk[utts[i]]} {w:.4f}\n" for i, w in zip(idx, mean_w)))

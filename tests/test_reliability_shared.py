@@ -32,3 +32,25 @@ def test_shared_cache_refits_for_other_settings():
     first = Reliability.fit(emb, labels, "histogram", {"n_bins": 64}, cache=cache)
     again = Reliability.fit(first.embeddings, labels, "bic", {"n_bins": 256}, normalised=True, cache=cache)
     _same_params(again.params, Reliability.fit(emb, labels, "bic", {"n_bins": 256}).params)
+
+
+def test_plot_counts_from_the_evaluation_pass_equal_the_plots_own_scan():
+    from purl.reliability import PlotCounts, evaluate_many, iter_speaker_blocks
+
+    emb, labels, true = simulate_embeddings(np.array([2, 30, 40, 60, 45]), dim=32, noise_rate=0.2, seed=8)
+    rel = Reliability.fit(emb, labels, "histogram")
+    for truth in (true, None):
+        gathered = PlotCounts(rel.params)
+        evaluate_many([rel], truth, 0.5, gathered)
+        own = PlotCounts(rel.params)
+        codes = None if truth is None else np.unique(truth, return_inverse=True)[1]
+        for s, utts, gram, upper in iter_speaker_blocks(rel.embeddings, rel.index):
+            cos = gram[upper]
+            noisy = np.zeros(cos.size, bool) if codes is None else (codes[utts][:, None] != codes[utts][None, :])[upper]
+            own.add(s, cos, noisy)
+        assert len(gathered.examples) == 4 and gathered.total.sum() == rel.params.n_pairs.sum()
+        np.testing.assert_array_equal(gathered.total, own.total)
+        assert gathered.example_cos.keys() == own.example_cos.keys()
+        for s, (cos, noisy) in own.example_cos.items():
+            np.testing.assert_array_equal(gathered.example_cos[s][0], cos)
+            np.testing.assert_array_equal(gathered.example_cos[s][1], noisy)
