@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Usage: python -m bench.bench_stages [--scale 1/8] [--growth] [--out DIR]   (after . ./path.sh)
+"""Usage: python -m bench.bench_stages [--scale 1/8] [--growth] [--no-paper] [--out DIR]   (after . ./path.sh)
 
 Every stage of egs/voxceleb/run.sh at VoxCeleb size, run the way the recipe
 runs it (the same scripts and options, in a recipe folder, through path.sh),
@@ -12,6 +12,13 @@ without audio:
   of that job; embeddings: 192-dim, simulated per true speaker;
 - test set: 4,874 utterances of 40 speakers with trial lists of VoxCeleb1-O/E/H
   size (37,611 / 579,818 / 550,894 trials);
+- stage 1's and the embedding extraction's jobs: their outputs written as
+  the jobs leave them, with the settings records the scripts check (made by
+  the stages' own functions), so each script plans, finds its jobs done and
+  merges; stage 4 in both protocols' forms: tuned (whole-utterance
+  embeddings, the histogram EM) and paper (one random crop, the original's
+  per-speaker sklearn loop at tol 1e-3: minutes at full size; --no-paper
+  leaves it out);
 - stage 0: a VoxCeleb-layout tree (empty m4a files, tiny wav files, official
   trial lists) at 1/8, 1/4 and 1/2 of the run's size (a full tree is 1.1M
   inodes), with the growth between them.
@@ -89,6 +96,8 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--growth", action="store_true", help="run at half the scale first; print the growth")
     parser.add_argument("--out", help="work folder (default: a temporary one, removed at the end)")
     parser.add_argument("--no-tree", action="store_true", help="skip stage 0 from a corpus tree")
+    parser.add_argument("--no-paper", action="store_true",
+                        help="skip stage 4 in the paper protocol's form (the sklearn loop: minutes at full size)")
     parser.add_argument("--lookup", nargs=2, metavar=("RELIABILITY_DIR", "DATA_DIR"),
                         help=argparse.SUPPRESS)  # the child that times the pair-weight lookup
     return parser
@@ -173,15 +182,20 @@ def write_data_dir(path: Path, utts: list[str], spks: list[str], wav_root: str, 
     write_lines(path / "spk2utt", (f"{s} {' '.join(us)}\n" for s, us in spk2utt.items()))
 
 
-def write_fbank_jobs(data: Path, fbank: Path, rng: np.random.Generator) -> None:
-    """What stage 1's nj jobs leave behind (purl.features.make_fbank_job's files):
-    a few real compressed matrices per job, and every utterance pointing at one."""
-    from purl.features import ArkWriter
+def write_fbank_jobs(data: Path, fbank_root: Path, rng: np.random.Generator) -> None:
+    """What stage 1's nj jobs leave behind (purl.features.make_fbank_job's files,
+    in the ark dir steps/fbank_jobs.py names): a few real compressed matrices per
+    job, every utterance pointing at one, and each job's settings record made by
+    the stage's own function, so that make_fbank.sh takes the jobs as done."""
+    from purl.data.datadir import read_kv
+    from purl.features import MIN_FRAMES, ArkWriter, fbank_dir_for, fbank_job_settings
+    from purl.settings import write_record
 
+    fbank = fbank_dir_for(data, fbank_root).resolve()
     fbank.mkdir(parents=True)
     for n in range(1, NJ + 1):
-        part = data / f"split{NJ}" / str(n)
-        utts = [line.split(maxsplit=1)[0] for line in open(part / "wav.scp")]
+        wav_scp = read_kv(data / f"split{NJ}" / str(n) / "wav.scp")
+        utts = list(wav_scp)
         base = fbank / f"raw_fbank.{n}"
         frames = rng.integers(400, 1500, size=MATRICES_PER_JOB)  # 4-15 s
         scp = Path(f"{base}.matrices.scp")
@@ -195,22 +209,40 @@ def write_fbank_jobs(data: Path, fbank: Path, rng: np.random.Generator) -> None:
         write_lines(Path(f"{base}.utt2dur"), (f"{u} {(frames[k] + 2) / 100:.3f}\n" for u, k in zip(utts, which)))
         write_lines(Path(f"{base}.failed"), [])
         write_lines(Path(f"{base}.scp"), (f"{u} {entries[k]}\n" for u, k in zip(utts, which)))
+        write_record(f"{base}.settings", fbank_job_settings(wav_scp, sample_rate=16000, num_mel_bins=80,
+                                                            compress=True, min_frames=MIN_FRAMES))
 
 
 def write_embeddings(out: Path, utts: list[str], emb: np.ndarray, nj: int) -> None:
-    """extract_embeddings.sh's output: nj arks with scps, and the merged xvector.scp."""
-    from purl.features import ArkWriter
+    """An embedding set as extract_embeddings.sh leaves it: nj arks with scps,
+    and the merged xvector.scp (for inputs that no timed row extracts)."""
+    from purl.vectors import save_embeddings
 
     out.mkdir(parents=True, exist_ok=True)
     bounds = np.linspace(0, len(utts), nj + 1).astype(int)
     for n in range(nj):
-        ark = out / f"xvector.{n + 1}.ark"
-        with ArkWriter(ark, out / f"xvector.{n + 1}.scp", ark_name=ark, compress=False) as writer:
-            for i in range(bounds[n], bounds[n + 1]):
-                writer(utts[i], emb[i])
+        save_embeddings(out / f"xvector.{n + 1}.ark", utts[bounds[n]:bounds[n + 1]], emb[bounds[n]:bounds[n + 1]])
     with open(out / "xvector.scp", "w") as f:
         for n in range(nj):
             f.write((out / f"xvector.{n + 1}.scp").read_text())
+
+
+def write_embedding_jobs(checkpoint: Path, data: Path, out: Path, row_of: dict[str, int], emb: np.ndarray,
+                         options: dict) -> None:
+    """What extract_embeddings.sh's NJ jobs leave behind: per job the ark and scp
+    of its part's utterances and its settings record, made by the stage's own
+    functions (the split steps/embedding_jobs.py makes, purl.vectors), so that
+    the script takes the jobs as done and plans and merges only."""
+    from purl.data.datadir import read_kv, split_data_dir
+    from purl.settings import text_digest, write_record
+    from purl.vectors import embedding_settings, save_embeddings
+
+    out.mkdir(parents=True, exist_ok=True)
+    digest = text_digest(checkpoint)
+    for n, part in enumerate(split_data_dir(data, NJ), 1):
+        utts = list(read_kv(part / "feats.scp"))
+        save_embeddings((out / f"xvector.{n}.ark").resolve(), utts, emb[[row_of[u] for u in utts]])
+        write_record(out / f"xvector.{n}.settings", embedding_settings(digest, part / "feats.scp", **options))
 
 
 def write_trials(path: Path, count: int, labels: np.ndarray, utts: list[str], rng: np.random.Generator,
@@ -278,7 +310,7 @@ def lookup_rate(reliability_dir: str, data_dir: str) -> None:
 
 # --------------------------------------------------------------------------- the stages
 
-def run_all(work: Path, scale: Fraction, tree: bool) -> list[Row]:
+def run_all(work: Path, scale: Fraction, tree: bool, paper: bool) -> list[Row]:
     rng = np.random.default_rng(0)
     recipe = make_recipe(work / "recipe")
     logs = recipe / "log"
@@ -292,6 +324,14 @@ def run_all(work: Path, scale: Fraction, tree: bool) -> list[Row]:
         rows.append(row)
         print(f"  {stage_name:>5} {what}: {seconds:.1f} s, {gb:.2f} GB", file=sys.stderr, flush=True)
         return row
+
+    def jobs_were_done(script: str) -> None:
+        """The last row's script found all its jobs done: otherwise the generated
+        job outputs no longer match what the script checks, and it timed other work."""
+        log = logs / f"{len(rows) - 1:02d}.log"
+        if "(0 to run)" not in log.read_text():
+            raise SystemExit(f"bench_stages: {script} did not take the generated jobs as done (see {log}); "
+                             "the fake job outputs of bench/bench_stages.py no longer match the stage's records")
 
     if tree:
         for fraction in (Fraction(1, 8), Fraction(1, 4), Fraction(1, 2)):
@@ -318,10 +358,16 @@ def run_all(work: Path, scale: Fraction, tree: bool) -> list[Row]:
     for name in TRIALS:
         write_trials(test / f"trials_{name}", n[name], test_labels, test_utts, rng)
 
+    stage("-", "preflight.py of stage 1 (audio readers of wav.scp, disk room for the features)",
+          # --mean-duration 0.01: the same count of wav.scp lines, but the disk
+          # check passes where the ~70 GB that VoxCeleb2's fbank needs are not free.
+          "steps/preflight.py --mean-duration 0.01 --data-dir data/vox2_dev --data-dir data/vox1 --fbank-dir fbank")
     stage("tools", "validate_data_dir.py (wav.scp, utt2spk, spk2utt)", "validate_data_dir.py --require wav.scp,utt2spk,spk2utt data/vox2_dev")
     stage("tools", f"split_data_dir.py {NJ}", f"split_data_dir.py data/vox2_dev {NJ}")
-    write_fbank_jobs(train, recipe / "fbank" / "vox2_dev", rng)
-    stage("1", f"make_fbank.sh: validate, split, {NJ} jobs done, merge", f"steps/make_fbank.sh --nj {NJ} data/vox2_dev fbank")
+    write_fbank_jobs(train, recipe / "fbank", rng)
+    stage("1", f"make_fbank.sh: validate, plan, {NJ} jobs done, merge",
+          f"steps/make_fbank.sh --nj {NJ} data/vox2_dev data/vox2_dev/log fbank")
+    jobs_were_done("make_fbank.sh")
     stage("tools", "validate_data_dir.py (with feats.scp, utt2dur)",
           "validate_data_dir.py --require wav.scp,utt2spk,spk2utt,feats.scp,utt2num_frames,utt2dur data/vox2_dev")
     shutil.copytree(train, recipe / "data" / "fix_copy", ignore=shutil.ignore_patterns("split*", "log", ".backup"))
@@ -330,24 +376,46 @@ def run_all(work: Path, scale: Fraction, tree: bool) -> list[Row]:
     stage("tools", "fix_data_dir.py", "fix_data_dir.py data/fix_copy")
     write_lines(recipe / "data" / "half_speakers", (f"{s}\n" for s in sorted(set(spks))[::2]))
     stage("tools", "subset_data_dir.py --spk-list (half the speakers)", "subset_data_dir.py --spk-list data/half_speakers data/vox2_dev data/subset")
-    stage("2", f"simulate_noise.py {NOISE_RATE}", f"steps/simulate_noise.py --seed 0 {NOISE_RATE} data/vox2_dev {noisy.relative_to(recipe)}")
+    noisy_dir = noisy.relative_to(recipe).as_posix()
+    stage("2", f"simulate_noise.py {NOISE_RATE}", f"steps/simulate_noise.py --seed 0 {NOISE_RATE} data/vox2_dev {noisy_dir}")
     few_steps = ("train.seed=0 optim.epochs=1 data.samples_per_epoch=320 data.num_workers=1 train.log_every=1")
     stage("3", "train.sh: data set, sampler, loader set-up + 5 steps of a tiny ECAPA-TDNN",
-          f"steps/train.sh --gpus '' --overrides '{few_steps}' conf/supcon.yaml {noisy.relative_to(recipe)} exp/supcon")
+          f"steps/train.sh --gpus '' --overrides '{few_steps}' conf/supcon.yaml {noisy_dir} exp/supcon")
 
     from purl.reliability import simulate_embeddings
 
+    checkpoint = recipe / "exp" / "supcon" / "models" / "final.pt"
     sizes = np.bincount(true_labels)
     emb, _, _ = simulate_embeddings(sizes, dim=DIM, noise_rate=0.0, seed=0)
-    write_embeddings(recipe / "exp" / "supcon" / "embeddings" / "train", utts, emb, NJ)
-    stage("4", "reliability.py --estimator histogram --compare global,bic --clean-dir",
-          f"steps/reliability.py --estimator histogram --compare global,bic --clean-dir {noisy.relative_to(recipe)}_cleaned "
-          f"exp/supcon/embeddings/train/xvector.scp {noisy.relative_to(recipe)} exp/supcon/reliability")
+    row_of = {u: i for i, u in enumerate(utts)}
+
+    def extract(what: str, data: str, out: str, options: dict, flags: str) -> None:
+        """A row for extract_embeddings.sh whose NJ jobs are done: its plan and merge."""
+        write_embedding_jobs(checkpoint, recipe / data, recipe / out, row_of, emb, options)
+        stage(what[0], f"extract_embeddings.sh{flags}: plan, {NJ} jobs done, merge ({what[1]})",
+              f"steps/extract_embeddings.sh --nj {NJ} --gpus ''{flags} exp/supcon/models/final.pt {data} {out}")
+        jobs_were_done("extract_embeddings.sh")
+
+    # Stage 4 in the recipe's two protocols: tuned (whole utterances, the
+    # histogram EM) and paper (one random crop, the original's sklearn loop).
+    whole = {"num_crops": 0, "crop_frames": 300, "random_crop_seed": None}
+    crop = {"num_crops": 1, "crop_frames": 300, "random_crop_seed": 0}
+    extract(("4", "training set, tuned"), noisy_dir, "exp/supcon/embeddings/train", whole, "")
+    stage("4", "reliability.py --estimator histogram --compare global,bic --clean-dir (tuned)",
+          f"steps/reliability.py --estimator histogram --compare global,bic --clean-dir {noisy_dir}_cleaned "
+          f"exp/supcon/embeddings/train/xvector.scp {noisy_dir} exp/supcon/reliability")
+    if paper:
+        extract(("4", "training set, paper"), noisy_dir, "exp/supcon/embeddings/train_crop", crop,
+                " --num-crops 1 --crop-frames 300 --random-crop-seed 0")
+        stage("4", "reliability.py --estimator sklearn --tol 1e-3 --compare global,bic --clean-dir (paper)",
+              f"steps/reliability.py --estimator sklearn --tol 1e-3 --compare global,bic --clean-dir "
+              f"{noisy_dir}_cleaned_paper exp/supcon/embeddings/train_crop/xvector.scp {noisy_dir} "
+              "exp/supcon/reliability_paper")
     stage("5", "train.sh PURL: pair weights loaded + 5 steps of a tiny ECAPA-TDNN",
           f"steps/train.sh --gpus '' --overrides '{few_steps} purl.init_checkpoint=exp/supcon/models/final.pt "
-          f"purl.reliability=exp/supcon/reliability' conf/purl.yaml {noisy.relative_to(recipe)} exp/purl")
+          f"purl.reliability=exp/supcon/reliability' conf/purl.yaml {noisy_dir} exp/purl")
     lookup = stage("5", f"pair-weight lookup, {SPEAKERS_PER_BATCH}x{UTTS_PER_SPEAKER} batches (set-up + 200 batches)",
-                   f"python -m bench.bench_stages --lookup exp/supcon/reliability {noisy.relative_to(recipe)} > log/lookup.json")
+                   f"python -m bench.bench_stages --lookup exp/supcon/reliability {noisy_dir} > log/lookup.json")
     figures = json.loads((logs / "lookup.json").read_text())
     need = TRAINER_BATCHES_PER_S * figures["pairs_per_batch"]
     have = figures["batches_per_s"] * figures["pairs_per_batch"]
@@ -355,18 +423,12 @@ def run_all(work: Path, scale: Fraction, tree: bool) -> list[Row]:
     lookup.target += ", >= 10x"
     lookup.ok = lookup.ok and have >= 10 * need
 
-    cohort = noisy.relative_to(recipe).as_posix() + "_cohort20"
+    cohort = noisy_dir + "_cohort20"
     stage("6", "subset_data_dir.py --per-speaker 20 (AS-Norm cohort)",
-          f"subset_data_dir.py --per-speaker 20 {noisy.relative_to(recipe)} {cohort}")
-    cohort_utts = set(line.split()[0] for line in open(recipe / cohort / "utt2spk"))
-    row_of = {u: i for i, u in enumerate(utts)}
-    cohort_list = sorted(cohort_utts)
-    write_embeddings(recipe / "exp" / "supcon" / "embeddings" / "cohort", cohort_list,
-                     emb[[row_of[u] for u in cohort_list]], NJ)
+          f"subset_data_dir.py --per-speaker 20 {noisy_dir} {cohort}")
+    extract(("6", "AS-Norm cohort; writes mean.vec"), cohort, "exp/supcon/embeddings/cohort", whole, "")
     test_emb, _, _ = simulate_embeddings(np.bincount(test_labels), dim=DIM, noise_rate=0.0, seed=1)
     write_embeddings(recipe / "exp" / "supcon" / "embeddings" / "vox1", test_utts, test_emb, NJ)
-    stage("6", "embedding_mean.py of the cohort (end of extract_embeddings.sh)",
-          "steps/embedding_mean.py exp/supcon/embeddings/cohort/xvector.scp exp/supcon/embeddings/cohort/mean.vec")
     stage("6", "score.py: cosine + AS-Norm (top 300) on O/E/H, DET plots, RESULTS.md",
           "steps/score.py --mean exp/supcon/embeddings/cohort/mean.vec --cohort exp/supcon/embeddings/cohort/xvector.scp "
           f"--cohort-utt2spk {cohort}/utt2spk --top-k 300 --results RESULTS.md exp/supcon/embeddings/vox1/xvector.scp "
@@ -430,9 +492,9 @@ def main() -> None:
         half = None
         if args.growth:
             print(f"bench_stages: half size ({args.scale / 2}) in {work / 'half'}", file=sys.stderr)
-            half = run_all(work / "half", args.scale / 2, tree=False)
+            half = run_all(work / "half", args.scale / 2, tree=False, paper=not args.no_paper)
         print(f"bench_stages: size {args.scale} in {work / 'full'}", file=sys.stderr)
-        rows = run_all(work / "full", args.scale, tree=not args.no_tree)
+        rows = run_all(work / "full", args.scale, tree=not args.no_tree, paper=not args.no_paper)
         print_table([r for r in rows if r.stage != "0"], args.scale, half)
         print_tree_table([r for r in rows if r.stage == "0"])
     finally:

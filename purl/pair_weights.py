@@ -10,9 +10,7 @@ import torch
 
 from purl.data.datadir import DataDir, DataDirError
 from purl.embed import embed_utterances
-from purl.reliability import Reliability
-
-UTTS_FILE = "utts"  # the utterance ids of the reliability dir's rows, one per line
+from purl.reliability import UTTS_FILE, Reliability
 
 
 class PairWeights:

@@ -190,6 +190,9 @@ class GmmParams:
     def __len__(self) -> int:
         return len(self.clean)
 
+    def copy(self) -> "GmmParams":
+        return GmmParams(**{f.name: getattr(self, f.name).copy() for f in dataclasses.fields(self)})
+
     def take(self, rows: np.ndarray) -> "GmmParams":
         return GmmParams(**{f.name: getattr(self, f.name)[rows] for f in dataclasses.fields(self)})
 
@@ -266,30 +269,36 @@ def speaker_histograms(x: np.ndarray, index: SpeakerIndex, n_bins: int, *, adapt
     number of bins); otherwise every speaker shares bins on [-1, 1] (for "global" and
     plots, where histograms are summed).
     """
+    return speaker_histograms_of_kinds(x, index, n_bins, (adaptive,))[0]
+
+
+def speaker_histograms_of_kinds(x: np.ndarray, index: SpeakerIndex, n_bins: int,
+                                adaptive: tuple[bool, ...]) -> list[Histograms]:
+    """speaker_histograms for each value of ``adaptive``, from one scan of the pairs."""
     n_spk = len(index)
-    hist = Histograms(
+    hists = [Histograms(
         counts=np.zeros((n_spk, n_bins)),
         lo=np.full(n_spk, -1.0),
         width=np.full(n_spk, 2.0 / n_bins),
         n_pairs=np.zeros(n_spk, np.int64),
         mean=np.zeros(n_spk),
         var=np.zeros(n_spk),
-    )
+    ) for _ in adaptive]
     for s, _, gram, upper in iter_speaker_blocks(x, index):
         cos = gram[upper]
         if cos.size == 0:
             continue
-        hist.n_pairs[s] = cos.size
-        hist.mean[s] = cos.mean(dtype=np.float64)
-        hist.var[s] = cos.var(dtype=np.float64)
-        if adaptive:
-            lo, hi = float(cos.min()), float(cos.max())
-            hist.lo[s] = lo
-            hist.width[s] = (hi - lo) / n_bins if hi > lo else 1.0
-        pos = (cos - np.float32(hist.lo[s])) * np.float32(1.0 / hist.width[s])
-        bins = np.clip(pos.astype(np.intp), 0, n_bins - 1)
-        hist.counts[s] = np.bincount(bins, minlength=n_bins)
-    return hist
+        n_pairs, mean, var = cos.size, cos.mean(dtype=np.float64), cos.var(dtype=np.float64)
+        lo, hi = float(cos.min()), float(cos.max())
+        for hist, spans_speaker in zip(hists, adaptive):
+            hist.n_pairs[s], hist.mean[s], hist.var[s] = n_pairs, mean, var
+            if spans_speaker:
+                hist.lo[s] = lo
+                hist.width[s] = (hi - lo) / n_bins if hi > lo else 1.0
+            pos = (cos - np.float32(hist.lo[s])) * np.float32(1.0 / hist.width[s])
+            bins = np.clip(pos.astype(np.intp), 0, n_bins - 1)
+            hist.counts[s] = np.bincount(bins, minlength=n_bins)
+    return hists
 
 
 # --------------------------------------------------------------------------- EM on histograms
@@ -434,8 +443,28 @@ def _store_fits(params: GmmParams, rows, fit, n_pairs) -> None:
     params.loglik[rows] = loglik
 
 
-def _fit_per_speaker_histograms(x, index, settings):
-    hist = speaker_histograms(x, index, settings.n_bins, adaptive=True)
+def _fit_per_speaker_histograms(x, index, settings, cache: dict | None = None):
+    """(params, histograms, fitted rows) of the per-speaker histogram EM; with
+    ``cache`` (a dict shared by the fits of one set of embeddings, see
+    Reliability.fit) computed once for "histogram" and "bic". Callers must not
+    modify what it returns: "bic" changes a copy of the parameters."""
+    if cache is not None:
+        inputs = cache.get("per_speaker_inputs")
+        if inputs is not None and inputs[0] is x and inputs[1] is index and inputs[2] == settings:
+            return cache["per_speaker"]
+    if cache is None:
+        hist = speaker_histograms(x, index, settings.n_bins, adaptive=True)
+    else:
+        # The scan of the pairs makes "global"'s shared-bin histograms too.
+        hist, shared = speaker_histograms_of_kinds(x, index, settings.n_bins, (True, False))
+        cache["shared_bins_inputs"], cache["shared_bins"] = (x, index, settings.n_bins), shared
+    result = _fit_histograms(hist, index, settings)
+    if cache is not None:
+        cache["per_speaker_inputs"], cache["per_speaker"] = (x, index, settings), result
+    return result
+
+
+def _fit_histograms(hist, index, settings):
     params = GmmParams.empty(len(index))
     rows = _mark_degenerate(params, hist, index.sizes(), settings)
     if not len(rows):
@@ -446,12 +475,14 @@ def _fit_per_speaker_histograms(x, index, settings):
     return params, hist, rows
 
 
-def fit_histogram(x: np.ndarray, index: SpeakerIndex, settings: ReliabilitySettings) -> GmmParams:
+def fit_histogram(x: np.ndarray, index: SpeakerIndex, settings: ReliabilitySettings,
+                  cache: dict | None = None) -> GmmParams:
     """The per-speaker 2-component GMM, by EM on histograms of the pair cosines."""
-    return _fit_per_speaker_histograms(x, index, settings)[0]
+    return _fit_per_speaker_histograms(x, index, settings, cache)[0]
 
 
-def fit_bic(x: np.ndarray, index: SpeakerIndex, settings: ReliabilitySettings) -> GmmParams:
+def fit_bic(x: np.ndarray, index: SpeakerIndex, settings: ReliabilitySettings,
+            cache: dict | None = None) -> GmmParams:
     """As "histogram", but a speaker whose pairs BIC explains better by one Gaussian
     gets w = 1 (1 component: 2 parameters; 2 components: 5).
 
@@ -462,7 +493,8 @@ def fit_bic(x: np.ndarray, index: SpeakerIndex, settings: ReliabilitySettings) -
     utterances: the pair log-likelihoods are scaled to n observations and the
     penalty is k ln(n) (``bic_sample_size="pairs"`` gives the textbook version).
     """
-    params, hist, rows = _fit_per_speaker_histograms(x, index, settings)
+    params, hist, rows = _fit_per_speaker_histograms(x, index, settings, cache)
+    params = params.copy()  # the histogram fit's, when shared through the cache
     n = hist.n_pairs[rows].astype(np.float64)
     n_eff = index.sizes()[rows].astype(np.float64) if settings.bic_sample_size == "utts" else n
     centres, counts = hist.centres()[rows], hist.counts[rows]
@@ -480,10 +512,15 @@ def fit_bic(x: np.ndarray, index: SpeakerIndex, settings: ReliabilitySettings) -
     return params
 
 
-def fit_global(x: np.ndarray, index: SpeakerIndex, settings: ReliabilitySettings) -> GmmParams:
+def fit_global(x: np.ndarray, index: SpeakerIndex, settings: ReliabilitySettings,
+               cache: dict | None = None) -> GmmParams:
     """One GMM over the pairs of all speakers, shared by every speaker (no w = 1 rule:
     the shared fit can judge pairs of small speakers too)."""
-    hist = speaker_histograms(x, index, settings.n_bins, adaptive=False)
+    inputs = cache.get("shared_bins_inputs") if cache is not None else None
+    if inputs is not None and inputs[0] is x and inputs[1] is index and inputs[2] == settings.n_bins:
+        hist = cache["shared_bins"]
+    else:
+        hist = speaker_histograms(x, index, settings.n_bins, adaptive=False)
     centres, counts = hist.centres()[:1], hist.counts.sum(axis=0, keepdims=True)
     if counts.sum() < 2:
         raise ValueError("reliability: the 'global' estimator needs at least 2 same-label pairs")
@@ -495,7 +532,8 @@ def fit_global(x: np.ndarray, index: SpeakerIndex, settings: ReliabilitySettings
     return params
 
 
-def fit_sklearn(x: np.ndarray, index: SpeakerIndex, settings: ReliabilitySettings) -> GmmParams:
+def fit_sklearn(x: np.ndarray, index: SpeakerIndex, settings: ReliabilitySettings,
+                cache: dict | None = None) -> GmmParams:
     """The original work's fit: sklearn GaussianMixture per speaker on the exact cosines."""
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.mixture import GaussianMixture
@@ -518,7 +556,15 @@ def fit_sklearn(x: np.ndarray, index: SpeakerIndex, settings: ReliabilitySetting
     return params
 
 
-Estimator = Callable[[np.ndarray, SpeakerIndex, ReliabilitySettings], GmmParams]
+# In a reliability dir: the utterance ids of the embeddings' rows, one per line.
+# Here, not in purl.pair_weights, so that stage 4 runs without importing torch.
+UTTS_FILE = "utts"
+
+
+# (normalised embeddings, speaker index, settings, cache) -> parameters; the
+# cache (None, or a dict shared by fits of the same embeddings and labels) lets
+# estimators share work: "histogram" and "bic" run one per-speaker EM.
+Estimator = Callable[[np.ndarray, SpeakerIndex, ReliabilitySettings, "dict | None"], GmmParams]
 ESTIMATORS: dict[str, Estimator] = {
     "sklearn": fit_sklearn,
     "histogram": fit_histogram,
@@ -548,10 +594,13 @@ class Reliability:
 
     @classmethod
     def fit(cls, embeddings: np.ndarray, labels: np.ndarray, estimator: str = "histogram",
-            settings: ReliabilitySettings | dict | None = None, *, normalised: bool = False) -> "Reliability":
+            settings: ReliabilitySettings | dict | None = None, *, normalised: bool = False,
+            cache: dict | None = None) -> "Reliability":
         """Fits ``estimator``; ``normalised=True`` takes float32 embeddings that are
         already L2-normalised (another fit's ``embeddings``) and shares them
-        instead of normalising a copy."""
+        instead of normalising a copy. ``cache``: one dict passed to several fits
+        of the same embeddings array and labels, so that they share work (the
+        results are those of separate fits)."""
         if estimator not in ESTIMATORS:
             raise ValueError(f"reliability: unknown estimator '{estimator}'; choose one of {sorted(ESTIMATORS)}")
         if not isinstance(settings, ReliabilitySettings):
@@ -560,8 +609,15 @@ class Reliability:
         if embeddings.ndim != 2 or len(embeddings) != len(labels):
             raise ValueError(f"reliability: embeddings {embeddings.shape} and labels {labels.shape} do not match")
         x = embeddings if normalised and embeddings.dtype == np.float32 else normalise(embeddings)
-        index, _ = SpeakerIndex.from_labels(labels)
-        return cls(x, labels, ESTIMATORS[estimator](x, index, settings), estimator, settings)
+        if cache is not None:
+            # The speaker index is the key of what the estimators share: made once.
+            if cache.get("labels") is not labels:
+                cache.clear()
+                cache["labels"], cache["index"] = labels, SpeakerIndex.from_labels(labels)[0]
+            index = cache["index"]
+        else:
+            index, _ = SpeakerIndex.from_labels(labels)
+        return cls(x, labels, ESTIMATORS[estimator](x, index, settings, cache), estimator, settings)
 
     def cosine(self, i: np.ndarray, j: np.ndarray) -> np.ndarray:
         return np.einsum("pd,pd->p", self.embeddings[i], self.embeddings[j], dtype=np.float64)
@@ -653,10 +709,12 @@ def compare_fits(x: np.ndarray, index: SpeakerIndex, a: GmmParams, b: GmmParams)
     return out
 
 
-def _scan_pairs(rels: list[Reliability], true_labels: np.ndarray | None, threshold: float) -> list[tuple]:
+def _scan_pairs(rels: list[Reliability], true_labels: np.ndarray | None, threshold: float,
+                plot_counts: PlotCounts | None = None) -> list[tuple]:
     """One pass over all pairs for fits that share their embeddings and labels:
     per fit, each utterance's mean w over its pairs (1 where it has none) and,
-    with ground truth, log-odds histograms of truly clean and noisy pairs."""
+    with ground truth, log-odds histograms of truly clean and noisy pairs;
+    ``plot_counts`` is filled on the way."""
     x, index = rels[0].embeddings, rels[0].index
     n_utts = len(rels[0].labels)
     w_sum, w_count = np.zeros((len(rels), n_utts)), np.zeros(n_utts)
@@ -675,6 +733,8 @@ def _scan_pairs(rels: list[Reliability], true_labels: np.ndarray | None, thresho
         w_count[utts] += n - 1
         noisy = None if true_codes is None else (true_codes[utts][:, None] != true_codes[utts][None, :])[upper]
         noisy_offset = None if noisy is None else noisy * _LOGIT_BINS
+        if plot_counts is not None:
+            plot_counts.add(s, cos, np.zeros(cos.size, bool) if noisy is None else noisy)
         for k, rel in enumerate(rels):
             lo_pairs = rel.params.log_odds_one(s, cos)
             w = expit(lo_pairs)
@@ -746,14 +806,17 @@ def evaluate_with_weights(rel: Reliability, true_labels: np.ndarray | None = Non
 
 
 def evaluate_many(rels: list[Reliability], true_labels: np.ndarray | None = None,
-                  threshold: float = 0.5) -> list[tuple[dict[str, float], np.ndarray]]:
+                  threshold: float = 0.5, plot_counts: PlotCounts | None = None) -> list[tuple[dict[str, float], np.ndarray]]:
     """:func:`evaluate_with_weights` of several fits, in one pass over the pairs
     where they share their embeddings and labels (fits made with
-    ``normalised=True`` from one another's embeddings)."""
+    ``normalised=True`` from one another's embeddings); that pass also fills
+    ``plot_counts`` (for plot_reliability of one of them)."""
     shared = [r for r in rels if r.embeddings is rels[0].embeddings and np.array_equal(r.labels, rels[0].labels)]
     if len(shared) < len(rels):
-        return [evaluate_many([r], true_labels, threshold)[0] for r in rels]
-    return [_figures(rel, scan, true_labels, threshold) for rel, scan in zip(rels, _scan_pairs(rels, true_labels, threshold))]
+        return [evaluate_many([r], true_labels, threshold, plot_counts if k == 0 else None)[0]
+                for k, r in enumerate(rels)]
+    scans = _scan_pairs(rels, true_labels, threshold, plot_counts)
+    return [_figures(rel, scan, true_labels, threshold) for rel, scan in zip(rels, scans)]
 
 
 def _figures(rel: Reliability, scan: tuple, true_labels: np.ndarray | None, threshold: float):
@@ -843,35 +906,57 @@ def _mixture_curves(params: GmmParams, rows: np.ndarray, grid: np.ndarray, scale
     return out
 
 
+class PlotCounts:
+    """What plot_reliability draws from the pairs: the histogram of all
+    positive-pair cosines on [-1, 1], [clean, noisy] by truth (all in row 0
+    without it), and the cosines of a few example speakers (from the cleanest
+    to the noisiest fit). Filled by one scan of the pairs: the plot's own, or
+    evaluate_many's (stage 4 then scans the pairs once for both)."""
+
+    def __init__(self, params: GmmParams, n_examples: int = 4, n_bins: int = 200):
+        # Examples: fitted noisy weight at evenly spaced ranks, among speakers with a fit.
+        fitted = np.flatnonzero(~params.unit & (params.n_pairs > 0))
+        noisy_weight = params.weights[fitted, 1 - params.clean[fitted].astype(np.intp)]
+        ranked = fitted[np.argsort(noisy_weight, kind="stable")]
+        self.examples = (ranked[np.linspace(0, len(ranked) - 1, min(n_examples, len(ranked))).astype(int)]
+                         if len(ranked) else np.zeros(0, np.intp))
+        self._example_set = set(self.examples.tolist())
+        self.n_bins = n_bins
+        self.total = np.zeros((2, n_bins))
+        self.example_cos: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def add(self, s: int, cos: np.ndarray, noisy: np.ndarray) -> None:
+        """Speaker s's pair cosines and whether each pair is truly noisy."""
+        pos = np.clip(((cos + 1) * (self.n_bins / 2)).astype(np.intp), 0, self.n_bins - 1)
+        self.total += np.stack([np.bincount(pos[~noisy], minlength=self.n_bins),
+                                np.bincount(pos[noisy], minlength=self.n_bins)])
+        if s in self._example_set:
+            self.example_cos[s] = (cos, noisy)
+
+
 def plot_reliability(rel: Reliability, path: str | os.PathLike, true_labels: np.ndarray | None = None,
-                     n_examples: int = 4, n_bins: int = 200) -> None:
+                     n_examples: int = 4, n_bins: int = 200, counts: PlotCounts | None = None) -> None:
     """PNG: the histogram of all positive-pair cosines with the fitted components
     (per-speaker fits summed, each weighted by its pairs), and below it a few
     speakers from the cleanest to the noisiest fit. With ground truth the
-    histograms are split into truly clean and noisy pairs."""
+    histograms are split into truly clean and noisy pairs. ``counts``: the
+    plot's data already gathered (PlotCounts of rel.params, filled by
+    evaluate_many); otherwise the pairs are scanned here."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     params, index = rel.params, rel.index
-    # Examples: fitted noisy weight at evenly spaced ranks, among speakers with a fit.
-    fitted = np.flatnonzero(~params.unit & (params.n_pairs > 0))
-    noisy_weight = params.weights[fitted, 1 - params.clean[fitted].astype(np.intp)]
-    ranked = fitted[np.argsort(noisy_weight, kind="stable")]
-    examples = ranked[np.linspace(0, len(ranked) - 1, min(n_examples, len(ranked))).astype(int)] if len(ranked) else []
     true_codes = None if true_labels is None else np.unique(np.asarray(true_labels), return_inverse=True)[1].reshape(-1)
-
-    edges = np.linspace(-1, 1, n_bins + 1)
-    total = np.zeros((2, n_bins))  # [clean, noisy] by truth (all in row 0 without it)
-    example_cos = {}
-    for s, utts, gram, upper in iter_speaker_blocks(rel.embeddings, index):
-        cos = gram[upper]
-        noisy = np.zeros(cos.size, bool) if true_codes is None else (true_codes[utts][:, None] != true_codes[utts][None, :])[upper]
-        pos = np.clip(((cos + 1) * (n_bins / 2)).astype(np.intp), 0, n_bins - 1)
-        total += np.stack([np.bincount(pos[~noisy], minlength=n_bins), np.bincount(pos[noisy], minlength=n_bins)])
-        if s in examples:
-            example_cos[s] = (cos, noisy)
+    if counts is None:
+        counts = PlotCounts(params, n_examples, n_bins)
+        for s, utts, gram, upper in iter_speaker_blocks(rel.embeddings, index):
+            cos = gram[upper]
+            noisy = np.zeros(cos.size, bool) if true_codes is None else (true_codes[utts][:, None] != true_codes[utts][None, :])[upper]
+            counts.add(s, cos, noisy)
+    examples, total, example_cos = counts.examples, counts.total, counts.example_cos
+    edges = np.linspace(-1, 1, counts.n_bins + 1)
 
     fig = plt.figure(figsize=(12, 7.5), constrained_layout=True)
     grid_spec = fig.add_gridspec(2, max(1, len(examples)))

@@ -13,16 +13,16 @@ from pathlib import Path
 import numpy as np
 
 from purl.data.datadir import DataDir, DataDirError, subset_data_dir, write_text_atomic
-from purl.pair_weights import UTTS_FILE
-from purl.reliability import Reliability, evaluate_many, plot_reliability, suspected_mislabelled
+from purl.reliability import UTTS_FILE, PlotCounts, Reliability, evaluate_many, plot_reliability, suspected_mislabelled
 from purl.vectors import load_embeddings
 
 
-def run_reliability(emb_scp: str | os.PathLike, data_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
+def run_reliability(emb_scp: str | os.PathLike, data_dir: str | os.PathLike | DataDir, out_dir: str | os.PathLike, *,
                     estimator: str = "histogram", compare: tuple[str, ...] = (), threshold: float = 0.5,
                     clean_dir: str | os.PathLike | None = None, settings: dict | None = None) -> dict:
-    """``settings``: ReliabilitySettings fields (tol, n_init, ...) for every estimator."""
-    data = DataDir(data_dir)
+    """``settings``: ReliabilitySettings fields (tol, n_init, ...) for every estimator;
+    ``data_dir`` a DataDir (e.g. validate_data_dir's) lends the tables it has read."""
+    data = data_dir if isinstance(data_dir, DataDir) else DataDir(data_dir)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     emb_utts, emb = load_embeddings(emb_scp)
@@ -48,17 +48,19 @@ def run_reliability(emb_scp: str | os.PathLike, data_dir: str | os.PathLike, out
               "settings": dict(settings or {}), "compare": {}}
     # The estimators to compare share the main fit's normalised embeddings
     # (at VoxCeleb size each copy is 0.8 GB, the raw ones go once it is made),
-    # and all are evaluated in one pass over the pairs.
-    fits, seconds = [], []
+    # and their work ("histogram" and "bic" run one per-speaker EM), and all
+    # are evaluated in one pass over the pairs.
+    fits, seconds, cache = [], [], {}
     for name in (estimator,) + tuple(c for c in compare if c != estimator):
         start = time.perf_counter()
         if not fits:
-            fits.append(Reliability.fit(emb, labels, name, settings))
+            fits.append(Reliability.fit(emb, labels, name, settings, cache=cache))
             del emb
         else:
-            fits.append(Reliability.fit(fits[0].embeddings, labels, name, settings, normalised=True))
+            fits.append(Reliability.fit(fits[0].embeddings, labels, name, settings, normalised=True, cache=cache))
         seconds.append(time.perf_counter() - start)
-    evaluated = evaluate_many(fits, true_labels, threshold)
+    plot_counts = PlotCounts(fits[0].params)  # the plot's data, gathered by the evaluation's pass
+    evaluated = evaluate_many(fits, true_labels, threshold, plot_counts)
     for rel, fit_seconds, (figures, _) in zip(fits, seconds, evaluated):
         figures["fit_seconds"] = fit_seconds
         report["compare"][rel.estimator] = figures
@@ -68,7 +70,7 @@ def run_reliability(emb_scp: str | os.PathLike, data_dir: str | os.PathLike, out
 
     main_rel.save(out_dir)
     write_text_atomic(out_dir / UTTS_FILE, "".join(f"{u}\n" for u in utts))
-    plot_reliability(main_rel, out_dir / "reliability.png", true_labels)
+    plot_reliability(main_rel, out_dir / "reliability.png", true_labels, counts=plot_counts)
     idx, mean_w = suspected_mislabelled(main_rel, threshold, main_mean_w)
     write_text_atomic(out_dir / "suspected_mislabelled",
                       "".join(f"{utts[i]} {utt2spk[utts[i]]} {w:.4f}\n" for i, w in zip(idx, mean_w)))

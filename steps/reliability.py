@@ -82,7 +82,7 @@ def main() -> int:
         return 1
     out = Path(args.out_dir)
     try:
-        validate_data_dir(args.data_dir, require=("utt2spk", "spk2utt"))
+        data = validate_data_dir(args.data_dir, require=("utt2spk", "spk2utt"))
         if not Path(args.xvector_scp).is_file():
             raise DataDirError(f"{args.xvector_scp}: no such embedding index (run steps/extract_embeddings.sh first)")
         record = stage_settings(args, compare)
@@ -94,7 +94,7 @@ def main() -> int:
             why = "; ".join(differences(old, record)) if old is not None else f"no {out / SETTINGS}"
             print(f"{name}: {out} was made from other settings or inputs ({why}); fitting again")
         (out / SETTINGS).unlink(missing_ok=True)
-        report = run_reliability(args.xvector_scp, args.data_dir, args.out_dir, estimator=args.estimator,
+        report = run_reliability(args.xvector_scp, data, args.out_dir, estimator=args.estimator,
                                  compare=compare, threshold=args.threshold, clean_dir=args.clean_dir,
                                  settings=gmm_settings(args))
         write_record(out / SETTINGS, record)

@@ -315,7 +315,9 @@ def validate_data_dir(
                 problems.append(str(e))
     if problems:
         raise DataDirError("validate_data_dir: " + "\n  ".join([f"{path} is not valid:"] + problems))
-    return DataDir(path)
+    data = DataDir(path)
+    data._cache.update(tables)  # the tables read here serve the caller (at VoxCeleb size, seconds each)
+    return data
 
 
 SEGMENTS_UNSUPPORTED = (

@@ -1,0 +1,56 @@
+"""Stage 4's estimators sharing work through Reliability.fit's cache give the
+results of separate fits."""
+
+import dataclasses
+
+import numpy as np
+
+from purl.reliability import Reliability, simulate_embeddings
+
+
+def _same_params(a, b) -> None:
+    for field in dataclasses.fields(a):
+        np.testing.assert_array_equal(getattr(a, field.name), getattr(b, field.name), err_msg=field.name)
+
+
+def test_shared_cache_fits_equal_separate_fits():
+    # Speakers of 2 utterances get w = 1; the others are fitted (some of them
+    # bic turns to one component): every path of the shared fit is taken.
+    emb, labels, _ = simulate_embeddings(np.array([2, 30, 40, 60, 45]), dim=32, noise_rate=0.2, seed=5)
+    cache: dict = {}
+    shared = [Reliability.fit(emb, labels, "histogram", cache=cache)]
+    for name in ("bic", "global"):
+        shared.append(Reliability.fit(shared[0].embeddings, labels, name, normalised=True, cache=cache))
+    for fit in shared:
+        _same_params(fit.params, Reliability.fit(emb, labels, fit.estimator).params)
+    assert shared[0].params.unit.sum() < shared[1].params.unit.sum()  # bic's choice did not leak into histogram's
+
+
+def test_shared_cache_refits_for_other_settings():
+    emb, labels, _ = simulate_embeddings(np.array([30, 40, 50]), dim=32, noise_rate=0.2, seed=6)
+    cache: dict = {}
+    first = Reliability.fit(emb, labels, "histogram", {"n_bins": 64}, cache=cache)
+    again = Reliability.fit(first.embeddings, labels, "bic", {"n_bins": 256}, normalised=True, cache=cache)
+    _same_params(again.params, Reliability.fit(emb, labels, "bic", {"n_bins": 256}).params)
+
+
+def test_plot_counts_from_the_evaluation_pass_equal_the_plots_own_scan():
+    from purl.reliability import PlotCounts, evaluate_many, iter_speaker_blocks
+
+    emb, labels, true = simulate_embeddings(np.array([2, 30, 40, 60, 45]), dim=32, noise_rate=0.2, seed=8)
+    rel = Reliability.fit(emb, labels, "histogram")
+    for truth in (true, None):
+        gathered = PlotCounts(rel.params)
+        evaluate_many([rel], truth, 0.5, gathered)
+        own = PlotCounts(rel.params)
+        codes = None if truth is None else np.unique(truth, return_inverse=True)[1]
+        for s, utts, gram, upper in iter_speaker_blocks(rel.embeddings, rel.index):
+            cos = gram[upper]
+            noisy = np.zeros(cos.size, bool) if codes is None else (codes[utts][:, None] != codes[utts][None, :])[upper]
+            own.add(s, cos, noisy)
+        assert len(gathered.examples) == 4 and gathered.total.sum() == rel.params.n_pairs.sum()
+        np.testing.assert_array_equal(gathered.total, own.total)
+        assert gathered.example_cos.keys() == own.example_cos.keys()
+        for s, (cos, noisy) in own.example_cos.items():
+            np.testing.assert_array_equal(gathered.example_cos[s][0], cos)
+            np.testing.assert_array_equal(gathered.example_cos[s][1], noisy)
