@@ -29,6 +29,15 @@ class TrainingMonitor:
         from torch.utils.tensorboard import SummaryWriter  # needs the tensorboard package
 
         self.exp_dir = Path(exp_dir)
+        # TensorBoard reads a run's event files in name order, and a name starts
+        # with the second it was made (then host, pid and a counter, compared as
+        # text): a file made in the same second as an earlier one can sort before
+        # it, and the resumed steps' purge then applies to the wrong file. So a
+        # new file waits for a second after the newest one's.
+        seconds = [int(p.name.split(".")[3]) for p in self.exp_dir.glob("events.out.tfevents.*")
+                   if p.name.split(".")[3].isdigit()]
+        while seconds and time.time() < max(seconds) + 1:
+            time.sleep(0.05)
         self.writer = SummaryWriter(log_dir=str(self.exp_dir), purge_step=global_step + 1 if global_step else None)
 
     def step(self, row: dict) -> None:
