@@ -51,23 +51,23 @@ def embed_utterances(
     crop_frames: int = 300,
     amp: bool = False,
     on_batch: Callable[[int], None] | None = None,
-    random_crop_keys: Sequence[str] | None = None,
-    seed: int = 0,
     utts: Sequence[str] | None = None,
+    random_crop_seed: int | None = None,
 ) -> np.ndarray:
     """Embeds every utterance; returns (N, embed_dim) float32 in the input order.
 
     ``num_crops=0`` embeds the whole utterance; otherwise the mean of num_crops
-    crops of crop_frames, evenly spaced, or with ``random_crop_keys`` (the
-    utterance ids) one crop at a random start drawn from the id and ``seed``: the
+    crops of crop_frames, evenly spaced, or with ``random_crop_seed`` one crop at
+    a random start drawn from the utterance id (``utts``) and that seed: the
     original work's stage-4 input (one random 3 s crop per utterance).
     ``max_batch_frames`` bounds a batch's size in frames. ``on_batch(n)`` is
     called with the number of utterances finished. ``utts`` (the ids, for
     messages): a non-finite feature or embedding stops with a ValueError naming
     the utterance.
     """
-    if random_crop_keys is not None and num_crops != 1:
-        raise ValueError(f"embed_utterances: a random crop is one crop per utterance, not num_crops={num_crops}")
+    if random_crop_seed is not None and (num_crops != 1 or utts is None):
+        raise ValueError(f"embed_utterances: a random crop is one crop per utterance (num_crops=1, not {num_crops}), "
+                         "drawn from the utterance ids (utts)")
     names = list(utts) if utts is not None else [f"utterance {i}" for i in range(len(feats_entries))]
     model.eval()
     device = torch.device(device)
@@ -86,8 +86,8 @@ def embed_utterances(
                 feats = load_features(feats_entries[i], names[i])
                 if num_crops:
                     feats = _at_least(feats, crop_frames)
-                    if random_crop_keys is not None:
-                        starts = [random_crop_start(random_crop_keys[i], len(feats), crop_frames, seed)]
+                    if random_crop_seed is not None:
+                        starts = [random_crop_start(names[i], len(feats), crop_frames, random_crop_seed)]
                     else:
                         starts = crop_starts(int(num_frames[i]), crop_frames, num_crops)
                     chunks.extend(feats[s:s + crop_frames] for s in starts)

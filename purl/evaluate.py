@@ -32,8 +32,7 @@ def embed_data_dir(model: torch.nn.Module, data_dir: str | os.PathLike, *, devic
     check_feature_dim(model, data.path, utts[0], feats[utts[0]])
     emb = embed_utterances(model, [feats[u] for u in utts], [int(frames[u]) for u in utts],
                            device=device, num_crops=num_crops, crop_frames=crop_frames, on_batch=on_batch,
-                           random_crop_keys=utts if random_crop_seed is not None else None,
-                           seed=random_crop_seed or 0, utts=utts)
+                           utts=utts, random_crop_seed=random_crop_seed)
     return utts, emb
 
 

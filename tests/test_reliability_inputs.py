@@ -32,18 +32,18 @@ def test_random_crop_is_one_uniform_crop_per_utterance_fixed_by_id_and_seed(tmp_
     feats, frames = read_kv(data / "feats.scp"), read_kv(data / "utt2num_frames")
     utts = sorted(feats)
     entries, lengths = [feats[u] for u in utts], [int(frames[u]) for u in utts]
-    emb = embed_utterances(FirstFrames(), entries, lengths, num_crops=1, crop_frames=50, random_crop_keys=utts, seed=3)
+    emb = embed_utterances(FirstFrames(), entries, lengths, num_crops=1, crop_frames=50, utts=utts, random_crop_seed=3)
     starts = [random_crop_start(u, n, 50, 3) for u, n in zip(utts, lengths)]
     for u, entry, start, e in zip(utts, entries, starts, emb):
         assert np.array_equal(e, load_features(entry)[start:start + 50, :2].ravel())
     # the same crops whatever else is in the batch (a job's share of the data dir)
     alone = embed_utterances(FirstFrames(), entries[5:7], lengths[5:7], num_crops=1, crop_frames=50,
-                             random_crop_keys=utts[5:7], seed=3)
+                             utts=utts[5:7], random_crop_seed=3)
     assert np.array_equal(alone, emb[5:7])
     assert len(set(starts)) > len(utts) // 2 and all(0 <= s <= n - 50 for s, n in zip(starts, lengths))
     assert [random_crop_start(u, n, 50, 4) for u, n in zip(utts, lengths)] != starts
     with pytest.raises(ValueError, match="one crop per utterance"):
-        embed_utterances(FirstFrames(), entries, lengths, num_crops=2, random_crop_keys=utts)
+        embed_utterances(FirstFrames(), entries, lengths, num_crops=2, utts=utts, random_crop_seed=0)
 
 
 def test_reliability_step_passes_gmm_settings_to_the_fit(tmp_path, monkeypatch):
