@@ -37,6 +37,7 @@ import numpy as np
 import torch
 from scipy.signal import resample_poly
 
+from purl.errors import PurlError
 from purl.audio import AudioError, read_audio
 from purl.features import compress_speech_feature, compute_fbank, fbank_options, num_frames
 from purl.trainer import model_from_checkpoint
@@ -47,7 +48,7 @@ THRESHOLD_FILE = Path("scores") / "threshold.json"
 Audio = Union[str, os.PathLike, np.ndarray, torch.Tensor]
 
 
-class ModelError(ValueError):
+class ModelError(PurlError, ValueError):
     """A model path, its threshold file or an input given to it is unusable."""
 
 

@@ -19,6 +19,7 @@ import subprocess
 import av
 import numpy as np
 import soundfile as sf
+from purl.errors import PurlError
 
 # Extensions libsndfile cannot read: decoded by PyAV without trying soundfile.
 AV_EXTENSIONS = (".m4a", ".aac", ".mp3", ".mp4", ".wma")
@@ -26,7 +27,7 @@ AV_SAMPLE_RATE = 16000  # what ffmpeg's '-ar 16000' in the pipes this replaces g
 SF_ERR_UNRECOGNISED_FORMAT = 1  # libsndfile's code for a file it has no decoder for
 
 
-class AudioError(ValueError):
+class AudioError(PurlError, ValueError):
     """The audio of an utterance cannot be read or is unusable."""
 
 

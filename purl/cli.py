@@ -20,11 +20,12 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from purl.errors import PurlError
 
 PROG = "purl"
 
 
-class UsageError(ValueError):
+class UsageError(PurlError, ValueError):
     """A command line or input file the command cannot use."""
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import yaml
+from purl.errors import PurlError
 
 DEFAULTS: dict[str, dict[str, Any]] = {
     "model": {
@@ -90,7 +91,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 
-class ConfigError(ValueError):
+class ConfigError(PurlError, ValueError):
     """A config file or override names an unknown key or has a bad value."""
 
 

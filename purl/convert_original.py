@@ -26,6 +26,7 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
+from purl.errors import PurlError
 from purl.models import build_model
 
 LIGHTNING_ENCODER_PREFIX = "encoder.model."
@@ -63,7 +64,7 @@ _RESNET_BLOCK_RULES = (
 _RESNET_LAYER = re.compile(r"^layer(\d+)\.(\d+)\.")
 
 
-class ConversionError(ValueError):
+class ConversionError(PurlError, ValueError):
     """The checkpoint is not one of the original's, or does not fit the config's model."""
 
 

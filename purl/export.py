@@ -26,13 +26,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from purl.errors import PurlError
 
 FORMATS = ("onnx", "torchscript")
 TRACE_FRAMES, CHECK_FRAMES = 200, 137  # traced on one length, checked on another
 ONNX_OPSET = 17
 
 
-class ExportError(RuntimeError):
+class ExportError(PurlError, RuntimeError):
     """The model could not be exported, or the export does not compute what it does."""
 
 

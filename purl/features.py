@@ -21,6 +21,7 @@ import kaldiio.matio
 import numpy as np
 from kaldiio.compression_header import GlobalHeader, PerColHeader
 
+from purl.errors import PurlError
 from purl.audio import AudioError, read_audio
 from purl.data.datadir import DataDir, fix_data_dir, read_kv, read_trials, trial_files, write_kv
 from purl.settings import audio_digest, differences, read_record, scp_digest, write_record
@@ -147,7 +148,7 @@ class ArkWriter:
         self.scp.close()
 
 
-class FeatureError(RuntimeError):
+class FeatureError(PurlError, RuntimeError):
     """Feature extraction of a data dir failed."""
 
 

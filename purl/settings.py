@@ -20,9 +20,10 @@ import json
 import os
 from pathlib import Path
 from typing import Iterable, Mapping
+from purl.errors import PurlError
 
 
-class SettingsError(ValueError):
+class SettingsError(PurlError, ValueError):
     """An output was made from other settings than the ones asked for now."""
 
 

@@ -34,6 +34,7 @@ import torch.distributed as dist
 import torch.nn as nn
 from tqdm import tqdm
 
+from purl.errors import PurlError
 from purl.config import save_config
 from purl.data.augment import Augmenter, WaveChunkDataset
 from purl.data.chns import chns_sampler_or_plain
@@ -45,7 +46,7 @@ from purl.plots import plot_training_curves
 from purl.train_monitor import TrainingMonitor, progress
 
 
-class TrainError(RuntimeError):
+class TrainError(PurlError, RuntimeError):
     """Training cannot start or go on (bad checkpoint, config or data)."""
 
 

@@ -28,12 +28,13 @@ from contextlib import contextmanager
 from operator import itemgetter
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
+from purl.errors import PurlError
 
 # Files keyed by utterance whose keys must agree with utt2spk.
 UTT_FILES = ("wav.scp", "utt2spk", "utt2dur", "feats.scp", "utt2num_frames", "utt2truespk")
 
 
-class DataDirError(ValueError):
+class DataDirError(PurlError, ValueError):
     """A data directory, or a file in it, is malformed."""
 
 

@@ -29,6 +29,7 @@ import inspect
 
 import torch.nn as nn
 
+from purl.errors import PurlError
 from purl.models.ecapa_tdnn import EcapaTdnn
 from purl.models.resnet import ResNet
 
@@ -49,7 +50,7 @@ MODELS = {
 }
 
 
-class ModelArgumentError(ValueError, TypeError):
+class ModelArgumentError(PurlError, ValueError, TypeError):
     """A keyword argument the model's constructor does not take.
 
     A ValueError like every config mistake, and a TypeError as Python itself
