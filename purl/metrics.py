@@ -182,6 +182,28 @@ def evaluate(scores, labels, p_targets=(0.01, 0.05)) -> dict:
     return metrics_from_points(operating_points(scores, labels), p_targets)
 
 
+def roc_auc(positive, scores) -> float:
+    """Area under the ROC curve of ``scores`` for the ``positive`` class:
+    P(a positive scores above a negative) + P(tie) / 2, exact (tied scores get
+    their average rank), as sklearn's roc_auc_score, without importing sklearn
+    (2 s, a tenth of stage 4 at VoxCeleb size)."""
+    positive = np.asarray(positive, dtype=bool)
+    scores = np.asarray(scores, dtype=np.float64)
+    n_pos = int(positive.sum())
+    n_neg = len(positive) - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    order = np.argsort(scores, kind="stable")
+    ordered = scores[order]
+    run_start = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+    run_end = np.r_[run_start[1:], len(ordered)]
+    # 1-based ranks start+1 .. end of a run of ties share their mean
+    mean_rank = (run_start + run_end + 1) / 2
+    ranks = np.repeat(mean_rank, run_end - run_start)
+    rank_sum = ranks[positive[order]].sum()
+    return float((rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
 def plot_det(curves: dict, path, title="DET curve"):
     """Draw DET curves on normal-deviate axes and write them to ``path``.
 

@@ -30,7 +30,6 @@ class PairWeights:
         self.reestimate_every = reestimate_every
         self.save_dir = Path(save_dir) if save_dir is not None else None
         self.fitted_at = 0  # the epoch whose model gave the weights in use (0: pretrained)
-        self._pairs = (np.zeros(0, np.intp), np.zeros(0, np.intp))  # triu_indices of the last batch size
 
     def refresh(self, trainer) -> None:
         if self.reestimate_every <= 0:
@@ -52,16 +51,33 @@ class PairWeights:
 
     def __call__(self, utts: np.ndarray, labels: np.ndarray) -> torch.Tensor:
         n = len(utts)
-        if len(self._pairs[0]) != n * (n - 1) // 2:  # batches have one size: made once, not per step
-            self._pairs = np.triu_indices(n, k=1)
-        i, j = self._pairs
-        same = labels[i] == labels[j]
-        i, j = i[same], j[same]
+        i, j = same_label_pairs(labels)
         w = np.ones((n, n), dtype=np.float32)
         if len(i):
             values = self.reliability.weight(self.rows[utts[i]], self.rows[utts[j]])
             w[i, j] = w[j, i] = values
         return torch.from_numpy(w)
+
+
+def same_label_pairs(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The pairs (i, j), i != j, of a batch whose labels are equal, each once.
+
+    Found from the labels sorted, in O(B log B + pairs): a batch of 300
+    speakers x 2 has 300 such pairs among its 179,700, and testing all of them
+    was the lookup's whole cost (3 ms a batch)."""
+    n = len(labels)
+    if n == 0:
+        return np.zeros(0, np.intp), np.zeros(0, np.intp)
+    order = np.argsort(labels, kind="stable")
+    ordered = labels[order]
+    run_start = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+    run_end = np.r_[run_start[1:], n]
+    # position k of the sorted batch pairs with k+1 .. end of its run - 1
+    end_of = np.repeat(run_end, run_end - run_start)
+    partners = end_of - np.arange(n) - 1
+    first = np.repeat(np.arange(n), partners)
+    offset = np.arange(len(first)) - np.repeat(np.cumsum(partners) - partners, partners)
+    return order[first], order[first + 1 + offset]
 
 
 def embed_training_set(trainer) -> np.ndarray:

@@ -47,6 +47,8 @@ import numpy as np
 from scipy.special import expit
 from threadpoolctl import threadpool_limits
 
+from purl.metrics import roc_auc
+
 FORMAT_VERSION = 1
 EMBEDDINGS_FILE = "embeddings.npy"
 PARAMS_FILE = "gmm.npz"
@@ -834,8 +836,6 @@ def _figures(rel: Reliability, scan: tuple, true_labels: np.ndarray | None, thre
     }
     if true_labels is None:
         return out, mean_w
-    from sklearn.metrics import roc_auc_score
-
     n_noisy = int(hist[1].sum())
     # Noisy pairs have the LOW log-odds: reversing the bins makes "noisy" the high score.
     pair_auc = histogram_auc(hist[0][::-1], hist[1][::-1])
@@ -843,7 +843,7 @@ def _figures(rel: Reliability, scan: tuple, true_labels: np.ndarray | None, thre
     out.update(zip(("pair_precision", "pair_recall", "pair_f1"), _prf(flagged_noisy, flagged_pairs, n_noisy)))
     mislabelled = rel.labels != np.asarray(true_labels)
     out["n_mislabelled"] = int(mislabelled.sum())
-    out["utt_auc"] = float(roc_auc_score(mislabelled, -mean_w)) if 0 < mislabelled.sum() < len(mean_w) else float("nan")
+    out["utt_auc"] = roc_auc(mislabelled, -mean_w)
     out.update(zip(("utt_precision", "utt_recall", "utt_f1"),
                    _prf(int((utt_flag & mislabelled).sum()), int(utt_flag.sum()), int(mislabelled.sum()))))
     return out, mean_w

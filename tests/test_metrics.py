@@ -145,3 +145,15 @@ def test_plot_det_writes_png(tmp_path):
     plot_det(curves, path, title="test")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert [p.name for p in tmp_path.iterdir()] == ["det.png"]  # no temp file left
+
+
+def test_roc_auc_equals_sklearn_with_ties():
+    from sklearn.metrics import roc_auc_score
+
+    from purl.metrics import roc_auc
+
+    rng = np.random.default_rng(3)
+    positive = rng.random(2000) < 0.3
+    scores = np.round(rng.normal(size=2000) + positive, 1)  # many ties
+    assert roc_auc(positive, scores) == pytest.approx(roc_auc_score(positive, scores), abs=1e-12)
+    assert np.isnan(roc_auc(np.zeros(5, bool), np.arange(5.0)))

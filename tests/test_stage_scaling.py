@@ -123,3 +123,19 @@ def test_one_pass_evaluation_of_several_fits_equals_separate_ones():
     for (together, w_together), fit in zip(evaluate_many(fits, true), fits):
         alone, w_alone = evaluate_with_weights(fit, true)
         assert together == alone and np.array_equal(w_together, w_alone)
+
+
+def test_same_label_pairs_of_a_batch_are_every_pair_once_without_testing_all_pairs():
+    """The pair-weight lookup finds a batch's same-label pairs from the sorted
+    labels: the same set as testing every (i < j), each pair once."""
+    from purl.pair_weights import same_label_pairs
+
+    rng = np.random.default_rng(0)
+    for n, speakers in [(600, 300), (37, 5), (20, 1), (1, 1), (0, 1)]:
+        labels = rng.integers(0, speakers, n)
+        i, j = same_label_pairs(labels)
+        a, b = np.triu_indices(n, 1)
+        expected = {(x, y) for x, y, same in zip(a.tolist(), b.tolist(), labels[a] == labels[b]) if same}
+        found = [(min(x, y), max(x, y)) for x, y in zip(i.tolist(), j.tolist())]
+        assert len(found) == len(set(found)) == len(expected)
+        assert set(found) == expected
