@@ -23,11 +23,13 @@ import math
 import os
 import random
 import shutil
-from collections import OrderedDict
 from contextlib import contextmanager
 from operator import itemgetter
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
+
+import numpy as np
+
 from purl.errors import PurlError
 
 # Files keyed by utterance whose keys must agree with utt2spk.
@@ -59,7 +61,7 @@ def gc_paused():
             gc.enable()
 
 
-def read_kv(path: str | os.PathLike, *, multi: bool = False, check_sorted: bool = True) -> "OrderedDict[str, str | list[str]]":
+def read_kv(path: str | os.PathLike, *, multi: bool = False, check_sorted: bool = True) -> dict[str, str | list[str]]:
     """Reads a ``key value`` file into an ordered dict.
 
     ``multi=True`` splits the value on whitespace into a list (spk2utt). Raises on a
@@ -70,7 +72,7 @@ def read_kv(path: str | os.PathLike, *, multi: bool = False, check_sorted: bool 
         return _read_kv(Path(path), multi, check_sorted)
 
 
-def _read_kv(path: Path, multi: bool, check_sorted: bool) -> "OrderedDict[str, str | list[str]]":
+def _read_kv(path: Path, multi: bool, check_sorted: bool) -> dict[str, str | list[str]]:
     if not path.is_file():
         raise DataDirError(f"{path}: no such file")
     # The common case, a good file, in a few C-level passes; any problem is
@@ -81,11 +83,11 @@ def _read_kv(path: Path, multi: bool, check_sorted: bool) -> "OrderedDict[str, s
         keys = [pair[0] for pair in pairs]
         values = [pair[1].rstrip() for pair in pairs]
         del pairs
-        table = OrderedDict(zip(keys, [v.split() for v in values] if multi else values))
+        table = dict(zip(keys, [v.split() for v in values] if multi else values))
         # str order is the C locale's (see sort_key)
         if len(table) == len(keys) and (not check_sorted or keys == sorted(keys)):
             return table
-    table = OrderedDict()
+    table = {}
     previous = ""
     for lineno, line in enumerate(lines, 1):
         parts = line.split(maxsplit=1)
@@ -154,16 +156,16 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     os.replace(tmp, path)
 
 
-def utt2spk_to_spk2utt(utt2spk: Mapping[str, str]) -> "OrderedDict[str, list[str]]":
+def utt2spk_to_spk2utt(utt2spk: Mapping[str, str]) -> dict[str, list[str]]:
     spk2utt: dict[str, list[str]] = {}
     for utt in sorted(utt2spk):  # the C locale's order (see sort_key)
         spk2utt.setdefault(utt2spk[utt], []).append(utt)
-    return OrderedDict(sorted(spk2utt.items(), key=itemgetter(0)))
+    return dict(sorted(spk2utt.items(), key=itemgetter(0)))
 
 
-def spk2utt_to_utt2spk(spk2utt: Mapping[str, Sequence[str]]) -> "OrderedDict[str, str]":
+def spk2utt_to_utt2spk(spk2utt: Mapping[str, Sequence[str]]) -> dict[str, str]:
     pairs = [(utt, spk) for spk, utts in spk2utt.items() for utt in utts]
-    return OrderedDict(sorted(pairs, key=itemgetter(0)))
+    return dict(sorted(pairs, key=itemgetter(0)))
 
 
 def read_trials(path: str | os.PathLike) -> list[tuple[str, str, bool]]:
@@ -197,23 +199,23 @@ class DataDir:
         self.path = Path(path)
         if not self.path.is_dir():
             raise DataDirError(f"{self.path}: no such data directory")
-        self._cache: dict[str, OrderedDict] = {}
+        self._cache: dict[str, dict] = {}
         self._keys: dict[str, list[str]] = {}
 
     def has(self, name: str) -> bool:
         return (self.path / name).is_file()
 
-    def table(self, name: str) -> OrderedDict:
+    def table(self, name: str) -> dict:
         if name not in self._cache:
             self._cache[name] = read_kv(self.path / name, multi=(name == "spk2utt"))
         return self._cache[name]
 
     @property
-    def utt2spk(self) -> OrderedDict:
+    def utt2spk(self) -> dict:
         return self.table("utt2spk")
 
     @property
-    def spk2utt(self) -> OrderedDict:
+    def spk2utt(self) -> dict:
         return self.table("spk2utt")
 
     @property
@@ -260,7 +262,7 @@ def validate_data_dir(
     for name in require:
         if not (path / name).is_file():
             problems.append(f"{path / name}: missing")
-    tables: dict[str, OrderedDict] = {}
+    tables: dict[str, dict] = {}
     for name in UTT_FILES + ("spk2utt",):
         if (path / name).is_file():
             try:
@@ -291,6 +293,8 @@ def validate_data_dir(
         for name, table in tables.items():
             if name in ("utt2spk", "spk2utt"):
                 continue
+            if len(table) == len(utt2spk) and list(table) == list(utt2spk):
+                continue  # both sorted and unique: the common case, compared in order without hashing
             missing = [u for u in utt2spk if u not in table]
             extra = [u for u in table if u not in utt2spk]
             if missing:
@@ -335,6 +339,13 @@ def value_problems(path: Path, tables: Mapping[str, Mapping[str, str]]) -> list[
     forms = {"utt2dur": (float, "a positive duration in seconds"),
              "utt2num_frames": (int, "a positive whole number of frames")}
     for name, (kind, what) in forms.items():
+        values = list(tables.get(name, {}).values())
+        try:  # the common case, all good, in one C loop; the loop below finds the first bad value
+            numbers = np.array(values, dtype=np.float64 if kind is float else np.int64)
+            if np.isfinite(numbers).all() and (numbers > 0).all():
+                continue
+        except (ValueError, OverflowError):
+            pass
         for lineno, (utt, value) in enumerate(tables.get(name, {}).items(), 1):
             try:
                 number = kind(value)
