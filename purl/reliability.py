@@ -39,6 +39,7 @@ import dataclasses
 import json
 import os
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
@@ -137,14 +138,18 @@ def normalise(embeddings: np.ndarray) -> np.ndarray:
     return x
 
 
-def iter_speaker_blocks(x: np.ndarray, index: SpeakerIndex) -> Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
-    """Yields ``(s, utts, gram, upper)`` per speaker: the Gram matrix (n, n) of its
-    normalised embeddings and a boolean mask of the upper triangle (its pairs i<j).
+def iter_speaker_blocks(x: np.ndarray, index: SpeakerIndex,
+                        speakers: np.ndarray | None = None) -> Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
+    """Yields ``(s, utts, gram, upper)`` per speaker (of ``speakers``, default all):
+    the Gram matrix (n, n) of its normalised embeddings and a boolean mask of the
+    upper triangle (its pairs i<j).
 
     Speakers come smallest first so that consecutive speakers of one size share the
     mask (do not modify it); only one speaker's pairs are in memory at a time.
     """
     sizes = index.sizes()
+    if speakers is not None:
+        sizes = np.where(np.isin(np.arange(len(sizes)), speakers), sizes, -1)
     upper = np.zeros((0, 0), bool)
     # One BLAS thread: on matrices of a few hundred rows OpenBLAS's threads cost
     # more than they give, and on a busy machine a scan runs 20x slower with 2
@@ -152,11 +157,46 @@ def iter_speaker_blocks(x: np.ndarray, index: SpeakerIndex) -> Iterator[tuple[in
     # on a block, and is lifted when the iteration ends.
     with threadpool_limits(limits=1, user_api="blas"):
         for s in np.argsort(sizes, kind="stable"):
+            if sizes[s] < 0:  # not among ``speakers``
+                continue
             utts = index.utts(s)
             xs = x[utts]
             if upper.shape[0] != len(utts):
                 upper = np.triu(np.ones((len(utts), len(utts)), bool), 1)
             yield int(s), utts, xs @ xs.T, upper
+
+
+def scan_threads() -> int:
+    """Threads of the per-speaker scans and the EM: the cores this process may
+    use, at most 8. Speakers (EM rows) are independent and numpy releases the
+    GIL in its loops, so the work splits across threads with results identical
+    to one thread's, bit for bit (each speaker's arithmetic is unchanged)."""
+    return max(1, min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
+
+
+def in_threads(work: Callable, parts: list) -> list:
+    """``[work(part) for part in parts]``, the parts in threads of their own."""
+    if len(parts) == 1:
+        return [work(parts[0])]
+    # One BLAS thread each, set here for all of them: threadpoolctl's limit is
+    # the process's, so each thread's own enter/exit (iter_speaker_blocks)
+    # then saves and restores this 1, never the default.
+    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(len(parts)) as pool:
+        return list(pool.map(work, parts))
+
+
+def speaker_parts(index: SpeakerIndex, n_parts: int) -> list[np.ndarray]:
+    """The speakers dealt into ``n_parts`` sets of near-equal pair counts
+    (largest first, each to the set with the fewest pairs so far)."""
+    sizes = index.sizes().astype(np.int64)
+    n_parts = max(1, min(n_parts, len(sizes)))
+    load = np.zeros(n_parts)
+    owner = np.empty(len(sizes), np.intp)
+    for s in np.argsort(-sizes, kind="stable"):
+        k = int(np.argmin(load))
+        owner[s] = k
+        load[k] += sizes[s] * (sizes[s] - 1) / 2 + 1
+    return [np.flatnonzero(owner == k) for k in range(n_parts)]
 
 
 # --------------------------------------------------------------------------- GMM parameters
@@ -286,10 +326,14 @@ def speaker_histograms_of_kinds(x: np.ndarray, index: SpeakerIndex, n_bins: int,
         mean=np.zeros(n_spk),
         var=np.zeros(n_spk),
     ) for _ in adaptive]
-    for s, _, gram, upper in iter_speaker_blocks(x, index):
-        cos = gram[upper]
+
+    def scan(speakers):  # each thread fills its own speakers' rows
+        for s, _, gram, upper in iter_speaker_blocks(x, index, speakers):
+            add_speaker(s, gram[upper])
+
+    def add_speaker(s, cos):
         if cos.size == 0:
-            continue
+            return
         n_pairs, mean, var = cos.size, cos.mean(dtype=np.float64), cos.var(dtype=np.float64)
         lo, hi = float(cos.min()), float(cos.max())
         for hist, spans_speaker in zip(hists, adaptive):
@@ -300,6 +344,8 @@ def speaker_histograms_of_kinds(x: np.ndarray, index: SpeakerIndex, n_bins: int,
             pos = (cos - np.float32(hist.lo[s])) * np.float32(1.0 / hist.width[s])
             bins = np.clip(pos.astype(np.intp), 0, n_bins - 1)
             hist.counts[s] = np.bincount(bins, minlength=n_bins)
+
+    in_threads(scan, speaker_parts(index, scan_threads()))
     return hists
 
 
@@ -404,8 +450,16 @@ def _init_thresholds(x, counts, n_init):
 
 def fit_gmm_histograms(x, counts, settings: ReliabilitySettings, var_floor=None):
     """Best of ``n_init`` EM runs per row of weighted points x, counts (R, B):
-    (weights, means, variances) each (R, 2) and loglik (R,)."""
-    points = _WeightedPoints(x, counts, np.zeros(len(x)) if var_floor is None else np.asarray(var_floor, np.float64))
+    (weights, means, variances) each (R, 2) and loglik (R,). Rows are
+    independent: blocks of them run in threads (scan_threads)."""
+    var_floor = np.zeros(len(x)) if var_floor is None else np.asarray(var_floor, np.float64)
+    blocks = [b for b in np.array_split(np.arange(len(x)), scan_threads()) if len(b)] or [np.arange(len(x))]
+    fits = in_threads(lambda rows: _fit_gmm_rows(x[rows], counts[rows], settings, var_floor[rows]), blocks)
+    return [np.concatenate(parts) for parts in zip(*fits)]
+
+
+def _fit_gmm_rows(x, counts, settings: ReliabilitySettings, var_floor):
+    points = _WeightedPoints(x, counts, var_floor)
     thresholds = _init_thresholds(x, counts, settings.n_init)
     best = None
     for k in range(settings.n_init):
@@ -719,37 +773,49 @@ def _scan_pairs(rels: list[Reliability], true_labels: np.ndarray | None, thresho
     ``plot_counts`` is filled on the way."""
     x, index = rels[0].embeddings, rels[0].index
     n_utts = len(rels[0].labels)
+    # Per utterance: each thread writes only its own speakers' utterances.
     w_sum, w_count = np.zeros((len(rels), n_utts)), np.zeros(n_utts)
-    hist = np.zeros((len(rels), 2, _LOGIT_BINS))  # [fit, clean/noisy, bin]
-    flagged_pairs, flagged_noisy, speakers_flagged = (np.zeros(len(rels), np.int64) for _ in range(3))
     cut = np.log(threshold / (1 - threshold))
     true_codes = None if true_labels is None else np.unique(np.asarray(true_labels), return_inverse=True)[1].reshape(-1)
-    first = second = np.zeros(0, np.intp)  # the pairs (i < j) of the current size
-    for s, utts, gram, upper in iter_speaker_blocks(x, index):
-        n = len(utts)
-        if n < 2:
-            continue
-        if len(first) != n * (n - 1) // 2:
-            first, second = np.nonzero(upper)
-        cos = gram[upper]  # each pair once, not the n x n matrix
-        w_count[utts] += n - 1
-        noisy = None if true_codes is None else (true_codes[utts][:, None] != true_codes[utts][None, :])[upper]
-        noisy_offset = None if noisy is None else noisy * _LOGIT_BINS
-        if plot_counts is not None:
-            plot_counts.add(s, cos, np.zeros(cos.size, bool) if noisy is None else noisy)
-        for k, rel in enumerate(rels):
-            lo_pairs = rel.params.log_odds_one(s, cos)
-            w = expit(lo_pairs)
-            w_sum[k, utts] += np.bincount(first, w, minlength=n) + np.bincount(second, w, minlength=n)
-            flag = lo_pairs < cut
-            flagged = np.count_nonzero(flag)
-            flagged_pairs[k] += flagged
-            speakers_flagged[k] += flagged > 0
-            if noisy is not None:
-                flagged_noisy[k] += np.count_nonzero(flag & noisy)
-                pos = np.clip((lo_pairs + _LOGIT_CLIP) * (_LOGIT_BINS / (2 * _LOGIT_CLIP)), 0, _LOGIT_BINS - 1).astype(np.intp)
-                pos += noisy_offset  # clean pairs count in row 0, noisy ones in row 1: one bincount
-                hist[k] += np.bincount(pos, minlength=2 * _LOGIT_BINS).reshape(2, _LOGIT_BINS)
+
+    def scan(speakers):
+        """Counts of one thread's speakers (whole numbers: their sum is exact in any order)."""
+        hist = np.zeros((len(rels), 2, _LOGIT_BINS))  # [fit, clean/noisy, bin]
+        flagged_pairs, flagged_noisy, speakers_flagged = (np.zeros(len(rels), np.int64) for _ in range(3))
+        plot = plot_counts.empty_like() if plot_counts is not None else None
+        first = second = np.zeros(0, np.intp)  # the pairs (i < j) of the current size
+        for s, utts, gram, upper in iter_speaker_blocks(x, index, speakers):
+            n = len(utts)
+            if n < 2:
+                continue
+            if len(first) != n * (n - 1) // 2:
+                first, second = np.nonzero(upper)
+            cos = gram[upper]  # each pair once, not the n x n matrix
+            w_count[utts] += n - 1
+            noisy = None if true_codes is None else (true_codes[utts][:, None] != true_codes[utts][None, :])[upper]
+            noisy_offset = None if noisy is None else noisy * _LOGIT_BINS
+            if plot is not None:
+                plot.add(s, cos, np.zeros(cos.size, bool) if noisy is None else noisy)
+            for k, rel in enumerate(rels):
+                lo_pairs = rel.params.log_odds_one(s, cos)
+                w = expit(lo_pairs)
+                w_sum[k, utts] += np.bincount(first, w, minlength=n) + np.bincount(second, w, minlength=n)
+                flag = lo_pairs < cut
+                flagged = np.count_nonzero(flag)
+                flagged_pairs[k] += flagged
+                speakers_flagged[k] += flagged > 0
+                if noisy is not None:
+                    flagged_noisy[k] += np.count_nonzero(flag & noisy)
+                    pos = np.clip((lo_pairs + _LOGIT_CLIP) * (_LOGIT_BINS / (2 * _LOGIT_CLIP)), 0, _LOGIT_BINS - 1).astype(np.intp)
+                    pos += noisy_offset  # clean pairs count in row 0, noisy ones in row 1: one bincount
+                    hist[k] += np.bincount(pos, minlength=2 * _LOGIT_BINS).reshape(2, _LOGIT_BINS)
+        return hist, flagged_pairs, flagged_noisy, speakers_flagged, plot
+
+    parts = in_threads(scan, speaker_parts(index, scan_threads()))
+    hist, flagged_pairs, flagged_noisy, speakers_flagged = (sum(part[n] for part in parts) for n in range(4))
+    if plot_counts is not None:
+        for part in parts:
+            plot_counts.merge(part[4])
     mean_w = [np.divide(w_sum[k], w_count, out=np.ones(n_utts), where=w_count > 0) for k in range(len(rels))]
     return [(mean_w[k], hist[k], int(flagged_pairs[k]), int(flagged_noisy[k]), int(speakers_flagged[k]))
             for k in range(len(rels))]
@@ -924,6 +990,18 @@ class PlotCounts:
         self.n_bins = n_bins
         self.total = np.zeros((2, n_bins))
         self.example_cos: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def empty_like(self) -> "PlotCounts":
+        """Counts of the same examples and bins, none yet (one per scanning thread)."""
+        other = object.__new__(PlotCounts)
+        other.examples, other._example_set, other.n_bins = self.examples, self._example_set, self.n_bins
+        other.total = np.zeros_like(self.total)
+        other.example_cos = {}
+        return other
+
+    def merge(self, other: "PlotCounts") -> None:
+        self.total += other.total
+        self.example_cos.update(other.example_cos)
 
     def add(self, s: int, cos: np.ndarray, noisy: np.ndarray) -> None:
         """Speaker s's pair cosines and whether each pair is truly noisy."""

@@ -54,3 +54,27 @@ def test_plot_counts_from_the_evaluation_pass_equal_the_plots_own_scan():
         for s, (cos, noisy) in own.example_cos.items():
             np.testing.assert_array_equal(gathered.example_cos[s][0], cos)
             np.testing.assert_array_equal(gathered.example_cos[s][1], noisy)
+
+
+def test_fits_and_evaluation_in_threads_equal_one_threads_bit_for_bit(monkeypatch):
+    """Speakers (EM rows) split across threads: every fitted number, every
+    figure and the plot's counts are those of one thread, exactly."""
+    import purl.reliability as reliability
+    from purl.reliability import PlotCounts, evaluate_many
+
+    emb, labels, true = simulate_embeddings(np.array([2, 30, 40, 60, 45, 25, 33, 5]), dim=32, noise_rate=0.2, seed=9)
+    runs = []
+    for threads in (1, 3):
+        monkeypatch.setattr(reliability, "scan_threads", lambda threads=threads: threads)
+        fits = [Reliability.fit(emb, labels, name) for name in ("histogram", "bic", "global")]
+        shared = [Reliability.fit(fits[0].embeddings, labels, f.estimator, normalised=True) for f in fits]
+        counts = PlotCounts(shared[0].params)
+        runs.append((fits, evaluate_many(shared, true, 0.5, counts), counts))
+    (fits_1, figures_1, counts_1), (fits_3, figures_3, counts_3) = runs
+    for a, b in zip(fits_1, fits_3):
+        _same_params(a.params, b.params)
+    for (fig_a, w_a), (fig_b, w_b) in zip(figures_1, figures_3):
+        assert fig_a == fig_b
+        np.testing.assert_array_equal(w_a, w_b)
+    np.testing.assert_array_equal(counts_1.total, counts_3.total)
+    assert counts_1.example_cos.keys() == counts_3.example_cos.keys()
