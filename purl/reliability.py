@@ -39,7 +39,6 @@ import dataclasses
 import json
 import os
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
@@ -49,6 +48,7 @@ from scipy.special import expit
 from threadpoolctl import threadpool_limits
 
 from purl.metrics import roc_auc
+from purl.threads import in_threads, work_threads
 
 FORMAT_VERSION = 1
 EMBEDDINGS_FILE = "embeddings.npy"
@@ -164,25 +164,6 @@ def iter_speaker_blocks(x: np.ndarray, index: SpeakerIndex,
             if upper.shape[0] != len(utts):
                 upper = np.triu(np.ones((len(utts), len(utts)), bool), 1)
             yield int(s), utts, xs @ xs.T, upper
-
-
-def scan_threads() -> int:
-    """Threads of the per-speaker scans and the EM: the cores this process may
-    use, at most 8. Speakers (EM rows) are independent and numpy releases the
-    GIL in its loops, so the work splits across threads with results identical
-    to one thread's, bit for bit (each speaker's arithmetic is unchanged)."""
-    return max(1, min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
-
-
-def in_threads(work: Callable, parts: list) -> list:
-    """``[work(part) for part in parts]``, the parts in threads of their own."""
-    if len(parts) == 1:
-        return [work(parts[0])]
-    # One BLAS thread each, set here for all of them: threadpoolctl's limit is
-    # the process's, so each thread's own enter/exit (iter_speaker_blocks)
-    # then saves and restores this 1, never the default.
-    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(len(parts)) as pool:
-        return list(pool.map(work, parts))
 
 
 def speaker_parts(index: SpeakerIndex, n_parts: int) -> list[np.ndarray]:
@@ -345,7 +326,7 @@ def speaker_histograms_of_kinds(x: np.ndarray, index: SpeakerIndex, n_bins: int,
             bins = np.clip(pos.astype(np.intp), 0, n_bins - 1)
             hist.counts[s] = np.bincount(bins, minlength=n_bins)
 
-    in_threads(scan, speaker_parts(index, scan_threads()))
+    in_threads(scan, speaker_parts(index, work_threads()))
     return hists
 
 
@@ -451,9 +432,9 @@ def _init_thresholds(x, counts, n_init):
 def fit_gmm_histograms(x, counts, settings: ReliabilitySettings, var_floor=None):
     """Best of ``n_init`` EM runs per row of weighted points x, counts (R, B):
     (weights, means, variances) each (R, 2) and loglik (R,). Rows are
-    independent: blocks of them run in threads (scan_threads)."""
+    independent: blocks of them run in threads, with the results of one thread."""
     var_floor = np.zeros(len(x)) if var_floor is None else np.asarray(var_floor, np.float64)
-    blocks = [b for b in np.array_split(np.arange(len(x)), scan_threads()) if len(b)] or [np.arange(len(x))]
+    blocks = [b for b in np.array_split(np.arange(len(x)), work_threads()) if len(b)] or [np.arange(len(x))]
     fits = in_threads(lambda rows: _fit_gmm_rows(x[rows], counts[rows], settings, var_floor[rows]), blocks)
     return [np.concatenate(parts) for parts in zip(*fits)]
 
@@ -811,7 +792,7 @@ def _scan_pairs(rels: list[Reliability], true_labels: np.ndarray | None, thresho
                     hist[k] += np.bincount(pos, minlength=2 * _LOGIT_BINS).reshape(2, _LOGIT_BINS)
         return hist, flagged_pairs, flagged_noisy, speakers_flagged, plot
 
-    parts = in_threads(scan, speaker_parts(index, scan_threads()))
+    parts = in_threads(scan, speaker_parts(index, work_threads()))
     hist, flagged_pairs, flagged_noisy, speakers_flagged = (sum(part[n] for part in parts) for n in range(4))
     if plot_counts is not None:
         for part in parts:

@@ -27,7 +27,8 @@ from purl.data.datadir import DataDirError, validate_data_dir
 from purl.reliability import ESTIMATORS, ReliabilitySettings
 from purl.reliability_stage import report_markdown, run_reliability
 from purl.settings import differences, read_record, text_digest, write_record
-from purl.vectors import XVECTOR_SETTINGS
+from purl.threads import Background
+from purl.vectors import XVECTOR_SETTINGS, load_embeddings
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -82,9 +83,12 @@ def main() -> int:
         return 1
     out = Path(args.out_dir)
     try:
-        data = validate_data_dir(args.data_dir, require=("utt2spk", "spk2utt"))
         if not Path(args.xvector_scp).is_file():
             raise DataDirError(f"{args.xvector_scp}: no such embedding index (run steps/extract_embeddings.sh first)")
+        # Read while the data dir is (numpy's part of it, outside the GIL); not
+        # waited for if the stage turns out to be complete.
+        embeddings = Background(load_embeddings, args.xvector_scp)
+        data = validate_data_dir(args.data_dir, require=("utt2spk", "spk2utt"))
         record = stage_settings(args, compare)
         if (out / "report.json").is_file():
             old = read_record(out / SETTINGS)
@@ -96,7 +100,7 @@ def main() -> int:
         (out / SETTINGS).unlink(missing_ok=True)
         report = run_reliability(args.xvector_scp, data, args.out_dir, estimator=args.estimator,
                                  compare=compare, threshold=args.threshold, clean_dir=args.clean_dir,
-                                 settings=gmm_settings(args))
+                                 settings=gmm_settings(args), embeddings=embeddings)
         write_record(out / SETTINGS, record)
     except (DataDirError, ValueError, FileNotFoundError) as e:
         print(f"{name}: {e}", file=sys.stderr)

@@ -65,7 +65,7 @@ def test_fits_and_evaluation_in_threads_equal_one_threads_bit_for_bit(monkeypatc
     emb, labels, true = simulate_embeddings(np.array([2, 30, 40, 60, 45, 25, 33, 5]), dim=32, noise_rate=0.2, seed=9)
     runs = []
     for threads in (1, 3):
-        monkeypatch.setattr(reliability, "scan_threads", lambda threads=threads: threads)
+        monkeypatch.setattr(reliability, "work_threads", lambda threads=threads: threads)
         fits = [Reliability.fit(emb, labels, name) for name in ("histogram", "bic", "global")]
         shared = [Reliability.fit(fits[0].embeddings, labels, f.estimator, normalised=True) for f in fits]
         counts = PlotCounts(shared[0].params)

@@ -1,0 +1,56 @@
+"""Threads for work that numpy does outside the GIL: independent parts (one
+speaker's pairs, one block of EM rows) in a pool, and a file read in the
+background while the main thread parses text."""
+
+from __future__ import annotations
+
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable
+
+from threadpoolctl import threadpool_limits
+
+
+def work_threads() -> int:
+    """The cores this process may use, at most 8 (past that the Python parts
+    of the work, under the GIL, dominate)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(8, cores))
+
+
+def in_threads(work: Callable, parts: list) -> list:
+    """``[work(part) for part in parts]``, the parts in threads of their own,
+    each with one BLAS thread."""
+    if len(parts) == 1:
+        return [work(parts[0])]
+    # threadpoolctl's limit is the process's: set here once for all threads,
+    # a thread's own enter/exit of the limit then saves and restores this 1.
+    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(len(parts)) as pool:
+        return list(pool.map(work, parts))
+
+
+class Background:
+    """``function(*args)`` started now in a daemon thread; :meth:`result` waits
+    for its value or raises its exception. A daemon thread, so that a process
+    that turns out not to need the result (a stage found complete) exits
+    without waiting for it."""
+
+    def __init__(self, function: Callable, *args: Any):
+        self._value: Any = None
+        self._error: BaseException | None = None
+
+        def run():
+            try:
+                self._value = function(*args)
+            except BaseException as e:  # handed to the caller of result()
+                self._error = e
+
+        self._thread = threading.Thread(target=run, daemon=True)
+        self._thread.start()
+
+    def result(self) -> Any:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._value
