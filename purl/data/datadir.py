@@ -24,6 +24,7 @@ import os
 import random
 import shutil
 from contextlib import contextmanager
+from itertools import compress
 from operator import itemgetter
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
@@ -136,12 +137,13 @@ def write_kv(path: str | os.PathLike, table: Mapping[str, object] | Iterable[tup
     """
     path = Path(path)
     items = table.items() if isinstance(table, Mapping) else table
-    lines = []
-    for key, value in sorted(items, key=itemgetter(0)):  # str order is the C locale's (see sort_key)
-        if isinstance(value, (list, tuple)):
-            value = " ".join(value)
-        lines.append(f"{key} {value}\n")
-    write_text_atomic(path, "".join(lines))
+    ordered = sorted(items, key=itemgetter(0))  # str order is the C locale's (see sort_key)
+    try:  # string values, the common case, joined in C
+        body = "\n".join(map(" ".join, ordered))
+    except TypeError:  # lists (spk2utt) or numbers
+        body = "\n".join(f"{key} {' '.join(value) if isinstance(value, (list, tuple)) else value}"
+                         for key, value in ordered)
+    write_text_atomic(path, body + "\n" if ordered else "")
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
@@ -437,9 +439,16 @@ def subset_data_dir(
             raise DataDirError(f"{src_dir.path}/utt2spk: no utterance '{sorted(unknown)[0]}' ({len(unknown)} unknown)")
     dst = Path(dst)
     dst.mkdir(parents=True, exist_ok=True)
+    utts = src_dir.utts
+    kept = [u in keep for u in utts]  # one set lookup per utterance, for every file
     for name in UTT_FILES:
         if src_dir.has(name):
-            write_kv(dst / name, {u: v for u, v in src_dir.table(name).items() if u in keep})
+            table = src_dir.table(name)
+            if name == "utt2spk" or (len(table) == len(utts) and list(table) == utts):
+                part = dict(compress(table.items(), kept))  # in utt2spk's order: filtered in C
+            else:
+                part = {u: v for u, v in table.items() if u in keep}
+            write_kv(dst / name, part)
     write_kv(dst / "spk2utt", utt2spk_to_spk2utt({u: src_dir.utt2spk[u] for u in keep}))
     return DataDir(dst)
 
