@@ -28,7 +28,8 @@ from purl.training.checkpoint import save_atomic
 
 def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("config", help="the config of the architecture the original trained, e.g. conf/ecapa_supcon.yaml")
+    parser.add_argument("config",
+                        help="the config of the architecture the original trained, e.g. conf/ecapa_supcon.yaml")
     parser.add_argument("original", help="the original's Lightning .ckpt (or its model.pt)")
     parser.add_argument("out", help="the checkpoint to write, e.g. exp/<name>/models/final.pt")
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",

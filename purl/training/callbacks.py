@@ -5,7 +5,8 @@ The loop emits these events, in this order, on every process:
     on_train_start(state)             once the starting point is loaded
     on_epoch_start(state)             before each epoch's first step (also a resumed one's)
     pair_weights(utts, labels)        at each step, when the loss needs pair weights
-    on_epoch_end(state) -> figures    after each epoch's last step; figures go to epochs.csv
+    on_epoch_end(state) -> figures    after each epoch's last step; the figures join the epoch's
+                                      row (epochs.csv's columns), TensorBoard and the log
     on_train_end(state)               after final.pt is written
 
 A callback subclasses TrainingCallback and overrides the events it needs. It
@@ -51,7 +52,7 @@ class TrainingState:
     def print(self, message: str) -> None:
         """A line in the run's log, from process 0 only."""
         if self.dist.main:
-            log.info(message)
+            log.info(message, stacklevel=2)  # file:line of the caller
 
 
 class TrainingCallback:

@@ -42,7 +42,8 @@ def model_from_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, dict]:
     try:
         model.load_state_dict(ckpt["model"])
     except RuntimeError as e:
-        raise TrainError(f"{path}: its weights do not fit {config['model']['name']} with {config['model']['args']} ({e})") from e
+        raise TrainError(f"{path}: its weights do not fit {config['model']['name']} "
+                         f"with {config['model']['args']} ({e})") from e
     return model, config
 
 

@@ -52,7 +52,7 @@ class Distributed:
         else:
             parts = [torch.empty_like(tensor) for _ in range(self.world_size)]
             dist.all_gather(parts, tensor)
-        return torch.cat([part[:n] for part, n in zip(parts, sizes)])
+        return torch.cat([part[:n] for part, n in zip(parts, sizes, strict=True)])
 
     def barrier(self) -> None:
         if self.world_size > 1:

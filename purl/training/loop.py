@@ -25,8 +25,8 @@ import torch
 import torch.nn as nn
 
 from purl.config import save_config
-from purl.plots import plot_training_curves
 from purl.data.dataset import TrainingSet
+from purl.plots import plot_training_curves
 from purl.training.callbacks import TrainingCallback, TrainingState
 from purl.training.checkpoint import average_checkpoints, save_atomic
 from purl.training.distributed import Distributed
@@ -169,7 +169,8 @@ class Trainer(StartingPoints):
                                  "(lower optim.lr or raise loss.temperature)")
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            grad_norm = nn.utils.clip_grad_norm_(self.net.parameters(), o["grad_clip"] if o["grad_clip"] > 0 else float("inf"))
+            grad_norm = nn.utils.clip_grad_norm_(self.net.parameters(),
+                                                 o["grad_clip"] if o["grad_clip"] > 0 else float("inf"))
             self.optimizer.step()
             self.scheduler.step()
             self.step_in_epoch += 1
@@ -178,7 +179,8 @@ class Trainer(StartingPoints):
             utts_since += len(feats) * self.dist.world_size
             if self.global_step % t["log_every"] == 0 or self.step_in_epoch == self.sampler.steps_per_epoch:
                 elapsed = time.perf_counter() - tic
-                row = {**figures, "step": self.global_step, "epoch": self.epoch + self.step_in_epoch / self.sampler.steps_per_epoch,
+                row = {**figures, "step": self.global_step,
+                       "epoch": self.epoch + self.step_in_epoch / self.sampler.steps_per_epoch,
                        "lr": self.scheduler.get_last_lr()[0], "grad_norm": float(grad_norm),
                        "utt_per_s": utts_since / max(elapsed, 1e-9)}
                 tic, utts_since = time.perf_counter(), 0
@@ -216,7 +218,7 @@ class Trainer(StartingPoints):
     def print(self, message: str) -> None:
         """A line in the run's log, from process 0 only."""
         if self.dist.main:
-            log.info(message)
+            log.info(message, stacklevel=2)  # file:line of the caller
 
     def close(self) -> None:
         self.model = self.net  # drops the DDP wrapper and its reducer before the process group goes

@@ -141,7 +141,8 @@ def environment_summary() -> dict:
                                 cwd=Path(__file__).resolve().parent, timeout=10).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         commit = ""
-    import numpy, sklearn  # noqa: E401 (versions only)
+    import numpy  # for their versions only
+    import sklearn
     return {
         "git_commit": commit or "unknown",
         "python": platform.python_version(),

@@ -55,7 +55,8 @@ class StartingPoints:
     def checkpoint_of_same_model(self, path: str | os.PathLike) -> dict:
         ckpt = load_checkpoint(path)
         if ckpt["config"]["model"] != self.config["model"]:
-            raise TrainError(f"{path}: a {ckpt['config']['model']['name']} model with {ckpt['config']['model']['args']}, "
+            raise TrainError(f"{path}: a {ckpt['config']['model']['name']} model "
+                             f"with {ckpt['config']['model']['args']}, "
                              f"but the config says {self.config['model']} (copy the model section of its config.yaml)")
         return ckpt
 

@@ -27,7 +27,8 @@ def build_net(config: dict, data: TrainingSet, data_dir: str | os.PathLike, dist
     loss_cfg = dict(config["loss"])
     loss = build_loss(loss_cfg.pop("type"), **loss_cfg)
     if loss.needs_pair_weights and not has_pair_weights:
-        raise TrainError(f"loss.type={config['loss']['type']} needs pair weights: set purl.reliability to stage 4's output")
+        raise TrainError(f"loss.type={config['loss']['type']} needs pair weights: "
+                         "set purl.reliability to stage 4's output")
     net = SpeakerNet(encoder, loss, dist, gather=config["train"]["gather_batch"] and dist.world_size > 1)
     net.to(dist.device)
     return net
