@@ -19,10 +19,12 @@ class PairWeights(TrainingCallback):
     """:meth:`pair_weights`: (utt indices (B,) of the training set, labels (B,)) -> (B, B) w.
 
     Entries of pairs with different labels are 1 (the losses ignore them).
-    With ``reestimate_every`` N > 0, :meth:`on_epoch_start` refits the weights on the current model's embeddings
-    every N epochs, keeping each refit in ``<save_dir>/epoch_<N>/`` so that a
-    resumed run uses exactly the weights it had.
+    With ``reestimate_every`` N > 0, :meth:`on_epoch_start` refits the weights
+    on the current model's embeddings every N epochs, keeping each refit in
+    ``<save_dir>/epoch_<N>/`` so that a resumed run uses exactly the weights it had.
     """
+
+    provides_pair_weights = True
 
     def __init__(self, reliability: Reliability, rows: np.ndarray, *, reestimate_every: int = 0,
                  save_dir: str | os.PathLike | None = None):
@@ -32,8 +34,6 @@ class PairWeights(TrainingCallback):
         self.save_dir = Path(save_dir) if save_dir is not None else None
         self.fitted_at = 0  # the epoch whose model gave the weights in use (0: pretrained)
         self._pairs = (np.zeros(0, np.intp), np.zeros(0, np.intp))  # triu_indices of the last batch size
-
-    provides_pair_weights = True
 
     def on_epoch_start(self, state: TrainingState) -> None:
         if self.reestimate_every <= 0:
