@@ -303,7 +303,7 @@ def lookup_rate(reliability_dir: str, data_dir: str) -> None:
     batches = [sampler.global_batch(rng)[0].ravel() for _ in range(200)]
     start = time.perf_counter()
     for utts in batches:
-        weights(utts, speakers[utts])
+        weights.pair_weights(utts, speakers[utts])
     per_s = len(batches) / (time.perf_counter() - start)
     print(json.dumps({"setup_s": setup, "batches_per_s": per_s, "pairs_per_batch": p * (UTTS_PER_SPEAKER - 1)}))
 

@@ -22,7 +22,8 @@ import torch
 import torch.distributed as dist
 
 from purl.config import load_config
-from purl.trainer import Trainer
+from purl.stages.training import TrainingOutputs
+from purl.training.loop import Trainer
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -44,7 +45,7 @@ def main() -> int:
     overrides = [f"data.samples_per_epoch={args.steps * batch}", "optim.epochs=1",
                  f"train.log_every={args.log_every}", "train.save_every_steps=0"]
     config = load_config(args.config, args.set + overrides)
-    trainer = Trainer(config, args.data_dir, args.exp_dir, show_progress=False)
+    trainer = Trainer(config, args.data_dir, TrainingOutputs(args.exp_dir), show_progress=False)
     try:
         trainer.train(stop_at_step=args.steps)
         device = trainer.dist.device
@@ -57,7 +58,7 @@ def main() -> int:
             peaks = [None] * trainer.dist.world_size
             dist.all_gather_object(peaks, peak)
         if trainer.dist.main:
-            with open(trainer.exp_dir / "train.csv") as f:
+            with open(trainer.outputs.steps_csv) as f:
                 rates = [float(r["utt_per_s"]) for r in csv.DictReader(f)][1:]
             rate = f"{statistics.median(rates):.1f}" if rates else "n/a (raise --steps)"
             name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"

@@ -40,7 +40,7 @@ from scipy.signal import resample_poly
 from purl.errors import PurlError
 from purl.audio import AudioError, read_audio
 from purl.features import compress_speech_feature, compute_fbank, fbank_options, num_frames
-from purl.trainer import model_from_checkpoint
+from purl.training.checkpoint import model_from_checkpoint
 
 SAMPLE_RATE = 16000
 THRESHOLD_FILE = Path("scores") / "threshold.json"

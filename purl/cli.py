@@ -332,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
     from purl.api import ModelError
     from purl.data.datadir import DataDirError
     from purl.export import ExportError
-    from purl.trainer import TrainError
+    from purl.training.errors import TrainError
 
     keep_freed_memory()
     try:

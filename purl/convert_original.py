@@ -212,7 +212,7 @@ def convert_original_checkpoint(path: str | os.PathLike, config: dict) -> dict:
 
     Returns {"model": state dict, "loss": {"temperature.log_t": ...} (when the
     original had a temperature), "config": config, "converted_from": ...}: what
-    ``purl.trainer.model_from_checkpoint`` and stage 5's initialisation read.
+    ``purl.training.checkpoint.model_from_checkpoint`` and stage 5's initialisation read.
     """
     name, args = config["model"]["name"], config["model"]["args"]
     if name not in NAME_MAPS:

@@ -1,4 +1,5 @@
-"""The w_ij of the pairs in a training batch, from stage 4's reliability dir."""
+"""The w_ij of the pairs in a training batch, from stage 4's reliability dir:
+the PURL callback of the training loop (purl.training.callbacks)."""
 
 from __future__ import annotations
 
@@ -11,17 +12,19 @@ import torch
 from purl.data.datadir import DataDir, DataDirError
 from purl.embed import embed_utterances
 from purl.reliability import UTTS_FILE, Reliability
+from purl.training.callbacks import TrainingCallback, TrainingState
 
 
-class PairWeights:
-    """Callable: (utt indices (B,) of the training set, labels (B,)) -> (B, B) w.
+class PairWeights(TrainingCallback):
+    """:meth:`pair_weights`: (utt indices (B,) of the training set, labels (B,)) -> (B, B) w.
 
     Entries of pairs with different labels are 1 (the losses ignore them).
-    With ``reestimate_every`` N > 0, :meth:`refresh` (called by the trainer at
-    the start of each epoch) refits the weights on the current model's embeddings
-    every N epochs, keeping each refit in ``<save_dir>/epoch_<N>/`` so that a
-    resumed run uses exactly the weights it had.
+    With ``reestimate_every`` N > 0, :meth:`on_epoch_start` refits the weights
+    on the current model's embeddings every N epochs, keeping each refit in
+    ``<save_dir>/epoch_<N>/`` so that a resumed run uses exactly the weights it had.
     """
+
+    provides_pair_weights = True
 
     def __init__(self, reliability: Reliability, rows: np.ndarray, *, reestimate_every: int = 0,
                  save_dir: str | os.PathLike | None = None):
@@ -31,25 +34,25 @@ class PairWeights:
         self.save_dir = Path(save_dir) if save_dir is not None else None
         self.fitted_at = 0  # the epoch whose model gave the weights in use (0: pretrained)
 
-    def refresh(self, trainer) -> None:
+    def on_epoch_start(self, state: TrainingState) -> None:
         if self.reestimate_every <= 0:
             return
-        due = (trainer.epoch // self.reestimate_every) * self.reestimate_every
+        due = (state.epoch // self.reestimate_every) * self.reestimate_every
         if due == 0 or due == self.fitted_at:
             return
         saved = self.save_dir / f"epoch_{due}"
         if not (saved / "reliability.json").is_file():
-            embeddings = embed_training_set(trainer)
-            if trainer.dist.main:
-                Reliability.fit(embeddings, trainer.data.labels, self.reliability.estimator,
+            embeddings = embed_training_set(state)
+            if state.dist.main:
+                Reliability.fit(embeddings, state.data.labels, self.reliability.estimator,
                                 self.reliability.settings).save(saved)
-            trainer.dist.barrier()
+            state.dist.barrier()
         self.reliability = Reliability.load(saved)
-        self.rows = np.arange(len(trainer.data))
+        self.rows = np.arange(len(state.data))
         self.fitted_at = due
-        trainer.print(f"pair weights re-estimated with the model of epoch {due} ({saved})")
+        state.print(f"pair weights re-estimated with the model of epoch {due} ({saved})")
 
-    def __call__(self, utts: np.ndarray, labels: np.ndarray) -> torch.Tensor:
+    def pair_weights(self, utts: np.ndarray, labels: np.ndarray) -> torch.Tensor:
         n = len(utts)
         i, j = same_label_pairs(labels)
         w = np.ones((n, n), dtype=np.float32)
@@ -80,14 +83,14 @@ def same_label_pairs(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return order[first], order[first + 1 + offset]
 
 
-def embed_training_set(trainer) -> np.ndarray:
-    """(N, D) embeddings of every training utterance with the current encoder;
+def embed_training_set(state: TrainingState) -> np.ndarray:
+    """(N, D) embeddings of every training utterance with the encoder being trained;
     each process embeds every world_size-th utterance and all gather the rest."""
-    data, dist_ctx = trainer.data, trainer.dist
+    data, dist_ctx = state.data, state.dist
     shard = np.arange(dist_ctx.rank, len(data), dist_ctx.world_size)
-    local = embed_utterances(trainer.net.encoder, [data.feats[i] for i in shard], data.num_frames[shard],
+    local = embed_utterances(state.encoder, [data.feats[i] for i in shard], data.num_frames[shard],
                              device=dist_ctx.device)
-    trainer.net.encoder.train()
+    state.encoder.train()
     parts = [local]
     if dist_ctx.world_size > 1:
         parts = [None] * dist_ctx.world_size

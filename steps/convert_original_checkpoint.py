@@ -22,12 +22,14 @@ from pathlib import Path
 
 from purl.config import load_config
 from purl.convert_original import convert_original_checkpoint
-from purl.trainer import save_atomic
+from purl.entry import run_main
+from purl.training.checkpoint import save_atomic
 
 
 def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("config", help="the config of the architecture the original trained, e.g. conf/ecapa_supcon.yaml")
+    parser.add_argument("config",
+                        help="the config of the architecture the original trained, e.g. conf/ecapa_supcon.yaml")
     parser.add_argument("original", help="the original's Lightning .ckpt (or its model.pt)")
     parser.add_argument("out", help="the checkpoint to write, e.g. exp/<name>/models/final.pt")
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
@@ -35,15 +37,11 @@ def get_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main() -> int:
+def main() -> None:
     args = get_parser().parse_args()
     name = Path(sys.argv[0]).name
-    try:
-        config = load_config(args.config, args.set)
-        ckpt = convert_original_checkpoint(args.original, config)
-    except ValueError as e:  # ConfigError, ConversionError, a model argument out of range
-        print(f"{name}: {e}", file=sys.stderr)
-        return 1
+    config = load_config(args.config, args.set)
+    ckpt = convert_original_checkpoint(args.original, config)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     save_atomic(ckpt, out)
@@ -52,8 +50,7 @@ def main() -> int:
     temperature = "" if "loss" in ckpt else "; no temperature in it, the config's initial one applies"
     print(f"{name}: wrote {out} from {args.original}{epoch}: {config['model']['name']} "
           f"with {len(ckpt['model'])} tensors{temperature}")
-    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

@@ -19,10 +19,10 @@ import torch
 from tqdm import tqdm
 
 from purl.allocator import keep_freed_memory
-from purl.data.datadir import DataDirError
+from purl.entry import run_main
 from purl.evaluate import embed_data_dir
 from purl.settings import text_digest, write_record
-from purl.trainer import TrainError, model_from_checkpoint
+from purl.training.checkpoint import model_from_checkpoint
 from purl.vectors import embedding_settings, save_embeddings
 
 
@@ -42,7 +42,7 @@ def get_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main() -> int:
+def main() -> None:
     args = get_parser().parse_args()
     name = Path(sys.argv[0]).name
     keep_freed_memory()
@@ -52,25 +52,20 @@ def main() -> int:
     ark = Path(args.ark)
     record = ark.with_suffix(".settings")
     record.unlink(missing_ok=True)
-    try:
-        # Taken before the model is read: a checkpoint replaced meanwhile makes the record stale, not wrong.
-        settings = embedding_settings(text_digest(args.checkpoint), Path(args.data_dir) / "feats.scp",
-                                      num_crops=args.num_crops, crop_frames=args.crop_frames,
-                                      random_crop_seed=args.random_crop_seed)
-        model, _ = model_from_checkpoint(args.checkpoint)
-        model.to(device)
-        with tqdm(desc="embed", unit="utt", mininterval=10, file=sys.stdout) as bar:
-            utts, emb = embed_data_dir(model, args.data_dir, device=device,
-                                       num_crops=args.num_crops, crop_frames=args.crop_frames, on_batch=bar.update,
-                                       random_crop_seed=args.random_crop_seed)
-    except (DataDirError, TrainError, ValueError, OSError) as e:
-        print(f"{name}: {e}", file=sys.stderr)
-        return 1
+    # Taken before the model is read: a checkpoint replaced meanwhile makes the record stale, not wrong.
+    settings = embedding_settings(text_digest(args.checkpoint), Path(args.data_dir) / "feats.scp",
+                                  num_crops=args.num_crops, crop_frames=args.crop_frames,
+                                  random_crop_seed=args.random_crop_seed)
+    model, _ = model_from_checkpoint(args.checkpoint)
+    model.to(device)
+    with tqdm(desc="embed", unit="utt", mininterval=10, file=sys.stdout) as bar:
+        utts, emb = embed_data_dir(model, args.data_dir, device=device,
+                                   num_crops=args.num_crops, crop_frames=args.crop_frames, on_batch=bar.update,
+                                   random_crop_seed=args.random_crop_seed)
     save_embeddings(ark, utts, emb)
     write_record(record, settings)
     print(f"{name}: {len(utts)} embeddings of dimension {emb.shape[1]} on {device}")
-    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

@@ -12,7 +12,7 @@ import torch.nn as nn
 
 from purl.data.dataset import SpeakerBatchSampler
 from purl.losses import PurlLoss
-from purl.trainer import Distributed, SpeakerNet
+from purl.training.distributed import Distributed, SpeakerNet
 
 PAIRS, FRAMES, DIM = 10, 20, 80
 

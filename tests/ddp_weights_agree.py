@@ -7,10 +7,11 @@ import torch
 import torch.distributed as dist
 
 from purl.config import load_config
-from purl.trainer import Trainer
+from purl.stages.training import TrainingOutputs
+from purl.training.loop import Trainer
 
 config_path, data_dir, exp_dir, out = sys.argv[1:5]
-trainer = Trainer(load_config(config_path), data_dir, exp_dir, show_progress=False)
+trainer = Trainer(load_config(config_path), data_dir, TrainingOutputs(exp_dir), show_progress=False)
 trainer.train(stop_at_step=3)
 vector = torch.cat([p.detach().flatten() for p in trainer.net.parameters()])
 gathered = [torch.empty_like(vector) for _ in range(dist.get_world_size())]

@@ -14,7 +14,9 @@ from purl.data.datadir import DataDirError, read_kv, validate_data_dir, write_kv
 from purl.data.dataset import TrainingSet
 from purl.data.noise_corpora import prepare_musan, prepare_rirs
 from purl.features import compute_fbank, fbank_options
-from purl.trainer import Trainer, load_checkpoint
+from purl.stages.training import TrainingOutputs
+from purl.training.checkpoint import load_checkpoint
+from purl.training.loop import Trainer
 from tests.conftest import write_feature_dir, write_tone
 
 
@@ -133,7 +135,7 @@ def test_training_with_augmentation_reads_audio_and_learns(tmp_path, tiny_config
     config = load_config(tiny_config, ["optim.epochs=1", "train.average_last=1", "augment.prob=0.6",
                                        f"augment.noise={source_dir(tmp_path / 'noise')}",
                                        f"augment.rirs={source_dir(tmp_path / 'rirs', kind='rir')}"])
-    trainer = Trainer(config, data, tmp_path / "exp", show_progress=False)
+    trainer = Trainer(config, data, TrainingOutputs(tmp_path / "exp"), show_progress=False)
     try:
         assert isinstance(trainer.loader.dataset, WaveChunkDataset)
         final = trainer.train()
@@ -142,7 +144,7 @@ def test_training_with_augmentation_reads_audio_and_learns(tmp_path, tiny_config
     assert all(np.isfinite(v.numpy()).all() for v in load_checkpoint(final)["model"].values())
     (data / "wav.scp").unlink()
     with pytest.raises(DataDirError, match="wav.scp: missing; augmentation reads the audio"):
-        Trainer(config, data, tmp_path / "exp2", show_progress=False)
+        Trainer(config, data, TrainingOutputs(tmp_path / "exp2"), show_progress=False)
 
 
 def test_musan_and_rirs_trees_become_source_dirs(tmp_path):

@@ -21,7 +21,11 @@ from purl.embed import embed_utterances
 from purl.features import FeatureError, make_fbank_job
 from purl.models import build_model
 from purl.vectors import load_embeddings, read_vector
-from purl.trainer import Trainer, TrainError, model_from_checkpoint, save_atomic
+from purl.stages import training as training_stage
+from purl.stages.training import TrainingOutputs
+from purl.training.checkpoint import model_from_checkpoint, save_atomic
+from purl.training.errors import TrainError
+from purl.training.loop import Trainer
 from tests.conftest import ROOT, run_script, write_feature_dir, write_tone
 
 STANDIN_RUN_PL = ROOT / "tests" / "kaldi_standin" / "run.pl"
@@ -326,7 +330,7 @@ def test_1e_minus_3_in_yaml_is_a_float(tmp_path, tiny_config):
 
 def trained_exp(tmp_path, tiny_config):
     """An exp dir whose data record says it was trained on data A."""
-    train = load_step("train")
+    train = training_stage
     config = load_config(tiny_config)
     data = write_feature_dir(tmp_path / "a")
     exp = tmp_path / "exp"
@@ -352,7 +356,7 @@ def test_a_finished_run_is_not_skipped_for_other_data(tmp_path, tiny_config):
     proc = run_script(ROOT / "steps" / "train.py", "--set", "optim.epochs=1", "--set", "train.average_last=1",
                       tiny_config, b, exp, check=False)
     assert proc.returncode == 1 and "was trained on other data than" in proc.stderr
-    assert "skipping" not in proc.stdout and (exp / "models" / "final.pt").stat().st_mtime_ns == final
+    assert "skipping" not in proc.stdout + proc.stderr and (exp / "models" / "final.pt").stat().st_mtime_ns == final
 
 
 def test_training_resumes_on_the_same_data(tmp_path, tiny_config):
@@ -388,7 +392,7 @@ def test_held_out_trials_naming_utterances_without_features_stop_before_training
 def test_gpus_without_cuda_stop_instead_of_training_on_the_cpu(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(TrainError, match=r"--gpus 0,1: torch sees 0 CUDA device\(s\)"):
-        load_step("train").check_gpus("0,1")
+        training_stage.check_gpus("0,1")
 
 
 def test_features_of_another_dimension_are_refused_before_a_shape_error(tmp_path, tiny_config):
@@ -406,7 +410,7 @@ def test_features_of_another_dimension_are_refused_before_a_shape_error(tmp_path
     write_kv(data / "spk2utt", utt2spk_to_spk2utt(utt2spk))
     write_kv(data / "utt2num_frames", {u: 60 for u in utt2spk})
     with pytest.raises(DataDirError, match=r"'s0-u0' has 30-dim features, the model reads 80"):
-        Trainer(load_config(tiny_config), data, tmp_path / "exp", show_progress=False)
+        Trainer(load_config(tiny_config), data, TrainingOutputs(tmp_path / "exp"), show_progress=False)
     assert not (tmp_path / "exp" / "models").exists()
 
 

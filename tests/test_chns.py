@@ -10,7 +10,9 @@ import torch
 from purl.config import load_config
 from purl.data.chns import ClusterBatchSampler, speaker_clusters
 from purl.data.datadir import read_kv
-from purl.trainer import Trainer, load_checkpoint
+from purl.stages.training import TrainingOutputs
+from purl.training.checkpoint import load_checkpoint
+from purl.training.loop import Trainer
 from tests.conftest import write_feature_dir
 
 
@@ -57,7 +59,7 @@ def test_training_with_chns_reclusters_and_resumes_exactly(tmp_path, tiny_config
     overrides = ["chns.hard_ratio=0.5", "chns.num_clusters=2", "chns.refresh_every=1"]
 
     def train(exp, stop_at_step=None):
-        trainer = Trainer(load_config(tiny_config, overrides), data, exp, show_progress=False)
+        trainer = Trainer(load_config(tiny_config, overrides), data, TrainingOutputs(exp), show_progress=False)
         try:
             assert isinstance(trainer.sampler, ClusterBatchSampler)
             return trainer.train(stop_at_step=stop_at_step)

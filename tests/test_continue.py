@@ -10,7 +10,11 @@ import pytest
 import torch
 
 from purl.config import load_config
-from purl.trainer import Trainer, TrainError, load_checkpoint, warmup_cosine
+from purl.stages.training import TrainingOutputs
+from purl.training.checkpoint import load_checkpoint
+from purl.training.errors import TrainError
+from purl.training.loop import Trainer
+from purl.training.schedule import warmup_cosine
 from tests.conftest import TINY_CONFIG, write_feature_dir
 
 
@@ -37,7 +41,7 @@ def test_voxceleb_purl_phase_lr_goes_from_5_1e_4_to_0_over_epochs_200_to_229():
 
 
 def train(config, data, exp):
-    trainer = Trainer(config, data, exp, show_progress=False)
+    trainer = Trainer(config, data, TrainingOutputs(exp), show_progress=False)
     try:
         return trainer.train()
     finally:
@@ -53,7 +57,7 @@ def test_continuing_an_epoch_checkpoint_carries_adam_and_schedule_and_equals_tra
     start = tmp_path / "pretrain" / "models" / "epoch_2.pt"
     config = load_config(tiny_config, ["optim.epochs=3", "train.average_last=1",
                                        f"purl.init_checkpoint={start}", "purl.init_mode=continue"])
-    trainer = Trainer(config, data, tmp_path / "control", show_progress=False)
+    trainer = Trainer(config, data, TrainingOutputs(tmp_path / "control"), show_progress=False)
     trainer.resume_or_init()
     ckpt = load_checkpoint(start)
     assert (trainer.epoch, trainer.global_step) == (2, 8)
@@ -77,7 +81,7 @@ def test_continuing_an_epoch_checkpoint_carries_adam_and_schedule_and_equals_tra
 def test_weights_mode_starts_a_fresh_optimizer_and_schedule(tmp_path, one_epoch):
     tiny_config, data, models = one_epoch
     config = load_config(tiny_config, [f"purl.init_checkpoint={models / 'final.pt'}"])
-    trainer = Trainer(config, data, tmp_path / "update", show_progress=False)
+    trainer = Trainer(config, data, TrainingOutputs(tmp_path / "update"), show_progress=False)
     trainer.resume_or_init()
     assert (trainer.epoch, trainer.global_step) == (0, 0) and not trainer.optimizer.state_dict()["state"]
     trainer.close()
@@ -104,7 +108,7 @@ def test_continue_rejects_checkpoints_and_configs_it_cannot_carry_on(tmp_path, o
     tiny_config, data, models = one_epoch
     mode = [] if any("init_mode" in o for o in overrides) else ["purl.init_mode=continue"]
     config = load_config(tiny_config, overrides + mode + [f"purl.init_checkpoint={models / checkpoint}"])
-    trainer = Trainer(config, data, tmp_path / "update", show_progress=False)
+    trainer = Trainer(config, data, TrainingOutputs(tmp_path / "update"), show_progress=False)
     try:
         with pytest.raises(TrainError, match=message.replace("(", r"\(").replace(")", r"\)")):
             trainer.resume_or_init()

@@ -18,7 +18,7 @@ from sklearn.cluster import KMeans
 
 from purl.convert_original import ConversionError, convert_original_checkpoint, convert_state_dict, resnet_names
 from purl.models import ResNet
-from purl.trainer import model_from_checkpoint
+from purl.training.checkpoint import model_from_checkpoint
 from tests.conftest import ROOT, run_script
 from tests.test_models import _seed_and_one_thread  # noqa: F401 (autouse: seeded, one thread)
 

@@ -19,7 +19,8 @@ import kaldiio
 import pytest
 
 from purl.config import load_config
-from purl.trainer import Trainer
+from purl.stages.training import TrainingOutputs
+from purl.training.loop import Trainer
 from tests.conftest import ROOT, write_feature_dir
 from tests.test_use_model import readme_example_files, run_readme_example, wav_data_dir, write_threshold
 
@@ -66,7 +67,7 @@ def pip_install(bin_dir: Path, *args, cwd: Path) -> None:
 def trained_model(tmp_path: Path, tiny_config: Path) -> Path:
     """exp/tiny: a few steps of the project's trainer on generated features."""
     config = load_config(tiny_config)
-    trainer = Trainer(config, write_feature_dir(tmp_path / "train"), tmp_path / "exp" / "tiny", show_progress=False)
+    trainer = Trainer(config, write_feature_dir(tmp_path / "train"), TrainingOutputs(tmp_path / "exp" / "tiny"), show_progress=False)
     try:
         return trainer.train()
     finally:

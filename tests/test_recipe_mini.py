@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from purl.data.datadir import validate_data_dir
-from purl.trainer import load_checkpoint
+from purl.training.checkpoint import load_checkpoint
 from tests.conftest import copy_recipe, run_script
 
 TRAIN = "optim.epochs=1 data.samples_per_epoch=64 data.speakers_per_batch=8 data.chunk_frames=100 data.num_workers=0"

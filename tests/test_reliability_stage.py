@@ -54,7 +54,7 @@ def test_reliability_stage_reports_detection_and_writes_what_stage_5_needs(tmp_p
     speaker_index = {s: n for n, s in enumerate(sorted(set(utt2spk.values())))}
     utts = np.array([0, 1, 2, 3, 4, 5, 200])
     labels = np.array([speaker_index[utt2spk[names[u]]] for u in utts])
-    w = weights(utts, labels).numpy()
+    w = weights.pair_weights(utts, labels).numpy()
     assert w.shape == (7, 7) and np.allclose(w, w.T)
     assert labels[0] != labels[6] and w[0, 6] == 1.0  # pairs of different labels are not weighed
     a, b = next((a, b) for a in range(6) for b in range(a + 1, 6) if labels[a] == labels[b])

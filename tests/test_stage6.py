@@ -12,7 +12,8 @@ from purl.data.datadir import DataDirError, read_kv
 from purl.embed import embed_utterances
 from purl.models import build_model
 from purl.results import cohort_from_embeddings, collect_results, score_trial_lists
-from purl.trainer import TrainError, model_from_checkpoint, save_atomic
+from purl.training.checkpoint import model_from_checkpoint, save_atomic
+from purl.training.errors import TrainError
 from tests.conftest import ROOT, run_script, write_feature_dir
 
 

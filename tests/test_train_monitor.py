@@ -7,8 +7,9 @@ import io
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from purl.config import load_config
-from purl.trainer import Trainer
-from purl.train_monitor import LineProgress, progress
+from purl.stages.training import TrainingOutputs
+from purl.training.loop import Trainer
+from purl.training.monitor import LineProgress, progress
 from tests.conftest import write_feature_dir
 
 
@@ -21,7 +22,7 @@ def test_training_writes_tensorboard_events_and_train_png_each_epoch_and_plain_l
     data = write_feature_dir(tmp_path / "data")
     config = load_config(tiny_config)  # 4 steps per epoch, a CSV row every step
     exp = tmp_path / "exp"
-    trainer = Trainer(config, data, exp)
+    trainer = Trainer(config, data, TrainingOutputs(exp))
     assert trainer.train(stop_at_step=5) is None  # killed in epoch 2: no final.pt, so no end-of-run plot
     trainer.close()
     assert (exp / "train.png").is_file()  # drawn at the end of epoch 1
@@ -31,7 +32,7 @@ def test_training_writes_tensorboard_events_and_train_png_each_epoch_and_plain_l
     assert "\r" not in out
     assert "epoch 1/2: step 4/4" in out and "loss" in out
 
-    trainer = Trainer(config, data, exp)  # resumed from last.pt at step 4: step 5 is logged again, once
+    trainer = Trainer(config, data, TrainingOutputs(exp))  # resumed from last.pt at step 4: step 5 is logged again, once
     trainer.train()
     trainer.close()
     assert [s for s, _ in scalars(exp, "train/loss")] == [1, 2, 3, 4, 5, 6, 7, 8]

@@ -12,12 +12,14 @@ import torch
 
 from purl.config import ConfigError, load_config
 from purl.data.dataset import SpeakerBatchSampler, TrainingSet
-from purl.trainer import Trainer, load_checkpoint
+from purl.stages.training import TrainingOutputs
+from purl.training.checkpoint import load_checkpoint
+from purl.training.loop import Trainer
 from tests.conftest import ROOT, recipe_env, write_feature_dir
 
 
 def train(config, data, exp, **kwargs):
-    trainer = Trainer(config, data, exp, show_progress=False, **kwargs)
+    trainer = Trainer(config, data, TrainingOutputs(exp), show_progress=False, **kwargs)
     try:
         return trainer.train()
     finally:
@@ -30,7 +32,7 @@ def test_resume_gives_the_same_weights_as_training_straight(tmp_path, tiny_confi
     data = write_feature_dir(tmp_path / "data")
     config = [f"train.save_every_steps={save_every_steps}"]
     straight = train(load_config(tiny_config, config), data, tmp_path / "straight")
-    trainer = Trainer(load_config(tiny_config, config), data, tmp_path / "resumed", show_progress=False)
+    trainer = Trainer(load_config(tiny_config, config), data, TrainingOutputs(tmp_path / "resumed"), show_progress=False)
     assert trainer.train(stop_at_step=stop_at_step) is None
     trainer.close()
     resumed = train(load_config(tiny_config, config), data, tmp_path / "resumed")
@@ -133,7 +135,7 @@ def test_purl_with_reestimation_resumes_exactly(tmp_path, tiny_config):
 
     def run(exp, stop_at_step=None):
         weights = pair_weights_from_dir(rel_dir, data, reestimate_every=1, save_dir=exp / "reliability")
-        trainer = Trainer(config, data, exp, pair_weights_fn=weights, show_progress=False)
+        trainer = Trainer(config, data, TrainingOutputs(exp), callbacks=[weights], show_progress=False)
         try:
             return trainer.train(stop_at_step=stop_at_step)
         finally:

@@ -25,7 +25,7 @@ from purl.features import make_fbank_job
 from purl.metrics import compute_eer
 from purl.models import build_model
 from purl.results import score_trial_lists
-from purl.trainer import save_atomic
+from purl.training.checkpoint import save_atomic
 from tests.conftest import ROOT, recipe_env, write_tone
 
 

@@ -1,23 +1,62 @@
-"""Watching a training run: TensorBoard event files beside train.csv, train.png
-redrawn at every epoch end, and progress that suits where stdout goes.
+"""Watching a training run: the CSV rows, TensorBoard event files beside them,
+the curves redrawn at every epoch end, progress that suits where stdout goes,
+and the environment a reader needs to reproduce the run.
 
 ``tensorboard --logdir exp`` shows every run under exp/ by name: the scalars of
-train.csv's rows under ``train/`` (x: the global step) and the per-epoch figures
-of epochs.csv (mean loss, held-out cosines and EER) under ``epoch/`` (x: the
-global step at the epoch's end).
+the per-step rows under ``train/`` (x: the global step) and the per-epoch figures
+(mean loss, held-out cosines and EER) under ``epoch/`` (x: the global step at the
+epoch's end).
 """
 
 from __future__ import annotations
 
+import csv
 import math
 import os
+import platform
+import subprocess
 import sys
 import time
 from pathlib import Path
 
+import torch
 from tqdm import tqdm
 
 from purl.plots import plot_training_curves
+
+# The columns of the per-step CSV (a row every train.log_every steps);
+# wall_time: unix seconds when the row was written.
+STEP_FIELDS = ("step", "epoch", "lr", "loss", "supcon", "unlearn", "temperature",
+               "grad_norm", "n_clean", "n_noisy", "clean_ratio", "utt_per_s", "wall_time")
+EPOCH_FIELDS = ("epoch", "loss", "valid_target_cos", "valid_nontarget_cos", "valid_eer")
+
+
+class CsvLog:
+    """A CSV file opened for appending rows, keeping the earlier rows whose first
+    column is at most ``keep_until`` and dropping the rest (what a resumed run
+    will write again). ``float_format`` formats float values (None: as they are)."""
+
+    def __init__(self, path: str | os.PathLike, fields: tuple[str, ...], keep_until: int,
+                 float_format: str | None = None):
+        path = Path(path)
+        rows = []
+        if path.is_file():
+            with open(path, newline="") as f:
+                rows = [r for r in csv.DictReader(f) if int(r[fields[0]]) <= keep_until]
+        self.float_format = float_format
+        self.file = open(path, "w", newline="")
+        self.writer = csv.DictWriter(self.file, fieldnames=fields, extrasaction="ignore")
+        self.writer.writeheader()
+        self.writer.writerows(rows)
+
+    def write(self, row: dict) -> None:
+        if self.float_format is not None:
+            row = {k: (format(v, self.float_format) if isinstance(v, float) else v) for k, v in row.items()}
+        self.writer.writerow(row)
+        self.file.flush()
+
+    def close(self) -> None:
+        self.file.close()
 
 
 class TrainingMonitor:
@@ -43,7 +82,7 @@ class TrainingMonitor:
     def step(self, row: dict) -> None:
         """One train.csv row: every finite number but the step and epoch counters."""
         for key, value in row.items():
-            if key not in ("step", "epoch") and isinstance(value, (int, float)) and math.isfinite(value):
+            if key not in ("step", "epoch", "wall_time") and isinstance(value, (int, float)) and math.isfinite(value):
                 self.writer.add_scalar(f"train/{key}", value, row["step"])
 
     def epoch_end(self, global_step: int, figures: dict) -> None:
@@ -93,3 +132,24 @@ def progress(total: int, initial: int, desc: str, *, enabled: bool, every: int, 
         return LineProgress(total, initial, desc, every, file)
     return tqdm(total=total, initial=initial, disable=not enabled, desc=desc, unit="step", dynamic_ncols=True,
                 file=file)
+
+
+def environment_summary() -> dict:
+    """What a reader needs to reproduce a run: commit, versions, machine."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                                cwd=Path(__file__).resolve().parent, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    import numpy  # for their versions only
+    import sklearn
+    return {
+        "git_commit": commit or "unknown",
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "scikit-learn": sklearn.__version__,
+        "cuda": torch.version.cuda or "none",
+        "host": platform.node(),
+        "command": " ".join(sys.argv),
+    }

@@ -1,0 +1,1 @@
+"""Stage modules: the only code that knows the data/ and exp/ layouts."""

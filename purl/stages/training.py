@@ -1,0 +1,169 @@
+"""Stages 3 and 5: training (SupCon pretraining, the PURL update, the control run)
+into an exp dir, and the layout of that dir:
+
+    exp/<name>/config.yaml          the merged config
+    exp/<name>/environment.json     git commit, package versions, host, command
+    exp/<name>/data.settings        what the run trains on (labels, features, init checkpoint, pair weights)
+    exp/<name>/models/epoch_<N>.pt  the whole state after epoch N (to resume); models/last.pt, the newest
+    exp/<name>/models/final.pt      the average of the last train.average_last epochs: what stage 6 scores
+    exp/<name>/train.csv            a row per train.log_every steps, TensorBoard event files beside it
+    exp/<name>/epochs.csv           per-epoch mean loss and held-out target/non-target cosine and EER
+    exp/<name>/train.png            the curves, redrawn at every epoch end
+    exp/<name>/reliability/epoch_<N>/  the pair weights re-estimated with the model of epoch N
+    exp/<name>/log/                 the recipe's logs (steps/train.sh)
+
+A rerun resumes exactly from models/last.pt; a finished run (final.pt with the
+same config) is skipped; a run on other data or with another config stops,
+naming what differs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import yaml
+
+from purl.config import ConfigError, load_config
+from purl.data.datadir import validate_data_dir
+from purl.evaluate import held_out_figures
+from purl.pair_weights import pair_weights_from_dir
+from purl.settings import differences, read_record, scp_digest, stat_digest, text_digest, write_record
+from purl.training.callbacks import TrainingCallback, TrainingState
+from purl.training.checkpoint import load_checkpoint
+from purl.training.errors import TrainError
+from purl.training.loop import Trainer
+
+log = logging.getLogger(__name__)
+
+# Keys that set how a run uses the machine, not what it computes: a resumed run
+# may change them (e.g. fewer CPU threads on a busy machine).
+RESOURCE_KEYS = {("train", "threads"), ("data", "num_workers")}
+
+
+class TrainingOutputs:
+    """The paths of a training run's files in ``exp_dir`` (see the module docstring)."""
+
+    def __init__(self, exp_dir: str | os.PathLike):
+        self.exp_dir = Path(exp_dir)
+        self.models_dir = self.exp_dir / "models"
+        self.config_yaml = self.exp_dir / "config.yaml"
+        self.environment_json = self.exp_dir / "environment.json"
+        self.data_settings = self.exp_dir / "data.settings"
+        self.last_checkpoint = self.models_dir / "last.pt"
+        self.final_checkpoint = self.models_dir / "final.pt"
+        self.steps_csv = self.exp_dir / "train.csv"
+        self.epochs_csv = self.exp_dir / "epochs.csv"
+        self.reestimated_weights = self.exp_dir / "reliability"
+
+    def epoch_checkpoint(self, epoch: int) -> Path:
+        return self.models_dir / f"epoch_{epoch}.pt"
+
+
+class HeldOutValidation(TrainingCallback):
+    """Held-out target/non-target cosine and EER at each epoch end, on process 0,
+    from a data dir with features and trials."""
+
+    def __init__(self, data_dir: str | os.PathLike):
+        self.data_dir = data_dir
+
+    def on_epoch_end(self, state: TrainingState) -> dict | None:
+        if not state.dist.main:
+            return None
+        figures = held_out_figures(state.encoder, self.data_dir, device=next(state.encoder.parameters()).device)
+        state.encoder.train()
+        return figures
+
+
+def check_gpus(gpus: str) -> None:
+    """A run asked for GPUs must not fall back to the CPU without a word."""
+    wanted = [g for g in gpus.split(",") if g.strip()]
+    if not wanted:
+        return
+    import torch
+    found = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if found < len(wanted):
+        raise TrainError(
+            f"--gpus {gpus}: torch sees {found} CUDA device(s) (torch {torch.__version__}, CUDA build "
+            f"{torch.version.cuda or 'none'}, CUDA_VISIBLE_DEVICES='{os.environ.get('CUDA_VISIBLE_DEVICES', '')}'); "
+            "check nvidia-smi and that torch is a CUDA build, or train on the CPU with --gpus \"\"")
+
+
+def training_data_settings(config: dict, data_dir: str) -> dict:
+    """What a run's weights depend on beside its config: the data dir's labels
+    and features, and the files the config names (by content, not by path)."""
+    data = validate_data_dir(data_dir, require=("utt2spk", "spk2utt", "feats.scp", "utt2num_frames"))
+    record = {"utt2spk": text_digest(data.path / "utt2spk"), "feats": scp_digest(data.path / "feats.scp")}
+    if config["purl"]["init_checkpoint"]:
+        record["init_checkpoint"] = text_digest(config["purl"]["init_checkpoint"])
+    if config["purl"]["reliability"]:
+        rel = Path(config["purl"]["reliability"])
+        record["reliability"] = stat_digest(sorted(p for p in rel.glob("*") if p.is_file()))
+    return record
+
+
+def check_training_data(exp_dir: Path, record: dict, data_dir: str) -> None:
+    """Stops when exp_dir holds a run (finished or not) on other data."""
+    old = read_record(TrainingOutputs(exp_dir).data_settings)
+    diff = differences(old, record) if old is not None else []
+    if diff:
+        raise ConfigError(
+            f"{exp_dir} was trained on other data than {data_dir} ({'; '.join(diff)}); "
+            f"use a new exp dir, or delete {exp_dir} to start over")
+
+
+def record_training_data(exp_dir: Path, record: dict) -> None:
+    """Written once training can start (a run refused for bad input binds the
+    exp dir to nothing); a run from before records gets its record here."""
+    path = TrainingOutputs(exp_dir).data_settings
+    if int(os.environ.get("RANK", "0")) == 0 and read_record(path) is None:
+        exp_dir.mkdir(parents=True, exist_ok=True)
+        write_record(path, record)
+
+
+def config_differences(saved: Path, config: dict) -> list[str]:
+    """The keys (but the resource keys) whose values differ from the config saved in ``saved``."""
+    with open(saved) as f:
+        previous = yaml.safe_load(f)
+    return [f"{s}.{k}: {previous.get(s, {}).get(k)!r} -> {v!r}" for s, keys in config.items()
+            for k, v in keys.items() if previous.get(s, {}).get(k) != v and (s, k) not in RESOURCE_KEYS]
+
+
+def train_stage(config_path: str, overrides: list[str], data_dir: str, exp_dir: str | os.PathLike, *,
+                valid_data: str | None = None, gpus: str = "") -> None:
+    """Trains the model of ``config_path`` (with ``overrides``) on ``data_dir`` into ``exp_dir``;
+    with purl.init_checkpoint the model section comes from that checkpoint."""
+    check_gpus(gpus)
+    config = load_config(config_path, overrides)
+    if config["purl"]["init_checkpoint"]:
+        # A post-hoc update continues the pretrained model: same architecture.
+        config["model"] = load_checkpoint(config["purl"]["init_checkpoint"])["config"]["model"]
+    if valid_data:
+        # Checked now, not at the end of the first (unsaved) epoch: every
+        # utterance its trials name must have features.
+        validate_data_dir(valid_data, require=("utt2spk", "feats.scp", "utt2num_frames", "trials"))
+    outputs = TrainingOutputs(exp_dir)
+    data_record = training_data_settings(config, data_dir)
+    check_training_data(outputs.exp_dir, data_record, data_dir)
+    if outputs.config_yaml.is_file():
+        diff = config_differences(outputs.config_yaml, config)
+        if diff:
+            raise ConfigError(f"{outputs.config_yaml} was made with another config ({'; '.join(diff)}); "
+                              f"use a new exp dir, or delete {outputs.exp_dir} to start over")
+        if outputs.final_checkpoint.is_file():
+            log.info(f"{outputs.final_checkpoint} is complete; skipping (delete it to retrain)")
+            return
+    callbacks: list[TrainingCallback] = []
+    if config["purl"]["reliability"]:
+        callbacks.append(pair_weights_from_dir(
+            config["purl"]["reliability"], data_dir,
+            reestimate_every=config["purl"]["reestimate_every"], save_dir=outputs.reestimated_weights))
+    if valid_data:
+        callbacks.append(HeldOutValidation(valid_data))
+    trainer = Trainer(config, data_dir, outputs, callbacks=callbacks)
+    record_training_data(outputs.exp_dir, data_record)
+    try:
+        trainer.train()
+    finally:
+        trainer.close()

@@ -1,0 +1,59 @@
+"""The parts of a run built from its config, in the order the seeded random
+draws need (model weights first, then the sampler's own generator): changing
+the order changes the weights of every run."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from purl.data.augment import Augmenter, WaveChunkDataset
+from purl.data.chns import chns_sampler_or_plain
+from purl.data.dataset import ChunkDataset, TrainingSet, collate
+from purl.evaluate import check_feature_dim
+from purl.losses import build_loss
+from purl.models import build_model
+from purl.training.distributed import Distributed, SpeakerNet
+from purl.training.errors import TrainError
+
+
+def build_net(config: dict, data: TrainingSet, data_dir: str | os.PathLike, dist: Distributed,
+              has_pair_weights: bool) -> SpeakerNet:
+    """The encoder and loss of ``config`` on this process's device, checked
+    against the data's feature dimension."""
+    encoder = build_model(config["model"]["name"], **config["model"]["args"])
+    check_feature_dim(encoder, data_dir, data.utts[0], data.feats[0])
+    loss_cfg = dict(config["loss"])
+    loss = build_loss(loss_cfg.pop("type"), **loss_cfg)
+    if loss.needs_pair_weights and not has_pair_weights:
+        raise TrainError(f"loss.type={config['loss']['type']} needs pair weights: "
+                         "set purl.reliability to stage 4's output")
+    net = SpeakerNet(encoder, loss, dist, gather=config["train"]["gather_batch"] and dist.world_size > 1)
+    net.to(dist.device)
+    return net
+
+
+def build_loader(config: dict, data: TrainingSet, data_dir: str | os.PathLike, dist: Distributed, sampler):
+    """The DataLoader of the batches ``sampler`` draws: cached feature chunks,
+    or chunks computed from augmented audio when augment.prob > 0."""
+    d = config["data"]
+    dataset = ChunkDataset(data, d["chunk_frames"], d["spec_augment"], d["freq_mask"], d["time_mask"])
+    if config["augment"]["prob"] > 0:
+        dataset = WaveChunkDataset.from_data_dir(
+            data, data_dir, Augmenter.from_config(config["augment"]), chunk_frames=d["chunk_frames"],
+            spec_augment=d["spec_augment"], freq_mask=d["freq_mask"], time_mask=d["time_mask"])
+    return torch.utils.data.DataLoader(
+        dataset, batch_sampler=sampler, collate_fn=collate, num_workers=d["num_workers"],
+        pin_memory=dist.device.type == "cuda", persistent_workers=False,
+        prefetch_factor=4 if d["num_workers"] > 0 else None,
+    )
+
+
+def build_sampler(config: dict, data: TrainingSet, dist: Distributed):
+    """This process's share of the speaker batches (CHNS when chns.hard_ratio > 0)."""
+    d = config["data"]
+    return chns_sampler_or_plain(
+        config["chns"], data.labels, d["speakers_per_batch"], d["utts_per_speaker"], d["samples_per_epoch"],
+        seed=config["train"]["seed"], rank=dist.rank, world_size=dist.world_size,
+    )
