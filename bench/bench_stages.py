@@ -382,7 +382,7 @@ def run_all(work: Path, scale: Fraction, tree: bool, paper: bool) -> list[Row]:
     stage("3", "train.sh: data set, sampler, loader set-up + 5 steps of a tiny ECAPA-TDNN",
           f"steps/train.sh --gpus '' --overrides '{few_steps}' conf/supcon.yaml {noisy_dir} exp/supcon")
 
-    from purl.reliability import simulate_embeddings
+    from purl.testing import simulate_embeddings
 
     checkpoint = recipe / "exp" / "supcon" / "models" / "final.pt"
     sizes = np.bincount(true_labels)

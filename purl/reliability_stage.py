@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from purl.data.datadir import DataDir, DataDirError, subset_data_dir, write_text_atomic
-from purl.reliability import UTTS_FILE, PlotCounts, Reliability, evaluate_many, plot_reliability, suspected_mislabelled
+from purl.reliability import UTTS_FILE, PlotCounts, Reliability, detection_figures_of_fits, plot_reliability, suspected_mislabelled
 from purl.vectors import load_embeddings
 
 
@@ -60,7 +60,7 @@ def run_reliability(emb_scp: str | os.PathLike, data_dir: str | os.PathLike | Da
             fits.append(Reliability.fit(fits[0].embeddings, labels, name, settings, normalised=True, cache=cache))
         seconds.append(time.perf_counter() - start)
     plot_counts = PlotCounts(fits[0].params)  # the plot's data, gathered by the evaluation's pass
-    evaluated = evaluate_many(fits, true_labels, threshold, plot_counts)
+    evaluated = detection_figures_of_fits(fits, true_labels, threshold, plot_counts)
     for rel, fit_seconds, (figures, _) in zip(fits, seconds, evaluated):
         figures["fit_seconds"] = fit_seconds
         report["compare"][rel.estimator] = figures

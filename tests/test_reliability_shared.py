@@ -5,7 +5,8 @@ import dataclasses
 
 import numpy as np
 
-from purl.reliability import Reliability, simulate_embeddings
+from purl.reliability import Reliability
+from purl.testing import simulate_embeddings
 
 
 def _same_params(a, b) -> None:
@@ -35,13 +36,13 @@ def test_shared_cache_refits_for_other_settings():
 
 
 def test_plot_counts_from_the_evaluation_pass_equal_the_plots_own_scan():
-    from purl.reliability import PlotCounts, evaluate_many, iter_speaker_blocks
+    from purl.reliability import PlotCounts, detection_figures_of_fits, iter_speaker_blocks
 
     emb, labels, true = simulate_embeddings(np.array([2, 30, 40, 60, 45]), dim=32, noise_rate=0.2, seed=8)
     rel = Reliability.fit(emb, labels, "histogram")
     for truth in (true, None):
         gathered = PlotCounts(rel.params)
-        evaluate_many([rel], truth, 0.5, gathered)
+        detection_figures_of_fits([rel], truth, 0.5, gathered)
         own = PlotCounts(rel.params)
         codes = None if truth is None else np.unique(truth, return_inverse=True)[1]
         for s, utts, gram, upper in iter_speaker_blocks(rel.embeddings, rel.index):

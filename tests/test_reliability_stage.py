@@ -10,7 +10,7 @@ import pytest
 
 from purl.data.datadir import DataDirError, utt2spk_to_spk2utt, validate_data_dir, write_kv
 from purl.pair_weights import pair_weights_from_dir
-from purl.reliability import simulate_embeddings
+from purl.testing import simulate_embeddings
 from tests.conftest import ROOT, run_script
 
 
