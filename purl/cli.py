@@ -284,7 +284,7 @@ def cmd_clean(args) -> int:
     import purl
     from purl.data.datadir import validate_data_dir
     from purl.reliability import ESTIMATORS
-    from purl.reliability_stage import run_reliability
+    from purl.stages.reliability import run_reliability
     from purl.vectors import save_embeddings
 
     if args.estimator not in ESTIMATORS:

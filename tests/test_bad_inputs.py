@@ -493,16 +493,17 @@ def test_extraction_rerun_with_other_crops_re_extracts(tmp_path, tiny_config):
     assert "num_crops: 3 -> 0" in proc.stderr
 
 
-def test_reliability_rerun_with_another_estimator_refits(tmp_path, monkeypatch, capsys):
+def test_reliability_rerun_with_another_estimator_refits(tmp_path, monkeypatch, caplog):
     from tests.test_reliability_stage import noisy_dir_with_embeddings
 
     data, scp, _ = noisy_dir_with_embeddings(tmp_path, speakers=6, utts=12)
     out = tmp_path / "rel"
     reliability = load_step("reliability")  # in this process: no second interpreter start
+    caplog.set_level("INFO")
     for estimator in ("histogram", "global"):
         monkeypatch.setattr("sys.argv", ["reliability.py", "--estimator", estimator, str(scp), str(data), str(out)])
         assert reliability.main() == 0
-    assert "estimator: 'histogram' -> 'global'" in capsys.readouterr().out
+    assert "estimator: 'histogram' -> 'global'" in caplog.text
     assert '"estimator": "global"' in (out / "report.json").read_text()
 
 

@@ -47,7 +47,7 @@ def test_reliability_stage_reports_detection_and_writes_what_stage_5_needs(tmp_p
     assert len(cleaned) == len(utt2spk) - len(suspected) and not set(suspected) & set(cleaned.utts)
     rerun = run_script(ROOT / "steps" / "reliability.py", "--compare", "sklearn,global", "--clean-dir",
                        tmp_path / "cleaned", scp, data, out)
-    assert "skipping" in rerun.stdout
+    assert "skipping" in rerun.stderr
 
     weights = pair_weights_from_dir(out, data)
     names = sorted(utt2spk)

@@ -16,7 +16,7 @@ from purl.data.datadir import DataDir, read_kv, split_data_dir, utt2spk_to_spk2u
 from purl.data.dataset import SpeakerBatchSampler
 from purl.pair_weights import pair_weights_from_dir
 from purl.testing import simulate_embeddings
-from purl.reliability_stage import run_reliability
+from purl.stages.reliability import run_reliability
 from purl.vectors import load_embeddings
 from tests.test_reliability_stage import noisy_dir_with_embeddings
 
