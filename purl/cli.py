@@ -20,13 +20,9 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from purl.errors import PurlError
+from purl.errors import PurlError, UsageError
 
 PROG = "purl"
-
-
-class UsageError(PurlError, ValueError):
-    """A command line or input file the command cannot use."""
 
 
 def _formatter(prog):

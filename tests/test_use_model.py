@@ -24,7 +24,7 @@ from purl.embed import embed_utterances
 from purl.features import make_fbank_job
 from purl.metrics import compute_eer
 from purl.models import build_model
-from purl.results import score_trial_lists
+from purl.stages.scoring import score_trial_lists
 from purl.trainer import save_atomic
 from tests.conftest import ROOT, recipe_env, write_tone
 
