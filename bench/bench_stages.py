@@ -188,7 +188,8 @@ def write_fbank_jobs(data: Path, fbank_root: Path, rng: np.random.Generator) -> 
     job, every utterance pointing at one, and each job's settings record made by
     the stage's own function, so that make_fbank.sh takes the jobs as done."""
     from purl.data.datadir import read_kv
-    from purl.features import MIN_FRAMES, ArkWriter, fbank_dir_for, fbank_job_settings
+    from purl.features import MIN_FRAMES, ArkWriter
+    from purl.stages.features import fbank_dir_for, fbank_job_settings
     from purl.settings import write_record
 
     fbank = fbank_dir_for(data, fbank_root).resolve()

@@ -18,7 +18,8 @@ from purl.config import ConfigError, load_config
 from purl.data.datadir import DataDirError, fix_data_dir, read_kv, utt2spk_to_spk2utt, validate_data_dir, write_kv
 from purl.data.dataset import load_features
 from purl.embed import embed_utterances
-from purl.features import FeatureError, make_fbank_job
+from purl.features import FeatureError
+from purl.stages.features import make_fbank_job
 from purl.models import build_model
 from purl.vectors import load_embeddings, read_vector
 from purl.trainer import Trainer, TrainError, model_from_checkpoint, save_atomic

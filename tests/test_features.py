@@ -18,9 +18,9 @@ from purl.features import (
     compress_speech_feature,
     compute_fbank,
     fbank_options,
-    make_fbank_job,
     num_frames,
 )
+from purl.stages.features import make_fbank_job
 from tests.conftest import ROOT, run_script, write_tone
 
 
