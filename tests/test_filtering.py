@@ -69,7 +69,7 @@ def test_filter_data_dir_writes_a_valid_filtered_dir_skips_same_settings_and_red
     assert len(kept) == 5 and kept.speakers == ["spk00", "spk01", "spk02"]
     removed = [line.split()[0] for line in (out / "removed").read_text().splitlines()]
     assert sorted(removed + kept.utts) == sorted(utt2spk)
-    assert "same settings; skipping" in run_script(ROOT / "steps" / "filter_data_dir.py", scp, data, out).stderr
+    assert "same settings and inputs; skipping" in run_script(ROOT / "steps" / "filter_data_dir.py", scp, data, out).stderr
     proc = run_script(ROOT / "steps" / "filter_data_dir.py", "--keep-ratio", "0.75", scp, data, out)
     assert "keep_ratio: 0.5 -> 0.75" in proc.stderr and len(validate_data_dir(out)) == 8
 

@@ -120,8 +120,8 @@ def test_scoring_rerun_reuses_same_inputs_and_rescores_when_one_differs(tmp_path
     first = run_scoring(scp, out, [tmp_path / "trials"], top_k=5)
     (out / "results.md").write_text("a marker that a rescoring would overwrite\n")
     assert run_scoring(scp, out, [tmp_path / "trials"], top_k=5) == first
-    assert "reusing" in caplog.text and (out / "results.md").read_text().startswith("a marker")
+    assert "skipping" in caplog.text and (out / "results.md").read_text().startswith("a marker")
     (tmp_path / "trials").write_text(trials.replace("s0-u0 s0-u1 target\n", ""))
     run_scoring(scp, out, [tmp_path / "trials"], top_k=5, results=tmp_path / "RESULTS.md")
-    assert "scored from other inputs (trials:" in caplog.text and "|" in (out / "results.md").read_text()
+    assert "other settings or inputs (trials:" in caplog.text and "|" in (out / "results.md").read_text()
     assert "## m" in (tmp_path / "RESULTS.md").read_text()

@@ -6,7 +6,6 @@ name and renamed, so a killed run leaves no dir that looks complete."""
 
 from __future__ import annotations
 
-import logging
 import os
 import shutil
 from pathlib import Path
@@ -16,10 +15,8 @@ import numpy as np
 from purl.data.datadir import DataDir, DataDirError, subset_data_dir
 from purl.fileio import temp_path, write_text_atomic
 from purl.filtering import FilterError, centroid_filter
-from purl.settings import differences, read_record, text_digest, write_record
+from purl.settings import text_digest, up_to_date, write_record
 from purl.vectors import XVECTOR_SETTINGS, load_embeddings
-
-log = logging.getLogger(__name__)
 
 SETTINGS = "filter.settings"  # in the filtered dir
 REMOVED = "removed"
@@ -45,12 +42,8 @@ def run_filtering(xvector_scp: str | os.PathLike, data_dir: str | os.PathLike, o
     if not Path(xvector_scp).is_file():
         raise DataDirError(f"{xvector_scp}: no such embedding index (run steps/extract_embeddings.sh first)")
     record = filter_settings(xvector_scp, data_dir, keep_ratio)
-    old = read_record(out / SETTINGS)
-    if old is not None and not differences(old, record) and (out / "utt2spk").is_file():
-        log.info("%s was made from the same settings; skipping (delete it to redo)", out)
+    if up_to_date(out / SETTINGS, record, out, complete=(out / "utt2spk").is_file()):
         return None
-    if old is not None:
-        log.info("%s was made from other settings (%s); filtering again", out, "; ".join(differences(old, record)))
     data = DataDir(data_dir)
     utts, emb = load_embeddings(xvector_scp)
     row = {u: i for i, u in enumerate(utts)}

@@ -5,7 +5,6 @@ the same record is skipped, with another one redone."""
 
 from __future__ import annotations
 
-import logging
 import os
 import shutil
 from pathlib import Path
@@ -13,9 +12,7 @@ from pathlib import Path
 from purl.data.datadir import UTT_FILES, DataDir, utt2spk_to_spk2utt, write_kv
 from purl.fileio import atomic_path
 from purl.noise import relabel
-from purl.settings import differences, read_record, text_digest, write_record
-
-log = logging.getLogger(__name__)
+from purl.settings import text_digest, up_to_date, write_record
 
 SETTINGS = "noise.settings"  # in the noisy dir, written last
 
@@ -57,13 +54,8 @@ def run_noise(src: str | os.PathLike, dst: str | os.PathLike, rate: float, seed:
     ``dst`` was made from the same settings."""
     dst = Path(dst)
     record = noise_settings(src, rate, seed)
-    old = read_record(dst / SETTINGS)
-    if old is not None and not differences(old, record) and (dst / "utt2spk").is_file():
-        log.info("%s was made from the same settings; skipping (delete it to redo)", dst)
+    if up_to_date(dst / SETTINGS, record, dst, complete=(dst / "utt2spk").is_file()):
         return None
-    if old is not None:
-        log.info("%s was made from other settings (%s); making it again", dst, "; ".join(differences(old, record)))
-    (dst / SETTINGS).unlink(missing_ok=True)
     summary = make_noisy_data_dir(src, dst, rate, seed)
     write_record(dst / SETTINGS, record)
     return summary

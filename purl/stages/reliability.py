@@ -34,7 +34,7 @@ from purl.reliability import (
     plot_reliability,
     suspected_mislabelled,
 )
-from purl.settings import differences, read_record, text_digest, write_record
+from purl.settings import text_digest, up_to_date, write_record
 from purl.vectors import XVECTOR_SETTINGS, load_embeddings
 
 log = logging.getLogger(__name__)
@@ -115,14 +115,8 @@ def run_stage(xvector_scp: str | os.PathLike, data_dir: str | os.PathLike, out_d
     if not Path(xvector_scp).is_file():
         raise DataDirError(f"{xvector_scp}: no such embedding index (run steps/extract_embeddings.sh first)")
     record = stage_settings(xvector_scp, data_dir, config, clean_dir)
-    if (out / REPORT_JSON).is_file():
-        old = read_record(out / SETTINGS)
-        if old is not None and not differences(old, record):
-            log.info("%s is complete; skipping (delete it to redo)", out / REPORT_JSON)
-            return json.loads((out / REPORT_JSON).read_text(encoding="utf-8"))
-        why = "; ".join(differences(old, record)) if old is not None else f"no {out / SETTINGS}"
-        log.info("%s was made from other settings or inputs (%s); fitting again", out, why)
-    (out / SETTINGS).unlink(missing_ok=True)
+    if up_to_date(out / SETTINGS, record, out, complete=(out / REPORT_JSON).is_file()):
+        return json.loads((out / REPORT_JSON).read_text(encoding="utf-8"))
     report = run_reliability(xvector_scp, data, out, estimator=config["estimator"], compare=tuple(config["compare"]),
                              threshold=config["threshold"], clean_dir=clean_dir, settings=gmm_settings(config))
     write_record(out / SETTINGS, record)

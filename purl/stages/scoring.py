@@ -21,7 +21,7 @@ from purl.evaluate import trial_indices
 from purl.fileio import write_text_atomic
 from purl.metrics import eer_from_points, metrics_from_points, operating_points, plot_det
 from purl.scoring import as_norm, score_trials, speaker_means
-from purl.settings import differences, read_record, text_digest, write_record
+from purl.settings import text_digest, up_to_date, write_record
 from purl.vectors import XVECTOR_SETTINGS, load_embeddings, read_vector
 
 log = logging.getLogger(__name__)
@@ -190,15 +190,9 @@ def run_scoring(xvector_scp: str | os.PathLike, scores_dir: str | os.PathLike, t
     inputs; with ``results``, every exp/*/scores/results.md collected there."""
     scores_dir = Path(scores_dir)
     record = score_settings(xvector_scp, trials, top_k, mean, cohort, cohort_utt2spk)
-    old = read_record(scores_dir / SETTINGS)
-    if old is not None and not differences(old, record) and (scores_dir / RESULTS_JSON).is_file():
-        log.info("%s: scored from the same inputs; reusing them", scores_dir)
+    if up_to_date(scores_dir / SETTINGS, record, scores_dir, complete=(scores_dir / RESULTS_JSON).is_file()):
         scored = json.loads((scores_dir / RESULTS_JSON).read_text(encoding="utf-8"))
     else:
-        if old is not None:
-            log.info("%s was scored from other inputs (%s); scoring again", scores_dir,
-                     "; ".join(differences(old, record)))
-        (scores_dir / SETTINGS).unlink(missing_ok=True)
         mean_vector = read_vector(mean) if mean else None
         cohort_means = cohort_from_embeddings(cohort, cohort_utt2spk) if cohort else None
         scored = score_trial_lists(xvector_scp, [Path(t) for t in trials], scores_dir,
