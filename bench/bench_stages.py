@@ -188,7 +188,8 @@ def write_fbank_jobs(data: Path, fbank_root: Path, rng: np.random.Generator) -> 
     job, every utterance pointing at one, and each job's settings record made by
     the stage's own function, so that make_fbank.sh takes the jobs as done."""
     from purl.data.datadir import read_kv
-    from purl.features import MIN_FRAMES, ArkWriter
+    from purl.features import MIN_FRAMES
+    from purl.kaldi_io import ArkWriter
     from purl.stages.features import fbank_dir_for, fbank_job_settings
     from purl.settings import write_record
 
@@ -217,7 +218,7 @@ def write_fbank_jobs(data: Path, fbank_root: Path, rng: np.random.Generator) -> 
 def write_embeddings(out: Path, utts: list[str], emb: np.ndarray, nj: int) -> None:
     """An embedding set as extract_embeddings.sh leaves it: nj arks with scps,
     and the merged xvector.scp (for inputs that no timed row extracts)."""
-    from purl.vectors import save_embeddings
+    from purl.kaldi_io import save_embeddings
 
     out.mkdir(parents=True, exist_ok=True)
     bounds = np.linspace(0, len(utts), nj + 1).astype(int)
@@ -232,11 +233,12 @@ def write_embedding_jobs(checkpoint: Path, data: Path, out: Path, row_of: dict[s
                          options: dict) -> None:
     """What extract_embeddings.sh's NJ jobs leave behind: per job the ark and scp
     of its part's utterances and its settings record, made by the stage's own
-    functions (the split steps/embedding_jobs.py makes, purl.vectors), so that
+    functions (the split steps/embedding_jobs.py makes, purl.stages.embeddings), so that
     the script takes the jobs as done and plans and merges only."""
     from purl.data.datadir import read_kv, split_data_dir
     from purl.settings import text_digest, write_record
-    from purl.vectors import embedding_settings, save_embeddings
+    from purl.kaldi_io import save_embeddings
+    from purl.stages.embeddings import embedding_settings
 
     out.mkdir(parents=True, exist_ok=True)
     digest = text_digest(checkpoint)

@@ -154,7 +154,7 @@ def embed_all(model, items: list[tuple[str, str]], what: str = "") -> np.ndarray
 
 def cmd_embed(args) -> int:
     from purl.data.datadir import write_text_atomic
-    from purl.vectors import save_embeddings
+    from purl.kaldi_io import save_embeddings
 
     items = wav_list(args)
     out = Path(args.out)
@@ -281,7 +281,7 @@ def cmd_clean(args) -> int:
     from purl.data.datadir import validate_data_dir
     from purl.reliability import ESTIMATORS
     from purl.stages.reliability import run_reliability
-    from purl.vectors import save_embeddings
+    from purl.kaldi_io import save_embeddings
 
     if args.estimator not in ESTIMATORS:
         raise UsageError(f"--estimator {args.estimator}: choose from {', '.join(sorted(ESTIMATORS))}")

@@ -17,7 +17,7 @@ from purl.data.dataset import SpeakerBatchSampler
 from purl.pair_weights import pair_weights_from_dir
 from purl.testing import simulate_embeddings
 from purl.stages.reliability import run_reliability
-from purl.vectors import load_embeddings
+from purl.kaldi_io import load_embeddings
 from tests.test_reliability_stage import noisy_dir_with_embeddings
 
 UTTS, SPEAKERS = 6000, 60

@@ -34,12 +34,12 @@ from purl.features import (
     FRAME_LENGTH_S,
     FRAME_SHIFT_S,
     MIN_FRAMES,
-    ArkWriter,
     FeatureError,
     compute_fbank,
     fbank_options,
     num_frames,
 )
+from purl.kaldi_io import ArkWriter
 from purl.settings import audio_digest, differences, matches, read_record, scp_digest, write_record
 
 log = logging.getLogger(__name__)

@@ -16,7 +16,8 @@ from purl.data.datadir import DataDir, DataDirError, subset_data_dir
 from purl.fileio import temp_path, write_text_atomic
 from purl.filtering import FilterError, centroid_filter
 from purl.settings import text_digest, up_to_date, write_record
-from purl.vectors import XVECTOR_SETTINGS, load_embeddings
+from purl.kaldi_io import load_embeddings
+from purl.stages.embeddings import XVECTOR_SETTINGS
 
 SETTINGS = "filter.settings"  # in the filtered dir
 REMOVED = "removed"

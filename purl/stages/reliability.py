@@ -35,7 +35,8 @@ from purl.reliability import (
     suspected_mislabelled,
 )
 from purl.settings import text_digest, up_to_date, write_record
-from purl.vectors import XVECTOR_SETTINGS, load_embeddings
+from purl.kaldi_io import load_embeddings
+from purl.stages.embeddings import XVECTOR_SETTINGS
 
 log = logging.getLogger(__name__)
 
