@@ -153,7 +153,7 @@ def embed_all(model, items: list[tuple[str, str]], what: str = "") -> np.ndarray
 
 
 def cmd_embed(args) -> int:
-    from purl.data.datadir import write_text_atomic
+    from purl.fileio import write_atomic, write_text_atomic
     from purl.kaldi_io import save_embeddings
 
     items = wav_list(args)
@@ -165,9 +165,7 @@ def cmd_embed(args) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     utts = [u for u, _ in items]
     if out.suffix == ".npy":
-        tmp = out.with_name(out.stem + ".tmp.npy")
-        np.save(tmp, emb)
-        tmp.replace(out)
+        write_atomic(out, lambda f: np.save(f, emb))
         index = out.with_suffix(".utts")
         write_text_atomic(index, "".join(f"{u}\n" for u in utts))
         print(f"{PROG} embed: {len(utts)} embeddings of dimension {emb.shape[1]} -> {out} (rows in the order of {index})")
@@ -221,8 +219,8 @@ def read_wav_trials(path: Path) -> list[tuple[str, str, bool | None]]:
 
 
 def cmd_score(args) -> int:
-    from purl.data.datadir import write_text_atomic
-    from purl.metrics import evaluate
+    from purl.fileio import write_atomic, write_text_atomic
+    from purl.metrics import eer_and_min_dcf
 
     trials_path = Path(args.trials)
     trials = read_wav_trials(trials_path)
@@ -240,7 +238,7 @@ def cmd_score(args) -> int:
         if labels.all() or not labels.any():
             raise UsageError(f"{trials_path}: has no {'non-target' if labels.all() else 'target'} trials; "
                              "EER needs both")
-        figures = evaluate(scores, labels)
+        figures = eer_and_min_dcf(scores, labels)
         summary = {"trials": str(trials_path), "n_trials": len(trials), "eer_percent": 100 * figures["eer"],
                    "min_dcf_0.01": figures["min_dcf_0.01"], "min_dcf_0.05": figures["min_dcf_0.05"]}
         write_text_atomic(out.with_name(out.name + ".json"), json.dumps(summary, indent=1) + "\n")

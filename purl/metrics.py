@@ -26,6 +26,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from purl.fileio import atomic_path
+
 # Tick positions of a classic NIST DET plot, in percent.
 DET_TICKS_PERCENT = (0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 40)
 
@@ -172,7 +174,7 @@ def metrics_from_points(op: OperatingPoints, p_targets=(0.01, 0.05)) -> dict:
     return figures
 
 
-def evaluate(scores, labels, p_targets=(0.01, 0.05)) -> dict:
+def eer_and_min_dcf(scores, labels, p_targets=(0.01, 0.05)) -> dict:
     """EER and minDCF at each p_target (c_miss = c_fa = 1), sorting once.
 
     Returns e.g. ``{"eer": 0.0123, "min_dcf_0.01": 0.134, "min_dcf_0.05": 0.087}``
@@ -239,11 +241,5 @@ def plot_det(curves: dict, path, title="DET curve"):
     ax.legend(loc="upper right", fontsize="small")
     fig.tight_layout()
 
-    directory, base = os.path.split(path)
-    tmp = os.path.join(directory, f".{base}.tmp{os.getpid()}")
-    try:
+    with atomic_path(path) as tmp:
         fig.savefig(tmp, format=ext, dpi=120)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)

@@ -8,6 +8,8 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
+from purl.fileio import atomic_path
+
 
 def _read_csv(path: Path) -> dict[str, list[float]]:
     columns: dict[str, list[float]] = {}
@@ -25,9 +27,8 @@ def _read_csv(path: Path) -> dict[str, list[float]]:
 
 def save_figure(fig: Figure, path: str | os.PathLike) -> None:
     path = Path(path)
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format=path.suffix.lstrip(".") or "png", dpi=110, bbox_inches="tight")
 
 
 def plot_training_curves(exp_dir: str | os.PathLike) -> Path:

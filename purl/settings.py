@@ -21,6 +21,7 @@ import logging
 import os
 from pathlib import Path
 from typing import Iterable, Mapping
+from purl.fileio import atomic_path
 from purl.errors import PurlError
 
 
@@ -80,10 +81,8 @@ def read_record(path: str | os.PathLike) -> dict | None:
 
 
 def write_record(path: str | os.PathLike, record: Mapping) -> None:
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(dict(record), indent=1, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(dict(record), indent=1, sort_keys=True) + "\n", encoding="utf-8")
 
 
 def differences(old: Mapping, new: Mapping) -> list[str]:

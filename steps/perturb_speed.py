@@ -14,6 +14,8 @@ import sys
 from pathlib import Path
 
 from purl.data.perturb import perturb_speed
+from purl.errors import UsageError
+from purl.entry import run_main
 
 
 def main() -> int:
@@ -29,13 +31,12 @@ def main() -> int:
         return 0
     try:
         factors = [float(f) for f in args.factors.split(",") if f]
-        n = perturb_speed(args.src, args.dst, factors, args.sample_rate)
-    except ValueError as e:  # a DataDirError, or a factor that is not a number
-        print(f"{name}: {e}", file=sys.stderr)
-        return 1
+    except ValueError as e:
+        raise UsageError(f"--factors {args.factors}: {e}") from e
+    n = perturb_speed(args.src, args.dst, factors, args.sample_rate)
     print(f"{name}: wrote {args.dst} ({n} utterances, factors {args.factors})")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

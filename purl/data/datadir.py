@@ -28,7 +28,9 @@ from contextlib import contextmanager
 from operator import itemgetter
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
+
 from purl.errors import PurlError
+from purl.fileio import write_text_atomic  # also imported from here by modules of another change
 
 # Files keyed by utterance whose keys must agree with utt2spk.
 UTT_FILES = ("wav.scp", "utt2spk", "utt2dur", "feats.scp", "utt2num_frames", "utt2truespk")
@@ -140,18 +142,6 @@ def write_kv(path: str | os.PathLike, table: Mapping[str, object] | Iterable[tup
             value = " ".join(value)
         lines.append(f"{key} {value}\n")
     write_text_atomic(path, "".join(lines))
-
-
-def write_text_atomic(path: str | os.PathLike, text: str) -> None:
-    """Writes under a temporary name and renames; an unchanged file is left alone,
-    so that its time stamp keeps telling later stages that nothing changed."""
-    path = Path(path)
-    if path.is_file() and path.stat().st_size == len(text.encode("utf-8")) and path.read_text(encoding="utf-8") == text:
-        return
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 def utt2spk_to_spk2utt(utt2spk: Mapping[str, str]) -> "OrderedDict[str, list[str]]":
@@ -442,7 +432,7 @@ def split_data_dir(path: str | os.PathLike, nj: int) -> list[Path]:
     """
     data = DataDir(path)
     if nj < 1:
-        raise ValueError(f"split_data_dir: nj must be >= 1, got {nj}")
+        raise DataDirError(f"split_data_dir: nj must be >= 1, got {nj}")
     if nj > len(data):
         raise DataDirError(f"{data.path}: cannot split {len(data)} utterances into {nj} jobs (use --nj {len(data)} or fewer)")
     root = data.path / f"split{nj}"
