@@ -7,13 +7,14 @@ training set's embeddings, top --top-k per side); writes <scores-dir>/<list>.
 {cosine,as-norm}.score, det_<list>.png, results.md and threshold.json (the
 cosine EER threshold of the first list and the --mean vector: what
 purl.load_model and `purl compare` decide with), prints the table, and with
---results collects every exp/*/scores/results.md into one RESULTS.md.
+--results collects every exp/*/scores/results.md into one file (recipes:
+exp/RESULTS.md).
 <scores-dir>/settings records what the scores were made from (embeddings,
 mean, cohort, top-k, trial lists): a rerun from the same inputs reuses them.
 
 e.g.: python steps/score.py --mean exp/m/embeddings/train/mean.vec \\
         --cohort exp/m/embeddings/train/xvector.scp --cohort-utt2spk data/train/utt2spk \\
-        --results RESULTS.md exp/m/embeddings/vox1/xvector.scp exp/m/scores \\
+        --results exp/RESULTS.md exp/m/embeddings/vox1/xvector.scp exp/m/scores \\
         data/vox1/trials_vox1_O data/vox1/trials_vox1_E data/vox1/trials_vox1_H
 """
 

@@ -103,7 +103,7 @@ if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
     steps/average_embeddings.py $m/embeddings/eval/xvector.scp $test/enroll_avg $m/embeddings/eval_avg
     steps/extract_embeddings.sh --nj $nj --cmd "$cmd" --gpus "$gpus" $m/models/final.pt $cohort $m/embeddings/cohort
     steps/score.py --mean $m/embeddings/cohort/mean.vec --cohort $m/embeddings/cohort/xvector.scp \
-      --cohort-utt2spk $cohort/utt2spk --top-k 300 --results RESULTS.md \
+      --cohort-utt2spk $cohort/utt2spk --top-k 300 --results exp/RESULTS.md \
       $m/embeddings/eval_avg/xvector.scp $m/scores $test/trials_concat $test/avg_enroll_trials
   done
   log "Stage 6 done in ${SECONDS}s"

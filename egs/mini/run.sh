@@ -140,7 +140,7 @@ if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
     [ "$score_mean" = false ] || norm=(--mean $model/embeddings/train/mean.vec)
     steps/score.py "${norm[@]}" \
       --cohort $model/embeddings/train/xvector.scp --cohort-utt2spk $data/utt2spk --top-k 50 \
-      --results RESULTS.md $model/embeddings/test/xvector.scp $model/scores $test/trials
+      --results exp/RESULTS.md $model/embeddings/test/xvector.scp $model/scores $test/trials
   done
   labels=noisy; [ "$noise_rate" != 0 ] || labels=given  # the labels the models trained on
   rows=("SupCon, $labels labels=$pretrain" "$labels + control=$control"

@@ -180,7 +180,7 @@ if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
       norm=(--mean $m/embeddings/cohort/mean.vec)
     fi
     [ "$scoring" != asnorm ] || norm+=(--cohort $m/embeddings/cohort/xvector.scp --cohort-utt2spk $cohort/utt2spk --top-k 300)
-    steps/score.py "${norm[@]}" --results RESULTS.md \
+    steps/score.py "${norm[@]}" --results exp/RESULTS.md \
       $m/embeddings/vox1/xvector.scp $m/scores $trials
   done
   log "Stage 6 done in ${SECONDS}s"

@@ -1,5 +1,6 @@
 """Stage 6: trial scoring (cosine, AS-Norm), metrics, DET plots and result
-tables; the layout of exp/<model>/scores/ and of a recipe's RESULTS.md.
+tables; the layout of exp/<model>/scores/ and of a recipe's exp/RESULTS.md (the
+generated tables; the recipe's committed RESULTS.md is written by hand).
 
 exp/<model>/scores/{<list>.<method>.score, det_<list>.png, results.json,
 results.md, threshold.json, settings}: ``settings`` (purl.settings) records the
