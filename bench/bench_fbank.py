@@ -11,11 +11,10 @@ per-file pipe it replaced (when ffmpeg is installed). Prints a markdown table.
 
 import argparse
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
-
-import shutil
 
 import numpy as np
 import soundfile as sf

@@ -27,13 +27,12 @@ import time
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
 import torch
 
 from purl.allocator import keep_freed_memory
-from purl.data.datadir import utt2spk_to_spk2utt, write_kv
-import soundfile as sf
-
 from purl.data.augment import Augmenter, WaveChunkDataset
+from purl.data.datadir import utt2spk_to_spk2utt, write_kv
 from purl.data.dataset import ChunkDataset, SpeakerBatchSampler, TrainingSet, collate
 from purl.kaldi_io import ArkWriter
 

@@ -30,7 +30,6 @@ from scipy.special import expit  # noqa: E402
 from sklearn.metrics import roc_auc_score  # noqa: E402
 
 from purl.allocator import keep_freed_memory  # noqa: E402
-from purl.testing import simulate_embeddings  # noqa: E402
 from purl.reliability import (  # noqa: E402
     ESTIMATORS,
     Reliability,
@@ -44,6 +43,7 @@ from purl.reliability import (  # noqa: E402
     normalise,
     plot_reliability,
 )
+from purl.testing import simulate_embeddings  # noqa: E402
 
 
 def get_parser() -> argparse.ArgumentParser:

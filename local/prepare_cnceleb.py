@@ -15,7 +15,6 @@ e.g.: local/prepare_cnceleb.py --cn2-root /data/CN-Celeb2_flac /data/CN-Celeb_fl
 import argparse
 
 from purl.data.cnceleb import prepare_cnceleb
-from purl.data.datadir import DataDirError
 from purl.entry import run_main
 
 

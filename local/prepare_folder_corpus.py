@@ -14,10 +14,9 @@ e.g.: local/prepare_folder_corpus.py --num-test-speakers 25 \\
 
 import argparse
 
-from purl.data.datadir import DataDirError
 from purl.data.prepare import prepare_folder_corpus
-from purl.errors import UsageError
 from purl.entry import run_main
+from purl.errors import UsageError
 
 
 def get_parser() -> argparse.ArgumentParser:

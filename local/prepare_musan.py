@@ -11,7 +11,6 @@ e.g.: local/prepare_musan.py /data/musan data
 
 import argparse
 
-from purl.data.datadir import DataDirError
 from purl.data.noise_corpora import prepare_musan
 from purl.entry import run_main
 

@@ -10,7 +10,6 @@ e.g.: local/prepare_rirs.py /data/RIRS_NOISES data/rirs
 
 import argparse
 
-from purl.data.datadir import DataDirError
 from purl.data.noise_corpora import prepare_rirs
 from purl.entry import run_main
 

@@ -23,10 +23,9 @@ e.g.: local/prepare_voxceleb.py --vox2-dev-root /data/voxceleb2/dev/aac \\
 import argparse
 from pathlib import Path
 
-from purl.data.datadir import DataDirError
 from purl.data.prepare import VOXCELEB_TRIALS, prepare_voxceleb
-from purl.errors import UsageError
 from purl.entry import run_main
+from purl.errors import UsageError
 
 
 def get_parser() -> argparse.ArgumentParser:

@@ -20,7 +20,8 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from purl.errors import PurlError, UsageError
+
+from purl.errors import UsageError
 
 PROG = "purl"
 
@@ -140,8 +141,8 @@ def wav_list(args) -> list[tuple[str, str]]:
 
 def embed_all(model, items: list[tuple[str, str]], what: str = "") -> np.ndarray:
     """(N, D) embeddings; an unreadable file is an error naming its id."""
-    from purl.audio import AudioError
     from purl.api import ModelError
+    from purl.audio import AudioError
 
     emb = np.empty((len(items), model.embed_dim), dtype=np.float32)
     for n, (utt, entry) in enumerate(items):
@@ -219,7 +220,7 @@ def read_wav_trials(path: Path) -> list[tuple[str, str, bool | None]]:
 
 
 def cmd_score(args) -> int:
-    from purl.fileio import write_atomic, write_text_atomic
+    from purl.fileio import write_text_atomic
     from purl.metrics import eer_and_min_dcf
 
     trials_path = Path(args.trials)
@@ -277,9 +278,9 @@ def cmd_clean(args) -> int:
 
     import purl
     from purl.data.datadir import validate_data_dir
+    from purl.kaldi_io import save_embeddings
     from purl.reliability import ESTIMATORS
     from purl.stages.reliability import run_reliability
-    from purl.kaldi_io import save_embeddings
 
     if args.estimator not in ESTIMATORS:
         raise UsageError(f"--estimator {args.estimator}: choose from {', '.join(sorted(ESTIMATORS))}")
@@ -322,8 +323,8 @@ COMMANDS = {"embed": cmd_embed, "compare": cmd_compare, "score": cmd_score, "cle
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     from purl.allocator import keep_freed_memory
-    from purl.audio import AudioError
     from purl.api import ModelError
+    from purl.audio import AudioError
     from purl.data.datadir import DataDirError
     from purl.export import ExportError
     from purl.trainer import TrainError

@@ -21,8 +21,9 @@ import logging
 import os
 from pathlib import Path
 from typing import Iterable, Mapping
-from purl.fileio import atomic_path
+
 from purl.errors import PurlError
+from purl.fileio import atomic_path
 
 
 class SettingsError(PurlError, ValueError):

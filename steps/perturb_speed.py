@@ -16,8 +16,8 @@ import sys
 from pathlib import Path
 
 from purl.data.perturb import perturb_speed
-from purl.errors import UsageError
 from purl.entry import run_main
+from purl.errors import UsageError
 
 
 def main() -> int:

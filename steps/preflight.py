@@ -20,8 +20,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from purl.preflight import check_audio_tools, check_batch, check_devices, check_disk, check_files, parse_gpus
 from purl.entry import run_main
+from purl.preflight import check_audio_tools, check_batch, check_devices, check_disk, check_files, parse_gpus
 
 
 def get_parser() -> argparse.ArgumentParser:

@@ -19,9 +19,9 @@ from purl.data.datadir import DataDirError, fix_data_dir, read_kv, utt2spk_to_sp
 from purl.data.dataset import load_features
 from purl.embed import embed_utterances
 from purl.features import FeatureError
-from purl.stages.features import make_fbank_job
-from purl.models import build_model
 from purl.kaldi_io import load_embeddings, read_vector
+from purl.models import build_model
+from purl.stages.features import make_fbank_job
 from purl.trainer import Trainer, TrainError, model_from_checkpoint, save_atomic
 from tests.conftest import ROOT, run_script, write_feature_dir, write_tone
 

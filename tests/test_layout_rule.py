@@ -15,7 +15,6 @@ purl/reliability/files.py: neither is a stage layout.
 from __future__ import annotations
 
 import ast
-from pathlib import Path
 
 from tests.conftest import ROOT
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from purl.data.datadir import read_kv, validate_data_dir, write_kv, utt2spk_to_spk2utt
+from purl.data.datadir import read_kv, utt2spk_to_spk2utt, validate_data_dir, write_kv
 from purl.noise import relabel
 from purl.stages.noise import make_noisy_data_dir
 

@@ -34,7 +34,8 @@ def test_speed_perturbation_refuses_factor_one_and_non_numbers(tmp_path, tiny_co
         perturb_speed(tmp_path / "train", tmp_path / "sp", (0.9, 1.0))
     proc = run_script(ROOT / "steps" / "perturb_speed.py", "--factors", "0.9,fast", tmp_path / "train", tmp_path / "sp",
                       check=False)
-    assert proc.returncode == 1 and "perturb_speed.py: --factors 0.9,fast: could not convert string to float: 'fast'" in proc.stderr
+    assert proc.returncode == 1
+    assert "perturb_speed.py: --factors 0.9,fast: could not convert string to float: 'fast'" in proc.stderr
     assert not (tmp_path / "sp").exists()
 
 

@@ -7,7 +7,6 @@ import pytest
 from scipy.stats import norm
 from sklearn.metrics import roc_auc_score
 
-from purl.testing import simulate_embeddings
 from purl.reliability import (
     ESTIMATORS,
     META_FILE,
@@ -23,6 +22,7 @@ from purl.reliability import (
     plot_reliability,
     suspected_mislabelled,
 )
+from purl.testing import simulate_embeddings
 
 
 @pytest.fixture(scope="module")

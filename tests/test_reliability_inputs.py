@@ -35,7 +35,7 @@ def test_random_crop_is_one_uniform_crop_per_utterance_fixed_by_id_and_seed(tmp_
     entries, lengths = [feats[u] for u in utts], [int(frames[u]) for u in utts]
     emb = embed_utterances(FirstFrames(), entries, lengths, num_crops=1, crop_frames=50, utts=utts, random_crop_seed=3)
     starts = [random_crop_start(u, n, 50, 3) for u, n in zip(utts, lengths)]
-    for u, entry, start, e in zip(utts, entries, starts, emb):
+    for entry, start, e in zip(entries, starts, emb):
         assert np.array_equal(e, load_features(entry)[start:start + 50, :2].ravel())
     # the same crops whatever else is in the batch (a job's share of the data dir)
     alone = embed_utterances(FirstFrames(), entries[5:7], lengths[5:7], num_crops=1, crop_frames=50,

@@ -19,7 +19,7 @@ def noisy_dir_with_embeddings(tmp_path, speakers=12, utts=30):
     names = [f"s{t:02d}-u{n:03d}" for n, t in enumerate(true)]
     data = tmp_path / "train_noisy"
     data.mkdir()
-    utt2spk = {u: f"s{l:02d}" for u, l in zip(names, noisy)}
+    utt2spk = {u: f"s{label:02d}" for u, label in zip(names, noisy)}
     write_kv(data / "utt2spk", utt2spk)
     write_kv(data / "spk2utt", utt2spk_to_spk2utt(utt2spk))
     write_kv(data / "utt2truespk", {u: f"s{t:02d}" for u, t in zip(names, true)})

@@ -7,8 +7,8 @@ import io
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from purl.config import load_config
-from purl.trainer import Trainer
 from purl.train_monitor import LineProgress, progress
+from purl.trainer import Trainer
 from tests.conftest import write_feature_dir
 
 

@@ -11,7 +11,7 @@ e.g.: utils/fix_data_dir.py data/train
 
 import argparse
 
-from purl.data.datadir import DataDirError, fix_data_dir
+from purl.data.datadir import fix_data_dir
 from purl.entry import run_main
 
 

@@ -9,7 +9,7 @@ e.g.: utils/split_data_dir.py data/train 8
 
 import argparse
 
-from purl.data.datadir import DataDirError, split_data_dir
+from purl.data.datadir import split_data_dir
 from purl.entry import run_main
 
 

@@ -10,7 +10,7 @@ e.g.: utils/subset_data_dir.py --spk-list local/dev_speakers data/train data/dev
 
 import argparse
 
-from purl.data.datadir import DataDir, DataDirError, subset_data_dir
+from purl.data.datadir import DataDir, subset_data_dir
 from purl.entry import run_main
 
 

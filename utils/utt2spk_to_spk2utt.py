@@ -8,7 +8,7 @@ e.g.: utils/utt2spk_to_spk2utt.py data/train/utt2spk > data/train/spk2utt
 
 import argparse
 
-from purl.data.datadir import DataDirError, read_kv, spk2utt_to_utt2spk, utt2spk_to_spk2utt
+from purl.data.datadir import read_kv, spk2utt_to_utt2spk, utt2spk_to_spk2utt
 from purl.entry import run_main
 
 

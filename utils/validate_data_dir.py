@@ -12,7 +12,7 @@ e.g.: utils/validate_data_dir.py --require wav.scp,utt2spk,feats.scp data/train
 
 import argparse
 
-from purl.data.datadir import DataDirError, validate_data_dir
+from purl.data.datadir import validate_data_dir
 from purl.entry import run_main
 
 

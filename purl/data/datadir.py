@@ -477,7 +477,8 @@ def make_trials(
         targets = rng.sample(targets, max_targets)
     utts = sorted(utt2spk, key=sort_key)
     if len(spk2utt) < 2 or not targets:
-        raise DataDirError("make_trials: need at least 2 speakers and one speaker with 2 utterances (hold out more test speakers)")
+        raise DataDirError("make_trials: need at least 2 speakers and one speaker with 2 utterances "
+                           "(hold out more test speakers)")
     nontargets: set[tuple[str, str]] = set()
     max_nontargets = len(utts) * (len(utts) - 1) // 2 - sum(len(u) * (len(u) - 1) // 2 for u in spk2utt.values())
     while len(nontargets) < min(len(targets), max_nontargets):

@@ -76,7 +76,8 @@ def plot_reliability(rel: Reliability, path: str | os.PathLike, true_labels: np.
         counts = PlotCounts(params, n_examples, n_bins)
         for s, utts, gram, upper in iter_speaker_blocks(rel.embeddings, index):
             cos = gram[upper]
-            noisy = np.zeros(cos.size, bool) if true_codes is None else (true_codes[utts][:, None] != true_codes[utts][None, :])[upper]
+            noisy = (np.zeros(cos.size, bool) if true_codes is None
+                     else (true_codes[utts][:, None] != true_codes[utts][None, :])[upper])
             counts.add(s, cos, noisy)
     examples, total, example_cos = counts.examples, counts.total, counts.example_cos
     edges = np.linspace(-1, 1, counts.n_bins + 1)

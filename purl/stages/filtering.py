@@ -15,8 +15,8 @@ import numpy as np
 from purl.data.datadir import DataDir, DataDirError, subset_data_dir
 from purl.fileio import temp_path, write_text_atomic
 from purl.filtering import FilterError, centroid_filter
-from purl.settings import text_digest, up_to_date, write_record
 from purl.kaldi_io import load_embeddings
+from purl.settings import text_digest, up_to_date, write_record
 from purl.stages.embeddings import XVECTOR_SETTINGS
 
 SETTINGS = "filter.settings"  # in the filtered dir

@@ -24,6 +24,7 @@ import numpy as np
 from purl.config import ConfigError, load_config
 from purl.data.datadir import DataDir, DataDirError, subset_data_dir, validate_data_dir
 from purl.fileio import write_text_atomic
+from purl.kaldi_io import load_embeddings
 from purl.reliability import (
     ESTIMATORS,
     UTTS_FILE,
@@ -35,7 +36,6 @@ from purl.reliability import (
     suspected_mislabelled,
 )
 from purl.settings import text_digest, up_to_date, write_record
-from purl.kaldi_io import load_embeddings
 from purl.stages.embeddings import XVECTOR_SETTINGS
 
 log = logging.getLogger(__name__)
@@ -200,7 +200,8 @@ def report_markdown(report: dict) -> str:
         f"{100 * d['frac_speakers_flagged']:.1f}% of speakers have a flagged pair; "
         f"{100 * d['frac_speakers_w1']:.1f}% of speakers keep w = 1 (too few utterances, no spread, or one component).",
         f"Suspected mislabelled utterances (mean w < {report['threshold']}): {report['n_suspected']} "
-        "(listed in suspected_mislabelled" + (f"; removed in {report['cleaned_data_dir']}" if "cleaned_data_dir" in report else "") + ").",
+        "(listed in suspected_mislabelled"
+        + (f"; removed in {report['cleaned_data_dir']}" if "cleaned_data_dir" in report else "") + ").",
         "",
         "The histogram of positive-pair cosines with the fitted components: reliability.png.",
         "",
@@ -216,5 +217,6 @@ def report_markdown(report: dict) -> str:
     else:
         lines += ["| estimator | pairs flagged | speakers flagged | fit (s) |", "|---|---:|---:|---:|"]
         for name, f in report["compare"].items():
-            lines.append(f"| {name} | {100 * f['frac_pairs_flagged']:.1f}% | {100 * f['frac_speakers_flagged']:.1f}% | {f['fit_seconds']:.1f} |")
+            lines.append(f"| {name} | {100 * f['frac_pairs_flagged']:.1f}% | {100 * f['frac_speakers_flagged']:.1f}% | "
+                         f"{f['fit_seconds']:.1f} |")
     return "\n".join(lines) + "\n"

@@ -20,10 +20,10 @@ import numpy as np
 from purl.data.datadir import DataDirError, read_kv
 from purl.evaluate import trial_indices
 from purl.fileio import write_text_atomic
+from purl.kaldi_io import load_embeddings, read_vector
 from purl.metrics import eer_from_points, metrics_from_points, operating_points, plot_det
 from purl.scoring import as_norm, score_trials, speaker_means
 from purl.settings import text_digest, up_to_date, write_record
-from purl.kaldi_io import load_embeddings, read_vector
 from purl.stages.embeddings import XVECTOR_SETTINGS
 
 log = logging.getLogger(__name__)
