@@ -21,7 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from purl.errors import UsageError
+from purl.errors import PurlError, UsageError
+from purl.logs import setup_logging
 
 PROG = "purl"
 
@@ -323,16 +324,12 @@ COMMANDS = {"embed": cmd_embed, "compare": cmd_compare, "score": cmd_score, "cle
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     from purl.allocator import keep_freed_memory
-    from purl.api import ModelError
-    from purl.audio import AudioError
-    from purl.data.datadir import DataDirError
-    from purl.export import ExportError
-    from purl.trainer import TrainError
 
+    setup_logging()
     keep_freed_memory()
     try:
         return COMMANDS[args.command](args)
-    except (UsageError, ModelError, AudioError, DataDirError, TrainError, ExportError, OSError, ValueError) as e:
+    except (PurlError, OSError) as e:  # as purl.entry.run_main: anything else is a bug and keeps its traceback
         print(f"{PROG} {args.command}: {e}", file=sys.stderr)
         return 1
 

@@ -200,10 +200,9 @@ def save_embeddings(ark: str | os.PathLike, utts: list[str], emb: np.ndarray) ->
     scp = ark.with_suffix(".scp")
     # The ark is renamed first: the scp, renamed last, marks a complete pair.
     with atomic_path(scp) as tmp_scp, atomic_path(ark) as tmp_ark:
-        with kaldiio.WriteHelper(f"ark,scp:{tmp_ark},{tmp_scp}") as writer:
+        with ArkWriter(tmp_ark, tmp_scp, ark, compress=False) as writer:
             for utt, vector in zip(utts, emb):
                 writer(utt, vector)
-        tmp_scp.write_text(tmp_scp.read_text().replace(f"{tmp_ark}:", f"{ark}:"))
     return scp
 
 
