@@ -125,3 +125,13 @@ def test_scoring_rerun_reuses_same_inputs_and_rescores_when_one_differs(tmp_path
     run_scoring(scp, out, [tmp_path / "trials"], top_k=5, results=tmp_path / "RESULTS.md")
     assert "other settings or inputs (trials:" in caplog.text and "|" in (out / "results.md").read_text()
     assert "## m" in (tmp_path / "RESULTS.md").read_text()
+
+
+def test_score_step_names_a_cohort_of_another_model_without_a_traceback(tmp_path):
+    trials = "".join(f"s{a}-u0 s{b}-u1 {'target' if a == b else 'nontarget'}\n" for a in range(3) for b in range(3))
+    scp, emb = scored_setup(tmp_path, trials)
+    write_scp(tmp_path / "cohort.scp", {u: np.ones(4) for u in emb})  # 4-dim: another model's
+    (tmp_path / "utt2spk").write_text("".join(f"{u} {u[:2]}\n" for u in sorted(emb)))
+    proc = run_script(ROOT / "steps" / "score.py", "--cohort", tmp_path / "cohort.scp", "--cohort-utt2spk",
+                      tmp_path / "utt2spk", scp, tmp_path / "scores", tmp_path / "trials", check=False)
+    assert proc.returncode == 1 and proc.stderr.startswith("score.py: cohort has shape") and "Traceback" not in proc.stderr
