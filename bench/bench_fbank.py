@@ -11,18 +11,18 @@ per-file pipe it replaced (when ffmpeg is installed). Prints a markdown table.
 
 import argparse
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
-
-import shutil
 
 import numpy as np
 import soundfile as sf
 
 from purl.allocator import keep_freed_memory
 from purl.audio import write_aac
-from purl.features import compute_fbank, fbank_options, make_fbank_job
+from purl.features import compute_fbank, fbank_options
+from purl.stages.features import make_fbank_job
 
 M4A_TARGET = 100  # x real time, decode + fbank + write, one core
 

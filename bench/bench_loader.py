@@ -7,7 +7,7 @@ ChunkDataset does for every item (read the ark entry, decompress, mean-normalise
 cut a random chunk, optionally SpecAugment) plus collation into batches.
 
 The features are random 80-dim fbank-like matrices written exactly as stage 1
-writes them (purl.features.ArkWriter, kSpeechFeature compression), with utterance lengths drawn
+writes them (purl.kaldi_io.ArkWriter, kSpeechFeature compression), with utterance lengths drawn
 around VoxCeleb2's (mean 8 s, 4 to 20 s), read back through a real data dir,
 sampler and torch DataLoader. One worker runs on one core; compare chunks/s per
 worker with a model's training throughput (bench_models): a loader worker must
@@ -27,15 +27,14 @@ import time
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
 import torch
 
 from purl.allocator import keep_freed_memory
-from purl.data.datadir import utt2spk_to_spk2utt, write_kv
-import soundfile as sf
-
 from purl.data.augment import Augmenter, WaveChunkDataset
+from purl.data.datadir import utt2spk_to_spk2utt, write_kv
 from purl.data.dataset import ChunkDataset, SpeakerBatchSampler, TrainingSet, collate
-from purl.features import ArkWriter
+from purl.kaldi_io import ArkWriter
 
 
 def get_parser() -> argparse.ArgumentParser:

@@ -36,14 +36,14 @@ from purl.reliability import (  # noqa: E402
     ReliabilitySettings,
     SpeakerIndex,
     compare_fits,
-    evaluate,
+    detection_figures,
     fit_histogram,
     fit_sklearn,
     iter_speaker_blocks,
     normalise,
     plot_reliability,
-    simulate_embeddings,
 )
+from purl.testing import simulate_embeddings  # noqa: E402
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -133,7 +133,7 @@ def main() -> None:
             total_s = time.perf_counter() - t0
             rss = maxrss_gb()
             t0 = time.perf_counter()
-            m = evaluate(rel, true)
+            m = detection_figures(rel, true)
             eval_s = time.perf_counter() - t0
             rows_out.append((name, fit_s, total_s, rss, eval_s, m))
             if name == estimators[0] and args.plot:
@@ -173,7 +173,7 @@ def main() -> None:
         t0 = time.perf_counter()
         full = fit_sklearn(x, index, settings)
         full_s = time.perf_counter() - t0
-        m = evaluate(Reliability(x, noisy, full, "sklearn", settings), true)
+        m = detection_figures(Reliability(x, noisy, full, "sklearn", settings), true)
         d = compare_fits(x, index, fit_histogram(x, index, settings), full)["max_abs_diff"]
         print(f"\n### sklearn on all speakers: {full_s:.0f} s; pair AUC {m['pair_auc']:.4f}, utt AUC {m['utt_auc']:.4f}; "
               f"max abs posterior diff to histogram {d.max():.4f} (99th percentile {np.percentile(d, 99):.4f})")

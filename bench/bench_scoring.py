@@ -27,7 +27,7 @@ import time  # noqa: E402
 import numpy as np  # noqa: E402
 
 from purl.allocator import keep_freed_memory  # noqa: E402
-from purl.metrics import evaluate  # noqa: E402
+from purl.metrics import eer_and_min_dcf  # noqa: E402
 from purl.scoring import as_norm, score_trials  # noqa: E402
 
 
@@ -114,12 +114,12 @@ def main():
 
     with limit:
         t_score, scores = best_time(lambda: score_trials(emb, idx1, idx2, mean=mean), args.repeats)
-        t_metrics, raw = best_time(lambda: evaluate(scores, labels), args.repeats)
+        t_metrics, raw = best_time(lambda: eer_and_min_dcf(scores, labels), args.repeats)
         t_norm, normed = best_time(
             lambda: as_norm(scores, idx1, idx2, emb, cohort, top_k=args.top_k, mean=mean),
             args.repeats,
         )
-    normed_figures = evaluate(normed, labels)
+    normed_figures = eer_and_min_dcf(normed, labels)
 
     n_used = np.unique(np.concatenate((idx1, idx2))).size
     print(

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -155,7 +154,8 @@ def sizes_at(scale: Fraction) -> dict[str, int]:
     }
 
 
-def train_ids(n_utts: int, n_speakers: int, rng: np.random.Generator, prefix: str = "id") -> tuple[list[str], list[str], np.ndarray]:
+def train_ids(n_utts: int, n_speakers: int, rng: np.random.Generator,
+              prefix: str = "id") -> tuple[list[str], list[str], np.ndarray]:
     """Utterance ids <spk>-<video>-<nnnnn> in sorted order, their speakers, and (N,) speaker indices."""
     sizes = speaker_sizes(n_speakers, n_utts, rng, min_size=min(20, n_utts // n_speakers))
     utts, spks = [], []
@@ -188,8 +188,10 @@ def write_fbank_jobs(data: Path, fbank_root: Path, rng: np.random.Generator) -> 
     job, every utterance pointing at one, and each job's settings record made by
     the stage's own function, so that make_fbank.sh takes the jobs as done."""
     from purl.data.datadir import read_kv
-    from purl.features import MIN_FRAMES, ArkWriter, fbank_dir_for, fbank_job_settings
+    from purl.features import MIN_FRAMES
+    from purl.kaldi_io import ArkWriter
     from purl.settings import write_record
+    from purl.stages.features import fbank_dir_for, fbank_job_settings
 
     fbank = fbank_dir_for(data, fbank_root).resolve()
     fbank.mkdir(parents=True)
@@ -216,7 +218,7 @@ def write_fbank_jobs(data: Path, fbank_root: Path, rng: np.random.Generator) -> 
 def write_embeddings(out: Path, utts: list[str], emb: np.ndarray, nj: int) -> None:
     """An embedding set as extract_embeddings.sh leaves it: nj arks with scps,
     and the merged xvector.scp (for inputs that no timed row extracts)."""
-    from purl.vectors import save_embeddings
+    from purl.kaldi_io import save_embeddings
 
     out.mkdir(parents=True, exist_ok=True)
     bounds = np.linspace(0, len(utts), nj + 1).astype(int)
@@ -231,11 +233,12 @@ def write_embedding_jobs(checkpoint: Path, data: Path, out: Path, row_of: dict[s
                          options: dict) -> None:
     """What extract_embeddings.sh's NJ jobs leave behind: per job the ark and scp
     of its part's utterances and its settings record, made by the stage's own
-    functions (the split steps/embedding_jobs.py makes, purl.vectors), so that
+    functions (the split steps/embedding_jobs.py makes, purl.stages.embeddings), so that
     the script takes the jobs as done and plans and merges only."""
     from purl.data.datadir import read_kv, split_data_dir
+    from purl.kaldi_io import save_embeddings
     from purl.settings import text_digest, write_record
-    from purl.vectors import embedding_settings, save_embeddings
+    from purl.stages.embeddings import embedding_settings
 
     out.mkdir(parents=True, exist_ok=True)
     digest = text_digest(checkpoint)
@@ -362,7 +365,8 @@ def run_all(work: Path, scale: Fraction, tree: bool, paper: bool) -> list[Row]:
           # --mean-duration 0.01: the same count of wav.scp lines, but the disk
           # check passes where the ~70 GB that VoxCeleb2's fbank needs are not free.
           "steps/preflight.py --mean-duration 0.01 --data-dir data/vox2_dev --data-dir data/vox1 --fbank-dir fbank")
-    stage("tools", "validate_data_dir.py (wav.scp, utt2spk, spk2utt)", "validate_data_dir.py --require wav.scp,utt2spk,spk2utt data/vox2_dev")
+    stage("tools", "validate_data_dir.py (wav.scp, utt2spk, spk2utt)",
+          "validate_data_dir.py --require wav.scp,utt2spk,spk2utt data/vox2_dev")
     stage("tools", f"split_data_dir.py {NJ}", f"split_data_dir.py data/vox2_dev {NJ}")
     write_fbank_jobs(train, recipe / "fbank", rng)
     stage("1", f"make_fbank.sh: validate, plan, {NJ} jobs done, merge",
@@ -375,14 +379,15 @@ def run_all(work: Path, scale: Fraction, tree: bool, paper: bool) -> list[Row]:
         f.write("zzz-not-an-utterance 1.0\n")  # something to fix
     stage("tools", "fix_data_dir.py", "fix_data_dir.py data/fix_copy")
     write_lines(recipe / "data" / "half_speakers", (f"{s}\n" for s in sorted(set(spks))[::2]))
-    stage("tools", "subset_data_dir.py --spk-list (half the speakers)", "subset_data_dir.py --spk-list data/half_speakers data/vox2_dev data/subset")
+    stage("tools", "subset_data_dir.py --spk-list (half the speakers)",
+          "subset_data_dir.py --spk-list data/half_speakers data/vox2_dev data/subset")
     noisy_dir = noisy.relative_to(recipe).as_posix()
     stage("2", f"simulate_noise.py {NOISE_RATE}", f"steps/simulate_noise.py --seed 0 {NOISE_RATE} data/vox2_dev {noisy_dir}")
     few_steps = ("train.seed=0 optim.epochs=1 data.samples_per_epoch=320 data.num_workers=1 train.log_every=1")
     stage("3", "train.sh: data set, sampler, loader set-up + 5 steps of a tiny ECAPA-TDNN",
           f"steps/train.sh --gpus '' --overrides '{few_steps}' conf/supcon.yaml {noisy_dir} exp/supcon")
 
-    from purl.reliability import simulate_embeddings
+    from purl.testing import simulate_embeddings
 
     checkpoint = recipe / "exp" / "supcon" / "models" / "final.pt"
     sizes = np.bincount(true_labels)

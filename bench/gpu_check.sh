@@ -43,7 +43,7 @@ fi
 
 log "GPU check: corpus and features in $work"
 if [ ! -f $work/data/train/feats.scp ]; then
-  local/make_synthetic_corpus.py --num-speakers $num_speakers --utts-per-speaker $utts_per_speaker \
+  egs/mini/local/make_synthetic_corpus.py --num-speakers $num_speakers --utts-per-speaker $utts_per_speaker \
     --nj $nj $work/corpus
   local/prepare_folder_corpus.py $work/corpus $work/data/train
   steps/make_fbank.sh --nj $nj $work/data/train $work/data/train/log $work/fbank

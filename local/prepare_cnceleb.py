@@ -13,10 +13,9 @@ e.g.: local/prepare_cnceleb.py --cn2-root /data/CN-Celeb2_flac /data/CN-Celeb_fl
 """
 
 import argparse
-import sys
 
 from purl.data.cnceleb import prepare_cnceleb
-from purl.data.datadir import DataDirError
+from purl.entry import run_main
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -29,15 +28,11 @@ def get_parser() -> argparse.ArgumentParser:
 
 def main() -> int:
     args = get_parser().parse_args()
-    try:
-        summary = prepare_cnceleb(args.cn1_root, args.cn2_root, args.data_root)
-    except DataDirError as e:
-        print(f"prepare_cnceleb.py: {e}", file=sys.stderr)
-        return 1
+    summary = prepare_cnceleb(args.cn1_root, args.cn2_root, args.data_root)
     for name, n in summary.items():
         print(f"prepare_cnceleb.py: wrote {args.data_root}/{name} ({n} utterances)")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

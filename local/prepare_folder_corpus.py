@@ -13,10 +13,10 @@ e.g.: local/prepare_folder_corpus.py --num-test-speakers 25 \\
 """
 
 import argparse
-import sys
 
-from purl.data.datadir import DataDirError
 from purl.data.prepare import prepare_folder_corpus
+from purl.entry import run_main
+from purl.errors import UsageError
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -33,23 +33,18 @@ def get_parser() -> argparse.ArgumentParser:
 def main() -> int:
     args = get_parser().parse_args()
     if args.num_test_speakers > 0 and args.test_dir is None:
-        print("prepare_folder_corpus.py: --num-test-speakers needs a <test-dir> argument", file=sys.stderr)
-        return 1
-    try:
-        summary = prepare_folder_corpus(
-            args.corpus_root, args.train_dir,
-            test_dir=args.test_dir,
-            num_test_speakers=args.num_test_speakers,
-            max_target_trials=args.max_target_trials,
-            seed=args.seed,
-        )
-    except DataDirError as e:
-        print(f"prepare_folder_corpus.py: {e}", file=sys.stderr)
-        return 1
+        raise UsageError("--num-test-speakers needs a <test-dir> argument")
+    summary = prepare_folder_corpus(
+        args.corpus_root, args.train_dir,
+        test_dir=args.test_dir,
+        num_test_speakers=args.num_test_speakers,
+        max_target_trials=args.max_target_trials,
+        seed=args.seed,
+    )
     for out_dir, n in summary.items():
         print(f"prepare_folder_corpus.py: wrote {out_dir} ({n} utterances)")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

@@ -10,10 +10,9 @@ e.g.: local/prepare_musan.py /data/musan data
 """
 
 import argparse
-import sys
 
-from purl.data.datadir import DataDirError
 from purl.data.noise_corpora import prepare_musan
+from purl.entry import run_main
 
 
 def main() -> int:
@@ -21,15 +20,11 @@ def main() -> int:
     parser.add_argument("musan_root")
     parser.add_argument("data_root")
     args = parser.parse_args()
-    try:
-        summary = prepare_musan(args.musan_root, args.data_root)
-    except DataDirError as e:
-        print(f"prepare_musan.py: {e}", file=sys.stderr)
-        return 1
+    summary = prepare_musan(args.musan_root, args.data_root)
     for name, n in summary.items():
         print(f"prepare_musan.py: wrote {args.data_root}/{name} ({n} files)")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

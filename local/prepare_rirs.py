@@ -9,10 +9,9 @@ e.g.: local/prepare_rirs.py /data/RIRS_NOISES data/rirs
 """
 
 import argparse
-import sys
 
-from purl.data.datadir import DataDirError
 from purl.data.noise_corpora import prepare_rirs
+from purl.entry import run_main
 
 
 def main() -> int:
@@ -21,14 +20,10 @@ def main() -> int:
     parser.add_argument("out_dir")
     parser.add_argument("--rooms", default="smallroom,mediumroom", help="simulated_rirs/ subfolders")
     args = parser.parse_args()
-    try:
-        n = prepare_rirs(args.rirs_root, args.out_dir, [r for r in args.rooms.split(",") if r])
-    except DataDirError as e:
-        print(f"prepare_rirs.py: {e}", file=sys.stderr)
-        return 1
+    n = prepare_rirs(args.rirs_root, args.out_dir, [r for r in args.rooms.split(",") if r])
     print(f"prepare_rirs.py: wrote {args.out_dir} ({n} impulse responses)")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

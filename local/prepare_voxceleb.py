@@ -21,11 +21,11 @@ e.g.: local/prepare_voxceleb.py --vox2-dev-root /data/voxceleb2/dev/aac \\
 """
 
 import argparse
-import sys
 from pathlib import Path
 
-from purl.data.datadir import DataDirError
 from purl.data.prepare import VOXCELEB_TRIALS, prepare_voxceleb
+from purl.entry import run_main
+from purl.errors import UsageError
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -43,15 +43,10 @@ def get_parser() -> argparse.ArgumentParser:
 def main() -> int:
     args = get_parser().parse_args()
     if args.vox2_valid_pairs and not args.vox2_dev_root:
-        print("prepare_voxceleb.py: --vox2-valid-pairs needs --vox2-dev-root", file=sys.stderr)
-        return 1
-    try:
-        summary = prepare_voxceleb(args.vox1_root, args.vox2_dev_root, args.trials_dir, args.data_root,
-                                   vox2_valid_pairs=args.vox2_valid_pairs or None,
-                                   keep_valid_speakers=args.keep_valid_speakers)
-    except DataDirError as e:
-        print(f"prepare_voxceleb.py: {e}", file=sys.stderr)
-        return 1
+        raise UsageError("--vox2-valid-pairs needs --vox2-dev-root")
+    summary = prepare_voxceleb(args.vox1_root, args.vox2_dev_root, args.trials_dir, args.data_root,
+                               vox2_valid_pairs=args.vox2_valid_pairs or None,
+                               keep_valid_speakers=args.keep_valid_speakers)
     for name, n in summary.items():
         print(f"prepare_voxceleb.py: wrote {args.data_root}/{name} ({n} utterances)")
     absent = [f"{VOXCELEB_TRIALS[name]} ({name})" for name in VOXCELEB_TRIALS
@@ -62,4 +57,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

@@ -37,13 +37,13 @@ import numpy as np
 import torch
 from scipy.signal import resample_poly
 
-from purl.errors import PurlError
 from purl.audio import AudioError, read_audio
+from purl.errors import PurlError
 from purl.features import compress_speech_feature, compute_fbank, fbank_options, num_frames
+from purl.stages.training import TrainingOutputs, threshold_file_of
 from purl.training.checkpoint import model_from_checkpoint
 
 SAMPLE_RATE = 16000
-THRESHOLD_FILE = Path("scores") / "threshold.json"
 
 Audio = Union[str, os.PathLike, np.ndarray, torch.Tensor]
 
@@ -56,9 +56,9 @@ def checkpoint_path(path: str | os.PathLike) -> Path:
     """``path`` itself for a checkpoint file; ``<path>/models/final.pt`` for an exp dir."""
     path = Path(path)
     if path.is_dir():
-        final = path / "models" / "final.pt"
+        final = TrainingOutputs(path).final_checkpoint
         if not final.is_file():
-            raise ModelError(f"{path} is a directory without models/final.pt "
+            raise ModelError(f"{path} is a directory without {final.relative_to(path)} "
                              "(give a checkpoint file, or an exp dir whose training finished)")
         return final
     if not path.is_file():
@@ -185,7 +185,7 @@ class SpeakerModel:
         """Whether ``score`` is a target at stage 6's EER threshold (score >= threshold)."""
         if self.threshold is None:
             raise ModelError(f"{self.source}: no threshold stored for this model "
-                             f"(run stage 6 to write exp/<model>/{THRESHOLD_FILE}, or give one)")
+                             "(run stage 6 to write exp/<model>/scores/threshold.json, or give one)")
         return bool(score >= self.threshold)
 
 
@@ -196,9 +196,9 @@ def load_model(path: str | os.PathLike, *, device: str | torch.device = "cpu",
     stage 6 wrote one (or of ``threshold_file``)."""
     ckpt = checkpoint_path(path)
     encoder, config = model_from_checkpoint(ckpt)
-    if threshold_file is None and ckpt.parent.name == "models":
-        found = ckpt.parent.parent / THRESHOLD_FILE
-        threshold_file = found if found.is_file() else None
+    if threshold_file is None:
+        found = threshold_file_of(ckpt)
+        threshold_file = found if found is not None and found.is_file() else None
     info = read_threshold(threshold_file) if threshold_file is not None else {"threshold": None, "mean": None}
     return SpeakerModel(encoder, config, mean=info["mean"], threshold=info["threshold"], device=device,
                         source=str(ckpt))

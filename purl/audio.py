@@ -19,6 +19,7 @@ import subprocess
 import av
 import numpy as np
 import soundfile as sf
+
 from purl.errors import PurlError
 
 # Extensions libsndfile cannot read: decoded by PyAV without trying soundfile.

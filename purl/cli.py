@@ -20,13 +20,11 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from purl.errors import PurlError
+
+from purl.errors import PurlError, UsageError
+from purl.logs import setup_logging
 
 PROG = "purl"
-
-
-class UsageError(PurlError, ValueError):
-    """A command line or input file the command cannot use."""
 
 
 def _formatter(prog):
@@ -144,8 +142,8 @@ def wav_list(args) -> list[tuple[str, str]]:
 
 def embed_all(model, items: list[tuple[str, str]], what: str = "") -> np.ndarray:
     """(N, D) embeddings; an unreadable file is an error naming its id."""
-    from purl.audio import AudioError
     from purl.api import ModelError
+    from purl.audio import AudioError
 
     emb = np.empty((len(items), model.embed_dim), dtype=np.float32)
     for n, (utt, entry) in enumerate(items):
@@ -157,8 +155,8 @@ def embed_all(model, items: list[tuple[str, str]], what: str = "") -> np.ndarray
 
 
 def cmd_embed(args) -> int:
-    from purl.data.datadir import write_text_atomic
-    from purl.vectors import save_embeddings
+    from purl.fileio import write_atomic, write_text_atomic
+    from purl.kaldi_io import save_embeddings
 
     items = wav_list(args)
     out = Path(args.out)
@@ -169,9 +167,7 @@ def cmd_embed(args) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     utts = [u for u, _ in items]
     if out.suffix == ".npy":
-        tmp = out.with_name(out.stem + ".tmp.npy")
-        np.save(tmp, emb)
-        tmp.replace(out)
+        write_atomic(out, lambda f: np.save(f, emb))
         index = out.with_suffix(".utts")
         write_text_atomic(index, "".join(f"{u}\n" for u in utts))
         print(f"{PROG} embed: {len(utts)} embeddings of dimension {emb.shape[1]} -> {out} (rows in the order of {index})")
@@ -225,8 +221,8 @@ def read_wav_trials(path: Path) -> list[tuple[str, str, bool | None]]:
 
 
 def cmd_score(args) -> int:
-    from purl.data.datadir import write_text_atomic
-    from purl.metrics import evaluate
+    from purl.fileio import write_text_atomic
+    from purl.metrics import eer_and_min_dcf
 
     trials_path = Path(args.trials)
     trials = read_wav_trials(trials_path)
@@ -244,7 +240,7 @@ def cmd_score(args) -> int:
         if labels.all() or not labels.any():
             raise UsageError(f"{trials_path}: has no {'non-target' if labels.all() else 'target'} trials; "
                              "EER needs both")
-        figures = evaluate(scores, labels)
+        figures = eer_and_min_dcf(scores, labels)
         summary = {"trials": str(trials_path), "n_trials": len(trials), "eer_percent": 100 * figures["eer"],
                    "min_dcf_0.01": figures["min_dcf_0.01"], "min_dcf_0.05": figures["min_dcf_0.05"]}
         write_text_atomic(out.with_name(out.name + ".json"), json.dumps(summary, indent=1) + "\n")
@@ -283,9 +279,9 @@ def cmd_clean(args) -> int:
 
     import purl
     from purl.data.datadir import validate_data_dir
+    from purl.kaldi_io import save_embeddings
     from purl.reliability import ESTIMATORS
-    from purl.reliability_stage import run_reliability
-    from purl.vectors import save_embeddings
+    from purl.stages.reliability import run_reliability
 
     if args.estimator not in ESTIMATORS:
         raise UsageError(f"--estimator {args.estimator}: choose from {', '.join(sorted(ESTIMATORS))}")
@@ -328,16 +324,12 @@ COMMANDS = {"embed": cmd_embed, "compare": cmd_compare, "score": cmd_score, "cle
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     from purl.allocator import keep_freed_memory
-    from purl.audio import AudioError
-    from purl.api import ModelError
-    from purl.data.datadir import DataDirError
-    from purl.export import ExportError
-    from purl.training.errors import TrainError
 
+    setup_logging()
     keep_freed_memory()
     try:
         return COMMANDS[args.command](args)
-    except (UsageError, ModelError, AudioError, DataDirError, TrainError, ExportError, OSError, ValueError) as e:
+    except (PurlError, OSError) as e:  # as purl.entry.run_main: anything else is a bug and keeps its traceback
         print(f"{PROG} {args.command}: {e}", file=sys.stderr)
         return 1
 

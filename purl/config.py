@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import yaml
+
 from purl.errors import PurlError
+from purl.fileio import write_atomic
 
 DEFAULTS: dict[str, dict[str, Any]] = {
     "model": {
@@ -111,8 +113,9 @@ def _closest(name: str, known: Iterable[str], prefix: str = "") -> str:
     return f" (did you mean {', '.join(names)}?)" if matches else f" (known: {', '.join(names)})"
 
 
-def merge(config: dict, update: dict, where: str) -> dict:
-    """Merges a partial config into a full one, rejecting unknown keys."""
+def merge(config: dict, update: dict, where: str, defaults: dict | None = None) -> dict:
+    """Merges a partial config into a full one, rejecting unknown keys;
+    ``defaults``: the typed defaults of another config than training's."""
     for section, values in update.items():
         if section not in config:
             raise ConfigError(f"{where}: unknown section '{section}'{_closest(section, config)}")
@@ -121,7 +124,7 @@ def merge(config: dict, update: dict, where: str) -> dict:
         for key, value in values.items():
             if key not in config[section]:
                 raise ConfigError(f"{where}: unknown key '{section}.{key}'{_closest(key, config[section], section + '.')}")
-            value = coerce_value(section, key, value, where)
+            value = coerce_value(section, key, value, where, defaults)
             if key == "args" and isinstance(value, dict):
                 config[section][key] = {**config[section][key], **value}
             else:
@@ -143,9 +146,13 @@ def parse_override(text: str) -> dict:
     return {keys[0]: value}
 
 
-def load_config(path: str | os.PathLike | None = None, overrides: Iterable[str] = ()) -> dict:
-    """DEFAULTS, then the YAML file, then each ``section.key=value`` override."""
-    config = copy.deepcopy(DEFAULTS)
+def load_config(path: str | os.PathLike | None = None, overrides: Iterable[str] = (), *,
+                defaults: dict | None = None, ranges: dict | None = None, option: str = "--set") -> dict:
+    """DEFAULTS, then the YAML file, then each ``section.key=value`` override.
+    ``defaults`` and ``ranges`` give another config (e.g. stage 4's) its own
+    keys and limits; ``option`` names the overrides' option in errors."""
+    defaults = DEFAULTS if defaults is None else defaults
+    config = copy.deepcopy(defaults)
     if path is not None:
         path = Path(path)
         if not path.is_file():
@@ -157,32 +164,28 @@ def load_config(path: str | os.PathLike | None = None, overrides: Iterable[str] 
                 raise ConfigError(f"{path}: not valid YAML: {e}") from e
         if not isinstance(loaded, dict):
             raise ConfigError(f"{path}: expected a mapping of sections at the top")
-        merge(config, loaded, str(path))
+        merge(config, loaded, str(path), defaults)
     for text in overrides:
-        merge(config, parse_override(text), f"--set {text}")
-    check_ranges(config)
+        merge(config, parse_override(text), f"{option} {text}", defaults)
+    check_ranges(config, RANGES if ranges is None else ranges)
     return config
 
 
 def save_config(config: dict, path: str | os.PathLike) -> None:
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        yaml.safe_dump(config, f, sort_keys=False, default_flow_style=None)
-    os.replace(tmp, path)
+    write_atomic(path, lambda f: yaml.safe_dump(config, f, sort_keys=False, default_flow_style=None), "w")
 
 
 # ---------------------------------------------------------------------------
 # values: checked where they enter, against the type of each key's default
 
-def coerce_value(section: str, key: str, value: Any, where: str) -> Any:
+def coerce_value(section: str, key: str, value: Any, where: str, defaults: dict | None = None) -> Any:
     """``value`` as the type of the key's default, or ConfigError naming both.
 
     A float key takes an int and a number written as text: YAML 1.1 (PyYAML)
     reads ``1e-3`` as a string, since it lacks a dot. An int key takes a
     whole float (``1e6``). Booleans are only true/false.
     """
-    default = DEFAULTS.get(section, {}).get(key)
+    default = (DEFAULTS if defaults is None else defaults).get(section, {}).get(key)
     if default is None:
         return value
     name = f"{section}.{key}"
@@ -256,9 +259,9 @@ RANGES: dict[tuple[str, str], tuple[float | None, float | None, str]] = {
 }
 
 
-def check_ranges(config: dict) -> None:
+def check_ranges(config: dict, ranges: dict | None = None) -> None:
     """ConfigError naming the key, its value, the allowed range and why."""
-    for (section, key), (low, high, why) in RANGES.items():
+    for (section, key), (low, high, why) in (RANGES if ranges is None else ranges).items():
         value = config.get(section, {}).get(key)
         if not isinstance(value, (int, float)) or isinstance(value, bool):
             continue

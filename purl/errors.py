@@ -5,3 +5,7 @@ without a traceback. Anything else is a bug and keeps its traceback."""
 
 class PurlError(Exception):
     """An error whose message tells the user what is wrong and how to fix it."""
+
+
+class UsageError(PurlError, ValueError):
+    """A command line or input file the command cannot use."""

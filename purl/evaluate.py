@@ -12,7 +12,7 @@ import torch
 from purl.data.datadir import DataDir, DataDirError, read_trials
 from purl.data.dataset import feature_dim
 from purl.embed import embed_utterances
-from purl.metrics import evaluate
+from purl.metrics import eer_and_min_dcf
 from purl.scoring import score_trials
 
 
@@ -69,5 +69,5 @@ def held_out_figures(model: torch.nn.Module, data_dir: str | os.PathLike, *, dev
     return {
         "valid_target_cos": float(scores[target].mean()),
         "valid_nontarget_cos": float(scores[~target].mean()),
-        "valid_eer": float(evaluate(scores, target)["eer"]),
+        "valid_eer": float(eer_and_min_dcf(scores, target)["eer"]),
     }

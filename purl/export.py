@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
 from purl.errors import PurlError
 
 FORMATS = ("onnx", "torchscript")

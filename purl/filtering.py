@@ -8,6 +8,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from purl.errors import PurlError
+
+
+class FilterError(PurlError, ValueError):
+    """Embeddings, labels or a keep ratio the filter cannot use."""
+
 
 def centroid_filter(emb: np.ndarray, labels: np.ndarray, keep_ratio: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
     """(U, D) embeddings, (U,) speaker labels -> (keep mask (U,) bool, cosine to own centroid (U,)).
@@ -19,9 +25,9 @@ def centroid_filter(emb: np.ndarray, labels: np.ndarray, keep_ratio: float = 0.5
     emb = np.asarray(emb, dtype=np.float64)
     labels = np.asarray(labels)
     if emb.ndim != 2 or labels.shape != (emb.shape[0],):
-        raise ValueError(f"emb {emb.shape} must be (U, D) and labels {labels.shape} (U,)")
+        raise FilterError(f"emb {emb.shape} must be (U, D) and labels {labels.shape} (U,)")
     if not 0 < keep_ratio <= 1:
-        raise ValueError(f"keep_ratio={keep_ratio} must be in (0, 1]")
+        raise FilterError(f"keep_ratio={keep_ratio} must be in (0, 1]")
     _, spk = np.unique(labels, return_inverse=True)
     counts = np.bincount(spk)
     centroids = np.zeros((counts.size, emb.shape[1]))

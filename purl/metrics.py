@@ -26,6 +26,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from purl.errors import PurlError
+from purl.fileio import atomic_path
+
+
+class MetricsError(PurlError, ValueError):
+    """Scores or labels the metrics cannot be computed from (no targets, non-finite scores, ...)."""
+
 # Tick positions of a classic NIST DET plot, in percent.
 DET_TICKS_PERCENT = (0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 40)
 
@@ -51,27 +58,27 @@ def _check_trials(scores, labels):
     scores = np.asarray(scores, dtype=np.float64)
     labels = np.asarray(labels)
     if scores.ndim != 1 or labels.ndim != 1:
-        raise ValueError(
+        raise MetricsError(
             f"scores and labels must be 1-D, got shapes {scores.shape} and {labels.shape}"
         )
     if scores.shape != labels.shape:
-        raise ValueError(
+        raise MetricsError(
             f"{scores.size} scores but {labels.size} labels: one label per trial is needed"
         )
     if scores.size == 0:
-        raise ValueError("no trials: scores and labels are empty")
+        raise MetricsError("no trials: scores and labels are empty")
     if not np.all(np.isfinite(scores)):
         bad = int(np.flatnonzero(~np.isfinite(scores))[0])
-        raise ValueError(f"score of trial {bad} is {scores[bad]}: scores must be finite")
+        raise MetricsError(f"score of trial {bad} is {scores[bad]}: scores must be finite")
     if labels.dtype != np.bool_:
         if not np.all((labels == 0) | (labels == 1)):
-            raise ValueError("labels must be boolean or 0/1 (1 = target trial)")
+            raise MetricsError("labels must be boolean or 0/1 (1 = target trial)")
         labels = labels.astype(np.bool_)
     n_target = int(np.count_nonzero(labels))
     if n_target == 0:
-        raise ValueError(f"no target trials among {labels.size} trials")
+        raise MetricsError(f"no target trials among {labels.size} trials")
     if n_target == labels.size:
-        raise ValueError(f"no non-target trials among {labels.size} trials")
+        raise MetricsError(f"no non-target trials among {labels.size} trials")
     return scores, labels
 
 
@@ -123,9 +130,9 @@ def eer_from_points(op: OperatingPoints):
 def min_dcf_from_points(op: OperatingPoints, p_target, c_miss=1.0, c_fa=1.0):
     """Normalised minimum DCF of precomputed operating points; see compute_min_dcf."""
     if not 0.0 < p_target < 1.0:
-        raise ValueError(f"p_target must be in (0, 1), got {p_target}")
+        raise MetricsError(f"p_target must be in (0, 1), got {p_target}")
     if c_miss <= 0 or c_fa <= 0:
-        raise ValueError(f"c_miss and c_fa must be positive, got {c_miss} and {c_fa}")
+        raise MetricsError(f"c_miss and c_fa must be positive, got {c_miss} and {c_fa}")
     dcf = c_miss * p_target * op.p_miss + c_fa * (1.0 - p_target) * op.p_fa
     # The cost of the better of the two trivial systems (accept all / reject
     # all), as in NIST's and Kaldi's compute_min_dcf.py.
@@ -172,7 +179,7 @@ def metrics_from_points(op: OperatingPoints, p_targets=(0.01, 0.05)) -> dict:
     return figures
 
 
-def evaluate(scores, labels, p_targets=(0.01, 0.05)) -> dict:
+def eer_and_min_dcf(scores, labels, p_targets=(0.01, 0.05)) -> dict:
     """EER and minDCF at each p_target (c_miss = c_fa = 1), sorting once.
 
     Returns e.g. ``{"eer": 0.0123, "min_dcf_0.01": 0.134, "min_dcf_0.05": 0.087}``
@@ -220,7 +227,7 @@ def plot_det(curves: dict, path, title="DET curve"):
     from scipy.stats import norm
 
     if not curves:
-        raise ValueError("plot_det: no curves to plot")
+        raise MetricsError("plot_det: no curves to plot")
     path = os.fspath(path)
     ext = os.path.splitext(path)[1].lstrip(".").lower() or "png"
 
@@ -237,7 +244,7 @@ def plot_det(curves: dict, path, title="DET curve"):
         p_miss = np.asarray(p_miss)
         p_fa = np.asarray(p_fa)
         if p_miss.shape != p_fa.shape or p_miss.ndim != 1:
-            raise ValueError(
+            raise MetricsError(
                 f"plot_det: curve '{name}': p_miss {p_miss.shape} and p_fa {p_fa.shape} "
                 "must be 1-D and equally long"
             )
@@ -261,11 +268,5 @@ def plot_det(curves: dict, path, title="DET curve"):
     ax.legend(loc="upper right", fontsize="small")
     fig.tight_layout()
 
-    directory, base = os.path.split(path)
-    tmp = os.path.join(directory, f".{base}.tmp{os.getpid()}")
-    try:
+    with atomic_path(path) as tmp:
         fig.savefig(tmp, format=ext, dpi=120)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)

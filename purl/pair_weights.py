@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -21,17 +22,18 @@ class PairWeights(TrainingCallback):
     Entries of pairs with different labels are 1 (the losses ignore them).
     With ``reestimate_every`` N > 0, :meth:`on_epoch_start` refits the weights
     on the current model's embeddings every N epochs, keeping each refit in
-    ``<save_dir>/epoch_<N>/`` so that a resumed run uses exactly the weights it had.
+    ``refit_dir(N)`` (a directory the stage names) so that a resumed run uses
+    exactly the weights it had.
     """
 
     provides_pair_weights = True
 
     def __init__(self, reliability: Reliability, rows: np.ndarray, *, reestimate_every: int = 0,
-                 save_dir: str | os.PathLike | None = None):
+                 refit_dir: Callable[[int], Path] | None = None):
         self.reliability = reliability
         self.rows = rows  # training-set utterance index -> reliability row
         self.reestimate_every = reestimate_every
-        self.save_dir = Path(save_dir) if save_dir is not None else None
+        self.refit_dir = refit_dir
         self.fitted_at = 0  # the epoch whose model gave the weights in use (0: pretrained)
 
     def on_epoch_start(self, state: TrainingState) -> None:
@@ -40,8 +42,8 @@ class PairWeights(TrainingCallback):
         due = (state.epoch // self.reestimate_every) * self.reestimate_every
         if due == 0 or due == self.fitted_at:
             return
-        saved = self.save_dir / f"epoch_{due}"
-        if not (saved / "reliability.json").is_file():
+        saved = self.refit_dir(due)
+        if not Reliability.is_saved(saved):
             embeddings = embed_training_set(state)
             if state.dist.main:
                 Reliability.fit(embeddings, state.data.labels, self.reliability.estimator,
@@ -102,7 +104,7 @@ def embed_training_set(state: TrainingState) -> np.ndarray:
 
 
 def pair_weights_from_dir(reliability_dir: str | os.PathLike, data_dir: str | os.PathLike, *,
-                          reestimate_every: int = 0, save_dir: str | os.PathLike | None = None) -> PairWeights:
+                          reestimate_every: int = 0, refit_dir: Callable[[int], Path] | None = None) -> PairWeights:
     """Loads stage 4's output for the training dir it was computed on.
 
     The reliability rows are matched to the training dir by utterance id, so the
@@ -129,4 +131,4 @@ def pair_weights_from_dir(reliability_dir: str | os.PathLike, data_dir: str | os
     if pairs.shape[1] != len(speaker_of) or len(np.unique(reliability.labels[rows])) != len(speaker_of):
         raise DataDirError(f"{reliability_dir} was fitted with other speaker labels than {data.path}/utt2spk; "
                            "rerun stage 4 on this data dir")
-    return PairWeights(reliability, rows, reestimate_every=reestimate_every, save_dir=save_dir)
+    return PairWeights(reliability, rows, reestimate_every=reestimate_every, refit_dir=refit_dir)

@@ -8,6 +8,8 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
+from purl.fileio import atomic_path
+
 
 def _read_csv(path: Path) -> dict[str, list[float]]:
     columns: dict[str, list[float]] = {}
@@ -25,16 +27,16 @@ def _read_csv(path: Path) -> dict[str, list[float]]:
 
 def save_figure(fig: Figure, path: str | os.PathLike) -> None:
     path = Path(path)
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format=path.suffix.lstrip(".") or "png", dpi=110, bbox_inches="tight")
 
 
-def plot_training_curves(exp_dir: str | os.PathLike) -> Path:
-    """exp/<name>/train.png from train.csv and epochs.csv: loss terms, temperature,
-    learning rate, clean-pair ratio (PURL) and the held-out figures per epoch."""
-    exp_dir = Path(exp_dir)
-    steps, epochs = _read_csv(exp_dir / "train.csv"), _read_csv(exp_dir / "epochs.csv")
+def plot_training_curves(steps_csv: str | os.PathLike, epochs_csv: str | os.PathLike, out: str | os.PathLike,
+                         title: str = "") -> Path:
+    """``out`` (PNG) from a run's per-step and per-epoch CSV logs: loss terms,
+    temperature, learning rate, clean-pair ratio (PURL) and the held-out figures
+    per epoch."""
+    steps, epochs = _read_csv(Path(steps_csv)), _read_csv(Path(epochs_csv))
     panels = [("loss", ["loss", "supcon", "unlearn"]), ("temperature", ["temperature"]), ("learning rate", ["lr"])]
     if any(v == v for v in steps.get("clean_ratio", [])):
         panels.append(("clean pair ratio", ["clean_ratio"]))
@@ -60,7 +62,6 @@ def plot_training_curves(exp_dir: str | os.PathLike) -> Path:
         twin.plot(epochs["epoch"], epochs["valid_target_cos"], "g--", label="target cos")
         twin.plot(epochs["epoch"], epochs["valid_nontarget_cos"], "r--", label="non-target cos")
         twin.legend(fontsize=8, loc="center right")
-    fig.suptitle(exp_dir.name, y=1.03)
-    out = exp_dir / "train.png"
+    fig.suptitle(title, y=1.03)
     save_figure(fig, out)
-    return out
+    return Path(out)

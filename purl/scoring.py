@@ -15,6 +15,12 @@ and in float64 otherwise.
 
 import numpy as np
 
+from purl.errors import PurlError
+
+
+class ScoringError(PurlError, ValueError):
+    """Embeddings, trials, a mean or a cohort that do not fit together (e.g. from different models)."""
+
 
 def _float_dtype(*arrays):
     # float32 stays float32 (fast matrix products, ample precision for
@@ -30,12 +36,12 @@ def l2_normalise(x, mean=None, eps=1e-12):
     """
     x = np.asarray(x)
     if x.ndim != 2:
-        raise ValueError(f"embeddings must be 2-D (N, D), got shape {x.shape}")
+        raise ScoringError(f"embeddings must be 2-D (N, D), got shape {x.shape}")
     x = x.astype(_float_dtype(x), copy=True)
     if mean is not None:
         mean = np.asarray(mean)
         if mean.shape != (x.shape[1],):
-            raise ValueError(f"mean has shape {mean.shape}, expected ({x.shape[1]},)")
+            raise ScoringError(f"mean has shape {mean.shape}, expected ({x.shape[1]},)")
         x -= mean.astype(x.dtype)
     norms = np.linalg.norm(x, axis=1, keepdims=True)
     x /= np.maximum(norms, eps)
@@ -50,7 +56,7 @@ def cosine_score(enroll, test, mean=None):
     enroll = np.asarray(enroll)
     test = np.asarray(test)
     if enroll.shape != test.shape:
-        raise ValueError(f"enroll {enroll.shape} and test {test.shape} must have the same shape")
+        raise ScoringError(f"enroll {enroll.shape} and test {test.shape} must have the same shape")
     e = l2_normalise(enroll, mean)
     t = l2_normalise(test, mean)
     return np.einsum("ij,ij->i", e, t)
@@ -60,12 +66,12 @@ def _check_indices(idx1, idx2, n_rows):
     idx1 = np.asarray(idx1)
     idx2 = np.asarray(idx2)
     if idx1.ndim != 1 or idx1.shape != idx2.shape:
-        raise ValueError(f"idx1 {idx1.shape} and idx2 {idx2.shape} must be 1-D and equally long")
+        raise ScoringError(f"idx1 {idx1.shape} and idx2 {idx2.shape} must be 1-D and equally long")
     for name, idx in (("idx1", idx1), ("idx2", idx2)):
         if idx.size and not np.issubdtype(idx.dtype, np.integer):
-            raise ValueError(f"{name} must hold integer row indices, got dtype {idx.dtype}")
+            raise ScoringError(f"{name} must hold integer row indices, got dtype {idx.dtype}")
         if idx.size and (idx.min() < 0 or idx.max() >= n_rows):
-            raise ValueError(
+            raise ScoringError(
                 f"{name} holds rows {idx.min()}..{idx.max()} but emb has only {n_rows} rows"
             )
     return idx1.astype(np.intp, copy=False), idx2.astype(np.intp, copy=False)
@@ -83,7 +89,7 @@ def score_trials(emb, idx1, idx2, mean=None, chunk_size=65536):
     """
     emb = np.asarray(emb)
     if emb.ndim != 2:
-        raise ValueError(f"emb must be 2-D (U, D), got shape {emb.shape}")
+        raise ScoringError(f"emb must be 2-D (U, D), got shape {emb.shape}")
     idx1, idx2 = _check_indices(idx1, idx2, emb.shape[0])
     x = l2_normalise(emb, mean)
     scores = np.empty(idx1.size, dtype=x.dtype)
@@ -103,16 +109,16 @@ def speaker_means(emb, spk, normalise=False):
     emb = np.asarray(emb)
     spk = np.asarray(spk)
     if emb.ndim != 2 or spk.shape != (emb.shape[0],):
-        raise ValueError(f"emb {emb.shape} must be (U, D) and spk {spk.shape} (U,)")
+        raise ScoringError(f"emb {emb.shape} must be (U, D) and spk {spk.shape} (U,)")
     if spk.size == 0:
-        raise ValueError("speaker_means: no utterances")
+        raise ScoringError("speaker_means: no utterances")
     if not np.issubdtype(spk.dtype, np.integer) or spk.min() < 0:
-        raise ValueError("spk must hold non-negative integer speaker indices")
+        raise ScoringError("spk must hold non-negative integer speaker indices")
     x = l2_normalise(emb) if normalise else emb.astype(_float_dtype(emb))
     counts = np.bincount(spk)
     if np.any(counts == 0):
         missing = int(np.flatnonzero(counts == 0)[0])
-        raise ValueError(f"speaker index {missing} has no utterances")
+        raise ScoringError(f"speaker index {missing} has no utterances")
     # Sort by speaker once and sum contiguous runs: much faster than np.add.at.
     order = np.argsort(spk, kind="stable")
     starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
@@ -168,14 +174,14 @@ def as_norm(scores, idx1, idx2, emb, cohort, top_k=300, mean=None, chunk_size=10
     cohort = np.asarray(cohort)
     scores = np.asarray(scores)
     if emb.ndim != 2:
-        raise ValueError(f"emb must be 2-D (U, D), got shape {emb.shape}")
+        raise ScoringError(f"emb must be 2-D (U, D), got shape {emb.shape}")
     if cohort.ndim != 2 or cohort.shape[1] != emb.shape[1] or cohort.shape[0] == 0:
-        raise ValueError(f"cohort has shape {cohort.shape}, expected (C, {emb.shape[1]}) with C > 0")
+        raise ScoringError(f"cohort has shape {cohort.shape}, expected (C, {emb.shape[1]}) with C > 0")
     if top_k < 1:
-        raise ValueError(f"top_k must be at least 1, got {top_k}")
+        raise ScoringError(f"top_k must be at least 1, got {top_k}")
     idx1, idx2 = _check_indices(idx1, idx2, emb.shape[0])
     if scores.shape != idx1.shape:
-        raise ValueError(f"{scores.size} scores for {idx1.size} trials")
+        raise ScoringError(f"{scores.size} scores for {idx1.size} trials")
 
     # Only utterances that appear in trials need cohort statistics.
     used, inverse = np.unique(np.concatenate((idx1, idx2)), return_inverse=True)

@@ -17,10 +17,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Iterable, Mapping
+
 from purl.errors import PurlError
+from purl.fileio import atomic_path
 
 
 class SettingsError(PurlError, ValueError):
@@ -79,10 +82,8 @@ def read_record(path: str | os.PathLike) -> dict | None:
 
 
 def write_record(path: str | os.PathLike, record: Mapping) -> None:
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(dict(record), indent=1, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(dict(record), indent=1, sort_keys=True) + "\n", encoding="utf-8")
 
 
 def differences(old: Mapping, new: Mapping) -> list[str]:
@@ -96,3 +97,21 @@ def differences(old: Mapping, new: Mapping) -> list[str]:
 def matches(path: str | os.PathLike, record: Mapping) -> bool:
     old = read_record(path)
     return old is not None and not differences(old, record)
+
+
+def up_to_date(path: str | os.PathLike, record: Mapping, output: str | os.PathLike, complete: bool) -> bool:
+    """A stage's skip check. True (and a log line saying so) when ``output`` is
+    ``complete`` and the record at ``path`` equals ``record``; otherwise logs
+    what differs, removes the stale record (so that it cannot vouch for a
+    half-redone output) and returns False: the caller redoes the work and
+    writes ``record`` last."""
+    log = logging.getLogger("purl.settings")
+    old = read_record(path)
+    if complete and old is not None and not differences(old, record):
+        log.info("%s was made from the same settings and inputs; skipping (delete it to redo)", output)
+        return True
+    if complete or old is not None:
+        why = "; ".join(differences(old, record)) if old is not None else f"no record {path}"
+        log.info("%s was made from other settings or inputs (%s); making it again", output, why)
+    Path(path).unlink(missing_ok=True)
+    return False

@@ -21,9 +21,10 @@ from tqdm import tqdm
 from purl.allocator import keep_freed_memory
 from purl.entry import run_main
 from purl.evaluate import embed_data_dir
+from purl.kaldi_io import save_embeddings
 from purl.settings import text_digest, write_record
+from purl.stages.embeddings import embedding_settings
 from purl.training.checkpoint import model_from_checkpoint
-from purl.vectors import embedding_settings, save_embeddings
 
 
 def get_parser() -> argparse.ArgumentParser:

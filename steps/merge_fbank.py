@@ -11,10 +11,10 @@ e.g.: steps/merge_fbank.py data/train fbank/train 4
 """
 
 import argparse
-import sys
+import logging
 
-from purl.data.datadir import DataDirError
-from purl.features import MIN_FRAMES, FeatureError, merge_fbank_jobs
+from purl.entry import run_main
+from purl.stages.features import add_fbank_options, fbank_options_of, merge_fbank_jobs
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -23,30 +23,20 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("fbank_dir")
     parser.add_argument("nj", type=int)
     parser.add_argument("--max-fail-frac", type=float, default=0.01)
-    # The options the jobs ran with, for the record (steps/fbank_jobs.py compares it).
-    parser.add_argument("--sample-rate", type=int, default=16000)
-    parser.add_argument("--num-mel-bins", type=int, default=80)
-    parser.add_argument("--compress", choices=("true", "false"), default="true")
-    parser.add_argument("--min-frames", type=int, default=MIN_FRAMES)
+    add_fbank_options(parser)  # the options the jobs ran with, for the record (fbank_jobs.py compares it)
     return parser
 
 
 def main() -> int:
     args = get_parser().parse_args()
-    try:
-        settings = {"sample_rate": args.sample_rate, "num_mel_bins": args.num_mel_bins,
-                    "compress": args.compress == "true", "min_frames": args.min_frames}
-        failed = merge_fbank_jobs(args.data_dir, args.fbank_dir, args.nj, max_fail_frac=args.max_fail_frac,
-                                  settings=settings)
-    except (FeatureError, DataDirError, FileNotFoundError) as e:
-        print(f"merge_fbank.py: {e}", file=sys.stderr)
-        return 1
+    failed = merge_fbank_jobs(args.data_dir, args.fbank_dir, args.nj, max_fail_frac=args.max_fail_frac,
+                              settings=fbank_options_of(args))
     if failed:
-        print(f"merge_fbank.py: dropped {len(failed)} unreadable utterance(s) from {args.data_dir} "
-              f"(listed in {args.data_dir}/log/fbank_failed)")
-    print(f"merge_fbank.py: wrote {args.data_dir}/feats.scp")
+        logging.warning("dropped %d unreadable utterance(s) from %s (listed in %s/log/fbank_failed)",
+                        len(failed), args.data_dir, args.data_dir)
+    logging.info("wrote %s/feats.scp", args.data_dir)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

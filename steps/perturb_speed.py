@@ -4,7 +4,9 @@
 Speed perturbation, after stage 0 and before stage 1: <dst-data-dir> holds the
 utterances of <src-data-dir> and, for each factor f, a copy of each played f
 times as fast (an ffmpeg pipe in wav.scp) under the new speaker sp<f>-<speaker>,
-as WeSpeaker and Kaldi do. Train on <dst-data-dir> after its stage 1.
+as WeSpeaker and Kaldi do. Train on <dst-data-dir> after its stage 1. It only
+writes tables, so a rerun always rewrites them (from the current <src-data-dir>
+and --factors); a table that comes out the same keeps its file and time.
 
 e.g.: steps/perturb_speed.py data/vox2_dev data/vox2_dev_sp
 """
@@ -14,6 +16,8 @@ import sys
 from pathlib import Path
 
 from purl.data.perturb import perturb_speed
+from purl.entry import run_main
+from purl.errors import UsageError
 
 
 def main() -> int:
@@ -24,18 +28,14 @@ def main() -> int:
     parser.add_argument("--sample-rate", type=int, default=16000)
     args = parser.parse_args()
     name = Path(sys.argv[0]).name
-    if (Path(args.dst) / "utt2spk").is_file():
-        print(f"{name}: {args.dst} is complete; skipping (delete it to redo)")
-        return 0
     try:
         factors = [float(f) for f in args.factors.split(",") if f]
-        n = perturb_speed(args.src, args.dst, factors, args.sample_rate)
-    except ValueError as e:  # a DataDirError, or a factor that is not a number
-        print(f"{name}: {e}", file=sys.stderr)
-        return 1
+    except ValueError as e:
+        raise UsageError(f"--factors {args.factors}: {e}") from e
+    n = perturb_speed(args.src, args.dst, factors, args.sample_rate)
     print(f"{name}: wrote {args.dst} ({n} utterances, factors {args.factors})")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

@@ -20,6 +20,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from purl.entry import run_main
 from purl.preflight import check_audio_tools, check_batch, check_devices, check_disk, check_files, parse_gpus
 
 
@@ -61,4 +62,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

@@ -5,16 +5,18 @@ Stage 2: copies <src-data-dir> to <dst-data-dir> with exactly round(rate * N)
 utterances, drawn uniformly with --seed, filed under a uniformly drawn other
 speaker (utt2spk, spk2utt); the true speakers go to utt2truespk so that stage 4
 can measure how well it finds them. The features are shared, not copied.
+noise.settings records rate, seed and the source's files: a rerun with the
+same ones is skipped, with others redone.
 
 e.g.: python steps/simulate_noise.py --seed 0 0.2 data/train data/train_noisy0.2
 """
 
 import argparse
-import sys
-from pathlib import Path
+import logging
 
-from purl.data.datadir import DataDirError
-from purl.noise import make_noisy_data_dir
+from purl.entry import run_main
+from purl.errors import UsageError
+from purl.stages.noise import run_noise
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -28,21 +30,15 @@ def get_parser() -> argparse.ArgumentParser:
 
 def main() -> int:
     args = get_parser().parse_args()
-    name = Path(sys.argv[0]).name
     if not 0 < args.rate < 1:
         # Rate 0 would make a copy whose truth equals its labels: nothing for stage 4 to detect (AUC nan).
-        print(f"{name}: rate {args.rate} must be in (0, 1); with no noise, train on {args.src_dir} itself",
-              file=sys.stderr)
-        return 1
-    try:
-        summary = make_noisy_data_dir(args.src_dir, args.dst_dir, args.rate, args.seed)
-    except (DataDirError, ValueError) as e:
-        print(f"{name}: {e}", file=sys.stderr)
-        return 1
-    print(f"{name}: {args.dst_dir}: relabelled {summary['relabelled']} of {summary['utterances']} "
-          f"utterances (rate {args.rate}, seed {args.seed})")
+        raise UsageError(f"rate {args.rate} must be in (0, 1); with no noise, train on {args.src_dir} itself")
+    summary = run_noise(args.src_dir, args.dst_dir, args.rate, args.seed)
+    if summary is not None:
+        logging.info("%s: relabelled %d of %d utterances (rate %s, seed %d)", args.dst_dir, summary["relabelled"],
+                     summary["utterances"], args.rate, args.seed)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

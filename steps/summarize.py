@@ -11,34 +11,32 @@ e.g.: steps/summarize.py --reliability-report exp/supcon_noisy/reliability/repor
 """
 
 import argparse
-import sys
 from pathlib import Path
 
-from purl.data.datadir import DataDirError
-from purl.results import summary_table
+from purl.entry import run_main
+from purl.errors import UsageError
+from purl.stages.scoring import summary_table
 
 
-def main() -> int:
+def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("rows", nargs="+", metavar="LABEL=EXP_DIR")
     parser.add_argument("--reliability-report")
     parser.add_argument("--scoring", default="cosine", choices=("cosine", "as-norm"))
-    args = parser.parse_args()
-    name = Path(sys.argv[0]).name
+    return parser
+
+
+def main() -> int:
+    args = get_parser().parse_args()
     rows = []
     for row in args.rows:
         if "=" not in row:
-            print(f"{name}: '{row}' is not LABEL=EXP_DIR", file=sys.stderr)
-            return 1
+            raise UsageError(f"'{row}' is not LABEL=EXP_DIR")
         label, exp_dir = row.split("=", 1)
         rows.append((label, Path(exp_dir)))
-    try:
-        print(summary_table(rows, Path(args.reliability_report) if args.reliability_report else None, args.scoring))
-    except DataDirError as e:
-        print(f"{name}: {e}", file=sys.stderr)
-        return 1
+    print(summary_table(rows, Path(args.reliability_report) if args.reliability_report else None, args.scoring))
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

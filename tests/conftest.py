@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -50,8 +50,11 @@ def copy_recipe(name: str, dest: Path) -> Path:
     """egs/<name> copied to ``dest`` without its outputs, its links pointing back at the project."""
     shutil.copytree(ROOT / "egs" / name, dest, symlinks=True,
                     ignore=shutil.ignore_patterns("data", "exp", "fbank", "corpus", "RESULTS.md"))
-    for link in (p for p in dest.iterdir() if p.is_symlink()):  # path.sh, steps/, a shared conf/ or cmd.sh ...
-        target = (ROOT / "egs" / name / link.name).resolve()
+    # path.sh, steps/, a shared local/ or cmd.sh, and links inside a recipe's own
+    # local/ (os.walk does not enter linked folders).
+    links = [Path(top) / n for top, dirs, files in os.walk(dest) for n in dirs + files if (Path(top) / n).is_symlink()]
+    for link in links:
+        target = (ROOT / "egs" / name / link.relative_to(dest)).resolve()
         link.unlink()
         link.symlink_to(target)
     return dest

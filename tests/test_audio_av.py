@@ -12,7 +12,7 @@ import pytest
 import soundfile as sf
 
 from purl.audio import AudioError, audio_duration, read_audio, write_aac
-from purl.features import make_fbank_job
+from purl.stages.features import make_fbank_job
 
 
 def noisy_tone(seconds: float, rate: int, channels: int, seed: int = 0) -> np.ndarray:

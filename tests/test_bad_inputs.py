@@ -18,10 +18,11 @@ from purl.config import ConfigError, load_config
 from purl.data.datadir import DataDirError, fix_data_dir, read_kv, utt2spk_to_spk2utt, validate_data_dir, write_kv
 from purl.data.dataset import load_features
 from purl.embed import embed_utterances
-from purl.features import FeatureError, make_fbank_job
+from purl.features import FeatureError
+from purl.kaldi_io import load_embeddings, read_vector
 from purl.models import build_model
-from purl.vectors import load_embeddings, read_vector
 from purl.stages import training as training_stage
+from purl.stages.features import make_fbank_job
 from purl.stages.training import TrainingOutputs
 from purl.training.checkpoint import model_from_checkpoint, save_atomic
 from purl.training.errors import TrainError
@@ -497,16 +498,17 @@ def test_extraction_rerun_with_other_crops_re_extracts(tmp_path, tiny_config):
     assert "num_crops: 3 -> 0" in proc.stderr
 
 
-def test_reliability_rerun_with_another_estimator_refits(tmp_path, monkeypatch, capsys):
+def test_reliability_rerun_with_another_estimator_refits(tmp_path, monkeypatch, caplog):
     from tests.test_reliability_stage import noisy_dir_with_embeddings
 
     data, scp, _ = noisy_dir_with_embeddings(tmp_path, speakers=6, utts=12)
     out = tmp_path / "rel"
     reliability = load_step("reliability")  # in this process: no second interpreter start
+    caplog.set_level("INFO")
     for estimator in ("histogram", "global"):
         monkeypatch.setattr("sys.argv", ["reliability.py", "--estimator", estimator, str(scp), str(data), str(out)])
         assert reliability.main() == 0
-    assert "estimator: 'histogram' -> 'global'" in capsys.readouterr().out
+    assert "estimator: 'histogram' -> 'global'" in caplog.text
     assert '"estimator": "global"' in (out / "report.json").read_text()
 
 

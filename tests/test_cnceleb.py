@@ -120,3 +120,16 @@ def test_cnceleb_recipe_stages_0_and_1_on_the_fake_tree(tmp_path, fake_cnceleb):
     for name, n in (("cnceleb_train", 8), ("cnceleb1_eval", 8)):
         data = validate_data_dir(recipe / "data" / name, require=["feats.scp", "utt2num_frames", "utt2dur"])
         assert len(data) == n
+
+
+def test_average_embeddings_rerun_skips_same_inputs_and_redoes_changed_models(tmp_path):
+    with kaldiio.WriteHelper(f"ark,scp:{tmp_path / 'x.ark'},{tmp_path / 'xvector.scp'}") as writer:
+        for utt, v in {"a-1": [1.0, 0.0], "a-2": [3.0, 2.0]}.items():
+            writer(utt, np.array(v, dtype=np.float32))
+    (tmp_path / "models").write_text("a-enroll-avg a-1 a-2\n")
+    args = (ROOT / "steps" / "average_embeddings.py", tmp_path / "xvector.scp", tmp_path / "models", tmp_path / "out")
+    run_script(*args)
+    assert "skipping" in run_script(*args).stderr
+    (tmp_path / "models").write_text("a-enroll-avg a-1\n")
+    assert "models:" in run_script(*args).stderr  # the record names the input that changed
+    np.testing.assert_allclose(kaldiio.load_scp(str(tmp_path / "out" / "xvector.scp"))["a-enroll-avg"], [1.0, 0.0])

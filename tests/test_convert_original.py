@@ -54,7 +54,7 @@ def original_resnet_state(layers=THIN_LAYERS, filters=THIN_FILTERS, n_out=192) -
     s["conv1.weight"] = torch.randn(filters[0], 1, 7, 7) * 0.2
     _batchnorm(s, "bn1.", filters[0])
     inplanes = filters[0]
-    for layer, (count, planes, stride) in enumerate(zip(layers, filters, THIN_STRIDES), 1):
+    for layer, (count, planes) in enumerate(zip(layers, filters), 1):
         for j in range(count):
             p = f"layer{layer}.{j}."
             s[p + "conv1.weight"] = torch.randn(planes, inplanes, 3, 3) * (2 / (9 * inplanes)) ** 0.5

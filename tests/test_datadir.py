@@ -10,14 +10,14 @@ from purl.data.datadir import (
     make_trials,
     read_kv,
     read_trials,
-    split_data_dir,
     spk2utt_to_utt2spk,
+    split_data_dir,
     subset_data_dir,
     utt2spk_to_spk2utt,
     validate_data_dir,
     write_kv,
 )
-from tests.conftest import run_script, ROOT
+from tests.conftest import ROOT, run_script
 
 
 def make_dir(path, utts=(("a-1", "a"), ("a-2", "a"), ("b-1", "b"), ("b-2", "b"))):

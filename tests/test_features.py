@@ -13,14 +13,9 @@ import soundfile as sf
 
 from purl.data.datadir import read_kv, validate_data_dir
 from purl.data.prepare import prepare_folder_corpus
-from purl.features import (
-    ArkWriter,
-    compress_speech_feature,
-    compute_fbank,
-    fbank_options,
-    make_fbank_job,
-    num_frames,
-)
+from purl.features import compute_fbank, fbank_options, num_frames
+from purl.kaldi_io import ArkWriter, compress_speech_feature
+from purl.stages.features import make_fbank_job
 from tests.conftest import ROOT, run_script, write_tone
 
 
@@ -88,7 +83,7 @@ def test_ark_and_scp_equal_kaldiios(tmp_path, compress):
             w(utt, m)
     assert (tmp_path / "ours.ark").read_bytes() == (tmp_path / "ref.ark").read_bytes()
     assert (tmp_path / "ours.scp").read_text() == (tmp_path / "ref.scp").read_text().replace("ref.ark", "ours.ark")
-    for utt, entry in read_kv(tmp_path / "ours.scp").items():
+    for entry in read_kv(tmp_path / "ours.scp").values():
         np.testing.assert_array_equal(kaldiio.load_mat(entry), kaldiio.load_mat(f"{tmp_path}/ref.ark:{entry.split(':')[-1]}"))
 
 
@@ -166,3 +161,17 @@ def test_make_fbank_fails_when_too_many_utterances_are_unreadable(tmp_path, tiny
     assert proc.returncode == 0
     assert "spk1-u0" not in read_kv(data / "utt2spk") and len(read_kv(data / "feats.scp")) == 8
     validate_data_dir(data, require=["feats.scp"])
+
+
+def test_save_embeddings_writes_the_bytes_of_kaldiio_through_the_one_ark_writer(tmp_path):
+    from purl.kaldi_io import load_embeddings, save_embeddings
+
+    emb = np.random.default_rng(0).standard_normal((3, 5)).astype(np.float32)
+    scp = save_embeddings(tmp_path / "ours.ark", ["a", "b", "c"], emb)
+    with kaldiio.WriteHelper(f"ark,scp:{tmp_path / 'ref.ark'},{tmp_path / 'ref.scp'}") as writer:
+        for utt, vector in zip("abc", emb):
+            writer(utt, vector)
+    assert (tmp_path / "ours.ark").read_bytes() == (tmp_path / "ref.ark").read_bytes()
+    assert scp.read_text() == (tmp_path / "ref.scp").read_text().replace("ref.ark", "ours.ark")
+    utts, loaded = load_embeddings(scp)
+    assert utts == ["a", "b", "c"] and np.array_equal(loaded, emb)

@@ -52,7 +52,7 @@ def write_embeddings(data_dir, path, seed=0):
             writer(utt, rng.normal(size=8).astype(np.float32))
 
 
-def test_filter_data_dir_writes_a_valid_filtered_dir_and_skips_when_done(tmp_path):
+def test_filter_data_dir_writes_a_valid_filtered_dir_skips_same_settings_and_redoes_others(tmp_path):
     data = write_feature_dir(tmp_path / "train", num_speakers=3, utts_per_speaker=4)
     utt2spk = read_kv(data / "utt2spk")
     # Stage 2's layout: the id keeps the true speaker, utt2spk has the noisy one.
@@ -64,12 +64,14 @@ def test_filter_data_dir_writes_a_valid_filtered_dir_and_skips_when_done(tmp_pat
     write_embeddings(data, scp)
     out = tmp_path / "train_filtered0.5"
     proc = run_script(ROOT / "steps" / "filter_data_dir.py", scp, data, out)
-    assert "kept 5 of 12 utterances" in proc.stdout and "mislabelled utterances kept" in proc.stdout
+    assert "kept 5 of 12 utterances" in proc.stderr and "mislabelled utterances kept" in proc.stderr
     kept = validate_data_dir(out, require=["feats.scp", "utt2num_frames", "utt2truespk"])
     assert len(kept) == 5 and kept.speakers == ["spk00", "spk01", "spk02"]
     removed = [line.split()[0] for line in (out / "removed").read_text().splitlines()]
     assert sorted(removed + kept.utts) == sorted(utt2spk)
-    assert "is complete; skipping" in run_script(ROOT / "steps" / "filter_data_dir.py", scp, data, out).stdout
+    assert "same settings and inputs; skipping" in run_script(ROOT / "steps" / "filter_data_dir.py", scp, data, out).stderr
+    proc = run_script(ROOT / "steps" / "filter_data_dir.py", "--keep-ratio", "0.75", scp, data, out)
+    assert "keep_ratio: 0.5 -> 0.75" in proc.stderr and len(validate_data_dir(out)) == 8
 
 
 def test_filter_data_dir_without_an_embedding_fails_and_writes_nothing(tmp_path):

@@ -67,7 +67,8 @@ def pip_install(bin_dir: Path, *args, cwd: Path) -> None:
 def trained_model(tmp_path: Path, tiny_config: Path) -> Path:
     """exp/tiny: a few steps of the project's trainer on generated features."""
     config = load_config(tiny_config)
-    trainer = Trainer(config, write_feature_dir(tmp_path / "train"), TrainingOutputs(tmp_path / "exp" / "tiny"), show_progress=False)
+    trainer = Trainer(config, write_feature_dir(tmp_path / "train"), TrainingOutputs(tmp_path / "exp" / "tiny"),
+                      show_progress=False)
     try:
         return trainer.train()
     finally:

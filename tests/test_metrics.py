@@ -4,7 +4,7 @@ import pytest
 from purl.metrics import (
     compute_eer,
     compute_min_dcf,
-    evaluate,
+    eer_and_min_dcf,
     metrics_from_points,
     operating_points,
     plot_det,
@@ -111,7 +111,7 @@ def test_min_dcf_hand_computed_case():
 def test_evaluate_returns_eer_and_both_min_dcfs():
     rng = np.random.default_rng(4)
     scores, labels = _random_trials(rng, 500)
-    figures = evaluate(scores, labels)
+    figures = eer_and_min_dcf(scores, labels)
     assert set(figures) == {"eer", "min_dcf_0.01", "min_dcf_0.05"}
     assert figures["eer"] == compute_eer(scores, labels)[0]
     assert figures["min_dcf_0.05"] == compute_min_dcf(scores, labels, 0.05)[0]

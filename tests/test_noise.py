@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from purl.data.datadir import read_kv, validate_data_dir, write_kv, utt2spk_to_spk2utt
-from purl.noise import make_noisy_data_dir, relabel
+from purl.data.datadir import read_kv, utt2spk_to_spk2utt, validate_data_dir, write_kv
+from purl.noise import relabel
+from purl.stages.noise import make_noisy_data_dir
 
 
 def utt2spk(speakers=10, utts=7):
@@ -47,3 +48,19 @@ def test_noisy_data_dir_keeps_the_truth_and_validates(tmp_path):
     noisy = validate_data_dir(tmp_path / "noisy", require=["utt2spk", "spk2utt", "utt2truespk", "feats.scp"])
     assert read_kv(tmp_path / "noisy" / "utt2truespk") == truth
     assert sum(noisy.utt2spk[u] != truth[u] for u in truth) == 14
+
+
+def test_noise_stage_rerun_skips_same_settings_and_redoes_another_seed(tmp_path, caplog):
+    from purl.stages.noise import run_noise
+
+    src = tmp_path / "train"
+    src.mkdir()
+    truth = utt2spk()
+    write_kv(src / "utt2spk", truth)
+    write_kv(src / "spk2utt", utt2spk_to_spk2utt(truth))
+    caplog.set_level("INFO")
+    assert run_noise(src, tmp_path / "noisy", 0.2, seed=0) == {"utterances": 70, "relabelled": 14}
+    first = read_kv(tmp_path / "noisy" / "utt2spk")
+    assert run_noise(src, tmp_path / "noisy", 0.2, seed=0) is None and "skipping" in caplog.text
+    assert run_noise(src, tmp_path / "noisy", 0.2, seed=1) is not None
+    assert "seed: 0 -> 1" in caplog.text and read_kv(tmp_path / "noisy" / "utt2spk") != first

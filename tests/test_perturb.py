@@ -34,7 +34,8 @@ def test_speed_perturbation_refuses_factor_one_and_non_numbers(tmp_path, tiny_co
         perturb_speed(tmp_path / "train", tmp_path / "sp", (0.9, 1.0))
     proc = run_script(ROOT / "steps" / "perturb_speed.py", "--factors", "0.9,fast", tmp_path / "train", tmp_path / "sp",
                       check=False)
-    assert proc.returncode == 1 and "perturb_speed.py: could not convert string to float: 'fast'" in proc.stderr
+    assert proc.returncode == 1
+    assert "perturb_speed.py: --factors 0.9,fast: could not convert string to float: 'fast'" in proc.stderr
     assert not (tmp_path / "sp").exists()
 
 
@@ -57,3 +58,12 @@ def test_voxceleb_recipe_prepares_speed_copies_and_augmentation_sources(tmp_path
         > int(frames["sp1.1-id00012-21Uxsk56VDQ-00001"])
     for name in ("musan_noise", "musan_music", "musan_speech", "rirs"):
         assert len(validate_data_dir(recipe / "data" / name, require=["wav.scp"])) == (2 if name == "rirs" else 1)
+
+
+def test_speed_perturbation_rerun_with_other_factors_rewrites_the_dir(tmp_path, tiny_corpus):
+    prepare_folder_corpus(tiny_corpus, tmp_path / "train")
+    step = ROOT / "steps" / "perturb_speed.py"
+    run_script(step, "--factors", "0.9,1.1", tmp_path / "train", tmp_path / "sp")
+    run_script(step, "--factors", "0.8", tmp_path / "train", tmp_path / "sp")
+    speakers = set(read_kv(tmp_path / "sp" / "utt2spk").values())
+    assert any(s.startswith("sp0.8-") for s in speakers) and not any(s.startswith("sp0.9-") for s in speakers)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -193,9 +194,11 @@ def test_folder_preparation_and_features_on_speechocean762(tmp_path):
     corpus.mkdir()
     for spk in sorted(p.name for p in SPEECHOCEAN.iterdir() if p.is_dir())[:5]:
         (corpus / spk).symlink_to(SPEECHOCEAN / spk)
-    run_script(ROOT / "local" / "prepare_folder_corpus.py", "--num-test-speakers", "2", corpus, tmp_path / "train", tmp_path / "test")
+    run_script(ROOT / "local" / "prepare_folder_corpus.py", "--num-test-speakers", "2", corpus,
+               tmp_path / "train", tmp_path / "test")
     for d in ("train", "test"):
-        run_script(ROOT / "steps" / "make_fbank.sh", "--nj", "2", tmp_path / d, tmp_path / d / "log", tmp_path / "fbank", cwd=tmp_path)
+        run_script(ROOT / "steps" / "make_fbank.sh", "--nj", "2", tmp_path / d, tmp_path / d / "log", tmp_path / "fbank",
+                   cwd=tmp_path)
         data = validate_data_dir(tmp_path / d, require=["feats.scp", "utt2dur"], check_audio=True)
         frames = read_kv(tmp_path / d / "utt2num_frames")
         durs = read_kv(tmp_path / d / "utt2dur")

@@ -35,7 +35,7 @@ def test_mini_recipe_runs_every_stage_and_prints_the_table(mini_run):
                 "noisy + PURL"):
         assert f"| {row} |" in summary
     assert "noisy-pair detection AUC" in summary
-    assert (recipe / "RESULTS.md").read_text().count("| test | cosine |") == 5
+    assert (recipe / "exp" / "RESULTS.md").read_text().count("| test | cosine |") == 5
     assert (recipe / "exp" / "supcon_noisy0.2_seed0" / "reliability" / "reliability.png").is_file()
     # Every stage skips what is done: a rerun trains nothing.
     rerun = run_script("bash", "run.sh", *SIZE, "--train-overrides", TRAIN, cwd=recipe)

@@ -5,7 +5,8 @@ import dataclasses
 
 import numpy as np
 
-from purl.reliability import Reliability, simulate_embeddings
+from purl.reliability import Reliability
+from purl.testing import simulate_embeddings
 
 
 def _same_params(a, b) -> None:
@@ -35,13 +36,13 @@ def test_shared_cache_refits_for_other_settings():
 
 
 def test_plot_counts_from_the_evaluation_pass_equal_the_plots_own_scan():
-    from purl.reliability import PlotCounts, evaluate_many, iter_speaker_blocks
+    from purl.reliability import PlotCounts, detection_figures_of_fits, iter_speaker_blocks
 
     emb, labels, true = simulate_embeddings(np.array([2, 30, 40, 60, 45]), dim=32, noise_rate=0.2, seed=8)
     rel = Reliability.fit(emb, labels, "histogram")
     for truth in (true, None):
         gathered = PlotCounts(rel.params)
-        evaluate_many([rel], truth, 0.5, gathered)
+        detection_figures_of_fits([rel], truth, 0.5, gathered)
         own = PlotCounts(rel.params)
         codes = None if truth is None else np.unique(truth, return_inverse=True)[1]
         for s, utts, gram, upper in iter_speaker_blocks(rel.embeddings, rel.index):
@@ -59,17 +60,17 @@ def test_plot_counts_from_the_evaluation_pass_equal_the_plots_own_scan():
 def test_fits_and_evaluation_in_threads_equal_one_threads_bit_for_bit(monkeypatch):
     """Speakers (EM rows) split across threads: every fitted number, every
     figure and the plot's counts are those of one thread, exactly."""
-    import purl.reliability as reliability
-    from purl.reliability import PlotCounts, evaluate_many
+    from purl.reliability import PlotCounts, detection, detection_figures_of_fits, gmm
 
     emb, labels, true = simulate_embeddings(np.array([2, 30, 40, 60, 45, 25, 33, 5]), dim=32, noise_rate=0.2, seed=9)
     runs = []
     for threads in (1, 3):
-        monkeypatch.setattr(reliability, "work_threads", lambda threads=threads: threads)
+        for module in (gmm, detection):
+            monkeypatch.setattr(module, "work_threads", lambda threads=threads: threads)
         fits = [Reliability.fit(emb, labels, name) for name in ("histogram", "bic", "global")]
         shared = [Reliability.fit(fits[0].embeddings, labels, f.estimator, normalised=True) for f in fits]
         counts = PlotCounts(shared[0].params)
-        runs.append((fits, evaluate_many(shared, true, 0.5, counts), counts))
+        runs.append((fits, detection_figures_of_fits(shared, true, 0.5, counts), counts))
     (fits_1, figures_1, counts_1), (fits_3, figures_3, counts_3) = runs
     for a, b in zip(fits_1, fits_3):
         _same_params(a.params, b.params)

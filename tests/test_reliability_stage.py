@@ -10,7 +10,7 @@ import pytest
 
 from purl.data.datadir import DataDirError, utt2spk_to_spk2utt, validate_data_dir, write_kv
 from purl.pair_weights import pair_weights_from_dir
-from purl.reliability import simulate_embeddings
+from purl.testing import simulate_embeddings
 from tests.conftest import ROOT, run_script
 
 
@@ -19,7 +19,7 @@ def noisy_dir_with_embeddings(tmp_path, speakers=12, utts=30):
     names = [f"s{t:02d}-u{n:03d}" for n, t in enumerate(true)]
     data = tmp_path / "train_noisy"
     data.mkdir()
-    utt2spk = {u: f"s{l:02d}" for u, l in zip(names, noisy)}
+    utt2spk = {u: f"s{label:02d}" for u, label in zip(names, noisy)}
     write_kv(data / "utt2spk", utt2spk)
     write_kv(data / "spk2utt", utt2spk_to_spk2utt(utt2spk))
     write_kv(data / "utt2truespk", {u: f"s{t:02d}" for u, t in zip(names, true)})
@@ -47,7 +47,7 @@ def test_reliability_stage_reports_detection_and_writes_what_stage_5_needs(tmp_p
     assert len(cleaned) == len(utt2spk) - len(suspected) and not set(suspected) & set(cleaned.utts)
     rerun = run_script(ROOT / "steps" / "reliability.py", "--compare", "sklearn,global", "--clean-dir",
                        tmp_path / "cleaned", scp, data, out)
-    assert "skipping" in rerun.stdout
+    assert "skipping" in rerun.stderr
 
     weights = pair_weights_from_dir(out, data)
     names = sorted(utt2spk)

@@ -11,7 +11,7 @@ from purl.config import load_config
 from purl.data.datadir import DataDirError, read_kv
 from purl.embed import embed_utterances
 from purl.models import build_model
-from purl.results import cohort_from_embeddings, collect_results, score_trial_lists
+from purl.stages.scoring import cohort_from_embeddings, collect_results, score_trial_lists
 from purl.training.checkpoint import model_from_checkpoint, save_atomic
 from purl.training.errors import TrainError
 from tests.conftest import ROOT, run_script, write_feature_dir
@@ -108,3 +108,31 @@ def test_extract_embeddings_sh_writes_kaldi_vectors(tmp_path, tiny_config):
     assert (out / "mean.vec").read_text().startswith("[ ")
     rerun = run_script(ROOT / "steps" / "extract_embeddings.sh", "--nj", "2", tmp_path / "final.pt", data, out, cwd=tmp_path)
     assert "skipping" in rerun.stdout
+
+
+def test_scoring_rerun_reuses_same_inputs_and_rescores_when_one_differs(tmp_path, caplog):
+    from purl.stages.scoring import run_scoring
+
+    trials = "".join(f"s{a}-u0 s{b}-u{u} {'target' if a == b else 'nontarget'}\n"
+                     for a in range(3) for b in range(3) for u in range(1, 4))
+    scp, _ = scored_setup(tmp_path, trials)
+    out = tmp_path / "exp" / "m" / "scores"
+    caplog.set_level("INFO")
+    first = run_scoring(scp, out, [tmp_path / "trials"], top_k=5)
+    (out / "results.md").write_text("a marker that a rescoring would overwrite\n")
+    assert run_scoring(scp, out, [tmp_path / "trials"], top_k=5) == first
+    assert "skipping" in caplog.text and (out / "results.md").read_text().startswith("a marker")
+    (tmp_path / "trials").write_text(trials.replace("s0-u0 s0-u1 target\n", ""))
+    run_scoring(scp, out, [tmp_path / "trials"], top_k=5, results=tmp_path / "RESULTS.md")
+    assert "other settings or inputs (trials:" in caplog.text and "|" in (out / "results.md").read_text()
+    assert "## m" in (tmp_path / "RESULTS.md").read_text()
+
+
+def test_score_step_names_a_cohort_of_another_model_without_a_traceback(tmp_path):
+    trials = "".join(f"s{a}-u0 s{b}-u1 {'target' if a == b else 'nontarget'}\n" for a in range(3) for b in range(3))
+    scp, emb = scored_setup(tmp_path, trials)
+    write_scp(tmp_path / "cohort.scp", {u: np.ones(4) for u in emb})  # 4-dim: another model's
+    (tmp_path / "utt2spk").write_text("".join(f"{u} {u[:2]}\n" for u in sorted(emb)))
+    proc = run_script(ROOT / "steps" / "score.py", "--cohort", tmp_path / "cohort.scp", "--cohort-utt2spk",
+                      tmp_path / "utt2spk", scp, tmp_path / "scores", tmp_path / "trials", check=False)
+    assert proc.returncode == 1 and proc.stderr.startswith("score.py: cohort has shape") and "Traceback" not in proc.stderr

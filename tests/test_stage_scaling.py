@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 
 from purl.data import datadir as datadir_module
-from purl.data.datadir import DataDir, read_kv, split_data_dir, utt2spk_to_spk2utt, write_kv
+from purl.data.datadir import DataDir, read_kv, split_data_dir, utt2spk_to_spk2utt
 from purl.data.dataset import SpeakerBatchSampler
+from purl.kaldi_io import load_embeddings
 from purl.pair_weights import pair_weights_from_dir
-from purl.reliability import simulate_embeddings
-from purl.reliability_stage import run_reliability
-from purl.vectors import load_embeddings
+from purl.stages.reliability import run_reliability
+from purl.testing import simulate_embeddings
 from tests.test_reliability_stage import noisy_dir_with_embeddings
 
 UTTS, SPEAKERS = 6000, 60
@@ -114,14 +114,14 @@ def test_sampler_groups_utterances_by_speaker_as_a_scan_per_speaker_would():
 
 
 def test_one_pass_evaluation_of_several_fits_equals_separate_ones():
-    from purl.reliability import Reliability, evaluate_many, evaluate_with_weights
+    from purl.reliability import Reliability, detection_figures_and_weights, detection_figures_of_fits
 
     emb, noisy, true = simulate_embeddings([40] * 12, dim=16, noise_rate=0.2, seed=3)
     main = Reliability.fit(emb, noisy, "histogram")
     fits = [main] + [Reliability.fit(main.embeddings, noisy, name, normalised=True) for name in ("bic", "global")]
     assert all(f.embeddings is main.embeddings for f in fits)  # shared, not copied
-    for (together, w_together), fit in zip(evaluate_many(fits, true), fits):
-        alone, w_alone = evaluate_with_weights(fit, true)
+    for (together, w_together), fit in zip(detection_figures_of_fits(fits, true), fits):
+        alone, w_alone = detection_figures_and_weights(fit, true)
         assert together == alone and np.array_equal(w_together, w_alone)
 
 

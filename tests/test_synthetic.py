@@ -11,15 +11,9 @@ import soundfile as sf
 from scipy import signal
 
 from purl.data.prepare import scan_speaker_folders
-from purl.synthetic import (
-    SynthConfig,
-    _time_varying_filter,
-    draw_speaker,
-    generate_corpus,
-    speaker_rng,
-    synthesize_utterance,
-    utterance_rng,
-)
+from synthetic.channel import SynthConfig
+from synthetic.corpus import generate_corpus, synthesize_utterance
+from synthetic.voice import _time_varying_filter, draw_speaker, speaker_rng, utterance_rng
 from tests.conftest import ROOT, run_script
 
 TINY = dict(num_speakers=3, utts_per_speaker=2, min_dur=1.0, max_dur=1.0)
@@ -153,7 +147,7 @@ def test_utterances_of_a_speaker_are_closer_than_other_speakers(channel):
 
 
 def test_entry_script_makes_a_corpus_and_refuses_a_conflicting_one(tmp_path):
-    script = ROOT / "local" / "make_synthetic_corpus.py"
+    script = ROOT / "egs" / "mini" / "local" / "make_synthetic_corpus.py"
     python = sys.executable
     args = ["--num-speakers", "2", "--utts-per-speaker", "1", "--min-dur", "0.5", "--max-dur", "0.5", "--nj", "1"]
     run_script(python, script, *args, "--snr-range", "10,20", tmp_path / "c")
@@ -164,7 +158,7 @@ def test_entry_script_makes_a_corpus_and_refuses_a_conflicting_one(tmp_path):
 
 
 def test_entry_script_options_reject_bad_values(capsys):
-    from local.make_synthetic_corpus import get_parser
+    from make_synthetic_corpus import get_parser
 
     args = get_parser().parse_args(["--snr-range", "0,15", "--channel", "false", "out"])
     assert args.snr_range == (0.0, 15.0) and args.channel is False

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 
@@ -134,8 +133,9 @@ def test_purl_with_reestimation_resumes_exactly(tmp_path, tiny_config):
     data, rel_dir, config = purl_setup(tmp_path, tiny_config)
 
     def run(exp, stop_at_step=None):
-        weights = pair_weights_from_dir(rel_dir, data, reestimate_every=1, save_dir=exp / "reliability")
-        trainer = Trainer(config, data, TrainingOutputs(exp), callbacks=[weights], show_progress=False)
+        outputs = TrainingOutputs(exp)
+        weights = pair_weights_from_dir(rel_dir, data, reestimate_every=1, refit_dir=outputs.reestimated_weights_dir)
+        trainer = Trainer(config, data, outputs, callbacks=[weights], show_progress=False)
         try:
             return trainer.train(stop_at_step=stop_at_step)
         finally:

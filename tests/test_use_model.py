@@ -21,10 +21,10 @@ from purl.cli import main as purl_main
 from purl.config import load_config
 from purl.data.datadir import read_kv, utt2spk_to_spk2utt, write_kv
 from purl.embed import embed_utterances
-from purl.features import make_fbank_job
 from purl.metrics import compute_eer
 from purl.models import build_model
-from purl.results import score_trial_lists
+from purl.stages.features import make_fbank_job
+from purl.stages.scoring import score_trial_lists
 from purl.training.checkpoint import save_atomic
 from tests.conftest import ROOT, recipe_env, write_tone
 

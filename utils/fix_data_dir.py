@@ -10,23 +10,19 @@ e.g.: utils/fix_data_dir.py data/train
 """
 
 import argparse
-import sys
 
-from purl.data.datadir import DataDirError, fix_data_dir
+from purl.data.datadir import fix_data_dir
+from purl.entry import run_main
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("data_dir")
     args = parser.parse_args()
-    try:
-        kept, dropped = fix_data_dir(args.data_dir)
-    except DataDirError as e:
-        print(f"fix_data_dir.py: {e}", file=sys.stderr)
-        return 1
+    kept, dropped = fix_data_dir(args.data_dir)
     print(f"fix_data_dir.py: {args.data_dir}: kept {kept} utterances, dropped {dropped} (old files in {args.data_dir}/.backup)")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

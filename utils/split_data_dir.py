@@ -8,9 +8,9 @@ e.g.: utils/split_data_dir.py data/train 8
 """
 
 import argparse
-import sys
 
-from purl.data.datadir import DataDirError, split_data_dir
+from purl.data.datadir import split_data_dir
+from purl.entry import run_main
 
 
 def main() -> int:
@@ -18,14 +18,10 @@ def main() -> int:
     parser.add_argument("data_dir")
     parser.add_argument("nj", type=int)
     args = parser.parse_args()
-    try:
-        parts = split_data_dir(args.data_dir, args.nj)
-    except (DataDirError, ValueError) as e:
-        print(f"split_data_dir.py: {e}", file=sys.stderr)
-        return 1
+    parts = split_data_dir(args.data_dir, args.nj)
     print(f"split_data_dir.py: {args.data_dir} -> {parts[0].parent}/{{1..{len(parts)}}}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

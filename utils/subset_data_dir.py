@@ -9,9 +9,9 @@ e.g.: utils/subset_data_dir.py --spk-list local/dev_speakers data/train data/dev
 """
 
 import argparse
-import sys
 
-from purl.data.datadir import DataDir, DataDirError, subset_data_dir
+from purl.data.datadir import DataDir, subset_data_dir
+from purl.entry import run_main
 
 
 def read_keys(path: str) -> list[str]:
@@ -28,22 +28,17 @@ def main() -> int:
     parser.add_argument("src_dir")
     parser.add_argument("dst_dir")
     args = parser.parse_args()
-    try:
-        if args.per_speaker:
-            spk2utt = DataDir(args.src_dir).spk2utt
-            data = subset_data_dir(args.src_dir, args.dst_dir,
-                                   utts=[u for utts in spk2utt.values() for u in utts[:args.per_speaker]])
-        elif args.utt_list:
-            keys = read_keys(args.utt_list)
-            data = subset_data_dir(args.src_dir, args.dst_dir, utts=keys)
-        else:
-            data = subset_data_dir(args.src_dir, args.dst_dir, speakers=read_keys(args.spk_list))
-    except DataDirError as e:
-        print(f"subset_data_dir.py: {e}", file=sys.stderr)
-        return 1
+    if args.per_speaker:
+        spk2utt = DataDir(args.src_dir).spk2utt
+        data = subset_data_dir(args.src_dir, args.dst_dir,
+                               utts=[u for utts in spk2utt.values() for u in utts[:args.per_speaker]])
+    elif args.utt_list:
+        data = subset_data_dir(args.src_dir, args.dst_dir, utts=read_keys(args.utt_list))
+    else:
+        data = subset_data_dir(args.src_dir, args.dst_dir, speakers=read_keys(args.spk_list))
     print(f"subset_data_dir.py: wrote {data.path}: {len(data)} utterances, {len(data.spk2utt)} speakers")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

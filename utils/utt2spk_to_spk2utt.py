@@ -7,9 +7,9 @@ e.g.: utils/utt2spk_to_spk2utt.py data/train/utt2spk > data/train/spk2utt
 """
 
 import argparse
-import sys
 
-from purl.data.datadir import DataDirError, read_kv, spk2utt_to_utt2spk, utt2spk_to_spk2utt
+from purl.data.datadir import read_kv, spk2utt_to_utt2spk, utt2spk_to_spk2utt
+from purl.entry import run_main
 
 
 def main() -> int:
@@ -17,11 +17,7 @@ def main() -> int:
     parser.add_argument("file")
     parser.add_argument("--reverse", action="store_true", help="spk2utt -> utt2spk")
     args = parser.parse_args()
-    try:
-        table = read_kv(args.file, multi=args.reverse, check_sorted=False)
-    except DataDirError as e:
-        print(f"utt2spk_to_spk2utt.py: {e}", file=sys.stderr)
-        return 1
+    table = read_kv(args.file, multi=args.reverse, check_sorted=False)
     out = spk2utt_to_utt2spk(table) if args.reverse else utt2spk_to_spk2utt(table)
     for key, value in out.items():
         print(key, value if isinstance(value, str) else " ".join(value))
@@ -29,4 +25,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

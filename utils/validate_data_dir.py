@@ -11,9 +11,9 @@ e.g.: utils/validate_data_dir.py --require wav.scp,utt2spk,feats.scp data/train
 """
 
 import argparse
-import sys
 
-from purl.data.datadir import DataDirError, validate_data_dir
+from purl.data.datadir import validate_data_dir
+from purl.entry import run_main
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -26,14 +26,10 @@ def get_parser() -> argparse.ArgumentParser:
 
 def main() -> int:
     args = get_parser().parse_args()
-    try:
-        data = validate_data_dir(args.data_dir, require=args.require.split(","), check_audio=args.check_audio)
-    except DataDirError as e:
-        print(e, file=sys.stderr)
-        return 1
+    data = validate_data_dir(args.data_dir, require=args.require.split(","), check_audio=args.check_audio)
     print(f"validate_data_dir.py: {data.path} is valid: {len(data)} utterances, {len(data.spk2utt)} speakers")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

@@ -25,7 +25,8 @@ model=ecapa                        # ecapa or resnet34: conf/<model>_supcon.yaml
 noise_rate=0.2                     # simulated label noise (0: train on the labels as they are)
 seed=0                             # noise draw and training seed
 purl_start_epoch=200               # the update continues models/epoch_<N>.pt of the pretraining (the original protocol)
-estimator=sklearn                  # stage 4: sklearn (the original loop, at tol 1e-3), histogram (fast), bic, global
+reliability_conf=conf/reliability_paper.yaml  # stage 4: the original fit (sklearn at tol 1e-3)
+estimator=""                       # stage 4: sklearn, histogram (fast), bic, global ("": the conf's)
 filter_keep_ratio=0.5              # stage 5 filtering baseline: fraction of each speaker's utterances kept
 cohort_utts_per_speaker=20         # AS-Norm cohort: speaker means over this many utterances each
 train_overrides=""                 # config overrides for every training run, e.g. "data.num_workers=8"
@@ -76,7 +77,8 @@ if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
   # as the original: one random 3 s crop per utterance of the checkpoint the update continues
   steps/extract_embeddings.sh --nj $nj --cmd "$cmd" --gpus "$gpus" --num-crops 1 --crop-frames 300 --random-crop-seed $seed \
     $pretrain/models/epoch_$purl_start_epoch.pt $noisy $pretrain/embeddings/train_crop
-  steps/reliability.py --estimator $estimator --tol 1e-3 --compare global,bic \
+  reliability_opts=(--config $reliability_conf); [ -z "$estimator" ] || reliability_opts+=(--estimator $estimator)
+  steps/reliability.py "${reliability_opts[@]}" \
     $pretrain/embeddings/train_crop/xvector.scp $noisy $pretrain/reliability
   log "Stage 4 done in ${SECONDS}s"
 fi
@@ -101,7 +103,7 @@ if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
     steps/average_embeddings.py $m/embeddings/eval/xvector.scp $test/enroll_avg $m/embeddings/eval_avg
     steps/extract_embeddings.sh --nj $nj --cmd "$cmd" --gpus "$gpus" $m/models/final.pt $cohort $m/embeddings/cohort
     steps/score.py --mean $m/embeddings/cohort/mean.vec --cohort $m/embeddings/cohort/xvector.scp \
-      --cohort-utt2spk $cohort/utt2spk --top-k 300 --results RESULTS.md \
+      --cohort-utt2spk $cohort/utt2spk --top-k 300 --results exp/RESULTS.md \
       $m/embeddings/eval_avg/xvector.scp $m/scores $test/trials_concat $test/avg_enroll_trials
   done
   log "Stage 6 done in ${SECONDS}s"

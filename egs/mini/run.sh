@@ -34,7 +34,8 @@ seed=0                    # label noise and training; run 3 to see the spread
 noise_rate=0.2            # fraction of training utterances filed under a wrong speaker
 supcon_conf=conf/supcon.yaml
 purl_conf=""              # "": conf/purl.yaml (tuned) or conf/purl_paper.yaml (paper)
-estimator=""              # stage 4 pair reliability: histogram, sklearn, bic or global ("": histogram, paper: sklearn)
+reliability_conf=""       # stage 4: "": conf/reliability.yaml (tuned) or conf/reliability_paper.yaml (paper)
+estimator=""              # stage 4 pair reliability: histogram, sklearn, bic or global ("": the conf's)
 clean_reference=true      # also pretrain on the clean labels, to show what noise costs
 filter_keep_ratio=0.5     # stage 5 filtering baseline: fraction of each speaker's utterances kept
 train_overrides=""        # config overrides for every training run, e.g. "optim.epochs=1"
@@ -47,11 +48,11 @@ noise_rate=$(awk -v r="$noise_rate" 'BEGIN { if (r < 0 || r >= 1) exit 1; print 
   echo "$0: --noise-rate must be in [0, 1) (0: the labels as given)" >&2; exit 1; }
 
 case $protocol in
-  tuned) tag=""; pretrain_overrides=""; purl_conf=${purl_conf:-conf/purl.yaml}; estimator=${estimator:-histogram}
-         reliability_opts=""; embed_opts=""; reliability_emb=train; score_mean=true ;;
+  tuned) tag=""; pretrain_overrides=""; purl_conf=${purl_conf:-conf/purl.yaml}
+         reliability_conf=${reliability_conf:-conf/reliability.yaml}; embed_opts=""; reliability_emb=train; score_mean=true ;;
   paper) tag=_paper; pretrain_overrides="optim.grad_clip=0 train.amp=false"
-         purl_conf=${purl_conf:-conf/purl_paper.yaml}; estimator=${estimator:-sklearn}
-         reliability_opts="--tol 1e-3"; embed_opts="--num-crops 1 --crop-frames 200 --random-crop-seed $seed"
+         purl_conf=${purl_conf:-conf/purl_paper.yaml}
+         reliability_conf=${reliability_conf:-conf/reliability_paper.yaml}; embed_opts="--num-crops 1 --crop-frames 200 --random-crop-seed $seed"
          reliability_emb=train_crop; score_mean=false ;;
   *) echo "$0: --protocol $protocol: use tuned or paper" >&2; exit 1 ;;
 esac
@@ -108,7 +109,8 @@ if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
   # shellcheck disable=SC2086
   steps/extract_embeddings.sh --nj $nj --cmd "$cmd" $embed_opts $pretrain/models/final.pt $noisy $pretrain/embeddings/$reliability_emb
   # shellcheck disable=SC2086
-  steps/reliability.py --estimator $estimator --compare sklearn,bic,global $reliability_opts \
+  reliability_opts=(--config $reliability_conf); [ -z "$estimator" ] || reliability_opts+=(--estimator $estimator)
+  steps/reliability.py "${reliability_opts[@]}" \
     $pretrain/embeddings/$reliability_emb/xvector.scp $noisy $pretrain/reliability
   log "Stage 4 done in ${SECONDS}s"
 fi
@@ -138,7 +140,7 @@ if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
     [ "$score_mean" = false ] || norm=(--mean $model/embeddings/train/mean.vec)
     steps/score.py "${norm[@]}" \
       --cohort $model/embeddings/train/xvector.scp --cohort-utt2spk $data/utt2spk --top-k 50 \
-      --results RESULTS.md $model/embeddings/test/xvector.scp $model/scores $test/trials
+      --results exp/RESULTS.md $model/embeddings/test/xvector.scp $model/scores $test/trials
   done
   labels=noisy; [ "$noise_rate" != 0 ] || labels=given  # the labels the models trained on
   rows=("SupCon, $labels labels=$pretrain" "$labels + control=$control"

@@ -36,7 +36,8 @@ speed_perturb=false                # true: train on vox2_dev + 0.9/1.1 speed cop
 noise_rate=0                       # simulated label noise (0: VoxCeleb2's labels as given, as the original)
 seed=0                             # noise draw and training seed
 purl_start_epoch=200               # the update continues models/epoch_<N>.pt of the pretraining
-estimator=""                       # stage 4: sklearn (the original loop), histogram (fast), bic, global
+reliability_conf=""                # stage 4: "": conf/reliability_paper.yaml (paper) or conf/reliability.yaml (tuned)
+estimator=""                       # stage 4: sklearn (the original loop), histogram (fast), bic, global ("": the conf's)
                                    # ("": sklearn with tol 1e-3 for paper, histogram for tuned)
 scoring=""                         # cosine (plain), mean (training mean subtracted), asnorm (mean + AS-Norm)
                                    # ("": cosine for paper, asnorm for tuned)
@@ -51,17 +52,17 @@ case $keep_valid_speakers in true|false) ;;
 esac
 
 case $protocol in
-  paper) tag=""; estimator=${estimator:-sklearn}; scoring=${scoring:-cosine}
+  paper) tag=""; reliability_conf=${reliability_conf:-conf/reliability_paper.yaml}; scoring=${scoring:-cosine}
          pretrain_overrides=""; purl_overrides=""
          start=$purl_start_epoch  # stage 4 embeds, and stage 5 continues, the pretraining's epoch_<N>.pt
          reliability_ckpt=models/epoch_$start.pt; purl_init=models/epoch_$start.pt
-         reliability_opts="--tol 1e-3"; embed_opts="--num-crops 1 --crop-frames 300 --random-crop-seed $seed"
+         embed_opts="--num-crops 1 --crop-frames 300 --random-crop-seed $seed"
          reliability_emb=train_crop ;;
-  tuned) tag=_tuned; estimator=${estimator:-histogram}; scoring=${scoring:-asnorm}
+  tuned) tag=_tuned; reliability_conf=${reliability_conf:-conf/reliability.yaml}; scoring=${scoring:-asnorm}
          pretrain_overrides="train.amp=true optim.grad_clip=5 train.average_last=5"
          purl_overrides="$pretrain_overrides purl.init_mode=weights optim.epochs=30 loss.keep_unreliable_negatives=true"
          reliability_ckpt=models/final.pt; purl_init=models/final.pt
-         reliability_opts=""; embed_opts=""; reliability_emb=train ;;
+         embed_opts=""; reliability_emb=train ;;
   *) echo "$0: --protocol $protocol: use paper or tuned" >&2; exit 1 ;;
 esac
 case $scoring in cosine|mean|asnorm) ;; *) echo "$0: --scoring $scoring: use cosine, mean or asnorm" >&2; exit 1 ;; esac
@@ -145,7 +146,8 @@ if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
   steps/extract_embeddings.sh --nj $nj --cmd "$cmd" --gpus "$gpus" $embed_opts \
     $pretrain/$reliability_ckpt $noisy $pretrain/embeddings/$reliability_emb
   # shellcheck disable=SC2086
-  steps/reliability.py --estimator $estimator --compare global,bic $reliability_opts --clean-dir ${noisy}_cleaned \
+  reliability_opts=(--config $reliability_conf); [ -z "$estimator" ] || reliability_opts+=(--estimator $estimator)
+  steps/reliability.py "${reliability_opts[@]}" --clean-dir ${noisy}_cleaned \
     $pretrain/embeddings/$reliability_emb/xvector.scp $noisy $pretrain/reliability
   log "Stage 4 done in ${SECONDS}s"
 fi
@@ -178,7 +180,7 @@ if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
       norm=(--mean $m/embeddings/cohort/mean.vec)
     fi
     [ "$scoring" != asnorm ] || norm+=(--cohort $m/embeddings/cohort/xvector.scp --cohort-utt2spk $cohort/utt2spk --top-k 300)
-    steps/score.py "${norm[@]}" --results RESULTS.md \
+    steps/score.py "${norm[@]}" --results exp/RESULTS.md \
       $m/embeddings/vox1/xvector.scp $m/scores $trials
   done
   log "Stage 6 done in ${SECONDS}s"

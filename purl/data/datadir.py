@@ -32,6 +32,7 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 
 from purl.errors import PurlError
+from purl.fileio import write_text_atomic  # also imported from here by modules of another change
 
 # Files keyed by utterance whose keys must agree with utt2spk.
 UTT_FILES = ("wav.scp", "utt2spk", "utt2dur", "feats.scp", "utt2num_frames", "utt2truespk")
@@ -144,18 +145,6 @@ def write_kv(path: str | os.PathLike, table: Mapping[str, object] | Iterable[tup
         body = "\n".join(f"{key} {' '.join(value) if isinstance(value, (list, tuple)) else value}"
                          for key, value in ordered)
     write_text_atomic(path, body + "\n" if ordered else "")
-
-
-def write_text_atomic(path: str | os.PathLike, text: str) -> None:
-    """Writes under a temporary name and renames; an unchanged file is left alone,
-    so that its time stamp keeps telling later stages that nothing changed."""
-    path = Path(path)
-    if path.is_file() and path.stat().st_size == len(text.encode("utf-8")) and path.read_text(encoding="utf-8") == text:
-        return
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 def utt2spk_to_spk2utt(utt2spk: Mapping[str, str]) -> dict[str, list[str]]:
@@ -462,7 +451,7 @@ def split_data_dir(path: str | os.PathLike, nj: int) -> list[Path]:
     """
     data = DataDir(path)
     if nj < 1:
-        raise ValueError(f"split_data_dir: nj must be >= 1, got {nj}")
+        raise DataDirError(f"split_data_dir: nj must be >= 1, got {nj}")
     if nj > len(data):
         raise DataDirError(f"{data.path}: cannot split {len(data)} utterances into {nj} jobs (use --nj {len(data)} or fewer)")
     root = data.path / f"split{nj}"
@@ -507,7 +496,8 @@ def make_trials(
         targets = rng.sample(targets, max_targets)
     utts = sorted(utt2spk, key=sort_key)
     if len(spk2utt) < 2 or not targets:
-        raise DataDirError("make_trials: need at least 2 speakers and one speaker with 2 utterances (hold out more test speakers)")
+        raise DataDirError("make_trials: need at least 2 speakers and one speaker with 2 utterances "
+                           "(hold out more test speakers)")
     nontargets: set[tuple[str, str]] = set()
     max_nontargets = len(utts) * (len(utts) - 1) // 2 - sum(len(u) * (len(u) - 1) // 2 for u in spk2utt.values())
     while len(nontargets) < min(len(targets), max_nontargets):

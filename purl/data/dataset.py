@@ -135,8 +135,9 @@ class SpeakerBatchSampler(torch.utils.data.Sampler):
     distinct speakers uniformly and K distinct utterances of each (with
     replacement for a speaker with fewer than K). Process r of W takes speakers
     floor(r*P/W)..floor((r+1)*P/W) of every batch: shares differ by at most one
-    speaker when W does not divide P (``rows_of(r)`` is the share of process r). ``set_epoch(e, start_step=s)`` makes the next iteration the
-    steps s.. of epoch e, which is how training resumes mid-epoch.
+    speaker when W does not divide P (``rows_of(r)`` is the share of process r).
+    ``set_epoch(e, start_step=s)`` makes the next iteration the steps s.. of
+    epoch e, which is how training resumes mid-epoch.
     """
 
     def __init__(self, labels: np.ndarray, speakers_per_batch: int, utts_per_speaker: int,

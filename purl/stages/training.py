@@ -29,6 +29,7 @@ from purl.config import ConfigError, load_config
 from purl.data.datadir import validate_data_dir
 from purl.evaluate import held_out_figures
 from purl.pair_weights import pair_weights_from_dir
+from purl.plots import plot_training_curves
 from purl.settings import differences, read_record, scp_digest, stat_digest, text_digest, write_record
 from purl.training.callbacks import TrainingCallback, TrainingState
 from purl.training.checkpoint import load_checkpoint
@@ -55,10 +56,28 @@ class TrainingOutputs:
         self.final_checkpoint = self.models_dir / "final.pt"
         self.steps_csv = self.exp_dir / "train.csv"
         self.epochs_csv = self.exp_dir / "epochs.csv"
+        self.curves_png = self.exp_dir / "train.png"
         self.reestimated_weights = self.exp_dir / "reliability"
 
     def epoch_checkpoint(self, epoch: int) -> Path:
         return self.models_dir / f"epoch_{epoch}.pt"
+
+    def reestimated_weights_dir(self, epoch: int) -> Path:
+        """The pair weights refitted with the model of ``epoch`` (purl.reestimate_every)."""
+        return self.reestimated_weights / f"epoch_{epoch}"
+
+    def plot_curves(self) -> Path:
+        return plot_training_curves(self.steps_csv, self.epochs_csv, self.curves_png, title=self.exp_dir.name)
+
+
+def threshold_file_of(checkpoint: str | os.PathLike) -> Path | None:
+    """Stage 6's threshold.json for the run a checkpoint of ``exp/<model>/models/``
+    belongs to (``exp/<model>/scores/threshold.json``; recipes score each model
+    into its ``scores/``), or None for a checkpoint outside such a run."""
+    checkpoint = Path(checkpoint)
+    if checkpoint.parent.name != "models":
+        return None
+    return checkpoint.parent.parent / "scores" / "threshold.json"
 
 
 class HeldOutValidation(TrainingCallback):
@@ -158,7 +177,7 @@ def train_stage(config_path: str, overrides: list[str], data_dir: str, exp_dir: 
     if config["purl"]["reliability"]:
         callbacks.append(pair_weights_from_dir(
             config["purl"]["reliability"], data_dir,
-            reestimate_every=config["purl"]["reestimate_every"], save_dir=outputs.reestimated_weights))
+            reestimate_every=config["purl"]["reestimate_every"], refit_dir=outputs.reestimated_weights_dir))
     if valid_data:
         callbacks.append(HeldOutValidation(valid_data))
     trainer = Trainer(config, data_dir, outputs, callbacks=callbacks)

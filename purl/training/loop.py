@@ -26,7 +26,6 @@ import torch.nn as nn
 
 from purl.config import save_config
 from purl.data.dataset import TrainingSet
-from purl.plots import plot_training_curves
 from purl.training.callbacks import TrainingCallback, TrainingState
 from purl.training.checkpoint import average_checkpoints, save_atomic
 from purl.training.distributed import Distributed
@@ -99,7 +98,7 @@ class Trainer(StartingPoints):
         if self.dist.main:
             steps_csv = CsvLog(out.steps_csv, STEP_FIELDS, self.global_step, float_format=".6g")
             epochs_csv = CsvLog(out.epochs_csv, EPOCH_FIELDS, self.epoch)
-            monitor = TrainingMonitor(out.exp_dir, self.global_step)
+            monitor = TrainingMonitor(out.exp_dir, self.global_step, plot=out.plot_curves)
         try:
             for callback in self.callbacks:
                 callback.on_train_start(self.training_state())
@@ -213,7 +212,7 @@ class Trainer(StartingPoints):
         state = average_checkpoints(epochs)
         save_atomic({"model": state, "config": self.config, "averaged": [p.name for p in epochs]}, final)
         self.print(f"wrote {final} (average of {', '.join(p.name for p in epochs)})")
-        plot_training_curves(self.outputs.exp_dir)
+        self.outputs.plot_curves()
 
     def print(self, message: str) -> None:
         """A line in the run's log, from process 0 only."""

@@ -18,11 +18,10 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import torch
 from tqdm import tqdm
-
-from purl.plots import plot_training_curves
 
 # The columns of the per-step CSV (a row every train.log_every steps);
 # wall_time: unix seconds when the row was written.
@@ -64,10 +63,12 @@ class TrainingMonitor:
     ``global_step`` drops the events an interrupted run logged after it, as
     train.csv drops its rows."""
 
-    def __init__(self, exp_dir: str | os.PathLike, global_step: int = 0):
+    def __init__(self, exp_dir: str | os.PathLike, global_step: int = 0, plot: Callable[[], object] | None = None):
+        """``plot``: redraws the run's curves (the stage's TrainingOutputs.plot_curves), at each epoch end."""
         from torch.utils.tensorboard import SummaryWriter  # needs the tensorboard package
 
         self.exp_dir = Path(exp_dir)
+        self.plot = plot
         # TensorBoard reads a run's event files in name order, and a name starts
         # with the second it was made (then host, pid and a counter, compared as
         # text): a file made in the same second as an earlier one can sort before
@@ -90,7 +91,8 @@ class TrainingMonitor:
             if isinstance(value, (int, float)) and math.isfinite(value):
                 self.writer.add_scalar(f"epoch/{key}", value, global_step)
         self.writer.flush()
-        plot_training_curves(self.exp_dir)
+        if self.plot is not None:
+            self.plot()
 
     def close(self) -> None:
         self.writer.close()

@@ -1,27 +1,110 @@
-"""Sets of embeddings on disk: an xvector.scp index (Kaldi float vectors in
-arks), the set's mean vector (a Kaldi text vector) and the settings record of
-what the set was made from. Kept free of torch so that the steps that plan and
-merge extraction jobs start in a tenth of a second."""
+"""Kaldi's binary formats, read and written with numpy (and kaldiio where it is
+fast enough): compressed feature matrices (``copy-feats --compress``), arks of
+matrices or vectors with their scp index, and text vectors (``mean.vec``).
+Torch-free, so that the steps that plan and merge jobs start quickly."""
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 
 import kaldiio
+import kaldiio.matio
 import numpy as np
+from kaldiio.compression_header import GlobalHeader, PerColHeader
 
-from purl.data.datadir import DataDirError, gc_paused, read_kv
-from purl.settings import scp_digest
+from purl.data.datadir import DataDirError, gc_paused
+from purl.fileio import atomic_path, write_text_atomic
 
-XVECTOR_SETTINGS = "xvector.settings"  # beside xvector.scp: what the embeddings were made from
+# kaldiio's numbering follows Kaldi's CompressionMethod enum: 2 = kSpeechFeature,
+# what Kaldi's automatic method picks for feature matrices of more than 8 rows.
+KALDI_SPEECH_FEATURE_COMPRESSION = 2
 
 
-def embedding_settings(checkpoint_digest: str, feats_scp, *, num_crops: int, crop_frames: int,
-                       random_crop_seed: int | None = None) -> dict:
-    """The record of an embedding job (or set): model bytes, crops, features."""
-    return {"checkpoint": checkpoint_digest, "num_crops": num_crops, "crop_frames": crop_frames,
-            "random_crop_seed": random_crop_seed, "feats": scp_digest(feats_scp)}
+# Kaldi's CompressedMatrix, kSpeechFeature: each column is quantised piecewise
+# linearly between its 0th, 25th, 75th and 100th percentiles into 64, 128 and
+# 63 one-byte steps. The tables go with the three pieces.
+_PIECE_STEPS = np.array([64.0, 128.0, 63.0], dtype=np.float32)
+_PIECE_OFFSET = np.array([0.5, 64.5, 192.5], dtype=np.float32)  # + 0.5: round to nearest
+_PIECE_MIN = np.array([0.0, 64.0, 192.0], dtype=np.float32)
+_PIECE_MAX = np.array([64.0, 192.0, 255.0], dtype=np.float32)
+
+
+def compress_speech_feature(feats: np.ndarray) -> bytes:
+    """``feats`` (frames, bins) float32 as a binary Kaldi ``CM`` matrix (kSpeechFeature).
+
+    The same bytes as ``kaldiio.matio.write_array(f, feats, compression_method=2)``
+    (tests/test_features.py checks it), about three times as fast: one sort per
+    column instead of np.partition (which is ten times slower than a SIMD sort
+    here), and each value mapped by its own piece only, not by all three.
+    Kaldi's ``copy-feats --compress`` reads it; kaldiio.load_mat decompresses it.
+    """
+    rows = feats.shape[0]
+    if rows < 5:  # Kaldi's special case for tiny matrices: leave it to kaldiio
+        buffer = io.BytesIO()
+        kaldiio.matio.write_array(buffer, feats, compression_method=KALDI_SPEECH_FEATURE_COMPRESSION)
+        return buffer.getvalue()
+    header = GlobalHeader.compute(feats, KALDI_SPEECH_FEATURE_COMPRESSION)
+    columns = np.ascontiguousarray(feats.T)  # Kaldi stores the bytes column by column
+    quarter = rows // 4
+    ranked = np.sort(columns, axis=1)[:, [0, quarter, 3 * quarter, rows - 1]]
+    # Percentiles on the header's 16-bit grid, strictly increasing (as Kaldi does).
+    p0, p25, p75, p100 = header.float_to_uint(ranked).astype(np.int64).T
+    p0 = np.minimum(p0, 65532)
+    p25 = np.minimum(np.maximum(p25, p0 + 1), 65533)
+    p75 = np.minimum(np.maximum(p75, p25 + 1), 65534)
+    p100 = np.maximum(p100, p75 + 1)
+    p0, p25, p75, p100 = (header.uint_to_float(p)[:, None] for p in (p0, p25, p75, p100))
+    col_header = PerColHeader(p0, p25, p75, p100)
+
+    piece = (columns >= p75).view(np.uint8) + 1  # 0: below p25, 1: [p25, p75), 2: from p75 on
+    piece -= (columns < p25).view(np.uint8)
+    index = piece * len(columns) + np.arange(len(columns))[:, None]
+    start = np.concatenate([p0, p25, p75]).ravel()
+    width = np.concatenate([p25 - p0, p75 - p25, p100 - p75]).ravel()
+    # kaldiio's arithmetic, in its order: (x - start) / width * steps + offset, clipped
+    values = columns - start.take(index)
+    values /= width.take(index)
+    values *= _PIECE_STEPS.take(piece)
+    values += _PIECE_OFFSET.take(piece)
+    np.clip(values, _PIECE_MIN.take(piece), _PIECE_MAX.take(piece), out=values)
+
+    buffer = io.BytesIO()
+    buffer.write(b"\0B")
+    header.write(buffer)
+    col_header.write(buffer, header)
+    buffer.write(values.astype(np.uint8).tobytes())
+    return buffer.getvalue()
+
+
+class ArkWriter:
+    """Writes ``utt`` + binary matrix entries to an ark, Kaldi-compressed
+    (kSpeechFeature) or as plain float matrices, and ``utt ark:offset`` lines
+    to its scp, naming the ark as ``ark_name`` (the final name when the ark is
+    written under a temporary one)."""
+
+    def __init__(self, ark_path: str | os.PathLike, scp_path: str | os.PathLike, ark_name: str | os.PathLike,
+                 compress: bool = True):
+        self.ark = open(ark_path, "wb")
+        self.scp = open(scp_path, "w", encoding="utf-8")
+        self.ark_name = str(ark_name)
+        self.compress = compress
+
+    def __call__(self, utt: str, feats: np.ndarray) -> None:
+        self.ark.write(f"{utt} ".encode())
+        self.scp.write(f"{utt} {self.ark_name}:{self.ark.tell()}\n")
+        if self.compress:
+            self.ark.write(compress_speech_feature(feats))
+        else:
+            kaldiio.matio.write_array(self.ark, feats)
+
+    def __enter__(self) -> "ArkWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.ark.close()
+        self.scp.close()
 
 
 def load_embeddings(scp: str | os.PathLike) -> tuple[list[str], np.ndarray]:
@@ -115,13 +198,11 @@ def save_embeddings(ark: str | os.PathLike, utts: list[str], emb: np.ndarray) ->
     names until complete. Returns the scp path."""
     ark = Path(ark)
     scp = ark.with_suffix(".scp")
-    tmp_ark, tmp_scp = ark.with_name(ark.name + ".tmp"), scp.with_name(scp.name + ".tmp")
-    with kaldiio.WriteHelper(f"ark,scp:{tmp_ark},{tmp_scp}") as writer:
-        for utt, vector in zip(utts, emb):
-            writer(utt, vector)
-    tmp_scp.write_text(tmp_scp.read_text().replace(f"{tmp_ark}:", f"{ark}:"))
-    os.replace(tmp_ark, ark)
-    os.replace(tmp_scp, scp)
+    # The ark is renamed first: the scp, renamed last, marks a complete pair.
+    with atomic_path(scp) as tmp_scp, atomic_path(ark) as tmp_ark:
+        with ArkWriter(tmp_ark, tmp_scp, ark, compress=False) as writer:
+            for utt, vector in zip(utts, emb):
+                writer(utt, vector)
     return scp
 
 
@@ -142,3 +223,8 @@ def read_vector(path: str | os.PathLike) -> np.ndarray:
         raise DataDirError(f"{path}: {'empty' if vector.size == 0 else 'holds NaN or inf'}; "
                            "rerun steps/extract_embeddings.sh")
     return vector
+
+
+def write_vector(path: str | os.PathLike, vector: np.ndarray) -> None:
+    """A Kaldi text vector "[ 0.1 0.2 ]" (what :func:`read_vector` reads), atomically."""
+    write_text_atomic(path, "[ " + " ".join(f"{v:.7g}" for v in vector) + " ]\n")

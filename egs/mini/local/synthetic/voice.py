@@ -1,13 +1,6 @@
-"""Synthetic speaker corpus: source-filter voices heard through random channels.
-
-The mini recipe needs a corpus that ships with the code, costs seconds to make and
-still poses a real speaker-verification problem. Each speaker gets the traits in
-which real voices differ (vocal-tract length, individual formant and vowel
-realisations, F0 level and intonation, glottal pulse shape and spectral tilt,
-breathiness, jitter/shimmer, speaking rate); each utterance says random
-phone-like content with that voice, varies the voice a little (as a person does
-from day to day) and passes through a random channel (EQ, reverberation, noise,
-level). An embedding network must therefore learn the voice, not the recording.
+"""Synthetic voices: each speaker's traits (vocal-tract length, formants, F0,
+glottal pulse, breathiness, jitter/shimmer, speaking rate) and the source-filter
+synthesis of phone-like content with that voice, varied a little per utterance.
 
 Synthesis is vectorised numpy, so the default corpus takes seconds, not minutes:
   * the glottal source is a Rosenberg pulse evaluated on a per-sample phase
@@ -20,38 +13,18 @@ Synthesis is vectorised numpy, so the default corpus takes seconds, not minutes:
     its own response), so there is no per-sample Python loop.
 
 Every random draw comes from a generator seeded by (seed, speaker, utterance)
-through np.random.SeedSequence, so a corpus does not depend on --nj or on the
-order in which workers finish.
-
-Layout written by generate_corpus, the folder-per-speaker tree that
-purl.data.prepare.prepare_folder_corpus reads (utterance ids spk0001-u0001, ...):
-    <out>/spk0001/u0001.wav ...      16-bit PCM mono
-    <out>/.done                      generation parameters as JSON, written last
+through np.random.SeedSequence (:func:`speaker_rng`, :func:`utterance_rng`).
 """
 
 from __future__ import annotations
 
 import functools
-import io
-import json
-import logging
 import math
-import multiprocessing
-import os
-import time
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.fft
-import soundfile
 from scipy import ndimage, signal
-
-logger = logging.getLogger(__name__)
-
-# Bumped when a change to the synthesis changes the audio, so that a corpus made
-# by an older version is not silently mixed with or mistaken for a new one.
-FORMAT_VERSION = 1
 
 # ---------------------------------------------------------------------------
 # Phone inventory. Formant frequencies are adult-male averages (Peterson and
@@ -116,39 +89,6 @@ class SpeakerProfile:
     jitter: float  # relative std of F0 from one period to the next
     shimmer: float  # relative std of amplitude from one period to the next
     rate: float  # speaking rate factor: >1 speaks faster
-
-
-@dataclass(frozen=True)
-class SynthConfig:
-    """How hard the corpus is: within-speaker variability and channel ranges.
-
-    within_speaker_var scales every per-utterance deviation of the voice from
-    its profile (0 = the speaker sounds identical every time, 1 = default, 2 =
-    twice the day-to-day variation). The channel knobs apply per utterance.
-    """
-
-    within_speaker_var: float = 1.0
-    channel: bool = True  # False: clean synthetic speech (debugging, tests)
-    snr_range: tuple[float, float] = (5.0, 30.0)  # dB, over the whole utterance
-    reverb_prob: float = 0.7
-    rt60_range: tuple[float, float] = (0.1, 0.4)  # seconds
-    wet_range: tuple[float, float] = (0.1, 0.6)  # reverberant share of the energy
-    eq_strength: float = 1.0  # scales the random EQ (tilt up to +-1.5 dB/octave, peak +-6 dB)
-    level_range: tuple[float, float] = (-32.0, -16.0)  # RMS level, dBFS
-
-    def __post_init__(self) -> None:
-        for name in ("snr_range", "rt60_range", "wet_range", "level_range"):
-            lo, hi = getattr(self, name)
-            if lo > hi:
-                raise ValueError(f"SynthConfig: {name}=({lo}, {hi}) has min > max")
-        if self.within_speaker_var < 0 or self.eq_strength < 0:
-            raise ValueError("SynthConfig: within_speaker_var and eq_strength must be >= 0")
-        if not 0.0 <= self.reverb_prob <= 1.0:
-            raise ValueError(f"SynthConfig: reverb_prob={self.reverb_prob} is not in [0, 1]")
-        if not (0.0 <= self.wet_range[0] and self.wet_range[1] < 1.0):
-            raise ValueError(f"SynthConfig: wet_range={self.wet_range} must lie in [0, 1)")
-        if self.rt60_range[0] <= 0:
-            raise ValueError(f"SynthConfig: rt60_range={self.rt60_range} must be > 0")
 
 
 # ---------------------------------------------------------------------------
@@ -449,262 +389,3 @@ def synthesize_voice(
 
     excitation = voice_gain * voiced + noise_gain * frication
     return _time_varying_filter(excitation, response, sr)
-
-
-# ---------------------------------------------------------------------------
-# Channel
-# ---------------------------------------------------------------------------
-def _spectral_shape(x: np.ndarray, gain_db_of_freq, sample_rate: int) -> np.ndarray:
-    """Apply a zero-phase gain (dB as a function of Hz) to the whole signal by FFT."""
-    n = x.shape[-1]
-    nfft = scipy.fft.next_fast_len(n + n // 8, real=True)  # a little padding against wrap-around
-    freqs = np.fft.rfftfreq(nfft, 1.0 / sample_rate)
-    # The shapes are smooth: evaluate them on 1025 points and interpolate.
-    coarse = np.linspace(0.0, sample_rate / 2, 1025)
-    gain = np.interp(freqs, coarse, 10.0 ** (gain_db_of_freq(np.maximum(coarse, 20.0)) / 20.0))
-    return scipy.fft.irfft(scipy.fft.rfft(x, nfft) * gain, nfft)[..., :n]
-
-
-def _colored_noise(rng: np.random.Generator, n: int, sample_rate: int) -> np.ndarray:
-    """White, pink, brown or babble-like noise (speech-shaped and syllable-modulated)."""
-    kind = int(rng.integers(4))
-    white = rng.standard_normal(n)
-    if kind == 0:
-        return white
-    if kind == 1:
-        return _spectral_shape(white, lambda f: -10.0 * np.log10(f / 1000.0), sample_rate)
-    if kind == 2:
-        return _spectral_shape(white, lambda f: -20.0 * np.log10(f / 200.0), sample_rate)
-    # Babble-like: 3-6 talkers, each speech-shaped noise switched on and off at a
-    # syllabic rate of 3-6 Hz. Independent streams add in power, so one stream
-    # scaled by the root of the summed squared envelopes has the same statistics.
-    shaped = _spectral_shape(white, lambda f: -9.0 * np.abs(np.log2(f / 600.0)) ** 1.5, sample_rate)
-    t = np.arange(0, n + 160, 160) / sample_rate  # envelopes are slow: 10 ms steps
-    power = np.zeros(len(t))
-    for _ in range(int(rng.integers(3, 7))):
-        power += (0.5 + 0.5 * np.sin(2 * np.pi * rng.uniform(3.0, 6.0) * t + rng.uniform(0, 2 * np.pi))) ** 2
-    return shaped * np.interp(np.arange(n) / sample_rate, t, np.sqrt(power))
-
-
-def apply_channel(x: np.ndarray, rng: np.random.Generator, sample_rate: int, config: SynthConfig) -> np.ndarray:
-    """Random microphone/room/noise/level of one recording; returns float64 in [-1, 1]."""
-    sr = sample_rate
-    n = len(x)
-    # Microphone and preamp: gentle tilt, one peak or notch, band limits.
-    s = config.eq_strength
-    tilt_db = rng.uniform(-1.5, 1.5) * s  # per octave around 1 kHz
-    peak_db, peak_hz, peak_oct = rng.uniform(-6.0, 6.0) * s, rng.uniform(300.0, 4000.0), rng.uniform(0.3, 1.0)
-    highpass_hz = rng.uniform(40.0, 200.0)
-    lowpass_hz = rng.uniform(0.35, 0.5) * sr
-
-    def eq_db(f):
-        octs = np.log2(f / 1000.0)
-        gain = tilt_db * octs + peak_db * np.exp(-0.5 * (np.log2(f / peak_hz) / peak_oct) ** 2)
-        gain -= 10.0 * np.log10(1.0 + (highpass_hz / f) ** 4)  # 2nd-order-like skirts
-        gain -= 10.0 * np.log10(1.0 + (f / lowpass_hz) ** 8)
-        return gain
-
-    y = _spectral_shape(x, eq_db, sr)
-
-    # Room: exponentially decaying noise tail after the direct sound.
-    if rng.random() < config.reverb_prob:
-        rt60 = rng.uniform(*config.rt60_range)
-        wet = rng.uniform(*config.wet_range)
-        predelay = int(rng.uniform(0.002, 0.01) * sr)
-        tail_t = np.arange(int(rt60 * sr)) / sr
-        tail = rng.standard_normal(len(tail_t)) * np.exp(-6.91 * tail_t / rt60)  # -60 dB at rt60
-        ir = np.zeros(predelay + len(tail))
-        ir[predelay:] = tail * math.sqrt(wet / (1.0 - wet) / np.sum(tail**2))  # tail/direct energy
-        ir[0] = 1.0
-        y = signal.fftconvolve(y, ir)[:n]
-
-    # Noise at a random SNR over the whole utterance.
-    snr_db = rng.uniform(*config.snr_range)
-    noise = _colored_noise(rng, n, sr)
-    speech_power = np.mean(y**2) + 1e-12
-    y = y + noise * math.sqrt(speech_power / (np.mean(noise**2) + 1e-12) / 10.0 ** (snr_db / 10.0))
-
-    # Level: random RMS, scaled down (never clipped) if a peak would exceed full scale.
-    level_db = rng.uniform(*config.level_range)
-    y *= 10.0 ** (level_db / 20.0) / (math.sqrt(np.mean(y**2)) + 1e-12)
-    peak = np.max(np.abs(y))
-    if peak > 0.99:
-        y *= 0.99 / peak
-    return y
-
-
-def synthesize_utterance(
-    profile: SpeakerProfile,
-    rng: np.random.Generator,
-    duration: float,
-    sample_rate: int = 16000,
-    config: SynthConfig | None = None,
-) -> np.ndarray:
-    """One recording of `duration` seconds by this speaker: float32 mono in [-1, 1]."""
-    config = config or SynthConfig()
-    num_samples = int(round(duration * sample_rate))
-    if num_samples < 1:
-        raise ValueError(f"synthesize_utterance: duration {duration} s gives no samples")
-    x = synthesize_voice(profile, rng, num_samples, sample_rate, config.within_speaker_var)
-    if config.channel:
-        x = apply_channel(x, rng, sample_rate, config)
-    else:
-        x = x * (0.1 / (math.sqrt(np.mean(x**2)) + 1e-12))
-        x = x * min(1.0, 0.99 / (np.max(np.abs(x)) + 1e-12))
-    return x.astype(np.float32)
-
-
-# ---------------------------------------------------------------------------
-# Corpus
-# ---------------------------------------------------------------------------
-@dataclass(frozen=True)
-class CorpusSummary:
-    out_dir: str
-    num_speakers: int
-    num_utts: int
-    total_seconds: float
-    elapsed_seconds: float
-    skipped: bool  # True: an identical corpus was already there
-
-
-def speaker_name(index: int, num_speakers: int) -> str:
-    """spk0001, ...: zero-padded so that names sort like indices (at least 4 digits)."""
-    return f"spk{index + 1:0{max(4, len(str(num_speakers)))}d}"
-
-
-def utt_name(index: int, utts_per_speaker: int) -> str:
-    return f"u{index + 1:0{max(4, len(str(utts_per_speaker)))}d}"
-
-
-def _write_wav(path: Path, audio: np.ndarray, sample_rate: int) -> None:
-    """16-bit PCM, written under a temporary name that no *.wav glob can pick up."""
-    pcm = np.clip(np.round(audio * 32767.0), -32768, 32767).astype(np.int16)
-    # Encoded in memory: libsndfile fsyncs a file it closes, which costs more
-    # than making the audio (the .done marker already tells complete from not).
-    buffer = io.BytesIO()
-    soundfile.write(buffer, pcm, sample_rate, subtype="PCM_16", format="WAV")
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(buffer.getbuffer())
-    os.replace(tmp, path)
-
-
-def _generate_speaker(job: tuple[str, int, dict]) -> tuple[int, float]:
-    """Worker: all utterances of one speaker. Returns (utterances, seconds)."""
-    out_dir, spk, params = job
-    config = SynthConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in params["config"].items()})
-    sr = params["sample_rate"]
-    profile = draw_speaker(speaker_rng(params["seed"], spk))
-    spk_dir = Path(out_dir) / speaker_name(spk, params["num_speakers"])
-    spk_dir.mkdir(parents=True, exist_ok=True)
-    seconds = 0.0
-    for u in range(params["utts_per_speaker"]):
-        rng = utterance_rng(params["seed"], spk, u)
-        # The duration comes from the utterance's own generator, first, so it
-        # does not depend on anything else.
-        duration = round(rng.uniform(params["min_dur"], params["max_dur"]) * sr) / sr
-        path = spk_dir / f"{utt_name(u, params['utts_per_speaker'])}.wav"
-        if not path.exists():  # a finished file from an interrupted run is complete
-            _write_wav(path, synthesize_utterance(profile, rng, duration, sr, config), sr)
-        seconds += duration
-    return params["utts_per_speaker"], seconds
-
-
-def _check_out_dir(out: Path, params: dict) -> float | None:
-    """Decide what to do with an existing out_dir.
-
-    Returns the corpus's total duration if an identical corpus is complete, None
-    if generation should (re)start; raises if the directory holds anything else.
-    """
-    done, started = out / _DONE, out / _STARTED
-    for marker in (done, started):
-        if not marker.exists():
-            continue
-        previous = json.loads(marker.read_text())
-        total_seconds = float(previous.pop("total_seconds", 0.0))  # a result, not a parameter
-        if previous != params:
-            differ = sorted(k for k in set(previous) | set(params) if previous.get(k) != params.get(k))
-            raise ValueError(
-                f"{out} holds a synthetic corpus made with other parameters (differ: {', '.join(differ)}; "
-                f"see {marker}); remove the directory or choose another output directory"
-            )
-        # Same parameters: complete, or interrupted (its finished files are kept).
-        return total_seconds if marker == done else None
-    if out.exists() and any(out.iterdir()):
-        raise ValueError(
-            f"{out} exists, is not empty and holds no synthetic corpus (no {_DONE}); "
-            "remove the directory or choose another output directory"
-        )
-    return None
-
-
-_DONE = ".done"  # parameters and total duration, written last
-_STARTED = ".started"  # parameters, while generation runs
-
-
-def generate_corpus(
-    out_dir: str | os.PathLike,
-    num_speakers: int = 200,
-    utts_per_speaker: int = 12,
-    seed: int = 0,
-    min_dur: float = 2.0,
-    max_dur: float = 4.0,
-    sample_rate: int = 16000,
-    config: SynthConfig | None = None,
-    nj: int = 2,
-) -> CorpusSummary:
-    """Write <out_dir>/spkNNNN/uNNNN.wav and then <out_dir>/.done; skip if already done.
-
-    The output depends on all arguments except nj. An existing directory made
-    with other parameters is an error (corpora are never mixed); one left by an
-    interrupted run with the same parameters is completed.
-    """
-    config = config or SynthConfig()
-    if num_speakers < 1 or utts_per_speaker < 1:
-        raise ValueError(f"need at least 1 speaker and 1 utterance, got {num_speakers} x {utts_per_speaker}")
-    if not 0.0 < min_dur <= max_dur:
-        raise ValueError(f"need 0 < min_dur <= max_dur, got {min_dur}, {max_dur}")
-    if sample_rate < 8000:
-        raise ValueError(f"sample_rate {sample_rate} is below 8000")
-    if nj < 1:
-        raise ValueError(f"nj must be >= 1, got {nj}")
-    params = {
-        "format_version": FORMAT_VERSION,
-        "num_speakers": int(num_speakers),
-        "utts_per_speaker": int(utts_per_speaker),
-        "seed": int(seed),
-        "min_dur": float(min_dur),
-        "max_dur": float(max_dur),
-        "sample_rate": int(sample_rate),
-        "config": asdict(config),
-    }
-    params = json.loads(json.dumps(params))  # tuples -> lists, as read back from disk
-    out = Path(out_dir)
-    t0 = time.time()
-    total_seconds = _check_out_dir(out, params)
-    if total_seconds is not None:
-        logger.info("%s already holds this corpus (%s); nothing to do", out, out / _DONE)
-        return CorpusSummary(str(out), num_speakers, num_speakers * utts_per_speaker, total_seconds, 0.0, True)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / _STARTED).write_text(json.dumps(params, indent=1, sort_keys=True) + "\n")
-
-    jobs = [(str(out), spk, params) for spk in range(num_speakers)]
-    num_utts, total_seconds = 0, 0.0
-    if nj == 1:
-        for n, seconds in map(_generate_speaker, jobs):
-            num_utts, total_seconds = num_utts + n, total_seconds + seconds
-    else:
-        # spawn: workers start clean (no threads or locks inherited from the caller).
-        with multiprocessing.get_context("spawn").Pool(min(nj, num_speakers)) as pool:
-            for i, (n, seconds) in enumerate(pool.imap_unordered(_generate_speaker, jobs), 1):
-                num_utts, total_seconds = num_utts + n, total_seconds + seconds
-                if i % max(1, num_speakers // 5) == 0:
-                    logger.info("%d/%d speakers written", i, num_speakers)
-
-    tmp = out / (_DONE + ".tmp")
-    tmp.write_text(json.dumps({**params, "total_seconds": round(total_seconds, 3)}, indent=1, sort_keys=True) + "\n")
-    os.replace(tmp, out / _DONE)
-    (out / _STARTED).unlink()
-    elapsed = time.time() - t0
-    logger.info("wrote %d utterances (%.2f h) of %d speakers to %s in %.1f s",
-                num_utts, total_seconds / 3600, num_speakers, out, elapsed)
-    return CorpusSummary(str(out), num_speakers, num_utts, total_seconds, elapsed, False)

@@ -1,19 +1,35 @@
-"""Stage 6: trial scoring (cosine, AS-Norm), metrics, DET plots and result tables."""
+"""Stage 6: trial scoring (cosine, AS-Norm), metrics, DET plots and result
+tables; the layout of exp/<model>/scores/ and of a recipe's exp/RESULTS.md (the
+generated tables; the recipe's committed RESULTS.md is written by hand).
+
+exp/<model>/scores/{<list>.<method>.score, det_<list>.png, results.json,
+results.md, threshold.json, settings}: ``settings`` (purl.settings) records the
+inputs the scores were made from; a rerun with the same ones reuses the scores,
+with others scores again and says what changed.
+"""
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 
 import numpy as np
 
-from purl.data.datadir import DataDirError, read_kv, write_text_atomic
+from purl.data.datadir import DataDirError, read_kv
 from purl.evaluate import trial_indices
+from purl.fileio import write_text_atomic
+from purl.kaldi_io import load_embeddings, read_vector
 from purl.metrics import eer_from_points, metrics_from_points, operating_points, plot_det
 from purl.scoring import as_norm, score_trials, speaker_means
-from purl.vectors import load_embeddings
+from purl.settings import text_digest, up_to_date, write_record
+from purl.stages.embeddings import XVECTOR_SETTINGS
 
+log = logging.getLogger(__name__)
+
+SETTINGS = "settings"          # in the scores dir: what the scores were made from, written last
+RESULTS_JSON = "results.json"
 COLUMNS = ("EER (%)", "minDCF(0.01)", "minDCF(0.05)")
 
 
@@ -82,7 +98,7 @@ def score_trial_lists(
             if method == "cosine":
                 thresholds[name] = {"trials": str(path), "eer": eer, "threshold": threshold}
         plot_det(curves, out_dir / f"det_{name}.png", title=f"{name}: {out_dir.parent.name}")
-    write_text_atomic(out_dir / "results.json", json.dumps(results, indent=1) + "\n")
+    write_text_atomic(out_dir / RESULTS_JSON, json.dumps(results, indent=1) + "\n")
     write_text_atomic(out_dir / "threshold.json", json.dumps(threshold_record(thresholds, mean), indent=1) + "\n")
     write_text_atomic(out_dir / "results.md", results_table(results, title=str(out_dir.parent.name)))
     return results
@@ -133,7 +149,7 @@ def summary_table(rows: list[tuple[str, Path]], reliability_report: Path | None 
     first trial list; then the reliability stage's detection figures."""
     lines = ["| model | " + " | ".join(COLUMNS) + " |", "|---|" + "---:|" * len(COLUMNS)]
     for label, exp_dir in rows:
-        path = Path(exp_dir) / "scores" / "results.json"
+        path = Path(exp_dir) / "scores" / RESULTS_JSON
         if not path.is_file():
             raise DataDirError(f"{path}: missing (run stage 6 for {exp_dir})")
         results = json.loads(path.read_text())
@@ -150,3 +166,41 @@ def summary_table(rows: list[tuple[str, Path]], reliability_report: Path | None 
                      f"mislabelled-utterance AUC {detection.get('utt_auc', float('nan')):.3f}, "
                      f"F1 {detection.get('utt_f1', float('nan')):.3f}\n")
     return text
+
+
+def score_settings(xvector_scp: str | os.PathLike, trials: list[str | os.PathLike], top_k: int,
+                   mean: str | os.PathLike | None = None, cohort: str | os.PathLike | None = None,
+                   cohort_utt2spk: str | os.PathLike | None = None) -> dict:
+    """Digests of every input of the scores (purl.settings)."""
+    scp = Path(xvector_scp)
+    record = {"xvector_scp": text_digest(scp), "top_k": top_k,
+              "trials": {str(t): text_digest(t) for t in trials}}
+    if (scp.parent / XVECTOR_SETTINGS).is_file():
+        record["embeddings"] = text_digest(scp.parent / XVECTOR_SETTINGS)
+    for key, path in (("mean", mean), ("cohort", cohort), ("cohort_utt2spk", cohort_utt2spk)):
+        if path:
+            record[key] = text_digest(path)
+    return record
+
+
+def run_scoring(xvector_scp: str | os.PathLike, scores_dir: str | os.PathLike, trials: list[str | os.PathLike], *,
+                mean: str | os.PathLike | None = None, cohort: str | os.PathLike | None = None,
+                cohort_utt2spk: str | os.PathLike | None = None, top_k: int = 300,
+                results: str | os.PathLike | None = None) -> dict:
+    """Stage 6 for one model with its skip check: the results of
+    :func:`score_trial_lists`, made now or by an earlier run with the same
+    inputs; with ``results``, every exp/*/scores/results.md collected there."""
+    scores_dir = Path(scores_dir)
+    record = score_settings(xvector_scp, trials, top_k, mean, cohort, cohort_utt2spk)
+    if up_to_date(scores_dir / SETTINGS, record, scores_dir, complete=(scores_dir / RESULTS_JSON).is_file()):
+        scored = json.loads((scores_dir / RESULTS_JSON).read_text(encoding="utf-8"))
+    else:
+        mean_vector = read_vector(mean) if mean else None
+        cohort_means = cohort_from_embeddings(cohort, cohort_utt2spk) if cohort else None
+        scored = score_trial_lists(xvector_scp, [Path(t) for t in trials], scores_dir,
+                                   mean=mean_vector, cohort=cohort_means, top_k=top_k)
+        write_record(scores_dir / SETTINGS, record)
+    if results:
+        collect_results(scores_dir.parent.parent, results)
+        log.info("updated %s", results)
+    return scored

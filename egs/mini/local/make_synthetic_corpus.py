@@ -17,7 +17,9 @@ import argparse
 import logging
 import sys
 
-from purl.synthetic import SynthConfig, generate_corpus
+from purl.entry import run_main
+from synthetic.channel import SynthConfig
+from synthetic.corpus import generate_corpus
 
 
 def _bool(value: str) -> bool:
@@ -69,40 +71,33 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def main() -> int:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(filename)s:%(lineno)d %(levelname)s %(message)s"
-    )
     args = get_parser().parse_args()
     logging.info("%s", " ".join(sys.argv))
-    try:
-        config = SynthConfig(
-            within_speaker_var=args.within_speaker_var,
-            channel=args.channel,
-            snr_range=args.snr_range,
-            reverb_prob=args.reverb_prob,
-            rt60_range=args.rt60_range,
-            wet_range=args.wet_range,
-            eq_strength=args.eq_strength,
-            level_range=args.level_range,
-        )
-        summary = generate_corpus(
-            args.out_dir,
-            num_speakers=args.num_speakers,
-            utts_per_speaker=args.utts_per_speaker,
-            seed=args.seed,
-            min_dur=args.min_dur,
-            max_dur=args.max_dur,
-            sample_rate=args.sample_rate,
-            config=config,
-            nj=args.nj,
-        )
-    except ValueError as err:
-        print(f"make_synthetic_corpus.py: {err}", file=sys.stderr)
-        return 1
+    config = SynthConfig(
+        within_speaker_var=args.within_speaker_var,
+        channel=args.channel,
+        snr_range=args.snr_range,
+        reverb_prob=args.reverb_prob,
+        rt60_range=args.rt60_range,
+        wet_range=args.wet_range,
+        eq_strength=args.eq_strength,
+        level_range=args.level_range,
+    )
+    summary = generate_corpus(
+        args.out_dir,
+        num_speakers=args.num_speakers,
+        utts_per_speaker=args.utts_per_speaker,
+        seed=args.seed,
+        min_dur=args.min_dur,
+        max_dur=args.max_dur,
+        sample_rate=args.sample_rate,
+        config=config,
+        nj=args.nj,
+    )
     if summary.skipped:
         logging.info("%s already holds this corpus; nothing to do", summary.out_dir)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

@@ -1,0 +1,167 @@
+"""The estimators of the per-speaker GMMs (registry :data:`ESTIMATORS`)."""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from typing import Callable
+
+import numpy as np
+
+from purl.reliability.gmm import (
+    _LOG_2PI,
+    GmmParams,
+    Histograms,
+    fit_gmm_histograms,
+    speaker_histograms,
+    speaker_histograms_of_kinds,
+)
+from purl.reliability.settings import ReliabilityError, ReliabilitySettings
+from purl.reliability.speakers import SpeakerIndex, iter_speaker_blocks
+
+
+def _is_degenerate(n_utts, std, settings: ReliabilitySettings):
+    """The original work's rule: too few utterances or no spread -> w = 1."""
+    return (n_utts < settings.min_utts) | (std < settings.min_std)
+
+
+def _mark_degenerate(params: GmmParams, hist: Histograms, sizes: np.ndarray, settings) -> np.ndarray:
+    """Marks speakers too small or without spread as w = 1; returns the others' rows."""
+    degenerate = _is_degenerate(sizes, np.sqrt(hist.var), settings)
+    for s in np.flatnonzero(degenerate):
+        params.set_single(s, hist.n_pairs[s], hist.mean[s], hist.var[s], settings.reg_covar)
+    return np.flatnonzero(~degenerate)
+
+
+def _store_fits(params: GmmParams, rows, fit, n_pairs) -> None:
+    weights, means, variances, loglik = fit
+    params.weights[rows], params.means[rows], params.variances[rows] = weights, means, variances
+    params.clean[rows] = np.argmax(means, axis=1)
+    params.unit[rows] = False
+    params.n_pairs[rows] = n_pairs
+    params.loglik[rows] = loglik
+
+
+def _fit_per_speaker_histograms(x, index, settings, cache: dict | None = None):
+    """(params, histograms, fitted rows) of the per-speaker histogram EM; with
+    ``cache`` (a dict shared by the fits of one set of embeddings, see
+    Reliability.fit) computed once for "histogram" and "bic". Callers must not
+    modify what it returns: "bic" changes a copy of the parameters."""
+    if cache is not None:
+        inputs = cache.get("per_speaker_inputs")
+        if inputs is not None and inputs[0] is x and inputs[1] is index and inputs[2] == settings:
+            return cache["per_speaker"]
+    if cache is None:
+        hist = speaker_histograms(x, index, settings.n_bins, adaptive=True)
+    else:
+        # The scan of the pairs makes "global"'s shared-bin histograms too.
+        hist, shared = speaker_histograms_of_kinds(x, index, settings.n_bins, (True, False))
+        cache["shared_bins_inputs"], cache["shared_bins"] = (x, index, settings.n_bins), shared
+    result = _fit_histograms(hist, index, settings)
+    if cache is not None:
+        cache["per_speaker_inputs"], cache["per_speaker"] = (x, index, settings), result
+    return result
+
+
+def _fit_histograms(hist, index, settings):
+    params = GmmParams.empty(len(index))
+    rows = _mark_degenerate(params, hist, index.sizes(), settings)
+    if not len(rows):
+        return params, hist, rows
+    sub = Histograms(*(getattr(hist, f.name)[rows] for f in dataclasses.fields(hist)))
+    fit = fit_gmm_histograms(sub.centres(), sub.counts, settings, var_floor=sub.width ** 2 / 12)
+    _store_fits(params, rows, fit, sub.n_pairs)
+    return params, hist, rows
+
+
+def fit_histogram(x: np.ndarray, index: SpeakerIndex, settings: ReliabilitySettings,
+                  cache: dict | None = None) -> GmmParams:
+    """The per-speaker 2-component GMM, by EM on histograms of the pair cosines."""
+    return _fit_per_speaker_histograms(x, index, settings, cache)[0]
+
+
+def fit_bic(x: np.ndarray, index: SpeakerIndex, settings: ReliabilitySettings,
+            cache: dict | None = None) -> GmmParams:
+    """As "histogram", but a speaker whose pairs BIC explains better by one Gaussian
+    gets w = 1 (1 component: 2 parameters; 2 components: 5).
+
+    The n(n-1)/2 pairs of n utterances are far from independent (each utterance
+    enters n-1 of them), so the textbook BIC, which counts pairs, finds "two
+    components" in every large clean speaker: the small skew of its cosines earns
+    more likelihood than ln(pairs) costs. By default BIC therefore counts
+    utterances: the pair log-likelihoods are scaled to n observations and the
+    penalty is k ln(n) (``bic_sample_size="pairs"`` gives the textbook version).
+    """
+    params, hist, rows = _fit_per_speaker_histograms(x, index, settings, cache)
+    params = params.copy()  # the histogram fit's, when shared through the cache
+    n = hist.n_pairs[rows].astype(np.float64)
+    n_eff = index.sizes()[rows].astype(np.float64) if settings.bic_sample_size == "utts" else n
+    centres, counts = hist.centres()[rows], hist.counts[rows]
+    # Both likelihoods on the same binned points, so binning errors cancel.
+    mean = np.einsum("rb,rb->r", counts, centres) / n
+    var = np.einsum("rb,rb->r", counts, (centres - mean[:, None]) ** 2) / n
+    var = np.maximum(var, hist.width[rows] ** 2 / 12) + settings.reg_covar
+    ll1 = -0.5 * n * (_LOG_2PI + np.log(var)) - 0.5 * np.einsum("rb,rb->r", counts, (centres - mean[:, None]) ** 2) / var
+    lj = params.log_joint(np.repeat(rows, centres.shape[1]), centres.ravel()).reshape(len(rows), -1, 2)
+    ll2 = np.einsum("rb,rb->r", counts, np.logaddexp(lj[..., 0], lj[..., 1]))
+    bic1 = -2 * ll1 * (n_eff / n) + 2 * np.log(n_eff)
+    bic2 = -2 * ll2 * (n_eff / n) + 5 * np.log(n_eff)
+    for s in rows[bic1 <= bic2]:
+        params.set_single(s, hist.n_pairs[s], hist.mean[s], hist.var[s], settings.reg_covar)
+    return params
+
+
+def fit_global(x: np.ndarray, index: SpeakerIndex, settings: ReliabilitySettings,
+               cache: dict | None = None) -> GmmParams:
+    """One GMM over the pairs of all speakers, shared by every speaker (no w = 1 rule:
+    the shared fit can judge pairs of small speakers too)."""
+    inputs = cache.get("shared_bins_inputs") if cache is not None else None
+    if inputs is not None and inputs[0] is x and inputs[1] is index and inputs[2] == settings.n_bins:
+        hist = cache["shared_bins"]
+    else:
+        hist = speaker_histograms(x, index, settings.n_bins, adaptive=False)
+    centres, counts = hist.centres()[:1], hist.counts.sum(axis=0, keepdims=True)
+    if counts.sum() < 2:
+        raise ReliabilityError("reliability: the 'global' estimator needs at least 2 same-label pairs")
+    weights, means, variances, loglik = fit_gmm_histograms(centres, counts, settings, hist.width[:1] ** 2 / 12)
+    n_spk = len(index)
+    params = GmmParams.empty(n_spk)
+    _store_fits(params, np.arange(n_spk), (np.repeat(weights, n_spk, 0), np.repeat(means, n_spk, 0),
+                                           np.repeat(variances, n_spk, 0), np.repeat(loglik, n_spk)), hist.n_pairs)
+    return params
+
+
+def fit_sklearn(x: np.ndarray, index: SpeakerIndex, settings: ReliabilitySettings,
+                cache: dict | None = None) -> GmmParams:
+    """The original work's fit: sklearn GaussianMixture per speaker on the exact cosines."""
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.mixture import GaussianMixture
+
+    params = GmmParams.empty(len(index))
+    for s, utts, gram, upper in iter_speaker_blocks(x, index):
+        cos = gram[upper].astype(np.float64)
+        std = cos.std() if cos.size else 0.0
+        if _is_degenerate(len(utts), std, settings):
+            params.set_single(s, cos.size, cos.mean() if cos.size else 0.0, std ** 2, settings.reg_covar)
+            continue
+        gmm = GaussianMixture(2, covariance_type="full", n_init=settings.n_init, max_iter=settings.max_iter,
+                              tol=settings.tol, reg_covar=settings.reg_covar, random_state=settings.seed)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            gmm.fit(cos[:, None])
+        fit = (gmm.weights_[None], gmm.means_[:, 0][None], gmm.covariances_.reshape(1, 2),
+               np.array([gmm.score(cos[:, None])]))
+        _store_fits(params, [s], fit, cos.size)
+    return params
+
+
+# (normalised embeddings, speaker index, settings, cache) -> parameters; the
+# cache (None, or a dict shared by fits of the same embeddings and labels) lets
+# estimators share work: "histogram" and "bic" run one per-speaker EM.
+Estimator = Callable[[np.ndarray, SpeakerIndex, ReliabilitySettings, "dict | None"], GmmParams]
+ESTIMATORS: dict[str, Estimator] = {
+    "sklearn": fit_sklearn,
+    "histogram": fit_histogram,
+    "bic": fit_bic,
+    "global": fit_global,
+}

@@ -1,0 +1,295 @@
+"""Stage 1: fbank features of a data dir, in nj parallel jobs (steps/make_fbank.sh).
+
+The layout: each data dir's arks under ``<fbank-root>/<name>_<hash of its path>/``
+as ``raw_fbank.<n>.{ark,scp,utt2num_frames,utt2dur,failed,settings}``, with
+``data_dir`` naming their owner; the merged ``feats.scp``, ``utt2num_frames``,
+``utt2dur``, ``feats.settings`` and ``log/fbank_failed`` in the data dir. A job
+or a dir whose settings record equals the one it would write now is skipped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from purl.audio import AudioError, read_audio
+from purl.data.datadir import (
+    DataDir,
+    DataDirError,
+    fix_data_dir,
+    read_kv,
+    read_trials,
+    split_data_dir,
+    trial_files,
+    validate_data_dir,
+    write_kv,
+)
+from purl.features import (
+    FRAME_LENGTH_S,
+    FRAME_SHIFT_S,
+    MIN_FRAMES,
+    FeatureError,
+    compute_fbank,
+    fbank_options,
+    num_frames,
+)
+from purl.kaldi_io import ArkWriter
+from purl.settings import audio_digest, differences, matches, read_record, scp_digest, write_record
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FbankJobResult:
+    done: int = 0
+    failed: dict[str, str] = field(default_factory=dict)
+
+
+def fbank_job_settings(wav_scp: dict[str, str], *, sample_rate: int, num_mel_bins: int, compress: bool,
+                       min_frames: int) -> dict:
+    """What a job's (or a whole dir's) features are made from: the options, the
+    wav.scp entries and the audio files they name (see purl.settings)."""
+    text = "".join(f"{u} {v}\n" for u, v in wav_scp.items())
+    return {
+        "sample_rate": sample_rate, "num_mel_bins": num_mel_bins, "compress": compress, "min_frames": min_frames,
+        "frame_shift_s": FRAME_SHIFT_S, "frame_length_s": FRAME_LENGTH_S, "dither": 0.0,
+        "wav_scp": hashlib.sha1(text.encode()).hexdigest(), "audio": audio_digest(wav_scp),
+    }
+
+
+def make_fbank_job(
+    wav_scp: dict[str, str],
+    ark_path: str | os.PathLike,
+    *,
+    sample_rate: int = 16000,
+    num_mel_bins: int = 80,
+    compress: bool = True,
+    min_frames: int = MIN_FRAMES,
+    on_utt: Callable[[], None] | None = None,
+) -> FbankJobResult:
+    """Computes features for every entry of ``wav_scp`` into one ark with its scp.
+
+    Writes ``<ark>`` and ``<ark minus .ark>.scp``, ``.utt2num_frames``, ``.utt2dur``,
+    ``.failed`` (utt and reason) and ``.settings`` (what the job was made from,
+    purl.settings) beside it. All appear only when the job is complete
+    (temporary names, then renames, the settings record last: a rerun takes a job
+    as done only when its record equals the one it would write). An utterance
+    whose audio is unreadable, empty, shorter than ``min_frames``, of several
+    channels or of another sample rate is recorded as failed, not fatal; one
+    whose features are not finite (NaN or inf samples) fails the job, naming it.
+    """
+    ark_path = Path(ark_path)
+    base = ark_path.with_suffix("")
+    outputs = {ext: Path(f"{base}{ext}") for ext in (".utt2num_frames", ".utt2dur", ".failed", ".scp", ".settings")}
+    outputs[".settings"].unlink(missing_ok=True)  # the old record must not vouch for what is written now
+    # Taken before reading: audio changed during the job makes the record stale, not wrong.
+    settings = fbank_job_settings(wav_scp, sample_rate=sample_rate, num_mel_bins=num_mel_bins,
+                                  compress=compress, min_frames=min_frames)
+    tmp = {ext: p.with_name(p.name + ".tmp") for ext, p in outputs.items()}
+    tmp_ark = ark_path.with_name(ark_path.name + ".tmp")
+    opts = fbank_options(sample_rate, num_mel_bins)
+    result = FbankJobResult()
+    frames_lines, dur_lines = [], []
+    try:
+        with ArkWriter(tmp_ark, tmp[".scp"], ark_name=ark_path, compress=compress) as writer:
+            for utt, entry in wav_scp.items():
+                try:
+                    samples, rate = read_audio(entry)
+                    if rate != sample_rate:
+                        raise AudioError(
+                            f"sample rate {rate} Hz, expected {sample_rate} Hz "
+                            f"(resample the corpus, e.g. with 'sox in.wav -r {sample_rate} out.wav', or set --sample-rate)"
+                        )
+                    frames = num_frames(len(samples), rate)
+                    if frames < min_frames:
+                        raise AudioError(f"too short: {len(samples) / rate:.3f} s gives {frames} frames, "
+                                         f"fewer than --min-frames {min_frames}")
+                    if not np.isfinite(samples).all():
+                        raise FeatureError(f"{utt}: NaN or inf samples in {entry} (its features would not be "
+                                           "finite); fix or remove this file (utils/subset_data_dir.py)")
+                    feats = compute_fbank(samples, opts)
+                except AudioError as e:
+                    result.failed[utt] = str(e)
+                else:
+                    writer(utt, feats)
+                    frames_lines.append(f"{utt} {len(feats)}\n")
+                    dur_lines.append(f"{utt} {len(samples) / rate:.3f}\n")
+                    result.done += 1
+                if on_utt is not None:
+                    on_utt()
+        tmp[".utt2num_frames"].write_text("".join(frames_lines))
+        tmp[".utt2dur"].write_text("".join(dur_lines))
+        tmp[".failed"].write_text("".join(f"{u} {why}\n" for u, why in result.failed.items()))
+    except BaseException:
+        for path in [tmp_ark, *tmp.values()]:
+            path.unlink(missing_ok=True)
+        raise
+    os.replace(tmp_ark, ark_path)
+    for ext in (".utt2num_frames", ".utt2dur", ".failed", ".scp"):
+        os.replace(tmp[ext], outputs[ext])
+    write_record(outputs[".settings"], settings)
+    return result
+
+
+def fbank_dir_for(data_dir: str | os.PathLike, fbank_root: str | os.PathLike) -> Path:
+    """``<fbank_root>/<name>_<8 hex digits of the data dir's absolute path>``:
+    data/a/train and data/b/train never share (and overwrite) one set of arks."""
+    data_dir = Path(data_dir).resolve()
+    digest = hashlib.sha1(str(data_dir).encode()).hexdigest()[:8]
+    return Path(fbank_root) / f"{data_dir.name}_{digest}"
+
+
+FEATS_SETTINGS = "feats.settings"  # the data dir's record of what its feats.scp was made from
+
+
+def feats_status(data_dir: str | os.PathLike, settings: dict) -> tuple[str, list[str]]:
+    """Whether a data dir's feats.scp is stage 1's output for ``settings``:
+    ('missing' | 'complete' | 'foreign' | 'changed', what differs)."""
+    data = Path(data_dir)
+    if not (data / "feats.scp").is_file():
+        return "missing", []
+    record = read_record(data / FEATS_SETTINGS)
+    if record is None:
+        return "foreign", []
+    expected = {**settings, "feats_scp": scp_digest(data / "feats.scp")}
+    diff = differences(record, expected)
+    return ("changed", diff) if diff else ("complete", [])
+
+
+def merge_fbank_jobs(data_dir: str | os.PathLike, fbank_dir: str | os.PathLike, nj: int, *,
+                     max_fail_frac: float = 0.01, settings: dict | None = None) -> list[str]:
+    """Merges the outputs of ``nj`` finished jobs into the data dir.
+
+    Writes utt2num_frames, utt2dur (when the dir has none) and feats.scp last, since
+    a complete feats.scp is what tells later stages (and reruns) that stage 1 is
+    done; with ``settings`` (the options of fbank_job_settings) the record of the
+    merged dir goes into feats.settings just before feats.scp. Failed utterances
+    are listed in ``<data>/log/fbank_failed``; when they are more than
+    ``max_fail_frac`` of the dir, or a trial list of the dir names one of them,
+    nothing is merged and FeatureError is raised, otherwise they are dropped from
+    the dir. Returns the failed ids.
+    """
+    data = DataDir(data_dir)
+    fbank_dir = Path(fbank_dir)
+    merged: dict[str, dict[str, str]] = {".scp": {}, ".utt2num_frames": {}, ".utt2dur": {}}
+    failed: dict[str, str] = {}
+    for n in range(1, nj + 1):
+        base = fbank_dir / f"raw_fbank.{n}"
+        for ext, table in merged.items():
+            if Path(f"{base}{ext}").stat().st_size > 0:
+                table.update(read_kv(f"{base}{ext}", check_sorted=False))
+        with open(f"{base}.failed", encoding="utf-8") as f:
+            for line in f:
+                utt, why = line.rstrip("\n").split(" ", 1)
+                failed[utt] = why
+    log_dir = data.path / "log"
+    log_dir.mkdir(exist_ok=True)
+    write_kv(log_dir / "fbank_failed", failed)
+    total = len(data)
+    listing = "\n".join(f"  {u}: {why}" for u, why in list(failed.items())[:20])
+    more = f"\n  ... and {len(failed) - 20} more" if len(failed) > 20 else ""
+    if len(failed) > max_fail_frac * total:
+        raise FeatureError(
+            f"{len(failed)} of {total} utterances of {data.path} failed, more than --max-fail-frac "
+            f"{max_fail_frac} allows (all in {log_dir / 'fbank_failed'}):\n{listing}{more}\n"
+            "Fix or remove these files (utils/subset_data_dir.py), or raise --max-fail-frac."
+        )
+    for trials in trial_files(data.path):
+        for lineno, (u1, u2, _) in enumerate(read_trials(trials), 1):
+            lost = next((u for u in (u1, u2) if u in failed), None)
+            if lost is not None:
+                raise FeatureError(
+                    f"{trials} line {lineno}: names '{lost}', which has no features ({failed[lost]}); "
+                    f"dropping it would break the trial list. Fix the audio, or remove the utterance and its "
+                    f"trials (utils/subset_data_dir.py, then regenerate {trials.name}). Failed: {log_dir / 'fbank_failed'}"
+                )
+    write_kv(data.path / "utt2num_frames", merged[".utt2num_frames"])
+    if not data.has("utt2dur"):
+        write_kv(data.path / "utt2dur", merged[".utt2dur"])
+    if failed:
+        fix_data_dir(data.path)  # utt2num_frames lacks them: dropped everywhere, old files backed up
+    scp_tmp = data.path / "feats.scp.tmp"
+    write_kv(scp_tmp, merged[".scp"])
+    (data.path / FEATS_SETTINGS).unlink(missing_ok=True)
+    if settings is not None:
+        # The record is of the dir as merged (failed utterances dropped) and
+        # vouches for this feats.scp only: a kill before the rename leaves a
+        # record that no feats.scp matches, so the rerun redoes the merge.
+        wav_scp = read_kv(data.path / "wav.scp")
+        record = fbank_job_settings(wav_scp, **settings)
+        write_record(data.path / FEATS_SETTINGS, {**record, "feats_scp": scp_digest(scp_tmp)})
+    os.replace(scp_tmp, data.path / "feats.scp")
+    return list(failed)
+
+
+OWNER_FILE = "data_dir"  # in each ark dir: the data dir whose features it holds
+
+
+def check_fbank_options(options: dict, nj: int) -> None:
+    """FeatureError naming the option below its least value."""
+    for flag, value, low in (("--sample-rate", options["sample_rate"], 1000),
+                             ("--num-mel-bins", options["num_mel_bins"], 1),
+                             ("--min-frames", options["min_frames"], 1), ("--nj", nj, 1)):
+        if value < low:
+            raise FeatureError(f"{flag} {value}: must be at least {low}")
+
+
+def plan_fbank_jobs(data_dir: str | os.PathLike, fbank_root: str | os.PathLike, nj: int, options: dict) -> dict:
+    """What stage 1 has left to do for a data dir, from the settings records
+    (``options``: the keyword options of fbank_job_settings): {fbank_dir, nj,
+    status: complete|todo, todo: the job numbers to run, space-separated}."""
+    check_fbank_options(options, nj)
+    # Also refuses an empty dir and one with segments, before anything is written.
+    data = validate_data_dir(data_dir, require=("wav.scp", "utt2spk"))
+    wav_scp = read_kv(data.path / "wav.scp")
+    fbank_dir = fbank_dir_for(data.path, fbank_root)
+    nj = min(nj, len(wav_scp))
+    out = {"fbank_dir": str(fbank_dir.resolve()), "nj": nj}
+    settings = fbank_job_settings(wav_scp, **options)
+    status, diff = feats_status(data.path, settings)
+    if status == "complete":
+        return {**out, "status": "complete"}
+    if status == "foreign":
+        log.warning("%s/feats.scp was not made by this stage (no %s/%s); using it as it is "
+                    "(delete it to compute fbank here)", data.path, data.path, FEATS_SETTINGS)
+        return {**out, "status": "complete"}
+    if status == "changed":
+        log.info("%s/feats.scp was made from other settings or audio (%s); computing it again",
+                 data.path, "; ".join(diff))
+    fbank_dir.mkdir(parents=True, exist_ok=True)
+    owner = fbank_dir / OWNER_FILE
+    if owner.is_file() and owner.read_text().strip() != str(data.path.resolve()):
+        raise DataDirError(f"{fbank_dir} holds the features of {owner.read_text().strip()}, not of "
+                           f"{data.path.resolve()}; give another <fbank-dir>")
+    owner.write_text(f"{data.path.resolve()}\n")
+    parts = split_data_dir(data.path, nj)
+    todo = []
+    for n, part in enumerate(parts, 1):
+        try:
+            job = fbank_job_settings(read_kv(part / "wav.scp"), **options)
+        except DataDirError:
+            todo.append(n)  # the job will fail reading it, and its log will say why
+            continue
+        if not matches(fbank_dir / f"raw_fbank.{n}.settings", job):
+            todo.append(n)
+    return {**out, "status": "todo", "todo": " ".join(map(str, todo))}
+
+
+def add_fbank_options(parser) -> None:
+    """The options of stage 1 that its three steps share (argparse)."""
+    parser.add_argument("--sample-rate", type=int, default=16000)
+    parser.add_argument("--num-mel-bins", type=int, default=80)
+    parser.add_argument("--compress", choices=("true", "false"), default="true")
+    parser.add_argument("--min-frames", type=int, default=MIN_FRAMES, help="shorter utterances are dropped")
+
+
+def fbank_options_of(args) -> dict:
+    """The keyword options of fbank_job_settings from add_fbank_options' arguments."""
+    return {"sample_rate": args.sample_rate, "num_mel_bins": args.num_mel_bins,
+            "compress": args.compress == "true", "min_frames": args.min_frames}
