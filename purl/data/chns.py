@@ -8,21 +8,26 @@ batch holds harder negatives than a uniform draw.
 The clusters are computed with the model being trained when an epoch starts:
 at the first epoch (the pretrained model, for a run started from
 ``purl.init_checkpoint``) and every ``chns.refresh_every`` epochs after.
-Each is saved as ``exp/<name>/chns/spk2cluster_epoch<N>``; a resumed run
-reads it back, so it draws the same batches as an uninterrupted one.
+Each is saved in the file ``cluster_file(N)`` names (the stage's layout:
+``exp/<name>/chns/spk2cluster_epoch<N>``); a resumed run reads it back, so it
+draws the same batches as an uninterrupted one. The sampler is a training
+callback: the loop refreshes it at ``on_epoch_start``.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 from sklearn.cluster import KMeans
 
+from purl.config import ConfigError
 from purl.data.datadir import read_kv, write_kv
 from purl.data.dataset import SpeakerBatchSampler
 from purl.pair_weights import embed_training_set
 from purl.scoring import l2_normalise, speaker_means
+from purl.training.callbacks import TrainingCallback, TrainingState
 
 
 def speaker_clusters(emb: np.ndarray, labels: np.ndarray, num_clusters: int, seed: int = 0) -> np.ndarray:
@@ -33,18 +38,21 @@ def speaker_clusters(emb: np.ndarray, labels: np.ndarray, num_clusters: int, see
     """
     centroids = l2_normalise(speaker_means(emb, labels, normalise=True))
     if not 1 <= num_clusters <= len(centroids):
-        raise ValueError(f"chns.num_clusters={num_clusters} must be between 1 and the {len(centroids)} speakers")
+        raise ConfigError(f"chns.num_clusters={num_clusters} must be between 1 and the {len(centroids)} speakers")
     return KMeans(n_clusters=num_clusters, n_init=5, random_state=seed).fit_predict(centroids).astype(np.int64)
 
 
-class ClusterBatchSampler(SpeakerBatchSampler):
+class ClusterBatchSampler(SpeakerBatchSampler, TrainingCallback):
     """SpeakerBatchSampler whose P speakers are round(hard_ratio * P) from the
-    clusters of ``set_clusters`` and the rest uniform; uniform until clusters are set."""
+    clusters of ``set_clusters`` and the rest uniform; uniform until clusters are set.
+    ``cluster_file(epoch)``: where the clusters made with the model of ``epoch`` are kept."""
 
-    def __init__(self, *args, hard_ratio: float = 0.5, num_clusters: int = 50, refresh_every: int = 0, **kwargs):
+    def __init__(self, *args, hard_ratio: float = 0.5, num_clusters: int = 50, refresh_every: int = 0,
+                 cluster_file: Callable[[int], Path] | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         if not 0 < hard_ratio <= 1:
-            raise ValueError(f"chns.hard_ratio={hard_ratio} must be in (0, 1] (0 turns CHNS off)")
+            raise ConfigError(f"chns.hard_ratio={hard_ratio} must be in (0, 1] (0 turns CHNS off)")
+        self.cluster_file = cluster_file
         self.num_hard = max(1, round(hard_ratio * self.P))
         self.num_clusters, self.refresh_every = num_clusters, refresh_every
         self.clusters: np.ndarray | None = None
@@ -73,12 +81,17 @@ class ClusterBatchSampler(SpeakerBatchSampler):
         speakers = np.concatenate([hard, rng.choice(rest, self.P - self.num_hard, replace=False)])
         return rng.permutation(speakers)
 
-    def refresh(self, trainer) -> None:
-        """Clusters with the trainer's current model when due (first epoch, then every refresh_every)."""
+    def on_epoch_start(self, state: TrainingState) -> None:
+        self.refresh(state)
+
+    def refresh(self, trainer: TrainingState) -> None:
+        """Clusters with the current model when due (first epoch, then every refresh_every)."""
         due = 0 if self.refresh_every <= 0 else (trainer.epoch // self.refresh_every) * self.refresh_every
         if self.clustered_at == due:
             return
-        path = Path(trainer.exp_dir) / "chns" / f"spk2cluster_epoch{due}"
+        if self.cluster_file is None:
+            raise ConfigError("chns: the sampler was made without a cluster_file; the training stage names one")
+        path = self.cluster_file(due)
         if not path.is_file():
             embeddings = embed_training_set(trainer)
             if trainer.dist.main:
@@ -94,10 +107,11 @@ class ClusterBatchSampler(SpeakerBatchSampler):
                       f"with the model of epoch {due}; {self.num_hard} of {self.P} speakers per batch from them ({path})")
 
 
-def chns_sampler_or_plain(cfg: dict, *args, **kwargs) -> SpeakerBatchSampler:
+def chns_sampler_or_plain(cfg: dict, *args, cluster_file: Callable[[int], Path] | None = None,
+                          **kwargs) -> SpeakerBatchSampler:
     """The ``chns`` section of a config: a ClusterBatchSampler when hard_ratio > 0."""
     if cfg["hard_ratio"] <= 0:
         return SpeakerBatchSampler(*args, **kwargs)
     return ClusterBatchSampler(*args, hard_ratio=cfg["hard_ratio"], num_clusters=cfg["num_clusters"],
-                               refresh_every=cfg["refresh_every"], **kwargs)
+                               refresh_every=cfg["refresh_every"], cluster_file=cluster_file, **kwargs)
 

@@ -66,6 +66,10 @@ class TrainingOutputs:
         """The pair weights refitted with the model of ``epoch`` (purl.reestimate_every)."""
         return self.reestimated_weights / f"epoch_{epoch}"
 
+    def chns_clusters(self, epoch: int) -> Path:
+        """CHNS's speaker clusters made with the model of ``epoch``."""
+        return self.exp_dir / "chns" / f"spk2cluster_epoch{epoch}"
+
     def plot_curves(self) -> Path:
         return plot_training_curves(self.steps_csv, self.epochs_csv, self.curves_png, title=self.exp_dir.name)
 

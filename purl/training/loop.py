@@ -59,7 +59,9 @@ class Trainer(StartingPoints):
         self.data = TrainingSet.from_data_dir(data_dir)
         self.net = build_net(config, self.data, data_dir, self.dist,
                              has_pair_weights=any(c.provides_pair_weights for c in self.callbacks))
-        self.sampler = build_sampler(config, self.data, self.dist)
+        self.sampler = build_sampler(config, self.data, self.dist, cluster_file=outputs.chns_clusters)
+        if isinstance(self.sampler, TrainingCallback):  # CHNS: new clusters at epoch starts, after the others
+            self.callbacks.append(self.sampler)
         self.net.gather_sizes = self.sampler.utts_per_rank()
         self.loader = build_loader(config, self.data, data_dir, self.dist, self.sampler)
         self.optimizer = build_optimizer(self.net.parameters(), o)
@@ -105,8 +107,6 @@ class Trainer(StartingPoints):
             while self.epoch < o["epochs"]:
                 for callback in self.callbacks:
                     callback.on_epoch_start(self.training_state())
-                if hasattr(self.sampler, "refresh"):  # CHNS clusters with the current model
-                    self.sampler.refresh(self.training_state())
                 summary = self.train_epoch(steps_csv, monitor, stop_at_step)
                 if stop_at_step is not None and self.global_step >= stop_at_step:
                     return None
