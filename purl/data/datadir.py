@@ -24,7 +24,7 @@ import os
 import random
 import shutil
 from contextlib import contextmanager
-from itertools import compress
+from itertools import compress, repeat
 from operator import itemgetter
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
@@ -80,12 +80,13 @@ def _read_kv(path: Path, multi: bool, check_sorted: bool) -> dict[str, str | lis
     # The common case, a good file, in a few C-level passes; any problem is
     # then located, line by line, by the loop below.
     lines = _text_lines(path)
-    pairs = [line.split(None, 1) for line in lines]
-    if all(len(pair) == 2 for pair in pairs):
-        keys = [pair[0] for pair in pairs]
-        values = [pair[1].rstrip() for pair in pairs]
+    pairs = list(map(str.split, lines, repeat(None), repeat(1)))
+    # split(None, 1) gives at most 2 fields, so 2 per line on average is 2 on every line
+    if sum(map(len, pairs)) == 2 * len(pairs):
+        keys = list(map(itemgetter(0), pairs))
+        values = list(map(str.rstrip, map(itemgetter(1), pairs)))
         del pairs
-        table = dict(zip(keys, [v.split() for v in values] if multi else values))
+        table = dict(zip(keys, list(map(str.split, values)) if multi else values))
         # str order is the C locale's (see sort_key)
         if len(table) == len(keys) and (not check_sorted or keys == sorted(keys)):
             return table
@@ -467,15 +468,20 @@ def split_data_dir(path: str | os.PathLike, nj: int) -> list[Path]:
     bounds = [len(utts) * n // nj for n in range(nj + 1)]
     for name in present:
         table = data.table(name)
-        missing = next((u for u in utts if u not in table), None)
-        if missing is not None:
-            raise DataDirError(f"{data.path}/{name}: no entry for '{missing}' of utt2spk (run utils/fix_data_dir.py {data.path})")
+        if len(table) == len(utts) and list(table) == utts:  # the common case: no lookup by id
+            values = list(table.values())
+        else:
+            missing = next((u for u in utts if u not in table), None)
+            if missing is not None:
+                raise DataDirError(f"{data.path}/{name}: no entry for '{missing}' of utt2spk "
+                                   f"(run utils/fix_data_dir.py {data.path})")
+            values = [table[u] for u in utts]
         for part, lo, hi in zip(parts, bounds, bounds[1:]):
             part.mkdir(parents=True, exist_ok=True)
-            write_text_atomic(part / name, "".join(f"{u} {table[u]}\n" for u in utts[lo:hi]))
-    utt2spk = data.utt2spk
+            write_text_atomic(part / name, "".join(map("{} {}\n".format, utts[lo:hi], values[lo:hi])))
+    speaker_of = list(data.utt2spk.values())  # in utts' order: each part a slice, no lookup by id
     for part, lo, hi in zip(parts, bounds, bounds[1:]):
-        write_kv(part / "spk2utt", utt2spk_to_spk2utt({u: utt2spk[u] for u in utts[lo:hi]}))
+        write_kv(part / "spk2utt", utt2spk_to_spk2utt(dict(zip(utts[lo:hi], speaker_of[lo:hi]))))
     return parts
 
 
