@@ -1,6 +1,6 @@
 """Threads for work that numpy does outside the GIL: independent parts (one
-speaker's pairs, one block of EM rows) in a pool, and a file read in the
-background while the main thread parses text."""
+speaker's pairs, one block of EM rows) in a pool, and a file written in the
+background while the main thread goes on."""
 
 from __future__ import annotations
 
@@ -32,9 +32,7 @@ def in_threads(work: Callable, parts: list) -> list:
 
 class Background:
     """``function(*args)`` started now in a daemon thread; :meth:`result` waits
-    for its value or raises its exception. A daemon thread, so that a process
-    that turns out not to need the result (a stage found complete) exits
-    without waiting for it."""
+    for its value or raises its exception."""
 
     def __init__(self, function: Callable, *args: Any):
         self._value: Any = None
@@ -46,7 +44,7 @@ class Background:
             except BaseException as e:  # handed to the caller of result()
                 self._error = e
 
-        self._thread = threading.Thread(target=run, daemon=True)
+        self._thread = threading.Thread(target=run)
         self._thread.start()
 
     def result(self) -> Any:
