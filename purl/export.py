@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from purl.errors import PurlError
+from purl.fileio import atomic_path
 
 FORMATS = ("onnx", "torchscript")
 TRACE_FRAMES, CHECK_FRAMES = 200, 137  # traced on one length, checked on another
@@ -64,9 +65,8 @@ def export_torchscript(model: torch.nn.Module, out: str | os.PathLike) -> Path:
         warnings.filterwarnings("ignore", message=".*deprecated.*")
         traced = torch.jit.trace(model, _example(TRACE_FRAMES))
         _check(model, lambda x: traced(x).numpy(), "TorchScript")
-        tmp = out.with_name(out.name + ".tmp")
-        traced.save(str(tmp))
-    os.replace(tmp, out)
+        with atomic_path(out) as tmp:
+            traced.save(str(tmp))
     return out
 
 
@@ -76,24 +76,19 @@ def export_onnx(model: torch.nn.Module, out: str | os.PathLike) -> Path:
     with onnxruntime when that is installed."""
     model = model.eval()
     out = Path(out)
-    tmp = out.with_name(out.name + ".tmp")
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*(legacy|deprecated|removed|Constant folding).*")
-        torch.onnx.export(model, (_example(TRACE_FRAMES),), str(tmp), dynamo=False, opset_version=ONNX_OPSET,
-                          input_names=["feats"], output_names=["embedding"],
-                          dynamic_axes={"feats": {0: "batch", 1: "frames"}, "embedding": {0: "batch"}})
     try:
         import onnxruntime
     except ImportError:
         onnxruntime = None
-    if onnxruntime is not None:
-        try:
+    with atomic_path(out) as tmp:  # a failed check leaves no model behind
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*(legacy|deprecated|removed|Constant folding).*")
+            torch.onnx.export(model, (_example(TRACE_FRAMES),), str(tmp), dynamo=False, opset_version=ONNX_OPSET,
+                              input_names=["feats"], output_names=["embedding"],
+                              dynamic_axes={"feats": {0: "batch", 1: "frames"}, "embedding": {0: "batch"}})
+        if onnxruntime is not None:
             session = onnxruntime.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
             _check(model, lambda x: session.run(None, {"feats": x.numpy()})[0], "ONNX (onnxruntime)")
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-    os.replace(tmp, out)
     return out
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
+from purl.fileio import atomic_path
 from purl.models import build_model
 from purl.training.errors import TrainError
 
@@ -29,9 +30,8 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
 
 
 def save_atomic(obj: dict, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def model_from_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, dict]:
