@@ -39,7 +39,8 @@ from scipy.signal import resample_poly
 
 from purl.audio import AudioError, read_audio
 from purl.errors import PurlError
-from purl.features import compress_speech_feature, compute_fbank, fbank_options, num_frames
+from purl.features import compute_fbank, fbank_options, num_frames
+from purl.kaldi_io import compress_speech_feature
 from purl.stages.training import TrainingOutputs, threshold_file_of
 from purl.training.checkpoint import model_from_checkpoint
 

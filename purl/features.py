@@ -15,7 +15,6 @@ import numpy as np
 from purl.errors import PurlError
 
 # Re-exported for purl/api.py, which imports it from here (its import moves at the merge).
-from purl.kaldi_io import compress_speech_feature  # noqa: F401
 
 FRAME_SHIFT_S = 0.010
 FRAME_LENGTH_S = 0.025

@@ -1,13 +1,11 @@
 """Threads for work that numpy does outside the GIL: independent parts (one
-speaker's pairs, one block of EM rows) in a pool, and a file written in the
-background while the main thread goes on."""
+speaker's pairs, one block of EM rows) in a pool."""
 
 from __future__ import annotations
 
 import os
-import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable
+from typing import Callable
 
 from threadpoolctl import threadpool_limits
 
@@ -29,26 +27,3 @@ def in_threads(work: Callable, parts: list) -> list:
     with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(len(parts)) as pool:
         return list(pool.map(work, parts))
 
-
-class Background:
-    """``function(*args)`` started now in a daemon thread; :meth:`result` waits
-    for its value or raises its exception."""
-
-    def __init__(self, function: Callable, *args: Any):
-        self._value: Any = None
-        self._error: BaseException | None = None
-
-        def run():
-            try:
-                self._value = function(*args)
-            except BaseException as e:  # handed to the caller of result()
-                self._error = e
-
-        self._thread = threading.Thread(target=run)
-        self._thread.start()
-
-    def result(self) -> Any:
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-        return self._value

@@ -32,7 +32,7 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 
 from purl.errors import PurlError
-from purl.fileio import write_text_atomic  # also imported from here by modules of another change
+from purl.fileio import write_text_atomic
 
 # Files keyed by utterance whose keys must agree with utt2spk.
 UTT_FILES = ("wav.scp", "utt2spk", "utt2dur", "feats.scp", "utt2num_frames", "utt2truespk")

@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterable
 
@@ -37,7 +38,6 @@ from purl.reliability import (
 )
 from purl.settings import text_digest, up_to_date, write_record
 from purl.stages.embeddings import XVECTOR_SETTINGS
-from purl.threads import Background
 
 log = logging.getLogger(__name__)
 
@@ -180,17 +180,18 @@ def run_reliability(emb_scp: str | os.PathLike, data_dir: str | os.PathLike | Da
 
     # Writing 0.84 GB of embeddings (at VoxCeleb size) is numpy's, outside the
     # GIL: it runs while the plot and the lists are made.
-    saving = Background(main_rel.save, out_dir)
-    write_text_atomic(out_dir / UTTS_FILE, "".join(f"{u}\n" for u in utts))
-    plot_reliability(main_rel, out_dir / "reliability.png", true_labels, counts=plot_counts)
-    idx, mean_w = suspected_mislabelled(main_rel, threshold, main_mean_w)
-    write_text_atomic(out_dir / "suspected_mislabelled",
-                      "".join(f"{utts[i]} {utt2spk[utts[i]]} {w:.4f}\n" for i, w in zip(idx, mean_w)))
-    if clean_dir is not None:
-        suspected = {utts[i] for i in idx}
-        subset_data_dir(data, clean_dir, utts=[u for u in utts if u not in suspected])
-        report["cleaned_data_dir"] = str(clean_dir)
-    saving.result()
+    with ThreadPoolExecutor(1) as saver:
+        saving = saver.submit(main_rel.save, out_dir)
+        write_text_atomic(out_dir / UTTS_FILE, "".join(f"{u}\n" for u in utts))
+        plot_reliability(main_rel, out_dir / "reliability.png", true_labels, counts=plot_counts)
+        idx, mean_w = suspected_mislabelled(main_rel, threshold, main_mean_w)
+        write_text_atomic(out_dir / "suspected_mislabelled",
+                          "".join(f"{utts[i]} {utt2spk[utts[i]]} {w:.4f}\n" for i, w in zip(idx, mean_w)))
+        if clean_dir is not None:
+            suspected = {utts[i] for i in idx}
+            subset_data_dir(data, clean_dir, utts=[u for u in utts if u not in suspected])
+            report["cleaned_data_dir"] = str(clean_dir)
+        saving.result()  # its error, if any, before report.json marks the fit complete
     report["n_suspected"] = int(len(idx))
     write_text_atomic(out_dir / "report.md", report_markdown(report))
     write_text_atomic(out_dir / REPORT_JSON, json.dumps(report, indent=1) + "\n")
