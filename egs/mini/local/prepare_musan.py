@@ -1,0 +1,1 @@
+../../../local/prepare_musan.py
