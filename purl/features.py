@@ -14,8 +14,6 @@ import numpy as np
 
 from purl.errors import PurlError
 
-# Re-exported for purl/api.py, which imports it from here (its import moves at the merge).
-
 FRAME_SHIFT_S = 0.010
 FRAME_LENGTH_S = 0.025
 

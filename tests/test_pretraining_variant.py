@@ -33,7 +33,7 @@ def test_noise_sources_have_the_real_layouts_and_are_not_remade_with_other_optio
     assert "nothing to do" in run_script("python", NOISE_SOURCES, *small, out).stdout
     assert before == {p: p.read_bytes() for p in out.rglob("*.wav")}
     refused = run_script("python", NOISE_SOURCES, *small, "--seed", "1", out, check=False)
-    assert refused.returncode != 0 and "remove it or choose another" in refused.stderr
+    assert refused.returncode != 0 and "remove the directory or choose another" in refused.stderr
     # the real corpora's preparation reads them
     run_script("python", ROOT / "local/prepare_musan.py", out / "musan", tmp_path / "data")
     run_script("python", ROOT / "local/prepare_rirs.py", out / "RIRS_NOISES", tmp_path / "data/rirs")

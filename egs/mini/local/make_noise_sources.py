@@ -15,26 +15,22 @@ the point here is the mechanism and its cost, not MUSAN's exact sounds):
                                                     direct path, sparse early
                                                     reflections, exponential tail
                                                     (RT60 0.2-0.5 s / 0.4-0.9 s)
-  <out-root>/.done                                  the options, written last
+  <out-root>/.done                                  the options and seconds of audio, written last
 
 16 kHz 16-bit mono. Then local/prepare_musan.py and local/prepare_rirs.py make
 the data dirs the training config's augment section names, as for the real
-corpora. The same options give the same files; a rerun with them does nothing.
+corpora. The same options give the same files; a rerun with them does nothing,
+other options on an existing <out-root> are an error (sources are never mixed).
 
 e.g.: local/make_noise_sources.py noise_sources
 """
 
 import argparse
-import json
 import math
-import sys
 from pathlib import Path
 
-import soundfile as sf
-
 from purl.entry import run_main
-from purl.fileio import atomic_path
-from synthetic.noise import FORMAT_VERSION, make_sources
+from synthetic.noise import generate_sources
 
 
 def main() -> int:
@@ -47,21 +43,11 @@ def main() -> int:
     parser.add_argument("--num-rooms", type=int, default=20, help="per room size")
     args = parser.parse_args()
     out = Path(args.out_root)
-    options = {k: v for k, v in vars(args).items() if k != "out_root"} | {"format_version": FORMAT_VERSION}
-    done = out / ".done"
-    if done.is_file():
-        made_with = json.loads(done.read_text())
-        if made_with == options:
-            print(f"make_noise_sources.py: {out} is complete; nothing to do")
-            return 0
-        print(f"make_noise_sources.py: {out} was made with {made_with}, not {options}; "
-              f"remove it or choose another <out-root>", file=sys.stderr)
-        return 1
-    make_sources(out, args.seed, args.num_noise, args.num_music, args.num_talkers, args.num_rooms)
-    with atomic_path(done) as tmp:
-        Path(tmp).write_text(json.dumps(options))
-    seconds = sum(sf.info(str(p)).duration for p in out.rglob("*.wav"))
-    print(f"make_noise_sources.py: wrote {out} ({math.ceil(seconds)} s of audio)")
+    seconds, existed = generate_sources(out, args.seed, args.num_noise, args.num_music, args.num_talkers, args.num_rooms)
+    if existed:
+        print(f"make_noise_sources.py: {out} is complete; nothing to do")
+    else:
+        print(f"make_noise_sources.py: wrote {out} ({math.ceil(seconds)} s of audio)")
     return 0
 
 

@@ -109,13 +109,13 @@ def _generate_speaker(job: tuple[str, int, dict]) -> tuple[int, float]:
     return params["utts_per_speaker"], seconds
 
 
-def _check_out_dir(out: Path, params: dict) -> float | None:
-    """Decide what to do with an existing out_dir.
+def check_out_dir(out: Path, params: dict, what: str = "synthetic corpus") -> float | None:
+    """Decide what to do with an existing out_dir of generated audio (``what``).
 
-    Returns the corpus's total duration if an identical corpus is complete, None
-    if generation should (re)start; raises if the directory holds anything else.
+    Returns its total duration if one made with ``params`` is complete, None if
+    generation should (re)start; raises if the directory holds anything else.
     """
-    done, started = out / _DONE, out / _STARTED
+    done, started = out / DONE, out / STARTED
     for marker in (done, started):
         if not marker.exists():
             continue
@@ -124,21 +124,21 @@ def _check_out_dir(out: Path, params: dict) -> float | None:
         if previous != params:
             differ = sorted(k for k in set(previous) | set(params) if previous.get(k) != params.get(k))
             raise SynthError(
-                f"{out} holds a synthetic corpus made with other parameters (differ: {', '.join(differ)}; "
+                f"{out} holds a {what} made with other parameters (differ: {', '.join(differ)}; "
                 f"see {marker}); remove the directory or choose another output directory"
             )
         # Same parameters: complete, or interrupted (its finished files are kept).
         return total_seconds if marker == done else None
     if out.exists() and any(out.iterdir()):
         raise SynthError(
-            f"{out} exists, is not empty and holds no synthetic corpus (no {_DONE}); "
+            f"{out} exists, is not empty and holds no {what} (no {DONE}); "
             "remove the directory or choose another output directory"
         )
     return None
 
 
-_DONE = ".done"  # parameters and total duration, written last
-_STARTED = ".started"  # parameters, while generation runs
+DONE = ".done"  # parameters and total duration, written last
+STARTED = ".started"  # parameters, while generation runs
 
 
 def generate_corpus(
@@ -180,12 +180,12 @@ def generate_corpus(
     params = json.loads(json.dumps(params))  # tuples -> lists, as read back from disk
     out = Path(out_dir)
     t0 = time.time()
-    total_seconds = _check_out_dir(out, params)
+    total_seconds = check_out_dir(out, params)
     if total_seconds is not None:
-        logger.info("%s already holds this corpus (%s); nothing to do", out, out / _DONE)
+        logger.info("%s already holds this corpus (%s); nothing to do", out, out / DONE)
         return CorpusSummary(str(out), num_speakers, num_speakers * utts_per_speaker, total_seconds, 0.0, True)
     out.mkdir(parents=True, exist_ok=True)
-    (out / _STARTED).write_text(json.dumps(params, indent=1, sort_keys=True) + "\n")
+    (out / STARTED).write_text(json.dumps(params, indent=1, sort_keys=True) + "\n")
 
     jobs = [(str(out), spk, params) for spk in range(num_speakers)]
     num_utts, total_seconds = 0, 0.0
@@ -200,9 +200,9 @@ def generate_corpus(
                 if i % max(1, num_speakers // 5) == 0:
                     logger.info("%d/%d speakers written", i, num_speakers)
 
-    with atomic_path(out / _DONE) as tmp:
+    with atomic_path(out / DONE) as tmp:
         tmp.write_text(json.dumps({**params, "total_seconds": round(total_seconds, 3)}, indent=1, sort_keys=True) + "\n")
-    (out / _STARTED).unlink()
+    (out / STARTED).unlink()
     elapsed = time.time() - t0
     logger.info("wrote %d utterances (%.2f h) of %d speakers to %s in %.1f s",
                 num_utts, total_seconds / 3600, num_speakers, out, elapsed)

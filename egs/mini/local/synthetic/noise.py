@@ -4,13 +4,14 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 
 from purl.fileio import atomic_path
-from synthetic.corpus import synthesize_utterance
+from synthetic.corpus import DONE, STARTED, check_out_dir, synthesize_utterance
 from synthetic.voice import draw_speaker, speaker_rng, utterance_rng
 
 RATE = 16000
@@ -106,3 +107,23 @@ def make_sources(out: Path, seed: int, num_noise: int, num_music: int, num_talke
         for i in range(num_rooms):
             write(out / "RIRS_NOISES/simulated_rirs" / room / f"Room{i + 1:03d}" / f"Room{i + 1:03d}-00001.wav",
                   room_response(rng, float(rng.uniform(lo, hi))), peak=0.9)
+
+
+def generate_sources(out: Path, seed: int, num_noise: int, num_music: int, num_talkers: int,
+                     num_rooms: int) -> tuple[float, bool]:
+    """make_sources into ``out`` unless it holds them already: (seconds of audio,
+    whether they were there). Another generator's or other options' output is
+    an error (sources are never mixed); an interrupted run is made again."""
+    params = {"format_version": FORMAT_VERSION, "seed": seed, "num_noise": num_noise, "num_music": num_music,
+              "num_talkers": num_talkers, "num_rooms": num_rooms}
+    total_seconds = check_out_dir(out, params, what="set of noise sources")
+    if total_seconds is not None:
+        return total_seconds, True
+    out.mkdir(parents=True, exist_ok=True)
+    (out / STARTED).write_text(json.dumps(params, indent=1, sort_keys=True) + "\n")
+    make_sources(out, seed, num_noise, num_music, num_talkers, num_rooms)
+    total_seconds = sum(sf.info(str(p)).duration for p in out.rglob("*.wav"))
+    with atomic_path(out / DONE) as tmp:
+        tmp.write_text(json.dumps({**params, "total_seconds": round(total_seconds, 3)}, indent=1, sort_keys=True) + "\n")
+    (out / STARTED).unlink()
+    return total_seconds, False
