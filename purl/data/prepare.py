@@ -143,16 +143,28 @@ def prepare_folder_corpus(
     num_test_speakers: int = 0,
     max_target_trials: int = 10000,
     seed: int = 0,
+    outsider_dir: str | os.PathLike | None = None,
+    num_outsider_speakers: int = 0,
 ) -> dict[str, int]:
     """A folder-per-speaker corpus to a train dir and, optionally, a held-out test dir.
 
     The test dir gets a trial list ``trials``: every target pair up to
-    ``max_target_trials`` and as many non-target pairs, seeded.
+    ``max_target_trials`` and as many non-target pairs, seeded. With
+    ``num_outsider_speakers``, that many of the speakers left after the test
+    draw go to ``outsider_dir`` instead of the train dir: speakers never trained
+    on or tested, the source of open-set label noise (stage 2's ``open``). The
+    test draw does not depend on it.
     """
     wav_scp, utt2spk = scan_speaker_folders(root)
     train_spk, test_spk = split_speakers(set(utt2spk.values()), num_test_speakers, seed)
+    outsider_spk: list[str] = []
+    if num_outsider_speakers:
+        if outsider_dir is None:
+            raise DataDirError("outsider speakers need an outsider dir")
+        # A seed of its own: the same test speakers whatever the number of outsiders.
+        train_spk, outsider_spk = split_speakers(train_spk, num_outsider_speakers, seed + 1_000_003)
     summary = {}
-    for out_dir, speakers in ((train_dir, train_spk), (test_dir, test_spk)):
+    for out_dir, speakers in ((train_dir, train_spk), (test_dir, test_spk), (outsider_dir, outsider_spk)):
         if out_dir is None or not speakers:
             continue
         speakers = set(speakers)
