@@ -19,8 +19,9 @@ gpus=""                   # "" trains on CPU; "0,1" trains on those GPUs
 
 # ---- the corpus ---------------------------------------------------------------
 # the corpus root (<speaker>/**/*.opus); $SPEECHOCEAN762 overrides the default
-corpus=${SPEECHOCEAN762:-$(cd "$(dirname "$0")" && pwd)/../../../shared/data/speechocean762-train}
+corpus=${SPEECHOCEAN762:-$(cd "$(dirname "$(readlink -f "$0")")" && pwd)/../../../shared/data/speechocean762-train}
 num_test_speakers=25      # held out for the trial list
+num_outsider_speakers=0   # held out as the source of open-set noise (--noise-type open): never trained on or tested
 corpus_seed=0             # the train/test split
 
 # ---- the experiment -----------------------------------------------------------
@@ -32,12 +33,20 @@ corpus_seed=0             # the train/test split
 protocol=tuned
 seed=0                    # label noise and training; run 3 to see the spread
 noise_rate=0.2            # fraction of training utterances filed under a wrong speaker
+noise_type=permute        # stage 2: permute (to any other speaker), similar (to one of the nearest_k
+                          #   nearest speakers) or open (outsiders' utterances; needs num_outsider_speakers)
+nearest_k=5               # similar: destinations per speaker
 supcon_conf=conf/supcon.yaml
 purl_conf=""              # "": conf/purl.yaml (tuned) or conf/purl_paper.yaml (paper)
 reliability_conf=""       # stage 4: "": conf/reliability.yaml (tuned) or conf/reliability_paper.yaml (paper)
 estimator=""              # stage 4 pair reliability: histogram, sklearn, bic or global ("": the conf's)
 clean_reference=true      # also pretrain on the clean labels, to show what noise costs
+methods="control filter purl"  # stage 5, each from the pretrained model: control (SupCon on the noisy
+                          #   labels), filter, purl, relabel (relabelled labels + PURL), reestimate (PURL
+                          #   re-fitting its weights every reestimate_every epochs)
 filter_keep_ratio=0.5     # stage 5 filtering baseline: fraction of each speaker's utterances kept
+relabel_opts=""           # stage 5 relabel method: options of steps/relabel_data_dir.py, e.g. "--margin 0.2"
+reestimate_every=2        # stage 5 reestimate method: epochs between re-fits of the pair weights
 train_overrides=""        # config overrides for every training run, e.g. "optim.epochs=1"
 purl_overrides=""         # ... then these for the update and the control run, e.g. "optim.epochs=2"
 
@@ -46,6 +55,9 @@ purl_overrides=""         # ... then these for the update and the control run, e
 # One spelling per rate: 0.0 and 0 (0.20 and 0.2) name the same dirs and skip the same stages.
 noise_rate=$(awk -v r="$noise_rate" 'BEGIN { if (r < 0 || r >= 1) exit 1; print r + 0 }') || {
   echo "$0: --noise-rate must be in [0, 1) (0: the labels as given)" >&2; exit 1; }
+
+[ "$noise_type" != open ] || [ "$num_outsider_speakers" -gt 0 ] || {
+  echo "$0: --noise-type open needs --num-outsider-speakers N (speakers held out as the outsiders)" >&2; exit 1; }
 
 case $protocol in
   tuned) tag=""; pretrain_overrides=""; purl_conf=${purl_conf:-conf/purl.yaml}
@@ -59,34 +71,44 @@ esac
 
 train=data/train
 test=data/test
-noisy=data/train_noisy${noise_rate}_seed$seed
+outsiders=data/outsiders
+noise=noisy; [ "$noise_type" = permute ] || noise=$noise_type   # in names: data/train_open0.2_seed0
+noisy=data/train_$noise${noise_rate}_seed$seed
 [ "$noise_rate" != 0 ] || noisy=$train
 overrides="train.seed=$seed $train_overrides"
-pretrain=exp/supcon${tag}_noisy${noise_rate}_seed$seed   # the model PURL starts from
+pretrain=exp/supcon${tag}_$noise${noise_rate}_seed$seed   # the model the methods start from
 clean=exp/supcon${tag}_clean_seed$seed
-purl=exp/purl${tag}_noisy${noise_rate}_seed$seed
-control=exp/control${tag}_noisy${noise_rate}_seed$seed
 filtered=${noisy}_filtered$filter_keep_ratio              # the filtering baseline's training dir
-filter=exp/filter${filter_keep_ratio}${tag}_noisy${noise_rate}_seed$seed
-models="$pretrain $control $filter $purl"  # scored in stage 6
-[ "$clean_reference" = false ] || [ "$noise_rate" = 0 ] || models="$clean $models"
+relabelled=${noisy}_relabelled                            # the relabel method's training dir
+reliability_opts=(--config $reliability_conf); [ -z "$estimator" ] || reliability_opts+=(--estimator $estimator)
+# method_exp METHOD: the exp dir of a stage-5 method
+method_exp() {
+  local name=$1; [ "$1" != filter ] || name=filter$filter_keep_ratio
+  echo exp/$name${tag}_$noise${noise_rate}_seed$seed
+}
 
 if [ $stage -le 0 ] && [ $stop_stage -ge 0 ]; then
   log "Stage 0: corpus and data dirs"; SECONDS=0
-  local/prepare_folder_corpus.py --num-test-speakers $num_test_speakers --seed $corpus_seed $corpus $train $test
-  for d in $train $test; do validate_data_dir.py --require wav.scp,utt2spk,spk2utt,utt2dur --check-audio $d; done
+  local/prepare_folder_corpus.py --num-test-speakers $num_test_speakers --seed $corpus_seed \
+    --num-outsider-speakers $num_outsider_speakers --outsider-dir $outsiders $corpus $train $test
+  dirs="$train $test"; [ "$num_outsider_speakers" = 0 ] || dirs="$dirs $outsiders"
+  for d in $dirs; do validate_data_dir.py --require wav.scp,utt2spk,spk2utt,utt2dur --check-audio $d; done
   log "Stage 0 done in ${SECONDS}s"
 fi
 
 if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
   log "Stage 1: fbank features"; SECONDS=0
-  for d in $train $test; do steps/make_fbank.sh --nj $nj --cmd "$cmd" $d $d/log fbank; done
+  dirs="$train $test"; [ "$num_outsider_speakers" = 0 ] || dirs="$dirs $outsiders"
+  for d in $dirs; do steps/make_fbank.sh --nj $nj --cmd "$cmd" $d $d/log fbank; done
   log "Stage 1 done in ${SECONDS}s"
 fi
 
 if [ $stage -le 2 ] && [ $stop_stage -ge 2 ] && [ "$noise_rate" != 0 ]; then
-  log "Stage 2: simulate noisy correspondence (rate $noise_rate)"; SECONDS=0
-  steps/simulate_noise.py --seed $seed $noise_rate $train $noisy
+  log "Stage 2: simulate noisy correspondence ($noise_type, rate $noise_rate)"; SECONDS=0
+  noise_opts=(--noise-type $noise_type)
+  [ "$noise_type" != similar ] || noise_opts+=(--nearest-k $nearest_k)
+  [ "$noise_type" != open ] || noise_opts+=(--outsiders $outsiders)
+  steps/simulate_noise.py "${noise_opts[@]}" --seed $seed $noise_rate $train $noisy
   log "Stage 2 done in ${SECONDS}s"
 fi
 
@@ -104,32 +126,64 @@ if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
   # final.pt is the last epoch (average_last 1): the checkpoint the update starts from
   # shellcheck disable=SC2086
   steps/extract_embeddings.sh --nj $nj --cmd "$cmd" $embed_opts $pretrain/models/final.pt $noisy $pretrain/embeddings/$reliability_emb
-  # shellcheck disable=SC2086
-  reliability_opts=(--config $reliability_conf); [ -z "$estimator" ] || reliability_opts+=(--estimator $estimator)
   steps/reliability.py "${reliability_opts[@]}" \
     $pretrain/embeddings/$reliability_emb/xvector.scp $noisy $pretrain/reliability
   log "Stage 4 done in ${SECONDS}s"
 fi
 
 if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
-  log "Stage 5: PURL update, its control run and the filtering baseline"; SECONDS=0
+  log "Stage 5: from the pretrained model: $methods"; SECONDS=0
   init="purl.init_checkpoint=$pretrain/models/final.pt"
   # paper: the whole state at the end of the pretraining (last.pt, as its last epoch_<N>.pt)
   [ "$protocol" = tuned ] || init="purl.init_checkpoint=$pretrain/models/last.pt"
-  steps/train.sh --gpus "$gpus" --valid-data $test \
-    --overrides "$overrides $purl_overrides $init purl.reliability=$pretrain/reliability" $purl_conf $noisy $purl
-  steps/train.sh --gpus "$gpus" --valid-data $test --overrides "$overrides $purl_overrides $init loss.type=supcon" \
-    $purl_conf $noisy $control
-  steps/filter_data_dir.py --keep-ratio $filter_keep_ratio $pretrain/embeddings/$reliability_emb/xvector.scp $noisy $filtered
-  steps/train.sh --gpus "$gpus" --valid-data $test --overrides "$overrides $purl_overrides $init loss.type=supcon" \
-    $purl_conf $filtered $filter
+  update="$overrides $purl_overrides $init"
+  emb=$pretrain/embeddings/$reliability_emb/xvector.scp
+  for method in $methods; do
+    case $method in
+      control) steps/train.sh --gpus "$gpus" --valid-data $test --overrides "$update loss.type=supcon" \
+                 $purl_conf $noisy $(method_exp control) ;;
+      filter)  steps/filter_data_dir.py --keep-ratio $filter_keep_ratio $emb $noisy $filtered
+               steps/train.sh --gpus "$gpus" --valid-data $test --overrides "$update loss.type=supcon" \
+                 $purl_conf $filtered $(method_exp filter) ;;
+      purl)    steps/train.sh --gpus "$gpus" --valid-data $test --overrides "$update purl.reliability=$pretrain/reliability" \
+                 $purl_conf $noisy $(method_exp purl) ;;
+      reestimate) steps/train.sh --gpus "$gpus" --valid-data $test \
+                 --overrides "$update purl.reliability=$pretrain/reliability purl.reestimate_every=$reestimate_every" \
+                 $purl_conf $noisy $(method_exp reestimate) ;;
+      relabel) # shellcheck disable=SC2086
+               steps/relabel_data_dir.py $relabel_opts $emb $noisy $relabelled
+               # the pair weights fitted again, on the new labels
+               steps/reliability.py "${reliability_opts[@]}" $emb $relabelled $pretrain/reliability_relabelled
+               steps/train.sh --gpus "$gpus" --valid-data $test \
+                 --overrides "$update purl.reliability=$pretrain/reliability_relabelled" \
+                 $purl_conf $relabelled $(method_exp relabel) ;;
+      *) echo "$0: unknown method '$method' in --methods (control filter purl reestimate relabel)" >&2; exit 1 ;;
+    esac
+  done
   log "Stage 5 done in ${SECONDS}s"
 fi
 
 if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
   log "Stage 6: embeddings and scoring"; SECONDS=0
-  for model in $models; do
-    data=$noisy; [ $model != $clean ] || data=$train  # the cohort has the labels the model had
+  labels=noisy; [ "$noise_rate" != 0 ] || labels=given  # the labels the models trained on
+  rows=("SupCon, $labels labels=$pretrain")
+  reports=(--reliability-report $pretrain/reliability/report.json)
+  [ "$clean_reference" = false ] || [ "$noise_rate" = 0 ] || rows=("SupCon, clean labels=$clean" "${rows[@]}")
+  for method in $methods; do
+    case $method in
+      control) rows+=("$labels + control=$(method_exp control)") ;;
+      filter) rows+=("$labels + filtering (keep $filter_keep_ratio)=$(method_exp filter)") ;;
+      purl) rows+=("$labels + PURL=$(method_exp purl)") ;;
+      reestimate) rows+=("$labels + PURL, re-estimated every $reestimate_every=$(method_exp reestimate)") ;;
+      relabel) rows+=("$labels + relabel + PURL=$(method_exp relabel)")
+               reports+=(--relabel-report $relabelled/relabel.json) ;;
+    esac
+  done
+  for row in "${rows[@]}"; do
+    model=${row#*=}
+    data=$noisy  # the cohort has the labels the model had
+    [ $model != $clean ] || data=$train
+    [ $model != "$(method_exp relabel)" ] || data=$relabelled
     steps/extract_embeddings.sh --nj $nj --cmd "$cmd" $model/models/final.pt $test $model/embeddings/test
     steps/extract_embeddings.sh --nj $nj --cmd "$cmd" $model/models/final.pt $data $model/embeddings/train
     norm=()  # the training mean subtracted (tuned) or plain cosine (paper); AS-Norm beside either
@@ -138,11 +192,7 @@ if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
       --cohort $model/embeddings/train/xvector.scp --cohort-utt2spk $data/utt2spk --top-k 50 \
       --results exp/RESULTS.md $model/embeddings/test/xvector.scp $model/scores $test/trials
   done
-  labels=noisy; [ "$noise_rate" != 0 ] || labels=given  # the labels the models trained on
-  rows=("SupCon, $labels labels=$pretrain" "$labels + control=$control"
-        "$labels + filtering (keep $filter_keep_ratio)=$filter" "$labels + PURL=$purl")
-  [ "$clean_reference" = false ] || [ "$noise_rate" = 0 ] || rows=("SupCon, clean labels=$clean" "${rows[@]}")
-  steps/summarize.py --reliability-report $pretrain/reliability/report.json "${rows[@]}" \
-    | tee exp/summary${tag}_noisy${noise_rate}_seed$seed.md
+  summary=exp/summary${tag}_$noise${noise_rate}_seed$seed
+  steps/summarize.py "${reports[@]}" --json $summary.json "${rows[@]}" | tee $summary.md
   log "Stage 6 done in ${SECONDS}s"
 fi

@@ -10,6 +10,7 @@ C locale (byte order), one line per key:
     feats.scp       utt  ark:offset (written by stage 1)
     utt2num_frames  utt  frames
     utt2truespk     utt  true speaker (only in dirs made by the noise simulation)
+    utt2oldspk      utt  the label before stage 5's relabelling (only in relabelled dirs)
     trials          utt1 utt2 target|nontarget (test dirs; also trials_<name>)
 
 Everything here raises :class:`DataDirError` with the file, the line and the fix;
@@ -35,7 +36,7 @@ from purl.errors import PurlError
 from purl.fileio import write_text_atomic
 
 # Files keyed by utterance whose keys must agree with utt2spk.
-UTT_FILES = ("wav.scp", "utt2spk", "utt2dur", "feats.scp", "utt2num_frames", "utt2truespk")
+UTT_FILES = ("wav.scp", "utt2spk", "utt2dur", "feats.scp", "utt2num_frames", "utt2truespk", "utt2oldspk")
 
 
 class DataDirError(PurlError, ValueError):
@@ -268,8 +269,9 @@ def validate_data_dir(
         problems.append(f"{path}/utt2spk: no utterances (an empty data dir; check the corpus path of stage 0)")
     problems += value_problems(path, tables)
     if utt2spk is not None:
-        # In a dir with simulated label noise the ids keep their true speaker.
-        true_name = "utt2truespk" if "utt2truespk" in tables else "utt2spk"
+        # In a dir with simulated label noise the ids keep their true speaker,
+        # in a relabelled one the speaker they had.
+        true_name = next((n for n in ("utt2truespk", "utt2oldspk") if n in tables), "utt2spk")
         for utt, spk in tables[true_name].items():
             if not utt.startswith(spk):
                 problems.append(

@@ -143,19 +143,27 @@ def collect_results(exp_root: str | os.PathLike, out: str | os.PathLike) -> str:
     return text
 
 
-def summary_table(rows: list[tuple[str, Path]], reliability_report: Path | None = None,
-                  scoring: str = "cosine") -> str:
-    """One table over models: a row per (label, exp dir), EER and minDCF of its
-    first trial list; then the reliability stage's detection figures."""
-    lines = ["| model | " + " | ".join(COLUMNS) + " |", "|---|" + "---:|" * len(COLUMNS)]
+def summary_rows(rows: list[tuple[str, Path]], scoring: str = "cosine") -> list[dict]:
+    """Per (label, exp dir): {label, exp, and the COLUMNS of its first trial list}."""
+    out = []
     for label, exp_dir in rows:
         path = Path(exp_dir) / "scores" / RESULTS_JSON
         if not path.is_file():
             raise DataDirError(f"{path}: missing (run stage 6 for {exp_dir})")
         results = json.loads(path.read_text())
         figures = next(iter(results.values()))[scoring]
-        lines.append(f"| {label} | " + " | ".join(
-            f"{figures[c]:.2f}" if c.startswith("EER") else f"{figures[c]:.4f}" for c in COLUMNS) + " |")
+        out.append({"label": label, "exp": str(exp_dir), **{c: figures[c] for c in COLUMNS}})
+    return out
+
+
+def summary_table(rows: list[tuple[str, Path]], reliability_report: Path | None = None,
+                  scoring: str = "cosine") -> str:
+    """One table over models: a row per (label, exp dir), EER and minDCF of its
+    first trial list; then the reliability stage's detection figures."""
+    lines = ["| model | " + " | ".join(COLUMNS) + " |", "|---|" + "---:|" * len(COLUMNS)]
+    for row in summary_rows(rows, scoring):
+        lines.append(f"| {row['label']} | " + " | ".join(
+            f"{row[c]:.2f}" if c.startswith("EER") else f"{row[c]:.4f}" for c in COLUMNS) + " |")
     text = "\n".join(lines) + "\n"
     if reliability_report is not None and Path(reliability_report).is_file():
         report = json.loads(Path(reliability_report).read_text())

@@ -1,0 +1,186 @@
+"""Relabelling: for each training utterance, the speaker it sits with.
+
+Stage 4's pair weights say that an utterance does not belong to its label; they
+do not say where it belongs. This module answers that with the pretrained
+model's embeddings and speaker centroids made robust to the noise they are to
+find:
+
+1. Each speaker's core: the ``core_ratio`` of its utterances nearest to its
+   plain centroid (what the filtering baseline keeps). A mislabelled utterance
+   is far from its label's centroid, so it rarely enters the core, and the core
+   centroid is close to the speaker's true voice even at 40% noise.
+2. Each utterance's cosine to every core centroid: ``own`` (its label's) and
+   ``best`` (the highest of another speaker's), and margin = best - own.
+3. margin > ``margin``, and its cosine to that speaker is one the speaker's own
+   utterances have (at least their median minus ``join_spread`` robust
+   standard deviations, 1.4826 MAD: robust to the mislabelled part): the
+   utterance is proposed to move to that speaker. The second test keeps an
+   outsider, equally far from every speaker, from moving to whichever is
+   nearest by chance. Otherwise, when its own label is not among the ``drop_rank`` speakers
+   nearest to it, it sits with no training speaker well enough to be kept or
+   moved (an outsider, or one the model cannot place) and is proposed for
+   dropping. A rank, not a cosine cut: cosines differ in scale between models
+   and corpora, the rank of the own label does not (a correct utterance's own
+   speaker is its nearest or nearly so; an outsider's label is a random one).
+
+The proposals are a plain data dir transform (purl.stages.relabel); the update
+then trains on the new labels, with pair weights fitted again on them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from purl.errors import PurlError
+
+
+class RelabelError(PurlError, ValueError):
+    """Embeddings, labels or settings the relabelling cannot use."""
+
+
+@dataclass(frozen=True)
+class RelabelSettings:
+    core_ratio: float = 0.5   # fraction of each speaker nearest its centroid that makes its core
+    margin: float = 0.1       # best other speaker's cosine minus the own one's, above which an utterance moves
+    join_spread: float = 3.0  # a move needs a cosine to the new speaker above its median minus this many robust sds
+    drop_rank: int = 3        # not moved, and its own label not among its drop_rank nearest speakers: dropped (0: never)
+
+    def check(self) -> None:
+        if not 0 < self.core_ratio <= 1:
+            raise RelabelError(f"core_ratio {self.core_ratio} must be in (0, 1]")
+        if not -2 <= self.margin <= 2:
+            raise RelabelError(f"margin {self.margin} must be a cosine difference, in [-2, 2]")
+        if self.join_spread < 0:
+            raise RelabelError(f"join_spread {self.join_spread} must be >= 0")
+        if not isinstance(self.drop_rank, int) or self.drop_rank < 0:
+            raise RelabelError(f"drop_rank {self.drop_rank} must be a whole number >= 0 (0: never drop)")
+
+
+@dataclass
+class Proposals:
+    """Per utterance (in the order given): ``new`` the proposed label index (-1:
+    drop), ``own`` and ``best`` cosines, ``best_speaker`` the nearest other
+    speaker, and ``own_rank`` the number of speakers nearer than its own."""
+    new: np.ndarray
+    own: np.ndarray
+    best: np.ndarray
+    best_speaker: np.ndarray
+    own_rank: np.ndarray
+
+    @property
+    def margin(self) -> np.ndarray:
+        return self.best - self.own
+
+    def moved(self, labels: np.ndarray) -> np.ndarray:
+        return (self.new >= 0) & (self.new != labels)
+
+    @property
+    def dropped(self) -> np.ndarray:
+        return self.new < 0
+
+
+def _normalise(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def core_centroids(emb: np.ndarray, labels: np.ndarray, n_speakers: int, core_ratio: float) -> tuple[np.ndarray,
+                                                                                                  np.ndarray]:
+    """(S, D) unit centroids of each speaker's core and (U,) core membership.
+    ``emb`` unit rows; ``labels`` in 0..S-1, every speaker with an utterance."""
+    counts = np.bincount(labels, minlength=n_speakers)
+    if (counts == 0).any():
+        raise RelabelError(f"speaker index {int(np.flatnonzero(counts == 0)[0])} has no utterance")
+    plain = np.zeros((n_speakers, emb.shape[1]))
+    np.add.at(plain, labels, emb)
+    own = np.einsum("ij,ij->i", emb, _normalise(plain)[labels])
+    order = np.lexsort((np.arange(len(labels)), -own, labels))  # per speaker, nearest first
+    starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
+    rank = np.empty(len(labels), dtype=np.int64)
+    rank[order] = np.arange(len(labels)) - np.repeat(starts, counts)
+    core = rank < np.maximum(1, np.floor(counts * core_ratio))[labels]
+    centroids = np.zeros_like(plain)
+    np.add.at(centroids, labels[core], emb[core])
+    return _normalise(centroids), core
+
+
+def join_cuts(own: np.ndarray, labels: np.ndarray, n_speakers: int, spread: float) -> np.ndarray:
+    """(S,) per speaker: the median of its utterances' own cosines minus ``spread``
+    times 1.4826 MAD (a standard deviation for normal data, robust to a
+    mislabelled minority)."""
+    order = np.argsort(labels, kind="stable")
+    bounds = np.searchsorted(labels[order], np.arange(n_speakers + 1))
+    cuts = np.full(n_speakers, np.inf)
+    for s in range(n_speakers):
+        values = own[order[bounds[s]:bounds[s + 1]]]
+        if len(values):
+            median = np.median(values)
+            cuts[s] = median - spread * 1.4826 * np.median(np.abs(values - median))
+    return cuts
+
+
+def propose(emb: np.ndarray, labels: np.ndarray, settings: RelabelSettings = RelabelSettings(),
+            chunk: int = 65536) -> Proposals:
+    """(U, D) embeddings and (U,) integer labels 0..S-1 -> the proposals."""
+    settings.check()
+    emb = np.asarray(emb, dtype=np.float64)
+    labels = np.asarray(labels)
+    if emb.ndim != 2 or labels.shape != (emb.shape[0],) or not np.issubdtype(labels.dtype, np.integer):
+        raise RelabelError(f"emb {emb.shape} must be (U, D) and labels {labels.shape} (U,) integers")
+    n_speakers = int(labels.max()) + 1 if len(labels) else 0
+    if n_speakers < 2:
+        raise RelabelError("relabelling needs at least 2 speakers")
+    emb = _normalise(emb)
+    centroids, core = core_centroids(emb, labels, n_speakers, settings.core_ratio)
+    own = np.empty(len(labels))
+    best = np.empty(len(labels))
+    best_speaker = np.empty(len(labels), dtype=np.int64)
+    own_rank = np.empty(len(labels), dtype=np.int64)
+    for start in range(0, len(labels), chunk):  # (chunk, S) at a time: 1M x 6k would be 48 GB
+        part = slice(start, start + chunk)
+        cos = emb[part] @ centroids.T
+        rows = np.arange(cos.shape[0])
+        own[part] = cos[rows, labels[part]]
+        own_rank[part] = (cos > own[part, None]).sum(axis=1)
+        cos[rows, labels[part]] = -np.inf
+        best_speaker[part] = cos.argmax(axis=1)
+        best[part] = cos[rows, best_speaker[part]]
+    new = labels.copy()
+    move = (best - own > settings.margin) & (best >= join_cuts(own, labels, n_speakers, settings.join_spread)[best_speaker])
+    new[move] = best_speaker[move]
+    if settings.drop_rank > 0:
+        new[~move & (own_rank >= settings.drop_rank)] = -1
+    return Proposals(new=new, own=own, best=best, best_speaker=best_speaker, own_rank=own_rank)
+
+
+def proposal_figures(labels: np.ndarray, proposals: Proposals, true_labels: np.ndarray,
+                     training: np.ndarray | None = None) -> dict[str, float]:
+    """Against the ground truth: relabel precision (moves to the true speaker) and
+    recall (of the utterances whose true speaker is a training speaker, the
+    fraction moved to it), drop precision (dropped utterances that were
+    mislabelled) and the outsiders dropped. ``training``: (U,) whether the true
+    speaker is a training speaker (False for outsiders); all True by default."""
+    training = np.ones(len(labels), bool) if training is None else np.asarray(training)
+    wrong = labels != true_labels
+    moved = proposals.moved(labels)
+    right_moves = moved & (proposals.new == true_labels)
+    recoverable = wrong & training
+    dropped = proposals.dropped
+    out = {
+        "n_mislabelled": int(wrong.sum()),
+        "n_moved": int(moved.sum()),
+        "n_dropped": int(dropped.sum()),
+        # None where a figure has no cases (JSON has no NaN)
+        "relabel_precision": float(right_moves.sum() / moved.sum()) if moved.any() else None,
+        "relabel_recall": float(right_moves.sum() / recoverable.sum()) if recoverable.any() else None,
+        "clean_moved": int((moved & ~wrong).sum()),
+        "drop_precision": float((dropped & wrong).sum() / dropped.sum()) if dropped.any() else None,
+        "clean_dropped": int((dropped & ~wrong).sum()),
+        "mislabelled_left": int((wrong & ~right_moves & ~dropped).sum()),
+    }
+    if (~training).any():
+        out["outsiders"] = int((~training).sum())
+        out["outsiders_dropped"] = int((dropped & ~training).sum())
+        out["outsiders_moved"] = int((moved & ~training).sum())
+    return out

@@ -1,0 +1,196 @@
+"""The noisy-label benchmark's table and figure (local/noise_benchmark.sh): the
+stage-6 summaries of a grid of (seed, rate, noise type) cells, each
+exp/summary<tag>_<noise><rate>_seed<seed>.json (steps/summarize.py --json), to
+
+    RESULTS.md         EER per method (mean ± sd over seeds), the share of the EER
+                       lost to noise that each method gives back, per-seed wins,
+                       and what stage 4 and the relabelling found (ground truth)
+    benchmark.json     every number of the tables, per seed
+    eer_vs_rate.png    EER against noise rate, a line per method, a panel per noise type
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from purl.data.datadir import DataDirError
+from purl.fileio import write_text_atomic
+from purl.plots import save_figure
+
+EER = "EER (%)"
+# Method keys: the exp dir's name up to the first '_' (run.sh's method_exp); the
+# pretrained model itself is "supcon" (no update).
+METHOD_NAMES = {"supcon": "no update", "control": "control", "filter": "filtering", "purl": "PURL",
+                "reestimate": "PURL, re-estimated", "relabel": "relabel + PURL"}
+
+
+def noise_name(noise_type: str) -> str:
+    """How run.sh names a kind in its dirs: permute is 'noisy' (the names it had before kinds)."""
+    return "noisy" if noise_type == "permute" else noise_type
+
+
+def rate_name(rate: float) -> str:
+    """run.sh's spelling of a rate (awk's print r + 0): 0.2, 0, 0.15."""
+    return f"{rate:g}"
+
+
+def method_key(exp_dir: str) -> str:
+    name = Path(exp_dir).name.split("_", 1)[0]
+    return "filter" if name.startswith("filter") else name
+
+
+def summary_path(work: Path, noise_type: str, rate: float, seed: int, tag: str = "") -> Path:
+    noise = "noisy" if rate == 0 else noise_name(noise_type)
+    return work / "exp" / f"summary{tag}_{noise}{rate_name(rate)}_seed{seed}.json"
+
+
+def read_cell(path: Path) -> dict:
+    """One cell's summary: {method: row} and its reports."""
+    if not path.is_file():
+        raise DataDirError(f"{path}: missing (run that cell: local/noise_benchmark.sh reruns what is not done)")
+    summary = json.loads(path.read_text())
+    return {"rows": {method_key(r["exp"]): r for r in summary["rows"]},
+            "reliability": summary.get("reliability", {}).get("detection", {}),
+            "relabel": summary.get("relabel", {})}
+
+
+def collect(work: str | os.PathLike, seeds: list[int], rates: list[float], noise_types: list[str],
+            tag: str = "") -> dict:
+    """{noise_type: {rate: {seed: cell}}}; rate 0 is the same cell for every kind."""
+    work = Path(work)
+    return {t: {r: {s: read_cell(summary_path(work, t, r, s, tag)) for s in seeds} for r in rates}
+            for t in noise_types}
+
+
+def recovered(eer_method: float, eer_noisy: float, eer_clean: float) -> float:
+    """The share of the EER lost to noise (noisy model minus clean model) that a
+    method gives back: 1 is all of it, 0 none, negative worse than no update."""
+    lost = eer_noisy - eer_clean
+    return (eer_noisy - eer_method) / lost if lost > 0 else float("nan")
+
+
+def _mean_sd(values: list[float]) -> str:
+    values = [v for v in values if np.isfinite(v)]
+    if not values:
+        return "–"
+    if len(values) == 1:
+        return f"{values[0]:.2f}"
+    return f"{np.mean(values):.2f} ± {np.std(values, ddof=1):.2f}"
+
+
+def tables(grid: dict, methods: list[str], seeds: list[int], rates: list[float], noise_types: list[str],
+           header: str = "") -> tuple[str, dict]:
+    """The markdown of RESULTS.md and the numbers behind it."""
+    keys = ["supcon"] + methods
+    numbers: dict = {}
+    lines = [header, "", "## EER (%) per method, mean ± sd over seeds " + ", ".join(map(str, seeds)), "",
+             "| noise | rate | " + " | ".join(METHOD_NAMES.get(k, k) for k in keys) + " |",
+             "|---|---:|" + "---:|" * len(keys)]
+    for t in noise_types:
+        for r in rates:
+            cells = grid[t][r]
+            per_method = {k: [cells[s]["rows"][k][EER] if k in cells[s]["rows"] else float("nan") for s in seeds]
+                          for k in keys}
+            numbers.setdefault(t, {})[rate_name(r)] = {"eer": per_method}
+            lines.append(f"| {t if r else 'none'} | {rate_name(r)} | "
+                         + " | ".join(_mean_sd(per_method[k]) for k in keys) + " |")
+
+    lines += ["", "## Share of the EER lost to noise given back (%), mean over seeds",
+              "", "(no update: 0; the model pretrained on the clean labels of the same seed: 100)", "",
+              "| noise | rate | " + " | ".join(METHOD_NAMES.get(k, k) for k in methods) + " |",
+              "|---|---:|" + "---:|" * len(methods)]
+    for t in noise_types:
+        for r in rates:
+            if r == 0 or 0 not in rates:
+                continue
+            shares = {}
+            for k in methods:
+                per_seed = [recovered(grid[t][r][s]["rows"][k][EER], grid[t][r][s]["rows"]["supcon"][EER],
+                                      grid[t][0][s]["rows"]["supcon"][EER]) if k in grid[t][r][s]["rows"]
+                            else float("nan") for s in seeds]
+                shares[k] = per_seed
+            numbers[t][rate_name(r)]["recovered"] = shares
+            lines.append(f"| {t} | {rate_name(r)} | " + " | ".join(
+                f"{100 * np.nanmean(v):.0f}" if np.isfinite(v).any() else "–" for v in shares.values()) + " |")
+
+    lines += ["", "## Per seed: does each method beat filtering and the control (lower EER)?", "",
+              "| noise | rate | method | beats filtering | beats control |", "|---|---:|---|---|---|"]
+    for t in noise_types:
+        for r in rates:
+            for k in methods:
+                if k in ("control", "filter"):
+                    continue
+                marks = []
+                for base in ("filter", "control"):
+                    wins = [grid[t][r][s]["rows"][k][EER] < grid[t][r][s]["rows"][base][EER]
+                            if {k, base} <= grid[t][r][s]["rows"].keys() else None for s in seeds]
+                    marks.append(" ".join("–" if w is None else "yes" if w else "no" for w in wins))
+                lines.append(f"| {t if r else 'none'} | {rate_name(r)} | {METHOD_NAMES.get(k, k)} | {marks[0]} | {marks[1]} |")
+
+    lines += ["", "## What stage 4 and the relabelling found (ground truth of stage 2), mean over seeds", "",
+              "| noise | rate | pair AUC | utt AUC | relabel precision | relabel recall | moved | dropped "
+              "| clean moved | outsiders dropped |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for t in noise_types:
+        for r in rates:
+            if r == 0:
+                continue
+            cells = [grid[t][r][s] for s in seeds]
+
+            def mean(part, key, cells=cells):
+                values = [c[part].get(key) for c in cells]
+                values = [float("nan") if v is None else v for v in values]
+                return float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
+            found = {k: mean("reliability", k) for k in ("pair_auc", "utt_auc")}
+            found.update({k: mean("relabel", k) for k in ("relabel_precision", "relabel_recall", "moved", "dropped",
+                                                          "clean_moved", "outsiders_dropped", "outsiders")})
+            numbers[t][rate_name(r)]["found"] = found
+            outsiders = (f"{found['outsiders_dropped']:.0f} of {found['outsiders']:.0f}"
+                         if np.isfinite(found["outsiders"]) else "–")
+            lines.append(f"| {t} | {rate_name(r)} | {found['pair_auc']:.3f} | {found['utt_auc']:.3f} | "
+                         f"{found['relabel_precision']:.3f} | {found['relabel_recall']:.3f} | {found['moved']:.0f} | "
+                         f"{found['dropped']:.0f} | {found['clean_moved']:.0f} | {outsiders} |")
+    return "\n".join(lines) + "\n", numbers
+
+
+def plot_grid(grid: dict, methods: list[str], seeds: list[int], rates: list[float], noise_types: list[str],
+              path: str | os.PathLike) -> None:
+    """EER against rate, a line per method (mean, bars: sd over seeds), a panel per kind."""
+    keys = ["supcon"] + methods
+    fig = Figure(figsize=(4.2 * len(noise_types), 3.6))
+    axes = fig.subplots(1, len(noise_types), sharey=True, squeeze=False)
+    for ax, t in zip(axes[0], noise_types):
+        for k in keys:
+            xs, ys, es = [], [], []
+            for r in sorted(rates):
+                values = [grid[t][r][s]["rows"][k][EER] for s in seeds if k in grid[t][r][s]["rows"]]
+                if values:
+                    xs.append(r)
+                    ys.append(np.mean(values))
+                    es.append(np.std(values, ddof=1) if len(values) > 1 else 0.0)
+            ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, label=METHOD_NAMES.get(k, k),
+                        linestyle="--" if k == "supcon" else "-")
+        ax.set_title(f"{t} noise")
+        ax.set_xlabel("noise rate")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("EER (%)")
+    axes[0][-1].legend(fontsize=8)
+    fig.suptitle(f"EER against label-noise rate (seeds {', '.join(map(str, seeds))})")
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def write_benchmark(work: str | os.PathLike, seeds: list[int], rates: list[float], noise_types: list[str],
+                    methods: list[str], tag: str = "", header: str = "") -> str:
+    work = Path(work)
+    grid = collect(work, seeds, rates, noise_types, tag)
+    text, numbers = tables(grid, methods, seeds, rates, noise_types, header)
+    plot_grid(grid, methods, seeds, rates, noise_types, work / "eer_vs_rate.png")
+    write_text_atomic(work / "benchmark.json", json.dumps({"seeds": seeds, "rates": rates, "noise_types": noise_types,
+                                                           "methods": methods, "numbers": numbers}, indent=1) + "\n")
+    write_text_atomic(work / "RESULTS.md", text + "\n![EER against noise rate](eer_vs_rate.png)\n")
+    return text
