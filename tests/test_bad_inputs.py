@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+import yaml
 
 from purl.audio import AudioError, read_audio
-from purl.config import ConfigError, load_config
+from purl.config import DEFAULTS, LISTS, ConfigError, StrictLoader, load_config
 from purl.data.datadir import DataDirError, fix_data_dir, read_kv, utt2spk_to_spk2utt, validate_data_dir, write_kv
 from purl.data.dataset import load_features
 from purl.embed import embed_utterances
@@ -313,10 +314,70 @@ def test_fix_data_dir_refuses_a_dir_with_segments_instead_of_emptying_it(tmp_pat
     ("train.amp=maybe", "train.amp must be true or false"),
     ("loss.threshold=1.5", r"loss.threshold=1.5 must be in \[0, 1\]"),
     ("model.args=5", "model.args must be a mapping of keys"),
+    ("loss.temperature=0.001", r"loss.temperature=0.001 must be in \[0.01, 1\] \(the learnable temperature"),
 ])
 def test_bad_config_values_are_named(tiny_config, override, message):
     with pytest.raises(ConfigError, match=message):
         load_config(tiny_config, [override])
+
+
+@pytest.mark.parametrize("text,message", [
+    ("optim:\n  lr: 0.1\n  epochs: 3\n  lr: 0.2\n",
+     r"c.yaml line 4: 'lr' appears twice in 'optim' \(first at line 2\); YAML would keep only the last: delete one"),
+    ("optim:\n  lr: 0.1\ntrain: {seed: 1}\noptim:\n  epochs: 4\n",
+     r"c.yaml line 4: section 'optim' appears twice \(first at line 1\); .*merge them into one"),
+    ("model:\n  args: {channels: [8, 8, 24], channels: [8, 8, 8, 24]}\n",
+     r"c.yaml line 2: 'channels' appears twice in 'model.args' \(first at line 2\)"),
+])
+def test_a_key_twice_in_a_config_file_is_refused_with_both_lines(tmp_path, text, message):
+    (tmp_path / "c.yaml").write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        load_config(tmp_path / "c.yaml")
+
+
+def test_a_key_twice_in_an_override_is_refused():
+    with pytest.raises(ConfigError, match=r"override 'model.args=\{a: 1, a: 2\}' line 1: 'a' appears twice in 'model.args'"):
+        load_config(None, ["model.args={a: 1, a: 2}"])
+
+
+def test_the_strict_yaml_loader_stays_safe():
+    with pytest.raises(yaml.constructor.ConstructorError):
+        yaml.load("!!python/object/apply:os.system ['true']", Loader=StrictLoader)
+
+
+def test_every_list_valued_key_has_its_element_types():
+    lists = {(s, k) for s, keys in DEFAULTS.items() for k, v in keys.items() if isinstance(v, list)}
+    assert lists == set(LISTS)
+
+
+@pytest.mark.parametrize("override,message", [
+    ("train.keep_epochs=5", r"train.keep_epochs must be a list of whole numbers .*; got 5 \(for one, write \[5\]\)"),
+    ("train.keep_epochs=[10, x]", r"train.keep_epochs must be a list of whole numbers .*its element 2 is 'x'"),
+    ("train.keep_epochs=[0]", r"its element 1, 0, is below 1"),
+    ("augment.noise_snr=5", r"augment.noise_snr must be a list of 2 numbers \(an SNR range in dB, \[low, high\]\)"),
+    ("augment.music_snr=[5]", r"augment.music_snr must be a list of 2 numbers .*got 1: \[5\]"),
+    ("augment.babble_snr=[20, 13]", r"augment.babble_snr=\[20, 13\] must be .*the lower bound first"),
+    ("augment.babble_speakers=[3, 7.5]", r"augment.babble_speakers must be a list of 2 whole numbers"),
+    ("augment.babble_speakers=[0, 3]", r"its element 1, 0, is below 1"),
+])
+def test_list_valued_keys_are_checked_element_by_element(tiny_config, override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(tiny_config, [override])
+
+
+def test_good_list_values_are_kept_as_written(tiny_config):
+    config = load_config(tiny_config, ["train.keep_epochs=[2.0, 5]", "augment.noise_snr=[1e-3, 5]"])
+    assert config["train"]["keep_epochs"] == [2, 5] and config["augment"]["noise_snr"] == [0.001, 5]
+    assert config["augment"]["music_snr"] == [5, 15] and isinstance(config["augment"]["music_snr"][0], int)
+
+
+def test_keep_epochs_not_a_list_stops_train_py_before_training(tmp_path, tiny_config):
+    data = write_feature_dir(tmp_path / "data")
+    exp = tmp_path / "exp"
+    proc = run_script(ROOT / "steps" / "train.py", "--set", "train.keep_epochs=5", tiny_config, data, exp, check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "train.py: --set train.keep_epochs=5: train.keep_epochs must be a list of whole numbers" in proc.stderr
+    assert not exp.exists()
 
 
 def test_1e_minus_3_in_yaml_is_a_float(tmp_path, tiny_config):
