@@ -16,7 +16,7 @@ import yaml
 
 from purl.audio import AudioError, read_audio
 from purl.config import DEFAULTS, LISTS, ConfigError, StrictLoader, load_config
-from purl.data.datadir import DataDirError, fix_data_dir, read_kv, utt2spk_to_spk2utt, validate_data_dir, write_kv
+from purl.data.datadir import DataDirError, fix_data_dir, read_kv, read_trials, utt2spk_to_spk2utt, validate_data_dir, write_kv
 from purl.data.dataset import load_features
 from purl.embed import embed_utterances
 from purl.features import FeatureError
@@ -272,6 +272,18 @@ def test_bad_duration_and_frame_values_are_named(tmp_path, name, value, what):
     write_kv(d / name, {"a-1": "3", "a-2": value, "b-1": "3"})
     with pytest.raises(DataDirError, match=rf"{name} line 2: 'a-2' has '{value}', not {what}"):
         validate_data_dir(d)
+
+
+def test_a_self_trial_is_refused_naming_the_line(tmp_path):
+    d = small_dir(tmp_path / "d")
+    (d / "trials").write_text("a-1 a-2 target\na-2 a-2 target\na-1 b-1 nontarget\n")
+    message = r"trials line 2: 'a-2' against itself \(a self-trial scores 1 .*remove the line\)"
+    with pytest.raises(DataDirError, match=message):
+        read_trials(d / "trials")
+    with pytest.raises(DataDirError, match=r"is not valid:\n.*" + message):
+        validate_data_dir(d)
+    proc = run_script(ROOT / "utils" / "validate_data_dir.py", d, check=False)
+    assert proc.returncode == 1 and "trials line 2: 'a-2' against itself" in proc.stderr
 
 
 def test_a_command_in_feats_scp_is_refused_not_run(tmp_path):

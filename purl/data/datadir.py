@@ -161,7 +161,8 @@ def spk2utt_to_utt2spk(spk2utt: Mapping[str, Sequence[str]]) -> dict[str, str]:
 
 
 def read_trials(path: str | os.PathLike) -> list[tuple[str, str, bool]]:
-    """Reads ``utt1 utt2 target|nontarget`` lines; returns (utt1, utt2, is_target)."""
+    """Reads ``utt1 utt2 target|nontarget`` lines; returns (utt1, utt2, is_target).
+    A trial of an utterance against itself is refused."""
     path = Path(path)
     if not path.is_file():
         raise DataDirError(f"{path}: no such trial list")
@@ -172,6 +173,9 @@ def read_trials(path: str | os.PathLike) -> list[tuple[str, str, bool]]:
             raise DataDirError(
                 f"{path} line {lineno}: expected 'utt1 utt2 target|nontarget', got '{line.strip()}'"
             )
+        if parts[0] == parts[1]:
+            raise DataDirError(f"{path} line {lineno}: '{parts[0]}' against itself (a self-trial scores 1 whatever "
+                               "the model and tells nothing; remove the line)")
         trials.append((parts[0], parts[1], parts[2] == "target"))
     if not trials:
         raise DataDirError(f"{path}: empty trial list (regenerate it with the recipe's stage 0)")
