@@ -433,6 +433,23 @@ def test_a_finished_run_is_not_skipped_for_other_data(tmp_path, tiny_config):
     assert "skipping" not in proc.stdout + proc.stderr and (exp / "models" / "final.pt").stat().st_mtime_ns == final
 
 
+@pytest.mark.parametrize("override,message", [
+    ("data.speakers_per_batch=100000", "data.speakers_per_batch=100000: the training set has only 6 speakers "
+                                       "(a batch draws distinct speakers); set it to 6 or fewer"),
+    ("model.args.channels=[8,8]", "model.args: model 'ecapa_tdnn' cannot be built with channels=[8, 8], "),
+    ("model.name=resnet999", "model.name: unknown model 'resnet999' (did you mean 'resnet34'?); "
+                             "known models: ecapa_tdnn, resnet34, resnet34_wide"),
+    ("loss.type=foo", "loss.type='foo' is not a loss; choose one of supcon, soft, hard, ascent"),
+])
+def test_config_values_the_run_cannot_use_stop_train_py_naming_the_key(tmp_path, tiny_config, override, message):
+    data = write_feature_dir(tmp_path / "data")
+    exp = tmp_path / "exp"
+    proc = run_script(ROOT / "steps" / "train.py", "--set", override, tiny_config, data, exp, check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert f"train.py: {message}" in proc.stderr
+    assert not exp.exists()
+
+
 def test_training_resumes_on_the_same_data(tmp_path, tiny_config):
     train, config, exp = trained_exp(tmp_path, tiny_config)
     again = train.training_data_settings(config, str(tmp_path / "a"))

@@ -8,12 +8,13 @@ import os
 
 import torch
 
+from purl.config import ConfigError
 from purl.data.augment import Augmenter, WaveChunkDataset
 from purl.data.chns import chns_sampler_or_plain
 from purl.data.dataset import ChunkDataset, TrainingSet, collate
 from purl.evaluate import check_feature_dim
-from purl.losses import build_loss
-from purl.models import build_model
+from purl.losses import LOSS_TYPES, build_loss
+from purl.models import ModelArgumentError, build_model
 from purl.training.distributed import Distributed, SpeakerNet
 from purl.training.errors import TrainError
 
@@ -22,8 +23,14 @@ def build_net(config: dict, data: TrainingSet, data_dir: str | os.PathLike, dist
               has_pair_weights: bool) -> SpeakerNet:
     """The encoder and loss of ``config`` on this process's device, checked
     against the data's feature dimension."""
-    encoder = build_model(config["model"]["name"], **config["model"]["args"])
+    model = config["model"]
+    try:
+        encoder = build_model(model["name"], **model["args"])
+    except ModelArgumentError as e:
+        raise ConfigError(f"model.{e.key}: {e}") from e
     check_feature_dim(encoder, data_dir, data.utts[0], data.feats[0])
+    if config["loss"]["type"] not in LOSS_TYPES:
+        raise ConfigError(f"loss.type={config['loss']['type']!r} is not a loss; choose one of {', '.join(LOSS_TYPES)}")
     loss_cfg = dict(config["loss"])
     loss = build_loss(loss_cfg.pop("type"), **loss_cfg)
     if loss.needs_pair_weights and not has_pair_weights:
