@@ -505,6 +505,19 @@ def test_features_of_another_dimension_are_refused_before_a_shape_error(tmp_path
     assert not (tmp_path / "exp" / "models").exists()
 
 
+def test_chunks_longer_than_every_utterance_are_warned_of_with_the_longest(tmp_path, tiny_config, caplog):
+    data = write_feature_dir(tmp_path / "data", frames=(40, 60))
+    longest = max(int(n) for n in read_kv(data / "utt2num_frames").values())
+    caplog.set_level("WARNING")
+    Trainer(load_config(tiny_config, [f"data.chunk_frames={longest}"]), data, TrainingOutputs(tmp_path / "exp"),
+            show_progress=False)
+    assert "tiled" not in caplog.text
+    Trainer(load_config(tiny_config, ["data.chunk_frames=300"]), data, TrainingOutputs(tmp_path / "exp"),
+            show_progress=False)
+    assert (f"data.chunk_frames=300 is longer than every training utterance (the longest has {longest} frames): "
+            "every chunk will be its utterance tiled (repeated) to length") in caplog.text
+
+
 def test_non_finite_training_features_name_the_utterance(tmp_path):
     path = tmp_path / "f.ark"
     with kaldiio.WriteHelper(f"ark,scp:{path},{tmp_path / 'f.scp'}") as writer:

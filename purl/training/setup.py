@@ -4,6 +4,7 @@ the order changes the weights of every run."""
 
 from __future__ import annotations
 
+import logging
 import os
 
 import torch
@@ -17,6 +18,8 @@ from purl.losses import LOSS_TYPES, build_loss
 from purl.models import ModelArgumentError, build_model
 from purl.training.distributed import Distributed, SpeakerNet
 from purl.training.errors import TrainError
+
+log = logging.getLogger(__name__)
 
 
 def build_net(config: dict, data: TrainingSet, data_dir: str | os.PathLike, dist: Distributed,
@@ -45,6 +48,11 @@ def build_loader(config: dict, data: TrainingSet, data_dir: str | os.PathLike, d
     """The DataLoader of the batches ``sampler`` draws: cached feature chunks,
     or chunks computed from augmented audio when augment.prob > 0."""
     d = config["data"]
+    longest = int(data.num_frames.max())
+    if d["chunk_frames"] > longest and dist.main:
+        log.warning(f"data.chunk_frames={d['chunk_frames']} is longer than every training utterance (the longest "
+                    f"has {longest} frames): every chunk will be its utterance tiled (repeated) to length; set "
+                    f"data.chunk_frames to {longest} or fewer for chunks of unrepeated speech")
     dataset = ChunkDataset(data, d["chunk_frames"], d["spec_augment"], d["freq_mask"], d["time_mask"])
     if config["augment"]["prob"] > 0:
         dataset = WaveChunkDataset.from_data_dir(
