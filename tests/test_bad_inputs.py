@@ -14,7 +14,7 @@ import soundfile as sf
 import torch
 import yaml
 
-from purl.audio import AudioError, read_audio
+from purl.audio import AudioError, audio_duration, read_audio
 from purl.config import DEFAULTS, LISTS, ConfigError, StrictLoader, load_config
 from purl.data.datadir import DataDirError, fix_data_dir, read_kv, read_trials, utt2spk_to_spk2utt, validate_data_dir, write_kv
 from purl.data.dataset import load_features
@@ -90,6 +90,54 @@ def test_truncated_wav_is_refused_not_read_at_half_length(tmp_path):
     (tmp_path / "cut.wav").write_bytes(raw[: len(raw) // 2])
     with pytest.raises(AudioError, match="truncated .*copy or download it again"):
         read_audio(str(tmp_path / "cut.wav"))
+
+
+@pytest.mark.parametrize("name", ["nope.wav", "nope.m4a"])
+def test_a_missing_audio_file_is_said_not_to_exist(tmp_path, name):
+    with pytest.raises(AudioError, match=rf"^{tmp_path / name} does not exist$"):
+        read_audio(str(tmp_path / name))
+    with pytest.raises(AudioError, match=rf"^{tmp_path / name} does not exist$"):
+        audio_duration(str(tmp_path / name))
+
+
+@pytest.mark.parametrize("name", ["empty.wav", "empty.flac", "empty.m4a"])
+def test_an_empty_audio_file_is_said_to_be_empty(tmp_path, name):
+    (tmp_path / name).write_bytes(b"")
+    with pytest.raises(AudioError, match=r"empty\.\w+ is empty \(0 bytes"):
+        read_audio(str(tmp_path / name))
+    with pytest.raises(AudioError, match=r"empty\.\w+ is empty \(0 bytes"):
+        audio_duration(str(tmp_path / name))
+
+
+def test_a_command_that_writes_nothing_is_named():
+    with pytest.raises(AudioError, match=r"command wrote no audio: true \|"):
+        read_audio("true |")
+
+
+def test_stage_1_names_missing_and_empty_audio_with_the_utterance_and_line(tmp_path):
+    data = audio_dir(tmp_path / "train", tmp_path)
+    wav = read_kv(data / "wav.scp")
+    Path(wav["spk0-u1"]).unlink()
+    Path(wav["spk1-u0"]).write_bytes(b"")
+    proc = make_fbank(tmp_path, data)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert f"spk0-u1 ({data}/wav.scp line 2): {wav['spk0-u1']} does not exist" in proc.stderr
+    assert f"spk1-u0 ({data}/wav.scp line 4): {wav['spk1-u0']} is empty (0 bytes" in proc.stderr
+    assert no_complete_features(data)
+
+
+def test_validate_check_audio_names_missing_and_empty_files_by_line(tmp_path):
+    data = audio_dir(tmp_path / "train", tmp_path)
+    wav = read_kv(data / "wav.scp")
+    Path(wav["spk0-u1"]).unlink()
+    Path(wav["spk1-u0"]).write_bytes(b"")
+    proc = run_script(ROOT / "utils" / "validate_data_dir.py", "--check-audio", data, check=False)
+    assert proc.returncode == 1
+    assert (f"wav.scp line 2: the audio of 'spk0-u1', {wav['spk0-u1']}, does not exist; 1 more with no usable file "
+            f"(correct the paths, or delete those lines and run utils/fix_data_dir.py {data})") in proc.stderr
+    write_tone(Path(wav["spk0-u1"]))
+    with pytest.raises(DataDirError, match=r"wav.scp line 4: the audio of 'spk1-u0', .*, is empty \(0 bytes"):
+        validate_data_dir(data, check_audio=True)
 
 
 def test_nan_audio_stops_the_job_naming_the_utterance_and_leaves_no_job_output(tmp_path):

@@ -247,7 +247,7 @@ def validate_data_dir(
     Checks: each present file is sorted with unique keys; spk2utt agrees with
     utt2spk; utterance ids start with their speaker id; every utterance of utt2spk
     has an entry in each per-utterance file present (and no file has extra ones);
-    with ``check_audio`` every wav.scp path exists; trial lists name utterances of
+    with ``check_audio`` every wav.scp path is an existing, non-empty file; trial lists name utterances of
     the dir.
     """
     path = Path(path)
@@ -298,10 +298,14 @@ def validate_data_dir(
             if extra:
                 problems.append(f"{path}/{name}: {len(extra)} utterance(s) not in utt2spk, e.g. '{extra[0]}' {fix}")
         if check_audio and "wav.scp" in tables:
-            for utt, value in tables["wav.scp"].items():
-                if not value.endswith("|") and not os.path.isfile(value):
-                    problems.append(f"{path}/wav.scp: audio of '{utt}' not found: {value} {fix}")
-                    break
+            from purl.audio import audio_file_problem  # here: PyAV's import costs every reader of data dirs
+            bad = [(lineno, utt, value, problem) for lineno, (utt, value) in enumerate(tables["wav.scp"].items(), 1)
+                   if not value.endswith("|") and (problem := audio_file_problem(value))]
+            if bad:
+                lineno, utt, value, problem = bad[0]
+                more = f"; {len(bad) - 1} more with no usable file" if len(bad) > 1 else ""
+                problems.append(f"{path}/wav.scp line {lineno}: the audio of '{utt}', {value}, {problem}{more} "
+                                f"(correct the paths, or delete those lines and run utils/fix_data_dir.py {path})")
         for trials in trial_files(path):
             try:
                 for lineno, (u1, u2, _) in enumerate(read_trials(trials), 1):
