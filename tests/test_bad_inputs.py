@@ -302,6 +302,26 @@ def test_bytes_that_are_not_utf8_are_named_by_line(tmp_path):
         read_kv(d / "utt2spk")
 
 
+@pytest.mark.parametrize("name", ["utt2spk", "utt2dur", "utt2num_frames"])
+def test_an_id_with_a_space_is_refused_at_its_line_with_the_fix(tmp_path, name):
+    d = small_dir(tmp_path / "d")
+    if name != "utt2spk":
+        write_kv(d / name, {"a-1": "3", "a-2": "3", "b-1": "3"})
+    lines = (d / name).read_text().splitlines()
+    lines[1] = lines[1].replace("a-2", "a-2 x", 1)  # 'a-2 x': an utterance id with a space
+    (d / name).write_text("\n".join(lines) + "\n")
+    message = (rf"{name} line 2: 3 fields \('a-2' 'x' '(a|3)'\), expected 2 \('utt \w+'\): ids cannot hold whitespace; "
+               rf"replace it in this id \(e.g. by '_'\) in every file of {d}")
+    with pytest.raises(DataDirError, match=message):
+        read_kv(d / name)
+    proc = run_script(ROOT / "utils" / "validate_data_dir.py", d, check=False)
+    assert proc.returncode == 1 and f"{name} line 2: 3 fields" in proc.stderr and "does not start with" not in proc.stderr
+    before = (d / name).read_text()
+    with pytest.raises(DataDirError, match=message):
+        fix_data_dir(d)  # dropping the line would lose the utterance without a word
+    assert (d / name).read_text() == before and not (d / ".backup").exists()
+
+
 def test_an_empty_dir_does_not_validate(tmp_path):
     d = tmp_path / "d"
     d.mkdir()

@@ -36,6 +36,10 @@ from purl.fileio import write_text_atomic
 
 # Files keyed by utterance whose keys must agree with utt2spk.
 UTT_FILES = ("wav.scp", "utt2spk", "utt2dur", "feats.scp", "utt2num_frames", "utt2truespk")
+# Files of exactly two fields a line, and what they are: a third field is an id
+# (or value) with whitespace in it, which would otherwise shift into the value.
+TWO_FIELDS = {"utt2spk": "utt speaker", "utt2truespk": "utt speaker", "utt2dur": "utt seconds",
+              "utt2num_frames": "utt frames"}
 
 
 class DataDirError(PurlError, ValueError):
@@ -67,8 +71,9 @@ def read_kv(path: str | os.PathLike, *, multi: bool = False, check_sorted: bool 
     """Reads a ``key value`` file into an ordered dict.
 
     ``multi=True`` splits the value on whitespace into a list (spk2utt). Raises on a
-    line without a value, a duplicate key, or (with ``check_sorted``) a key out of
-    C-locale order.
+    line without a value, a duplicate key, (with ``check_sorted``) a key out of
+    C-locale order, or more than two fields in a file of two (TWO_FIELDS, by the
+    file's name: an id with a space).
     """
     with gc_paused():
         return _read_kv(Path(path), multi, check_sorted)
@@ -82,14 +87,17 @@ def _read_kv(path: Path, multi: bool, check_sorted: bool) -> dict[str, str | lis
     lines = _text_lines(path)
     pairs = list(map(str.split, lines, repeat(None), repeat(1)))
     # split(None, 1) gives at most 2 fields, so 2 per line on average is 2 on every line
+    two_fields = TWO_FIELDS.get(path.name)
     if sum(map(len, pairs)) == 2 * len(pairs):
         keys = list(map(itemgetter(0), pairs))
         values = list(map(str.rstrip, map(itemgetter(1), pairs)))
         del pairs
-        table = dict(zip(keys, list(map(str.split, values)) if multi else values))
-        # str order is the C locale's (see sort_key)
-        if len(table) == len(keys) and (not check_sorted or keys == sorted(keys)):
-            return table
+        # the values run together hold no whitespace: one field each (str.split's whitespace, in one C pass)
+        if two_fields is None or len("".join(values).split()) <= 1:
+            table = dict(zip(keys, list(map(str.split, values)) if multi else values))
+            # str order is the C locale's (see sort_key)
+            if len(table) == len(keys) and (not check_sorted or keys == sorted(keys)):
+                return table
     table = {}
     previous = ""
     for lineno, line in enumerate(lines, 1):
@@ -99,6 +107,8 @@ def _read_kv(path: Path, multi: bool, check_sorted: bool) -> dict[str, str | lis
             if not parts:
                 raise DataDirError(f"{path} line {lineno}: empty line (remove it)")
             raise DataDirError(f"{path} line {lineno}: '{parts[0]}' has no value")
+        if two_fields is not None and len(line.split()) != 2:
+            raise DataDirError(too_many_fields(path, lineno, line, two_fields))
         key = parts[0]
         # In a sorted file only a key not after the previous one can repeat
         # one (str order is the C locale's, see sort_key).
@@ -113,6 +123,12 @@ def _read_kv(path: Path, multi: bool, check_sorted: bool) -> dict[str, str | lis
         table[key] = value.split() if multi else value
         previous = key
     return table
+
+
+def too_many_fields(path: Path, lineno: int, line: str, form: str) -> str:
+    return (f"{path} line {lineno}: {len(line.split())} fields ({' '.join(map(repr, line.split()))}), expected 2 "
+            f"('{form}'): ids cannot hold whitespace; replace it in this id (e.g. by '_') in every file of "
+            f"{path.parent}, or remake the dir")
 
 
 def _text_lines(path: Path) -> list[str]:
@@ -386,6 +402,9 @@ def fix_data_dir(path: str | os.PathLike) -> tuple[int, int]:
                 parts = line.split(maxsplit=1)
                 if len(parts) != 2 or not parts[1].strip():
                     continue
+                if name in TWO_FIELDS and len(line.split()) != 2:
+                    # dropping it would lose an utterance without a word: the id needs mending
+                    raise DataDirError(too_many_fields(path / name, lineno, line, TWO_FIELDS[name]))
                 key, value = parts[0], parts[1].strip()
                 if key in table and table[key] != value:
                     # Keeping either would be a guess: the user must say which is right.
