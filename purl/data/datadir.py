@@ -126,6 +126,7 @@ def _read_kv(path: Path, multi: bool, check_sorted: bool) -> dict[str, str | lis
 
 
 def too_many_fields(path: Path, lineno: int, line: str, form: str) -> str:
+    """The message for a line of a two-field file (``form``, e.g. 'utt speaker') with more fields."""
     return (f"{path} line {lineno}: {len(line.split())} fields ({' '.join(map(repr, line.split()))}), expected 2 "
             f"('{form}'): ids cannot hold whitespace; replace it in this id (e.g. by '_') in every file of "
             f"{path.parent}, or remake the dir")
