@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 import subprocess
 
 import av
@@ -38,6 +39,30 @@ class AudioError(PurlError, ValueError):
 INT16_SCALE = 32768.0
 
 
+def audio_file_problem(path: str) -> str | None:
+    """What keeps ``path`` from being an audio file at all, in words ('does not
+    exist', 'is empty (0 bytes)', ...), or None: libsndfile and FFmpeg say
+    'System error' and 'Invalid data found' for these."""
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        return "does not exist"
+    except OSError as e:
+        return f"cannot be opened ({e.strerror})"
+    if stat.S_ISDIR(info.st_mode):
+        return "is a directory, not an audio file"
+    if info.st_size == 0:
+        return "is empty (0 bytes: an interrupted copy or download?)"
+    return None
+
+
+def unreadable(entry: str, error: Exception) -> AudioError:
+    """The AudioError for an entry that could not be read: the file's own
+    problem when it has one (missing, empty), else the decoder's message."""
+    problem = None if entry.endswith("|") else audio_file_problem(entry)
+    return AudioError(f"{entry} {problem}" if problem else f"cannot read {entry}: {error}")
+
+
 def needs_av(entry: str) -> bool:
     """Whether a wav.scp entry is a file that PyAV, not soundfile, decodes."""
     entry = entry.strip()
@@ -58,7 +83,7 @@ def read_audio_av(path: str, sample_rate: int = AV_SAMPLE_RATE) -> tuple[np.ndar
                 chunks.extend(out.to_ndarray().reshape(-1) for out in resampler.resample(frame))
             chunks.extend(out.to_ndarray().reshape(-1) for out in resampler.resample(None))
     except (av.FFmpegError, OSError) as e:
-        raise AudioError(f"cannot read {path}: {e}") from e
+        raise unreadable(path, e) from e
     samples = np.concatenate(chunks) if chunks else np.zeros(0, np.int16)
     return samples.astype(np.float32), sample_rate
 
@@ -79,6 +104,8 @@ def read_audio(entry: str) -> tuple[np.ndarray, int]:
             if proc.returncode != 0:
                 tail = proc.stderr.decode(errors="replace").strip().splitlines()[-1:] or [""]
                 raise AudioError(f"command exited with {proc.returncode}: {entry} ({tail[0]})")
+            if not proc.stdout:
+                raise AudioError(f"command wrote no audio: {entry}")
             source = io.BytesIO(proc.stdout)
         else:
             source = entry
@@ -94,11 +121,11 @@ def read_audio(entry: str) -> tuple[np.ndarray, int]:
             samples = f.read(dtype="float32")
             rate = f.samplerate
     except sf.LibsndfileError as e:
-        if e.code == SF_ERR_UNRECOGNISED_FORMAT and source is entry:  # a format libsndfile lacks
-            return read_audio_av(entry)
-        raise AudioError(f"cannot read {entry}: {e}") from e
+        if e.code == SF_ERR_UNRECOGNISED_FORMAT and source is entry and audio_file_problem(entry) is None:
+            return read_audio_av(entry)  # a format libsndfile lacks
+        raise unreadable(entry, e) from e
     except (RuntimeError, OSError) as e:
-        raise AudioError(f"cannot read {entry}: {e}") from e
+        raise unreadable(entry, e) from e
     samples *= INT16_SCALE
     return samples, rate
 
@@ -121,7 +148,7 @@ def audio_duration(entry: str) -> float:
     try:
         info = sf.info(entry)
     except (sf.LibsndfileError, RuntimeError, OSError) as e:
-        raise AudioError(f"cannot read {entry}: {e}") from e
+        raise unreadable(entry, e) from e
     return info.frames / info.samplerate
 
 

@@ -14,7 +14,7 @@ import difflib
 import math
 import os
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, NamedTuple
 
 import yaml
 
@@ -97,6 +97,58 @@ class ConfigError(PurlError, ValueError):
     """A config file or override names an unknown key or has a bad value."""
 
 
+# ---------------------------------------------------------------------------
+# YAML: safe loading that refuses a key written twice
+
+class StrictLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses a key twice in one mapping (ConfigError
+    naming the file and both lines): YAML keeps the last one without a word,
+    so a second ``optim:`` section would drop the first one whole."""
+
+    path: tuple[str, ...] = ()  # the keys above the document (an override's value), for the errors
+
+    def construct_document(self, node: yaml.Node) -> Any:
+        refuse_duplicate_keys(node, self.name, self.path)
+        return super().construct_document(node)
+
+
+def refuse_duplicate_keys(node: yaml.Node, name: str, path: tuple[str, ...] = (),
+                          seen: set[int] | None = None) -> None:
+    """ConfigError at the first key (in file order) that a mapping under ``node`` has twice."""
+    seen = set() if seen is None else seen
+    if id(node) in seen:  # an alias repeats a node, or makes a cycle: checked once
+        return
+    seen.add(id(node))
+    if isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            refuse_duplicate_keys(item, name, path, seen)
+    if not isinstance(node, yaml.MappingNode):
+        return
+    first: dict[tuple[str, str], int] = {}
+    for key, value in node.value:
+        if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge":
+            line = key.start_mark.line + 1
+            if (key.tag, key.value) in first:
+                what, fix = ((f"'{key.value}' appears twice in '{'.'.join(path)}'", "delete one") if path
+                             else (f"section '{key.value}' appears twice", "merge them into one"))
+                raise ConfigError(f"{name} line {line}: {what} (first at line {first[key.tag, key.value]}); "
+                                  f"YAML would keep only the last: {fix}")
+            first[key.tag, key.value] = line
+        refuse_duplicate_keys(value, name, path + (str(key.value),), seen)
+
+
+def load_yaml(stream: Any, name: str, path: tuple[str, ...] = ()) -> Any:
+    """``yaml.safe_load`` of a file or text, but a key twice in one mapping is a
+    ConfigError naming ``name`` (the file) and the lines; ``path``: the keys
+    the text is the value of."""
+    loader = StrictLoader(stream)
+    loader.name, loader.path = name, path  # what the errors call the source and where it goes
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
 def _is_subsequence(short: str, long: str) -> bool:
     letters = iter(long)
     return all(c in letters for c in short)
@@ -140,7 +192,7 @@ def parse_override(text: str) -> dict:
     keys = path.strip().split(".")
     if len(keys) < 2:
         raise ConfigError(f"override '{text}': name a key as section.key, e.g. optim.lr=0.001")
-    value: Any = yaml.safe_load(raw) if raw.strip() else ""
+    value: Any = load_yaml(raw, f"override '{text}'", tuple(keys)) if raw.strip() else ""
     for key in reversed(keys[1:]):
         value = {key: value}
     return {keys[0]: value}
@@ -159,7 +211,7 @@ def load_config(path: str | os.PathLike | None = None, overrides: Iterable[str] 
             raise ConfigError(f"{path}: no such config file")
         with open(path, encoding="utf-8") as f:
             try:
-                loaded = yaml.safe_load(f) or {}
+                loaded = load_yaml(f, str(path)) or {}
             except yaml.YAMLError as e:
                 raise ConfigError(f"{path}: not valid YAML: {e}") from e
         if not isinstance(loaded, dict):
@@ -211,9 +263,56 @@ def coerce_value(section: str, key: str, value: Any, where: str, defaults: dict 
         if isinstance(value, dict):
             return value
         expected = "a mapping of keys"
+    elif isinstance(default, list) and (section, key) in LISTS:
+        return coerce_list(name, value, where, LISTS[section, key], default)
     else:
         return value
     raise ConfigError(f"{where}: {name} must be {expected}, like its default {default!r}; got {value!r}")
+
+
+class ListOf(NamedTuple):
+    """What a list-valued key holds: elements of ``kind``, ``length`` of them
+    (None: any number), none below ``low``; a list of 2 is a range, low first."""
+    kind: type
+    length: int | None
+    low: float | None
+    what: str
+
+
+# Every list-valued key of DEFAULTS (tests/test_bad_inputs.py checks that none is left out).
+LISTS: dict[tuple[str, str], ListOf] = {
+    ("train", "keep_epochs"): ListOf(int, None, 1, "the epochs whose checkpoints are kept, e.g. [200]"),
+    ("augment", "noise_snr"): ListOf(float, 2, None, "an SNR range in dB, [low, high]"),
+    ("augment", "music_snr"): ListOf(float, 2, None, "an SNR range in dB, [low, high]"),
+    ("augment", "babble_snr"): ListOf(float, 2, None, "an SNR range in dB, [low, high]"),
+    ("augment", "babble_speakers"): ListOf(int, 2, 1, "the range of talkers summed, [fewest, most]"),
+}
+
+
+def coerce_list(name: str, value: Any, where: str, spec: ListOf, default: list) -> list:
+    """``value`` checked against ``spec``: a list, of its length, of numbers of its
+    kind (whole floats as ints, numbers written as text as floats), not below
+    its least value, a range low first; ConfigError naming the key otherwise."""
+    numbers = "whole numbers" if spec.kind is int else "numbers"
+    count = f"{spec.length} " if spec.length else ""
+    expected = f"a list of {count}{numbers} ({spec.what}), like its default {default!r}"
+    if not isinstance(value, list):
+        hint = f" (for one, write [{value}])" if _number(value) is not None and spec.length is None else ""
+        raise ConfigError(f"{where}: {name} must be {expected}; got {value!r}{hint}")
+    if spec.length is not None and len(value) != spec.length:
+        raise ConfigError(f"{where}: {name} must be {expected}; got {len(value)}: {value!r}")
+    out = []
+    for i, item in enumerate(value, 1):
+        number = _number(item)
+        if number is None or (spec.kind is int and not float(number).is_integer()):
+            raise ConfigError(f"{where}: {name} must be {expected}; its element {i} is {item!r}")
+        if spec.low is not None and number < spec.low:
+            raise ConfigError(f"{where}: {name} must be {expected}; its element {i}, {item!r}, is below {spec.low}")
+        # a number stays as written (the saved config.yaml unchanged); text and whole floats get their kind
+        out.append(int(number) if spec.kind is int else item if isinstance(item, (int, float)) else float(number))
+    if spec.length == 2 and out[0] > out[1]:
+        raise ConfigError(f"{where}: {name}={value!r} must be {spec.what}: the lower bound first")
+    return out
 
 
 def _number(value: Any) -> float | int | None:
@@ -240,7 +339,7 @@ RANGES: dict[tuple[str, str], tuple[float | None, float | None, str]] = {
     ("data", "num_workers"): (0, None, "loader processes"),
     ("data", "freq_mask"): (0, None, "mask width"),
     ("data", "time_mask"): (0, None, "mask width"),
-    ("loss", "temperature"): (1e-6, None, "a positive temperature"),
+    ("loss", "temperature"): (0.01, 1, "the learnable temperature is kept within [0.01, 1]"),
     ("loss", "alpha"): (0, None, "weight of the unlearning term"),
     ("loss", "threshold"): (0, 1, "a posterior"),
     ("optim", "epochs"): (1, None, "at least one epoch"),

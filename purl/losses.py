@@ -161,6 +161,9 @@ class PurlLoss(SupConLoss):
         }
 
 
+LOSS_TYPES = ("supcon",) + PurlLoss.KINDS  # what a config's loss.type names
+
+
 def build_loss(kind: str, **kwargs) -> nn.Module:
     """kind: "supcon" (pretraining and the control run) or a PURL kind."""
     if kind == "supcon":

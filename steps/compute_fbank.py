@@ -33,8 +33,9 @@ def main() -> int:
     wav_scp = read_kv(f"{args.data_dir}/wav.scp")
     with tqdm(total=len(wav_scp), desc="fbank", unit="utt", mininterval=10, file=sys.stdout) as bar:
         result = make_fbank_job(wav_scp, args.ark, **fbank_options_of(args), on_utt=bar.update)
+    line_of = {utt: n for n, utt in enumerate(wav_scp, 1)}
     for utt, why in result.failed.items():
-        logging.warning("%s: %s", utt, why)
+        logging.warning("%s (%s/wav.scp line %d): %s", utt, args.data_dir, line_of[utt], why)
     logging.info("%d utterances done, %d failed", result.done, len(result.failed))
     return 0
 

@@ -12,10 +12,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+import yaml
 
-from purl.audio import AudioError, read_audio
-from purl.config import ConfigError, load_config
-from purl.data.datadir import DataDirError, fix_data_dir, read_kv, utt2spk_to_spk2utt, validate_data_dir, write_kv
+from purl.audio import AudioError, audio_duration, read_audio
+from purl.config import DEFAULTS, LISTS, ConfigError, StrictLoader, load_config
+from purl.data.datadir import DataDirError, fix_data_dir, read_kv, read_trials, utt2spk_to_spk2utt, validate_data_dir, write_kv
 from purl.data.dataset import load_features
 from purl.embed import embed_utterances
 from purl.features import FeatureError
@@ -89,6 +90,54 @@ def test_truncated_wav_is_refused_not_read_at_half_length(tmp_path):
     (tmp_path / "cut.wav").write_bytes(raw[: len(raw) // 2])
     with pytest.raises(AudioError, match="truncated .*copy or download it again"):
         read_audio(str(tmp_path / "cut.wav"))
+
+
+@pytest.mark.parametrize("name", ["nope.wav", "nope.m4a"])
+def test_a_missing_audio_file_is_said_not_to_exist(tmp_path, name):
+    with pytest.raises(AudioError, match=rf"^{tmp_path / name} does not exist$"):
+        read_audio(str(tmp_path / name))
+    with pytest.raises(AudioError, match=rf"^{tmp_path / name} does not exist$"):
+        audio_duration(str(tmp_path / name))
+
+
+@pytest.mark.parametrize("name", ["empty.wav", "empty.flac", "empty.m4a"])
+def test_an_empty_audio_file_is_said_to_be_empty(tmp_path, name):
+    (tmp_path / name).write_bytes(b"")
+    with pytest.raises(AudioError, match=r"empty\.\w+ is empty \(0 bytes"):
+        read_audio(str(tmp_path / name))
+    with pytest.raises(AudioError, match=r"empty\.\w+ is empty \(0 bytes"):
+        audio_duration(str(tmp_path / name))
+
+
+def test_a_command_that_writes_nothing_is_named():
+    with pytest.raises(AudioError, match=r"command wrote no audio: true \|"):
+        read_audio("true |")
+
+
+def test_stage_1_names_missing_and_empty_audio_with_the_utterance_and_line(tmp_path):
+    data = audio_dir(tmp_path / "train", tmp_path)
+    wav = read_kv(data / "wav.scp")
+    Path(wav["spk0-u1"]).unlink()
+    Path(wav["spk1-u0"]).write_bytes(b"")
+    proc = make_fbank(tmp_path, data)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert f"spk0-u1 ({data}/wav.scp line 2): {wav['spk0-u1']} does not exist" in proc.stderr
+    assert f"spk1-u0 ({data}/wav.scp line 4): {wav['spk1-u0']} is empty (0 bytes" in proc.stderr
+    assert no_complete_features(data)
+
+
+def test_validate_check_audio_names_missing_and_empty_files_by_line(tmp_path):
+    data = audio_dir(tmp_path / "train", tmp_path)
+    wav = read_kv(data / "wav.scp")
+    Path(wav["spk0-u1"]).unlink()
+    Path(wav["spk1-u0"]).write_bytes(b"")
+    proc = run_script(ROOT / "utils" / "validate_data_dir.py", "--check-audio", data, check=False)
+    assert proc.returncode == 1
+    assert (f"wav.scp line 2: the audio of 'spk0-u1', {wav['spk0-u1']}, does not exist; 1 more with no usable file "
+            f"(correct the paths, or delete those lines and run utils/fix_data_dir.py {data})") in proc.stderr
+    write_tone(Path(wav["spk0-u1"]))
+    with pytest.raises(DataDirError, match=r"wav.scp line 4: the audio of 'spk1-u0', .*, is empty \(0 bytes"):
+        validate_data_dir(data, check_audio=True)
 
 
 def test_nan_audio_stops_the_job_naming_the_utterance_and_leaves_no_job_output(tmp_path):
@@ -253,6 +302,26 @@ def test_bytes_that_are_not_utf8_are_named_by_line(tmp_path):
         read_kv(d / "utt2spk")
 
 
+@pytest.mark.parametrize("name", ["utt2spk", "utt2dur", "utt2num_frames"])
+def test_an_id_with_a_space_is_refused_at_its_line_with_the_fix(tmp_path, name):
+    d = small_dir(tmp_path / "d")
+    if name != "utt2spk":
+        write_kv(d / name, {"a-1": "3", "a-2": "3", "b-1": "3"})
+    lines = (d / name).read_text().splitlines()
+    lines[1] = lines[1].replace("a-2", "a-2 x", 1)  # 'a-2 x': an utterance id with a space
+    (d / name).write_text("\n".join(lines) + "\n")
+    message = (rf"{name} line 2: 3 fields \('a-2' 'x' '(a|3)'\), expected 2 \('utt \w+'\): ids cannot hold whitespace; "
+               rf"replace it in this id \(e.g. by '_'\) in every file of {d}")
+    with pytest.raises(DataDirError, match=message):
+        read_kv(d / name)
+    proc = run_script(ROOT / "utils" / "validate_data_dir.py", d, check=False)
+    assert proc.returncode == 1 and f"{name} line 2: 3 fields" in proc.stderr and "does not start with" not in proc.stderr
+    before = (d / name).read_text()
+    with pytest.raises(DataDirError, match=message):
+        fix_data_dir(d)  # dropping the line would lose the utterance without a word
+    assert (d / name).read_text() == before and not (d / ".backup").exists()
+
+
 def test_an_empty_dir_does_not_validate(tmp_path):
     d = tmp_path / "d"
     d.mkdir()
@@ -271,6 +340,18 @@ def test_bad_duration_and_frame_values_are_named(tmp_path, name, value, what):
     write_kv(d / name, {"a-1": "3", "a-2": value, "b-1": "3"})
     with pytest.raises(DataDirError, match=rf"{name} line 2: 'a-2' has '{value}', not {what}"):
         validate_data_dir(d)
+
+
+def test_a_self_trial_is_refused_naming_the_line(tmp_path):
+    d = small_dir(tmp_path / "d")
+    (d / "trials").write_text("a-1 a-2 target\na-2 a-2 target\na-1 b-1 nontarget\n")
+    message = r"trials line 2: 'a-2' against itself \(a self-trial scores 1 .*remove the line\)"
+    with pytest.raises(DataDirError, match=message):
+        read_trials(d / "trials")
+    with pytest.raises(DataDirError, match=r"is not valid:\n.*" + message):
+        validate_data_dir(d)
+    proc = run_script(ROOT / "utils" / "validate_data_dir.py", d, check=False)
+    assert proc.returncode == 1 and "trials line 2: 'a-2' against itself" in proc.stderr
 
 
 def test_a_command_in_feats_scp_is_refused_not_run(tmp_path):
@@ -313,10 +394,70 @@ def test_fix_data_dir_refuses_a_dir_with_segments_instead_of_emptying_it(tmp_pat
     ("train.amp=maybe", "train.amp must be true or false"),
     ("loss.threshold=1.5", r"loss.threshold=1.5 must be in \[0, 1\]"),
     ("model.args=5", "model.args must be a mapping of keys"),
+    ("loss.temperature=0.001", r"loss.temperature=0.001 must be in \[0.01, 1\] \(the learnable temperature"),
 ])
 def test_bad_config_values_are_named(tiny_config, override, message):
     with pytest.raises(ConfigError, match=message):
         load_config(tiny_config, [override])
+
+
+@pytest.mark.parametrize("text,message", [
+    ("optim:\n  lr: 0.1\n  epochs: 3\n  lr: 0.2\n",
+     r"c.yaml line 4: 'lr' appears twice in 'optim' \(first at line 2\); YAML would keep only the last: delete one"),
+    ("optim:\n  lr: 0.1\ntrain: {seed: 1}\noptim:\n  epochs: 4\n",
+     r"c.yaml line 4: section 'optim' appears twice \(first at line 1\); .*merge them into one"),
+    ("model:\n  args: {channels: [8, 8, 24], channels: [8, 8, 8, 24]}\n",
+     r"c.yaml line 2: 'channels' appears twice in 'model.args' \(first at line 2\)"),
+])
+def test_a_key_twice_in_a_config_file_is_refused_with_both_lines(tmp_path, text, message):
+    (tmp_path / "c.yaml").write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        load_config(tmp_path / "c.yaml")
+
+
+def test_a_key_twice_in_an_override_is_refused():
+    with pytest.raises(ConfigError, match=r"override 'model.args=\{a: 1, a: 2\}' line 1: 'a' appears twice in 'model.args'"):
+        load_config(None, ["model.args={a: 1, a: 2}"])
+
+
+def test_the_strict_yaml_loader_stays_safe():
+    with pytest.raises(yaml.constructor.ConstructorError):
+        yaml.load("!!python/object/apply:os.system ['true']", Loader=StrictLoader)
+
+
+def test_every_list_valued_key_has_its_element_types():
+    lists = {(s, k) for s, keys in DEFAULTS.items() for k, v in keys.items() if isinstance(v, list)}
+    assert lists == set(LISTS)
+
+
+@pytest.mark.parametrize("override,message", [
+    ("train.keep_epochs=5", r"train.keep_epochs must be a list of whole numbers .*; got 5 \(for one, write \[5\]\)"),
+    ("train.keep_epochs=[10, x]", r"train.keep_epochs must be a list of whole numbers .*its element 2 is 'x'"),
+    ("train.keep_epochs=[0]", r"its element 1, 0, is below 1"),
+    ("augment.noise_snr=5", r"augment.noise_snr must be a list of 2 numbers \(an SNR range in dB, \[low, high\]\)"),
+    ("augment.music_snr=[5]", r"augment.music_snr must be a list of 2 numbers .*got 1: \[5\]"),
+    ("augment.babble_snr=[20, 13]", r"augment.babble_snr=\[20, 13\] must be .*the lower bound first"),
+    ("augment.babble_speakers=[3, 7.5]", r"augment.babble_speakers must be a list of 2 whole numbers"),
+    ("augment.babble_speakers=[0, 3]", r"its element 1, 0, is below 1"),
+])
+def test_list_valued_keys_are_checked_element_by_element(tiny_config, override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(tiny_config, [override])
+
+
+def test_good_list_values_are_kept_as_written(tiny_config):
+    config = load_config(tiny_config, ["train.keep_epochs=[2.0, 5]", "augment.noise_snr=[1e-3, 5]"])
+    assert config["train"]["keep_epochs"] == [2, 5] and config["augment"]["noise_snr"] == [0.001, 5]
+    assert config["augment"]["music_snr"] == [5, 15] and isinstance(config["augment"]["music_snr"][0], int)
+
+
+def test_keep_epochs_not_a_list_stops_train_py_before_training(tmp_path, tiny_config):
+    data = write_feature_dir(tmp_path / "data")
+    exp = tmp_path / "exp"
+    proc = run_script(ROOT / "steps" / "train.py", "--set", "train.keep_epochs=5", tiny_config, data, exp, check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "train.py: --set train.keep_epochs=5: train.keep_epochs must be a list of whole numbers" in proc.stderr
+    assert not exp.exists()
 
 
 def test_1e_minus_3_in_yaml_is_a_float(tmp_path, tiny_config):
@@ -358,6 +499,23 @@ def test_a_finished_run_is_not_skipped_for_other_data(tmp_path, tiny_config):
                       tiny_config, b, exp, check=False)
     assert proc.returncode == 1 and "was trained on other data than" in proc.stderr
     assert "skipping" not in proc.stdout + proc.stderr and (exp / "models" / "final.pt").stat().st_mtime_ns == final
+
+
+@pytest.mark.parametrize("override,message", [
+    ("data.speakers_per_batch=100000", "data.speakers_per_batch=100000: the training set has only 6 speakers "
+                                       "(a batch draws distinct speakers); set it to 6 or fewer"),
+    ("model.args.channels=[8,8]", "model.args: model 'ecapa_tdnn' cannot be built with channels=[8, 8], "),
+    ("model.name=resnet999", "model.name: unknown model 'resnet999' (did you mean 'resnet34'?); "
+                             "known models: ecapa_tdnn, resnet34, resnet34_wide"),
+    ("loss.type=foo", "loss.type='foo' is not a loss; choose one of supcon, soft, hard, ascent"),
+])
+def test_config_values_the_run_cannot_use_stop_train_py_naming_the_key(tmp_path, tiny_config, override, message):
+    data = write_feature_dir(tmp_path / "data")
+    exp = tmp_path / "exp"
+    proc = run_script(ROOT / "steps" / "train.py", "--set", override, tiny_config, data, exp, check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert f"train.py: {message}" in proc.stderr
+    assert not exp.exists()
 
 
 def test_training_resumes_on_the_same_data(tmp_path, tiny_config):
@@ -413,6 +571,19 @@ def test_features_of_another_dimension_are_refused_before_a_shape_error(tmp_path
     with pytest.raises(DataDirError, match=r"'s0-u0' has 30-dim features, the model reads 80"):
         Trainer(load_config(tiny_config), data, TrainingOutputs(tmp_path / "exp"), show_progress=False)
     assert not (tmp_path / "exp" / "models").exists()
+
+
+def test_chunks_longer_than_every_utterance_are_warned_of_with_the_longest(tmp_path, tiny_config, caplog):
+    data = write_feature_dir(tmp_path / "data", frames=(40, 60))
+    longest = max(int(n) for n in read_kv(data / "utt2num_frames").values())
+    caplog.set_level("WARNING")
+    Trainer(load_config(tiny_config, [f"data.chunk_frames={longest}"]), data, TrainingOutputs(tmp_path / "exp"),
+            show_progress=False)
+    assert "tiled" not in caplog.text
+    Trainer(load_config(tiny_config, ["data.chunk_frames=300"]), data, TrainingOutputs(tmp_path / "exp"),
+            show_progress=False)
+    assert (f"data.chunk_frames=300 is longer than every training utterance (the longest has {longest} frames): "
+            "every chunk will be its utterance tiled (repeated) to length") in caplog.text
 
 
 def test_non_finite_training_features_name_the_utterance(tmp_path):

@@ -57,7 +57,7 @@ def test_utterance_without_audio_is_reported(tmp_path):
 
 def test_missing_audio_file_is_reported_with_check_audio(tmp_path):
     d = make_dir(tmp_path / "d")
-    with pytest.raises(DataDirError, match=r"audio of 'a-1' not found: /audio/a-1.wav"):
+    with pytest.raises(DataDirError, match=r"wav.scp line 1: the audio of 'a-1', /audio/a-1.wav, does not exist; 3 more"):
         validate_data_dir(d, check_audio=True)
 
 

@@ -3,9 +3,10 @@
 
 Checks a Kaldi data dir: files sorted under LC_ALL=C with unique keys, utterance
 ids prefixed by their speaker, spk2utt agreeing with utt2spk, every per-utterance
-file covering the same utterances, trial lists naming existing utterances, and
-(with --check-audio) every wav.scp path existing. Prints every problem it finds,
-with the file, the line and the fix; exits 1 when there is any.
+file covering the same utterances, trial lists naming existing utterances (no
+utterance against itself), and (with --check-audio) every wav.scp path an
+existing, non-empty file. Prints every problem it finds, with the file, the
+line and the fix; exits 1 when there is any.
 
 e.g.: utils/validate_data_dir.py --require wav.scp,utt2spk,feats.scp data/train
 """
@@ -20,7 +21,7 @@ def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("data_dir")
     parser.add_argument("--require", default="utt2spk,spk2utt", help="comma-separated files that must exist")
-    parser.add_argument("--check-audio", action="store_true", help="check that every wav.scp path exists")
+    parser.add_argument("--check-audio", action="store_true", help="check that every wav.scp path is an existing, non-empty file")
     return parser
 
 

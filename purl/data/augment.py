@@ -25,7 +25,7 @@ import soundfile as sf
 import torch
 from scipy.signal import fftconvolve
 
-from purl.audio import AudioError, read_audio
+from purl.audio import AudioError, read_audio, unreadable
 from purl.data.datadir import DataDir, DataDirError
 from purl.data.dataset import TrainingSet, spec_augment
 from purl.features import FRAME_LENGTH_S, FRAME_SHIFT_S, compute_fbank, fbank_options
@@ -42,7 +42,7 @@ def read_segment(entry: str, num_samples: int, rng: np.random.Generator) -> np.n
             start = int(rng.integers(0, max(total - num_samples, 0) + 1))
             samples = sf.read(entry, start=start, frames=num_samples, dtype="int16", always_2d=True)[0][:, 0]
         except (sf.LibsndfileError, RuntimeError, OSError) as e:
-            raise AudioError(f"cannot read {entry}: {e}") from e
+            raise unreadable(entry, e) from e
         samples = samples.astype(np.float32)
     else:
         samples = read_audio(entry)[0]
@@ -159,7 +159,10 @@ class WaveChunkDataset(torch.utils.data.Dataset):
     def __getitem__(self, item: tuple[int, int]) -> tuple[torch.Tensor, int]:
         utt, seed = item
         rng = np.random.default_rng(seed)
-        samples = read_segment(self.wav_scp[utt], self.num_samples, rng)
+        try:
+            samples = read_segment(self.wav_scp[utt], self.num_samples, rng)
+        except AudioError as e:
+            raise AudioError(f"'{self.data.utts[utt]}': {e}") from e
         samples, _ = self.augmenter(samples, rng)
         feats = compute_fbank(samples, self.opts)
         feats = feats - feats.mean(axis=0, keepdims=True)

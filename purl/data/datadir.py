@@ -37,6 +37,11 @@ from purl.fileio import write_text_atomic
 
 # Files keyed by utterance whose keys must agree with utt2spk.
 UTT_FILES = ("wav.scp", "utt2spk", "utt2dur", "feats.scp", "utt2num_frames", "utt2truespk", "utt2oldspk")
+# Files of exactly two fields a line, and what they are: a third field is an id
+# (or value) with whitespace in it, which would otherwise shift into the value.
+TWO_FIELDS = {"utt2spk": "utt speaker", "utt2truespk": "utt speaker", "utt2dur": "utt seconds",
+              "utt2num_frames": "utt frames"}
+>>>>>>> issue-26a
 
 
 class DataDirError(PurlError, ValueError):
@@ -68,8 +73,9 @@ def read_kv(path: str | os.PathLike, *, multi: bool = False, check_sorted: bool 
     """Reads a ``key value`` file into an ordered dict.
 
     ``multi=True`` splits the value on whitespace into a list (spk2utt). Raises on a
-    line without a value, a duplicate key, or (with ``check_sorted``) a key out of
-    C-locale order.
+    line without a value, a duplicate key, (with ``check_sorted``) a key out of
+    C-locale order, or more than two fields in a file of two (TWO_FIELDS, by the
+    file's name: an id with a space).
     """
     with gc_paused():
         return _read_kv(Path(path), multi, check_sorted)
@@ -83,14 +89,17 @@ def _read_kv(path: Path, multi: bool, check_sorted: bool) -> dict[str, str | lis
     lines = _text_lines(path)
     pairs = list(map(str.split, lines, repeat(None), repeat(1)))
     # split(None, 1) gives at most 2 fields, so 2 per line on average is 2 on every line
+    two_fields = TWO_FIELDS.get(path.name)
     if sum(map(len, pairs)) == 2 * len(pairs):
         keys = list(map(itemgetter(0), pairs))
         values = list(map(str.rstrip, map(itemgetter(1), pairs)))
         del pairs
-        table = dict(zip(keys, list(map(str.split, values)) if multi else values))
-        # str order is the C locale's (see sort_key)
-        if len(table) == len(keys) and (not check_sorted or keys == sorted(keys)):
-            return table
+        # the values run together hold no whitespace: one field each (str.split's whitespace, in one C pass)
+        if two_fields is None or len("".join(values).split()) <= 1:
+            table = dict(zip(keys, list(map(str.split, values)) if multi else values))
+            # str order is the C locale's (see sort_key)
+            if len(table) == len(keys) and (not check_sorted or keys == sorted(keys)):
+                return table
     table = {}
     previous = ""
     for lineno, line in enumerate(lines, 1):
@@ -100,6 +109,8 @@ def _read_kv(path: Path, multi: bool, check_sorted: bool) -> dict[str, str | lis
             if not parts:
                 raise DataDirError(f"{path} line {lineno}: empty line (remove it)")
             raise DataDirError(f"{path} line {lineno}: '{parts[0]}' has no value")
+        if two_fields is not None and len(line.split()) != 2:
+            raise DataDirError(too_many_fields(path, lineno, line, two_fields))
         key = parts[0]
         # In a sorted file only a key not after the previous one can repeat
         # one (str order is the C locale's, see sort_key).
@@ -114,6 +125,13 @@ def _read_kv(path: Path, multi: bool, check_sorted: bool) -> dict[str, str | lis
         table[key] = value.split() if multi else value
         previous = key
     return table
+
+
+def too_many_fields(path: Path, lineno: int, line: str, form: str) -> str:
+    """The message for a line of a two-field file (``form``, e.g. 'utt speaker') with more fields."""
+    return (f"{path} line {lineno}: {len(line.split())} fields ({' '.join(map(repr, line.split()))}), expected 2 "
+            f"('{form}'): ids cannot hold whitespace; replace it in this id (e.g. by '_') in every file of "
+            f"{path.parent}, or remake the dir")
 
 
 def _text_lines(path: Path) -> list[str]:
@@ -162,7 +180,8 @@ def spk2utt_to_utt2spk(spk2utt: Mapping[str, Sequence[str]]) -> dict[str, str]:
 
 
 def read_trials(path: str | os.PathLike) -> list[tuple[str, str, bool]]:
-    """Reads ``utt1 utt2 target|nontarget`` lines; returns (utt1, utt2, is_target)."""
+    """Reads ``utt1 utt2 target|nontarget`` lines; returns (utt1, utt2, is_target).
+    A trial of an utterance against itself is refused."""
     path = Path(path)
     if not path.is_file():
         raise DataDirError(f"{path}: no such trial list")
@@ -173,6 +192,9 @@ def read_trials(path: str | os.PathLike) -> list[tuple[str, str, bool]]:
             raise DataDirError(
                 f"{path} line {lineno}: expected 'utt1 utt2 target|nontarget', got '{line.strip()}'"
             )
+        if parts[0] == parts[1]:
+            raise DataDirError(f"{path} line {lineno}: '{parts[0]}' against itself (a self-trial scores 1 whatever "
+                               "the model and tells nothing; remove the line)")
         trials.append((parts[0], parts[1], parts[2] == "target"))
     if not trials:
         raise DataDirError(f"{path}: empty trial list (regenerate it with the recipe's stage 0)")
@@ -244,7 +266,7 @@ def validate_data_dir(
     Checks: each present file is sorted with unique keys; spk2utt agrees with
     utt2spk; utterance ids start with their speaker id; every utterance of utt2spk
     has an entry in each per-utterance file present (and no file has extra ones);
-    with ``check_audio`` every wav.scp path exists; trial lists name utterances of
+    with ``check_audio`` every wav.scp path is an existing, non-empty file; trial lists name utterances of
     the dir.
     """
     path = Path(path)
@@ -296,10 +318,14 @@ def validate_data_dir(
             if extra:
                 problems.append(f"{path}/{name}: {len(extra)} utterance(s) not in utt2spk, e.g. '{extra[0]}' {fix}")
         if check_audio and "wav.scp" in tables:
-            for utt, value in tables["wav.scp"].items():
-                if not value.endswith("|") and not os.path.isfile(value):
-                    problems.append(f"{path}/wav.scp: audio of '{utt}' not found: {value} {fix}")
-                    break
+            from purl.audio import audio_file_problem  # here: PyAV's import costs every reader of data dirs
+            bad = [(lineno, utt, value, problem) for lineno, (utt, value) in enumerate(tables["wav.scp"].items(), 1)
+                   if not value.endswith("|") and (problem := audio_file_problem(value))]
+            if bad:
+                lineno, utt, value, problem = bad[0]
+                more = f"; {len(bad) - 1} more with no usable file" if len(bad) > 1 else ""
+                problems.append(f"{path}/wav.scp line {lineno}: the audio of '{utt}', {value}, {problem}{more} "
+                                f"(correct the paths, or delete those lines and run utils/fix_data_dir.py {path})")
         for trials in trial_files(path):
             try:
                 for lineno, (u1, u2, _) in enumerate(read_trials(trials), 1):
@@ -380,6 +406,9 @@ def fix_data_dir(path: str | os.PathLike) -> tuple[int, int]:
                 parts = line.split(maxsplit=1)
                 if len(parts) != 2 or not parts[1].strip():
                     continue
+                if name in TWO_FIELDS and len(line.split()) != 2:
+                    # dropping it would lose an utterance without a word: the id needs mending
+                    raise DataDirError(too_many_fields(path / name, lineno, line, TWO_FIELDS[name]))
                 key, value = parts[0], parts[1].strip()
                 if key in table and table[key] != value:
                     # Keeping either would be a guess: the user must say which is right.

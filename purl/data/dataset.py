@@ -15,6 +15,7 @@ import kaldiio
 import numpy as np
 import torch
 
+from purl.config import ConfigError
 from purl.data.datadir import DataDir, DataDirError
 
 
@@ -143,7 +144,7 @@ class SpeakerBatchSampler(torch.utils.data.Sampler):
     def __init__(self, labels: np.ndarray, speakers_per_batch: int, utts_per_speaker: int,
                  samples_per_epoch: int, seed: int, rank: int = 0, world_size: int = 1):
         if speakers_per_batch < world_size:
-            raise ValueError(
+            raise ConfigError(
                 f"data.speakers_per_batch={speakers_per_batch} is fewer than the {world_size} training processes: "
                 f"each process needs at least one speaker (use fewer processes or a larger batch)"
             )
@@ -152,13 +153,13 @@ class SpeakerBatchSampler(torch.utils.data.Sampler):
         bounds = np.flatnonzero(np.diff(labels[order])) + 1
         self.by_speaker = np.split(order, bounds) if len(order) else []
         if speakers_per_batch > len(self.by_speaker):
-            raise ValueError(
-                f"data.speakers_per_batch={speakers_per_batch} exceeds the {len(self.by_speaker)} speakers "
-                "of the training set (lower it)"
+            raise ConfigError(
+                f"data.speakers_per_batch={speakers_per_batch}: the training set has only {len(self.by_speaker)} "
+                f"speakers (a batch draws distinct speakers); set it to {len(self.by_speaker)} or fewer"
             )
         self.P, self.K = speakers_per_batch, utts_per_speaker
         if samples_per_epoch < 1:
-            raise ValueError(f"data.samples_per_epoch={samples_per_epoch} must be positive")
+            raise ConfigError(f"data.samples_per_epoch={samples_per_epoch} must be positive")
         self.steps_per_epoch = -(-samples_per_epoch // (self.P * self.K))
         self.seed, self.rank, self.world_size = seed, rank, world_size
         self.epoch, self.start_step = 0, 0

@@ -51,24 +51,32 @@ MODELS = {
 
 
 class ModelArgumentError(PurlError, ValueError, TypeError):
-    """A keyword argument the model's constructor does not take.
+    """A model name the registry lacks, or keyword arguments the model's
+    constructor does not take or cannot build a model of.
 
     A ValueError like every config mistake, and a TypeError as Python itself
-    would raise for an unexpected keyword.
+    would raise for an unexpected keyword. ``key``: the part of a config's
+    model section at fault, "name" or "args".
     """
+
+    def __init__(self, message: str, key: str = "args"):
+        super().__init__(message)
+        self.key = key
 
 
 def build_model(name: str, **kwargs) -> nn.Module:
     """The model registered as ``name``, constructed with ``kwargs``.
 
-    Raises ValueError for an unknown name (listing the known ones and the
-    closest match), ModelArgumentError (a ValueError) for keyword arguments
-    the model's constructor lacks.
+    Raises ModelArgumentError (a ValueError) for an unknown name (listing the
+    known ones and the closest match), for keyword arguments the model's
+    constructor lacks, and for values it refuses (e.g. ECAPA-TDNN's
+    ``channels`` of another length than its ``kernel_sizes``).
     """
     if name not in MODELS:
         close = difflib.get_close_matches(name, MODELS, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ValueError(f"unknown model {name!r}{hint}; known models: {', '.join(sorted(MODELS))}")
+        raise ModelArgumentError(f"unknown model {name!r}{hint}; known models: {', '.join(sorted(MODELS))}",
+                                 key="name")
     factory = MODELS[name]
     accepted = list(inspect.signature(factory).parameters)
     unknown = sorted(set(kwargs) - set(accepted))
@@ -83,7 +91,11 @@ def build_model(name: str, **kwargs) -> nn.Module:
             f"model {name!r} got unknown argument(s) {', '.join(unknown)}{hint}; "
             f"it accepts: {', '.join(accepted)}"
         )
-    return factory(**kwargs)
+    try:
+        return factory(**kwargs)
+    except (ValueError, TypeError) as e:  # a constructor's own check of its arguments, or a value of the wrong type
+        given = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
+        raise ModelArgumentError(f"model {name!r} cannot be built with {given or 'its defaults'}: {e}") from e
 
 
 __all__ = ["MODELS", "EcapaTdnn", "ModelArgumentError", "ResNet", "build_model"]

@@ -192,7 +192,10 @@ def merge_fbank_jobs(data_dir: str | os.PathLike, fbank_dir: str | os.PathLike, 
     log_dir.mkdir(exist_ok=True)
     write_kv(log_dir / "fbank_failed", failed)
     total = len(data)
-    listing = "\n".join(f"  {u}: {why}" for u, why in list(failed.items())[:20])
+    # where each failed utterance is in the dir's wav.scp (sorted, one line per key)
+    where = {u: f"{data.path}/wav.scp line {n}" for n, u in enumerate(data.table("wav.scp"), 1)
+             if u in failed} if failed else {}
+    listing = "\n".join(f"  {u} ({where[u]}): {why}" for u, why in list(failed.items())[:20])
     more = f"\n  ... and {len(failed) - 20} more" if len(failed) > 20 else ""
     if len(failed) > max_fail_frac * total:
         raise FeatureError(
@@ -205,7 +208,7 @@ def merge_fbank_jobs(data_dir: str | os.PathLike, fbank_dir: str | os.PathLike, 
             lost = next((u for u in (u1, u2) if u in failed), None)
             if lost is not None:
                 raise FeatureError(
-                    f"{trials} line {lineno}: names '{lost}', which has no features ({failed[lost]}); "
+                    f"{trials} line {lineno}: names '{lost}', which has no features ({where[lost]}: {failed[lost]}); "
                     f"dropping it would break the trial list. Fix the audio, or remove the utterance and its "
                     f"trials (utils/subset_data_dir.py, then regenerate {trials.name}). Failed: {log_dir / 'fbank_failed'}"
                 )

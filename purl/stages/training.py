@@ -23,9 +23,7 @@ import logging
 import os
 from pathlib import Path
 
-import yaml
-
-from purl.config import ConfigError, load_config
+from purl.config import ConfigError, load_config, load_yaml
 from purl.data.datadir import validate_data_dir
 from purl.evaluate import held_out_figures
 from purl.pair_weights import pair_weights_from_dir
@@ -147,8 +145,8 @@ def record_training_data(exp_dir: Path, record: dict) -> None:
 
 def config_differences(saved: Path, config: dict) -> list[str]:
     """The keys (but the resource keys) whose values differ from the config saved in ``saved``."""
-    with open(saved) as f:
-        previous = yaml.safe_load(f)
+    with open(saved, encoding="utf-8") as f:
+        previous = load_yaml(f, str(saved))
     return [f"{s}.{k}: {previous.get(s, {}).get(k)!r} -> {v!r}" for s, keys in config.items()
             for k, v in keys.items() if previous.get(s, {}).get(k) != v and (s, k) not in RESOURCE_KEYS]
 

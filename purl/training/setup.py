@@ -4,26 +4,36 @@ the order changes the weights of every run."""
 
 from __future__ import annotations
 
+import logging
 import os
 
 import torch
 
+from purl.config import ConfigError
 from purl.data.augment import Augmenter, WaveChunkDataset
 from purl.data.chns import chns_sampler_or_plain
 from purl.data.dataset import ChunkDataset, TrainingSet, collate
 from purl.evaluate import check_feature_dim
-from purl.losses import build_loss
-from purl.models import build_model
+from purl.losses import LOSS_TYPES, build_loss
+from purl.models import ModelArgumentError, build_model
 from purl.training.distributed import Distributed, SpeakerNet
 from purl.training.errors import TrainError
+
+log = logging.getLogger(__name__)
 
 
 def build_net(config: dict, data: TrainingSet, data_dir: str | os.PathLike, dist: Distributed,
               has_pair_weights: bool) -> SpeakerNet:
     """The encoder and loss of ``config`` on this process's device, checked
     against the data's feature dimension."""
-    encoder = build_model(config["model"]["name"], **config["model"]["args"])
+    model = config["model"]
+    try:
+        encoder = build_model(model["name"], **model["args"])
+    except ModelArgumentError as e:
+        raise ConfigError(f"model.{e.key}: {e}") from e
     check_feature_dim(encoder, data_dir, data.utts[0], data.feats[0])
+    if config["loss"]["type"] not in LOSS_TYPES:
+        raise ConfigError(f"loss.type={config['loss']['type']!r} is not a loss; choose one of {', '.join(LOSS_TYPES)}")
     loss_cfg = dict(config["loss"])
     loss = build_loss(loss_cfg.pop("type"), **loss_cfg)
     if loss.needs_pair_weights and not has_pair_weights:
@@ -38,6 +48,11 @@ def build_loader(config: dict, data: TrainingSet, data_dir: str | os.PathLike, d
     """The DataLoader of the batches ``sampler`` draws: cached feature chunks,
     or chunks computed from augmented audio when augment.prob > 0."""
     d = config["data"]
+    longest = int(data.num_frames.max())
+    if d["chunk_frames"] > longest and dist.main:
+        log.warning(f"data.chunk_frames={d['chunk_frames']} is longer than every training utterance (the longest "
+                    f"has {longest} frames): every chunk will be its utterance tiled (repeated) to length; set "
+                    f"data.chunk_frames to {longest} or fewer for chunks of unrepeated speech")
     dataset = ChunkDataset(data, d["chunk_frames"], d["spec_augment"], d["freq_mask"], d["time_mask"])
     if config["augment"]["prob"] > 0:
         dataset = WaveChunkDataset.from_data_dir(
