@@ -39,9 +39,8 @@ from purl.fileio import write_text_atomic
 UTT_FILES = ("wav.scp", "utt2spk", "utt2dur", "feats.scp", "utt2num_frames", "utt2truespk", "utt2oldspk")
 # Files of exactly two fields a line, and what they are: a third field is an id
 # (or value) with whitespace in it, which would otherwise shift into the value.
-TWO_FIELDS = {"utt2spk": "utt speaker", "utt2truespk": "utt speaker", "utt2dur": "utt seconds",
-              "utt2num_frames": "utt frames"}
->>>>>>> issue-26a
+TWO_FIELDS = {"utt2spk": "utt speaker", "utt2truespk": "utt speaker", "utt2oldspk": "utt speaker",
+              "utt2dur": "utt seconds", "utt2num_frames": "utt frames"}
 
 
 class DataDirError(PurlError, ValueError):
