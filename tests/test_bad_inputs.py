@@ -78,12 +78,6 @@ def test_float_wav_is_read_at_its_level_not_as_zeros(tmp_path, subtype):
     np.testing.assert_allclose(samples, reference, atol=1e-3)
 
 
-def test_stereo_wav_is_refused_with_the_fix(tmp_path):
-    sf.write(tmp_path / "st.wav", np.zeros((8000, 2), np.float32), 16000)
-    with pytest.raises(AudioError, match=r"2 channels; the recipe takes mono audio .*remix 1"):
-        read_audio(str(tmp_path / "st.wav"))
-
-
 def test_truncated_wav_is_refused_not_read_at_half_length(tmp_path):
     raw = write_tone(tmp_path / "a.wav").read_bytes()
     (tmp_path / "cut.wav").write_bytes(raw[: len(raw) // 2])
