@@ -200,12 +200,19 @@ def test_unreadable_audio_is_named_and_nothing_is_written(tmp_path, tiny_config,
     assert not list(tmp_path.glob("x.*"))
 
 
-def test_score_writes_scores_and_metrics_and_names_a_bad_trial_line(tmp_path, tiny_config, capsys):
-    final = tiny_exp(tmp_path, tiny_config)
+def wav_trials(tmp_path, lines: list[str]) -> tuple[Path, dict[str, str], list[str]]:
+    """wav files of 2 speakers x 2 utterances under tmp_path/wav, and tmp_path/trials.txt of
+    ``lines`` with {0}..{3} standing for the files' paths relative to tmp_path/wav."""
     _, wav = wav_data_dir(tmp_path, speakers=2, utts=2)
     rel = [str(Path(p).relative_to(tmp_path / "wav")) for p in wav.values()]
     trials = tmp_path / "trials.txt"
-    trials.write_text(f"{rel[0]} {rel[1]} target\n{rel[0]} {rel[2]} nontarget\n{rel[3]} {rel[2]} target\n")
+    trials.write_text("".join(line.format(*rel) + "\n" for line in lines))
+    return trials, wav, rel
+
+
+def test_score_writes_scores_and_metrics_and_names_a_bad_trial_line(tmp_path, tiny_config, capsys):
+    final = tiny_exp(tmp_path, tiny_config)
+    trials, wav, rel = wav_trials(tmp_path, ["{0} {1} target", "{0} {2} nontarget", "{3} {2} target"])
     out = tmp_path / "s.score"
     assert purl_main(["score", str(final), str(trials), "--wav-root", str(tmp_path / "wav"), "--out", str(out)]) == 0
     lines = [line.split() for line in out.read_text().splitlines()]
@@ -262,21 +269,18 @@ def test_compare_decides_at_the_stored_threshold(tmp_path, tiny_config, capsys):
 
 def test_score_decides_each_trial_as_compare_does(tmp_path, tiny_config, capsys):
     final = tiny_exp(tmp_path, tiny_config)
-    _, wav = wav_data_dir(tmp_path, speakers=2, utts=2)
-    rel = [str(Path(p).relative_to(tmp_path / "wav")) for p in wav.values()]
-    trials = tmp_path / "trials.txt"
-    trials.write_text(f"{rel[0]} {rel[1]}\n{rel[0]} {rel[2]}\n")
+    trials, wav, _ = wav_trials(tmp_path, ["{0} {1}", "{0} {2}"])
     write_threshold(final)
     model = purl.load_model(final)
     out = tmp_path / "s.score"
-    assert purl_main(["score", str(final), str(trials), "--wav-root", str(tmp_path / "wav"), "--out", str(out)]) == 0
+    score = ["score", str(final), str(trials), "--wav-root", str(tmp_path / "wav"), "--out", str(out)]
+    assert purl_main(score) == 0
     scores = [model.score(wav["spk0-u0"], wav[utt]) for utt in ("spk0-u1", "spk1-u0")]
     decisions = [line.split()[3] for line in out.read_text().splitlines()]
     assert decisions == ["accept" if model.accept(score) else "reject" for score in scores]
     assert "trials accepted (same speaker): score >= threshold" in capsys.readouterr().out
     for threshold, decision in (("-1", "accept"), ("1", "reject")):
-        assert purl_main(["score", str(final), str(trials), "--wav-root", str(tmp_path / "wav"), "--out", str(out),
-                          "--threshold", threshold]) == 0
+        assert purl_main([*score, "--threshold", threshold]) == 0
         assert [line.split()[3] for line in out.read_text().splitlines()] == [decision, decision]
 
 
