@@ -116,8 +116,9 @@ def read_audio_av(source: str | BinaryIO, sample_rate: int = AV_SAMPLE_RATE, spe
     ``speed``) through the filters ``asetrate=<decoded rate x speed>,aresample``
     of the ffmpeg pipe ``-af asetrate=...,aresample=<rate> -ac 1 -ar <rate>``
     that speed perturbation ran before. Against that pipe of Debian's ffmpeg
-    5.1 (PyAV 18 bundles FFmpeg 8), same length and within 2 LSB a sample
-    (tests/test_perturb.py): the two resamplers' filters differ in rounding.
+    5.1 (PyAV 18 bundles FFmpeg 8): the same length, samples within 3 LSB and
+    0.6 LSB RMS (tests/test_perturb.py; bench/bench_speed_perturb.py): the two
+    versions' resamplers round differently.
     """
     name = name or (source if isinstance(source, str) else "the audio stream")
     try:
