@@ -216,11 +216,12 @@ def test_score_writes_scores_and_metrics_and_names_a_bad_trial_line(tmp_path, ti
     out = tmp_path / "s.score"
     assert purl_main(["score", str(final), str(trials), "--wav-root", str(tmp_path / "wav"), "--out", str(out)]) == 0
     lines = [line.split() for line in out.read_text().splitlines()]
-    assert [line[:2] for line in lines] == [[rel[0], rel[1]], [rel[0], rel[2]], [rel[3], rel[2]]]
+    assert lines == [[rel[0], rel[1], lines[0][2]], [rel[0], rel[2], lines[1][2]], [rel[3], rel[2], lines[2][2]]]
     model = purl.load_model(final)
     assert float(lines[1][2]) == pytest.approx(model.score(wav["spk0-u0"], wav["spk1-u0"]), abs=1e-6)
     assert set(json.loads((tmp_path / "s.score.json").read_text())) >= {"eer_percent", "min_dcf_0.01", "min_dcf_0.05"}
-    assert "EER" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "EER" in printed and "no decision: this model has no scores/threshold.json" in printed  # no column
     trials.write_text(f"{rel[0]} {rel[1]}\n{rel[0]} {rel[2]} maybe\n")
     assert purl_main(["score", str(final), str(trials), "--out", str(tmp_path / "t.score")]) == 1
     assert "trials.txt line 2: expected" in capsys.readouterr().err
