@@ -236,6 +236,11 @@ def describe_threshold(model, given: float | None) -> str:
     return f"threshold {model.threshold:.4f} (stage 6's EER threshold, from the model's scores/threshold.json)"
 
 
+def decision_threshold(model, given: float | None) -> float | None:
+    """What compare and score decide at: --threshold, else stage 6's; None without either."""
+    return given if given is not None else model.threshold
+
+
 NO_DECISION = ("no decision: this model has no scores/threshold.json (run stage 6 on it, or give --threshold); "
                "higher scores mean more likely the same speaker")
 
@@ -247,7 +252,7 @@ def cmd_compare(args) -> int:
     [a, b] = embed_all(model, [(args.enroll, args.enroll), (args.test, args.test)])
     score = model.score(a, b)
     print(f"score {score:.4f}")
-    threshold = args.threshold if args.threshold is not None else model.threshold
+    threshold = decision_threshold(model, args.threshold)
     if threshold is None:
         print(NO_DECISION)
     else:
@@ -293,18 +298,19 @@ def cmd_score(args) -> int:
     row = {f: n for n, f in enumerate(files)}
     scores = model.score_embeddings(emb[[row[a] for a, _, _ in trials]], emb[[row[b] for _, b, _ in trials]])
     out = Path(args.out) if args.out else Path(trials_path.name + ".score")
-    threshold = args.threshold if args.threshold is not None else model.threshold
+    threshold = decision_threshold(model, args.threshold)
     if threshold is None:
-        lines = [f"{a} {b} {s:.6f}\n" for (a, b, _), s in zip(trials, scores)]
+        decisions = [""] * len(trials)
     else:
-        lines = [f"{a} {b} {s:.6f} {'accept' if s >= threshold else 'reject'}\n" for (a, b, _), s in zip(trials, scores)]
-    write_text_atomic(out, "".join(lines))
+        accept = scores >= threshold
+        decisions = [" accept" if same else " reject" for same in accept]
+    write_text_atomic(out, "".join(f"{a} {b} {s:.6f}{d}\n" for (a, b, _), s, d in zip(trials, scores, decisions)))
     print(f"{PROG} score: {len(trials)} trials over {len(files)} files -> {out}")
     if threshold is None:
         print(NO_DECISION)
     else:
-        accepted = int((scores >= threshold).sum())
-        print(f"{accepted} of {len(trials)} trials accepted (same speaker): score >= {describe_threshold(model, args.threshold)}")
+        print(f"{int(accept.sum())} of {len(trials)} trials accepted (same speaker): score >= "
+              f"{describe_threshold(model, args.threshold)}")
     if trials[0][2] is not None:
         labels = np.array([t[2] for t in trials])
         if labels.all() or not labels.any():
