@@ -2,14 +2,16 @@
 
 Use a trained model (exp/<model>/models/final.pt, or exp/<model>) on audio:
 
-  purl embed MODEL a.wav b.flac ...     embeddings -> Kaldi xvector.ark/scp (or .npy)
+  purl embed MODEL a.wav b.m4a ...      embeddings -> Kaldi xvector.ark/scp (or .npy)
   purl compare MODEL a.wav b.wav        the score, and accept/reject at stage 6's threshold
-  purl score MODEL TRIALS               scores of 'a.wav b.wav [target|nontarget]' lines (+ EER, minDCF)
+  purl score MODEL TRIALS               scores of 'a.wav b.wav [target|nontarget]' lines, accept/reject
+                                        (+ EER, minDCF)
   purl clean DATA_DIR --model MODEL     stage 4 on your own data dir: suspected mislabelled utterances
   purl export MODEL --format onnx OUT   the encoder as ONNX or TorchScript
 
 e.g.: purl compare exp/supcon/models/final.pt spk1/a.wav spk2/b.wav
-`purl <command> --help` lists a command's options with their defaults.
+`purl <command> --help` lists a command's options with their defaults; options
+may stand anywhere after the command.
 """
 
 from __future__ import annotations
@@ -25,10 +27,25 @@ from purl.errors import PurlError, UsageError
 from purl.logs import setup_logging
 
 PROG = "purl"
+AUDIO = "wav, flac, ogg, opus, m4a, aac, mp3, ...; any sample rate; several channels averaged"
+# A cosine score lies in [-1, 1]: a threshold outside accepts or rejects every trial.
+SCORE_THRESHOLD_RANGE = (-1.0, 1.0, "a cosine score")
 
 
-def _formatter(prog):
-    return argparse.ArgumentDefaultsHelpFormatter(prog, max_help_position=32)
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Ends an option's help with its default once: not where the help names its
+    own default or there is none ('(required)' for a required option)."""
+
+    def __init__(self, prog):
+        super().__init__(prog, max_help_position=32)
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if action.required and action.option_strings:
+            return f"{text} (required)"
+        if action.default is None or "default:" in text or "(default" in text:
+            return text
+        return super()._get_help_string(action)
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -37,40 +54,54 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=0, help="CPU threads; 0: torch's default")
 
 
+def add_threshold_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--threshold", type=float,
+                        help="accept when score >= this, in [-1, 1]; default: stage 6's EER threshold "
+                             "(exp/<model>/scores/threshold.json)")
+
+
 def get_parser() -> argparse.ArgumentParser:
+    return get_parsers()[0]
+
+
+def get_parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """The purl parser, and each command's own by name."""
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True, metavar="<command>")
 
-    p = commands.add_parser("embed", formatter_class=_formatter, help="embed audio files",
+    p = commands.add_parser("embed", formatter_class=HelpFormatter, help="embed audio files",
                             description="Embeds each utterance (whole, any length) into Kaldi float vectors: "
                                         "OUT.ark with its index OUT.scp, or with OUT ending in .npy an (N, D) "
                                         "array and OUT minus .npy plus .utts (the ids in row order). A file's id "
                                         "is its path as given; with --wav-scp, its key.")
     add_model_options(p)
-    p.add_argument("wavs", nargs="*", metavar="WAV", help="audio files (wav, flac, ogg, opus; any sample rate)")
-    p.add_argument("--wav-scp", help="a Kaldi wav.scp (id path, or id command|) instead of WAV arguments")
+    p.add_argument("wavs", nargs="*", metavar="WAV", help=f"audio files ({AUDIO})")
+    p.add_argument("--wav-scp", help="a Kaldi wav.scp (id path, or id command|) to read instead of WAV "
+                                     "arguments; default: the WAV arguments")
     p.add_argument("--out", default="xvector.ark", help="output: .ark (+ .scp) or .npy (+ .utts)")
 
-    p = commands.add_parser("compare", formatter_class=_formatter, help="score two audio files",
+    p = commands.add_parser("compare", formatter_class=HelpFormatter, help="score two audio files",
                             description="Prints the cosine score of two utterances as stage 6 scores them and, "
                                         "when the model has exp/<model>/scores/threshold.json (stage 6) or "
                                         "--threshold is given, whether they are the same speaker.")
     add_model_options(p)
-    p.add_argument("enroll", metavar="A", help="first audio file")
+    p.add_argument("enroll", metavar="A", help=f"first audio file ({AUDIO})")
     p.add_argument("test", metavar="B", help="second audio file")
-    p.add_argument("--threshold", type=float, help="accept when score >= this; default: stage 6's EER threshold")
+    add_threshold_option(p)
 
-    p = commands.add_parser("score", formatter_class=_formatter, help="score a trial list of audio files",
+    p = commands.add_parser("score", formatter_class=HelpFormatter, help="score a trial list of audio files",
                             description="Scores each line 'a.wav b.wav' or 'a.wav b.wav target|nontarget' of "
-                                        "TRIALS (paths relative to --wav-root) into OUT as 'a b score' lines; "
-                                        "with labels on every line, prints EER and minDCF and writes them to "
-                                        "OUT.json. Each file is embedded once.")
+                                        "TRIALS (paths relative to --wav-root) into OUT as 'a b score decision' "
+                                        "lines, the decision accept or reject as purl compare decides (without "
+                                        "a threshold, 'a b score' lines); with labels on every line, prints EER "
+                                        "and minDCF and writes them to OUT.json. Each file is embedded once.")
     add_model_options(p)
     p.add_argument("trials", help="trial list: 'a.wav b.wav [target|nontarget]' per line")
     p.add_argument("--wav-root", default=".", help="directory the trial list's paths are relative to")
     p.add_argument("--out", help="score file (default: TRIALS's name + .score, in the current directory)")
+    add_threshold_option(p)
 
-    p = commands.add_parser("clean", formatter_class=_formatter, help="find mislabelled utterances in a data dir",
+    p = commands.add_parser("clean", formatter_class=HelpFormatter, help="find mislabelled utterances in a data dir",
                             description="Stage 4 on any labelled Kaldi data dir (wav.scp, utt2spk, spk2utt; "
                                         "utils/validate_data_dir.py checks one): embeds every utterance with "
                                         "MODEL, fits per speaker a 2-component GMM to the cosines of its "
@@ -81,13 +112,18 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("data_dir", help="data dir with wav.scp, utt2spk and spk2utt")
     p.add_argument("--model", required=True, help="checkpoint (exp/<model>/models/final.pt) or exp dir")
     p.add_argument("--out-dir", help="where to write (default: DATA_DIR + _purl_clean)")
-    p.add_argument("--estimator", default="histogram", help="GMM estimator: histogram, sklearn, bic or global")
+    p.add_argument("--estimator", default="histogram",
+                   help="GMM estimator: histogram (EM on per-speaker histograms of the cosines), sklearn (the "
+                        "original work's GaussianMixture per speaker, slow), bic (histogram, but a speaker keeps "
+                        "one component when BIC prefers it: a clean speaker loses no pairs) or global (one GMM "
+                        "over all speakers' pairs)")
     p.add_argument("--threshold", type=float, default=0.5,
-                   help="a pair is unreliable when its weight w < this; an utterance suspected when its mean w is")
+                   help="a pair is unreliable when its weight w is below this, and an utterance is suspected "
+                        "when the mean w of its pairs is below it; strictly between 0 and 1")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
     p.add_argument("--threads", type=int, default=0, help="CPU threads; 0: torch's default")
 
-    p = commands.add_parser("export", formatter_class=_formatter, help="export the encoder (ONNX, TorchScript)",
+    p = commands.add_parser("export", formatter_class=HelpFormatter, help="export the encoder (ONNX, TorchScript)",
                             description="Writes the encoder as ONNX or TorchScript: input 'feats' (batch, "
                                         "frames, 80) mean-normalised Kaldi fbank of 16 kHz audio on the 16-bit "
                                         "scale, output 'embedding' (batch, embed_dim); batch and frames free. "
@@ -95,7 +131,18 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("model", help="checkpoint (exp/<model>/models/final.pt) or exp dir (exp/<model>)")
     p.add_argument("out", help="output file, e.g. model.onnx or model.ts")
     p.add_argument("--format", required=True, choices=("onnx", "torchscript"), help="file format")
-    return parser
+    return parser, commands.choices
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    """The command's options may stand anywhere after it (purl embed MODEL --out e.npy a.wav
+    b.wav): its own parser reads them intermixed with its arguments."""
+    parser, commands = get_parsers()
+    if not argv or argv[0] not in commands:
+        return parser.parse_args(argv)  # --help, or the error for no or an unknown command
+    args = commands[argv[0]].parse_intermixed_args(argv[1:])
+    args.command = argv[0]
+    return args
 
 
 # ---------------------------------------------------------------------------
@@ -177,21 +224,37 @@ def cmd_embed(args) -> int:
     return 0
 
 
+def check_range(option: str, value: float, low: float, high: float, what: str) -> None:
+    """Refuses a value outside [low, high], NaN included (as stage 4's config ranges)."""
+    if not low <= value <= high:
+        raise UsageError(f"{option} {value:g}: must be in [{low:.9g}, {high:.9g}] ({what})")
+
+
 def describe_threshold(model, given: float | None) -> str:
     if given is not None:
         return f"threshold {given:g} (--threshold)"
     return f"threshold {model.threshold:.4f} (stage 6's EER threshold, from the model's scores/threshold.json)"
 
 
+def decision_threshold(model, given: float | None) -> float | None:
+    """What compare and score decide at: --threshold, else stage 6's; None without either."""
+    return given if given is not None else model.threshold
+
+
+NO_DECISION = ("no decision: this model has no scores/threshold.json (run stage 6 on it, or give --threshold); "
+               "higher scores mean more likely the same speaker")
+
+
 def cmd_compare(args) -> int:
+    if args.threshold is not None:
+        check_range("--threshold", args.threshold, *SCORE_THRESHOLD_RANGE)
     model = load(args)
     [a, b] = embed_all(model, [(args.enroll, args.enroll), (args.test, args.test)])
     score = model.score(a, b)
     print(f"score {score:.4f}")
-    threshold = args.threshold if args.threshold is not None else model.threshold
+    threshold = decision_threshold(model, args.threshold)
     if threshold is None:
-        print("no decision: this model has no scores/threshold.json (run stage 6 on it, or give --threshold); "
-              "higher scores mean more likely the same speaker")
+        print(NO_DECISION)
     else:
         same = score >= threshold
         print(f"{'same speaker' if same else 'different speakers'}: score {'>=' if same else '<'} "
@@ -224,6 +287,8 @@ def cmd_score(args) -> int:
     from purl.fileio import write_text_atomic
     from purl.metrics import eer_and_min_dcf
 
+    if args.threshold is not None:
+        check_range("--threshold", args.threshold, *SCORE_THRESHOLD_RANGE)
     trials_path = Path(args.trials)
     trials = read_wav_trials(trials_path)
     root = Path(args.wav_root)
@@ -233,8 +298,19 @@ def cmd_score(args) -> int:
     row = {f: n for n, f in enumerate(files)}
     scores = model.score_embeddings(emb[[row[a] for a, _, _ in trials]], emb[[row[b] for _, b, _ in trials]])
     out = Path(args.out) if args.out else Path(trials_path.name + ".score")
-    write_text_atomic(out, "".join(f"{a} {b} {s:.6f}\n" for (a, b, _), s in zip(trials, scores)))
+    threshold = decision_threshold(model, args.threshold)
+    if threshold is None:
+        decisions = [""] * len(trials)
+    else:
+        accept = scores >= threshold
+        decisions = [" accept" if same else " reject" for same in accept]
+    write_text_atomic(out, "".join(f"{a} {b} {s:.6f}{d}\n" for (a, b, _), s, d in zip(trials, scores, decisions)))
     print(f"{PROG} score: {len(trials)} trials over {len(files)} files -> {out}")
+    if threshold is None:
+        print(NO_DECISION)
+    else:
+        print(f"{int(accept.sum())} of {len(trials)} trials accepted (same speaker): score >= "
+              f"{describe_threshold(model, args.threshold)}")
     if trials[0][2] is not None:
         labels = np.array([t[2] for t in trials])
         if labels.all() or not labels.any():
@@ -281,10 +357,11 @@ def cmd_clean(args) -> int:
     from purl.data.datadir import validate_data_dir
     from purl.kaldi_io import save_embeddings
     from purl.reliability import ESTIMATORS
-    from purl.stages.reliability import run_reliability
+    from purl.stages.reliability import CONFIG_RANGES, run_reliability
 
     if args.estimator not in ESTIMATORS:
         raise UsageError(f"--estimator {args.estimator}: choose from {', '.join(sorted(ESTIMATORS))}")
+    check_range("--threshold", args.threshold, *CONFIG_RANGES[("reliability", "threshold")])
     data = validate_data_dir(args.data_dir, require=("wav.scp", "utt2spk", "spk2utt"), check_audio=True)
     out_dir = Path(args.out_dir) if args.out_dir else Path(str(data.path).rstrip("/") + "_purl_clean")
     check_device(args.device)
@@ -322,7 +399,7 @@ COMMANDS = {"embed": cmd_embed, "compare": cmd_compare, "score": cmd_score, "cle
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = get_parser().parse_args(argv)
+    args = parse_args(sys.argv[1:] if argv is None else argv)
     from purl.allocator import keep_freed_memory
 
     setup_logging()

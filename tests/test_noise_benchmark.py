@@ -54,6 +54,7 @@ def test_benchmark_rerun_trains_nothing(benchmark_run):
 
 def _cell(eers):
     return {"rows": {k: {"EER (%)": v} for k, v in eers.items()}, "reliability": {"pair_auc": 0.9, "utt_auc": 0.95},
+            "estimators": {"histogram": {"utt_f1": 0.5, "frac_utts_flagged": 0.3}, "bic": {"utt_f1": 0.7}},
             "relabel": {"relabel_precision": 0.8, "relabel_recall": None, "moved": 10, "dropped": 2}}
 
 
@@ -67,3 +68,5 @@ def test_tables_give_the_share_recovered_and_per_seed_wins():
     assert "| permute | 0.2 | PURL | yes no | yes yes |" in text
     assert "| permute | 0.2 | 9.50 ± 0.71 |" in text
     assert recovered(5.0, 5.0, 5.0) != recovered(5.0, 5.0, 5.0)  # nothing lost: undefined (nan)
+    assert "| none | 0 | (nan%) | (30.0%) |" in text  # the share flagged without noise; bic reported none
+    assert "| permute | 0.2 | 0.700 | 0.500 |" in text
