@@ -26,7 +26,8 @@ EER = "EER (%)"
 # Method keys: the exp dir's name up to the first '_' (run.sh's method_exp); the
 # pretrained model itself is "supcon" (no update).
 METHOD_NAMES = {"supcon": "no update", "control": "control", "filter": "filtering", "purl": "PURL",
-                "reestimate": "PURL, re-estimated", "relabel": "relabel + PURL"}
+                "reestimate": "PURL, re-estimated", "relabel": "relabelled",
+                "relabel_purl": "relabelled + PURL"}
 
 
 def noise_name(noise_type: str) -> str:
@@ -40,7 +41,10 @@ def rate_name(rate: float) -> str:
 
 
 def method_key(exp_dir: str) -> str:
-    name = Path(exp_dir).name.split("_", 1)[0]
+    name = Path(exp_dir).name
+    if name.startswith("relabel_purl_"):
+        return "relabel_purl"
+    name = name.split("_", 1)[0]
     return "filter" if name.startswith("filter") else name
 
 
