@@ -325,6 +325,22 @@ def cmd_score(args) -> int:
     return 0
 
 
+def relabel_summary(relabel: dict | None, relabel_dir: Path) -> list[str]:
+    """The lines of ``purl clean``'s summary about the relabel proposals."""
+    if relabel is None:
+        return [f"  (no relabel proposals: {relabel_dir.parent} holds one speaker)"]
+    lines = [f"  {relabel['moved']} utterances sit with another speaker of the dir, nearer its core than their own "
+             f"label's by a margin; {relabel['dropped']} sit with no speaker (their label is not among their "
+             f"{relabel['settings']['drop_rank']} nearest).",
+             f"  {relabel_dir / 'proposals'}  one line per proposal: utterance, its label, the speaker it sits "
+             "with ('-': none, drop it), margin, cosine to its own speaker; largest margin first",
+             f"  {relabel_dir}/  your data dir with the proposals applied: train on it (README: which method when)"]
+    if relabel.get("relabel_precision") is not None:
+        lines.insert(1, f"  Against utt2truespk: relabel precision {relabel['relabel_precision']:.3f}, "
+                        f"recall {relabel['relabel_recall'] or 0:.3f}.")
+    return lines
+
+
 def clean_summary(report: dict, out_dir: Path, clean_dir: Path, emb_scp: Path) -> str:
     d = report["detection"]
     n_utts, n_suspected = d["n_utts"], report["n_suspected"]
@@ -357,6 +373,7 @@ def cmd_clean(args) -> int:
     from purl.data.datadir import validate_data_dir
     from purl.kaldi_io import save_embeddings
     from purl.reliability import ESTIMATORS
+    from purl.stages.relabel import run_relabel
     from purl.stages.reliability import CONFIG_RANGES, run_reliability
 
     if args.estimator not in ESTIMATORS:
@@ -376,7 +393,10 @@ def cmd_clean(args) -> int:
     clean_dir = out_dir / "data_clean"
     report = run_reliability(emb_scp, data.path, out_dir, estimator=args.estimator,
                              threshold=args.threshold, clean_dir=clean_dir)
+    relabel_dir = out_dir / "data_relabelled"
+    relabel = run_relabel(emb_scp, data.path, relabel_dir, force=True) if len(data.speakers) > 1 else None
     print(clean_summary(report, out_dir, clean_dir, emb_scp))
+    print("\n".join(relabel_summary(relabel, relabel_dir)))
     return 0
 
 

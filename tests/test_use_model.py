@@ -19,7 +19,7 @@ import purl
 from purl.api import ModelError, features_of
 from purl.cli import main as purl_main
 from purl.config import load_config
-from purl.data.datadir import read_kv, utt2spk_to_spk2utt, write_kv
+from purl.data.datadir import read_kv, utt2spk_to_spk2utt, validate_data_dir, write_kv
 from purl.embed import embed_utterances
 from purl.metrics import compute_eer
 from purl.models import build_model
@@ -241,6 +241,13 @@ def test_clean_finds_the_utterance_of_another_voice_and_explains_its_output(tmp_
     suspects = [line.split()[0] for line in (out_dir / "suspected_mislabelled").read_text().splitlines()]
     kept = (out_dir / "data_clean" / "utt2spk").read_text().split()[::2]
     assert sorted(kept + suspects) == sorted(wav)
+    # the relabel proposals beside the suspects: a valid data dir and the list to act on
+    relabelled = validate_data_dir(out_dir / "data_relabelled", require=["utt2spk", "utt2oldspk"])
+    report = json.loads((out_dir / "data_relabelled" / "relabel.json").read_text())
+    proposals = (out_dir / "data_relabelled" / "proposals").read_text().splitlines()
+    assert len(proposals) == report["moved"] + report["dropped"]
+    assert len(relabelled.utts) == len(wav) - report["dropped"]
+    assert "sit with another speaker" in printed and str(out_dir / "data_relabelled" / "proposals") in printed
 
 
 def test_clean_of_a_dir_without_spk2utt_says_what_to_do(tmp_path, tiny_config, capsys):
