@@ -18,8 +18,9 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from purl.data.datadir import DataDirError
+from purl.data.datadir import DataDirError, read_kv
 from purl.fileio import write_text_atomic
+from purl.kaldi_io import load_embeddings
 from purl.plots import save_figure
 
 EER = "EER (%)"
@@ -64,12 +65,45 @@ def read_cell(path: Path) -> dict:
             "relabel": summary.get("relabel", {})}
 
 
+def swap_cosine(work: Path, noise_type: str, rate: float, seed: int, tag: str = "") -> float:
+    """How confusable a cell's swaps are: the mean, over utterances under a wrong
+    training speaker, of the cosine between the centroids of their true and
+    their noisy speaker, by the model pretrained on the clean labels of the same
+    seed (the rate-0 cell's stage-4 embeddings). nan for outsiders (no centroid)
+    or when the files are missing."""
+    noisy_dir = work / "data" / f"train_{noise_name(noise_type)}{rate_name(rate)}_seed{seed}"
+    scp = work / "exp" / f"supcon{tag}_noisy0_seed{seed}" / "embeddings" / "train" / "xvector.scp"
+    if not (scp.is_file() and (noisy_dir / "utt2truespk").is_file()):
+        return float("nan")
+    utts, emb = load_embeddings(scp)
+    emb = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+    label, truth = read_kv(noisy_dir / "utt2spk"), read_kv(noisy_dir / "utt2truespk")
+    clean = read_kv(work / "data" / "train" / "utt2spk")
+    speakers = sorted(set(clean.values()))
+    index = {s: n for n, s in enumerate(speakers)}
+    rows = [i for i, u in enumerate(utts) if u in clean]
+    centroids = np.zeros((len(speakers), emb.shape[1]))
+    np.add.at(centroids, [index[clean[utts[i]]] for i in rows], emb[rows])
+    centroids /= np.maximum(np.linalg.norm(centroids, axis=1, keepdims=True), 1e-12)
+    swapped = [(index[truth[u]], index[label[u]]) for u in label if truth[u] != label[u] and truth[u] in index]
+    if not swapped:
+        return float("nan")
+    true_idx, noisy_idx = np.array(swapped).T
+    return float(np.einsum("ij,ij->i", centroids[true_idx], centroids[noisy_idx]).mean())
+
+
 def collect(work: str | os.PathLike, seeds: list[int], rates: list[float], noise_types: list[str],
             tag: str = "") -> dict:
     """{noise_type: {rate: {seed: cell}}}; rate 0 is the same cell for every kind."""
     work = Path(work)
-    return {t: {r: {s: read_cell(summary_path(work, t, r, s, tag)) for s in seeds} for r in rates}
+    grid = {t: {r: {s: read_cell(summary_path(work, t, r, s, tag)) for s in seeds} for r in rates}
             for t in noise_types}
+    for t in noise_types:
+        for r in rates:
+            for s in seeds:
+                grid[t][r][s]["relabel"] = dict(grid[t][r][s]["relabel"], swap_cosine=swap_cosine(work, t, r, s, tag)
+                                                if r > 0 else float("nan"))
+    return grid
 
 
 def recovered(eer_method: float, eer_noisy: float, eer_clean: float) -> float:
@@ -144,8 +178,10 @@ def tables(grid: dict, methods: list[str], seeds: list[int], rates: list[float],
                 lines.append(f"| {t if r else 'none'} | {rate_name(r)} | {METHOD_NAMES.get(k, k)} | {marks[0]} | {marks[1]} |")
 
     lines += ["", "## What stage 4 and the relabelling found (ground truth of stage 2), mean over seeds", "",
-              "| noise | rate | pair AUC | utt AUC | relabel precision | relabel recall | moved | dropped "
-              "| clean moved | outsiders dropped |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+              "(swap cosine: the clean model's centroid cosine of the true and the noisy speaker of a moved "
+              "utterance; higher is more confusable)", "",
+              "| noise | rate | swap cosine | pair AUC | utt AUC | relabel precision | relabel recall | moved | dropped "
+              "| clean moved | outsiders dropped |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for t in noise_types:
         for r in rates:
             if r == 0:
@@ -156,11 +192,13 @@ def tables(grid: dict, methods: list[str], seeds: list[int], rates: list[float],
                 return _nanmean([c[part].get(key) for c in cells])
             found = {k: mean("reliability", k) for k in ("pair_auc", "utt_auc")}
             found.update({k: mean("relabel", k) for k in ("relabel_precision", "relabel_recall", "moved", "dropped",
-                                                          "clean_moved", "outsiders_dropped", "outsiders")})
+                                                          "clean_moved", "outsiders_dropped", "outsiders",
+                                                          "swap_cosine")})
             numbers[t][rate_name(r)]["found"] = found
             outsiders = (f"{found['outsiders_dropped']:.0f} of {found['outsiders']:.0f}"
                          if np.isfinite(found["outsiders"]) else "–")
-            lines.append(f"| {t} | {rate_name(r)} | {found['pair_auc']:.3f} | {found['utt_auc']:.3f} | "
+            lines.append(f"| {t} | {rate_name(r)} | {found['swap_cosine']:.3f} | {found['pair_auc']:.3f} | "
+                         f"{found['utt_auc']:.3f} | "
                          f"{found['relabel_precision']:.3f} | {found['relabel_recall']:.3f} | {found['moved']:.0f} | "
                          f"{found['dropped']:.0f} | {found['clean_moved']:.0f} | {outsiders} |")
     lines += estimator_table(grid, seeds, rates, noise_types, numbers)
