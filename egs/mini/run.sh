@@ -43,7 +43,8 @@ estimator=""              # stage 4 pair reliability: histogram, sklearn, bic or
 clean_reference=true      # also pretrain on the clean labels, to show what noise costs
 methods="control filter purl"  # stage 5, each from the pretrained model: control (SupCon on the noisy
                           #   labels), filter, purl, relabel (SupCon on relabelled labels), relabel_purl (PURL
-                          #   on them, weights fitted again), reestimate (PURL re-fitting every reestimate_every epochs)
+                          #   on them, weights fitted again), relabel_retrain (stage 3 again, from scratch, on
+                          #   them), reestimate (PURL re-fitting every reestimate_every epochs)
 filter_keep_ratio=0.5     # stage 5 filtering baseline: fraction of each speaker's utterances kept
 relabel_opts=""           # stage 5 relabel method: options of steps/relabel_data_dir.py, e.g. "--margin 0.2"
 reestimate_every=2        # stage 5 reestimate method: epochs between re-fits of the pair weights
@@ -158,6 +159,10 @@ if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
                steps/relabel_data_dir.py $relabel_opts $emb $noisy $relabelled
                steps/train.sh --gpus "$gpus" --valid-data $test --overrides "$update loss.type=supcon" \
                  $purl_conf $relabelled $(method_exp relabel) ;;
+      relabel_retrain) # shellcheck disable=SC2086
+               steps/relabel_data_dir.py $relabel_opts $emb $noisy $relabelled
+               steps/train.sh --gpus "$gpus" --valid-data $test --overrides "$overrides $pretrain_overrides" \
+                 $supcon_conf $relabelled $(method_exp relabel_retrain) ;;
       relabel_purl) # shellcheck disable=SC2086
                steps/relabel_data_dir.py $relabel_opts $emb $noisy $relabelled
                # the pair weights fitted again, on the new labels
@@ -165,7 +170,8 @@ if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
                steps/train.sh --gpus "$gpus" --valid-data $test \
                  --overrides "$update purl.reliability=$pretrain/reliability_relabelled" \
                  $purl_conf $relabelled $(method_exp relabel_purl) ;;
-      *) echo "$0: unknown method '$method' in --methods (control filter purl reestimate relabel relabel_purl)" >&2
+      *) echo "$0: unknown method '$method' in --methods (control filter purl reestimate relabel relabel_purl" \
+              "relabel_retrain)" >&2
          exit 1 ;;
     esac
   done
@@ -186,6 +192,7 @@ if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
       reestimate) rows+=("$labels + PURL, re-estimated every $reestimate_every=$(method_exp reestimate)") ;;
       relabel) rows+=("$labels, relabelled=$(method_exp relabel)") ;;
       relabel_purl) rows+=("$labels, relabelled + PURL=$(method_exp relabel_purl)") ;;
+      relabel_retrain) rows+=("$labels, relabelled, retrained=$(method_exp relabel_retrain)") ;;
     esac
   done
   [[ " $methods " != *" relabel"* ]] || reports+=(--relabel-report $relabelled/relabel.json)
@@ -193,7 +200,7 @@ if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
     model=${row#*=}
     data=$noisy  # the cohort has the labels the model had
     [ $model != $clean ] || data=$train
-    case $model in $(method_exp relabel)|$(method_exp relabel_purl)) data=$relabelled ;; esac
+    case $model in $(method_exp relabel)|$(method_exp relabel_purl)|$(method_exp relabel_retrain)) data=$relabelled ;; esac
     steps/extract_embeddings.sh --nj $nj --cmd "$cmd" $model/models/final.pt $test $model/embeddings/test
     steps/extract_embeddings.sh --nj $nj --cmd "$cmd" $model/models/final.pt $data $model/embeddings/train
     norm=()  # the training mean subtracted (tuned) or plain cosine (paper); AS-Norm beside either

@@ -28,7 +28,7 @@ EER = "EER (%)"
 # pretrained model itself is "supcon" (no update).
 METHOD_NAMES = {"supcon": "no update", "control": "control", "filter": "filtering", "purl": "PURL",
                 "reestimate": "PURL, re-estimated", "relabel": "relabelled",
-                "relabel_purl": "relabelled + PURL"}
+                "relabel_purl": "relabelled + PURL", "relabel_retrain": "relabelled, retrained"}
 
 
 def noise_name(noise_type: str) -> str:
@@ -43,8 +43,9 @@ def rate_name(rate: float) -> str:
 
 def method_key(exp_dir: str) -> str:
     name = Path(exp_dir).name
-    if name.startswith("relabel_purl_"):
-        return "relabel_purl"
+    for key in ("relabel_purl", "relabel_retrain"):
+        if name.startswith(key + "_"):
+            return key
     name = name.split("_", 1)[0]
     return "filter" if name.startswith("filter") else name
 
