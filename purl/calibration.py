@@ -31,6 +31,7 @@ import numpy as np
 
 from purl.data.datadir import make_trials
 from purl.errors import PurlError
+from purl.scoring import cohort_stats, l2_normalise
 
 # Durations beyond this many seconds count as this long: past it, more speech
 # hardly changes an embedding (WeSpeaker caps its duration measure at 20 s too).
@@ -189,6 +190,34 @@ def qmf_features(scores, enroll, test, names: tuple[str, ...]) -> tuple[np.ndarr
         feature_names += [f"lower {name}", f"higher {name}"]
     return np.column_stack(columns), tuple(feature_names)
 
+
+def utterance_measures(emb, *, mean=None, durations=None, cohort=None, top_k: int = 300,
+                       exclude=None) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Quality measures of U utterances for QMF: ((U, Q) values, their Q names).
+
+    - ``duration`` (with ``durations``, (U,) seconds): duration_measure.
+    - ``magnitude``: the norm of the embedding minus ``mean`` (WeSpeaker's
+      magnitude is of the mean-subtracted embedding too). For embeddings of
+      one length it is a function of the cosine to the mean: how typical of
+      the training set the utterance is.
+    - ``imposter mean`` (with ``cohort``, (C, D)): the mean of the utterance's
+      ``top_k`` highest cosines against the cohort, AS-Norm's mu, with
+      ``exclude`` as in purl.scoring.cohort_stats.
+    """
+    emb = np.asarray(emb)
+    values, names = [], []
+    if durations is not None:
+        values.append(duration_measure(durations))
+        names.append("duration")
+    centred = emb.astype(np.float64) - (0.0 if mean is None else np.asarray(mean, dtype=np.float64))
+    values.append(np.linalg.norm(centred, axis=1))
+    names.append("magnitude")
+    if cohort is not None:
+        mu, _ = cohort_stats(l2_normalise(emb, mean), l2_normalise(np.asarray(cohort, dtype=emb.dtype), mean),
+                             top_k, exclude=exclude)
+        values.append(mu.astype(np.float64))
+        names.append("imposter mean")
+    return np.column_stack(values), tuple(names)
 
 def held_out_trials(utt2spk: dict[str, str], num_speakers: int, *, max_targets: int = 5000,
                     seed: int = 0) -> tuple[list[tuple[str, str, bool]], list[str]]:
