@@ -3,8 +3,8 @@
 Use a trained model (exp/<model>/models/final.pt, or exp/<model>) on audio:
 
   purl embed MODEL a.wav b.flac ...     embeddings -> Kaldi xvector.ark/scp (or .npy)
-  purl compare MODEL a.wav b.wav        the score, and accept/reject at stage 6's threshold
-  purl score MODEL TRIALS               scores of 'a.wav b.wav [target|nontarget]' lines (+ EER, minDCF)
+  purl compare MODEL a.wav b.wav        the LLR (or cosine), and accept/reject at a prior or stage 6's threshold
+  purl score MODEL TRIALS               scores of 'a.wav b.wav [target|nontarget]' lines (+ EER, minDCF, Cllr)
   purl clean DATA_DIR --model MODEL     stage 4 on your own data dir: suspected mislabelled utterances
   purl export MODEL --format onnx OUT   the encoder as ONNX or TorchScript
 
@@ -52,19 +52,26 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="xvector.ark", help="output: .ark (+ .scp) or .npy (+ .utts)")
 
     p = commands.add_parser("compare", formatter_class=_formatter, help="score two audio files",
-                            description="Prints the cosine score of two utterances as stage 6 scores them and, "
-                                        "when the model has exp/<model>/scores/threshold.json (stage 6) or "
-                                        "--threshold is given, whether they are the same speaker.")
+                            description="Prints the cosine of two utterances as stage 6 scores them and, when "
+                                        "stage 6 calibrated the model (exp/<model>/scores/threshold.json with a "
+                                        "calibration), its log-likelihood ratio and whether they are the same "
+                                        "speaker at the Bayes threshold of --p-target. A model scored before "
+                                        "calibration existed decides at stage 6's EER threshold.")
     add_model_options(p)
     p.add_argument("enroll", metavar="A", help="first audio file")
     p.add_argument("test", metavar="B", help="second audio file")
-    p.add_argument("--threshold", type=float, help="accept when score >= this; default: stage 6's EER threshold")
+    p.add_argument("--p-target", type=float, help="the prior of a target; default: the calibration's")
+    p.add_argument("--at", choices=("bayes", "eer"), default="bayes",
+                   help="decide at the Bayes threshold of --p-target, or at stage 6's EER threshold")
+    p.add_argument("--threshold", type=float, help="accept when the cosine >= this instead")
 
     p = commands.add_parser("score", formatter_class=_formatter, help="score a trial list of audio files",
                             description="Scores each line 'a.wav b.wav' or 'a.wav b.wav target|nontarget' of "
-                                        "TRIALS (paths relative to --wav-root) into OUT as 'a b score' lines; "
-                                        "with labels on every line, prints EER and minDCF and writes them to "
-                                        "OUT.json. Each file is embedded once.")
+                                        "TRIALS (paths relative to --wav-root) into OUT as 'a b cosine' lines "
+                                        "and, for a model stage 6 calibrated, its log-likelihood ratios into OUT "
+                                        "with .llr for .score; with labels on every line, prints EER and minDCF "
+                                        "(and Cllr, actual DCF) and writes them to OUT.json. Each file is "
+                                        "embedded once.")
     add_model_options(p)
     p.add_argument("trials", help="trial list: 'a.wav b.wav [target|nontarget]' per line")
     p.add_argument("--wav-root", default=".", help="directory the trial list's paths are relative to")
@@ -177,25 +184,47 @@ def cmd_embed(args) -> int:
     return 0
 
 
-def describe_threshold(model, given: float | None) -> str:
-    if given is not None:
-        return f"threshold {given:g} (--threshold)"
-    return f"threshold {model.threshold:.4f} (stage 6's EER threshold, from the model's scores/threshold.json)"
+def decision(same: bool, what: str, threshold: str) -> str:
+    return f"{'same speaker' if same else 'different speakers'}: {what} {'>=' if same else '<'} {threshold}"
 
 
 def cmd_compare(args) -> int:
+    from purl.api import ModelError
+
     model = load(args)
     [a, b] = embed_all(model, [(args.enroll, args.enroll), (args.test, args.test)])
-    score = model.score(a, b)
-    print(f"score {score:.4f}")
-    threshold = args.threshold if args.threshold is not None else model.threshold
-    if threshold is None:
-        print("no decision: this model has no scores/threshold.json (run stage 6 on it, or give --threshold); "
-              "higher scores mean more likely the same speaker")
+    cosine = model.cosine(a, b)
+    if args.threshold is not None:
+        print(f"score {cosine:.4f}")
+        print(decision(cosine >= args.threshold, "score", f"threshold {args.threshold:g} (--threshold)"))
+        return 0
+    if not model.calibrated:
+        print(f"score {cosine:.4f}")
+        if args.p_target is not None:
+            raise UsageError("--p-target: this model has no calibration (run stage 6's steps/calibrate.py on it)")
+        if model.threshold is None:
+            print("no decision: this model has no scores/threshold.json (run stage 6 on it, or give --threshold); "
+                  "higher scores mean more likely the same speaker")
+        else:
+            print(decision(cosine >= model.threshold, "score", f"threshold {model.threshold:.4f} (stage 6's "
+                           "EER threshold, from the model's scores/threshold.json)"))
+            print("calibration: missing from the model's scores/threshold.json (stage 6 before steps/calibrate.py); "
+                  "run steps/calibrate.py for a log-likelihood ratio and decisions at a prior")
+        return 0
+    llr = model.llr(cosine)
+    cal = model.calibration
+    print(f"llr {llr:.4f} (cosine {cosine:.4f}; llr = {cal['scale']:.4g} x cosine {cal['offset']:+.4g}, "
+          f"fitted at p_target {cal['p_target']:g})")
+    try:
+        threshold = model.decision_threshold(args.p_target, at=args.at)
+    except ModelError as e:
+        raise UsageError(str(e)) from e
+    if args.at == "eer":
+        where = f"{threshold:.4f}, stage 6's EER threshold (cosine {model.threshold:.4f})"
     else:
-        same = score >= threshold
-        print(f"{'same speaker' if same else 'different speakers'}: score {'>=' if same else '<'} "
-              f"{describe_threshold(model, args.threshold)}")
+        p = cal["p_target"] if args.p_target is None else args.p_target
+        where = f"{threshold:.4f}, the Bayes threshold at p_target {p:g} (C_miss = C_fa = 1)"
+    print(decision(llr >= threshold, "llr", where))
     return 0
 
 
@@ -222,7 +251,7 @@ def read_wav_trials(path: Path) -> list[tuple[str, str, bool | None]]:
 
 def cmd_score(args) -> int:
     from purl.fileio import write_text_atomic
-    from purl.metrics import eer_and_min_dcf
+    from purl.metrics import actual_dcf, cllr, eer_and_min_dcf, min_cllr
 
     trials_path = Path(args.trials)
     trials = read_wav_trials(trials_path)
@@ -231,10 +260,15 @@ def cmd_score(args) -> int:
     model = load(args)
     emb = embed_all(model, [(f, str(root / f)) for f in files], f"{trials_path}: ")
     row = {f: n for n, f in enumerate(files)}
-    scores = model.score_embeddings(emb[[row[a] for a, _, _ in trials]], emb[[row[b] for _, b, _ in trials]])
+    scores = model.cosines(emb[[row[a] for a, _, _ in trials]], emb[[row[b] for _, b, _ in trials]])
     out = Path(args.out) if args.out else Path(trials_path.name + ".score")
     write_text_atomic(out, "".join(f"{a} {b} {s:.6f}\n" for (a, b, _), s in zip(trials, scores)))
     print(f"{PROG} score: {len(trials)} trials over {len(files)} files -> {out}")
+    llrs = model.llr(scores) if model.calibrated else None
+    if llrs is not None:
+        llr_out = out.with_suffix(".llr")
+        write_text_atomic(llr_out, "".join(f"{a} {b} {s:.6f}\n" for (a, b, _), s in zip(trials, llrs)))
+        print(f"{PROG} score: their log-likelihood ratios (stage 6's calibration) -> {llr_out}")
     if trials[0][2] is not None:
         labels = np.array([t[2] for t in trials])
         if labels.all() or not labels.any():
@@ -243,9 +277,15 @@ def cmd_score(args) -> int:
         figures = eer_and_min_dcf(scores, labels)
         summary = {"trials": str(trials_path), "n_trials": len(trials), "eer_percent": 100 * figures["eer"],
                    "min_dcf_0.01": figures["min_dcf_0.01"], "min_dcf_0.05": figures["min_dcf_0.05"]}
+        if llrs is not None:
+            summary.update({"cllr": cllr(llrs, labels), "min_cllr": min_cllr(llrs, labels),
+                            "act_dcf_0.01": actual_dcf(llrs, labels, 0.01), "act_dcf_0.05": actual_dcf(llrs, labels, 0.05)})
         write_text_atomic(out.with_name(out.name + ".json"), json.dumps(summary, indent=1) + "\n")
         print(f"EER {summary['eer_percent']:.2f}%  minDCF(0.01) {summary['min_dcf_0.01']:.4f}  "
               f"minDCF(0.05) {summary['min_dcf_0.05']:.4f}  (also in {out}.json)")
+        if llrs is not None:
+            print(f"Cllr {summary['cllr']:.4f}  min Cllr {summary['min_cllr']:.4f}  "
+                  f"actDCF(0.01) {summary['act_dcf_0.01']:.4f}  actDCF(0.05) {summary['act_dcf_0.05']:.4f}")
     return 0
 
 
