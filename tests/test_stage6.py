@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import kaldiio
 import numpy as np
@@ -218,7 +219,8 @@ def test_calibration_writes_llrs_figures_diagram_and_the_calibration_record(tmp_
     assert record["calibration"]["p_target"] == 0.05
     assert record["calibration"]["scale"] == pytest.approx(report["fits"]["cosine"]["linear"]["weights"][0])
     text = (tmp_path / "exp" / "RESULTS.md").read_text()
-    assert "| test | cosine | linear |" in text and "| test | as-norm | qmf |" in text
+    assert "| test | cosine + linear |" in text and "| test | as-norm + qmf |" in text
+    assert text.count("| test | cosine |") == 1  # the raw scores' row, as before calibration
 
 
 def test_calibration_rerun_skips_and_redoes_after_a_rescoring(tmp_path, caplog):
@@ -259,3 +261,27 @@ def test_calibrate_step_without_scoring_json_says_what_to_run(tmp_path):
     proc = run_script(ROOT / "steps" / "calibrate.py", tmp_path / "train.scp", dirs["train"], scores, check=False)
     assert proc.returncode == 1 and "scoring.json: missing (run steps/score.py" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_summary_gains_calibration_columns_after_the_existing_ones(tmp_path):
+    from purl.stages.calibration import run_calibration
+    from purl.stages.scoring import COLUMNS, summary_rows, summary_table
+
+    scores, dirs = calibration_setup(tmp_path, with_cohort=False)
+    exp = scores.parent
+    before = summary_table([("model", exp)])
+    assert before.splitlines()[0] == "| model | " + " | ".join(COLUMNS) + " |"
+    run_calibration(tmp_path / "train.scp", dirs["train"], scores, num_speakers=20)
+    after = summary_table([("model", exp)])
+    header, _, row = after.splitlines()[:3]
+    assert header == "| model | EER (%) | minDCF(0.01) | minDCF(0.05) | Cllr | actDCF(0.01) | actDCF(0.05) |"
+    # the existing columns keep their values and places
+    assert row.startswith(before.splitlines()[2].removesuffix(" |"))
+    figures = summary_rows([("model", exp)])[0]
+    linear = json.loads((scores / "calibration.json").read_text())["results"]["test"]["cosine"]["linear"]
+    assert figures["Cllr"] == linear["Cllr"] and figures["actDCF(0.05)"] == linear["actDCF(0.05)"]
+    # a model without calibration beside a calibrated one: dashes in its calibration columns
+    shutil.copytree(scores, exp.parent / "other" / "scores")
+    (exp.parent / "other" / "scores" / "calibration.json").unlink()
+    mixed = summary_table([("model", exp), ("other", exp.parent / "other")]).splitlines()
+    assert mixed[2] == row and mixed[3].endswith(" | - | - | - |")

@@ -359,12 +359,12 @@ def calibration_table(report: dict, title: str = "") -> str:
              f"({cal['source']}), at prior {report['p_target']:g}. actDCF: the cost of deciding at the Bayes "
              "threshold of the prior; minDCF: at the best threshold. Cllr in bits; min Cllr: after the best "
              "monotone map of the list (PAV).\n",
-             "| trials | scoring | calibration | " + " | ".join(COLUMNS) + " |",
-             "|---|---|---|" + "---:|" * len(COLUMNS)]
+             "| trials | scoring + calibration | " + " | ".join(COLUMNS) + " |",
+             "|---|---|" + "---:|" * len(COLUMNS)]
     for trials, methods in report["results"].items():
         for method, kinds in methods.items():
             for kind, figures in kinds.items():
-                lines.append(f"| {trials} | {method} | {kind} | " + " | ".join(
+                lines.append(f"| {trials} | {method} + {kind} | " + " | ".join(
                     f"{figures[c]:.2f}" if c.startswith("EER") else f"{figures[c]:.4f}" for c in COLUMNS) + " |")
     lines.append("")
     for method, kinds in report["fits"].items():
