@@ -77,7 +77,8 @@ def score_trial_lists(
 
     Also writes <out>/threshold.json: the cosine EER threshold of the first
     list and the ``mean`` subtracted before scoring, what ``purl.load_model``
-    and ``purl compare`` decide with.
+    and ``purl compare`` score with (purl/stages/calibration.py adds the
+    calibration they decide with; a rescoring drops it, as it no longer fits).
 
     Returns {trial list: {method: {EER (%), minDCF(0.01), minDCF(0.05)}}}.
     """
