@@ -6,12 +6,17 @@ allocator setting the training and embedding programs use is
 ``purl.allocator.keep_freed_memory()``.
 """
 
-__all__ = ["SpeakerModel", "load_model"]
+__all__ = ["AudioError", "ModelError", "SpeakerModel", "load_model"]
 
 
 def __getattr__(name):
-    # Imported on first use: the data-dir tools import purl without needing torch.
+    # Imported on first use: purl.api imports torch (seconds), and the data-dir
+    # tools import purl without needing it.
     if name in __all__:
         from purl import api
         return getattr(api, name)
     raise AttributeError(f"module 'purl' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

@@ -9,11 +9,12 @@
     model.accept(score, at="eer")                  # at stage 6's EER threshold
 
 Audio goes through what the recipe does to it: any format ``purl/audio.py``
-reads (a path, or a wav.scp command ending in '|'), the first channel, 80-dim
-Kaldi fbank (``purl/features.py``), stored and read back Kaldi-compressed as
-stage 1 stores it, the utterance mean removed, the whole utterance through the
-encoder. So an embedding here equals the one stage 6 extracts from the same
-file. Audio at another sample rate is resampled to the model's 16 kHz.
+reads (a path, or a wav.scp command ending in '|'), several channels averaged
+into one, 80-dim Kaldi fbank (``purl/features.py``), stored and read back
+Kaldi-compressed as stage 1 stores it, the utterance mean removed, the whole
+utterance through the encoder. So an embedding here equals the one stage 6
+extracts from the same file. Audio at another sample rate is resampled to
+the model's 16 kHz.
 
 What the model's exp directory adds, when it is there (``exp/<model>/``, the
 parent of ``models/final.pt``):

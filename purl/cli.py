@@ -2,14 +2,16 @@
 
 Use a trained model (exp/<model>/models/final.pt, or exp/<model>) on audio:
 
-  purl embed MODEL a.wav b.flac ...     embeddings -> Kaldi xvector.ark/scp (or .npy)
+  purl embed MODEL a.wav b.m4a ...      embeddings -> Kaldi xvector.ark/scp (or .npy)
   purl compare MODEL a.wav b.wav        the LLR (or cosine), and accept/reject at a prior or stage 6's threshold
-  purl score MODEL TRIALS               scores of 'a.wav b.wav [target|nontarget]' lines (+ EER, minDCF, Cllr)
+  purl score MODEL TRIALS               scores of 'a.wav b.wav [target|nontarget]' lines, accept/reject
+                                        (+ EER, minDCF; Cllr, actual DCF of a calibrated model)
   purl clean DATA_DIR --model MODEL     stage 4 on your own data dir: suspected mislabelled utterances
   purl export MODEL --format onnx OUT   the encoder as ONNX or TorchScript
 
 e.g.: purl compare exp/supcon/models/final.pt spk1/a.wav spk2/b.wav
-`purl <command> --help` lists a command's options with their defaults.
+`purl <command> --help` lists a command's options with their defaults; options
+may stand anywhere after the command.
 """
 
 from __future__ import annotations
@@ -25,10 +27,26 @@ from purl.errors import PurlError, UsageError
 from purl.logs import setup_logging
 
 PROG = "purl"
+AUDIO = "wav, flac, ogg, opus, m4a, aac, mp3, ...; any sample rate; several channels averaged"
+# A cosine score lies in [-1, 1]: a threshold outside accepts or rejects every trial.
+SCORE_THRESHOLD_RANGE = (-1.0, 1.0, "a cosine score")
+PRIOR_RANGE = (1e-9, 1 - 1e-9, "a prior probability, strictly between 0 and 1")
 
 
-def _formatter(prog):
-    return argparse.ArgumentDefaultsHelpFormatter(prog, max_help_position=32)
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Ends an option's help with its default once: not where the help names its
+    own default or there is none ('(required)' for a required option)."""
+
+    def __init__(self, prog):
+        super().__init__(prog, max_help_position=32)
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if action.required and action.option_strings:
+            return f"{text} (required)"
+        if action.default is None or "default:" in text or "(default" in text:
+            return text
+        return super()._get_help_string(action)
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -37,47 +55,65 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=0, help="CPU threads; 0: torch's default")
 
 
+def add_decision_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--p-target", type=float,
+                        help="the prior of a same-speaker trial: a calibrated model accepts when its LLR is at "
+                             "least the Bayes threshold log((1 - p) / p); default: the prior of its calibration")
+    parser.add_argument("--at", choices=("bayes", "eer"), default="bayes",
+                        help="a calibrated model decides at the Bayes threshold of --p-target, or at stage 6's "
+                             "EER threshold")
+    parser.add_argument("--threshold", type=float,
+                        help="accept when the cosine >= this, in [-1, 1], instead; default: stage 6's decision "
+                             "(exp/<model>/scores/threshold.json): a calibrated model's Bayes threshold, else "
+                             "the EER threshold")
+
+
 def get_parser() -> argparse.ArgumentParser:
+    return get_parsers()[0]
+
+
+def get_parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """The purl parser, and each command's own by name."""
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True, metavar="<command>")
 
-    p = commands.add_parser("embed", formatter_class=_formatter, help="embed audio files",
+    p = commands.add_parser("embed", formatter_class=HelpFormatter, help="embed audio files",
                             description="Embeds each utterance (whole, any length) into Kaldi float vectors: "
                                         "OUT.ark with its index OUT.scp, or with OUT ending in .npy an (N, D) "
                                         "array and OUT minus .npy plus .utts (the ids in row order). A file's id "
                                         "is its path as given; with --wav-scp, its key.")
     add_model_options(p)
-    p.add_argument("wavs", nargs="*", metavar="WAV", help="audio files (wav, flac, ogg, opus; any sample rate)")
-    p.add_argument("--wav-scp", help="a Kaldi wav.scp (id path, or id command|) instead of WAV arguments")
+    p.add_argument("wavs", nargs="*", metavar="WAV", help=f"audio files ({AUDIO})")
+    p.add_argument("--wav-scp", help="a Kaldi wav.scp (id path, or id command|) to read instead of WAV "
+                                     "arguments; default: the WAV arguments")
     p.add_argument("--out", default="xvector.ark", help="output: .ark (+ .scp) or .npy (+ .utts)")
 
-    p = commands.add_parser("compare", formatter_class=_formatter, help="score two audio files",
+    p = commands.add_parser("compare", formatter_class=HelpFormatter, help="score two audio files",
                             description="Prints the cosine of two utterances as stage 6 scores them and, when "
                                         "stage 6 calibrated the model (exp/<model>/scores/threshold.json with a "
                                         "calibration), its log-likelihood ratio and whether they are the same "
                                         "speaker at the Bayes threshold of --p-target. A model scored before "
                                         "calibration existed decides at stage 6's EER threshold.")
     add_model_options(p)
-    p.add_argument("enroll", metavar="A", help="first audio file")
+    p.add_argument("enroll", metavar="A", help=f"first audio file ({AUDIO})")
     p.add_argument("test", metavar="B", help="second audio file")
-    p.add_argument("--p-target", type=float, help="the prior of a target; default: the calibration's")
-    p.add_argument("--at", choices=("bayes", "eer"), default="bayes",
-                   help="decide at the Bayes threshold of --p-target, or at stage 6's EER threshold")
-    p.add_argument("--threshold", type=float, help="accept when the cosine >= this instead")
+    add_decision_options(p)
 
-    p = commands.add_parser("score", formatter_class=_formatter, help="score a trial list of audio files",
+    p = commands.add_parser("score", formatter_class=HelpFormatter, help="score a trial list of audio files",
                             description="Scores each line 'a.wav b.wav' or 'a.wav b.wav target|nontarget' of "
-                                        "TRIALS (paths relative to --wav-root) into OUT as 'a b cosine' lines "
-                                        "and, for a model stage 6 calibrated, its log-likelihood ratios into OUT "
-                                        "with .llr for .score; with labels on every line, prints EER and minDCF "
-                                        "(and Cllr, actual DCF) and writes them to OUT.json. Each file is "
-                                        "embedded once.")
+                                        "TRIALS (paths relative to --wav-root) into OUT as 'a b cosine decision' "
+                                        "lines, the decision accept or reject as purl compare decides (without "
+                                        "a threshold, 'a b cosine' lines), and for a model stage 6 calibrated its "
+                                        "log-likelihood ratios into OUT with .llr for .score; with labels on every "
+                                        "line, prints EER and minDCF (and Cllr, actual DCF) and writes them to "
+                                        "OUT.json. Each file is embedded once.")
     add_model_options(p)
     p.add_argument("trials", help="trial list: 'a.wav b.wav [target|nontarget]' per line")
     p.add_argument("--wav-root", default=".", help="directory the trial list's paths are relative to")
     p.add_argument("--out", help="score file (default: TRIALS's name + .score, in the current directory)")
+    add_decision_options(p)
 
-    p = commands.add_parser("clean", formatter_class=_formatter, help="find mislabelled utterances in a data dir",
+    p = commands.add_parser("clean", formatter_class=HelpFormatter, help="find mislabelled utterances in a data dir",
                             description="Stage 4 on any labelled Kaldi data dir (wav.scp, utt2spk, spk2utt; "
                                         "utils/validate_data_dir.py checks one): embeds every utterance with "
                                         "MODEL, fits per speaker a 2-component GMM to the cosines of its "
@@ -88,13 +124,18 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("data_dir", help="data dir with wav.scp, utt2spk and spk2utt")
     p.add_argument("--model", required=True, help="checkpoint (exp/<model>/models/final.pt) or exp dir")
     p.add_argument("--out-dir", help="where to write (default: DATA_DIR + _purl_clean)")
-    p.add_argument("--estimator", default="histogram", help="GMM estimator: histogram, sklearn, bic or global")
+    p.add_argument("--estimator", default="histogram",
+                   help="GMM estimator: histogram (EM on per-speaker histograms of the cosines), sklearn (the "
+                        "original work's GaussianMixture per speaker, slow), bic (histogram, but a speaker keeps "
+                        "one component when BIC prefers it: a clean speaker loses no pairs) or global (one GMM "
+                        "over all speakers' pairs)")
     p.add_argument("--threshold", type=float, default=0.5,
-                   help="a pair is unreliable when its weight w < this; an utterance suspected when its mean w is")
+                   help="a pair is unreliable when its weight w is below this, and an utterance is suspected "
+                        "when the mean w of its pairs is below it; strictly between 0 and 1")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
     p.add_argument("--threads", type=int, default=0, help="CPU threads; 0: torch's default")
 
-    p = commands.add_parser("export", formatter_class=_formatter, help="export the encoder (ONNX, TorchScript)",
+    p = commands.add_parser("export", formatter_class=HelpFormatter, help="export the encoder (ONNX, TorchScript)",
                             description="Writes the encoder as ONNX or TorchScript: input 'feats' (batch, "
                                         "frames, 80) mean-normalised Kaldi fbank of 16 kHz audio on the 16-bit "
                                         "scale, output 'embedding' (batch, embed_dim); batch and frames free. "
@@ -102,7 +143,18 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("model", help="checkpoint (exp/<model>/models/final.pt) or exp dir (exp/<model>)")
     p.add_argument("out", help="output file, e.g. model.onnx or model.ts")
     p.add_argument("--format", required=True, choices=("onnx", "torchscript"), help="file format")
-    return parser
+    return parser, commands.choices
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    """The command's options may stand anywhere after it (purl embed MODEL --out e.npy a.wav
+    b.wav): its own parser reads them intermixed with its arguments."""
+    parser, commands = get_parsers()
+    if not argv or argv[0] not in commands:
+        return parser.parse_args(argv)  # --help, or the error for no or an unknown command
+    args = commands[argv[0]].parse_intermixed_args(argv[1:])
+    args.command = argv[0]
+    return args
 
 
 # ---------------------------------------------------------------------------
@@ -184,47 +236,77 @@ def cmd_embed(args) -> int:
     return 0
 
 
+def check_range(option: str, value: float, low: float, high: float, what: str) -> None:
+    """Refuses a value outside [low, high], NaN included (as stage 4's config ranges)."""
+    if not low <= value <= high:
+        raise UsageError(f"{option} {value:g}: must be in [{low:.9g}, {high:.9g}] ({what})")
+
+
+def check_decision_options(args) -> None:
+    if args.threshold is not None:
+        check_range("--threshold", args.threshold, *SCORE_THRESHOLD_RANGE)
+    if args.p_target is not None:
+        check_range("--p-target", args.p_target, *PRIOR_RANGE)
+
+
 def decision(same: bool, what: str, threshold: str) -> str:
     return f"{'same speaker' if same else 'different speakers'}: {what} {'>=' if same else '<'} {threshold}"
 
 
-def cmd_compare(args) -> int:
+def decision_rule(model, args) -> tuple[str, float, str] | None:
+    """What compare and score decide at, as (the score compared: "score" for the
+    cosine or "llr", its threshold, how to say it); None without a threshold.
+    --threshold on the cosine; for a calibrated model the LLR at the Bayes
+    threshold of --p-target (default: the calibration's) or, with --at eer, at
+    stage 6's EER threshold; otherwise the cosine at stage 6's EER threshold."""
     from purl.api import ModelError
 
+    if args.threshold is not None:
+        return "score", args.threshold, f"threshold {args.threshold:g} (--threshold)"
+    if model.calibrated:
+        try:
+            threshold = model.decision_threshold(args.p_target, at=args.at)
+        except ModelError as e:
+            raise UsageError(str(e)) from e
+        if args.at == "eer":
+            return "llr", threshold, f"{threshold:.4f}, stage 6's EER threshold (cosine {model.threshold:.4f})"
+        p_target = model.calibration["p_target"] if args.p_target is None else args.p_target
+        return "llr", threshold, f"{threshold:.4f}, the Bayes threshold at p_target {p_target:g} (C_miss = C_fa = 1)"
+    if args.p_target is not None:
+        raise UsageError("--p-target: this model has no calibration (run stage 6's steps/calibrate.py on it)")
+    if model.threshold is None:
+        return None
+    return "score", model.threshold, (f"threshold {model.threshold:.4f} (stage 6's EER threshold, from the model's "
+                                      "scores/threshold.json)")
+
+
+NO_DECISION = ("no decision: this model has no scores/threshold.json (run stage 6 on it, or give --threshold); "
+               "higher scores mean more likely the same speaker")
+NO_CALIBRATION = ("calibration: missing from the model's scores/threshold.json (stage 6 before steps/calibrate.py); "
+                  "run steps/calibrate.py for a log-likelihood ratio and decisions at a prior")
+
+
+def cmd_compare(args) -> int:
+    check_decision_options(args)
     model = load(args)
     [a, b] = embed_all(model, [(args.enroll, args.enroll), (args.test, args.test)])
     cosine = model.cosine(a, b)
-    if args.threshold is not None:
-        print(f"score {cosine:.4f}")
-        print(decision(cosine >= args.threshold, "score", f"threshold {args.threshold:g} (--threshold)"))
-        return 0
-    if not model.calibrated:
-        print(f"score {cosine:.4f}")
-        if args.p_target is not None:
-            raise UsageError("--p-target: this model has no calibration (run stage 6's steps/calibrate.py on it)")
-        if model.threshold is None:
-            print("no decision: this model has no scores/threshold.json (run stage 6 on it, or give --threshold); "
-                  "higher scores mean more likely the same speaker")
-        else:
-            print(decision(cosine >= model.threshold, "score", f"threshold {model.threshold:.4f} (stage 6's "
-                           "EER threshold, from the model's scores/threshold.json)"))
-            print("calibration: missing from the model's scores/threshold.json (stage 6 before steps/calibrate.py); "
-                  "run steps/calibrate.py for a log-likelihood ratio and decisions at a prior")
-        return 0
-    llr = model.llr(cosine)
-    cal = model.calibration
-    print(f"llr {llr:.4f} (cosine {cosine:.4f}; llr = {cal['scale']:.4g} x cosine {cal['offset']:+.4g}, "
-          f"fitted at p_target {cal['p_target']:g})")
-    try:
-        threshold = model.decision_threshold(args.p_target, at=args.at)
-    except ModelError as e:
-        raise UsageError(str(e)) from e
-    if args.at == "eer":
-        where = f"{threshold:.4f}, stage 6's EER threshold (cosine {model.threshold:.4f})"
+    rule = decision_rule(model, args)
+    value = cosine
+    if rule is not None and rule[0] == "llr":
+        value = model.llr(cosine)
+        cal = model.calibration
+        print(f"llr {value:.4f} (cosine {cosine:.4f}; llr = {cal['scale']:.4g} x cosine {cal['offset']:+.4g}, "
+              f"fitted at p_target {cal['p_target']:g})")
     else:
-        p = cal["p_target"] if args.p_target is None else args.p_target
-        where = f"{threshold:.4f}, the Bayes threshold at p_target {p:g} (C_miss = C_fa = 1)"
-    print(decision(llr >= threshold, "llr", where))
+        print(f"score {cosine:.4f}")
+    if rule is None:
+        print(NO_DECISION)
+    else:
+        what, threshold, how = rule
+        print(decision(value >= threshold, what, how))
+    if not model.calibrated and model.threshold is not None:
+        print(NO_CALIBRATION)
     return 0
 
 
@@ -253,6 +335,7 @@ def cmd_score(args) -> int:
     from purl.fileio import write_text_atomic
     from purl.metrics import actual_dcf, cllr, eer_and_min_dcf, min_cllr
 
+    check_decision_options(args)
     trials_path = Path(args.trials)
     trials = read_wav_trials(trials_path)
     root = Path(args.wav_root)
@@ -262,13 +345,23 @@ def cmd_score(args) -> int:
     row = {f: n for n, f in enumerate(files)}
     scores = model.cosines(emb[[row[a] for a, _, _ in trials]], emb[[row[b] for _, b, _ in trials]])
     out = Path(args.out) if args.out else Path(trials_path.name + ".score")
-    write_text_atomic(out, "".join(f"{a} {b} {s:.6f}\n" for (a, b, _), s in zip(trials, scores)))
-    print(f"{PROG} score: {len(trials)} trials over {len(files)} files -> {out}")
     llrs = model.llr(scores) if model.calibrated else None
+    rule = decision_rule(model, args)
+    if rule is None:
+        decisions = [""] * len(trials)
+    else:
+        accept = (llrs if rule[0] == "llr" else scores) >= rule[1]
+        decisions = [" accept" if same else " reject" for same in accept]
+    write_text_atomic(out, "".join(f"{a} {b} {s:.6f}{d}\n" for (a, b, _), s, d in zip(trials, scores, decisions)))
+    print(f"{PROG} score: {len(trials)} trials over {len(files)} files -> {out}")
     if llrs is not None:
         llr_out = out.with_suffix(".llr")
         write_text_atomic(llr_out, "".join(f"{a} {b} {s:.6f}\n" for (a, b, _), s in zip(trials, llrs)))
         print(f"{PROG} score: their log-likelihood ratios (stage 6's calibration) -> {llr_out}")
+    if rule is None:
+        print(NO_DECISION)
+    else:
+        print(f"{int(accept.sum())} of {len(trials)} trials accepted (same speaker): {rule[0]} >= {rule[2]}")
     if trials[0][2] is not None:
         labels = np.array([t[2] for t in trials])
         if labels.all() or not labels.any():
@@ -287,6 +380,22 @@ def cmd_score(args) -> int:
             print(f"Cllr {summary['cllr']:.4f}  min Cllr {summary['min_cllr']:.4f}  "
                   f"actDCF(0.01) {summary['act_dcf_0.01']:.4f}  actDCF(0.05) {summary['act_dcf_0.05']:.4f}")
     return 0
+
+
+def relabel_summary(relabel: dict | None, relabel_dir: Path) -> list[str]:
+    """The lines of ``purl clean``'s summary about the relabel proposals."""
+    if relabel is None:
+        return [f"  (no relabel proposals: {relabel_dir.parent} holds one speaker)"]
+    lines = [f"  {relabel['moved']} utterances sit with another speaker of the dir, nearer its core than their own "
+             f"label's by a margin; {relabel['dropped']} sit with no speaker (their label is not among their "
+             f"{relabel['settings']['drop_rank']} nearest).",
+             f"  {relabel_dir / 'proposals'}  one line per proposal: utterance, its label, the speaker it sits "
+             "with ('-': none, drop it), margin, cosine to its own speaker; largest margin first",
+             f"  {relabel_dir}/  your data dir with the proposals applied: train on it (README: which method when)"]
+    if relabel.get("relabel_precision") is not None:
+        lines.insert(1, f"  Against utt2truespk: relabel precision {relabel['relabel_precision']:.3f}, "
+                        f"recall {relabel['relabel_recall'] or 0:.3f}.")
+    return lines
 
 
 def clean_summary(report: dict, out_dir: Path, clean_dir: Path, emb_scp: Path) -> str:
@@ -321,10 +430,12 @@ def cmd_clean(args) -> int:
     from purl.data.datadir import validate_data_dir
     from purl.kaldi_io import save_embeddings
     from purl.reliability import ESTIMATORS
-    from purl.stages.reliability import run_reliability
+    from purl.stages.relabel import run_relabel
+    from purl.stages.reliability import CONFIG_RANGES, run_reliability
 
     if args.estimator not in ESTIMATORS:
         raise UsageError(f"--estimator {args.estimator}: choose from {', '.join(sorted(ESTIMATORS))}")
+    check_range("--threshold", args.threshold, *CONFIG_RANGES[("reliability", "threshold")])
     data = validate_data_dir(args.data_dir, require=("wav.scp", "utt2spk", "spk2utt"), check_audio=True)
     out_dir = Path(args.out_dir) if args.out_dir else Path(str(data.path).rstrip("/") + "_purl_clean")
     check_device(args.device)
@@ -339,7 +450,10 @@ def cmd_clean(args) -> int:
     clean_dir = out_dir / "data_clean"
     report = run_reliability(emb_scp, data.path, out_dir, estimator=args.estimator,
                              threshold=args.threshold, clean_dir=clean_dir)
+    relabel_dir = out_dir / "data_relabelled"
+    relabel = run_relabel(emb_scp, data.path, relabel_dir, force=True) if len(data.speakers) > 1 else None
     print(clean_summary(report, out_dir, clean_dir, emb_scp))
+    print("\n".join(relabel_summary(relabel, relabel_dir)))
     return 0
 
 
@@ -362,7 +476,7 @@ COMMANDS = {"embed": cmd_embed, "compare": cmd_compare, "score": cmd_score, "cle
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = get_parser().parse_args(argv)
+    args = parse_args(sys.argv[1:] if argv is None else argv)
     from purl.allocator import keep_freed_memory
 
     setup_logging()

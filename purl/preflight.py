@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from purl.audio import parse_speed_entry
 from purl.config import ConfigError, load_config
 
 # Kaldi's compressed kSpeechFeature matrix: a 20-byte header, 8 bytes per column,
@@ -108,6 +109,9 @@ def check_audio_tools(data_dirs: list[str], which=shutil.which) -> list[str]:
             continue
         needed: dict[str, int] = {}
         for n, command in read_pipe_commands(wav_scp):
+            speed = parse_speed_entry(command)
+            if speed is not None and not speed[0].endswith("|"):
+                continue  # a speed copy of a file: read in-process, no program runs
             program = command.split()[0]
             needed.setdefault(program, n)
         for program, n in needed.items():

@@ -3,10 +3,11 @@
 
 Speed perturbation, after stage 0 and before stage 1: <dst-data-dir> holds the
 utterances of <src-data-dir> and, for each factor f, a copy of each played f
-times as fast (an ffmpeg pipe in wav.scp) under the new speaker sp<f>-<speaker>,
-as WeSpeaker and Kaldi do. Train on <dst-data-dir> after its stage 1. It only
-writes tables, so a rerun always rewrites them (from the current <src-data-dir>
-and --factors); a table that comes out the same keeps its file and time.
+times as fast (a utils/speed_audio.py command in wav.scp, which purl reads
+in-process) under the new speaker sp<f>-<speaker>, as WeSpeaker and Kaldi do.
+Train on <dst-data-dir> after its stage 1. It only writes tables, so a rerun
+always rewrites them (from the current <src-data-dir> and --factors); a table
+that comes out the same keeps its file and time.
 
 e.g.: steps/perturb_speed.py data/vox2_dev data/vox2_dev_sp
 """

@@ -79,12 +79,6 @@ def test_float_wav_is_read_at_its_level_not_as_zeros(tmp_path, subtype):
     np.testing.assert_allclose(samples, reference, atol=1e-3)
 
 
-def test_stereo_wav_is_refused_with_the_fix(tmp_path):
-    sf.write(tmp_path / "st.wav", np.zeros((8000, 2), np.float32), 16000)
-    with pytest.raises(AudioError, match=r"2 channels; the recipe takes mono audio .*remix 1"):
-        read_audio(str(tmp_path / "st.wav"))
-
-
 def test_truncated_wav_is_refused_not_read_at_half_length(tmp_path):
     raw = write_tone(tmp_path / "a.wav").read_bytes()
     (tmp_path / "cut.wav").write_bytes(raw[: len(raw) // 2])
@@ -692,8 +686,13 @@ def test_run_sh_refuses_a_stage_that_is_not_a_number():
 
 
 def test_run_sh_refuses_a_noise_rate_outside_0_1():
-    proc = run_script("bash", "run.sh", "--noise-rate", "1.5", "--stage", "9", cwd=ROOT / "egs" / "mini", check=False)
+    proc = run_script("bash", "run.sh", "--noise-rate", "1.5", "--stage", "6", cwd=ROOT / "egs" / "mini", check=False)
     assert proc.returncode == 1 and "--noise-rate must be in [0, 1)" in proc.stderr
+
+
+def test_run_sh_refuses_open_noise_without_outsiders():
+    proc = run_script("bash", "run.sh", "--noise-type", "open", "--stage", "6", cwd=ROOT / "egs" / "mini", check=False)
+    assert proc.returncode == 1 and "--noise-type open needs --num-outsider-speakers" in proc.stderr
 
 
 def test_simulate_noise_refuses_rate_0(tmp_path):

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from purl.audio import speed_entry
 from purl.preflight import check_audio_tools, check_batch, check_devices, check_disk, check_files
 from tests.conftest import ROOT, TINY_CONFIG, run_script
 
@@ -57,6 +58,13 @@ def test_missing_ffmpeg_is_an_error_only_where_wav_scp_pipes_through_it(tmp_path
     assert f"{m4a}/wav.scp line 2: reads audio through 'ffmpeg', which is not installed" in problem
     assert check_audio_tools([str(m4a)], which=lambda program: f"/usr/bin/{program}") == []
     assert check_audio_tools([str(wav)], which=lambda program: None) == []
+
+
+def test_speed_copies_need_no_program_but_their_source_pipe_does(tmp_path):
+    entries = [speed_entry("/c/a.wav", 0.9), speed_entry("sox /c/b.sph -t wav - |", 1.1)]
+    data = write_data_dir(tmp_path / "sp", entries)
+    [problem] = check_audio_tools([str(data)], which=lambda program: None)
+    assert f"{data}/wav.scp line 2: reads audio through 'sox', which is not installed" in problem
 
 
 def test_too_little_disk_for_the_features_is_an_error(tmp_path):

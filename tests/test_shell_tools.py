@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 
-from tests.conftest import ROOT, recipe_env
+import pytest
+
+from tests.conftest import ROOT, copy_recipe, recipe_env
 
 SCRIPT = """
 stage=0
@@ -40,6 +43,84 @@ def test_parse_options_rejects_missing_value(tmp_path):
 def test_parse_options_rejects_non_boolean_for_boolean(tmp_path):
     proc = run_options(tmp_path, "--use-gpu", "yes")
     assert proc.returncode == 1 and "takes true or false, not 'yes'" in proc.stderr
+
+
+TOOL = """#!/usr/bin/env bash
+# Makes the widgets of a data dir.
+#   tool.sh --num-jobs 8 data/train
+set -euo pipefail
+base=run
+
+# ---- what to run
+num_jobs=4          # parallel jobs
+cmd=$base           # job runner
+estimator=""        # histogram or bic
+                    # ("": the conf's)
+use_gpu=false
+. {root}/utils/parse_options.sh
+echo "$num_jobs $*"
+"""
+
+
+def test_help_prints_the_header_and_each_declared_option_with_its_default(tmp_path):
+    script = tmp_path / "tool.sh"
+    script.write_text(TOOL.format(root=ROOT))
+    proc = subprocess.run(["bash", str(script), "--help"], capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stderr == ""
+    lines = [line.rstrip() for line in proc.stdout.splitlines()]
+    assert lines[:2] == ["Makes the widgets of a data dir.", "  tool.sh --num-jobs 8 data/train"]
+    options = [" ".join(line.split()) for line in lines[lines.index("") + 2:]]
+    assert options == ["--base run", "", "# ---- what to run", "--num-jobs 4 # parallel jobs",
+                       "--cmd $base (= run) # job runner", '--estimator "" # histogram or bic', '# ("": the conf\'s)',
+                       "--use-gpu false"]
+    proc = subprocess.run(["bash", str(script), "--num-jobs", "2", "a", "b"], capture_output=True, text=True)
+    assert proc.stdout == "2 a b\n"  # not a recipe: positional arguments are the script's
+
+
+@pytest.mark.parametrize("recipe", ["mini", "voxceleb", "cnceleb", "speechocean762"])
+def test_every_recipe_s_help_lists_its_options_with_their_defaults(recipe):
+    text = (ROOT / "egs" / recipe / "run.sh").read_text()
+    declared = re.findall(r"^([a-z_]+)=(\S*)", text.split(". utils/parse_options.sh")[0], re.M)
+    proc = subprocess.run(["bash", "run.sh", "--help"], cwd=ROOT / "egs" / recipe, env=recipe_env(),
+                          capture_output=True, text=True)
+    assert proc.returncode == 0 and "no usage text" not in proc.stdout
+    assert proc.stdout.startswith("Usage: run.sh [options]\n" + text.splitlines()[1][2:] + "\n")
+    for name, default in declared:
+        assert f"  --{name.replace('_', '-')} {default}" in proc.stdout, name
+
+
+RECIPE = """#!/usr/bin/env bash
+set -euo pipefail
+stage=0
+stop_stage=6
+nj=4
+. {root}/utils/parse_options.sh
+""" + "".join(f'if [ $stage -le {n} ] && [ $stop_stage -ge {n} ]; then echo "stage {n}"; fi\n' for n in range(7))
+
+
+@pytest.mark.parametrize("args, message", [
+    (["3"], "run.sh: takes options only, not '3' (one stage: --stage 3 --stop-stage 3)"),
+    (["--nj", "2", "data"], "run.sh: takes options only, not 'data' (bash run.sh --help lists them)"),
+    (["--stage", "4", "--stop-stage", "2"], "run.sh: --stage 4 is after --stop-stage 2: no stage would run"),
+    (["--stage", "7"], "run.sh: --stage 7: the last stage is 6 (stages: 0 1 2 3 4 5 6)"),
+    (["--stage", "-3", "--stop-stage", "-1"], "run.sh: --stage -3 --stop-stage -1 selects none of the stages"),
+])
+def test_a_recipe_refuses_a_stray_argument_and_a_range_of_no_stage(tmp_path, args, message):
+    script = tmp_path / "run.sh"
+    script.write_text(RECIPE.replace("{root}", str(ROOT)))
+    proc = subprocess.run(["bash", str(script), *args], capture_output=True, text=True)
+    assert proc.returncode == 1 and proc.stderr.startswith(message) and proc.stdout == ""
+    proc = subprocess.run(["bash", str(script), "--stage", "5"], capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stdout == "stage 5\nstage 6\n"
+
+
+def test_the_mini_recipe_refuses_a_stage_number_given_as_an_argument(tmp_path):
+    recipe = copy_recipe("mini", tmp_path / "mini")
+    proc = subprocess.run(["bash", "run.sh", "3"], cwd=recipe, env=recipe_env(), capture_output=True, text=True)
+    assert proc.returncode == 1 and "run.sh: takes options only, not '3'" in proc.stderr
+    assert sorted(p.name for p in recipe.iterdir()) == sorted(p.name for p in (ROOT / "egs" / "mini").iterdir()
+                                                              if p.name not in ("data", "exp", "fbank", "corpus",
+                                                                                "RESULTS.md"))
 
 
 def test_run_jobs_fails_when_one_job_fails_and_names_its_log(tmp_path):

@@ -20,7 +20,7 @@ from purl.api import ModelError, features_of
 from purl.calibration import LinearCalibration
 from purl.cli import main as purl_main
 from purl.config import load_config
-from purl.data.datadir import read_kv, utt2spk_to_spk2utt, write_kv
+from purl.data.datadir import read_kv, utt2spk_to_spk2utt, validate_data_dir, write_kv
 from purl.embed import embed_utterances
 from purl.metrics import compute_eer
 from purl.models import build_model
@@ -175,6 +175,17 @@ def test_a_threshold_file_with_a_broken_calibration_is_refused(tmp_path, tiny_co
         purl.load_model(final)
 
 
+def test_purl_lists_its_api_names_and_imports_them_on_first_use():
+    code = ("import sys, purl, purl.api as api; names = set(dir(purl)); "
+            "print('torch' in sys.modules, set(purl.__all__) <= names, sorted(purl.__all__) == sorted(api.__all__))")
+    proc = subprocess.run([sys.executable, "-c", code], env=recipe_env(), capture_output=True, text=True)
+    assert proc.stdout.split() == ["True", "True", "True"], proc.stderr
+    code = "import sys, purl; print(sorted(set(purl.__all__) & set(dir(purl))), 'torch' in sys.modules)"
+    proc = subprocess.run([sys.executable, "-c", code], env=recipe_env(), capture_output=True, text=True)
+    assert proc.stdout.strip() == "['AudioError', 'ModelError', 'SpeakerModel', 'load_model'] False", proc.stderr
+    assert purl.load_model is purl.api.load_model
+
+
 def test_import_purl_leaves_the_allocator_alone():
     code = "import ctypes, purl, purl.api; assert 'purl.allocator' not in __import__('sys').modules; print('ok')"
     proc = subprocess.run([sys.executable, "-c", code], env=recipe_env(), capture_output=True, text=True)
@@ -223,7 +234,7 @@ def test_embed_writes_kaldi_vectors_and_npy_in_input_order(tmp_path, tiny_config
     assert purl_main(["embed", str(final), *files, "--out", str(tmp_path / "e" / "x.ark")]) == 0
     vectors = kaldiio.load_scp(str(tmp_path / "e" / "x.scp"))
     assert list(vectors) == files
-    assert purl_main(["embed", str(final), *files, "--out", str(tmp_path / "x.npy")]) == 0
+    assert purl_main(["embed", str(final), "--out", str(tmp_path / "x.npy"), *files]) == 0  # options anywhere
     np.testing.assert_array_equal(np.load(tmp_path / "x.npy"), np.stack([vectors[f] for f in files]))
     assert (tmp_path / "x.utts").read_text().split() == files
 
@@ -240,29 +251,41 @@ def test_unreadable_audio_is_named_and_nothing_is_written(tmp_path, tiny_config,
     assert not list(tmp_path.glob("x.*"))
 
 
-def test_score_writes_scores_and_metrics_and_names_a_bad_trial_line(tmp_path, tiny_config, capsys):
-    final = tiny_exp(tmp_path, tiny_config)
+def wav_trials(tmp_path, lines: list[str]) -> tuple[Path, dict[str, str], list[str]]:
+    """wav files of 2 speakers x 2 utterances under tmp_path/wav, and tmp_path/trials.txt of
+    ``lines`` with {0}..{3} standing for the files' paths relative to tmp_path/wav."""
     _, wav = wav_data_dir(tmp_path, speakers=2, utts=2)
     rel = [str(Path(p).relative_to(tmp_path / "wav")) for p in wav.values()]
     trials = tmp_path / "trials.txt"
-    trials.write_text(f"{rel[0]} {rel[1]} target\n{rel[0]} {rel[2]} nontarget\n{rel[3]} {rel[2]} target\n")
+    trials.write_text("".join(line.format(*rel) + "\n" for line in lines))
+    return trials, wav, rel
+
+
+def test_score_writes_scores_and_metrics_and_names_a_bad_trial_line(tmp_path, tiny_config, capsys):
+    final = tiny_exp(tmp_path, tiny_config)
+    trials, wav, rel = wav_trials(tmp_path, ["{0} {1} target", "{0} {2} nontarget", "{3} {2} target"])
     out = tmp_path / "s.score"
     assert purl_main(["score", str(final), str(trials), "--wav-root", str(tmp_path / "wav"), "--out", str(out)]) == 0
     lines = [line.split() for line in out.read_text().splitlines()]
-    assert [line[:2] for line in lines] == [[rel[0], rel[1]], [rel[0], rel[2]], [rel[3], rel[2]]]
+    assert lines == [[rel[0], rel[1], lines[0][2]], [rel[0], rel[2], lines[1][2]], [rel[3], rel[2], lines[2][2]]]
     model = purl.load_model(final)
     assert float(lines[1][2]) == pytest.approx(model.score(wav["spk0-u0"], wav["spk1-u0"]), abs=1e-6)
     assert set(json.loads((tmp_path / "s.score.json").read_text())) >= {"eer_percent", "min_dcf_0.01", "min_dcf_0.05"}
-    assert "EER" in capsys.readouterr().out and not (tmp_path / "s.llr").exists()
-    # a calibrated model: the same cosines, and their LLRs beside them with Cllr and the actual DCF
-    cosines = out.read_text()
+    printed = capsys.readouterr().out
+    assert "EER" in printed and "no decision: this model has no scores/threshold.json" in printed  # no column
+    assert not (tmp_path / "s.llr").exists()
+    # a calibrated model: the same cosines with a decision at the Bayes threshold, and their LLRs beside
+    # them with Cllr and the actual DCF
     write_threshold(final, calibration=(10.0, -4.0, 0.05))
     assert purl_main(["score", str(final), str(trials), "--wav-root", str(tmp_path / "wav"), "--out", str(out)]) == 0
-    assert out.read_text() == cosines
+    again = [line.split() for line in out.read_text().splitlines()]
+    assert [line[:3] for line in again] == lines
     llrs = [float(line.split()[2]) for line in (tmp_path / "s.llr").read_text().splitlines()]
     assert llrs == pytest.approx([10.0 * float(line[2]) - 4.0 for line in lines], abs=1e-4)
+    assert [line[3] for line in again] == ["accept" if v >= np.log(19) else "reject" for v in llrs]
     assert set(json.loads((tmp_path / "s.score.json").read_text())) >= {"cllr", "min_cllr", "act_dcf_0.05"}
-    assert "Cllr" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "Cllr" in printed and "trials accepted (same speaker): llr >= 2.9444, the Bayes threshold" in printed
     trials.write_text(f"{rel[0]} {rel[1]}\n{rel[0]} {rel[2]} maybe\n")
     assert purl_main(["score", str(final), str(trials), "--out", str(tmp_path / "t.score")]) == 1
     assert "trials.txt line 2: expected" in capsys.readouterr().err
@@ -282,6 +305,13 @@ def test_clean_finds_the_utterance_of_another_voice_and_explains_its_output(tmp_
     suspects = [line.split()[0] for line in (out_dir / "suspected_mislabelled").read_text().splitlines()]
     kept = (out_dir / "data_clean" / "utt2spk").read_text().split()[::2]
     assert sorted(kept + suspects) == sorted(wav)
+    # the relabel proposals beside the suspects: a valid data dir and the list to act on
+    relabelled = validate_data_dir(out_dir / "data_relabelled", require=["utt2spk", "utt2oldspk"])
+    report = json.loads((out_dir / "data_relabelled" / "relabel.json").read_text())
+    proposals = (out_dir / "data_relabelled" / "proposals").read_text().splitlines()
+    assert len(proposals) == report["moved"] + report["dropped"]
+    assert len(relabelled.utts) == len(wav) - report["dropped"]
+    assert "sit with another speaker" in printed and str(out_dir / "data_relabelled" / "proposals") in printed
 
 
 def test_clean_of_a_dir_without_spk2utt_says_what_to_do(tmp_path, tiny_config, capsys):
@@ -305,8 +335,8 @@ def test_compare_decides_at_the_stored_threshold(tmp_path, tiny_config, capsys):
     out = capsys.readouterr().out
     assert out.startswith(f"score {score:.4f}\n")
     assert ("same speaker" if model.accept(score) else "different speakers") in out
-    assert purl_main(["compare", str(final), str(a), str(b), "--threshold", "2"]) == 0
-    assert "different speakers: score < threshold 2 (--threshold)" in capsys.readouterr().out
+    assert purl_main(["compare", str(final), "--threshold", "1", str(a), str(b)]) == 0
+    assert "different speakers: score < threshold 1 (--threshold)" in capsys.readouterr().out
     assert "calibration: missing" in out
 
 
@@ -325,15 +355,71 @@ def test_compare_prints_the_llr_and_decides_at_a_prior(tmp_path, tiny_config, ca
     assert ("same speaker: llr >= 0.0000" if llr >= 0 else "different speakers: llr < 0.0000") in out
     assert purl_main(["compare", str(final), str(a), str(b), "--at", "eer"]) == 0
     assert "stage 6's EER threshold (cosine" in capsys.readouterr().out
+    assert purl_main(["compare", str(final), str(a), str(b), "--p-target", "1"]) == 1
+    assert capsys.readouterr().err == ("purl compare: --p-target 1: must be in [1e-09, 0.999999999] "
+                                       "(a prior probability, strictly between 0 and 1)\n")
 
 
-def test_every_option_of_every_command_shows_its_default(capsys):
+def test_score_decides_each_trial_as_compare_does(tmp_path, tiny_config, capsys):
+    final = tiny_exp(tmp_path, tiny_config)
+    trials, wav, _ = wav_trials(tmp_path, ["{0} {1}", "{0} {2}"])
+    write_threshold(final)
+    model = purl.load_model(final)
+    out = tmp_path / "s.score"
+    score = ["score", str(final), str(trials), "--wav-root", str(tmp_path / "wav"), "--out", str(out)]
+    assert purl_main(score) == 0
+    scores = [model.score(wav["spk0-u0"], wav[utt]) for utt in ("spk0-u1", "spk1-u0")]
+    decisions = [line.split()[3] for line in out.read_text().splitlines()]
+    assert decisions == ["accept" if model.accept(score) else "reject" for score in scores]
+    assert "trials accepted (same speaker): score >= threshold" in capsys.readouterr().out
+    for threshold, decision in (("-1", "accept"), ("1", "reject")):
+        assert purl_main([*score, "--threshold", threshold]) == 0
+        assert [line.split()[3] for line in out.read_text().splitlines()] == [decision, decision]
+
+
+POSTERIOR = "must be in [1e-09, 0.999999999] (a posterior, strictly between 0 and 1)"
+COSINE = "must be in [-1, 1] (a cosine score)"
+
+
+@pytest.mark.parametrize("command, value, message", [
+    ("clean", "1.5", f"--threshold 1.5: {POSTERIOR}"),
+    ("clean", "nan", f"--threshold nan: {POSTERIOR}"),
+    ("clean", "0", f"--threshold 0: {POSTERIOR}"),
+    ("compare", "nan", f"--threshold nan: {COSINE}"),
+    ("compare", "1.5", f"--threshold 1.5: {COSINE}"),
+    ("score", "inf", f"--threshold inf: {COSINE}"),
+])
+def test_a_threshold_out_of_range_or_nan_is_refused_before_anything_is_written(tmp_path, tiny_config, capsys,
+                                                                              command, value, message):
+    final = tiny_exp(tmp_path, tiny_config)
+    data, wav = wav_data_dir(tmp_path, speakers=2, utts=2)
+    (tmp_path / "trials.txt").write_text(f"{wav['spk0-u0']} {wav['spk1-u0']}\n")
+    argv = {"clean": [str(data), "--model", str(final)],
+            "compare": [str(final), wav["spk0-u0"], wav["spk1-u0"]],
+            "score": [str(final), str(tmp_path / "trials.txt"), "--out", str(tmp_path / "t.score")]}[command]
+    before = sorted(tmp_path.rglob("*"))
+    assert purl_main([command, *argv, "--threshold", value]) == 1
+    assert capsys.readouterr().err == f"purl {command}: {message}\n"
+    assert sorted(tmp_path.rglob("*")) == before
+
+
+def test_help_texts_are_whole_and_name_each_default_once(capsys):
+    from purl.reliability import ESTIMATORS
+
+    texts = {}
     for command in ("embed", "compare", "score", "clean", "export"):
         with pytest.raises(SystemExit):
             purl_main([command, "--help"])
-        text = capsys.readouterr().out
+        texts[command] = text = capsys.readouterr().out
+        assert "None" not in text, command
         options = set(re.findall(r"^  (--[a-z-]+)", text, re.M)) - {"--help"}
         assert options, command
         for option in options:
             block = text.split(f"  {option}", 1)[1].split("\n  -", 1)[0]
-            assert "(default:" in block or "required" in block or "{" in block, (command, option)
+            assert block.count("default") <= 1 + block.count("torch's default"), (command, option)
+            assert "default:" in block or "(required)" in block, (command, option)
+    assert all(f in texts["embed"] for f in ("wav", "flac", "ogg", "opus", "m4a", "aac", "mp3"))
+    assert all(name in texts["clean"] for name in ESTIMATORS)
+    threshold = " ".join(texts["clean"].split("\n  --threshold THRESHOLD", 1)[1].split("\n  -", 1)[0].split())
+    assert threshold == ("a pair is unreliable when its weight w is below this, and an utterance is suspected "
+                         "when the mean w of its pairs is below it; strictly between 0 and 1 (default: 0.5)")

@@ -42,8 +42,8 @@ reliability_conf=""       # stage 4: "": conf/reliability.yaml (tuned) or conf/r
 estimator=""              # stage 4 pair reliability: histogram, sklearn, bic or global ("": the conf's)
 clean_reference=true      # also pretrain on the clean labels, to show what noise costs
 methods="control filter purl"  # stage 5, each from the pretrained model: control (SupCon on the noisy
-                          #   labels), filter, purl, relabel (relabelled labels + PURL), reestimate (PURL
-                          #   re-fitting its weights every reestimate_every epochs)
+                          #   labels), filter, purl, relabel (SupCon on relabelled labels), relabel_purl (PURL
+                          #   on them, weights fitted again), reestimate (PURL re-fitting every reestimate_every epochs)
 filter_keep_ratio=0.5     # stage 5 filtering baseline: fraction of each speaker's utterances kept
 relabel_opts=""           # stage 5 relabel method: options of steps/relabel_data_dir.py, e.g. "--margin 0.2"
 reestimate_every=2        # stage 5 reestimate method: epochs between re-fits of the pair weights
@@ -152,12 +152,17 @@ if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
                  $purl_conf $noisy $(method_exp reestimate) ;;
       relabel) # shellcheck disable=SC2086
                steps/relabel_data_dir.py $relabel_opts $emb $noisy $relabelled
+               steps/train.sh --gpus "$gpus" --valid-data $test --overrides "$update loss.type=supcon" \
+                 $purl_conf $relabelled $(method_exp relabel) ;;
+      relabel_purl) # shellcheck disable=SC2086
+               steps/relabel_data_dir.py $relabel_opts $emb $noisy $relabelled
                # the pair weights fitted again, on the new labels
                steps/reliability.py "${reliability_opts[@]}" $emb $relabelled $pretrain/reliability_relabelled
                steps/train.sh --gpus "$gpus" --valid-data $test \
                  --overrides "$update purl.reliability=$pretrain/reliability_relabelled" \
-                 $purl_conf $relabelled $(method_exp relabel) ;;
-      *) echo "$0: unknown method '$method' in --methods (control filter purl reestimate relabel)" >&2; exit 1 ;;
+                 $purl_conf $relabelled $(method_exp relabel_purl) ;;
+      *) echo "$0: unknown method '$method' in --methods (control filter purl reestimate relabel relabel_purl)" >&2
+         exit 1 ;;
     esac
   done
   log "Stage 5 done in ${SECONDS}s"
@@ -175,15 +180,16 @@ if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
       filter) rows+=("$labels + filtering (keep $filter_keep_ratio)=$(method_exp filter)") ;;
       purl) rows+=("$labels + PURL=$(method_exp purl)") ;;
       reestimate) rows+=("$labels + PURL, re-estimated every $reestimate_every=$(method_exp reestimate)") ;;
-      relabel) rows+=("$labels + relabel + PURL=$(method_exp relabel)")
-               reports+=(--relabel-report $relabelled/relabel.json) ;;
+      relabel) rows+=("$labels, relabelled=$(method_exp relabel)") ;;
+      relabel_purl) rows+=("$labels, relabelled + PURL=$(method_exp relabel_purl)") ;;
     esac
   done
+  [[ " $methods " != *" relabel"* ]] || reports+=(--relabel-report $relabelled/relabel.json)
   for row in "${rows[@]}"; do
     model=${row#*=}
     data=$noisy  # the cohort has the labels the model had
     [ $model != $clean ] || data=$train
-    [ $model != "$(method_exp relabel)" ] || data=$relabelled
+    case $model in $(method_exp relabel)|$(method_exp relabel_purl)) data=$relabelled ;; esac
     steps/extract_embeddings.sh --nj $nj --cmd "$cmd" $model/models/final.pt $test $model/embeddings/test
     steps/extract_embeddings.sh --nj $nj --cmd "$cmd" $model/models/final.pt $data $model/embeddings/train
     norm=()  # the training mean subtracted (tuned) or plain cosine (paper); AS-Norm beside either

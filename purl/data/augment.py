@@ -25,7 +25,7 @@ import soundfile as sf
 import torch
 from scipy.signal import fftconvolve
 
-from purl.audio import AudioError, read_audio, unreadable
+from purl.audio import AudioError, downmix, read_audio, unreadable
 from purl.data.datadir import DataDir, DataDirError
 from purl.data.dataset import TrainingSet, spec_augment
 from purl.features import FRAME_LENGTH_S, FRAME_SHIFT_S, compute_fbank, fbank_options
@@ -40,10 +40,10 @@ def read_segment(entry: str, num_samples: int, rng: np.random.Generator) -> np.n
         try:
             total = sf.info(entry).frames
             start = int(rng.integers(0, max(total - num_samples, 0) + 1))
-            samples = sf.read(entry, start=start, frames=num_samples, dtype="int16", always_2d=True)[0][:, 0]
+            samples = sf.read(entry, start=start, frames=num_samples, dtype="int16", always_2d=True)[0]
         except (sf.LibsndfileError, RuntimeError, OSError) as e:
             raise unreadable(entry, e) from e
-        samples = samples.astype(np.float32)
+        samples = downmix(samples.astype(np.float32))
     else:
         samples = read_audio(entry)[0]
         start = int(rng.integers(0, max(len(samples) - num_samples, 0) + 1))

@@ -2,26 +2,18 @@
 WeSpeaker's speed_perturb): each factor f adds a copy of every utterance played
 f times as fast (pitch and tempo both change), filed under a new speaker
 ``sp<f>-<speaker>``, so a 0.9/1.1 perturbation triples the speakers. The copies
-are ffmpeg pipes in wav.scp; stage 1 computes their features like any other."""
+are commands of utils/speed_audio.py in wav.scp, which purl.audio.read_audio
+runs in-process (FFmpeg's filters through PyAV; no ffmpeg program); stage 1
+computes their features like any other."""
 
 from __future__ import annotations
 
 import os
-import shlex
 from pathlib import Path
 from typing import Sequence
 
+from purl.audio import speed_entry
 from purl.data.datadir import DataDir, DataDirError, utt2spk_to_spk2utt, write_kv
-
-
-def speed_pipe(entry: str, factor: float, sample_rate: int = 16000) -> str:
-    """A wav.scp entry decoding ``entry`` at ``factor`` times its speed, as 16-bit mono wav."""
-    # asetrate relabels the rate (a slower or faster playback), aresample returns to sample_rate.
-    filters = f"asetrate={sample_rate * factor:g},aresample={sample_rate}"
-    tail = f"-af {filters} -ac 1 -ar {sample_rate} -f wav - |"
-    if entry.endswith("|"):
-        return f"{entry} ffmpeg -nostdin -loglevel error -i - {tail}"
-    return f"ffmpeg -nostdin -loglevel error -i {shlex.quote(entry)} {tail}"
 
 
 def perturb_speed(src: str | os.PathLike, dst: str | os.PathLike, factors: Sequence[float] = (0.9, 1.1),
@@ -39,7 +31,7 @@ def perturb_speed(src: str | os.PathLike, dst: str | os.PathLike, factors: Seque
     for factor in factors:
         prefix = f"sp{factor:g}-"
         for utt, speaker in data.utt2spk.items():
-            wav_scp[prefix + utt] = speed_pipe(data.table("wav.scp")[utt], factor, sample_rate)
+            wav_scp[prefix + utt] = speed_entry(data.table("wav.scp")[utt], factor, sample_rate)
             utt2spk[prefix + utt] = prefix + speaker
             if durations is not None:
                 durations[prefix + utt] = f"{float(data.table('utt2dur')[utt]) / factor:.3f}"

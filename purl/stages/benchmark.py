@@ -26,7 +26,8 @@ EER = "EER (%)"
 # Method keys: the exp dir's name up to the first '_' (run.sh's method_exp); the
 # pretrained model itself is "supcon" (no update).
 METHOD_NAMES = {"supcon": "no update", "control": "control", "filter": "filtering", "purl": "PURL",
-                "reestimate": "PURL, re-estimated", "relabel": "relabel + PURL"}
+                "reestimate": "PURL, re-estimated", "relabel": "relabelled",
+                "relabel_purl": "relabelled + PURL"}
 
 
 def noise_name(noise_type: str) -> str:
@@ -40,7 +41,10 @@ def rate_name(rate: float) -> str:
 
 
 def method_key(exp_dir: str) -> str:
-    name = Path(exp_dir).name.split("_", 1)[0]
+    name = Path(exp_dir).name
+    if name.startswith("relabel_purl_"):
+        return "relabel_purl"
+    name = name.split("_", 1)[0]
     return "filter" if name.startswith("filter") else name
 
 
@@ -54,8 +58,9 @@ def read_cell(path: Path) -> dict:
     if not path.is_file():
         raise DataDirError(f"{path}: missing (run that cell: local/noise_benchmark.sh reruns what is not done)")
     summary = json.loads(path.read_text())
+    reliability = summary.get("reliability", {})
     return {"rows": {method_key(r["exp"]): r for r in summary["rows"]},
-            "reliability": summary.get("reliability", {}).get("detection", {}),
+            "reliability": reliability.get("detection", {}), "estimators": reliability.get("compare", {}),
             "relabel": summary.get("relabel", {})}
 
 
@@ -72,6 +77,12 @@ def recovered(eer_method: float, eer_noisy: float, eer_clean: float) -> float:
     method gives back: 1 is all of it, 0 none, negative worse than no update."""
     lost = eer_noisy - eer_clean
     return (eer_noisy - eer_method) / lost if lost > 0 else float("nan")
+
+
+def _nanmean(values) -> float:
+    """The mean of the finite values; nan (without numpy's warning) when there are none."""
+    finite = [v for v in values if v is not None and np.isfinite(v)]
+    return float(np.mean(finite)) if finite else float("nan")
 
 
 def _mean_sd(values: list[float]) -> str:
@@ -116,7 +127,7 @@ def tables(grid: dict, methods: list[str], seeds: list[int], rates: list[float],
                 shares[k] = per_seed
             numbers[t][rate_name(r)]["recovered"] = shares
             lines.append(f"| {t} | {rate_name(r)} | " + " | ".join(
-                f"{100 * np.nanmean(v):.0f}" if np.isfinite(v).any() else "–" for v in shares.values()) + " |")
+                f"{100 * _nanmean(v):.0f}" if np.isfinite(_nanmean(v)) else "–" for v in shares.values()) + " |")
 
     lines += ["", "## Per seed: does each method beat filtering and the control (lower EER)?", "",
               "| noise | rate | method | beats filtering | beats control |", "|---|---:|---|---|---|"]
@@ -142,9 +153,7 @@ def tables(grid: dict, methods: list[str], seeds: list[int], rates: list[float],
             cells = [grid[t][r][s] for s in seeds]
 
             def mean(part, key, cells=cells):
-                values = [c[part].get(key) for c in cells]
-                values = [float("nan") if v is None else v for v in values]
-                return float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
+                return _nanmean([c[part].get(key) for c in cells])
             found = {k: mean("reliability", k) for k in ("pair_auc", "utt_auc")}
             found.update({k: mean("relabel", k) for k in ("relabel_precision", "relabel_recall", "moved", "dropped",
                                                           "clean_moved", "outsiders_dropped", "outsiders")})
@@ -154,7 +163,29 @@ def tables(grid: dict, methods: list[str], seeds: list[int], rates: list[float],
             lines.append(f"| {t} | {rate_name(r)} | {found['pair_auc']:.3f} | {found['utt_auc']:.3f} | "
                          f"{found['relabel_precision']:.3f} | {found['relabel_recall']:.3f} | {found['moved']:.0f} | "
                          f"{found['dropped']:.0f} | {found['clean_moved']:.0f} | {outsiders} |")
+    lines += estimator_table(grid, seeds, rates, noise_types, numbers)
     return "\n".join(lines) + "\n", numbers
+
+
+def estimator_table(grid: dict, seeds: list[int], rates: list[float], noise_types: list[str], numbers: dict) -> list[str]:
+    """Stage 4's estimators side by side (its report compares them on the same
+    pairs): the mislabelled-utterance F1 at w < threshold under noise, and the
+    share of utterances flagged where there is none (false alarms)."""
+    names = sorted({e for t in noise_types for r in rates for s in seeds for e in grid[t][r][s]["estimators"]})
+    if not names:
+        return []
+    lines = ["", "## Stage 4's estimators: mislabelled-utterance F1 (utterances flagged at 0 noise), mean over seeds", "",
+             "| noise | rate | " + " | ".join(names) + " |", "|---|---:|" + "---:|" * len(names)]
+    for t in noise_types:
+        for r in rates:
+            if r == 0 and t != noise_types[0]:
+                continue
+            key = "frac_utts_flagged" if r == 0 else "utt_f1"
+            values = {e: [grid[t][r][s]["estimators"].get(e, {}).get(key, float("nan")) for s in seeds] for e in names}
+            numbers[t][rate_name(r)].setdefault("estimators", {})[key] = values
+            cells = [f"({100 * _nanmean(v):.1f}%)" if r == 0 else f"{_nanmean(v):.3f}" for v in values.values()]
+            lines.append(f"| {t if r else 'none'} | {rate_name(r)} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def plot_grid(grid: dict, methods: list[str], seeds: list[int], rates: list[float], noise_types: list[str],

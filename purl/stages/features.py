@@ -80,9 +80,10 @@ def make_fbank_job(
     purl.settings) beside it. All appear only when the job is complete
     (temporary names, then renames, the settings record last: a rerun takes a job
     as done only when its record equals the one it would write). An utterance
-    whose audio is unreadable, empty, shorter than ``min_frames``, of several
-    channels or of another sample rate is recorded as failed, not fatal; one
-    whose features are not finite (NaN or inf samples) fails the job, naming it.
+    whose audio is unreadable, empty, shorter than ``min_frames`` or of another
+    sample rate is recorded as failed, not fatal (several channels are averaged:
+    purl.audio); one whose features are not finite (NaN or inf samples) fails
+    the job, naming it.
     """
     ark_path = Path(ark_path)
     base = ark_path.with_suffix("")

@@ -61,9 +61,10 @@ def proposal_lines(utts: list[str], speakers: list[str], labels: np.ndarray, pro
 
 
 def run_relabel(xvector_scp: str | os.PathLike, data_dir: str | os.PathLike, out_dir: str | os.PathLike,
-                settings: RelabelSettings | None = None) -> dict | None:
+                settings: RelabelSettings | None = None, force: bool = False) -> dict | None:
     """Writes the relabelled dir; returns relabel.json's content, or None when
-    ``out_dir`` was made from the same settings (default: RelabelSettings())."""
+    ``out_dir`` was made from the same settings (default: RelabelSettings());
+    ``force``: the content in either case."""
     settings = settings or RelabelSettings()
     settings.check()
     out = Path(out_dir)
@@ -71,7 +72,7 @@ def run_relabel(xvector_scp: str | os.PathLike, data_dir: str | os.PathLike, out
         raise DataDirError(f"{xvector_scp}: no such embedding index (run steps/extract_embeddings.sh first)")
     record = relabel_settings(xvector_scp, data_dir, settings)
     if up_to_date(out / SETTINGS, record, out, complete=(out / "utt2spk").is_file()):
-        return None
+        return json.loads((out / REPORT).read_text()) if force else None
     data = DataDir(data_dir)
     speakers = data.speakers
     index = {s: n for n, s in enumerate(speakers)}
