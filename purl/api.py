@@ -3,8 +3,10 @@
     import purl
     model = purl.load_model("exp/supcon/models/final.pt")
     emb = model.embed("a.wav")                     # (embed_dim,) float32
-    score = model.score("a.wav", "b.wav")          # cosine, as stage 6 scores
-    model.accept(score)                            # True/False at stage 6's EER threshold
+    score = model.score("a.wav", "b.wav")          # the LLR of stage 6's calibration (else the cosine)
+    model.accept(score)                            # True/False at the Bayes threshold of the prior
+    model.accept(score, p_target=0.01)             # ... of another prior
+    model.accept(score, at="eer")                  # at stage 6's EER threshold
 
 Audio goes through what the recipe does to it: any format ``purl/audio.py``
 reads (a path, or a wav.scp command ending in '|'), several channels averaged
@@ -20,14 +22,21 @@ parent of ``models/final.pt``):
 - ``scores/threshold.json`` (written by stage 6, ``steps/score.py``): the EER
   threshold on the first trial list scored and the mean vector subtracted
   before the cosine (the training set's mean embedding). Scores are then
-  computed exactly as stage 6 computed them, and ``accept`` decides at that
-  threshold.
+  computed exactly as stage 6 computed them.
+- its ``calibration`` (added by ``steps/calibrate.py``): the cosine's linear
+  calibration, ``llr = scale * cosine + offset``, and the prior it was fitted
+  at. ``score`` is then that log-likelihood ratio, and ``accept`` decides at
+  the Bayes threshold ``log(C_fa (1 - p) / (C_miss p))`` of a prior p (by
+  default the fitted one). A threshold.json without it (stage 6 before
+  calibration existed) still loads: scores are cosines and ``accept``
+  decides at the EER threshold, as before.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import logging
 import math
 import os
 from pathlib import Path
@@ -42,10 +51,14 @@ from purl.audio import AudioError, read_audio
 from purl.errors import PurlError
 from purl.features import compute_fbank, fbank_options, num_frames
 from purl.kaldi_io import compress_speech_feature
+from purl.metrics import bayes_threshold
 from purl.stages.training import TrainingOutputs, threshold_file_of
 from purl.training.checkpoint import model_from_checkpoint
 
 SAMPLE_RATE = 16000
+DECIDE_AT = ("bayes", "eer")
+
+log = logging.getLogger(__name__)
 
 Audio = Union[str, os.PathLike, np.ndarray, torch.Tensor]
 
@@ -80,7 +93,18 @@ def read_threshold(path: str | os.PathLike) -> dict:
     if not math.isfinite(threshold) or (mean is not None and mean.ndim != 1):
         raise ModelError(f"{path}: threshold {threshold} or mean of shape {None if mean is None else mean.shape} "
                          "is unusable; rerun steps/score.py, or delete it")
-    return {**info, "threshold": threshold, "mean": mean}
+    calibration = info.get("calibration")
+    if calibration is not None:
+        try:
+            calibration = {k: float(calibration[k]) for k in ("scale", "offset", "p_target")}
+        except (KeyError, TypeError, ValueError) as e:
+            raise ModelError(f"{path}: calibration without a usable {e}; rerun steps/calibrate.py") from e
+        if not (calibration["scale"] > 0 and math.isfinite(calibration["scale"]) and math.isfinite(calibration["offset"])
+                and 0 < calibration["p_target"] < 1):
+            raise ModelError(f"{path}: calibration {calibration} is unusable (scale > 0, p_target in (0, 1)); "
+                             "rerun steps/calibrate.py")
+        calibration = {**info["calibration"], **calibration}
+    return {**info, "threshold": threshold, "mean": mean, "calibration": calibration}
 
 
 def waveform_to_16bit_scale(samples: np.ndarray | torch.Tensor) -> np.ndarray:
@@ -121,10 +145,12 @@ def features_of(samples: np.ndarray) -> np.ndarray:
 
 
 class SpeakerModel:
-    """A trained encoder with what stage 6 scored it with (mean, threshold)."""
+    """A trained encoder with what stage 6 scored it with (mean, EER threshold,
+    calibration: ``{"scale", "offset", "p_target"}`` of the cosine's LLR)."""
 
     def __init__(self, encoder: torch.nn.Module, config: dict, *, mean: np.ndarray | None = None,
-                 threshold: float | None = None, device: str | torch.device = "cpu", source: str = ""):
+                 threshold: float | None = None, calibration: dict | None = None,
+                 device: str | torch.device = "cpu", source: str = ""):
         self.encoder = encoder.eval().to(device)
         self.config = config
         self.device = torch.device(device)
@@ -134,11 +160,19 @@ class SpeakerModel:
                              f"{self.embed_dim} (the threshold file belongs to another model; rerun stage 6)")
         self.mean = mean
         self.threshold = threshold
+        self.calibration = calibration
         self.source = source
 
+    @property
+    def calibrated(self) -> bool:
+        """Whether ``score`` gives log-likelihood ratios (stage 6 calibrated the model)."""
+        return self.calibration is not None
+
     def __repr__(self) -> str:
+        calibration = (f"llr = {self.calibration['scale']:.4g} x cosine {self.calibration['offset']:+.4g}"
+                       if self.calibrated else "missing")
         return (f"SpeakerModel({self.config['model']['name']}, embed_dim={self.embed_dim}, "
-                f"threshold={self.threshold}, source={self.source!r})")
+                f"threshold={self.threshold}, calibration: {calibration}, source={self.source!r})")
 
     def load_audio(self, audio: Audio, sample_rate: int | None = None) -> np.ndarray:
         """16 kHz samples on the 16-bit scale from a path / wav.scp entry or a waveform."""
@@ -173,37 +207,85 @@ class SpeakerModel:
         return self.embed(item, SAMPLE_RATE if isinstance(item, (np.ndarray, torch.Tensor)) else None)
 
     def score(self, a, b) -> float:
-        """Cosine score of two utterances, as stage 6 scores them (the stored
-        mean subtracted first, when the model carries one). ``a`` and ``b`` are
-        audio (a path, or a 16 kHz waveform) or embeddings from ``embed``."""
+        """The score of two utterances: the log-likelihood ratio of stage 6's
+        calibration when the model has one (``calibrated``), else the cosine as
+        stage 6 scores it (the stored mean subtracted first, when the model
+        carries one). ``a`` and ``b`` are audio (a path, or a 16 kHz waveform)
+        or embeddings from ``embed``."""
         return float(self.score_embeddings(self._embedding(a)[None], self._embedding(b)[None])[0])
 
-    def score_embeddings(self, enroll: np.ndarray, test: np.ndarray) -> np.ndarray:
-        """Rowwise scores of (N, D) embeddings, with the model's mean subtracted."""
+    def cosine(self, a, b) -> float:
+        """The cosine of two utterances as stage 6 scores them, calibrated or not."""
+        return float(self.cosines(self._embedding(a)[None], self._embedding(b)[None])[0])
+
+    def cosines(self, enroll: np.ndarray, test: np.ndarray) -> np.ndarray:
+        """Rowwise cosines of (N, D) embeddings, with the model's mean subtracted."""
         from purl.scoring import cosine_score
         return cosine_score(enroll, test, mean=self.mean)
 
-    def accept(self, score: float) -> bool:
-        """Whether ``score`` is a target at stage 6's EER threshold (score >= threshold)."""
-        if self.threshold is None:
-            raise ModelError(f"{self.source}: no threshold stored for this model "
-                             "(run stage 6 to write exp/<model>/scores/threshold.json, or give one)")
-        return bool(score >= self.threshold)
+    def score_embeddings(self, enroll: np.ndarray, test: np.ndarray) -> np.ndarray:
+        """Rowwise scores of (N, D) embeddings, as ``score``: LLRs when calibrated, else cosines."""
+        cosines = self.cosines(enroll, test)
+        return self.llr(cosines) if self.calibrated else cosines
+
+    def llr(self, cosine):
+        """The log-likelihood ratio of a cosine (a float or an array) under stage 6's calibration."""
+        if not self.calibrated:
+            raise ModelError(f"{self.source}: no calibration stored for this model (its scores/threshold.json "
+                             "predates steps/calibrate.py, or there is none: run stage 6's steps/calibrate.py)")
+        llr = self.calibration["scale"] * np.asarray(cosine, dtype=np.float64) + self.calibration["offset"]
+        return float(llr) if llr.ndim == 0 else llr
+
+    def decision_threshold(self, p_target: float | None = None, *, at: str = "bayes", c_miss: float = 1.0,
+                           c_fa: float = 1.0) -> float:
+        """The threshold ``accept`` compares a score with, in the scores' own
+        units (LLR when calibrated, else cosine): ``at="bayes"``, the Bayes
+        threshold of the prior ``p_target`` (default: the prior the
+        calibration was fitted at) and the costs; ``at="eer"``, stage 6's EER
+        threshold. A model without a calibration has the EER threshold only."""
+        if at not in DECIDE_AT:
+            raise ModelError(f"at={at!r}: decide at one of {', '.join(DECIDE_AT)}")
+        if at == "eer":
+            if self.threshold is None:
+                raise ModelError(f"{self.source}: no threshold stored for this model "
+                                 "(run stage 6 to write exp/<model>/scores/threshold.json, or give one)")
+            return self.llr(self.threshold) if self.calibrated else self.threshold
+        if not self.calibrated:
+            raise ModelError(f"{self.source}: no calibration stored for this model, so no decision at a prior "
+                             "(run stage 6's steps/calibrate.py; accept(score, at='eer') decides at the EER "
+                             "threshold)")
+        return bayes_threshold(self.calibration["p_target"] if p_target is None else p_target, c_miss, c_fa)
+
+    def accept(self, score: float, p_target: float | None = None, *, at: str | None = None,
+               c_miss: float = 1.0, c_fa: float = 1.0) -> bool:
+        """Whether ``score`` (from ``score``) is a target: for a calibrated model
+        at the Bayes threshold of ``p_target`` (default: the calibration's
+        prior) and the costs, or with ``at="eer"`` at stage 6's EER threshold;
+        a model without a calibration decides at the EER threshold (as before
+        calibration existed) and refuses a ``p_target``."""
+        if at is None:
+            at = "bayes" if self.calibrated or p_target is not None else "eer"
+        return bool(score >= self.decision_threshold(p_target, at=at, c_miss=c_miss, c_fa=c_fa))
 
 
 def load_model(path: str | os.PathLike, *, device: str | torch.device = "cpu",
                threshold_file: str | os.PathLike | None = None) -> SpeakerModel:
     """The model of a checkpoint (``exp/<model>/models/final.pt``) or an exp dir,
-    with the mean and threshold of ``exp/<model>/scores/threshold.json`` when
-    stage 6 wrote one (or of ``threshold_file``)."""
+    with the mean, EER threshold and calibration of
+    ``exp/<model>/scores/threshold.json`` when stage 6 wrote one (or of
+    ``threshold_file``)."""
     ckpt = checkpoint_path(path)
     encoder, config = model_from_checkpoint(ckpt)
     if threshold_file is None:
         found = threshold_file_of(ckpt)
         threshold_file = found if found is not None and found.is_file() else None
-    info = read_threshold(threshold_file) if threshold_file is not None else {"threshold": None, "mean": None}
-    return SpeakerModel(encoder, config, mean=info["mean"], threshold=info["threshold"], device=device,
-                        source=str(ckpt))
+    info = (read_threshold(threshold_file) if threshold_file is not None
+            else {"threshold": None, "mean": None, "calibration": None})
+    if threshold_file is not None and info["calibration"] is None:
+        log.warning("%s has no calibration (stage 6 before steps/calibrate.py): scores are cosines and accept() "
+                    "decides at the EER threshold; run steps/calibrate.py for log-likelihood ratios", threshold_file)
+    return SpeakerModel(encoder, config, mean=info["mean"], threshold=info["threshold"],
+                        calibration=info["calibration"], device=device, source=str(ckpt))
 
 
 __all__ = ["AudioError", "ModelError", "SpeakerModel", "load_model"]

@@ -3,9 +3,9 @@
 Use a trained model (exp/<model>/models/final.pt, or exp/<model>) on audio:
 
   purl embed MODEL a.wav b.m4a ...      embeddings -> Kaldi xvector.ark/scp (or .npy)
-  purl compare MODEL a.wav b.wav        the score, and accept/reject at stage 6's threshold
+  purl compare MODEL a.wav b.wav        the LLR (or cosine), and accept/reject at a prior or stage 6's threshold
   purl score MODEL TRIALS               scores of 'a.wav b.wav [target|nontarget]' lines, accept/reject
-                                        (+ EER, minDCF)
+                                        (+ EER, minDCF; Cllr, actual DCF of a calibrated model)
   purl clean DATA_DIR --model MODEL     stage 4 on your own data dir: suspected mislabelled utterances
   purl export MODEL --format onnx OUT   the encoder as ONNX or TorchScript
 
@@ -30,6 +30,7 @@ PROG = "purl"
 AUDIO = "wav, flac, ogg, opus, m4a, aac, mp3, ...; any sample rate; several channels averaged"
 # A cosine score lies in [-1, 1]: a threshold outside accepts or rejects every trial.
 SCORE_THRESHOLD_RANGE = (-1.0, 1.0, "a cosine score")
+PRIOR_RANGE = (1e-9, 1 - 1e-9, "a prior probability, strictly between 0 and 1")
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -54,10 +55,17 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=0, help="CPU threads; 0: torch's default")
 
 
-def add_threshold_option(parser: argparse.ArgumentParser) -> None:
+def add_decision_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--p-target", type=float,
+                        help="the prior of a same-speaker trial: a calibrated model accepts when its LLR is at "
+                             "least the Bayes threshold log((1 - p) / p); default: the prior of its calibration")
+    parser.add_argument("--at", choices=("bayes", "eer"), default="bayes",
+                        help="a calibrated model decides at the Bayes threshold of --p-target, or at stage 6's "
+                             "EER threshold")
     parser.add_argument("--threshold", type=float,
-                        help="accept when score >= this, in [-1, 1]; default: stage 6's EER threshold "
-                             "(exp/<model>/scores/threshold.json)")
+                        help="accept when the cosine >= this, in [-1, 1], instead; default: stage 6's decision "
+                             "(exp/<model>/scores/threshold.json): a calibrated model's Bayes threshold, else "
+                             "the EER threshold")
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -81,25 +89,29 @@ def get_parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentP
     p.add_argument("--out", default="xvector.ark", help="output: .ark (+ .scp) or .npy (+ .utts)")
 
     p = commands.add_parser("compare", formatter_class=HelpFormatter, help="score two audio files",
-                            description="Prints the cosine score of two utterances as stage 6 scores them and, "
-                                        "when the model has exp/<model>/scores/threshold.json (stage 6) or "
-                                        "--threshold is given, whether they are the same speaker.")
+                            description="Prints the cosine of two utterances as stage 6 scores them and, when "
+                                        "stage 6 calibrated the model (exp/<model>/scores/threshold.json with a "
+                                        "calibration), its log-likelihood ratio and whether they are the same "
+                                        "speaker at the Bayes threshold of --p-target. A model scored before "
+                                        "calibration existed decides at stage 6's EER threshold.")
     add_model_options(p)
     p.add_argument("enroll", metavar="A", help=f"first audio file ({AUDIO})")
     p.add_argument("test", metavar="B", help="second audio file")
-    add_threshold_option(p)
+    add_decision_options(p)
 
     p = commands.add_parser("score", formatter_class=HelpFormatter, help="score a trial list of audio files",
                             description="Scores each line 'a.wav b.wav' or 'a.wav b.wav target|nontarget' of "
-                                        "TRIALS (paths relative to --wav-root) into OUT as 'a b score decision' "
+                                        "TRIALS (paths relative to --wav-root) into OUT as 'a b cosine decision' "
                                         "lines, the decision accept or reject as purl compare decides (without "
-                                        "a threshold, 'a b score' lines); with labels on every line, prints EER "
-                                        "and minDCF and writes them to OUT.json. Each file is embedded once.")
+                                        "a threshold, 'a b cosine' lines), and for a model stage 6 calibrated its "
+                                        "log-likelihood ratios into OUT with .llr for .score; with labels on every "
+                                        "line, prints EER and minDCF (and Cllr, actual DCF) and writes them to "
+                                        "OUT.json. Each file is embedded once.")
     add_model_options(p)
     p.add_argument("trials", help="trial list: 'a.wav b.wav [target|nontarget]' per line")
     p.add_argument("--wav-root", default=".", help="directory the trial list's paths are relative to")
     p.add_argument("--out", help="score file (default: TRIALS's name + .score, in the current directory)")
-    add_threshold_option(p)
+    add_decision_options(p)
 
     p = commands.add_parser("clean", formatter_class=HelpFormatter, help="find mislabelled utterances in a data dir",
                             description="Stage 4 on any labelled Kaldi data dir (wav.scp, utt2spk, spk2utt; "
@@ -230,35 +242,71 @@ def check_range(option: str, value: float, low: float, high: float, what: str) -
         raise UsageError(f"{option} {value:g}: must be in [{low:.9g}, {high:.9g}] ({what})")
 
 
-def describe_threshold(model, given: float | None) -> str:
-    if given is not None:
-        return f"threshold {given:g} (--threshold)"
-    return f"threshold {model.threshold:.4f} (stage 6's EER threshold, from the model's scores/threshold.json)"
+def check_decision_options(args) -> None:
+    if args.threshold is not None:
+        check_range("--threshold", args.threshold, *SCORE_THRESHOLD_RANGE)
+    if args.p_target is not None:
+        check_range("--p-target", args.p_target, *PRIOR_RANGE)
 
 
-def decision_threshold(model, given: float | None) -> float | None:
-    """What compare and score decide at: --threshold, else stage 6's; None without either."""
-    return given if given is not None else model.threshold
+def decision(same: bool, what: str, threshold: str) -> str:
+    return f"{'same speaker' if same else 'different speakers'}: {what} {'>=' if same else '<'} {threshold}"
+
+
+def decision_rule(model, args) -> tuple[str, float, str] | None:
+    """What compare and score decide at, as (the score compared: "score" for the
+    cosine or "llr", its threshold, how to say it); None without a threshold.
+    --threshold on the cosine; for a calibrated model the LLR at the Bayes
+    threshold of --p-target (default: the calibration's) or, with --at eer, at
+    stage 6's EER threshold; otherwise the cosine at stage 6's EER threshold."""
+    from purl.api import ModelError
+
+    if args.threshold is not None:
+        return "score", args.threshold, f"threshold {args.threshold:g} (--threshold)"
+    if model.calibrated:
+        try:
+            threshold = model.decision_threshold(args.p_target, at=args.at)
+        except ModelError as e:
+            raise UsageError(str(e)) from e
+        if args.at == "eer":
+            return "llr", threshold, f"{threshold:.4f}, stage 6's EER threshold (cosine {model.threshold:.4f})"
+        p_target = model.calibration["p_target"] if args.p_target is None else args.p_target
+        return "llr", threshold, f"{threshold:.4f}, the Bayes threshold at p_target {p_target:g} (C_miss = C_fa = 1)"
+    if args.p_target is not None:
+        raise UsageError("--p-target: this model has no calibration (run stage 6's steps/calibrate.py on it)")
+    if model.threshold is None:
+        return None
+    return "score", model.threshold, (f"threshold {model.threshold:.4f} (stage 6's EER threshold, from the model's "
+                                      "scores/threshold.json)")
 
 
 NO_DECISION = ("no decision: this model has no scores/threshold.json (run stage 6 on it, or give --threshold); "
                "higher scores mean more likely the same speaker")
+NO_CALIBRATION = ("calibration: missing from the model's scores/threshold.json (stage 6 before steps/calibrate.py); "
+                  "run steps/calibrate.py for a log-likelihood ratio and decisions at a prior")
 
 
 def cmd_compare(args) -> int:
-    if args.threshold is not None:
-        check_range("--threshold", args.threshold, *SCORE_THRESHOLD_RANGE)
+    check_decision_options(args)
     model = load(args)
     [a, b] = embed_all(model, [(args.enroll, args.enroll), (args.test, args.test)])
-    score = model.score(a, b)
-    print(f"score {score:.4f}")
-    threshold = decision_threshold(model, args.threshold)
-    if threshold is None:
+    cosine = model.cosine(a, b)
+    rule = decision_rule(model, args)
+    value = cosine
+    if rule is not None and rule[0] == "llr":
+        value = model.llr(cosine)
+        cal = model.calibration
+        print(f"llr {value:.4f} (cosine {cosine:.4f}; llr = {cal['scale']:.4g} x cosine {cal['offset']:+.4g}, "
+              f"fitted at p_target {cal['p_target']:g})")
+    else:
+        print(f"score {cosine:.4f}")
+    if rule is None:
         print(NO_DECISION)
     else:
-        same = score >= threshold
-        print(f"{'same speaker' if same else 'different speakers'}: score {'>=' if same else '<'} "
-              f"{describe_threshold(model, args.threshold)}")
+        what, threshold, how = rule
+        print(decision(value >= threshold, what, how))
+    if not model.calibrated and model.threshold is not None:
+        print(NO_CALIBRATION)
     return 0
 
 
@@ -285,10 +333,9 @@ def read_wav_trials(path: Path) -> list[tuple[str, str, bool | None]]:
 
 def cmd_score(args) -> int:
     from purl.fileio import write_text_atomic
-    from purl.metrics import eer_and_min_dcf
+    from purl.metrics import actual_dcf, cllr, eer_and_min_dcf, min_cllr
 
-    if args.threshold is not None:
-        check_range("--threshold", args.threshold, *SCORE_THRESHOLD_RANGE)
+    check_decision_options(args)
     trials_path = Path(args.trials)
     trials = read_wav_trials(trials_path)
     root = Path(args.wav_root)
@@ -296,21 +343,25 @@ def cmd_score(args) -> int:
     model = load(args)
     emb = embed_all(model, [(f, str(root / f)) for f in files], f"{trials_path}: ")
     row = {f: n for n, f in enumerate(files)}
-    scores = model.score_embeddings(emb[[row[a] for a, _, _ in trials]], emb[[row[b] for _, b, _ in trials]])
+    scores = model.cosines(emb[[row[a] for a, _, _ in trials]], emb[[row[b] for _, b, _ in trials]])
     out = Path(args.out) if args.out else Path(trials_path.name + ".score")
-    threshold = decision_threshold(model, args.threshold)
-    if threshold is None:
+    llrs = model.llr(scores) if model.calibrated else None
+    rule = decision_rule(model, args)
+    if rule is None:
         decisions = [""] * len(trials)
     else:
-        accept = scores >= threshold
+        accept = (llrs if rule[0] == "llr" else scores) >= rule[1]
         decisions = [" accept" if same else " reject" for same in accept]
     write_text_atomic(out, "".join(f"{a} {b} {s:.6f}{d}\n" for (a, b, _), s, d in zip(trials, scores, decisions)))
     print(f"{PROG} score: {len(trials)} trials over {len(files)} files -> {out}")
-    if threshold is None:
+    if llrs is not None:
+        llr_out = out.with_suffix(".llr")
+        write_text_atomic(llr_out, "".join(f"{a} {b} {s:.6f}\n" for (a, b, _), s in zip(trials, llrs)))
+        print(f"{PROG} score: their log-likelihood ratios (stage 6's calibration) -> {llr_out}")
+    if rule is None:
         print(NO_DECISION)
     else:
-        print(f"{int(accept.sum())} of {len(trials)} trials accepted (same speaker): score >= "
-              f"{describe_threshold(model, args.threshold)}")
+        print(f"{int(accept.sum())} of {len(trials)} trials accepted (same speaker): {rule[0]} >= {rule[2]}")
     if trials[0][2] is not None:
         labels = np.array([t[2] for t in trials])
         if labels.all() or not labels.any():
@@ -319,9 +370,15 @@ def cmd_score(args) -> int:
         figures = eer_and_min_dcf(scores, labels)
         summary = {"trials": str(trials_path), "n_trials": len(trials), "eer_percent": 100 * figures["eer"],
                    "min_dcf_0.01": figures["min_dcf_0.01"], "min_dcf_0.05": figures["min_dcf_0.05"]}
+        if llrs is not None:
+            summary.update({"cllr": cllr(llrs, labels), "min_cllr": min_cllr(llrs, labels),
+                            "act_dcf_0.01": actual_dcf(llrs, labels, 0.01), "act_dcf_0.05": actual_dcf(llrs, labels, 0.05)})
         write_text_atomic(out.with_name(out.name + ".json"), json.dumps(summary, indent=1) + "\n")
         print(f"EER {summary['eer_percent']:.2f}%  minDCF(0.01) {summary['min_dcf_0.01']:.4f}  "
               f"minDCF(0.05) {summary['min_dcf_0.05']:.4f}  (also in {out}.json)")
+        if llrs is not None:
+            print(f"Cllr {summary['cllr']:.4f}  min Cllr {summary['min_cllr']:.4f}  "
+                  f"actDCF(0.01) {summary['act_dcf_0.01']:.4f}  actDCF(0.05) {summary['act_dcf_0.05']:.4f}")
     return 0
 
 

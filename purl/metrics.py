@@ -1,4 +1,6 @@
-"""Speaker-verification metrics: EER, minDCF and DET curves, exact and numpy-only.
+"""Speaker-verification metrics: EER, minDCF and DET curves, exact and numpy-only;
+for log-likelihood ratios (calibrated scores) also Cllr, min Cllr and the
+actual DCF.
 
 Conventions used throughout:
 
@@ -19,6 +21,12 @@ Typical use, sorting the scores once for all figures and the DET plot::
     op = operating_points(scores, labels)
     figures = metrics_from_points(op, p_targets=(0.01, 0.05))
     plot_det({"ecapa": (op.p_miss, op.p_fa)}, "exp/ecapa/scores/det.png")
+
+A log-likelihood ratio (LLR) ``l = log p(s | target) / p(s | non-target)`` is
+judged by what deciding with it costs: ``cllr(llr, labels)`` over all priors,
+``actual_dcf(llr, labels, p)`` at the Bayes threshold of one prior, beside
+``min_cllr`` and ``minDCF``, what the best monotone map of the same scores
+would cost (Brümmer and du Preez 2006).
 """
 
 import os
@@ -53,8 +61,9 @@ class OperatingPoints:
     n_nontarget: int
 
 
-def _check_trials(scores, labels):
-    """Validate scores and labels; return (float64 scores, bool is_target)."""
+def _check_trials(scores, labels, allow_inf=False):
+    """Validate scores and labels; return (float64 scores, bool is_target).
+    ``allow_inf``: LLRs may be -inf or +inf (a certain decision), never NaN."""
     scores = np.asarray(scores, dtype=np.float64)
     labels = np.asarray(labels)
     if scores.ndim != 1 or labels.ndim != 1:
@@ -67,9 +76,11 @@ def _check_trials(scores, labels):
         )
     if scores.size == 0:
         raise MetricsError("no trials: scores and labels are empty")
-    if not np.all(np.isfinite(scores)):
-        bad = int(np.flatnonzero(~np.isfinite(scores))[0])
-        raise MetricsError(f"score of trial {bad} is {scores[bad]}: scores must be finite")
+    bad_values = np.isnan(scores) if allow_inf else ~np.isfinite(scores)
+    if bad_values.any():
+        bad = int(np.flatnonzero(bad_values)[0])
+        raise MetricsError(f"score of trial {bad} is {scores[bad]}: scores must be "
+                           f"{'a number' if allow_inf else 'finite'}")
     if labels.dtype != np.bool_:
         if not np.all((labels == 0) | (labels == 1)):
             raise MetricsError("labels must be boolean or 0/1 (1 = target trial)")
@@ -187,6 +198,93 @@ def eer_and_min_dcf(scores, labels, p_targets=(0.01, 0.05)) -> dict:
     operating_points() and metrics_from_points() yourself.
     """
     return metrics_from_points(operating_points(scores, labels), p_targets)
+
+
+def bayes_threshold(p_target, c_miss=1.0, c_fa=1.0) -> float:
+    """The LLR above which accepting costs less than rejecting, at prior
+    ``p_target`` and costs c_miss, c_fa: ``log(c_fa (1 - p) / (c_miss p))``
+    (0 at p = 0.5, 2.94 at 0.05, 4.60 at 0.01 with equal costs)."""
+    if not 0.0 < p_target < 1.0:
+        raise MetricsError(f"p_target must be in (0, 1), got {p_target}")
+    if c_miss <= 0 or c_fa <= 0:
+        raise MetricsError(f"c_miss and c_fa must be positive, got {c_miss} and {c_fa}")
+    return float(np.log(c_fa * (1.0 - p_target) / (c_miss * p_target)))
+
+
+def actual_dcf(llr, labels, p_target, c_miss=1.0, c_fa=1.0) -> float:
+    """Normalised DCF of deciding with LLRs at the Bayes threshold of
+    ``p_target`` (accept when ``llr >= bayes_threshold(p_target, ...)``),
+    normalised as compute_min_dcf. That threshold is one of the operating
+    points minDCF chooses from, so ``actual_dcf >= min DCF`` of the same
+    scores; the difference is what miscalibration costs at that prior."""
+    llr, is_target = _check_trials(llr, labels, allow_inf=True)
+    threshold = bayes_threshold(p_target, c_miss, c_fa)
+    p_miss = np.mean(llr[is_target] < threshold)
+    p_fa = np.mean(llr[~is_target] >= threshold)
+    c_default = min(c_miss * p_target, c_fa * (1.0 - p_target))
+    return float((c_miss * p_target * p_miss + c_fa * (1.0 - p_target) * p_fa) / c_default)
+
+
+def _cllr(target_llr, nontarget_llr) -> float:
+    # log(1 + exp(-l)) for targets, log(1 + exp(l)) for non-targets, in bits;
+    # logaddexp keeps +-inf exact (a certain right answer costs 0, a wrong one inf).
+    return float((np.mean(np.logaddexp(0.0, -target_llr)) + np.mean(np.logaddexp(0.0, nontarget_llr)))
+                 / (2.0 * np.log(2.0)))
+
+
+def cllr(llr, labels) -> float:
+    """The cost of log-likelihood ratios, in bits (Brümmer and du Preez 2006):
+    ``(mean over targets of log2(1 + e^-l) + mean over non-targets of
+    log2(1 + e^l)) / 2``, the cross-entropy at prior 0.5. 0 for perfect and
+    certain LLRs, 1 for LLRs that are all 0 (a system that says nothing),
+    more than 1 for misleading ones. ``llr`` may hold -inf and +inf."""
+    llr, is_target = _check_trials(llr, labels, allow_inf=True)
+    return _cllr(llr[is_target], llr[~is_target])
+
+
+def pav_llr(scores, labels) -> np.ndarray:
+    """The LLR of each trial under the best monotone (non-decreasing) map of
+    its score: the pool-adjacent-violators fit of P(target | score), whose
+    operating points are the vertices of the ROC convex hull, minus the
+    list's prior log-odds. Tied scores share one value. (N,) float64 in the
+    trials' order, possibly -inf or +inf at the ends.
+
+    This is the oracle calibration of the list itself: ``cllr`` of it is
+    ``min_cllr``, and its ``actual_dcf`` equals minDCF at every prior."""
+    scores, is_target = _check_trials(scores, labels)
+    order = np.argsort(scores, kind="stable")
+    ordered = scores[order]
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+    targets = np.add.reduceat(is_target[order].astype(np.float64), starts)
+    counts = np.diff(np.r_[starts, scores.size]).astype(np.float64)
+    # Pool adjacent violators: blocks of (targets, trials, tie groups) whose
+    # target fraction rises strictly from one block to the next.
+    block_tar, block_n, block_groups = [], [], []
+    for t, n in zip(targets, counts):
+        block_tar.append(t)
+        block_n.append(n)
+        block_groups.append(1)
+        while len(block_n) > 1 and block_tar[-2] * block_n[-1] >= block_tar[-1] * block_n[-2]:
+            t_last, n_last, g_last = block_tar.pop(), block_n.pop(), block_groups.pop()
+            block_tar[-1] += t_last
+            block_n[-1] += n_last
+            block_groups[-1] += g_last
+    posterior = np.repeat(np.array(block_tar) / np.array(block_n), block_groups)
+    n_target = float(is_target.sum())
+    with np.errstate(divide="ignore"):
+        group_llr = (np.log(posterior) - np.log1p(-posterior)) - np.log(n_target / (scores.size - n_target))
+    llr = np.empty(scores.size)
+    llr[order] = np.repeat(group_llr, counts.astype(np.int64))
+    return llr
+
+
+def min_cllr(scores, labels) -> float:
+    """The Cllr of the best monotone map of the scores (``cllr(pav_llr(...))``):
+    the discrimination part of Cllr; ``cllr - min_cllr`` is the calibration
+    loss. Depends on the scores' order only."""
+    scores, is_target = _check_trials(scores, labels)
+    llr = pav_llr(scores, is_target)
+    return _cllr(llr[is_target], llr[~is_target])
 
 
 def roc_auc(positive, scores) -> float:

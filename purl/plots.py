@@ -65,3 +65,37 @@ def plot_training_curves(steps_csv: str | os.PathLike, epochs_csv: str | os.Path
     fig.suptitle(title, y=1.03)
     save_figure(fig, out)
     return Path(out)
+
+
+def plot_reliability(curves: dict, out: str | os.PathLike, title: str = "",
+                     thresholds: dict[str, float] | None = None) -> Path:
+    """A reliability diagram: for each {label: (llr, is_target)}, the LLR a bin
+    of trials was given against the LLR its trials bear out (its empirical
+    log-odds, purl.calibration.empirical_llr), dots sized by the bin's trials.
+    Calibrated LLRs lie on the diagonal; a curve flatter than it is
+    overconfident, one above it underconfident. ``thresholds``
+    ({label: llr}) are drawn as vertical lines (Bayes thresholds)."""
+    from purl.calibration import empirical_llr
+
+    fig = Figure(figsize=(5.5, 5.5))
+    ax = fig.add_subplot()
+    lo, hi = float("inf"), float("-inf")
+    for label, (llr, is_target) in curves.items():
+        x, y, counts = empirical_llr(llr, is_target)
+        if not len(x):
+            continue
+        (line,) = ax.plot(x, y, "-", linewidth=1, label=label)
+        ax.scatter(x, y, s=8 + 60 * counts / counts.max(), color=line.get_color())
+        lo, hi = min(lo, x.min(), y.min()), max(hi, x.max(), y.max())
+    if lo < hi:
+        ax.plot([lo, hi], [lo, hi], ":", color="gray", linewidth=0.8, label="calibrated")
+    for label, value in (thresholds or {}).items():
+        ax.axvline(value, color="gray", linestyle="--", linewidth=0.6)
+        ax.text(value, ax.get_ylim()[0], f" {label}", rotation=90, va="bottom", fontsize=7, color="gray")
+    ax.set_xlabel("calibrated LLR (bin mean)")
+    ax.set_ylabel("empirical LLR: log-odds of the bin's trials minus the list's")
+    ax.set_title(title or "reliability diagram")
+    ax.grid(True, linestyle=":", linewidth=0.6)
+    ax.legend(loc="upper left", fontsize="small")
+    save_figure(fig, out)
+    return Path(out)

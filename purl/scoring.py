@@ -126,7 +126,7 @@ def speaker_means(emb, spk, normalise=False):
     return sums / counts[:, None].astype(sums.dtype)
 
 
-def cohort_stats(x_norm, cohort_norm, top_k, chunk_size=1024):
+def cohort_stats(x_norm, cohort_norm, top_k, chunk_size=1024, exclude=None):
     """Mean and std of each row's top-k cosine scores against a cohort.
 
     x_norm: (N, D) and cohort_norm: (C, D), both already length-normalised.
@@ -134,7 +134,14 @@ def cohort_stats(x_norm, cohort_norm, top_k, chunk_size=1024):
     the k highest scores, floored at a tiny value so it can be divided by.
     Rows are processed ``chunk_size`` at a time (memory about
     2 * chunk_size * C floats); each chunk is one matrix product.
+
+    exclude: optional (N,) cohort rows to leave out, one per row (-1: none):
+    a training speaker's own mean when its utterances are scored against a
+    cohort of training speakers, as if it were an unseen speaker (the
+    statistics of such a row are over at most C - 1 entries).
     """
+    if exclude is not None:
+        return _cohort_stats_excluding(x_norm, cohort_norm, top_k, chunk_size, np.asarray(exclude))
     n_cohort = cohort_norm.shape[0]
     k = min(int(top_k), n_cohort)
     mu = np.empty(x_norm.shape[0], dtype=x_norm.dtype)
@@ -150,7 +157,33 @@ def cohort_stats(x_norm, cohort_norm, top_k, chunk_size=1024):
     return mu, sigma
 
 
-def as_norm(scores, idx1, idx2, emb, cohort, top_k=300, mean=None, chunk_size=1024):
+def _cohort_stats_excluding(x_norm, cohort_norm, top_k, chunk_size, exclude):
+    n_cohort = cohort_norm.shape[0]
+    if exclude.shape != (x_norm.shape[0],) or (exclude.size and exclude.max() >= n_cohort):
+        raise ScoringError(f"exclude must hold one cohort row (< {n_cohort}) or -1 per embedding, "
+                           f"got shape {exclude.shape}")
+    plain = exclude < 0
+    mu = np.empty(x_norm.shape[0], dtype=x_norm.dtype)
+    sigma = np.empty_like(mu)
+    if plain.any():
+        mu[plain], sigma[plain] = cohort_stats(x_norm[plain], cohort_norm, top_k, chunk_size)
+    rows = np.flatnonzero(~plain)
+    if rows.size and n_cohort < 2:
+        raise ScoringError("a cohort of one leaves nothing when its row is excluded")
+    k = min(int(top_k), n_cohort - 1)
+    for start in range(0, rows.size, chunk_size):
+        part = rows[start:start + chunk_size]
+        s = x_norm[part] @ cohort_norm.T
+        s[np.arange(part.size), exclude[part]] = -np.inf  # never among the k highest of C - 1 finite values
+        s = np.partition(s, n_cohort - k, axis=1)[:, n_cohort - k:]
+        mu[part] = s.mean(axis=1)
+        sigma[part] = s.std(axis=1)
+    np.maximum(sigma, np.finfo(sigma.dtype).tiny, out=sigma)
+    return mu, sigma
+
+
+def as_norm(scores, idx1, idx2, emb, cohort, top_k=300, mean=None, chunk_size=1024,
+            cohort_exclude=None):
     """Adaptive symmetric score normalisation (AS-Norm; Matejka et al. 2017).
 
     scores: (T,) raw cosine scores of the trials (emb[idx1], emb[idx2]), as
@@ -160,6 +193,8 @@ def as_norm(scores, idx1, idx2, emb, cohort, top_k=300, mean=None, chunk_size=10
         speaker means of the training set (see speaker_means).
     top_k: cohort size per utterance (capped at C); mean: optional (D,)
         vector subtracted from emb and cohort before normalising.
+    cohort_exclude: optional (U,) cohort row to leave out of each
+        embedding's statistics, -1 for none (see cohort_stats).
 
     For each utterance u used by a trial, s_u = cos(u, cohort) (C scores),
     mu_u and sigma_u are the mean and population std of its top_k highest.
@@ -188,7 +223,13 @@ def as_norm(scores, idx1, idx2, emb, cohort, top_k=300, mean=None, chunk_size=10
     dtype = _float_dtype(emb, cohort)
     x = l2_normalise(emb[used].astype(dtype), mean)
     c = l2_normalise(cohort.astype(dtype), mean)
-    mu, sigma = cohort_stats(x, c, top_k, chunk_size)
+    exclude = None
+    if cohort_exclude is not None:
+        cohort_exclude = np.asarray(cohort_exclude)
+        if cohort_exclude.shape != (emb.shape[0],):
+            raise ScoringError(f"cohort_exclude has shape {cohort_exclude.shape}, expected ({emb.shape[0]},)")
+        exclude = cohort_exclude[used]
+    mu, sigma = cohort_stats(x, c, top_k, chunk_size, exclude=exclude)
 
     row1, row2 = inverse[: idx1.size], inverse[idx1.size:]
     s = scores.astype(dtype, copy=False)

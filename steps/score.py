@@ -5,12 +5,13 @@ Stage 6: scores trial lists with the cosine of two embeddings (after subtracting
 --mean, when given) and with AS-Norm against --cohort (speaker means of a
 training set's embeddings, top --top-k per side); writes <scores-dir>/<list>.
 {cosine,as-norm}.score, det_<list>.png, results.md and threshold.json (the
-cosine EER threshold of the first list and the --mean vector: what
-purl.load_model and `purl compare` decide with), prints the table, and with
---results collects every exp/*/scores/results.md into one file (recipes:
-exp/RESULTS.md).
+cosine EER threshold of the first list and the --mean vector, what
+purl.load_model and `purl compare` score with; steps/calibrate.py adds the
+calibration they decide with), prints the table, and with --results collects
+every exp/*/scores/results.md into one file (recipes: exp/RESULTS.md).
 <scores-dir>/settings records what the scores were made from (embeddings,
-mean, cohort, top-k, trial lists): a rerun from the same inputs reuses them.
+mean, cohort, top-k, trial lists): a rerun from the same inputs reuses them;
+<scores-dir>/scoring.json names those inputs for steps/calibrate.py.
 
 e.g.: python steps/score.py --mean exp/m/embeddings/train/mean.vec \\
         --cohort exp/m/embeddings/train/xvector.scp --cohort-utt2spk data/train/utt2spk \\

@@ -24,7 +24,8 @@ LAYOUT_NAMES = {
     "config.yaml", "train.csv", "epochs.csv", "train.png", "xvector.scp", "xvector.settings", "mean.vec",
     "report.json", "report.md", "results.json", "results.md", "threshold.json", "RESULTS.md",
     "reliability.settings", "feats.settings", "noise.settings", "filter.settings", "average.settings",
-    "data.settings", "fbank_failed", "suspected_mislabelled",
+    "data.settings", "fbank_failed", "suspected_mislabelled", "scoring.json", "calibration.json", "calibration.md",
+    "calibration_trials", "calibration.settings",
 }
 
 # Modules outside purl/stages/ that know a layout, and why.

@@ -40,15 +40,17 @@ def test_score_trials_rejects_out_of_range_rows():
         score_trials(emb, [0, 1], [1])
 
 
-def _as_norm_naive(emb, idx1, idx2, cohort, top_k, mean):
-    """AS-Norm straight from the formula, one trial at a time."""
+def _as_norm_naive(emb, idx1, idx2, cohort, top_k, mean, exclude=None):
+    """AS-Norm straight from the formula, one trial at a time; ``exclude``:
+    the cohort row each embedding leaves out (-1: none)."""
     out = []
     for i, j in zip(idx1, idx2):
         e, t = emb[i] - mean, emb[j] - mean
         s = _cos(e, t)
         stats = []
-        for u in (e, t):
-            cohort_scores = np.array([_cos(u, c - mean) for c in cohort])
+        for row, u in ((i, e), (j, t)):
+            kept = cohort if exclude is None or exclude[row] < 0 else np.delete(cohort, exclude[row], axis=0)
+            cohort_scores = np.array([_cos(u, c - mean) for c in kept])
             top = np.sort(cohort_scores)[::-1][:top_k]
             stats.append((top.mean(), top.std()))
         (mu_e, sd_e), (mu_t, sd_t) = stats
@@ -65,6 +67,23 @@ def test_as_norm_matches_per_trial_formula(top_k):
     got = as_norm(scores, idx1, idx2, emb, cohort, top_k=top_k, mean=mean, chunk_size=7)
     expected = _as_norm_naive(emb, idx1, idx2, cohort, top_k, mean)
     np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("top_k", [5, 39, 1000])  # 39 and 1000: every row the exclusion leaves
+def test_as_norm_leaves_out_each_utterances_own_cohort_row(top_k):
+    rng = np.random.default_rng(4)
+    emb, cohort, mean = rng.normal(size=(25, 12)), rng.normal(size=(40, 12)), rng.normal(size=12)
+    exclude = rng.integers(-1, 40, size=25)
+    idx1, idx2 = rng.integers(0, 25, size=(2, 60))
+    scores = score_trials(emb, idx1, idx2, mean=mean)
+    got = as_norm(scores, idx1, idx2, emb, cohort, top_k=top_k, mean=mean, chunk_size=7, cohort_exclude=exclude)
+    expected = _as_norm_naive(emb, idx1, idx2, cohort, top_k, mean, exclude)
+    np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-9)
+    # without exclusions: what as_norm gives without the argument, to the bit
+    none = as_norm(scores, idx1, idx2, emb, cohort, top_k=top_k, mean=mean, chunk_size=7,
+                   cohort_exclude=np.full(25, -1))
+    np.testing.assert_array_equal(none, as_norm(scores, idx1, idx2, emb, cohort, top_k=top_k, mean=mean,
+                                                chunk_size=7))
 
 
 def test_as_norm_rejects_cohort_of_wrong_dimension():

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import shutil
+
 import kaldiio
 import numpy as np
 import pytest
 import torch
 
 from purl.config import load_config
-from purl.data.datadir import DataDirError, read_kv
+from purl.data.datadir import DataDirError, read_kv, read_trials
 from purl.embed import embed_utterances
 from purl.models import build_model
 from purl.stages.scoring import cohort_from_embeddings, collect_results, score_trial_lists
@@ -136,3 +139,149 @@ def test_score_step_names_a_cohort_of_another_model_without_a_traceback(tmp_path
     proc = run_script(ROOT / "steps" / "score.py", "--cohort", tmp_path / "cohort.scp", "--cohort-utt2spk",
                       tmp_path / "utt2spk", scp, tmp_path / "scores", tmp_path / "trials", check=False)
     assert proc.returncode == 1 and proc.stderr.startswith("score.py: cohort has shape") and "Traceback" not in proc.stderr
+
+
+# --- calibration (steps/calibrate.py after steps/score.py)
+
+def calibration_setup(tmp_path, with_cohort=True):
+    """A scored model: exp/m/scores from test embeddings and trials, and the
+    training embeddings and data dir (utt2spk, utt2dur) to calibrate on."""
+    from purl.data.datadir import make_trials, write_kv, write_trials
+    from purl.stages.scoring import run_scoring
+
+    rng = np.random.default_rng(0)
+    emb, dirs = {}, {}
+    for part, speakers in (("train", 30), ("test", 8)):
+        centres = rng.normal(size=(speakers, 16))
+        utt2spk, utt2dur = {}, {}
+        for s in range(speakers):
+            for u in range(6):
+                utt = f"{part}{s:02d}-u{u}"
+                seconds = float(rng.choice([1.5, 8.0]))  # short utterances: noisier embeddings
+                emb[utt] = centres[s] + rng.normal(size=16) * (1.2 if seconds < 2 else 0.6) + 2.0
+                utt2spk[utt], utt2dur[utt] = f"{part}{s:02d}", f"{seconds}"
+        data = tmp_path / "data" / part
+        data.mkdir(parents=True)
+        write_kv(data / "utt2spk", utt2spk)
+        write_kv(data / "utt2dur", utt2dur)
+        dirs[part] = data
+        write_scp(tmp_path / f"{part}.scp", {u: v for u, v in emb.items() if u.startswith(part)})
+    write_trials(dirs["test"] / "trials", make_trials(read_kv(dirs["test"] / "utt2spk"), seed=1))
+    mean = tmp_path / "mean.vec"
+    mean.write_text("[ " + " ".join(f"{v:.6f}" for v in np.mean([emb[u] for u in emb if u.startswith("train")], 0))
+                    + " ]\n")
+    scores = tmp_path / "exp" / "m" / "scores"
+    cohort = dict(cohort=tmp_path / "train.scp", cohort_utt2spk=dirs["train"] / "utt2spk") if with_cohort else {}
+    run_scoring(tmp_path / "test.scp", scores, [dirs["test"] / "trials"], mean=mean, top_k=10, **cohort)
+    return scores, dirs
+
+
+def test_calibration_writes_llrs_figures_diagram_and_the_calibration_record(tmp_path):
+    from purl.metrics import cllr, compute_eer
+    from purl.stages.calibration import run_calibration
+
+    scores, dirs = calibration_setup(tmp_path)
+    before = {p.name: p.read_bytes() for p in scores.glob("*.score")}
+    results_before = (scores / "results.json").read_bytes()
+    threshold_before = (scores / "threshold.json").read_text()
+    report = run_calibration(tmp_path / "train.scp", dirs["train"], scores, num_speakers=20, seed=0,
+                             results=tmp_path / "exp" / "RESULTS.md")
+    # the raw scores and their figures are untouched
+    assert {p.name: p.read_bytes() for p in scores.glob("*.score")} == before
+    assert (scores / "results.json").read_bytes() == results_before
+    assert report["measures"] == ["duration", "magnitude", "imposter mean"]
+    figures = report["results"]["test"]
+    assert set(figures) == {"cosine", "as-norm"} and set(figures["cosine"]) == {"linear", "qmf"}
+    raw = json.loads(results_before)["test"]
+    for method in ("cosine", "as-norm"):
+        linear = figures[method]["linear"]
+        # a monotone map: the same EER and minDCF as the raw scores
+        assert linear["EER (%)"] == pytest.approx(raw[method]["EER (%)"])
+        assert linear["minDCF(0.01)"] == pytest.approx(raw[method]["minDCF(0.01)"])
+        assert linear["Cllr"] >= linear["min Cllr"] and linear["actDCF(0.05)"] >= linear["minDCF(0.05)"]
+    # the LLR files, in the trial list's order
+    trials = read_trials(dirs["test"] / "trials")
+    lines = (scores / "test.cosine.linear.llr").read_text().splitlines()
+    assert [tuple(line.split()[:2]) for line in lines] == [(a, b) for a, b, _ in trials]
+    llr = np.array([float(line.split()[2]) for line in lines])
+    labels = np.array([t for _, _, t in trials])
+    assert cllr(llr, labels) == pytest.approx(figures["cosine"]["linear"]["Cllr"], abs=1e-5)
+    assert compute_eer(llr, labels)[0] * 100 == pytest.approx(figures["cosine"]["linear"]["EER (%)"])
+    for name in ("test.as-norm.qmf.llr", "reliability_test.png", "calibration.md", "calibration_trials"):
+        assert (scores / name).is_file(), name
+    # calibration utterances are training utterances of 20 speakers, never test ones
+    cal = read_trials(scores / "calibration_trials")
+    assert {u[:7] for a, b, _ in cal for u in (a, b)} <= {f"train{s:02d}" for s in range(30)}
+    assert len({u[:7] for a, b, _ in cal for u in (a, b)}) == 20
+    # threshold.json keeps what scoring wrote (mean, EER threshold) and gains the calibration
+    record = json.loads((scores / "threshold.json").read_text())
+    assert record["threshold"] == json.loads(threshold_before)["threshold"] and len(record["mean"]) == 16
+    assert record["calibration"]["p_target"] == 0.05
+    assert record["calibration"]["scale"] == pytest.approx(report["fits"]["cosine"]["linear"]["weights"][0])
+    text = (tmp_path / "exp" / "RESULTS.md").read_text()
+    assert "| test | cosine + linear |" in text and "| test | as-norm + qmf |" in text
+    assert text.count("| test | cosine |") == 1  # the raw scores' row, as before calibration
+
+
+def test_calibration_rerun_skips_and_redoes_after_a_rescoring(tmp_path, caplog):
+    from purl.stages.calibration import run_calibration
+    from purl.stages.scoring import run_scoring
+
+    scores, dirs = calibration_setup(tmp_path, with_cohort=False)
+    caplog.set_level("INFO")
+    first = run_calibration(tmp_path / "train.scp", dirs["train"], scores, num_speakers=20)
+    assert set(first["results"]["test"]) == {"cosine"} and first["measures"] == ["duration", "magnitude"]
+    assert run_calibration(tmp_path / "train.scp", dirs["train"], scores, num_speakers=20) == first
+    assert "calibration.json was made from the same settings" in caplog.text
+    # another seed draws other speakers
+    assert run_calibration(tmp_path / "train.scp", dirs["train"], scores, num_speakers=20, seed=1) != first
+    # a rescoring rewrites threshold.json without the calibration: calibrating again restores it
+    (scores / "results.json").unlink()
+    run_scoring(tmp_path / "test.scp", scores, [dirs["test"] / "trials"], mean=tmp_path / "mean.vec", top_k=10)
+    assert "calibration" not in json.loads((scores / "threshold.json").read_text())
+    run_calibration(tmp_path / "train.scp", dirs["train"], scores, num_speakers=20, seed=1)
+    assert "calibration" in json.loads((scores / "threshold.json").read_text())
+
+
+def test_calibration_refuses_the_evaluation_list_and_its_utterances(tmp_path):
+    from purl.calibration import CalibrationError
+    from purl.stages.calibration import run_calibration
+
+    scores, dirs = calibration_setup(tmp_path, with_cohort=False)
+    with pytest.raises(CalibrationError, match="is an evaluation list"):
+        run_calibration(tmp_path / "test.scp", dirs["test"], scores, dev_trials=dirs["test"] / "trials")
+    (dirs["test"] / "dev_trials").write_text((dirs["test"] / "trials").read_text().splitlines()[0] + "\n")
+    with pytest.raises(CalibrationError, match="in the evaluation list"):
+        run_calibration(tmp_path / "test.scp", dirs["test"], scores, dev_trials=dirs["test"] / "dev_trials")
+
+
+def test_calibrate_step_without_scoring_json_says_what_to_run(tmp_path):
+    scores, dirs = calibration_setup(tmp_path, with_cohort=False)
+    (scores / "scoring.json").unlink()
+    proc = run_script(ROOT / "steps" / "calibrate.py", tmp_path / "train.scp", dirs["train"], scores, check=False)
+    assert proc.returncode == 1 and "scoring.json: missing (run steps/score.py" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_summary_gains_calibration_columns_after_the_existing_ones(tmp_path):
+    from purl.stages.calibration import run_calibration
+    from purl.stages.scoring import COLUMNS, summary_rows, summary_table
+
+    scores, dirs = calibration_setup(tmp_path, with_cohort=False)
+    exp = scores.parent
+    before = summary_table([("model", exp)])
+    assert before.splitlines()[0] == "| model | " + " | ".join(COLUMNS) + " |"
+    run_calibration(tmp_path / "train.scp", dirs["train"], scores, num_speakers=20)
+    after = summary_table([("model", exp)])
+    header, _, row = after.splitlines()[:3]
+    assert header == "| model | EER (%) | minDCF(0.01) | minDCF(0.05) | Cllr | actDCF(0.01) | actDCF(0.05) |"
+    # the existing columns keep their values and places
+    assert row.startswith(before.splitlines()[2].removesuffix(" |"))
+    figures = summary_rows([("model", exp)])[0]
+    linear = json.loads((scores / "calibration.json").read_text())["results"]["test"]["cosine"]["linear"]
+    assert figures["Cllr"] == linear["Cllr"] and figures["actDCF(0.05)"] == linear["actDCF(0.05)"]
+    # a model without calibration beside a calibrated one: dashes in its calibration columns
+    shutil.copytree(scores, exp.parent / "other" / "scores")
+    (exp.parent / "other" / "scores" / "calibration.json").unlink()
+    mixed = summary_table([("model", exp), ("other", exp.parent / "other")]).splitlines()
+    assert mixed[2] == row and mixed[3].endswith(" | - | - | - |")

@@ -17,12 +17,14 @@ from scipy.signal import resample_poly
 
 import purl
 from purl.api import ModelError, features_of
+from purl.calibration import LinearCalibration
 from purl.cli import main as purl_main
 from purl.config import load_config
 from purl.data.datadir import read_kv, utt2spk_to_spk2utt, validate_data_dir, write_kv
 from purl.embed import embed_utterances
 from purl.metrics import compute_eer
 from purl.models import build_model
+from purl.stages.calibration import write_calibration_record
 from purl.stages.features import make_fbank_job
 from purl.stages.scoring import score_trial_lists
 from purl.training.checkpoint import save_atomic
@@ -56,8 +58,9 @@ def wav_data_dir(path, speakers=3, utts=4):
     return data, wav
 
 
-def write_threshold(final, mean=None):
-    """Stage 6's scoring of a 4-trial list of made-up embeddings into exp/<model>/scores."""
+def write_threshold(final, mean=None, calibration=None):
+    """Stage 6's scoring of a 4-trial list of made-up embeddings into exp/<model>/scores;
+    with ``calibration`` (scale, offset, p_target), the record steps/calibrate.py adds."""
     exp = final.parent.parent
     rng = np.random.default_rng(0)
     emb = {f"s{s}-u{u}": rng.normal(size=16) + 3 * s for s in range(2) for u in range(2)}
@@ -66,6 +69,10 @@ def write_threshold(final, mean=None):
             writer(utt, v.astype(np.float32))
     (exp / "trials").write_text("s0-u0 s0-u1 target\ns0-u0 s1-u0 nontarget\ns1-u0 s1-u1 target\ns0-u1 s1-u1 nontarget\n")
     score_trial_lists(exp / "emb.scp", [exp / "trials"], exp / "scores", mean=mean)
+    if calibration is not None:
+        scale, offset, p_target = calibration
+        write_calibration_record(exp / "scores" / "threshold.json",
+                                 LinearCalibration(np.array([scale]), offset, p_target), source="made-up trials")
     return json.loads((exp / "scores" / "threshold.json").read_text())
 
 
@@ -119,9 +126,53 @@ def test_other_sample_rates_are_resampled_to_16k(tmp_path, tiny_config):
 
 def test_without_stage_6_there_is_no_decision(tmp_path, tiny_config):
     model = purl.load_model(tiny_exp(tmp_path, tiny_config))
-    assert model.threshold is None and model.mean is None
+    assert model.threshold is None and model.mean is None and not model.calibrated
     with pytest.raises(ModelError, match="no threshold stored"):
         model.accept(0.5)
+
+
+def test_a_threshold_file_without_calibration_loads_and_says_so(tmp_path, tiny_config, caplog):
+    final = tiny_exp(tmp_path, tiny_config)
+    info = write_threshold(final)  # stage 6 as it was before calibration: no "calibration" entry
+    assert "calibration" not in info
+    model = purl.load_model(final)
+    assert "has no calibration" in caplog.text and "calibration: missing" in repr(model)
+    a, b = np.ones(16, np.float32), np.linspace(-1, 1, 16).astype(np.float32)
+    assert model.score(a, b) == model.cosine(a, b)  # scores stay cosines
+    assert model.accept(info["threshold"]) and model.accept(info["threshold"], at="eer")
+    with pytest.raises(ModelError, match="no calibration stored for this model, so no decision at a prior"):
+        model.accept(0.3, p_target=0.01)
+    with pytest.raises(ModelError, match="no calibration stored"):
+        model.llr(0.3)
+
+
+def test_a_calibrated_model_scores_llrs_and_decides_at_the_bayes_threshold(tmp_path, tiny_config):
+    final = tiny_exp(tmp_path, tiny_config)
+    info = write_threshold(final, calibration=(10.0, -4.0, 0.05))
+    model = purl.load_model(final)
+    assert model.calibrated and model.calibration["p_target"] == 0.05
+    a, b = np.ones(16, np.float32), np.linspace(-1, 2, 16).astype(np.float32)
+    cosine = model.cosine(a, b)
+    assert model.score(a, b) == pytest.approx(10.0 * cosine - 4.0)
+    # the Bayes threshold of the fitted prior by default, of any prior on request
+    assert model.decision_threshold() == pytest.approx(np.log(19))
+    assert model.accept(np.log(19)) and not model.accept(np.log(19) - 1e-9)
+    assert model.accept(4.0, p_target=0.05) and not model.accept(4.0, p_target=0.01)  # log 99 = 4.6
+    assert model.accept(1.0, p_target=0.01, c_fa=1.0, c_miss=200.0)  # log(99 / 200) < 0
+    # the EER threshold stays available, in LLR units
+    eer_llr = 10.0 * info["threshold"] - 4.0
+    assert model.accept(eer_llr, at="eer") and not model.accept(eer_llr - 1e-6, at="eer")
+    with pytest.raises(ModelError, match="at='median'"):
+        model.accept(0.0, at="median")
+    np.testing.assert_allclose(model.score_embeddings(np.stack([a, b]), np.stack([b, b])),
+                               model.llr(model.cosines(np.stack([a, b]), np.stack([b, b]))))
+
+
+def test_a_threshold_file_with_a_broken_calibration_is_refused(tmp_path, tiny_config):
+    final = tiny_exp(tmp_path, tiny_config)
+    write_threshold(final, calibration=(-1.0, 0.0, 0.05))  # a falling LLR: a sign error somewhere
+    with pytest.raises(ModelError, match="rerun steps/calibrate.py"):
+        purl.load_model(final)
 
 
 def test_purl_lists_its_api_names_and_imports_them_on_first_use():
@@ -171,7 +222,7 @@ def test_readme_example_runs(tmp_path, tiny_config):
     final = tiny_exp(tmp_path, tiny_config)
     readme_example_files(tmp_path, final)
     out = run_readme_example(sys.executable, tmp_path, recipe_env())
-    assert re.fullmatch(r"score -?\d\.\d{3}: (same|different) speakers?\n", out)
+    assert re.fullmatch(r"score -?\d+\.\d{3}: (same|different) speakers?\n", out)
 
 
 # --- the purl command, in process (tests/test_install.py runs the installed one)
@@ -222,6 +273,19 @@ def test_score_writes_scores_and_metrics_and_names_a_bad_trial_line(tmp_path, ti
     assert set(json.loads((tmp_path / "s.score.json").read_text())) >= {"eer_percent", "min_dcf_0.01", "min_dcf_0.05"}
     printed = capsys.readouterr().out
     assert "EER" in printed and "no decision: this model has no scores/threshold.json" in printed  # no column
+    assert not (tmp_path / "s.llr").exists()
+    # a calibrated model: the same cosines with a decision at the Bayes threshold, and their LLRs beside
+    # them with Cllr and the actual DCF
+    write_threshold(final, calibration=(10.0, -4.0, 0.05))
+    assert purl_main(["score", str(final), str(trials), "--wav-root", str(tmp_path / "wav"), "--out", str(out)]) == 0
+    again = [line.split() for line in out.read_text().splitlines()]
+    assert [line[:3] for line in again] == lines
+    llrs = [float(line.split()[2]) for line in (tmp_path / "s.llr").read_text().splitlines()]
+    assert llrs == pytest.approx([10.0 * float(line[2]) - 4.0 for line in lines], abs=1e-4)
+    assert [line[3] for line in again] == ["accept" if v >= np.log(19) else "reject" for v in llrs]
+    assert set(json.loads((tmp_path / "s.score.json").read_text())) >= {"cllr", "min_cllr", "act_dcf_0.05"}
+    printed = capsys.readouterr().out
+    assert "Cllr" in printed and "trials accepted (same speaker): llr >= 2.9444, the Bayes threshold" in printed
     trials.write_text(f"{rel[0]} {rel[1]}\n{rel[0]} {rel[2]} maybe\n")
     assert purl_main(["score", str(final), str(trials), "--out", str(tmp_path / "t.score")]) == 1
     assert "trials.txt line 2: expected" in capsys.readouterr().err
@@ -273,6 +337,27 @@ def test_compare_decides_at_the_stored_threshold(tmp_path, tiny_config, capsys):
     assert ("same speaker" if model.accept(score) else "different speakers") in out
     assert purl_main(["compare", str(final), "--threshold", "1", str(a), str(b)]) == 0
     assert "different speakers: score < threshold 1 (--threshold)" in capsys.readouterr().out
+    assert "calibration: missing" in out
+
+
+def test_compare_prints_the_llr_and_decides_at_a_prior(tmp_path, tiny_config, capsys):
+    final = tiny_exp(tmp_path, tiny_config)
+    a, b = write_tone(tmp_path / "a.wav", seconds=1.5), write_tone(tmp_path / "b.wav", seconds=1.2, seed=3)
+    write_threshold(final, calibration=(10.0, -4.0, 0.05))
+    model = purl.load_model(final)
+    llr, cosine = model.score(a, b), model.cosine(a, b)
+    assert purl_main(["compare", str(final), str(a), str(b)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"llr {llr:.4f} (cosine {cosine:.4f}; llr = 10 x cosine -4, fitted at p_target 0.05)\n")
+    assert f"{'>=' if llr >= np.log(19) else '<'} 2.9444, the Bayes threshold at p_target 0.05" in out
+    assert purl_main(["compare", str(final), str(a), str(b), "--p-target", "0.5"]) == 0
+    out = capsys.readouterr().out
+    assert ("same speaker: llr >= 0.0000" if llr >= 0 else "different speakers: llr < 0.0000") in out
+    assert purl_main(["compare", str(final), str(a), str(b), "--at", "eer"]) == 0
+    assert "stage 6's EER threshold (cosine" in capsys.readouterr().out
+    assert purl_main(["compare", str(final), str(a), str(b), "--p-target", "1"]) == 1
+    assert capsys.readouterr().err == ("purl compare: --p-target 1: must be in [1e-09, 0.999999999] "
+                                       "(a prior probability, strictly between 0 and 1)\n")
 
 
 def test_score_decides_each_trial_as_compare_does(tmp_path, tiny_config, capsys):

@@ -105,6 +105,9 @@ if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
     steps/score.py --mean $m/embeddings/cohort/mean.vec --cohort $m/embeddings/cohort/xvector.scp \
       --cohort-utt2spk $cohort/utt2spk --top-k 300 --results exp/RESULTS.md \
       $m/embeddings/eval_avg/xvector.scp $m/scores $test/trials_concat $test/avg_enroll_trials
+    # calibration to LLRs on trials drawn from training speakers of the cohort dir, with the labels before
+    # simulated noise (noisy ones make the LLRs underconfident); never on the eval lists
+    steps/calibrate.py --results exp/RESULTS.md $m/embeddings/cohort/xvector.scp $train $m/scores
   done
   log "Stage 6 done in ${SECONDS}s"
 fi

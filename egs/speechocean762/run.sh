@@ -204,6 +204,8 @@ if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
     steps/score.py "${norm[@]}" \
       --cohort $model/embeddings/train/xvector.scp --cohort-utt2spk $data/utt2spk --top-k 50 \
       --results exp/RESULTS.md $model/embeddings/test/xvector.scp $model/scores $test/trials
+    # LLRs, calibrated on training speakers with their true labels (noisy ones make the LLRs underconfident)
+    steps/calibrate.py --results exp/RESULTS.md $model/embeddings/train/xvector.scp $train $model/scores
   done
   summary=exp/summary${tag}_$noise${noise_rate}_seed$seed
   steps/summarize.py "${reports[@]}" --json $summary.json "${rows[@]}" | tee $summary.md

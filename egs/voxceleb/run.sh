@@ -182,6 +182,18 @@ if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
     [ "$scoring" != asnorm ] || norm+=(--cohort $m/embeddings/cohort/xvector.scp --cohort-utt2spk $cohort/utt2spk --top-k 300)
     steps/score.py "${norm[@]}" --results exp/RESULTS.md \
       $m/embeddings/vox1/xvector.scp $m/scores $trials
+    # calibration to LLRs: on the original's validation speakers (held out of training) where stage 0
+    # made them, else on trials drawn from training speakers of the cohort dir with the labels before
+    # simulated noise (noisy ones make the LLRs underconfident); never on Vox1
+    if [ -n "$vox2_valid_pairs" ]; then
+      steps/extract_embeddings.sh --nj $nj --cmd "$cmd" --gpus "$gpus" $m/models/final.pt $valid $m/embeddings/vox2_valid
+      steps/calibrate.py --dev-trials $valid/trials --results exp/RESULTS.md \
+        $m/embeddings/vox2_valid/xvector.scp $valid $m/scores
+    else
+      [ -f $cohort/utt2spk ] || subset_data_dir.py --per-speaker $cohort_utts_per_speaker $noisy $cohort
+      steps/extract_embeddings.sh --nj $nj --cmd "$cmd" --gpus "$gpus" $m/models/final.pt $cohort $m/embeddings/cohort
+      steps/calibrate.py --results exp/RESULTS.md $m/embeddings/cohort/xvector.scp $train $m/scores
+    fi
   done
   log "Stage 6 done in ${SECONDS}s"
 fi

@@ -15,5 +15,6 @@ tests/test_layout_rule.py enforces the first two points for the names it knows.
 
 Modules: features (stage 1), noise (stage 2), training (stages 3 and 5),
 reliability (stage 4), embeddings (extraction job plans and merges), filtering
-(the filtering baseline), scoring (stage 6 and the summary table).
+(the filtering baseline), scoring (stage 6 and the summary table), calibration
+(stage 6: scores to log-likelihood ratios).
 """

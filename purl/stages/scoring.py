@@ -3,9 +3,11 @@ tables; the layout of exp/<model>/scores/ and of a recipe's exp/RESULTS.md (the
 generated tables; the recipe's committed RESULTS.md is written by hand).
 
 exp/<model>/scores/{<list>.<method>.score, det_<list>.png, results.json,
-results.md, threshold.json, settings}: ``settings`` (purl.settings) records the
-inputs the scores were made from; a rerun with the same ones reuses the scores,
-with others scores again and says what changed.
+results.md, threshold.json, scoring.json, settings}: ``settings`` (purl.settings)
+records the inputs the scores were made from; a rerun with the same ones reuses
+the scores, with others scores again and says what changed. ``scoring.json``
+names those inputs (paths as given), for the calibration step
+(purl/stages/calibration.py) to score its own trials the same way.
 """
 
 from __future__ import annotations
@@ -30,19 +32,35 @@ log = logging.getLogger(__name__)
 
 SETTINGS = "settings"          # in the scores dir: what the scores were made from, written last
 RESULTS_JSON = "results.json"
+THRESHOLD_JSON = "threshold.json"
+SCORING_INPUTS = "scoring.json"  # the paths score.py was given
+CALIBRATION_JSON = "calibration.json"  # written by purl/stages/calibration.py
+CALIBRATION_MD = "calibration.md"
 COLUMNS = ("EER (%)", "minDCF(0.01)", "minDCF(0.05)")
+# Optional columns of the summary, from calibration.json (linear calibration of the scoring method)
+CALIBRATION_COLUMNS = ("Cllr", "actDCF(0.01)", "actDCF(0.05)")
+
+
+def list_name(trials: Path) -> str:
+    """The name a trial list's outputs carry: trials_vox1_O -> vox1_O, data/test/trials -> test."""
+    return trials.name.removeprefix("trials_") if trials.name != "trials" else trials.parent.name
 
 
 def cohort_from_embeddings(scp: str | os.PathLike, utt2spk: str | os.PathLike) -> np.ndarray:
     """Speaker-mean embeddings (C, D) of a training set: the AS-Norm cohort."""
+    return cohort_with_speakers(scp, utt2spk)[1]
+
+
+def cohort_with_speakers(scp: str | os.PathLike, utt2spk: str | os.PathLike) -> tuple[list[str], np.ndarray]:
+    """(the C speaker ids in row order, their (C, D) mean embeddings): the AS-Norm cohort."""
     utts, emb = load_embeddings(scp)
     spk_of = read_kv(utt2spk)
     missing = next((u for u in utts if u not in spk_of), None)
     if missing is not None:
         raise DataDirError(f"{utt2spk}: no speaker for '{missing}' of {scp}")
-    speakers = np.unique([spk_of[u] for u in utts], return_inverse=True)[1]
+    names, speakers = np.unique([spk_of[u] for u in utts], return_inverse=True)
     # Raw scale, like the mean vector that scoring subtracts from both sides.
-    return speaker_means(emb, speakers)
+    return names.tolist(), speaker_means(emb, speakers)
 
 
 def score_trial_lists(
@@ -59,7 +77,8 @@ def score_trial_lists(
 
     Also writes <out>/threshold.json: the cosine EER threshold of the first
     list and the ``mean`` subtracted before scoring, what ``purl.load_model``
-    and ``purl compare`` decide with.
+    and ``purl compare`` score with (purl/stages/calibration.py adds the
+    calibration they decide with; a rescoring drops it, as it no longer fits).
 
     Returns {trial list: {method: {EER (%), minDCF(0.01), minDCF(0.05)}}}.
     """
@@ -73,7 +92,7 @@ def score_trial_lists(
     results: dict[str, dict[str, dict[str, float]]] = {}
     thresholds: dict[str, dict[str, float]] = {}
     for path in trial_paths:
-        name = path.name.removeprefix("trials_") if path.name != "trials" else Path(path).parent.name
+        name = list_name(Path(path))
         idx1, idx2, target = trial_indices(path, index)
         if target.all() or not target.any():
             raise DataDirError(f"{path}: has no {'non-target' if target.all() else 'target'} trials; "
@@ -99,7 +118,7 @@ def score_trial_lists(
                 thresholds[name] = {"trials": str(path), "eer": eer, "threshold": threshold}
         plot_det(curves, out_dir / f"det_{name}.png", title=f"{name}: {out_dir.parent.name}")
     write_text_atomic(out_dir / RESULTS_JSON, json.dumps(results, indent=1) + "\n")
-    write_text_atomic(out_dir / "threshold.json", json.dumps(threshold_record(thresholds, mean), indent=1) + "\n")
+    write_text_atomic(out_dir / THRESHOLD_JSON, json.dumps(threshold_record(thresholds, mean), indent=1) + "\n")
     write_text_atomic(out_dir / "results.md", results_table(results, title=str(out_dir.parent.name)))
     return results
 
@@ -132,38 +151,53 @@ def results_table(results: dict[str, dict[str, dict[str, float]]], title: str = 
 
 
 def collect_results(exp_root: str | os.PathLike, out: str | os.PathLike) -> str:
-    """RESULTS.md: every exp/<model>/scores/results.md of a recipe, one table each."""
+    """RESULTS.md: every exp/<model>/scores/results.md of a recipe, one table each,
+    each followed by the model's calibration.md where steps/calibrate.py wrote one."""
     exp_root = Path(exp_root)
     parts = ["# Results\n", "Every scored model of this recipe (steps/score.py writes each "
              "exp/<model>/scores/results.md; EER in %, minDCF with C_miss = C_fa = 1).\n"]
     for path in sorted(exp_root.glob("*/scores/results.md")):
         parts.append(path.read_text())
+        if (path.parent / CALIBRATION_MD).is_file():
+            parts.append((path.parent / CALIBRATION_MD).read_text())
     text = "\n".join(parts)
     write_text_atomic(out, text)
     return text
 
 
 def summary_rows(rows: list[tuple[str, Path]], scoring: str = "cosine") -> list[dict]:
-    """Per (label, exp dir): {label, exp, and the COLUMNS of its first trial list}."""
+    """Per (label, exp dir): {label, exp, and the COLUMNS of its first trial list},
+    plus the CALIBRATION_COLUMNS of its linear calibration where the model has
+    a calibration.json."""
     out = []
     for label, exp_dir in rows:
         path = Path(exp_dir) / "scores" / RESULTS_JSON
         if not path.is_file():
             raise DataDirError(f"{path}: missing (run stage 6 for {exp_dir})")
         results = json.loads(path.read_text())
-        figures = next(iter(results.values()))[scoring]
-        out.append({"label": label, "exp": str(exp_dir), **{c: figures[c] for c in COLUMNS}})
+        first, methods = next(iter(results.items()))
+        figures = methods[scoring]
+        row = {"label": label, "exp": str(exp_dir), **{c: figures[c] for c in COLUMNS}}
+        calibration = path.parent / CALIBRATION_JSON
+        if calibration.is_file():
+            linear = json.loads(calibration.read_text())["results"].get(first, {}).get(scoring, {}).get("linear")
+            row.update({c: linear[c] for c in CALIBRATION_COLUMNS} if linear else {})
+        out.append(row)
     return out
 
 
 def summary_table(rows: list[tuple[str, Path]], reliability_report: Path | None = None,
                   scoring: str = "cosine") -> str:
     """One table over models: a row per (label, exp dir), EER and minDCF of its
-    first trial list; then the reliability stage's detection figures."""
-    lines = ["| model | " + " | ".join(COLUMNS) + " |", "|---|" + "---:|" * len(COLUMNS)]
-    for row in summary_rows(rows, scoring):
+    first trial list, then (where any model is calibrated) Cllr and the actual
+    DCF of its linear calibration; then the reliability stage's detection figures."""
+    table = summary_rows(rows, scoring)
+    columns = COLUMNS + (CALIBRATION_COLUMNS if any(CALIBRATION_COLUMNS[0] in row for row in table) else ())
+    lines = ["| model | " + " | ".join(columns) + " |", "|---|" + "---:|" * len(columns)]
+    for row in table:
         lines.append(f"| {row['label']} | " + " | ".join(
-            f"{row[c]:.2f}" if c.startswith("EER") else f"{row[c]:.4f}" for c in COLUMNS) + " |")
+            "-" if c not in row else f"{row[c]:.2f}" if c.startswith("EER") else f"{row[c]:.4f}"
+            for c in columns) + " |")
     text = "\n".join(lines) + "\n"
     if reliability_report is not None and Path(reliability_report).is_file():
         report = json.loads(Path(reliability_report).read_text())
@@ -200,6 +234,9 @@ def run_scoring(xvector_scp: str | os.PathLike, scores_dir: str | os.PathLike, t
     inputs; with ``results``, every exp/*/scores/results.md collected there."""
     scores_dir = Path(scores_dir)
     record = score_settings(xvector_scp, trials, top_k, mean, cohort, cohort_utt2spk)
+    inputs = {"xvector_scp": str(xvector_scp), "trials": [str(t) for t in trials], "mean": str(mean) if mean else None,
+              "cohort": str(cohort) if cohort else None,
+              "cohort_utt2spk": str(cohort_utt2spk) if cohort_utt2spk else None, "top_k": top_k}
     if up_to_date(scores_dir / SETTINGS, record, scores_dir, complete=(scores_dir / RESULTS_JSON).is_file()):
         scored = json.loads((scores_dir / RESULTS_JSON).read_text(encoding="utf-8"))
     else:
@@ -208,7 +245,17 @@ def run_scoring(xvector_scp: str | os.PathLike, scores_dir: str | os.PathLike, t
         scored = score_trial_lists(xvector_scp, [Path(t) for t in trials], scores_dir,
                                    mean=mean_vector, cohort=cohort_means, top_k=top_k)
         write_record(scores_dir / SETTINGS, record)
+    write_text_atomic(scores_dir / SCORING_INPUTS, json.dumps(inputs, indent=1) + "\n")
     if results:
         collect_results(scores_dir.parent.parent, results)
         log.info("updated %s", results)
     return scored
+
+
+def read_scoring_inputs(scores_dir: str | os.PathLike) -> dict:
+    """What steps/score.py scored a scores dir from (its scoring.json)."""
+    path = Path(scores_dir) / SCORING_INPUTS
+    if not path.is_file():
+        raise DataDirError(f"{path}: missing (run steps/score.py for this model first; a scores dir of an "
+                           "older version has none: rerunning score.py writes it without scoring again)")
+    return json.loads(path.read_text(encoding="utf-8"))
