@@ -15,7 +15,7 @@ import pytest
 
 from purl.processes import WorkerError, in_processes
 from purl.reliability import GmmParams, Reliability, ReliabilitySettings, fit_sklearn
-from purl.reliability.speakers import SpeakerIndex
+from purl.reliability.speakers import SpeakerIndex, speaker_parts
 from purl.testing import simulate_embeddings
 from tests.conftest import ROOT, recipe_env, run_script
 from tests.test_reliability_stage import noisy_dir_with_embeddings
@@ -28,6 +28,14 @@ SIZES = np.array([2, 40, 3, 60, 25, 33, 5, 45, 12])
 def _same_params(a: GmmParams, b: GmmParams) -> None:
     for name in ("weights", "means", "variances", "clean", "unit", "n_pairs", "loglik"):
         np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
+
+
+def test_speakers_are_dealt_by_pair_count_largest_first_to_the_least_loaded():
+    # pairs (+1 a speaker): 46, 37, 4, 4, 2, 2
+    index, _ = SpeakerIndex.from_labels(np.repeat(np.arange(6), [10, 9, 3, 3, 2, 2]))
+    assert [p.tolist() for p in speaker_parts(index, 2)] == [[0, 5], [1, 2, 3, 4]]
+    assert [p.tolist() for p in speaker_parts(index, 3)] == [[0], [1], [2, 3, 4, 5]]
+    assert len(speaker_parts(index, 9)) == 6  # no process without a speaker
 
 
 def test_sklearn_fits_in_1_2_3_processes_equal_one_process_bit_for_bit():
