@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Usage: python -m bench.bench_stages [--scale 1/8] [--growth] [--no-paper] [--out DIR]   (after . ./path.sh)
+"""Usage: python -m bench.bench_stages [--scale 1/8] [--growth] [--paper-nj 16] [--no-paper] [--out DIR]   (after . ./path.sh)
 
 Every stage of egs/voxceleb/run.sh at VoxCeleb size, run the way the recipe
 runs it (the same scripts and options, in a recipe folder, through path.sh),
@@ -17,8 +17,9 @@ without audio:
   the stages' own functions), so each script plans, finds its jobs done and
   merges; stage 4 in both protocols' forms: tuned (whole-utterance
   embeddings, the histogram EM) and paper (one random crop, the original's
-  per-speaker sklearn loop at tol 1e-3: minutes at full size; --no-paper
-  leaves it out);
+  per-speaker sklearn fits at tol 1e-3 in --paper-nj processes, the recipe's
+  nj by default; the row names them and the cores: minutes at full size on
+  few cores; --no-paper leaves it out);
 - stage 0: a VoxCeleb-layout tree (empty m4a files, tiny wav files, official
   trial lists) at 1/8, 1/4 and 1/2 of the run's size (a full tree is 1.1M
   inodes), with the growth between them.
@@ -49,6 +50,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.bench_reliability import speaker_sizes
+from purl.processes import usable_cores
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -95,8 +97,10 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--growth", action="store_true", help="run at half the scale first; print the growth")
     parser.add_argument("--out", help="work folder (default: a temporary one, removed at the end)")
     parser.add_argument("--no-tree", action="store_true", help="skip stage 0 from a corpus tree")
+    parser.add_argument("--paper-nj", type=int, default=NJ,
+                        help="processes of stage 4's sklearn fits in the paper form (default: the recipe's nj, %(default)s)")
     parser.add_argument("--no-paper", action="store_true",
-                        help="skip stage 4 in the paper protocol's form (the sklearn loop: minutes at full size)")
+                        help="skip stage 4 in the paper protocol's form (the sklearn fits: minutes at full size)")
     parser.add_argument("--lookup", nargs=2, metavar=("RELIABILITY_DIR", "DATA_DIR"),
                         help=argparse.SUPPRESS)  # the child that times the pair-weight lookup
     return parser
@@ -313,7 +317,7 @@ def lookup_rate(reliability_dir: str, data_dir: str) -> None:
 
 # --------------------------------------------------------------------------- the stages
 
-def run_all(work: Path, scale: Fraction, tree: bool, paper: bool) -> list[Row]:
+def run_all(work: Path, scale: Fraction, tree: bool, paper: bool, paper_nj: int = NJ) -> list[Row]:
     rng = np.random.default_rng(0)
     recipe = make_recipe(work / "recipe")
     logs = recipe / "log"
@@ -412,8 +416,9 @@ def run_all(work: Path, scale: Fraction, tree: bool, paper: bool) -> list[Row]:
     if paper:
         extract(("4", "training set, paper"), noisy_dir, "exp/supcon/embeddings/train_crop", crop,
                 " --num-crops 1 --crop-frames 300 --random-crop-seed 0")
-        stage("4", "reliability.py --estimator sklearn --tol 1e-3 --compare global,bic --clean-dir (paper)",
-              f"steps/reliability.py --estimator sklearn --tol 1e-3 --compare global,bic --clean-dir "
+        stage("4", f"reliability.py --estimator sklearn --tol 1e-3 --nj {paper_nj} --compare global,bic --clean-dir "
+                   f"(paper; {paper_nj} processes on {usable_cores()} cores)",
+              f"steps/reliability.py --estimator sklearn --tol 1e-3 --nj {paper_nj} --compare global,bic --clean-dir "
               f"{noisy_dir}_cleaned_paper exp/supcon/embeddings/train_crop/xvector.scp {noisy_dir} "
               "exp/supcon/reliability_paper")
     stage("5", "train.sh PURL: pair weights loaded + 5 steps of a tiny ECAPA-TDNN",
@@ -497,9 +502,10 @@ def main() -> None:
         half = None
         if args.growth:
             print(f"bench_stages: half size ({args.scale / 2}) in {work / 'half'}", file=sys.stderr)
-            half = run_all(work / "half", args.scale / 2, tree=False, paper=not args.no_paper)
+            half = run_all(work / "half", args.scale / 2, tree=False, paper=not args.no_paper, paper_nj=args.paper_nj)
         print(f"bench_stages: size {args.scale} in {work / 'full'}", file=sys.stderr)
-        rows = run_all(work / "full", args.scale, tree=not args.no_tree, paper=not args.no_paper)
+        rows = run_all(work / "full", args.scale, tree=not args.no_tree, paper=not args.no_paper,
+                       paper_nj=args.paper_nj)
         print_table([r for r in rows if r.stage != "0"], args.scale, half)
         print_tree_table([r for r in rows if r.stage == "0"])
     finally:

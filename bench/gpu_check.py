@@ -2,11 +2,11 @@
 
 One process of the GPU check (bench/gpu_check.sh runs it at 1 and N processes):
 stage 3's trainer for --steps steps of <config.yaml> on <train-data-dir> (DDP
-over NCCL on CUDA, gloo on the CPU), then prints one line: processes, device,
-steps, utterances/s over all processes (the median of the train.csv windows
-after the first, so start-up and warm-up do not count) and the peak memory of
-each process (torch.cuda.max_memory_allocated on CUDA; the maximum resident set
-on the CPU).
+over NCCL on CUDA, gloo on the CPU), then prints one line: the model (and its
+layout), train.amp, processes, device, steps, utterances/s over all processes
+(the median of the train.csv windows after the first, so start-up and warm-up
+do not count) and the peak memory of each process
+(torch.cuda.max_memory_allocated on CUDA; the maximum resident set on the CPU).
 
 e.g.: torchrun --standalone --nproc-per-node 4 bench/gpu_check.py --steps 300 \\
         egs/voxceleb/conf/ecapa_supcon.yaml /tmp/gpu_check/data/train /tmp/gpu_check/exp_4
@@ -62,7 +62,10 @@ def main() -> int:
                 rates = [float(r["utt_per_s"]) for r in csv.DictReader(f)][1:]
             rate = f"{statistics.median(rates):.1f}" if rates else "n/a (raise --steps)"
             name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-            print(f"gpu_check: {trainer.dist.world_size} process(es) on {name}, {args.steps} steps of {batch} "
+            model = config["model"]["name"] + "".join(f" ({v})" for k, v in config["model"]["args"].items()
+                                                      if k == "layout")
+            print(f"gpu_check: {model}, train.amp {config['train']['amp']}: "
+                  f"{trainer.dist.world_size} process(es) on {name}, {args.steps} steps of {batch} "
                   f"utterances: {rate} utterances/s; peak memory per process (MiB): "
                   f"{', '.join(f'{p:.0f}' for p in peaks)}", flush=True)
     finally:

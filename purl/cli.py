@@ -132,6 +132,9 @@ def get_parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentP
     p.add_argument("--threshold", type=float, default=0.5,
                    help="a pair is unreliable when its weight w is below this, and an utterance is suspected "
                         "when the mean w of its pairs is below it; strictly between 0 and 1")
+    p.add_argument("--nj", type=int, default=None,
+                   help="processes of --estimator sklearn's per-speaker fits (the same fits in any number); "
+                        "default: the cores this process may use")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
     p.add_argument("--threads", type=int, default=0, help="CPU threads; 0: torch's default")
 
@@ -429,6 +432,7 @@ def cmd_clean(args) -> int:
     import purl
     from purl.data.datadir import validate_data_dir
     from purl.kaldi_io import save_embeddings
+    from purl.processes import usable_cores
     from purl.reliability import ESTIMATORS
     from purl.stages.relabel import run_relabel
     from purl.stages.reliability import CONFIG_RANGES, run_reliability
@@ -436,6 +440,9 @@ def cmd_clean(args) -> int:
     if args.estimator not in ESTIMATORS:
         raise UsageError(f"--estimator {args.estimator}: choose from {', '.join(sorted(ESTIMATORS))}")
     check_range("--threshold", args.threshold, *CONFIG_RANGES[("reliability", "threshold")])
+    nj = usable_cores() if args.nj is None else args.nj
+    if nj < 1:
+        raise UsageError(f"--nj {nj}: give at least 1 process")
     data = validate_data_dir(args.data_dir, require=("wav.scp", "utt2spk", "spk2utt"), check_audio=True)
     out_dir = Path(args.out_dir) if args.out_dir else Path(str(data.path).rstrip("/") + "_purl_clean")
     check_device(args.device)
@@ -449,7 +456,7 @@ def cmd_clean(args) -> int:
     emb_scp = save_embeddings(out_dir / "embeddings" / "xvector.ark", data.utts, emb)
     clean_dir = out_dir / "data_clean"
     report = run_reliability(emb_scp, data.path, out_dir, estimator=args.estimator,
-                             threshold=args.threshold, clean_dir=clean_dir)
+                             threshold=args.threshold, clean_dir=clean_dir, nj=nj)
     relabel_dir = out_dir / "data_relabelled"
     relabel = run_relabel(emb_scp, data.path, relabel_dir, force=True) if len(data.speakers) > 1 else None
     print(clean_summary(report, out_dir, clean_dir, emb_scp))

@@ -3,18 +3,18 @@ speaker's pairs, one block of EM rows) in a pool."""
 
 from __future__ import annotations
 
-import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
 from threadpoolctl import threadpool_limits
 
+from purl.processes import usable_cores
+
 
 def work_threads() -> int:
     """The cores this process may use, at most 8 (past that the Python parts
     of the work, under the GIL, dominate)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, min(8, cores))
+    return max(1, min(8, usable_cores()))
 
 
 def in_threads(work: Callable, parts: list) -> list:

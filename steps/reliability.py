@@ -15,9 +15,12 @@ Settings: the ``reliability:`` section of --config (a recipe's
 conf/reliability.yaml), then --overrides, then the options below, which
 override both. The GMM settings (tol, n_init, max_iter, ...) apply to every
 estimator; the original work's fit is estimator sklearn, tol 1e-3 (sklearn's
-defaults with n_init 5, max_iter 300, random_state 42).
+defaults with n_init 5, max_iter 300, random_state 42). Its per-speaker fits
+run in --nj processes (default: the cores this process may use), each with
+one BLAS and one OpenMP thread; the outputs are the same for any --nj, which
+is therefore not part of reliability.settings.
 
-e.g.: python steps/reliability.py --config conf/reliability.yaml --overrides "reliability.tol=1e-3" \\
+e.g.: python steps/reliability.py --config conf/reliability.yaml --overrides "reliability.tol=1e-3" --nj 16 \\
         exp/supcon/embeddings/train/xvector.scp data/train_noisy0.2 exp/supcon/reliability
 """
 
@@ -25,6 +28,8 @@ import argparse
 import dataclasses
 
 from purl.entry import run_main
+from purl.errors import UsageError
+from purl.processes import usable_cores
 from purl.reliability import ESTIMATORS, ReliabilitySettings
 from purl.stages.reliability import load_reliability_config, report_markdown, run_stage
 
@@ -41,6 +46,9 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--compare", help="comma-separated estimators to fit too, for the report")
     parser.add_argument("--threshold", type=float)
     parser.add_argument("--clean-dir", help="write the training dir without the suspected utterances here")
+    parser.add_argument("--nj", type=int, default=usable_cores(),
+                        help="processes of the sklearn estimator's per-speaker fits (default: the cores this "
+                             "process may use, %(default)s here)")
     for field in dataclasses.fields(ReliabilitySettings):
         parser.add_argument(f"--{field.name.replace('_', '-')}", type=type(field.default),
                             help=f"GMM setting (default {field.default})")
@@ -49,11 +57,13 @@ def get_parser() -> argparse.ArgumentParser:
 
 def main() -> int:
     args = get_parser().parse_args()
+    if args.nj < 1:
+        raise UsageError(f"--nj {args.nj}: give at least 1 process")
     # Options given on the command line override the config file's keys.
     keys = {"estimator", "compare", "threshold"} | {f.name for f in dataclasses.fields(ReliabilitySettings)}
     given = [f"reliability.{key}={value}" for key, value in vars(args).items() if key in keys and value is not None]
     config = load_reliability_config(args.config, args.overrides.split() + given)
-    report = run_stage(args.xvector_scp, args.data_dir, args.out_dir, config, args.clean_dir)
+    report = run_stage(args.xvector_scp, args.data_dir, args.out_dir, config, args.clean_dir, nj=args.nj)
     print(report_markdown(report))
     return 0
 

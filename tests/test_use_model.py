@@ -314,6 +314,21 @@ def test_clean_finds_the_utterance_of_another_voice_and_explains_its_output(tmp_
     assert "sit with another speaker" in printed and str(out_dir / "data_relabelled" / "proposals") in printed
 
 
+def test_clean_with_sklearn_writes_the_same_files_in_one_or_two_processes(tmp_path, tiny_config, capsys, caplog):
+    final = tiny_exp(tmp_path, tiny_config)
+    data, _ = wav_data_dir(tmp_path, speakers=3, utts=5)
+    outs = [tmp_path / f"clean_nj{nj}" for nj in (1, 2)]
+    for nj, out in zip((1, 2), outs):
+        argv = ["clean", str(data), "--model", str(final), "--estimator", "sklearn", "--nj", str(nj), "--out-dir", str(out)]
+        caplog.clear()
+        assert purl_main(argv) == 0
+        assert ("sklearn: 3 speakers in 2 processes" in caplog.text) == (nj == 2)
+    for name in ("gmm.npz", "embeddings.npy", "suspected_mislabelled", "reliability.png"):
+        assert (outs[0] / name).read_bytes() == (outs[1] / name).read_bytes(), name
+    assert purl_main(["clean", str(data), "--model", str(final), "--nj", "0"]) == 1
+    assert capsys.readouterr().err.endswith("purl clean: --nj 0: give at least 1 process\n")
+
+
 def test_clean_of_a_dir_without_spk2utt_says_what_to_do(tmp_path, tiny_config, capsys):
     final = tiny_exp(tmp_path, tiny_config)
     data, _ = wav_data_dir(tmp_path, speakers=1, utts=3)

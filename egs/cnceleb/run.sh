@@ -12,7 +12,7 @@ set -euo pipefail
 # ---- what to run ------------------------------------------------------------
 stage=0
 stop_stage=6
-nj=16                     # parallel jobs for features and embeddings
+nj=16                     # parallel jobs for features and embeddings; processes of stage 4's sklearn fits
 cmd=$train_cmd            # job runner for features and embeddings: see cmd.sh
 gpus="0,1,2,3,4,5,6,7"    # GPUs for training (torchrun processes); "" for CPU
 
@@ -77,7 +77,7 @@ if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
   # as the original: one random 3 s crop per utterance of the checkpoint the update continues
   steps/extract_embeddings.sh --nj $nj --cmd "$cmd" --gpus "$gpus" --num-crops 1 --crop-frames 300 --random-crop-seed $seed \
     $pretrain/models/epoch_$purl_start_epoch.pt $noisy $pretrain/embeddings/train_crop
-  reliability_opts=(--config $reliability_conf); [ -z "$estimator" ] || reliability_opts+=(--estimator $estimator)
+  reliability_opts=(--config $reliability_conf --nj $nj); [ -z "$estimator" ] || reliability_opts+=(--estimator $estimator)
   steps/reliability.py "${reliability_opts[@]}" \
     $pretrain/embeddings/train_crop/xvector.scp $noisy $pretrain/reliability
   log "Stage 4 done in ${SECONDS}s"

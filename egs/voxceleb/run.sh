@@ -11,7 +11,7 @@ set -euo pipefail
 # ---- what to run ------------------------------------------------------------
 stage=0
 stop_stage=6
-nj=16                     # parallel jobs for features and embeddings
+nj=16                     # parallel jobs for features and embeddings; processes of stage 4's sklearn fits
 cmd=$train_cmd            # job runner for features and embeddings: see cmd.sh
 gpus="0,1,2,3,4,5,6,7"    # GPUs for training (torchrun processes); "" for CPU
 slurm=false               # true: training through srun, one torchrun per node (PURL_SRUN_OPTS: --nodes, --gres, ...)
@@ -146,7 +146,7 @@ if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
   steps/extract_embeddings.sh --nj $nj --cmd "$cmd" --gpus "$gpus" $embed_opts \
     $pretrain/$reliability_ckpt $noisy $pretrain/embeddings/$reliability_emb
   # shellcheck disable=SC2086
-  reliability_opts=(--config $reliability_conf); [ -z "$estimator" ] || reliability_opts+=(--estimator $estimator)
+  reliability_opts=(--config $reliability_conf --nj $nj); [ -z "$estimator" ] || reliability_opts+=(--estimator $estimator)
   steps/reliability.py "${reliability_opts[@]}" --clean-dir ${noisy}_cleaned \
     $pretrain/embeddings/$reliability_emb/xvector.scp $noisy $pretrain/reliability
   log "Stage 4 done in ${SECONDS}s"

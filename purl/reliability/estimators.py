@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import warnings
 from typing import Callable
 
 import numpy as np
 
+from purl.processes import in_processes
 from purl.reliability.gmm import (
     _LOG_2PI,
     GmmParams,
@@ -17,7 +19,9 @@ from purl.reliability.gmm import (
     speaker_histograms_of_kinds,
 )
 from purl.reliability.settings import ReliabilityError, ReliabilitySettings
-from purl.reliability.speakers import SpeakerIndex, iter_speaker_blocks
+from purl.reliability.speakers import SpeakerIndex, iter_speaker_blocks, speaker_parts
+
+log = logging.getLogger(__name__)
 
 
 def _is_degenerate(n_utts, std, settings: ReliabilitySettings):
@@ -75,13 +79,13 @@ def _fit_histograms(hist, index, settings):
 
 
 def fit_histogram(x: np.ndarray, index: SpeakerIndex, settings: ReliabilitySettings,
-                  cache: dict | None = None) -> GmmParams:
+                  cache: dict | None = None, nj: int = 1) -> GmmParams:
     """The per-speaker 2-component GMM, by EM on histograms of the pair cosines."""
     return _fit_per_speaker_histograms(x, index, settings, cache)[0]
 
 
 def fit_bic(x: np.ndarray, index: SpeakerIndex, settings: ReliabilitySettings,
-            cache: dict | None = None) -> GmmParams:
+            cache: dict | None = None, nj: int = 1) -> GmmParams:
     """As "histogram", but a speaker whose pairs BIC explains better by one Gaussian
     gets w = 1 (1 component: 2 parameters; 2 components: 5).
 
@@ -112,7 +116,7 @@ def fit_bic(x: np.ndarray, index: SpeakerIndex, settings: ReliabilitySettings,
 
 
 def fit_global(x: np.ndarray, index: SpeakerIndex, settings: ReliabilitySettings,
-               cache: dict | None = None) -> GmmParams:
+               cache: dict | None = None, nj: int = 1) -> GmmParams:
     """One GMM over the pairs of all speakers, shared by every speaker (no w = 1 rule:
     the shared fit can judge pairs of small speakers too)."""
     inputs = cache.get("shared_bins_inputs") if cache is not None else None
@@ -132,8 +136,35 @@ def fit_global(x: np.ndarray, index: SpeakerIndex, settings: ReliabilitySettings
 
 
 def fit_sklearn(x: np.ndarray, index: SpeakerIndex, settings: ReliabilitySettings,
-                cache: dict | None = None) -> GmmParams:
-    """The original work's fit: sklearn GaussianMixture per speaker on the exact cosines."""
+                cache: dict | None = None, nj: int = 1) -> GmmParams:
+    """The original work's fit: sklearn GaussianMixture per speaker on the exact
+    cosines, in ``nj`` processes (speakers dealt by pair count, largest first to
+    the least loaded). Every fit runs with one BLAS and one OpenMP thread, in one
+    process or several: sklearn's k-means sums in OpenMP threads, whose
+    reductions may change with their number, so this keeps each speaker's
+    numbers the same for any ``nj``."""
+    from threadpoolctl import threadpool_limits
+
+    parts = [p for p in speaker_parts(index, nj) if len(p)]
+    if len(parts) <= 1:
+        import sklearn.mixture  # noqa: F401  (loads sklearn's OpenMP library before the limit is set)
+
+        with threadpool_limits(limits=1):
+            return _fit_sklearn_speakers(x, index, settings)
+    log.info("sklearn: %d speakers in %d processes", len(index), len(parts))
+    subsets = [index.subset(part) for part in parts]
+    # Each process gets its speakers' rows only, renumbered from 0.
+    arguments = ((x[sub.order], SpeakerIndex(sub.speakers, np.arange(len(sub.order)), sub.starts), settings)
+                 for sub in subsets)
+    fits = in_processes(_fit_sklearn_speakers, arguments, len(parts), "reliability: the sklearn fits")
+    params = GmmParams.empty(len(index))
+    for part, fit in zip(parts, fits):
+        params.put(part, fit)
+    return params
+
+
+def _fit_sklearn_speakers(x: np.ndarray, index: SpeakerIndex, settings: ReliabilitySettings) -> GmmParams:
+    """fit_sklearn's loop over the speakers of ``index``, in this process."""
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.mixture import GaussianMixture
 
@@ -155,10 +186,12 @@ def fit_sklearn(x: np.ndarray, index: SpeakerIndex, settings: ReliabilitySetting
     return params
 
 
-# (normalised embeddings, speaker index, settings, cache) -> parameters; the
+# (normalised embeddings, speaker index, settings, cache, nj) -> parameters; the
 # cache (None, or a dict shared by fits of the same embeddings and labels) lets
-# estimators share work: "histogram" and "bic" run one per-speaker EM.
-Estimator = Callable[[np.ndarray, SpeakerIndex, ReliabilitySettings, "dict | None"], GmmParams]
+# estimators share work: "histogram" and "bic" run one per-speaker EM. nj: the
+# processes of a per-speaker loop in Python ("sklearn"); the vectorised
+# estimators run their numpy work in threads (purl.threads) and ignore it.
+Estimator = Callable[[np.ndarray, SpeakerIndex, ReliabilitySettings, "dict | None", int], GmmParams]
 ESTIMATORS: dict[str, Estimator] = {
     "sklearn": fit_sklearn,
     "histogram": fit_histogram,

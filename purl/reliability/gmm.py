@@ -53,6 +53,11 @@ class GmmParams:
     def take(self, rows: np.ndarray) -> "GmmParams":
         return GmmParams(**{f.name: getattr(self, f.name)[rows] for f in dataclasses.fields(self)})
 
+    def put(self, rows: np.ndarray, other: "GmmParams") -> None:
+        """Sets speakers ``rows`` to the fits of ``other`` (one row each, in order)."""
+        for f in dataclasses.fields(self):
+            getattr(self, f.name)[rows] = getattr(other, f.name)
+
     def set_single(self, s: int, n_pairs: int, mean: float, var: float, reg_covar: float) -> None:
         """Marks speaker s as w = 1, keeping one Gaussian of its pairs in component 0."""
         self.weights[s] = (1.0, 0.0)

@@ -80,7 +80,8 @@ def iter_speaker_blocks(x: np.ndarray, index: SpeakerIndex,
 def speaker_parts(index: SpeakerIndex, n_parts: int) -> list[np.ndarray]:
     """The speakers dealt into ``n_parts`` sets of near-equal pair counts
     (largest first, each to the set with the fewest pairs so far): one set
-    per thread of a scan (purl.threads.in_threads)."""
+    per thread of a scan (purl.threads.in_threads), or per process of the
+    sklearn fits (purl.processes.in_processes)."""
     sizes = index.sizes().astype(np.int64)
     n_parts = max(1, min(n_parts, len(sizes)))
     load = np.zeros(n_parts)

@@ -35,14 +35,17 @@ class Reliability:
     @classmethod
     def fit(cls, embeddings: np.ndarray, labels: np.ndarray, estimator: str = "histogram",
             settings: ReliabilitySettings | dict | None = None, *, normalised: bool = False,
-            cache: dict | None = None) -> "Reliability":
+            cache: dict | None = None, nj: int = 1) -> "Reliability":
         """Fits ``estimator``; ``normalised=True`` takes float32 embeddings that are
         already L2-normalised (another fit's ``embeddings``) and shares them
         instead of normalising a copy. ``cache``: one dict passed to several fits
         of the same embeddings array and labels, so that they share work (the
-        results are those of separate fits)."""
+        results are those of separate fits). ``nj``: processes of the "sklearn"
+        estimator's per-speaker fits (the same fits in any number)."""
         if estimator not in ESTIMATORS:
             raise ReliabilityError(f"reliability: unknown estimator '{estimator}'; choose one of {sorted(ESTIMATORS)}")
+        if nj < 1:
+            raise ReliabilityError(f"reliability: nj must be at least 1 (processes), not {nj}")
         if not isinstance(settings, ReliabilitySettings):
             settings = ReliabilitySettings.from_dict(settings)
         embeddings, labels = np.asarray(embeddings), np.asarray(labels)
@@ -57,7 +60,7 @@ class Reliability:
             index = cache["index"]
         else:
             index, _ = SpeakerIndex.from_labels(labels)
-        return cls(x, labels, ESTIMATORS[estimator](x, index, settings, cache), estimator, settings)
+        return cls(x, labels, ESTIMATORS[estimator](x, index, settings, cache, nj), estimator, settings)
 
     def cosine(self, i: np.ndarray, j: np.ndarray) -> np.ndarray:
         return np.einsum("pd,pd->p", self.embeddings[i], self.embeddings[j], dtype=np.float64)

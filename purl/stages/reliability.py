@@ -109,9 +109,11 @@ def stage_settings(xvector_scp: str | os.PathLike, data_dir: str | os.PathLike, 
 
 
 def run_stage(xvector_scp: str | os.PathLike, data_dir: str | os.PathLike, out_dir: str | os.PathLike,
-              config: dict, clean_dir: str | os.PathLike | None = None) -> dict:
+              config: dict, clean_dir: str | os.PathLike | None = None, nj: int = 1) -> dict:
     """Stage 4 with its skip check: the report (report.json's content) of the
-    fit in ``out_dir``, made now or by an earlier run with the same settings."""
+    fit in ``out_dir``, made now or by an earlier run with the same settings.
+    ``nj`` (processes of the sklearn fits) is not a setting: the outputs are
+    the same for any."""
     out = Path(out_dir)
     if not Path(xvector_scp).is_file():
         raise DataDirError(f"{xvector_scp}: no such embedding index (run steps/extract_embeddings.sh first)")
@@ -120,15 +122,16 @@ def run_stage(xvector_scp: str | os.PathLike, data_dir: str | os.PathLike, out_d
     if up_to_date(out / SETTINGS, record, out, complete=(out / REPORT_JSON).is_file()):
         return json.loads((out / REPORT_JSON).read_text(encoding="utf-8"))
     report = run_reliability(xvector_scp, data, out, estimator=config["estimator"], compare=tuple(config["compare"]),
-                             threshold=config["threshold"], clean_dir=clean_dir, settings=gmm_settings(config))
+                             threshold=config["threshold"], clean_dir=clean_dir, settings=gmm_settings(config), nj=nj)
     write_record(out / SETTINGS, record)
     return report
 
 
 def run_reliability(emb_scp: str | os.PathLike, data_dir: str | os.PathLike | DataDir, out_dir: str | os.PathLike, *,
                     estimator: str = "histogram", compare: tuple[str, ...] = (), threshold: float = 0.5,
-                    clean_dir: str | os.PathLike | None = None, settings: dict | None = None) -> dict:
+                    clean_dir: str | os.PathLike | None = None, settings: dict | None = None, nj: int = 1) -> dict:
     """``settings``: ReliabilitySettings fields (tol, n_init, ...) for every estimator;
+    ``nj``: processes of the sklearn estimator's per-speaker fits;
     ``data_dir`` a DataDir (e.g. validate_data_dir's) lends the tables it has read.
     The embeddings are read after the data dir, not beside it: reading both at
     once gained nothing at VoxCeleb size and took the peak from 3.6 to 4.2 GiB."""
@@ -164,10 +167,11 @@ def run_reliability(emb_scp: str | os.PathLike, data_dir: str | os.PathLike | Da
     for name in (estimator,) + tuple(c for c in compare if c != estimator):
         start = time.perf_counter()
         if not fits:
-            fits.append(Reliability.fit(emb, labels, name, settings, cache=cache))
+            fits.append(Reliability.fit(emb, labels, name, settings, cache=cache, nj=nj))
             del emb
         else:
-            fits.append(Reliability.fit(fits[0].embeddings, labels, name, settings, normalised=True, cache=cache))
+            fits.append(Reliability.fit(fits[0].embeddings, labels, name, settings, normalised=True, cache=cache,
+                                        nj=nj))
         seconds.append(time.perf_counter() - start)
     plot_counts = PlotCounts(fits[0].params)  # the plot's data, gathered by the evaluation's pass
     evaluated = detection_figures_of_fits(fits, true_labels, threshold, plot_counts)
