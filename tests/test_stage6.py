@@ -10,8 +10,9 @@ import torch
 from purl.config import load_config
 from purl.data.datadir import DataDirError, read_kv
 from purl.embed import embed_utterances
+from purl.metrics import compute_eer, compute_eer_interpolated
 from purl.models import build_model
-from purl.stages.scoring import cohort_from_embeddings, collect_results, score_trial_lists
+from purl.stages.scoring import EER_INTERPOLATED, cohort_from_embeddings, collect_results, results_table, score_trial_lists
 from purl.training.checkpoint import model_from_checkpoint, save_atomic
 from purl.training.errors import TrainError
 from tests.conftest import ROOT, run_script, write_feature_dir
@@ -68,6 +69,25 @@ def test_scoring_writes_scores_results_and_det_plot(tmp_path):
     assert len((out / f"{tmp_path.name}.as-norm.score").read_text().splitlines()) == 27
     text = collect_results(tmp_path / "exp", tmp_path / "RESULTS.md")
     assert "## model" in text and "| cosine | 0.00 |" in text
+
+
+def test_results_give_the_originals_interpolated_eer_beside_todays(tmp_path):
+    trials = "".join(f"s{a}-u{e} s{b}-u{u} {'target' if a == b else 'nontarget'}\n"
+                     for a in range(3) for b in range(3) for e in range(4) for u in range(4) if (a, e) != (b, u))
+    scp, _ = scored_setup(tmp_path, trials)
+    rng = np.random.default_rng(1)  # speakers that overlap: an EER well above 0
+    write_scp(scp, {f"s{s}-u{u}": rng.normal(size=8) + 0.5 * s for s in range(3) for u in range(4)})
+    out = tmp_path / "scores"
+    figures = score_trial_lists(scp, [tmp_path / "trials"], out)[tmp_path.name]["cosine"]
+    rows = [line.split() for line in (out / f"{tmp_path.name}.cosine.score").read_text().splitlines()]
+    scores = np.array([float(r[2]) for r in rows])
+    target = np.array([r[0][:2] == r[1][:2] for r in rows])
+    assert figures[EER_INTERPOLATED] == pytest.approx(100 * compute_eer_interpolated(scores, target), abs=1e-3)
+    assert figures["EER (%)"] == pytest.approx(100 * compute_eer(scores, target)[0], abs=1e-3)
+    assert figures[EER_INTERPOLATED] != figures["EER (%)"] and figures["EER (%)"] > 10
+    assert "| EER (%) | minDCF(0.01) | minDCF(0.05) | EER interp. (%) |" in (out / "results.md").read_text()
+    before = {"O": {"cosine": {"EER (%)": 1.0, "minDCF(0.01)": 0.1, "minDCF(0.05)": 0.05}}}  # results.json of before
+    assert "| O | cosine | 1.00 | 0.1000 | 0.0500 | - |" in results_table(before)
 
 
 def test_trial_without_embedding_names_the_line(tmp_path):

@@ -21,7 +21,7 @@ from purl.data.datadir import DataDirError, read_kv
 from purl.evaluate import trial_indices
 from purl.fileio import write_text_atomic
 from purl.kaldi_io import load_embeddings, read_vector
-from purl.metrics import eer_from_points, metrics_from_points, operating_points, plot_det
+from purl.metrics import eer_from_points, eer_interpolated_from_points, metrics_from_points, operating_points, plot_det
 from purl.scoring import as_norm, score_trials, speaker_means
 from purl.settings import text_digest, up_to_date, write_record
 from purl.stages.embeddings import XVECTOR_SETTINGS
@@ -31,6 +31,9 @@ log = logging.getLogger(__name__)
 SETTINGS = "settings"          # in the scores dir: what the scores were made from, written last
 RESULTS_JSON = "results.json"
 COLUMNS = ("EER (%)", "minDCF(0.01)", "minDCF(0.05)")
+# The original work's EER (the ROC interpolated between operating points), in
+# results.json and results.md beside COLUMNS; absent from results made before it.
+EER_INTERPOLATED = "EER interp. (%)"
 
 
 def cohort_from_embeddings(scp: str | os.PathLike, utt2spk: str | os.PathLike) -> np.ndarray:
@@ -61,7 +64,7 @@ def score_trial_lists(
     list and the ``mean`` subtracted before scoring, what ``purl.load_model``
     and ``purl compare`` decide with.
 
-    Returns {trial list: {method: {EER (%), minDCF(0.01), minDCF(0.05)}}}.
+    Returns {trial list: {method: {EER (%), minDCF(0.01), minDCF(0.05), EER interp. (%)}}}.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -92,6 +95,7 @@ def score_trial_lists(
                 "EER (%)": 100 * figures["eer"],
                 "minDCF(0.01)": figures["min_dcf_0.01"],
                 "minDCF(0.05)": figures["min_dcf_0.05"],
+                EER_INTERPOLATED: 100 * eer_interpolated_from_points(points),
             }
             eer, threshold = eer_from_points(points)
             curves[f"{method} (EER {100 * eer:.2f}%)"] = (points.p_miss, points.p_fa)
@@ -123,11 +127,13 @@ def threshold_record(thresholds: dict[str, dict], mean: np.ndarray | None) -> di
 def results_table(results: dict[str, dict[str, dict[str, float]]], title: str = "") -> str:
     """A markdown table: a row per (trial list, method)."""
     lines = [f"## {title}\n"] if title else []
-    lines += ["| trials | scoring | " + " | ".join(COLUMNS) + " |", "|---|---|" + "---:|" * len(COLUMNS)]
+    columns = COLUMNS + (EER_INTERPOLATED,)
+    lines += ["| trials | scoring | " + " | ".join(columns) + " |", "|---|---|" + "---:|" * len(columns)]
     for trials, methods in results.items():
         for method, figures in methods.items():
+            interpolated = f"{figures[EER_INTERPOLATED]:.2f}" if EER_INTERPOLATED in figures else "-"
             lines.append(f"| {trials} | {method} | {figures['EER (%)']:.2f} | "
-                         f"{figures['minDCF(0.01)']:.4f} | {figures['minDCF(0.05)']:.4f} |")
+                         f"{figures['minDCF(0.01)']:.4f} | {figures['minDCF(0.05)']:.4f} | {interpolated} |")
     return "\n".join(lines) + "\n"
 
 
