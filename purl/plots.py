@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from purl.fileio import atomic_path
 
@@ -63,5 +64,22 @@ def plot_training_curves(steps_csv: str | os.PathLike, epochs_csv: str | os.Path
         twin.plot(epochs["epoch"], epochs["valid_nontarget_cos"], "r--", label="non-target cos")
         twin.legend(fontsize=8, loc="center right")
     fig.suptitle(title, y=1.03)
+    save_figure(fig, out)
+    return Path(out)
+
+
+def plot_eer_per_epoch(curves: dict[str, tuple[list[int], list[float]]], out: str | os.PathLike,
+                       title: str = "") -> Path:
+    """``out`` (PNG): EER (%) against the epoch, a line per {name: (epochs, EERs)}."""
+    fig = Figure(figsize=(6, 3.5))
+    ax = fig.add_subplot()
+    for name, (epochs, eers) in curves.items():
+        ax.plot(epochs, eers, "o-", markersize=3, label=name)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("EER (%)")
+    ax.set_title(title)
+    ax.grid(True, linestyle=":", linewidth=0.6)
+    ax.legend(fontsize="small")
     save_figure(fig, out)
     return Path(out)

@@ -6,6 +6,7 @@ ECAPA_TDNN; clova's ResNetSE as the original's ResNetEncoder feeds it), so both
 the converter's name map and the models' arithmetic are checked against them.
 """
 
+import json
 import math
 from collections import OrderedDict
 
@@ -24,9 +25,10 @@ from purl.convert_original import (
     ecapa_names,
     resnet_names,
 )
+from purl.data.datadir import read_kv
 from purl.models import EcapaTdnn, ResNet, build_model
 from purl.training.checkpoint import load_checkpoint, model_from_checkpoint
-from tests.conftest import ROOT, run_script, write_feature_dir
+from tests.conftest import ROOT, copy_recipe, run_script, write_feature_dir
 from tests.test_models import _seed_and_one_thread  # noqa: F401 (autouse: seeded, one thread)
 from tests.test_trainer import train
 
@@ -490,3 +492,41 @@ def test_a_checkpoint_without_adam_state_converts_to_weights_and_says_so(tmp_pat
     assert "weights only (a bare model.pt)" in proc.stdout and "purl.init_mode=weights" in proc.stdout
     ckpt = load_checkpoint(tmp_path / "exp" / "models" / "epoch_200.pt")
     assert "optimizer" not in ckpt and (tmp_path / "exp" / "models" / "final.pt").is_file()
+
+
+@pytest.mark.slow
+def test_a_converted_checkpoint_runs_the_voxceleb_recipe_from_stage_4_and_each_epoch_is_scored(tmp_path):
+    """The README's example at toy size: the original's epoch=199 checkpoint of
+    a tiny ECAPA-TDNN, converted into the paper protocol's pretraining dir; stage
+    4 embeds its epoch_200.pt, stage 5 continues its Adam state to epoch 202 (2
+    steps per epoch), stage 6 scores the four models and every epoch of the updates."""
+    recipe = copy_recipe("voxceleb", tmp_path / "voxceleb")
+    write_feature_dir(recipe / "data" / "vox2_dev")
+    test = write_feature_dir(recipe / "data" / "vox1", num_speakers=3, utts_per_speaker=3, seed=1)
+    utts = sorted(read_kv(test / "utt2spk"))
+    (test / "trials_vox1_O").write_text("".join(f"{a} {b} {'target' if a[:5] == b[:5] else 'nontarget'}\n"
+                                                for i, a in enumerate(utts) for b in utts[i + 1:]))
+    torch.save(lightning_checkpoint(speechbrain_ecapa_state(**TINY_ECAPA), global_step=400),
+               tmp_path / "epoch=199_step=400.ckpt")
+    sets = [a for key in ("channels", "attention_channels", "se_channels", "res2net_scale", "embed_dim")
+            for a in ("--set", f"model.args.{key}={TINY_ECAPA[key]}".replace(" ", ""))]
+    proc = run_script("bash", "-c", '. ./path.sh && steps/convert_original_checkpoint.py "$@"', "convert", *sets,
+                      "conf/ecapa_supcon.yaml", tmp_path / "epoch=199_step=400.ckpt", "exp/ecapa_supcon_noisy0_seed0",
+                      cwd=recipe)
+    assert "models/epoch_200.pt" in proc.stdout and "schedule step 400" in proc.stdout
+    overrides = ("data.speakers_per_batch=3 data.samples_per_epoch=12 data.chunk_frames=50 data.num_workers=0 "
+                 "train.threads=1 optim.epochs=202")
+    run_script("bash", "run.sh", "--stage", "4", "--gpus", "", "--nj", "1", "--vox2-valid-pairs", "",
+               "--train-overrides", overrides, "--score-epochs", "201:202", cwd=recipe)
+    exp = recipe / "exp"
+    assert "continuing exp/ecapa_supcon_noisy0_seed0/models/epoch_200.pt from epoch 201, step 401" in \
+        (exp / "ecapa_purl_noisy0_seed0" / "log" / "train.log").read_text()
+    assert json.loads((exp / "ecapa_supcon_noisy0_seed0" / "reliability" / "report.json").read_text())[
+        "settings"]["cosine_dtype"] == "float32"
+    for name in ("supcon", "control", "filter0.5", "purl"):
+        assert (exp / f"ecapa_{name}_noisy0_seed0" / "scores" / "results.json").is_file(), name
+    for name in ("control", "filter0.5", "purl"):
+        epochs = exp / f"ecapa_{name}_noisy0_seed0" / "scores_epochs"
+        rows = (epochs / "results.csv").read_text().splitlines()
+        assert [r.split(",")[:2] for r in rows[1:]] == [["201", "vox1_O"], ["202", "vox1_O"]], name
+        assert (epochs / "eer.png").stat().st_size > 0 and "| 202 | vox1_O |" in (epochs / "results.md").read_text()

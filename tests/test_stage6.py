@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import kaldiio
 import numpy as np
 import pytest
@@ -156,3 +158,28 @@ def test_score_step_names_a_cohort_of_another_model_without_a_traceback(tmp_path
     proc = run_script(ROOT / "steps" / "score.py", "--cohort", tmp_path / "cohort.scp", "--cohort-utt2spk",
                       tmp_path / "utt2spk", scp, tmp_path / "scores", tmp_path / "trials", check=False)
     assert proc.returncode == 1 and proc.stderr.startswith("score.py: cohort has shape") and "Traceback" not in proc.stderr
+
+
+def test_epoch_results_tabulate_and_plot_every_scored_epoch(tmp_path):
+    from purl.stages.scoring import EPOCH_SCORES, epoch_results
+
+    exp = tmp_path / "exp" / "m"
+    for epoch, eer in ((202, 3.0), (201, 4.0), (210, 2.5)):
+        (exp / EPOCH_SCORES / f"epoch_{epoch}").mkdir(parents=True)
+        figures = {"EER (%)": eer, "minDCF(0.01)": 0.3, "minDCF(0.05)": 0.2, EER_INTERPOLATED: eer + 0.01}
+        (exp / EPOCH_SCORES / f"epoch_{epoch}" / "results.json").write_text(json.dumps({"vox1_O": {"cosine": figures}}))
+    (exp / EPOCH_SCORES / "epoch_203").mkdir()  # no results.json: not scored (yet)
+    text = epoch_results(exp)
+    assert [line.split(" | ")[0] for line in text.splitlines()[4:]] == ["| 201", "| 202", "| 210"]
+    assert "| 201 | vox1_O | 4.00 | 0.3000 | 0.2000 | 4.01 |" in text
+    assert (exp / EPOCH_SCORES / "results.csv").read_text().splitlines()[1] == "201,vox1_O,4.0,0.3,0.2,4.01"
+    assert (exp / EPOCH_SCORES / "eer.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize("epochs, message", [("5", "--epochs '5': give A:B"), ("7:6", "--epochs '7:6': give A:B"),
+                                             ("1:2", "has none of epoch_1.pt ... epoch_2.pt")])
+def test_score_epochs_refuses_a_bad_range_and_a_run_without_the_checkpoints(tmp_path, epochs, message):
+    (tmp_path / "exp" / "models").mkdir(parents=True)
+    proc = run_script("bash", ROOT / "steps" / "score_epochs.sh", "--epochs", epochs, tmp_path / "exp",
+                      tmp_path / "data", tmp_path / "data" / "trials", check=False)
+    assert proc.returncode == 1 and message in proc.stderr

@@ -44,6 +44,8 @@ scoring=""                         # cosine (plain), mean (training mean subtrac
 filter_keep_ratio=0.5              # stage 5 filtering baseline: fraction of each speaker's utterances kept
 cohort_utts_per_speaker=20         # AS-Norm cohort: speaker means over this many utterances each
 train_overrides=""                 # config overrides for every training run, e.g. "data.num_workers=8"
+score_epochs=""                    # stage 6: also score every epoch A:B of the updates (paper: 201:230, the
+                                   # original's epochs 200-229; tuned: 1:30); stage 5 then keeps those checkpoints
 
 . ./path.sh
 . utils/parse_options.sh
@@ -66,6 +68,12 @@ case $protocol in
   *) echo "$0: --protocol $protocol: use paper or tuned" >&2; exit 1 ;;
 esac
 case $scoring in cosine|mean|asnorm) ;; *) echo "$0: --scoring $scoring: use cosine, mean or asnorm" >&2; exit 1 ;; esac
+keep_opt=""
+if [ -n "$score_epochs" ]; then
+  [[ $score_epochs =~ ^([0-9]+):([0-9]+)$ ]] && [ "${BASH_REMATCH[1]}" -le "${BASH_REMATCH[2]}" ] || {
+    echo "$0: --score-epochs '$score_epochs': give A:B with A <= B, e.g. 201:230" >&2; exit 1; }
+  keep_opt="train.keep_epochs=[$(seq -s, "${BASH_REMATCH[1]}" "${BASH_REMATCH[2]}")]"
+fi
 
 # One spelling per rate: 0.0 and 0 (0.20 and 0.2) name the same dirs and skip the same stages.
 noise_rate=$(awk -v r="$noise_rate" 'BEGIN { if (r < 0 || r >= 1) exit 1; print r + 0 }') || {
@@ -154,7 +162,7 @@ fi
 
 if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
   log "Stage 5: PURL update, its control run and the filtering baseline"; SECONDS=0
-  init="purl.init_checkpoint=$pretrain/$purl_init"
+  init="purl.init_checkpoint=$pretrain/$purl_init $keep_opt"
   steps/train.sh --gpus "$gpus" --slurm $slurm $valid_opt --overrides "$overrides $purl_overrides $init purl.reliability=$pretrain/reliability" \
     conf/${model}_purl_30ep.yaml $noisy $purl
   steps/train.sh --gpus "$gpus" --slurm $slurm $valid_opt --overrides "$overrides $purl_overrides $init loss.type=supcon" \
@@ -183,5 +191,10 @@ if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
     steps/score.py "${norm[@]}" --results exp/RESULTS.md \
       $m/embeddings/vox1/xvector.scp $m/scores $trials
   done
+  if [ -n "$score_epochs" ]; then  # every epoch of the updates, plain cosine: <exp>/scores_epochs/results.md, eer.png
+    for m in $purl $control $filter; do
+      steps/score_epochs.sh --epochs $score_epochs --nj $nj --cmd "$cmd" --gpus "$gpus" $m $test $trials
+    done
+  fi
   log "Stage 6 done in ${SECONDS}s"
 fi

@@ -5,14 +5,19 @@ generated tables; the recipe's committed RESULTS.md is written by hand).
 exp/<model>/scores/{<list>.<method>.score, det_<list>.png, results.json,
 results.md, threshold.json, settings}: ``settings`` (purl.settings) records the
 inputs the scores were made from; a rerun with the same ones reuses the scores,
-with others scores again and says what changed.
+with others scores again and says what changed. Every epoch checkpoint scored
+(steps/score_epochs.sh): exp/<model>/scores_epochs/epoch_<N>/ as scores/, and
+exp/<model>/scores_epochs/{results.md, results.csv, eer.png} over the epochs.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import logging
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +27,7 @@ from purl.evaluate import trial_indices
 from purl.fileio import write_text_atomic
 from purl.kaldi_io import load_embeddings, read_vector
 from purl.metrics import eer_from_points, eer_interpolated_from_points, metrics_from_points, operating_points, plot_det
+from purl.plots import plot_eer_per_epoch
 from purl.scoring import as_norm, score_trials, speaker_means
 from purl.settings import text_digest, up_to_date, write_record
 from purl.stages.embeddings import XVECTOR_SETTINGS
@@ -218,3 +224,44 @@ def run_scoring(xvector_scp: str | os.PathLike, scores_dir: str | os.PathLike, t
         collect_results(scores_dir.parent.parent, results)
         log.info("updated %s", results)
     return scored
+
+
+EPOCH_SCORES = "scores_epochs"  # in exp/<model>/: epoch_<N>/ per epoch, and the tables over them
+_EPOCH_DIR = re.compile(r"^epoch_(\d+)$")
+
+
+def epoch_results(exp_dir: str | os.PathLike, scoring: str = "cosine") -> str:
+    """The table over exp/<model>/scores_epochs/epoch_<N>/results.json: a row per
+    (epoch, trial list) with COLUMNS and the interpolated EER; writes it as
+    results.md and results.csv beside them, and eer.png (EER per epoch, a line
+    per trial list). Returns the markdown."""
+    root = Path(exp_dir) / EPOCH_SCORES
+    epochs = sorted((int(m[1]), path) for path in root.glob("epoch_*")
+                    if (m := _EPOCH_DIR.match(path.name)) and (path / RESULTS_JSON).is_file())
+    if not epochs:
+        raise DataDirError(f"{root}: no epoch_<N>/{RESULTS_JSON} (run steps/score_epochs.sh first)")
+    columns = ("epoch", "trials") + COLUMNS + (EER_INTERPOLATED,)
+    rows = []
+    for epoch, path in epochs:
+        for trials, methods in json.loads((path / RESULTS_JSON).read_text(encoding="utf-8")).items():
+            rows.append({"epoch": epoch, "trials": trials, **{c: methods[scoring].get(c) for c in columns[2:]}})
+    lines = [f"## {Path(exp_dir).name}: every epoch ({scoring} scoring)\n",
+             "| " + " | ".join(columns) + " |", "|---:|---|" + "---:|" * (len(columns) - 2)]
+    for row in rows:
+        lines.append(f"| {row['epoch']} | {row['trials']} | " + " | ".join(
+            "-" if row[c] is None else f"{row[c]:.2f}" if c.startswith("EER") else f"{row[c]:.4f}"
+            for c in columns[2:]) + " |")
+    text = "\n".join(lines) + "\n"
+    write_text_atomic(root / "results.md", text)
+    table = io.StringIO()
+    writer = csv.DictWriter(table, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text_atomic(root / "results.csv", table.getvalue())
+    curves: dict[str, tuple[list[int], list[float]]] = {}
+    for row in rows:
+        epochs_of, eers = curves.setdefault(row["trials"], ([], []))
+        epochs_of.append(row["epoch"])
+        eers.append(row["EER (%)"])
+    plot_eer_per_epoch(curves, root / "eer.png", title=f"{Path(exp_dir).name}: EER per epoch ({scoring})")
+    return text

@@ -36,9 +36,10 @@ from purl.training.loop import Trainer
 
 log = logging.getLogger(__name__)
 
-# Keys that set how a run uses the machine, not what it computes: a resumed run
-# may change them (e.g. fewer CPU threads on a busy machine).
-RESOURCE_KEYS = {("train", "threads"), ("data", "num_workers")}
+# Keys that set how a run uses the machine (and its disk), not what it computes:
+# a resumed run may change them (e.g. fewer CPU threads on a busy machine, or
+# more epoch checkpoints kept for steps/score_epochs.sh).
+RESOURCE_KEYS = {("train", "threads"), ("data", "num_workers"), ("train", "keep_last"), ("train", "keep_epochs")}
 
 
 class TrainingOutputs:
