@@ -68,11 +68,10 @@ case $protocol in
   *) echo "$0: --protocol $protocol: use paper or tuned" >&2; exit 1 ;;
 esac
 case $scoring in cosine|mean|asnorm) ;; *) echo "$0: --scoring $scoring: use cosine, mean or asnorm" >&2; exit 1 ;; esac
-keep_opt=""
-if [ -n "$score_epochs" ]; then
+if [ -n "$score_epochs" ]; then  # the updates keep the checkpoints stage 6 scores
   [[ $score_epochs =~ ^([0-9]+):([0-9]+)$ ]] && [ "${BASH_REMATCH[1]}" -le "${BASH_REMATCH[2]}" ] || {
     echo "$0: --score-epochs '$score_epochs': give A:B with A <= B, e.g. 201:230" >&2; exit 1; }
-  keep_opt="train.keep_epochs=[$(seq -s, "${BASH_REMATCH[1]}" "${BASH_REMATCH[2]}")]"
+  purl_overrides="$purl_overrides train.keep_epochs=[$(seq -s, "${BASH_REMATCH[1]}" "${BASH_REMATCH[2]}")]"
 fi
 
 # One spelling per rate: 0.0 and 0 (0.20 and 0.2) name the same dirs and skip the same stages.
@@ -162,7 +161,7 @@ fi
 
 if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
   log "Stage 5: PURL update, its control run and the filtering baseline"; SECONDS=0
-  init="purl.init_checkpoint=$pretrain/$purl_init $keep_opt"
+  init="purl.init_checkpoint=$pretrain/$purl_init"
   steps/train.sh --gpus "$gpus" --slurm $slurm $valid_opt --overrides "$overrides $purl_overrides $init purl.reliability=$pretrain/reliability" \
     conf/${model}_purl_30ep.yaml $noisy $purl
   steps/train.sh --gpus "$gpus" --slurm $slurm $valid_opt --overrides "$overrides $purl_overrides $init loss.type=supcon" \
