@@ -64,6 +64,10 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "keep_epochs": [],      # ... and these, e.g. [200]: the checkpoint a continued PURL run starts from
         "save_every_steps": 0,  # also save last.pt every N steps within an epoch (0: at epoch ends)
         "log_every": 10,        # steps between CSV rows
+        # A step whose loss is nan or inf: "stop" (an error naming the step) or
+        # "zero", the original work's: the step's loss becomes 0 (no update) and
+        # the schedule goes on
+        "nonfinite_loss": "stop",
     },
     "augment": {                # waveform augmentation (purl/data/augment.py); prob 0: stored fbank
         "prob": 0.0,            # chance that a chunk is augmented (WeSpeaker: 0.6)

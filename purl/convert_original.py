@@ -13,21 +13,35 @@ Parameter names map one to one; SpeechBrain's kernel-1 ``Conv1d`` weights of
 the squeeze-excitation and the output layer become ``nn.Linear`` weights (the
 trailing axis of size 1 dropped).  Nothing else changes, so the converted model
 computes what the original computes.
+
+A Lightning checkpoint also holds the training state (``optimizer_states``: the
+Adam moments and step of every parameter; ``lr_schedulers``: the schedule's
+step).  Converted, they make an epoch checkpoint that stage 5's
+``purl.init_mode: continue`` carries on as the original's PURL phase resumes
+its ``epoch=199`` checkpoint; the moments of the temperature, a parameter t
+there and log t here, are carried over by the chain rule at the saved t
+(d/d log t = t d/dt), which the original's own next steps would not exactly
+give (README, Fidelity).
 """
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import torch
 import torch.nn as nn
 
+from purl.config import DEFAULTS
 from purl.errors import PurlError
+from purl.losses import build_loss
 from purl.models import build_model
+from purl.training.schedule import build_optimizer, build_scheduler, warmup_cosine
 
 LIGHTNING_ENCODER_PREFIX = "encoder.model."
 LIGHTNING_TEMPERATURE = "loss_func.temperature"
@@ -156,11 +170,21 @@ def _inert_class(module: str, name: str) -> type:
     return cls
 
 
-def load_original_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], float | None, dict]:
+@dataclass
+class OriginalCheckpoint:
+    """What a checkpoint of the original holds, under the original's names."""
+
+    encoder: dict[str, torch.Tensor]  # the network's state dict, in the module's order
+    temperature: float | None         # the loss's t (None: a bare model.pt)
+    info: dict                        # Lightning's "epoch" and "global_step", where recorded
+    optimizer: dict | None = None     # optimizer_states[0]: torch's Adam state dict
+    scheduler: dict | None = None     # lr_schedulers[0]: the LambdaLR state dict
+    hyper_parameters: dict = field(default_factory=dict)
+
+
+def load_original_checkpoint(path: str | os.PathLike) -> OriginalCheckpoint:
     """Reads a Lightning ``.ckpt`` of the original (or its bare ``model.pt``).
 
-    Returns (network state dict with the original's names, temperature or None,
-    facts about the run: epoch and global step where Lightning recorded them).
     The file is read with ``weights_only=True``: the Python objects a Lightning
     checkpoint also pickles (the KMeans in the hyperparameters, numpy arrays,
     paths) load as inert stand-ins, so no code from the file runs.
@@ -183,7 +207,7 @@ def load_original_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.T
     info = {k: ckpt[k] for k in ("epoch", "global_step") if isinstance(ckpt.get(k), int)}
     if "state_dict" not in ckpt:
         if ckpt and all(isinstance(v, torch.Tensor) for v in ckpt.values()):
-            return dict(ckpt), None, info  # the bare network, as the original's model.pt
+            return OriginalCheckpoint(dict(ckpt), None, info)  # the bare network, as the original's model.pt
         if "model" in ckpt and "config" in ckpt:
             raise ConversionError(f"{path}: is already a checkpoint of this project; no conversion needed")
         raise ConversionError(f"{path}: has no 'state_dict' (keys: {', '.join(map(str, ckpt))}); "
@@ -204,7 +228,13 @@ def load_original_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.T
         )
     if not encoder:
         raise ConversionError(f"{path}: no '{LIGHTNING_ENCODER_PREFIX}*' weights in its state_dict")
-    return encoder, temperature, info
+    optimizers, schedulers = ckpt.get("optimizer_states") or [], ckpt.get("lr_schedulers") or []
+    if len(optimizers) > 1 or len(schedulers) > 1:
+        raise ConversionError(f"{path}: {len(optimizers)} optimizers and {len(schedulers)} schedulers; "
+                              "the original trains with one Adam and one schedule")
+    hyper = ckpt.get("hyper_parameters")
+    return OriginalCheckpoint(encoder, temperature, info, optimizers[0] if optimizers else None,
+                              schedulers[0] if schedulers else None, hyper if isinstance(hyper, dict) else {})
 
 
 def convert_original_checkpoint(path: str | os.PathLike, config: dict) -> dict:
@@ -212,8 +242,13 @@ def convert_original_checkpoint(path: str | os.PathLike, config: dict) -> dict:
 
     Returns {"model": state dict, "loss": {"temperature.log_t": ...} (when the
     original had a temperature), "config": config, "converted_from": ...}: what
-    ``purl.training.checkpoint.model_from_checkpoint`` and stage 5's initialisation read.
+    ``purl.training.checkpoint.model_from_checkpoint`` and stage 5's
+    initialisation read. A Lightning checkpoint with its optimiser state adds
+    what an epoch checkpoint of this project's training holds for
+    ``purl.init_mode: continue`` ("optimizer", "scheduler", "sampler",
+    "global_step"); without it, "converted_from" says why not ("no_training_state").
     """
+    config = {**copy.deepcopy(DEFAULTS), **config}  # a config of the model alone: the other sections' defaults
     name, args = config["model"]["name"], config["model"]["args"]
     if name not in NAME_MAPS:
         raise ConversionError(f"model {name!r}: no conversion from the original (known: {', '.join(NAME_MAPS)})")
@@ -222,13 +257,97 @@ def convert_original_checkpoint(path: str | os.PathLike, config: dict) -> dict:
             f"model {name!r} with layout {args.get('layout', 'clova')!r}: the original's thin ResNet-34 runs the "
             "'original' layout (time before frequency); set model.args.layout=original"
         )
-    original, temperature, info = load_original_checkpoint(path)
+    original = load_original_checkpoint(path)
     model = build_model(name, **args)
-    state = convert_state_dict(original, model, NAME_MAPS[name](original), str(path))
+    name_map = NAME_MAPS[name](original.encoder)
+    state = convert_state_dict(original.encoder, model, name_map, str(path))
     model.load_state_dict(state)  # strict: every key and shape checked above
-    ckpt = {"model": state, "config": config, "converted_from": {"path": str(Path(path).resolve()), **info}}
+    ckpt = {"model": state, "config": config, "converted_from": {"path": str(Path(path).resolve()), **original.info}}
+    temperature = original.temperature
     if temperature is not None:
         if not temperature > 0:
             raise ConversionError(f"{path}: '{LIGHTNING_TEMPERATURE}' is {temperature}, not a positive temperature")
         ckpt["loss"] = {"temperature.log_t": torch.tensor(math.log(temperature))}
+    if original.optimizer is None:
+        ckpt["converted_from"]["no_training_state"] = (
+            "a bare model.pt" if original.temperature is None else "no optimizer_states in the Lightning checkpoint")
+        return ckpt
+    ckpt.update(_training_state(original, model, name_map, config, str(path)))
     return ckpt
+
+
+def _training_state(original: OriginalCheckpoint, model: nn.Module, name_map: dict[str, str], config: dict,
+                    source: str) -> dict:
+    """The Adam state and the schedule's step of the original's run, as this
+    project's Trainer holds them at the end of the same epoch (purl.training.resume)."""
+    o = config["optim"]
+    if "epoch" not in original.info:
+        raise ConversionError(f"{source}: has optimizer_states but no 'epoch': cannot tell where the run stopped")
+    epochs = original.info["epoch"] + 1  # Lightning's epoch=199 checkpoint ends the 200th epoch
+    step = original.scheduler.get("last_epoch") if original.scheduler else original.info.get("global_step")
+    if not isinstance(step, int) or step <= 0 or step % epochs:
+        raise ConversionError(f"{source}: the schedule stopped at step {step!r} after {epochs} epochs: not the end "
+                              "of an epoch (convert an epoch=<N> checkpoint, saved at an epoch's end)")
+    if original.info.get("global_step", step) != step:
+        raise ConversionError(f"{source}: global_step {original.info['global_step']} but the schedule's step {step}")
+    groups = original.optimizer.get("param_groups") or []
+    group = groups[0] if len(groups) == 1 else {}
+    recorded = {**original.hyper_parameters, **{f"param group's {k}": group[k] for k in ("initial_lr", "weight_decay")
+                                                if k in group}}
+    expected = {"learning_rate": ("optim.lr", o["lr"]), "param group's initial_lr": ("optim.lr", o["lr"]),
+                "optim_weight_decay": ("optim.weight_decay", o["weight_decay"]),
+                "param group's weight_decay": ("optim.weight_decay", o["weight_decay"])}
+    differ = [f"{key} {recorded[key]!r} there, {ours} {value!r} here" for key, (ours, value) in expected.items()
+              if isinstance(recorded.get(key), (int, float)) and float(recorded[key]) != float(value)]
+    hyper = original.hyper_parameters
+    if hyper.get("lr_scheduler_type", "cosine") != "cosine" or (o["warmup_frac"], o["final_lr_frac"]) != (0.1, 0.0):
+        differ.append(f"lr_scheduler_type {hyper.get('lr_scheduler_type', 'cosine')!r} (a 10% warm-up, cosine to 0) "
+                      f"there, optim.warmup_frac {o['warmup_frac']} and final_lr_frac {o['final_lr_frac']} here")
+    if differ:
+        raise ConversionError(f"{source}: its schedule is not the config's ({'; '.join(differ)}); set the config "
+                              "as the original ran (--set), or convert the weights alone from its model.pt")
+
+    loss_args = dict(config["loss"])
+    loss = build_loss(loss_args.pop("type"), **loss_args)
+    ours = list(model.named_parameters()) + [("loss." + n, p) for n, p in loss.named_parameters()]
+    optimizer = build_optimizer([p for _, p in ours], o)  # as purl.training.setup: encoder, then the loss
+    theirs = [key for key, mapped in name_map.items() if mapped in dict(model.named_parameters())]
+    n_theirs = len(group["params"]) if group else -1
+    with_temperature = n_theirs == len(theirs) + 1
+    if n_theirs != len(theirs) + with_temperature or with_temperature != any(n == "loss.temperature.log_t"
+                                                                              for n, _ in ours):
+        held = f"{n_theirs} parameters" if n_theirs >= 0 else f"{len(groups)} parameter groups"
+        raise ConversionError(
+            f"{source}: its Adam state holds {held}, the config's model and loss {len(ours)} (the network's "
+            f"{len(theirs)} and {'a learnt' if len(ours) > len(theirs) else 'no learnt'} temperature): "
+            "use the config the original trained with")
+    index_of = {key: group["params"][i] for i, key in enumerate(theirs + [LIGHTNING_TEMPERATURE] * with_temperature)}
+    ours_to_theirs = {mapped: key for key, mapped in name_map.items()}
+    adam = {}
+    for j, (ours_name, param) in enumerate(ours):
+        key = LIGHTNING_TEMPERATURE if ours_name == "loss.temperature.log_t" else ours_to_theirs[ours_name]
+        moments = original.optimizer.get("state", {}).get(index_of[key])
+        if moments is None:  # a parameter that never had a gradient has no state, in either
+            continue
+        exp_avg, exp_avg_sq = moments["exp_avg"], moments["exp_avg_sq"]
+        if exp_avg.numel() != param.numel() or exp_avg_sq.numel() != param.numel():
+            raise ConversionError(f"{source}: the Adam moments of '{key}' have {exp_avg.numel()} values, "
+                                  f"its weights {param.numel()}")
+        if key == LIGHTNING_TEMPERATURE:  # t there, log t here: d/d log t = t d/dt
+            t = original.temperature
+            exp_avg, exp_avg_sq = exp_avg * t, exp_avg_sq * t * t
+        adam[j] = {"step": torch.as_tensor(moments["step"], dtype=torch.float32).clone(),
+                   "exp_avg": exp_avg.reshape(param.shape).to(param.dtype).clone(),
+                   "exp_avg_sq": exp_avg_sq.reshape(param.shape).to(param.dtype).clone()}
+    target = optimizer.state_dict()
+    target["state"] = adam
+    target["param_groups"][0]["initial_lr"] = o["lr"]  # what a schedule made at step 0 records
+    for key in ("betas", "eps"):
+        if key in group:
+            target["param_groups"][0][key] = tuple(group[key]) if key == "betas" else group[key]
+    optimizer.load_state_dict(target)
+    steps_per_epoch = step // epochs
+    factor = warmup_cosine(o["epochs"] * steps_per_epoch, o["warmup_frac"], o["final_lr_frac"])
+    scheduler = build_scheduler(optimizer, factor, step)
+    return {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+            "sampler": {"epoch": epochs, "step": 0}, "global_step": step, "epoch_losses": []}

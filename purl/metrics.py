@@ -368,3 +368,32 @@ def plot_det(curves: dict, path, title="DET curve"):
 
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format=ext, dpi=120)
+
+
+# ---------------------------------------------------------------------------
+# The original work's EER (github.com/jimmy1016-coder/PURL, src/metrics.py:84-91):
+# sklearn's ROC, linearly interpolated between its points, and the root of
+# 1 - fpr - tpr(fpr) found by brentq. Reported beside compute_eer's.
+
+
+def eer_interpolated_from_points(op: OperatingPoints) -> float:
+    """EER where the ROC, drawn as straight lines between the operating points,
+    crosses P_miss = P_fa: the original work's EER, a fraction in [0, 1].
+
+    From the highest threshold down, g = P_miss - P_fa (= 1 - fpr - tpr) falls
+    strictly from 1 to -1, so one segment holds the crossing; its fpr there is
+    solved exactly (brentq iterates to 2e-12 on the same lines). A crossing on
+    a vertical piece of the ROC (tied false alarms) is that piece's fpr, as the
+    original's root is.
+    """
+    fpr, g = op.p_fa[::-1], op.p_miss[::-1] - op.p_fa[::-1]
+    k = int(np.argmax(g <= 0))  # g[0] = 1 (reject all), so k >= 1
+    if g[k] == 0:
+        return float(fpr[k])
+    t = g[k - 1] / (g[k - 1] - g[k])
+    return float(fpr[k - 1] + t * (fpr[k] - fpr[k - 1]))
+
+
+def compute_eer_interpolated(scores, labels) -> float:
+    """The original work's EER of scored trials; see eer_interpolated_from_points."""
+    return eer_interpolated_from_points(operating_points(scores, labels))

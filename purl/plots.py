@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from purl.fileio import atomic_path
 
@@ -97,5 +98,22 @@ def plot_reliability(curves: dict, out: str | os.PathLike, title: str = "",
     ax.set_title(title or "reliability diagram")
     ax.grid(True, linestyle=":", linewidth=0.6)
     ax.legend(loc="upper left", fontsize="small")
+    save_figure(fig, out)
+    return Path(out)
+
+
+def plot_eer_per_epoch(curves: dict[str, tuple[list[int], list[float]]], out: str | os.PathLike,
+                       title: str = "") -> Path:
+    """``out`` (PNG): EER (%) against the epoch, a line per {name: (epochs, EERs)}."""
+    fig = Figure(figsize=(6, 3.5))
+    ax = fig.add_subplot()
+    for name, (epochs, eers) in curves.items():
+        ax.plot(epochs, eers, "o-", markersize=3, label=name)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("EER (%)")
+    ax.set_title(title)
+    ax.grid(True, linestyle=":", linewidth=0.6)
+    ax.legend(fontsize="small")
     save_figure(fig, out)
     return Path(out)

@@ -97,9 +97,10 @@ def fake_voxceleb(tmp_path) -> dict[str, Path]:
 
 
 def write_feature_dir(path: Path, num_speakers: int = 6, utts_per_speaker: int = 4, seed: int = 0,
-                      frames=(80, 160)) -> Path:
+                      frames=(80, 160), prefix: str = "spk") -> Path:
     """A data dir with random 80-dim features (no audio): each speaker has its own
-    mean spectrum, so a model can learn something in a few steps."""
+    mean spectrum, so a model can learn something in a few steps. Speakers are
+    <prefix>00, <prefix>01, ... (another prefix: other utterance ids)."""
     import kaldiio
 
     from purl.data.datadir import utt2spk_to_spk2utt, write_kv
@@ -111,10 +112,10 @@ def write_feature_dir(path: Path, num_speakers: int = 6, utts_per_speaker: int =
         for s in range(num_speakers):
             centre = rng.normal(0, 1, 80)
             for u in range(utts_per_speaker):
-                utt = f"spk{s:02d}-u{u:02d}"
+                utt = f"{prefix}{s:02d}-u{u:02d}"
                 n = int(rng.integers(*frames))
                 writer(utt, (centre + rng.normal(0, 1, (n, 80))).astype(np.float32))
-                utt2spk[utt], frames_of[utt] = f"spk{s:02d}", n
+                utt2spk[utt], frames_of[utt] = f"{prefix}{s:02d}", n
     scp = dict(line.split(maxsplit=1) for line in (path / "feats.scp.unsorted").read_text().splitlines())
     (path / "feats.scp.unsorted").unlink()
     write_kv(path / "feats.scp", scp)

@@ -6,6 +6,7 @@ ECAPA_TDNN; clova's ResNetSE as the original's ResNetEncoder feeds it), so both
 the converter's name map and the models' arithmetic are checked against them.
 """
 
+import json
 import math
 from collections import OrderedDict
 
@@ -16,11 +17,20 @@ import torch.nn.functional as F
 import yaml
 from sklearn.cluster import KMeans
 
-from purl.convert_original import ConversionError, convert_original_checkpoint, convert_state_dict, resnet_names
-from purl.models import ResNet
-from purl.training.checkpoint import model_from_checkpoint
-from tests.conftest import ROOT, run_script
+from purl.config import load_config
+from purl.convert_original import (
+    ConversionError,
+    convert_original_checkpoint,
+    convert_state_dict,
+    ecapa_names,
+    resnet_names,
+)
+from purl.data.datadir import read_kv
+from purl.models import EcapaTdnn, ResNet, build_model
+from purl.training.checkpoint import load_checkpoint, model_from_checkpoint
+from tests.conftest import ROOT, copy_recipe, run_script, write_feature_dir
 from tests.test_models import _seed_and_one_thread  # noqa: F401 (autouse: seeded, one thread)
+from tests.test_trainer import train
 
 FBANK = 80
 
@@ -252,22 +262,42 @@ def speechbrain_ecapa_forward(s, x, dilations, res2net_scale):
 # --- the converter ------------------------------------------------------------
 
 
-def lightning_checkpoint(encoder_state: dict, temperature: float = 0.0713) -> dict:
+BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
+
+
+def lightning_adam_state(encoder_state: dict, steps: int, lr: float = 0.01, weight_decay: float = 2e-6) -> dict:
+    """optimizer_states[0] of the original's Adam (src/trainers.py:117-122) after
+    ``steps`` steps: a state per parameter in the LightningModule's order (the
+    encoder's, then the loss's temperature t), moments of each one's shape."""
+    g = torch.Generator().manual_seed(0)
+    shapes = [v.shape for k, v in encoder_state.items() if not k.endswith(BUFFERS)] + [torch.Size([])]
+    state = {i: {"step": torch.tensor(float(steps)), "exp_avg": torch.randn(shape, generator=g) * 1e-3,
+                 "exp_avg_sq": torch.rand(shape, generator=g) * 1e-6} for i, shape in enumerate(shapes)}
+    group = {"lr": 0.0, "betas": (0.9, 0.999), "eps": 1e-08, "weight_decay": weight_decay, "amsgrad": False,
+             "maximize": False, "foreach": None, "capturable": False, "differentiable": False, "fused": None,
+             "initial_lr": lr, "params": list(range(len(shapes)))}
+    return {"state": state, "param_groups": [group]}
+
+
+def lightning_checkpoint(encoder_state: dict, temperature: float = 0.0713, *, epoch: int = 199,
+                         global_step: int = 333400, optimizer: dict | None = None) -> dict:
     """What the original's ModelCheckpoint saves: the module's state_dict under
-    'encoder.model.' and 'loss_func.', plus Lightning's bookkeeping and the
-    hyperparameters (a fitted KMeans among them)."""
+    'encoder.model.' and 'loss_func.', the Adam state and the LambdaLR's, plus
+    Lightning's bookkeeping and the hyperparameters (a fitted KMeans among them)."""
     state = OrderedDict((f"encoder.model.{k}", v) for k, v in encoder_state.items())
     state["loss_func.temperature"] = torch.tensor(temperature)
     state["_ncu_gmm_start_epoch"] = 200
     kmeans = KMeans(n_clusters=2, n_init=1, random_state=0).fit(np.random.default_rng(0).normal(size=(10, 3)))
     return {
-        "epoch": 199,
-        "global_step": 333400,
+        "epoch": epoch,
+        "global_step": global_step,
         "pytorch-lightning_version": "2.2.3",
         "state_dict": state,
-        "optimizer_states": [{"state": {}, "param_groups": [{"lr": 5.1e-4, "params": [0]}]}],
-        "lr_schedulers": [{"base_lrs": [0.01], "last_epoch": 333400}],
-        "hyper_parameters": {"learning_rate": 0.01, "clustering_model": kmeans, "lr_scheduler_type": "cosine"},
+        "optimizer_states": [optimizer or lightning_adam_state(encoder_state, global_step)],
+        "lr_schedulers": [{"base_lrs": [0.01], "last_epoch": global_step, "_step_count": global_step + 1,
+                           "_get_lr_called_within_step": False, "_last_lr": [0.0], "lr_lambdas": [{}]}],
+        "hyper_parameters": {"learning_rate": 0.01, "optim_weight_decay": 2e-6, "clustering_model": kmeans,
+                             "lr_scheduler_type": "cosine", "samples_per_epoch": 1_000_000, "batch_size": 600},
     }
 
 
@@ -347,3 +377,157 @@ def test_converter_refuses_the_clova_layout_for_the_original_resnet(tmp_path):
     torch.save(lightning_checkpoint(original_resnet_state()), tmp_path / "a.ckpt")
     with pytest.raises(ConversionError, match="set model.args.layout=original"):
         convert_original_checkpoint(tmp_path / "a.ckpt", {"model": {"name": "resnet34", "args": {}}})
+
+
+# --- the training state: Adam moments and the schedule's step ------------------
+
+
+def test_the_lightning_adam_state_becomes_this_projects_under_its_names(tmp_path):
+    sb_state = speechbrain_ecapa_state(**ECAPA_SMALL)
+    ckpt = lightning_checkpoint(sb_state)
+    torch.save(ckpt, tmp_path / "epoch=199_step=333400.ckpt")
+    ours = convert_original_checkpoint(tmp_path / "epoch=199_step=333400.ckpt",
+                                       {"model": {"name": "ecapa_tdnn", "args": ECAPA_SMALL}})
+    assert (ours["global_step"], ours["sampler"]) == (333400, {"epoch": 200, "step": 0})
+    theirs = ckpt["optimizer_states"][0]["state"]
+    their_index = {k: i for i, k in enumerate(k for k in sb_state if not k.endswith(BUFFERS))}
+    names = ecapa_names(sb_state)
+    model_params = [n for n, _ in EcapaTdnn(**ECAPA_SMALL).named_parameters()]
+    adam = ours["optimizer"]["state"]
+    assert len(adam) == len(model_params) + 1 == len(theirs)
+    for j, name in enumerate(model_params):
+        original = theirs[their_index[next(k for k, v in names.items() if v == name)]]
+        assert torch.equal(adam[j]["exp_avg"].flatten(), original["exp_avg"].flatten()), name
+        assert torch.equal(adam[j]["exp_avg_sq"].flatten(), original["exp_avg_sq"].flatten()), name
+        assert adam[j]["step"].item() == 333400
+    t = theirs[len(theirs) - 1]  # the temperature: t there, log t here
+    assert adam[len(model_params)]["exp_avg"].item() == pytest.approx(0.0713 * t["exp_avg"].item(), rel=1e-6)
+    assert adam[len(model_params)]["exp_avg_sq"].item() == pytest.approx(0.0713 ** 2 * t["exp_avg_sq"].item(), rel=1e-6)
+    group = ours["optimizer"]["param_groups"][0]
+    assert (group["initial_lr"], group["weight_decay"], group["lr"]) == (0.01, 2e-6, 0.0)  # the end of 200 epochs
+    assert ours["scheduler"]["last_epoch"] == 333400
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"learning_rate": 0.02}, "learning_rate 0.02 there, optim.lr 0.01 here"),
+    ({"lr_scheduler_type": "constant"}, "lr_scheduler_type 'constant'"),
+])
+def test_a_schedule_other_than_the_configs_is_an_error(tmp_path, change, message):
+    ckpt = lightning_checkpoint(original_resnet_state())
+    ckpt["hyper_parameters"].update(change)
+    torch.save(ckpt, tmp_path / "a.ckpt")
+    with pytest.raises(ConversionError, match=f"its schedule is not the config's .*{message}"):
+        convert_original_checkpoint(tmp_path / "a.ckpt", {"model": {"name": "resnet34", "args": {"layout": "original"}}})
+
+
+def test_an_adam_state_of_other_parameters_is_an_error(tmp_path):
+    state = original_resnet_state()
+    adam = lightning_adam_state(state, 333400)
+    adam["param_groups"][0]["params"].pop()
+    torch.save(lightning_checkpoint(state, optimizer=adam), tmp_path / "a.ckpt")
+    with pytest.raises(ConversionError, match=r"its Adam state holds 177 parameters, the config's model and loss 178 "
+                                              r"\(the network's 177 and a learnt temperature\)"):
+        convert_original_checkpoint(tmp_path / "a.ckpt", {"model": {"name": "resnet34", "args": {"layout": "original"}}})
+
+
+def lightning_from_ours(ckpt: dict, sb_state: dict) -> dict:
+    """A Lightning checkpoint of the original's layout holding one of this
+    project's epoch checkpoints (a tiny ECAPA-TDNN): the original's names and
+    parameter order, t instead of log t, and the moments to match."""
+    to_ours = ecapa_names(sb_state)
+    from_ours = {v: k for k, v in to_ours.items()}
+    encoder = OrderedDict((k, ckpt["model"][to_ours[k]].reshape(v.shape)) for k, v in sb_state.items())
+    config = ckpt["config"]["model"]
+    ours = [n for n, _ in build_model(config["name"], **config["args"]).named_parameters()] + ["log_t"]
+    theirs = [k for k in sb_state if not k.endswith(BUFFERS)] + ["loss_func.temperature"]
+    t = math.exp(ckpt["loss"]["temperature.log_t"].item())
+    state = {}
+    for j, name in enumerate(ours):
+        m = ckpt["optimizer"]["state"][j]
+        key = "loss_func.temperature" if name == "log_t" else from_ours[name]
+        scale = 1 / t if name == "log_t" else 1.0
+        shape = torch.Size([]) if name == "log_t" else sb_state[key].shape
+        state[theirs.index(key)] = {"step": m["step"], "exp_avg": m["exp_avg"].reshape(shape) * scale,
+                                    "exp_avg_sq": m["exp_avg_sq"].reshape(shape) * scale ** 2}
+    group = {**ckpt["optimizer"]["param_groups"][0], "params": list(range(len(theirs)))}
+    return lightning_checkpoint(encoder, t, epoch=ckpt["sampler"]["epoch"] - 1, global_step=ckpt["global_step"],
+                                optimizer={"state": state, "param_groups": [group]})
+
+
+TINY_ECAPA = dict(channels=[16, 16, 16, 16, 48], kernel_sizes=[5, 3, 3, 3, 1], dilations=[1, 2, 3, 4, 1],
+                  attention_channels=8, res2net_scale=2, se_channels=8, embed_dim=16)
+
+
+def test_continuing_a_converted_checkpoint_carries_on_the_run_it_came_from(tmp_path, tiny_config):
+    """Epoch 3 continued from the original's epoch=1 checkpoint, converted, is the
+    run's own epoch 3 (a run of this project, written as the original saves it)."""
+    data = write_feature_dir(tmp_path / "data")
+    base = ["optim.epochs=3", "train.average_last=1"]
+    straight = train(load_config(tiny_config, base), data, tmp_path / "pretrain")
+    own = load_checkpoint(tmp_path / "pretrain" / "models" / "epoch_2.pt")
+    torch.save(lightning_from_ours(own, speechbrain_ecapa_state(**TINY_ECAPA)), tmp_path / "epoch=1_step=8.ckpt")
+    proc = run_script(ROOT / "steps" / "convert_original_checkpoint.py", "--set", "optim.epochs=3", tiny_config,
+                      tmp_path / "epoch=1_step=8.ckpt", tmp_path / "converted")
+    assert "holds the original's Adam moments and schedule step 8" in proc.stdout
+    start = tmp_path / "converted" / "models" / "epoch_2.pt"
+    assert (tmp_path / "converted" / "models" / "final.pt").is_file()
+    converted = load_checkpoint(start)
+    for j, moments in own["optimizer"]["state"].items():
+        for key in ("exp_avg", "exp_avg_sq"):
+            torch.testing.assert_close(converted["optimizer"]["state"][j][key], moments[key], rtol=1e-6, atol=0)
+    continued = train(load_config(tiny_config, base + [f"purl.init_checkpoint={start}", "purl.init_mode=continue"]),
+                      data, tmp_path / "control")
+    a, b = load_checkpoint(straight)["model"], load_checkpoint(continued)["model"]
+    torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6)
+    assert not all(torch.equal(a[k], own["model"][k]) for k in a)  # epoch 3 moved the weights
+
+
+def test_a_checkpoint_without_adam_state_converts_to_weights_and_says_so(tmp_path):
+    torch.save(original_resnet_state(), tmp_path / "model.pt")
+    config = _write_config(tmp_path / "resnet.yaml", "resnet34", {"layout": "original"})
+    script = ROOT / "steps" / "convert_original_checkpoint.py"
+    proc = run_script(script, config, tmp_path / "model.pt", tmp_path / "exp", check=False)
+    assert proc.returncode == 1 and "records no epoch; give --epoch N" in proc.stderr
+    proc = run_script(script, "--epoch", "200", config, tmp_path / "model.pt", tmp_path / "exp")
+    assert "weights only (a bare model.pt)" in proc.stdout and "purl.init_mode=weights" in proc.stdout
+    ckpt = load_checkpoint(tmp_path / "exp" / "models" / "epoch_200.pt")
+    assert "optimizer" not in ckpt and (tmp_path / "exp" / "models" / "final.pt").is_file()
+
+
+@pytest.mark.slow
+def test_a_converted_checkpoint_runs_the_voxceleb_recipe_from_stage_4_and_each_epoch_is_scored(tmp_path):
+    """The README's example at toy size: the original's epoch=199 checkpoint of
+    a tiny ECAPA-TDNN, converted into the paper protocol's pretraining dir; stage
+    4 embeds its epoch_200.pt, stage 5 continues its Adam state to epoch 202 (2
+    steps per epoch), stage 6 scores the four models and every epoch of the updates."""
+    recipe = copy_recipe("voxceleb", tmp_path / "voxceleb")
+    write_feature_dir(recipe / "data" / "vox2_dev")
+    # its own utterance ids: calibration refuses an utterance that is also in the evaluation list
+    test = write_feature_dir(recipe / "data" / "vox1", num_speakers=3, utts_per_speaker=3, seed=1, prefix="id1")
+    utts = sorted(read_kv(test / "utt2spk"))
+    (test / "trials_vox1_O").write_text("".join(f"{a} {b} {'target' if a[:5] == b[:5] else 'nontarget'}\n"
+                                                for i, a in enumerate(utts) for b in utts[i + 1:]))
+    torch.save(lightning_checkpoint(speechbrain_ecapa_state(**TINY_ECAPA), global_step=400),
+               tmp_path / "epoch=199_step=400.ckpt")
+    sets = [a for key in ("channels", "attention_channels", "se_channels", "res2net_scale", "embed_dim")
+            for a in ("--set", f"model.args.{key}={TINY_ECAPA[key]}".replace(" ", ""))]
+    proc = run_script("bash", "-c", '. ./path.sh && steps/convert_original_checkpoint.py "$@"', "convert", *sets,
+                      "conf/ecapa_supcon.yaml", tmp_path / "epoch=199_step=400.ckpt", "exp/ecapa_supcon_noisy0_seed0",
+                      cwd=recipe)
+    assert "models/epoch_200.pt" in proc.stdout and "schedule step 400" in proc.stdout
+    overrides = ("data.speakers_per_batch=3 data.samples_per_epoch=12 data.chunk_frames=50 data.num_workers=0 "
+                 "train.threads=1 optim.epochs=202")
+    run_script("bash", "run.sh", "--stage", "4", "--gpus", "", "--nj", "1", "--vox2-valid-pairs", "",
+               "--train-overrides", overrides, "--score-epochs", "201:202", cwd=recipe)
+    exp = recipe / "exp"
+    assert "continuing exp/ecapa_supcon_noisy0_seed0/models/epoch_200.pt from epoch 201, step 401" in \
+        (exp / "ecapa_purl_noisy0_seed0" / "log" / "train.log").read_text()
+    assert json.loads((exp / "ecapa_supcon_noisy0_seed0" / "reliability" / "report.json").read_text())[
+        "settings"]["cosine_dtype"] == "float32"
+    for name in ("supcon", "control", "filter0.5", "purl"):
+        assert (exp / f"ecapa_{name}_noisy0_seed0" / "scores" / "results.json").is_file(), name
+    for name in ("control", "filter0.5", "purl"):
+        epochs = exp / f"ecapa_{name}_noisy0_seed0" / "scores_epochs"
+        rows = (epochs / "results.csv").read_text().splitlines()
+        assert [r.split(",")[:2] for r in rows[1:]] == [["201", "vox1_O"], ["202", "vox1_O"]], name
+        assert (epochs / "eer.png").stat().st_size > 0 and "| 202 | vox1_O |" in (epochs / "results.md").read_text()

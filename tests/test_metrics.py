@@ -3,6 +3,7 @@ import pytest
 
 from purl.metrics import (
     compute_eer,
+    compute_eer_interpolated,
     compute_min_dcf,
     eer_and_min_dcf,
     metrics_from_points,
@@ -157,3 +158,39 @@ def test_roc_auc_equals_sklearn_with_ties():
     scores = np.round(rng.normal(size=2000) + positive, 1)  # many ties
     assert roc_auc(positive, scores) == pytest.approx(roc_auc_score(positive, scores), abs=1e-12)
     assert np.isnan(roc_auc(np.zeros(5, bool), np.arange(5.0)))
+
+
+def original_calculate_eer(ground_truth, prediction):
+    """src/metrics.py:84-91 of the original work (e8886b6), transcribed."""
+    from scipy.interpolate import interp1d
+    from scipy.optimize import brentq
+    from sklearn.metrics import roc_curve
+
+    fpr, tpr, _ = roc_curve(ground_truth, prediction, pos_label=1)
+    return brentq(lambda x: 1.0 - x - interp1d(fpr, tpr)(x), 0.0, 1.0)
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("n, decimals", [(12, None), (200, 1), (3000, 2), (3000, None)])
+def test_interpolated_eer_is_the_originals(seed, n, decimals):
+    rng = np.random.default_rng(seed)
+    labels = rng.random(n) < rng.uniform(0.1, 0.6)
+    labels[:2] = [True, False]
+    scores = rng.normal(size=n) + rng.uniform(0.5, 3) * labels
+    if decimals is not None:  # ties, within and across the classes
+        scores = np.round(scores, decimals)
+    expected = original_calculate_eer(labels.astype(int), scores)
+    assert compute_eer_interpolated(scores, labels) == pytest.approx(expected, abs=1e-9)
+    assert abs(compute_eer_interpolated(scores, labels) - compute_eer(scores, labels)[0]) <= 1 / labels.sum()
+
+
+@pytest.mark.parametrize("scores, labels, eer", [
+    ([0.1, 0.2, 0.8, 0.9], [0, 0, 1, 1], 0.0),  # separated
+    ([0.9, 0.8, 0.2, 0.1], [0, 0, 1, 1], 1.0),  # reversed
+    ([0.5, 0.5, 0.5, 0.5], [0, 1, 0, 1], 0.5),  # all tied
+    ([0.9, 0.5, 0.1], [0, 1, 0], 0.5),  # on the vertical piece at fpr 0.5 (the step EER: 0.25)
+    ([0.9, 0.8, 0.7, 0.6, 0.5], [1, 0, 0, 1, 1], 2 / 3),  # between (fpr, tpr) (.5, 1/3) and (1, 1/3)
+])
+def test_interpolated_eer_of_hand_checked_cases(scores, labels, eer):
+    assert compute_eer_interpolated(scores, labels) == pytest.approx(eer, abs=1e-12)
+    assert compute_eer_interpolated(scores, labels) == pytest.approx(original_calculate_eer(labels, scores), abs=1e-9)

@@ -51,7 +51,7 @@ def test_benchmark_rerun_trains_nothing(benchmark_run):
     proc = run_script("bash", "local/noise_benchmark.sh", *GRID, "--", *SIZE, "--train-overrides", TRAIN, cwd=recipe)
     log = (recipe / "exp" / "benchmark" / "log" / "open0.2_seed0.log").read_text()
     assert "FAILED" not in proc.stdout
-    assert log.count("is complete; skipping") == 3 and "epoch 1/1" not in log
+    assert log.count("is complete; skipping") >= 3 and "epoch 1/1" not in log  # three trainings, embeddings, scores
 
 
 def _cell(eers):

@@ -207,3 +207,82 @@ def test_plot_writes_png(noisy_data, tmp_path):
     plot_reliability(rel, tmp_path / "reliability.png", true, n_examples=3)
     assert (tmp_path / "reliability.png").read_bytes()[:4] == b"\x89PNG"
     assert not list(tmp_path.glob("*.tmp"))
+
+
+# --- the original work's reliability (src/ncu_utils.py at e8886b6), transcribed ---
+
+def original_gmm_dict(spk2utt: dict, embeddings_dict: dict, min_utterances: int = 3) -> dict:
+    """fit_per_speaker_gmm (:193-240) with _compute_pairwise_similarities and _fit_gmm."""
+    from sklearn.mixture import GaussianMixture
+
+    gmm_dict = {}
+    for speaker_id, files in spk2utt.items():
+        valid = [embeddings_dict[f] for f in files if f in embeddings_dict]
+        if len(valid) < min_utterances:
+            gmm_dict[speaker_id] = None
+            continue
+        arr = np.array(valid)
+        en = arr / (np.linalg.norm(arr, axis=1, keepdims=True) + 1e-8)
+        sim = en @ en.T
+        similarities = np.array([sim[i, j] for i in range(len(arr)) for j in range(i + 1, len(arr))])
+        if len(similarities) < 3 or np.std(similarities) < 1e-6:
+            gmm_dict[speaker_id] = None
+            continue
+        try:
+            gmm = GaussianMixture(n_components=2, covariance_type="full", random_state=42, n_init=5, max_iter=300)
+            gmm.fit(similarities.reshape(-1, 1))
+            gmm_dict[speaker_id] = {"gmm": gmm, "clean_comp": int(np.argmax(gmm.means_.flatten()))}
+        except Exception:
+            gmm_dict[speaker_id] = None
+    return gmm_dict
+
+
+def original_p_clean(entry, emb1: np.ndarray, emb2: np.ndarray) -> float:
+    """get_pair_p_clean (:246-269)."""
+    if entry is None:
+        return 1.0
+    sim = np.dot(emb1, emb2) / ((np.linalg.norm(emb1) + 1e-8) * (np.linalg.norm(emb2) + 1e-8))
+    return float(entry["gmm"].predict_proba([[sim]])[0, entry["clean_comp"]])
+
+
+PAPER_SETTINGS = {"tol": 1e-3, "min_std": 1e-6, "cosine_dtype": "float32", "failed_fit": "w1"}
+
+
+def test_paper_settings_give_the_original_works_pair_weights():
+    """Simulated speakers (20% relabelled), one of 2 utterances, one with no
+    spread, and one whose fit raises (a nan embedding: sklearn refuses nan, the
+    original catches it): every same-label pair's w equals the original's."""
+    rng = np.random.default_rng(5)
+    emb, labels, _ = simulate_embeddings(rng.integers(8, 40, size=8), dim=48, noise_rate=0.2, seed=5)
+    broken = rng.standard_normal((5, 48)).astype(np.float32)
+    broken[2] = np.nan
+    emb = np.vstack([emb, rng.standard_normal((2, 48)), np.tile(rng.standard_normal(48), (4, 1)), broken])
+    emb = emb.astype(np.float32)
+    labels = np.r_[labels, [20, 20], [21] * 4, [22] * 5]
+    rel = Reliability.fit(emb, labels, "sklearn", PAPER_SETTINGS)
+
+    spk2utt = {s: [int(u) for u in np.flatnonzero(labels == s)] for s in np.unique(labels)}
+    gmms = original_gmm_dict(spk2utt, dict(enumerate(emb)))
+    i, j = np.array([(a, b) for utts in spk2utt.values() for n, a in enumerate(utts) for b in utts[n + 1:]]).T
+    expected = np.array([original_p_clean(gmms[labels[a]], emb[a], emb[b]) for a, b in zip(i, j)])
+    w = rel.weight(i, j)
+    assert np.abs(w - expected).max() < 2e-6  # float64 cosines: 3.5e-6 here
+    assert gmms[22] is None and rel.params.failed.tolist() == [False] * 10 + [True]
+    assert sum(g is None for g in gmms.values()) == rel.params.unit.sum() == 3
+    assert ((expected > 0.5) == (w > 0.5)).all() and (expected < 0.5).sum() > 10
+
+
+def test_a_fit_that_raises_stops_the_default_settings_naming_the_speaker():
+    rng = np.random.default_rng(5)
+    emb = rng.standard_normal((6, 16)).astype(np.float32)
+    emb[3] = np.nan
+    message = r"GMM fit of speaker 7 \(6 utterances\) failed: Input X contains NaN. \(reliability.failed_fit=w1 "
+    with pytest.raises(ValueError, match=message):
+        Reliability.fit(emb, np.full(6, 7), "sklearn")
+
+
+def test_paper_settings_keep_float32_cosines_and_the_defaults_float64(noisy_data):
+    emb, noisy, _ = noisy_data
+    i, j = same_label_pairs(noisy, 50)
+    assert Reliability.fit(emb, noisy, "sklearn", PAPER_SETTINGS).cosine(i, j).dtype == np.float32
+    assert Reliability.fit(emb, noisy, "histogram").cosine(i, j).dtype == np.float64

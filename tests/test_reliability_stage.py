@@ -72,3 +72,30 @@ def test_pair_weights_refuse_a_dir_with_other_labels(tmp_path):
     write_kv(data / "spk2utt", utt2spk_to_spk2utt(relabelled))
     with pytest.raises(DataDirError, match="fitted with other speaker labels"):
         pair_weights_from_dir(tmp_path / "rel", data)
+
+
+def test_paper_config_counts_a_failed_fit_in_the_report_and_default_records_stay_as_before(tmp_path, monkeypatch):
+    from sklearn.mixture import GaussianMixture
+
+    from purl.stages.reliability import load_reliability_config, run_stage, stage_settings
+
+    data, scp, _ = noisy_dir_with_embeddings(tmp_path, speakers=6, utts=12)
+    fit, calls = GaussianMixture.fit, []
+
+    def first_fit_raises(self, X, y=None):
+        calls.append(len(X))
+        if len(calls) == 1:
+            raise np.linalg.LinAlgError("a fit that fails")
+        return fit(self, X, y)
+
+    monkeypatch.setattr(GaussianMixture, "fit", first_fit_raises)
+    paper = load_reliability_config(ROOT / "egs" / "voxceleb" / "conf" / "reliability_paper.yaml")
+    assert (paper["min_std"], paper["cosine_dtype"], paper["failed_fit"]) == (1e-6, "float32", "w1")
+    report = run_stage(scp, data, tmp_path / "rel", paper)
+    assert report["detection"]["n_speakers_fit_failed"] == 1 and len(calls) == 6
+    assert "of them, 1 because their GMM fit raised" in (tmp_path / "rel" / "report.md").read_text()
+    assert json.loads((tmp_path / "rel" / "reliability.json").read_text())["n_speakers_fit_failed"] == 1
+
+    tuned = load_reliability_config(ROOT / "egs" / "voxceleb" / "conf" / "reliability.yaml")
+    assert "cosine_dtype" not in stage_settings(scp, data, tuned, None)["gmm"]
+    assert stage_settings(scp, data, paper, None)["gmm"]["cosine_dtype"] == "float32"

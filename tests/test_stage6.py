@@ -13,8 +13,9 @@ import torch
 from purl.config import load_config
 from purl.data.datadir import DataDirError, read_kv, read_trials
 from purl.embed import embed_utterances
+from purl.metrics import compute_eer, compute_eer_interpolated
 from purl.models import build_model
-from purl.stages.scoring import cohort_from_embeddings, collect_results, score_trial_lists
+from purl.stages.scoring import EER_INTERPOLATED, cohort_from_embeddings, collect_results, results_table, score_trial_lists
 from purl.training.checkpoint import model_from_checkpoint, save_atomic
 from purl.training.errors import TrainError
 from tests.conftest import ROOT, run_script, write_feature_dir
@@ -71,6 +72,25 @@ def test_scoring_writes_scores_results_and_det_plot(tmp_path):
     assert len((out / f"{tmp_path.name}.as-norm.score").read_text().splitlines()) == 27
     text = collect_results(tmp_path / "exp", tmp_path / "RESULTS.md")
     assert "## model" in text and "| cosine | 0.00 |" in text
+
+
+def test_results_give_the_originals_interpolated_eer_beside_todays(tmp_path):
+    trials = "".join(f"s{a}-u{e} s{b}-u{u} {'target' if a == b else 'nontarget'}\n"
+                     for a in range(3) for b in range(3) for e in range(4) for u in range(4) if (a, e) != (b, u))
+    scp, _ = scored_setup(tmp_path, trials)
+    rng = np.random.default_rng(1)  # speakers that overlap: an EER well above 0
+    write_scp(scp, {f"s{s}-u{u}": rng.normal(size=8) + 0.5 * s for s in range(3) for u in range(4)})
+    out = tmp_path / "scores"
+    figures = score_trial_lists(scp, [tmp_path / "trials"], out)[tmp_path.name]["cosine"]
+    rows = [line.split() for line in (out / f"{tmp_path.name}.cosine.score").read_text().splitlines()]
+    scores = np.array([float(r[2]) for r in rows])
+    target = np.array([r[0][:2] == r[1][:2] for r in rows])
+    assert figures[EER_INTERPOLATED] == pytest.approx(100 * compute_eer_interpolated(scores, target), abs=1e-3)
+    assert figures["EER (%)"] == pytest.approx(100 * compute_eer(scores, target)[0], abs=1e-3)
+    assert figures[EER_INTERPOLATED] != figures["EER (%)"] and figures["EER (%)"] > 10
+    assert "| EER (%) | minDCF(0.01) | minDCF(0.05) | EER interp. (%) |" in (out / "results.md").read_text()
+    before = {"O": {"cosine": {"EER (%)": 1.0, "minDCF(0.01)": 0.1, "minDCF(0.05)": 0.05}}}  # results.json of before
+    assert "| O | cosine | 1.00 | 0.1000 | 0.0500 | - |" in results_table(before)
 
 
 def test_trial_without_embedding_names_the_line(tmp_path):
@@ -285,3 +305,28 @@ def test_summary_gains_calibration_columns_after_the_existing_ones(tmp_path):
     (exp.parent / "other" / "scores" / "calibration.json").unlink()
     mixed = summary_table([("model", exp), ("other", exp.parent / "other")]).splitlines()
     assert mixed[2] == row and mixed[3].endswith(" | - | - | - |")
+
+
+def test_epoch_results_tabulate_and_plot_every_scored_epoch(tmp_path):
+    from purl.stages.scoring import EPOCH_SCORES, epoch_results
+
+    exp = tmp_path / "exp" / "m"
+    for epoch, eer in ((202, 3.0), (201, 4.0), (210, 2.5)):
+        (exp / EPOCH_SCORES / f"epoch_{epoch}").mkdir(parents=True)
+        figures = {"EER (%)": eer, "minDCF(0.01)": 0.3, "minDCF(0.05)": 0.2, EER_INTERPOLATED: eer + 0.01}
+        (exp / EPOCH_SCORES / f"epoch_{epoch}" / "results.json").write_text(json.dumps({"vox1_O": {"cosine": figures}}))
+    (exp / EPOCH_SCORES / "epoch_203").mkdir()  # no results.json: not scored (yet)
+    text = epoch_results(exp)
+    assert [line.split(" | ")[0] for line in text.splitlines()[4:]] == ["| 201", "| 202", "| 210"]
+    assert "| 201 | vox1_O | 4.00 | 0.3000 | 0.2000 | 4.01 |" in text
+    assert (exp / EPOCH_SCORES / "results.csv").read_text().splitlines()[1] == "201,vox1_O,4.0,0.3,0.2,4.01"
+    assert (exp / EPOCH_SCORES / "eer.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize("epochs, message", [("5", "--epochs '5': give A:B"), ("7:6", "--epochs '7:6': give A:B"),
+                                             ("1:2", "has none of epoch_1.pt ... epoch_2.pt")])
+def test_score_epochs_refuses_a_bad_range_and_a_run_without_the_checkpoints(tmp_path, epochs, message):
+    (tmp_path / "exp" / "models").mkdir(parents=True)
+    proc = run_script("bash", ROOT / "steps" / "score_epochs.sh", "--epochs", epochs, tmp_path / "exp",
+                      tmp_path / "data", tmp_path / "data" / "trials", check=False)
+    assert proc.returncode == 1 and message in proc.stderr

@@ -149,3 +149,57 @@ def test_purl_with_reestimation_resumes_exactly(tmp_path, tiny_config):
     assert all(torch.equal(a[k], b[k]) for k in a)
     header, *rows = (tmp_path / "straight" / "train.csv").read_text().splitlines()
     assert "n_clean" in header and rows
+
+
+def _loss_at_step(monkeypatch, step: int, replace):
+    """The model's loss at the given (1-based) step becomes ``replace(loss)``."""
+    from purl.training.distributed import SpeakerNet
+
+    forward, calls = SpeakerNet.forward, []
+
+    def patched(self, *args, **kwargs):
+        loss, figures = forward(self, *args, **kwargs)
+        calls.append(1)
+        return (replace(loss), figures) if len(calls) == step else (loss, figures)
+
+    monkeypatch.setattr(SpeakerNet, "forward", patched)
+
+
+def test_a_nonfinite_loss_stops_training_by_default(tmp_path, tiny_config, monkeypatch):
+    _loss_at_step(monkeypatch, 3, lambda loss: loss * float("nan"))
+    with pytest.raises(RuntimeError, match=r"loss is nan at epoch 1 step 2 .*train.nonfinite_loss=zero"):
+        train(load_config(tiny_config), write_feature_dir(tmp_path / "data"), tmp_path / "exp")
+
+
+def test_nonfinite_loss_zero_is_the_originals_zero_loss(tmp_path, tiny_config, monkeypatch):
+    """The original replaces the loss by torch.zeros((), requires_grad=True) and
+    steps on (src/trainers.py:434-436): no parameter moves, the schedule does."""
+    data = write_feature_dir(tmp_path / "data")
+    config = load_config(tiny_config, ["train.nonfinite_loss=zero"])
+    _loss_at_step(monkeypatch, 3, lambda loss: loss * float("nan"))
+    ours = load_checkpoint(train(config, data, tmp_path / "ours"))["model"]
+    monkeypatch.undo()
+    _loss_at_step(monkeypatch, 3, lambda loss: torch.zeros((), requires_grad=True))
+    original = load_checkpoint(train(load_config(tiny_config), data, tmp_path / "original"))["model"]
+    monkeypatch.undo()
+    plain = load_checkpoint(train(load_config(tiny_config), data, tmp_path / "plain"))["model"]
+    assert all(torch.equal(ours[k], original[k]) for k in ours)
+    assert not all(torch.equal(ours[k], plain[k]) for k in ours)
+    rows = (tmp_path / "ours" / "train.csv").read_text().splitlines()
+    assert rows[3].split(",")[3] == "0" and len(rows) == 9  # step 3 logged a zero loss; all 8 steps ran
+
+
+def test_a_run_saved_before_a_config_key_existed_counts_it_at_its_default(tmp_path, tiny_config):
+    import yaml
+
+    from purl.config import save_config
+    from purl.stages.training import config_differences
+
+    config = load_config(tiny_config)
+    saved = {section: dict(keys) for section, keys in config.items()}
+    del saved["train"]["nonfinite_loss"]
+    save_config(saved, tmp_path / "config.yaml")
+    assert "nonfinite_loss" not in yaml.safe_load((tmp_path / "config.yaml").read_text())["train"]
+    assert config_differences(tmp_path / "config.yaml", config) == []
+    assert config_differences(tmp_path / "config.yaml", load_config(tiny_config, ["train.nonfinite_loss=zero"])) == [
+        "train.nonfinite_loss: 'stop' -> 'zero'"]

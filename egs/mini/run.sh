@@ -81,7 +81,7 @@ pretrain=exp/supcon${tag}_$noise${noise_rate}_seed$seed   # the model the method
 clean=exp/supcon${tag}_clean_seed$seed
 filtered=${noisy}_filtered$filter_keep_ratio              # the filtering baseline's training dir
 relabelled=${noisy}_relabelled                            # the relabel method's training dir
-reliability_opts=(--config $reliability_conf); [ -z "$estimator" ] || reliability_opts+=(--estimator $estimator)
+reliability_opts=(--config $reliability_conf --nj $nj); [ -z "$estimator" ] || reliability_opts+=(--estimator $estimator)
 # method_exp METHOD: the exp dir of a stage-5 method
 method_exp() {
   local name=$1; [ "$1" != filter ] || name=filter$filter_keep_ratio

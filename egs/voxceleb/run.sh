@@ -44,6 +44,8 @@ scoring=""                         # cosine (plain), mean (training mean subtrac
 filter_keep_ratio=0.5              # stage 5 filtering baseline: fraction of each speaker's utterances kept
 cohort_utts_per_speaker=20         # AS-Norm cohort: speaker means over this many utterances each
 train_overrides=""                 # config overrides for every training run, e.g. "data.num_workers=8"
+score_epochs=""                    # stage 6: also score every epoch A:B of the updates (paper: 201:230, the
+                                   # original's epochs 200-229; tuned: 1:30); stage 5 then keeps those checkpoints
 
 . ./path.sh
 . utils/parse_options.sh
@@ -66,6 +68,11 @@ case $protocol in
   *) echo "$0: --protocol $protocol: use paper or tuned" >&2; exit 1 ;;
 esac
 case $scoring in cosine|mean|asnorm) ;; *) echo "$0: --scoring $scoring: use cosine, mean or asnorm" >&2; exit 1 ;; esac
+if [ -n "$score_epochs" ]; then  # the updates keep the checkpoints stage 6 scores
+  [[ $score_epochs =~ ^([0-9]+):([0-9]+)$ ]] && [ "${BASH_REMATCH[1]}" -le "${BASH_REMATCH[2]}" ] || {
+    echo "$0: --score-epochs '$score_epochs': give A:B with A <= B, e.g. 201:230" >&2; exit 1; }
+  purl_overrides="$purl_overrides train.keep_epochs=[$(seq -s, "${BASH_REMATCH[1]}" "${BASH_REMATCH[2]}")]"
+fi
 
 # One spelling per rate: 0.0 and 0 (0.20 and 0.2) name the same dirs and skip the same stages.
 noise_rate=$(awk -v r="$noise_rate" 'BEGIN { if (r < 0 || r >= 1) exit 1; print r + 0 }') || {
@@ -195,5 +202,10 @@ if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
       steps/calibrate.py --results exp/RESULTS.md $m/embeddings/cohort/xvector.scp $train $m/scores
     fi
   done
+  if [ -n "$score_epochs" ]; then  # every epoch of the updates, plain cosine: <exp>/scores_epochs/results.md, eer.png
+    for m in $purl $control $filter; do
+      steps/score_epochs.sh --epochs $score_epochs --nj $nj --cmd "$cmd" --gpus "$gpus" $m $test $trials
+    done
+  fi
   log "Stage 6 done in ${SECONDS}s"
 fi

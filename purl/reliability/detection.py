@@ -166,6 +166,7 @@ def _figures(rel: Reliability, scan: tuple, true_labels: np.ndarray | None, thre
         "frac_utts_flagged": float(utt_flag.mean()) if len(mean_w) else 0.0,
         "frac_speakers_flagged": speakers_flagged / max(len(rel.index), 1),
         "frac_speakers_w1": float(rel.params.unit.mean()) if len(rel.params) else 0.0,
+        "n_speakers_fit_failed": int(rel.params.failed.sum()),  # among the w = 1 ones (failed_fit: w1)
     }
     if true_labels is None:
         return out, mean_w

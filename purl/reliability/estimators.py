@@ -142,7 +142,10 @@ def fit_sklearn(x: np.ndarray, index: SpeakerIndex, settings: ReliabilitySetting
     the least loaded). Every fit runs with one BLAS and one OpenMP thread, in one
     process or several: sklearn's k-means sums in OpenMP threads, whose
     reductions may change with their number, so this keeps each speaker's
-    numbers the same for any ``nj``."""
+    numbers the same for any ``nj``. The cosines are in ``settings.cosine_dtype``
+    (sklearn fits float32 data in float32). A fit that raises stops the stage,
+    or with ``failed_fit="w1"`` gives the speaker w = 1 (``params.failed``), as
+    the original (src/ncu_utils.py:234-238)."""
     from threadpoolctl import threadpool_limits
 
     parts = [p for p in speaker_parts(index, nj) if len(p)]
@@ -169,20 +172,39 @@ def _fit_sklearn_speakers(x: np.ndarray, index: SpeakerIndex, settings: Reliabil
     from sklearn.mixture import GaussianMixture
 
     params = GmmParams.empty(len(index))
+    dtype = np.dtype(settings.cosine_dtype)
+    failures = []
     for s, utts, gram, upper in iter_speaker_blocks(x, index):
-        cos = gram[upper].astype(np.float64)
+        cos = gram[upper].astype(dtype)
         std = cos.std() if cos.size else 0.0
         if _is_degenerate(len(utts), std, settings):
             params.set_single(s, cos.size, cos.mean() if cos.size else 0.0, std ** 2, settings.reg_covar)
             continue
         gmm = GaussianMixture(2, covariance_type="full", n_init=settings.n_init, max_iter=settings.max_iter,
                               tol=settings.tol, reg_covar=settings.reg_covar, random_state=settings.seed)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            gmm.fit(cos[:, None])
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                gmm.fit(cos[:, None])
+        except Exception as e:  # what the original catches: any error of the fit
+            first_line = (str(e).splitlines() or [type(e).__name__])[0]
+            if settings.failed_fit != "w1":
+                raise ReliabilityError(
+                    f"reliability: the sklearn GMM fit of speaker {index.speakers[s]} ({len(utts)} utterances) "
+                    f"failed: {first_line} (reliability.failed_fit=w1 gives its pairs w = 1, as the original "
+                    "work)") from e
+            params.set_single(s, cos.size, float(np.mean(cos, dtype=np.float64)),
+                              float(np.var(cos, dtype=np.float64)), settings.reg_covar)
+            params.failed[s] = True
+            failures.append((index.speakers[s], first_line))
+            continue
         fit = (gmm.weights_[None], gmm.means_[:, 0][None], gmm.covariances_.reshape(1, 2),
                np.array([gmm.score(cos[:, None])]))
         _store_fits(params, [s], fit, cos.size)
+    if failures:
+        speaker, error = failures[0]
+        log.warning("reliability: the sklearn GMM fit of %d speaker(s) raised (first: %s: %s); their pairs keep "
+                    "w = 1 (failed_fit: w1)", len(failures), speaker, error)
     return params
 
 

@@ -46,6 +46,7 @@ def save(rel, directory: str | os.PathLike) -> None:
         "dim": int(rel.embeddings.shape[1]),
         "n_pairs": int(rel.params.n_pairs.sum()),
         "n_speakers_w1": int(rel.params.unit.sum()),
+        "n_speakers_fit_failed": int(rel.params.failed.sum()),
     }
     write_atomic(directory / META_FILE, lambda f: f.write(json.dumps(meta, indent=2).encode() + b"\n"))
 
@@ -68,7 +69,10 @@ def load(directory: str | os.PathLike, *, mmap: bool = True):
     embeddings = np.load(directory / EMBEDDINGS_FILE, mmap_mode="r" if mmap else None)
     with np.load(directory / PARAMS_FILE, allow_pickle=False) as z:
         labels = z["labels"]
-        params = GmmParams(**{f.name: z[f.name] for f in dataclasses.fields(GmmParams)})
+        arrays = {name: z[name] for name in z.files}
+        # "failed" came later: a fit saved before it had no failed speakers.
+        arrays.setdefault("failed", np.zeros(len(arrays["clean"]), bool))
+        params = GmmParams(**{f.name: arrays[f.name] for f in dataclasses.fields(GmmParams)})
     if embeddings.shape != (meta["n_utts"], meta["dim"]) or len(labels) != meta["n_utts"]:
         raise ReliabilityError(f"reliability: files in {directory} disagree with {META_FILE}; rerun stage 4")
     return embeddings, labels, params, meta["estimator"], ReliabilitySettings.from_dict(meta["settings"])

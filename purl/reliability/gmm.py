@@ -22,6 +22,7 @@ class GmmParams:
 
     A speaker with ``unit`` set gets w = 1; its component 0 then holds a single
     Gaussian fitted to its pairs (weight 1), so plots can still draw it.
+    ``failed`` marks the unit speakers whose fit raised (settings.failed_fit "w1").
     """
 
     weights: np.ndarray    # (S, 2)
@@ -31,6 +32,7 @@ class GmmParams:
     unit: np.ndarray       # (S,) bool, w = 1 for every pair
     n_pairs: np.ndarray    # (S,) int64
     loglik: np.ndarray     # (S,) mean log-likelihood per pair of the fit (nan if unit)
+    failed: np.ndarray     # (S,) bool, the fit raised: w = 1 (also unit)
 
     @classmethod
     def empty(cls, n_speakers: int) -> "GmmParams":
@@ -42,6 +44,7 @@ class GmmParams:
             unit=np.ones(n_speakers, bool),
             n_pairs=np.zeros(n_speakers, np.int64),
             loglik=np.full(n_speakers, np.nan),
+            failed=np.zeros(n_speakers, bool),
         )
 
     def __len__(self) -> int:

@@ -28,8 +28,15 @@ class ReliabilitySettings:
     reg_covar: float = 1e-6  # added to every variance, as sklearn
     seed: int = 42           # sklearn's random_state
     min_utts: int = 3        # fewer utterances: w = 1
-    min_std: float = 1e-4    # pair cosines with a smaller std have "no spread": w = 1
+    min_std: float = 1e-4    # pair cosines with a smaller std have "no spread": w = 1 (the original: 1e-6)
     bic_sample_size: str = "utts"  # "bic": the n of BIC, utterances or (textbook) pairs
+    # The pair cosines that the sklearn fit and the pair weights use: "float64"
+    # (float32 embeddings, products summed in float64) or "float32", as the
+    # original work, whose embeddings, cosines and sklearn fit are all float32.
+    cosine_dtype: str = "float64"
+    # A speaker whose sklearn fit raises: "error" stops the stage naming it;
+    # "w1" gives its pairs w = 1, as the original work does (report.json counts them).
+    failed_fit: str = "error"
 
     @classmethod
     def from_dict(cls, values: dict | None) -> "ReliabilitySettings":
@@ -43,5 +50,9 @@ class ReliabilitySettings:
     def __post_init__(self):
         if self.bic_sample_size not in ("utts", "pairs"):
             raise ReliabilityError(f"reliability: bic_sample_size must be 'utts' or 'pairs', not {self.bic_sample_size!r}")
+        if self.cosine_dtype not in ("float64", "float32"):
+            raise ReliabilityError(f"reliability: cosine_dtype must be 'float64' or 'float32', not {self.cosine_dtype!r}")
+        if self.failed_fit not in ("error", "w1"):
+            raise ReliabilityError(f"reliability: failed_fit must be 'error' or 'w1', not {self.failed_fit!r}")
         if self.n_bins < 2 or self.n_init < 1 or self.max_iter < 1:
             raise ReliabilityError(f"reliability: need n_bins >= 2, n_init >= 1, max_iter >= 1 (got {self})")

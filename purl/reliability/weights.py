@@ -63,7 +63,8 @@ class Reliability:
         return cls(x, labels, ESTIMATORS[estimator](x, index, settings, cache, nj), estimator, settings)
 
     def cosine(self, i: np.ndarray, j: np.ndarray) -> np.ndarray:
-        return np.einsum("pd,pd->p", self.embeddings[i], self.embeddings[j], dtype=np.float64)
+        """Pair cosines (P,), summed in ``settings.cosine_dtype``."""
+        return np.einsum("pd,pd->p", self.embeddings[i], self.embeddings[j], dtype=self.settings.cosine_dtype)
 
     def log_odds(self, i: np.ndarray, j: np.ndarray) -> np.ndarray:
         """log(w / (1 - w)) per pair (+inf where w = 1); i, j: (P,) utterance indices.

@@ -52,6 +52,10 @@ CONFIG_DEFAULTS: dict[str, dict] = {"reliability": {
     "threshold": 0.5,          # w below it: a flagged pair; an utterance's mean w below it: suspected
     **dataclasses.asdict(ReliabilitySettings()),
 }}
+# Settings added after fits were first recorded: in a record only when not at
+# their defaults (which compute what the fits before them did), so that those
+# fits stay up to date.
+LATER_SETTINGS = ("cosine_dtype", "failed_fit")
 CONFIG_RANGES = {
     ("reliability", "threshold"): (1e-9, 1 - 1e-9, "a posterior, strictly between 0 and 1"),
     ("reliability", "n_bins"): (2, None, "histogram bins per speaker"),
@@ -81,8 +85,10 @@ def load_reliability_config(path: str | os.PathLike | None = None, overrides: It
     if not isinstance(compare, list) or any(c not in ESTIMATORS for c in compare):
         raise ConfigError(f"{where}.compare: {section['compare']!r} must be a list of estimators "
                           f"from {sorted(ESTIMATORS)}")
-    if section["bic_sample_size"] not in ("utts", "pairs"):
-        raise ConfigError(f"{where}.bic_sample_size: must be 'utts' or 'pairs', not {section['bic_sample_size']!r}")
+    for key, choices in (("bic_sample_size", ("utts", "pairs")), ("cosine_dtype", ("float64", "float32")),
+                         ("failed_fit", ("error", "w1"))):
+        if section[key] not in choices:
+            raise ConfigError(f"{where}.{key}: must be {' or '.join(map(repr, choices))}, not {section[key]!r}")
     section["compare"] = compare
     return section
 
@@ -98,8 +104,10 @@ def stage_settings(xvector_scp: str | os.PathLike, data_dir: str | os.PathLike, 
     or other embeddings or labels make another fit."""
     data = Path(data_dir)
     scp = Path(xvector_scp)
+    gmm = {k: v for k, v in gmm_settings(config).items()
+           if k not in LATER_SETTINGS or v != CONFIG_DEFAULTS["reliability"][k]}
     record = {"estimator": config["estimator"], "compare": sorted(config["compare"]),
-              "threshold": config["threshold"], "clean_dir": str(clean_dir or ""), "gmm": gmm_settings(config),
+              "threshold": config["threshold"], "clean_dir": str(clean_dir or ""), "gmm": gmm,
               "xvector_scp": text_digest(scp), "utt2spk": text_digest(data / "utt2spk")}
     if (scp.parent / XVECTOR_SETTINGS).is_file():
         record["embeddings"] = text_digest(scp.parent / XVECTOR_SETTINGS)
@@ -209,7 +217,9 @@ def report_markdown(report: dict) -> str:
         f"Data: {report['data_dir']}; {d['n_utts']} utterances, {d['n_speakers']} speakers, {d['n_pairs']} positive pairs.",
         f"Flagged (w < {report['threshold']}): {100 * d['frac_pairs_flagged']:.1f}% of pairs, "
         f"{100 * d['frac_speakers_flagged']:.1f}% of speakers have a flagged pair; "
-        f"{100 * d['frac_speakers_w1']:.1f}% of speakers keep w = 1 (too few utterances, no spread, or one component).",
+        f"{100 * d['frac_speakers_w1']:.1f}% of speakers keep w = 1 (too few utterances, no spread, or one component)"
+        + (f"; of them, {d['n_speakers_fit_failed']} because their GMM fit raised an error (failed_fit: w1, "
+           "as the original work)." if d.get("n_speakers_fit_failed") else "."),
         f"Suspected mislabelled utterances (mean w < {report['threshold']}): {report['n_suspected']} "
         "(listed in suspected_mislabelled"
         + (f"; removed in {report['cleaned_data_dir']}" if "cleaned_data_dir" in report else "") + ").",

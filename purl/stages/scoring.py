@@ -7,14 +7,20 @@ results.md, threshold.json, scoring.json, settings}: ``settings`` (purl.settings
 records the inputs the scores were made from; a rerun with the same ones reuses
 the scores, with others scores again and says what changed. ``scoring.json``
 names those inputs (paths as given), for the calibration step
-(purl/stages/calibration.py) to score its own trials the same way.
+(purl/stages/calibration.py) to score its own trials the same way. Every
+epoch checkpoint scored (steps/score_epochs.sh): exp/<model>/scores_epochs/
+epoch_<N>/ as scores/, and exp/<model>/scores_epochs/{results.md, results.csv,
+eer.png} over the epochs.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import logging
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +29,8 @@ from purl.data.datadir import DataDirError, read_kv
 from purl.evaluate import trial_indices
 from purl.fileio import write_text_atomic
 from purl.kaldi_io import load_embeddings, read_vector
-from purl.metrics import eer_from_points, metrics_from_points, operating_points, plot_det
+from purl.metrics import eer_from_points, eer_interpolated_from_points, metrics_from_points, operating_points, plot_det
+from purl.plots import plot_eer_per_epoch
 from purl.scoring import as_norm, score_trials, speaker_means
 from purl.settings import text_digest, up_to_date, write_record
 from purl.stages.embeddings import XVECTOR_SETTINGS
@@ -39,6 +46,9 @@ CALIBRATION_MD = "calibration.md"
 COLUMNS = ("EER (%)", "minDCF(0.01)", "minDCF(0.05)")
 # Optional columns of the summary, from calibration.json (linear calibration of the scoring method)
 CALIBRATION_COLUMNS = ("Cllr", "actDCF(0.01)", "actDCF(0.05)")
+# The original work's EER (the ROC interpolated between operating points), in
+# results.json and results.md beside COLUMNS; absent from results made before it.
+EER_INTERPOLATED = "EER interp. (%)"
 
 
 def list_name(trials: Path) -> str:
@@ -80,7 +90,7 @@ def score_trial_lists(
     and ``purl compare`` score with (purl/stages/calibration.py adds the
     calibration they decide with; a rescoring drops it, as it no longer fits).
 
-    Returns {trial list: {method: {EER (%), minDCF(0.01), minDCF(0.05)}}}.
+    Returns {trial list: {method: {EER (%), minDCF(0.01), minDCF(0.05), EER interp. (%)}}}.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -111,6 +121,7 @@ def score_trial_lists(
                 "EER (%)": 100 * figures["eer"],
                 "minDCF(0.01)": figures["min_dcf_0.01"],
                 "minDCF(0.05)": figures["min_dcf_0.05"],
+                EER_INTERPOLATED: 100 * eer_interpolated_from_points(points),
             }
             eer, threshold = eer_from_points(points)
             curves[f"{method} (EER {100 * eer:.2f}%)"] = (points.p_miss, points.p_fa)
@@ -142,11 +153,13 @@ def threshold_record(thresholds: dict[str, dict], mean: np.ndarray | None) -> di
 def results_table(results: dict[str, dict[str, dict[str, float]]], title: str = "") -> str:
     """A markdown table: a row per (trial list, method)."""
     lines = [f"## {title}\n"] if title else []
-    lines += ["| trials | scoring | " + " | ".join(COLUMNS) + " |", "|---|---|" + "---:|" * len(COLUMNS)]
+    columns = COLUMNS + (EER_INTERPOLATED,)
+    lines += ["| trials | scoring | " + " | ".join(columns) + " |", "|---|---|" + "---:|" * len(columns)]
     for trials, methods in results.items():
         for method, figures in methods.items():
+            interpolated = f"{figures[EER_INTERPOLATED]:.2f}" if EER_INTERPOLATED in figures else "-"
             lines.append(f"| {trials} | {method} | {figures['EER (%)']:.2f} | "
-                         f"{figures['minDCF(0.01)']:.4f} | {figures['minDCF(0.05)']:.4f} |")
+                         f"{figures['minDCF(0.01)']:.4f} | {figures['minDCF(0.05)']:.4f} | {interpolated} |")
     return "\n".join(lines) + "\n"
 
 
@@ -259,3 +272,44 @@ def read_scoring_inputs(scores_dir: str | os.PathLike) -> dict:
         raise DataDirError(f"{path}: missing (run steps/score.py for this model first; a scores dir of an "
                            "older version has none: rerunning score.py writes it without scoring again)")
     return json.loads(path.read_text(encoding="utf-8"))
+
+
+EPOCH_SCORES = "scores_epochs"  # in exp/<model>/: epoch_<N>/ per epoch, and the tables over them
+_EPOCH_DIR = re.compile(r"^epoch_(\d+)$")
+
+
+def epoch_results(exp_dir: str | os.PathLike, scoring: str = "cosine") -> str:
+    """The table over exp/<model>/scores_epochs/epoch_<N>/results.json: a row per
+    (epoch, trial list) with COLUMNS and the interpolated EER; writes it as
+    results.md and results.csv beside them, and eer.png (EER per epoch, a line
+    per trial list). Returns the markdown."""
+    root = Path(exp_dir) / EPOCH_SCORES
+    epochs = sorted((int(m[1]), path) for path in root.glob("epoch_*")
+                    if (m := _EPOCH_DIR.match(path.name)) and (path / RESULTS_JSON).is_file())
+    if not epochs:
+        raise DataDirError(f"{root}: no epoch_<N>/{RESULTS_JSON} (run steps/score_epochs.sh first)")
+    columns = ("epoch", "trials") + COLUMNS + (EER_INTERPOLATED,)
+    rows = []
+    for epoch, path in epochs:
+        for trials, methods in json.loads((path / RESULTS_JSON).read_text(encoding="utf-8")).items():
+            rows.append({"epoch": epoch, "trials": trials, **{c: methods[scoring].get(c) for c in columns[2:]}})
+    lines = [f"## {Path(exp_dir).name}: every epoch ({scoring} scoring)\n",
+             "| " + " | ".join(columns) + " |", "|---:|---|" + "---:|" * (len(columns) - 2)]
+    for row in rows:
+        lines.append(f"| {row['epoch']} | {row['trials']} | " + " | ".join(
+            "-" if row[c] is None else f"{row[c]:.2f}" if c.startswith("EER") else f"{row[c]:.4f}"
+            for c in columns[2:]) + " |")
+    text = "\n".join(lines) + "\n"
+    write_text_atomic(root / "results.md", text)
+    table = io.StringIO()
+    writer = csv.DictWriter(table, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text_atomic(root / "results.csv", table.getvalue())
+    curves: dict[str, tuple[list[int], list[float]]] = {}
+    for row in rows:
+        epochs_of, eers = curves.setdefault(row["trials"], ([], []))
+        epochs_of.append(row["epoch"])
+        eers.append(row["EER (%)"])
+    plot_eer_per_epoch(curves, root / "eer.png", title=f"{Path(exp_dir).name}: EER per epoch ({scoring})")
+    return text

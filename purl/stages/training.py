@@ -23,7 +23,7 @@ import logging
 import os
 from pathlib import Path
 
-from purl.config import ConfigError, load_config, load_yaml
+from purl.config import DEFAULTS, ConfigError, load_config, load_yaml
 from purl.data.datadir import validate_data_dir
 from purl.evaluate import held_out_figures
 from purl.pair_weights import pair_weights_from_dir
@@ -36,9 +36,10 @@ from purl.training.loop import Trainer
 
 log = logging.getLogger(__name__)
 
-# Keys that set how a run uses the machine, not what it computes: a resumed run
-# may change them (e.g. fewer CPU threads on a busy machine).
-RESOURCE_KEYS = {("train", "threads"), ("data", "num_workers")}
+# Keys that set how a run uses the machine (and its disk), not what it computes:
+# a resumed run may change them (e.g. fewer CPU threads on a busy machine, or
+# more epoch checkpoints kept for steps/score_epochs.sh).
+RESOURCE_KEYS = {("train", "threads"), ("data", "num_workers"), ("train", "keep_last"), ("train", "keep_epochs")}
 
 
 class TrainingOutputs:
@@ -144,11 +145,13 @@ def record_training_data(exp_dir: Path, record: dict) -> None:
 
 
 def config_differences(saved: Path, config: dict) -> list[str]:
-    """The keys (but the resource keys) whose values differ from the config saved in ``saved``."""
+    """The keys (but the resource keys) whose values differ from the config saved in ``saved``.
+    A key the saved config lacks (it came later) counts as its default."""
     with open(saved, encoding="utf-8") as f:
         previous = load_yaml(f, str(saved))
-    return [f"{s}.{k}: {previous.get(s, {}).get(k)!r} -> {v!r}" for s, keys in config.items()
-            for k, v in keys.items() if previous.get(s, {}).get(k) != v and (s, k) not in RESOURCE_KEYS]
+    was = {(s, k): previous.get(s, {}).get(k, DEFAULTS.get(s, {}).get(k)) for s, keys in config.items() for k in keys}
+    return [f"{s}.{k}: {was[s, k]!r} -> {v!r}" for s, keys in config.items()
+            for k, v in keys.items() if was[s, k] != v and (s, k) not in RESOURCE_KEYS]
 
 
 def train_stage(config_path: str, overrides: list[str], data_dir: str, exp_dir: str | os.PathLike, *,

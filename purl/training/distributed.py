@@ -54,6 +54,14 @@ class Distributed:
             dist.all_gather(parts, tensor)
         return torch.cat([part[:n] for part, n in zip(parts, sizes, strict=True)])
 
+    def any_process(self, flag: bool) -> bool:
+        """Whether ``flag`` is true on any process (a collective: every process calls it)."""
+        if self.world_size == 1:
+            return flag
+        value = torch.tensor([float(flag)], device=self.device)
+        dist.all_reduce(value, op=dist.ReduceOp.MAX)
+        return bool(value.item())
+
     def barrier(self) -> None:
         if self.world_size > 1:
             dist.barrier()

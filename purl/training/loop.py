@@ -72,6 +72,9 @@ class Trainer(StartingPoints):
         if self.dist.world_size > 1:
             self.model = nn.parallel.DistributedDataParallel(
                 self.net, device_ids=[self.dist.device.index] if self.dist.device.type == "cuda" else None)
+        if t["nonfinite_loss"] not in ("stop", "zero"):
+            raise TrainError(f"train.nonfinite_loss={t['nonfinite_loss']!r}: use 'stop' (an error) or 'zero' "
+                             "(the original work's: no update at that step)")
         self.epoch, self.step_in_epoch, self.global_step = 0, 0, 0
         self.epoch_losses: list[float] = []  # this epoch's step losses: a resumed epoch's mean covers them all
 
@@ -163,14 +166,17 @@ class Trainer(StartingPoints):
             pair_weights = self.pair_weights(all_utts, labels) if self.net.loss.needs_pair_weights else None
             with torch.autocast(device.type, dtype=torch.bfloat16) if amp else nullcontext():
                 loss, figures = self.model(feats, labels, pair_weights)
-            if not torch.isfinite(loss):
-                raise TrainError(f"loss is {loss.item()} at epoch {self.epoch + 1} step {self.step_in_epoch} "
-                                 "(lower optim.lr or raise loss.temperature)")
             self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            grad_norm = nn.utils.clip_grad_norm_(self.net.parameters(),
-                                                 o["grad_clip"] if o["grad_clip"] > 0 else float("inf"))
-            self.optimizer.step()
+            if self.loss_is_finite(loss):
+                loss.backward()
+                grad_norm = nn.utils.clip_grad_norm_(self.net.parameters(),
+                                                     o["grad_clip"] if o["grad_clip"] > 0 else float("inf"))
+                self.optimizer.step()
+            else:
+                # train.nonfinite_loss=zero, as the original (src/trainers.py:434-436): a zero
+                # loss has no gradient, so Adam leaves every parameter and moment as it is.
+                grad_norm = torch.zeros(())
+                figures = {**figures, "loss": 0.0}
             self.scheduler.step()
             self.step_in_epoch += 1
             self.global_step += 1
@@ -196,6 +202,23 @@ class Trainer(StartingPoints):
                 break
         bar.close()
         return {"loss": float(np.mean(losses)) if losses else float("nan")}
+
+    def loss_is_finite(self, loss: torch.Tensor) -> bool:
+        """False for a non-finite loss under train.nonfinite_loss=zero (on every
+        process when any has one, so that all skip the step); under "stop" a
+        TrainError."""
+        finite = bool(torch.isfinite(loss))
+        if self.config["train"]["nonfinite_loss"] == "stop":
+            if not finite:
+                raise TrainError(f"loss is {loss.item()} at epoch {self.epoch + 1} step {self.step_in_epoch} "
+                                 "(lower optim.lr or raise loss.temperature; train.nonfinite_loss=zero "
+                                 "goes on as the original work: no update at such a step)")
+            return True
+        finite = not self.dist.any_process(not finite)
+        if not finite:
+            self.print(f"loss is {loss.item()} at epoch {self.epoch + 1} step {self.step_in_epoch}: "
+                       "a zero loss instead (train.nonfinite_loss=zero): no update, the schedule goes on")
+        return finite
 
     def prune_checkpoints(self) -> None:
         keep = max(self.config["train"]["keep_last"], self.config["train"]["average_last"])
