@@ -14,6 +14,14 @@ def utt2spk(speakers=10, utts=7):
     return {f"s{s}-u{u}": f"s{s}" for s in range(speakers) for u in range(utts)}
 
 
+def labels_dir(path, truth):
+    """A data dir of utt2spk and spk2utt only."""
+    path.mkdir()
+    write_kv(path / "utt2spk", truth)
+    write_kv(path / "spk2utt", utt2spk_to_spk2utt(truth))
+    return path
+
+
 @pytest.mark.parametrize("rate", [0.0, 0.1, 0.2, 0.5])
 def test_relabel_moves_exactly_round_r_n_to_another_speaker(rate):
     truth = utt2spk()
@@ -175,10 +183,5 @@ def test_similar_noise_from_fbank_statistics_finds_the_speaker_with_the_same_spe
 
 def test_permute_record_is_the_one_written_before_there_were_kinds(tmp_path):
     """A noisy dir made before --noise-type existed is not redone."""
-    src = tmp_path / "train"
-    src.mkdir()
-    truth = utt2spk()
-    write_kv(src / "utt2spk", truth)
-    write_kv(src / "spk2utt", utt2spk_to_spk2utt(truth))
-    record = noise_settings(src, 0.2, 0)
+    record = noise_settings(labels_dir(tmp_path / "train", utt2spk()), 0.2, 0)
     assert set(record) == {"rate", "seed", "utt2spk"}

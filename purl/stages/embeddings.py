@@ -136,3 +136,15 @@ def average_embeddings(xvector_scp: str | os.PathLike, models: str | os.PathLike
     write_text_atomic(done, "".join(f"{line}\n" for line in sorted(lines, key=lambda line: sort_key(line.split()[0]))))
     write_record(out / AVERAGE_SETTINGS, record)
     return {"models": len(listed), "embeddings": len(rows)}
+
+
+def embeddings_of_data_dir(xvector_scp: str | os.PathLike, data) -> np.ndarray:
+    """The rows of ``xvector_scp`` in the utterance order of ``data`` (a
+    purl.data.datadir.DataDir): what stage 5's data-dir methods read."""
+    utts, emb = load_embeddings(xvector_scp)
+    row = {u: i for i, u in enumerate(utts)}
+    missing = [u for u in data.utts if u not in row]
+    if missing:
+        raise DataDirError(f"{xvector_scp}: no embedding for '{missing[0]}' of {data.path} "
+                           f"({len(missing)} missing); rerun steps/extract_embeddings.sh on this data dir")
+    return emb[[row[u] for u in data.utts]]

@@ -15,9 +15,8 @@ import numpy as np
 from purl.data.datadir import DataDir, DataDirError, subset_data_dir
 from purl.fileio import temp_path, write_text_atomic
 from purl.filtering import FilterError, centroid_filter
-from purl.kaldi_io import load_embeddings
 from purl.settings import text_digest, up_to_date, write_record
-from purl.stages.embeddings import XVECTOR_SETTINGS
+from purl.stages.embeddings import XVECTOR_SETTINGS, embeddings_of_data_dir
 
 SETTINGS = "filter.settings"  # in the filtered dir
 REMOVED = "removed"
@@ -46,13 +45,7 @@ def run_filtering(xvector_scp: str | os.PathLike, data_dir: str | os.PathLike, o
     if up_to_date(out / SETTINGS, record, out, complete=(out / "utt2spk").is_file()):
         return None
     data = DataDir(data_dir)
-    utts, emb = load_embeddings(xvector_scp)
-    row = {u: i for i, u in enumerate(utts)}
-    missing = [u for u in data.utts if u not in row]
-    if missing:
-        raise DataDirError(f"{xvector_scp}: no embedding for '{missing[0]}' of {data.path} "
-                           f"({len(missing)} missing); rerun steps/extract_embeddings.sh on this data dir")
-    emb = emb[[row[u] for u in data.utts]]
+    emb = embeddings_of_data_dir(xvector_scp, data)
     keep, cosine = centroid_filter(emb, np.array([data.utt2spk[u] for u in data.utts]), keep_ratio)
     tmp = temp_path(out)
     shutil.rmtree(tmp, ignore_errors=True)

@@ -23,10 +23,9 @@ import numpy as np
 
 from purl.data.datadir import DataDir, DataDirError, subset_data_dir, utt2spk_to_spk2utt, write_kv
 from purl.fileio import temp_path, write_text_atomic
-from purl.kaldi_io import load_embeddings
 from purl.relabel import Proposals, RelabelSettings, proposal_figures, propose
 from purl.settings import text_digest, up_to_date, write_record
-from purl.stages.embeddings import XVECTOR_SETTINGS
+from purl.stages.embeddings import XVECTOR_SETTINGS, embeddings_of_data_dir
 
 SETTINGS = "relabel.settings"
 PROPOSALS = "proposals"
@@ -39,17 +38,6 @@ def relabel_settings(xvector_scp: str | os.PathLike, data_dir: str | os.PathLike
     if (scp.parent / XVECTOR_SETTINGS).is_file():
         record["embeddings"] = text_digest(scp.parent / XVECTOR_SETTINGS)
     return record
-
-
-def embeddings_of(xvector_scp: str | os.PathLike, data: DataDir) -> np.ndarray:
-    """The rows of ``xvector_scp`` in the data dir's utterance order."""
-    utts, emb = load_embeddings(xvector_scp)
-    row = {u: i for i, u in enumerate(utts)}
-    missing = [u for u in data.utts if u not in row]
-    if missing:
-        raise DataDirError(f"{xvector_scp}: no embedding for '{missing[0]}' of {data.path} "
-                           f"({len(missing)} missing); rerun steps/extract_embeddings.sh on this data dir")
-    return emb[[row[u] for u in data.utts]]
 
 
 def proposal_lines(utts: list[str], speakers: list[str], labels: np.ndarray, proposals: Proposals) -> str:
@@ -77,7 +65,7 @@ def run_relabel(xvector_scp: str | os.PathLike, data_dir: str | os.PathLike, out
     speakers = data.speakers
     index = {s: n for n, s in enumerate(speakers)}
     labels = np.array([index[data.utt2spk[u]] for u in data.utts])
-    proposals = propose(embeddings_of(xvector_scp, data), labels, settings)
+    proposals = propose(embeddings_of_data_dir(xvector_scp, data), labels, settings)
     report = {"utterances": len(labels), "moved": int(proposals.moved(labels).sum()),
               "dropped": int(proposals.dropped.sum()), "settings": dataclasses.asdict(settings)}
     if data.has("utt2truespk"):
