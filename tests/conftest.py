@@ -104,6 +104,7 @@ def write_feature_dir(path: Path, num_speakers: int = 6, utts_per_speaker: int =
     import kaldiio
 
     from purl.data.datadir import utt2spk_to_spk2utt, write_kv
+    from purl.stages.features import record_features
 
     rng = np.random.default_rng(seed)
     path.mkdir(parents=True, exist_ok=True)
@@ -122,6 +123,7 @@ def write_feature_dir(path: Path, num_speakers: int = 6, utts_per_speaker: int =
     write_kv(path / "utt2spk", utt2spk)
     write_kv(path / "spk2utt", utt2spk_to_spk2utt(utt2spk))
     write_kv(path / "utt2num_frames", frames_of)
+    record_features(path, {"foreign": True})  # as stage 1 adopts a feats.scp made elsewhere
     return path
 
 

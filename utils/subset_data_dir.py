@@ -12,6 +12,7 @@ import argparse
 
 from purl.data.datadir import DataDir, subset_data_dir
 from purl.entry import run_main
+from purl.stages.features import record_derived_features
 
 
 def read_keys(path: str) -> list[str]:
@@ -36,6 +37,7 @@ def main() -> int:
         data = subset_data_dir(args.src_dir, args.dst_dir, utts=read_keys(args.utt_list))
     else:
         data = subset_data_dir(args.src_dir, args.dst_dir, speakers=read_keys(args.spk_list))
+    record_derived_features(data.path, args.src_dir, user="subset_data_dir.py")
     print(f"subset_data_dir.py: wrote {data.path}: {len(data)} utterances, {len(data.spk2utt)} speakers")
     return 0
 

@@ -20,6 +20,7 @@ from purl.fileio import atomic_path, write_text_atomic
 from purl.kaldi_io import ArkWriter, load_embeddings, write_vector
 from purl.scoring import speaker_means
 from purl.settings import differences, matches, read_record, scp_digest, text_digest, up_to_date, write_record
+from purl.stages.features import check_features
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +60,7 @@ def plan_embedding_jobs(checkpoint: str | os.PathLike, data_dir: str | os.PathLi
     if not Path(checkpoint).is_file():
         raise UsageError(f"{checkpoint}: no such checkpoint (train the model first)")
     data = Path(data_dir)
-    if not (data / "feats.scp").is_file():
-        raise DataDirError(f"{data}/feats.scp missing (run stage 1 for {data})")
+    check_features(data, "extract_embeddings")
     data = validate_data_dir(data, require=("utt2spk", "feats.scp", "utt2num_frames"))
     out = Path(out_dir)
     nj = min(nj, len(data))

@@ -147,6 +147,90 @@ def fbank_dir_for(data_dir: str | os.PathLike, fbank_root: str | os.PathLike) ->
 
 
 FEATS_SETTINGS = "feats.settings"  # the data dir's record of what its feats.scp was made from
+STALE_SUFFIX = ".stale"  # feats.scp moved aside when stage 1 starts to redo a dir
+
+
+def ark_stats(feats_scp: str | os.PathLike) -> dict[str, str]:
+    """{ark path: 'size mtime_ns'} of every ark a feats.scp points into (a
+    missing ark: 'missing')."""
+    arks = set()
+    with open(feats_scp, encoding="utf-8") as f:
+        for line in f:
+            parts = line.split(maxsplit=1)
+            if len(parts) == 2:
+                arks.add(parts[1].strip().rsplit(":", 1)[0])
+    stats = {}
+    for ark in sorted(arks):
+        try:
+            st = os.stat(ark)
+            stats[ark] = f"{st.st_size} {st.st_mtime_ns}"
+        except OSError:
+            stats[ark] = "missing"
+    return stats
+
+
+def _vouched_arks(data: Path) -> dict[str, str] | None:
+    """The arks (with their size and time) that the dir's feats.settings vouches
+    for, or None when it has no record. A record from before the arks were
+    recorded vouches for its feats.scp only as it was (text and arks)."""
+    record = read_record(data / FEATS_SETTINGS)
+    if record is None:
+        return None
+    if "arks" in record:
+        return record["arks"]
+    if record.get("feats_scp") == scp_digest(data / "feats.scp"):
+        return ark_stats(data / "feats.scp")
+    return {}
+
+
+def check_features(data_dir: str | os.PathLike, user: str) -> None:
+    """Refuses a data dir whose features stage 1 does not vouch for now: no
+    feats.scp, no feats.settings (stage 1 was interrupted while redoing it, or
+    the dir's feats.scp was made elsewhere), or an ark that feats.scp names
+    missing from the record or rewritten since (size or time). Every stage that
+    reads features calls this first; ``user`` names it in the message."""
+    data = Path(data_dir)
+    if not (data / "feats.scp").is_file():
+        raise DataDirError(f"{user}: {data}/feats.scp missing (run stage 1, steps/make_fbank.sh {data})")
+    vouched = _vouched_arks(data)
+    if vouched is None:
+        raise DataDirError(
+            f"{user}: {data}/feats.scp has no record {data}/{FEATS_SETTINGS}: stage 1 did not finish it (killed "
+            f"while recomputing?), or it was made elsewhere; run steps/make_fbank.sh {data} (it recomputes, or "
+            "adopts a feats.scp made by Kaldi)")
+    for ark, stat in ark_stats(data / "feats.scp").items():
+        if vouched.get(ark) != stat:
+            why = "not among the arks it records" if ark not in vouched else \
+                f"{'missing' if stat == 'missing' else 'rewritten'} since it was recorded"
+            raise DataDirError(
+                f"{user}: {data}/feats.scp points into {ark}, {why} in {data}/{FEATS_SETTINGS} (stage 1 "
+                f"recomputed or was interrupted after this dir was made); rerun stage 1 for {data}, or remake "
+                "this dir from its source")
+
+
+def record_features(data_dir: str | os.PathLike, record: dict, feats_scp: str | os.PathLike | None = None) -> None:
+    """Writes the dir's feats.settings: ``record`` with the digest and the arks
+    of ``feats_scp`` (the dir's own by default)."""
+    data = Path(data_dir)
+    scp = Path(feats_scp) if feats_scp is not None else data / "feats.scp"
+    write_record(data / FEATS_SETTINGS, {**record, "feats_scp": scp_digest(scp), "arks": ark_stats(scp)})
+
+
+def record_derived_features(dst: str | os.PathLike, *sources: str | os.PathLike, user: str) -> None:
+    """A dir made from the lines of others (a noisy, filtered or relabelled copy,
+    a subset): vouches for its feats.scp as its sources' records vouch for
+    theirs (each checked now). No record when ``dst`` has no feats.scp or a
+    source has no record (a feats.scp made elsewhere: stage 1 adopts it)."""
+    dst = Path(dst)
+    (dst / FEATS_SETTINGS).unlink(missing_ok=True)
+    if not (dst / "feats.scp").is_file() or not all((Path(s) / FEATS_SETTINGS).is_file() for s in sources):
+        return
+    arks: dict[str, str] = {}
+    for src in sources:
+        check_features(src, user)
+        arks.update(_vouched_arks(Path(src)))
+    write_record(dst / FEATS_SETTINGS, {"derived_from": [str(Path(s)) for s in sources],
+                                        "feats_scp": scp_digest(dst / "feats.scp"), "arks": arks})
 
 
 def feats_status(data_dir: str | os.PathLike, settings: dict) -> tuple[str, list[str]]:
@@ -156,8 +240,9 @@ def feats_status(data_dir: str | os.PathLike, settings: dict) -> tuple[str, list
     if not (data / "feats.scp").is_file():
         return "missing", []
     record = read_record(data / FEATS_SETTINGS)
-    if record is None:
+    if record is None or record.get("foreign"):
         return "foreign", []
+    record = {k: v for k, v in record.items() if k != "arks"}  # the digest covers them
     expected = {**settings, "feats_scp": scp_digest(data / "feats.scp")}
     diff = differences(record, expected)
     return ("changed", diff) if diff else ("complete", [])
@@ -226,10 +311,16 @@ def merge_fbank_jobs(data_dir: str | os.PathLike, fbank_dir: str | os.PathLike, 
         # vouches for this feats.scp only: a kill before the rename leaves a
         # record that no feats.scp matches, so the rerun redoes the merge.
         wav_scp = read_kv(data.path / "wav.scp")
-        record = fbank_job_settings(wav_scp, **settings)
-        write_record(data.path / FEATS_SETTINGS, {**record, "feats_scp": scp_digest(scp_tmp)})
+        record_features(data.path, fbank_job_settings(wav_scp, **settings), scp_tmp)
     os.replace(scp_tmp, data.path / "feats.scp")
     return list(failed)
+
+
+def move_features_aside(data_dir: Path) -> None:
+    """feats.scp to feats.scp.stale (for a person to compare), then its record removed."""
+    if (data_dir / "feats.scp").is_file():
+        os.replace(data_dir / "feats.scp", data_dir / f"feats.scp{STALE_SUFFIX}")
+    (data_dir / FEATS_SETTINGS).unlink(missing_ok=True)
 
 
 OWNER_FILE = "data_dir"  # in each ark dir: the data dir whose features it holds
@@ -260,12 +351,16 @@ def plan_fbank_jobs(data_dir: str | os.PathLike, fbank_root: str | os.PathLike, 
     if status == "complete":
         return {**out, "status": "complete"}
     if status == "foreign":
-        log.warning("%s/feats.scp was not made by this stage (no %s/%s); using it as it is "
-                    "(delete it to compute fbank here)", data.path, data.path, FEATS_SETTINGS)
+        log.warning("%s/feats.scp was not made by this stage; using it as it is (delete it to compute fbank "
+                    "here), and recording its arks in %s/%s", data.path, data.path, FEATS_SETTINGS)
+        record_features(data.path, {"foreign": True})
         return {**out, "status": "complete"}
     if status == "changed":
         log.info("%s/feats.scp was made from other settings or audio (%s); computing it again",
                  data.path, "; ".join(diff))
+    # Before anything is written: a kill from here on leaves no feats.scp that
+    # a later stage (or this one's rerun, as a foreign one) would take as done.
+    move_features_aside(data.path)
     fbank_dir.mkdir(parents=True, exist_ok=True)
     owner = fbank_dir / OWNER_FILE
     if owner.is_file() and owner.read_text().strip() != str(data.path.resolve()):

@@ -17,6 +17,7 @@ from purl.fileio import temp_path, write_text_atomic
 from purl.filtering import FilterError, centroid_filter
 from purl.settings import text_digest, up_to_date, write_record
 from purl.stages.embeddings import XVECTOR_SETTINGS, embeddings_of_data_dir
+from purl.stages.features import record_derived_features
 
 SETTINGS = "filter.settings"  # in the filtered dir
 REMOVED = "removed"
@@ -52,6 +53,7 @@ def run_filtering(xvector_scp: str | os.PathLike, data_dir: str | os.PathLike, o
     subset_data_dir(data.path, tmp, utts=[u for u, k in zip(data.utts, keep) if k])
     removed = [(u, c) for u, k, c in zip(data.utts, keep, cosine) if not k]
     write_text_atomic(tmp / REMOVED, "".join(f"{u} {data.utt2spk[u]} {c:.4f}\n" for u, c in removed))
+    record_derived_features(tmp, data.path, user="filter_data_dir")
     write_record(tmp / SETTINGS, record)
     shutil.rmtree(out, ignore_errors=True)
     os.replace(tmp, out)

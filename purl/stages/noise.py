@@ -24,6 +24,7 @@ from purl.fileio import atomic_path
 from purl.kaldi_io import load_embeddings
 from purl.noise import NOISE_TYPES, NoiseError, nearest_speakers, relabel, relabel_similar, replace_with_outsiders
 from purl.settings import text_digest, up_to_date, write_record
+from purl.stages.features import STALE_SUFFIX, move_features_aside, record_derived_features
 
 SETTINGS = "noise.settings"  # in the noisy dir, written last
 OUTSIDERS = "outsiders"      # open noise: the outsider utterances filed under training speakers
@@ -150,6 +151,13 @@ def run_noise(src: str | os.PathLike, dst: str | os.PathLike, rate: float, seed:
     record = noise_settings(src, rate, seed, **kind)
     if up_to_date(dst / SETTINGS, record, dst, complete=(dst / "utt2spk").is_file()):
         return None
+    # Before anything is written: a kill from here on leaves a dir that no
+    # stage takes as complete (utt2spk is written last, the records after it).
+    move_features_aside(dst)
+    if (dst / "utt2spk").is_file():
+        os.replace(dst / "utt2spk", dst / f"utt2spk{STALE_SUFFIX}")
     summary = make_noisy_data_dir(src, dst, rate, seed, **kind)
+    sources = [src] + ([kind["outsiders"]] if kind.get("noise_type") == "open" else [])
+    record_derived_features(dst, *sources, user="simulate_noise")
     write_record(dst / SETTINGS, record)
     return summary

@@ -26,6 +26,7 @@ from purl.fileio import temp_path, write_text_atomic
 from purl.relabel import Proposals, RelabelSettings, proposal_figures, propose
 from purl.settings import text_digest, up_to_date, write_record
 from purl.stages.embeddings import XVECTOR_SETTINGS, embeddings_of_data_dir
+from purl.stages.features import record_derived_features
 
 SETTINGS = "relabel.settings"
 PROPOSALS = "proposals"
@@ -83,6 +84,7 @@ def run_relabel(xvector_scp: str | os.PathLike, data_dir: str | os.PathLike, out
     write_kv(tmp / "utt2spk", new_utt2spk)
     write_text_atomic(tmp / PROPOSALS, proposal_lines(data.utts, speakers, labels, proposals))
     write_text_atomic(tmp / REPORT, json.dumps(report, indent=1) + "\n")
+    record_derived_features(tmp, data.path, user="relabel_data_dir")
     write_record(tmp / SETTINGS, record)
     shutil.rmtree(out, ignore_errors=True)
     os.replace(tmp, out)

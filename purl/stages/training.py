@@ -29,6 +29,7 @@ from purl.evaluate import held_out_figures
 from purl.pair_weights import pair_weights_from_dir
 from purl.plots import plot_training_curves
 from purl.settings import differences, read_record, scp_digest, stat_digest, text_digest, write_record
+from purl.stages.features import check_features
 from purl.training.callbacks import TrainingCallback, TrainingState
 from purl.training.checkpoint import load_checkpoint
 from purl.training.errors import TrainError
@@ -115,6 +116,7 @@ def check_gpus(gpus: str) -> None:
 def training_data_settings(config: dict, data_dir: str) -> dict:
     """What a run's weights depend on beside its config: the data dir's labels
     and features, and the files the config names (by content, not by path)."""
+    check_features(data_dir, "train")
     data = validate_data_dir(data_dir, require=("utt2spk", "spk2utt", "feats.scp", "utt2num_frames"))
     record = {"utt2spk": text_digest(data.path / "utt2spk"), "feats": scp_digest(data.path / "feats.scp")}
     if config["purl"]["init_checkpoint"]:
@@ -166,6 +168,7 @@ def train_stage(config_path: str, overrides: list[str], data_dir: str, exp_dir: 
     if valid_data:
         # Checked now, not at the end of the first (unsaved) epoch: every
         # utterance its trials name must have features.
+        check_features(valid_data, "train (--valid-data)")
         validate_data_dir(valid_data, require=("utt2spk", "feats.scp", "utt2num_frames", "trials"))
     outputs = TrainingOutputs(exp_dir)
     data_record = training_data_settings(config, data_dir)
