@@ -38,6 +38,7 @@ from purl.reliability import (
 )
 from purl.settings import text_digest, up_to_date, write_record
 from purl.stages.embeddings import XVECTOR_SETTINGS
+from purl.stages.features import record_derived_features
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +99,16 @@ def gmm_settings(config: dict) -> dict:
     return {f.name: config[f.name] for f in dataclasses.fields(ReliabilitySettings)}
 
 
+def check_reliability_dir(reliability_dir: str | os.PathLike, user: str) -> None:
+    """Refuses a reliability dir that stage 4 did not finish: its record is
+    written last, so a dir without one was killed while fitting (its files may
+    mix two fits) or was not made by stage 4."""
+    rel = Path(reliability_dir)
+    if not (rel / SETTINGS).is_file():
+        raise DataDirError(f"{user}: {rel} has no {SETTINGS}: stage 4 did not finish it (killed while refitting?); "
+                           "rerun stage 4 (steps/reliability.py), which redoes it")
+
+
 def stage_settings(xvector_scp: str | os.PathLike, data_dir: str | os.PathLike, config: dict,
                    clean_dir: str | os.PathLike | None) -> dict:
     """Options and inputs of a stage-4 run (purl.settings): another estimator
@@ -129,6 +140,9 @@ def run_stage(xvector_scp: str | os.PathLike, data_dir: str | os.PathLike, out_d
     record = stage_settings(xvector_scp, data_dir, config, clean_dir)
     if up_to_date(out / SETTINGS, record, out, complete=(out / REPORT_JSON).is_file()):
         return json.loads((out / REPORT_JSON).read_text(encoding="utf-8"))
+    # up_to_date removed the record; the report goes too, before anything is
+    # written: a kill from here on leaves a dir that stage 5 refuses.
+    (out / REPORT_JSON).unlink(missing_ok=True)
     report = run_reliability(xvector_scp, data, out, estimator=config["estimator"], compare=tuple(config["compare"]),
                              threshold=config["threshold"], clean_dir=clean_dir, settings=gmm_settings(config), nj=nj)
     write_record(out / SETTINGS, record)
@@ -202,6 +216,7 @@ def run_reliability(emb_scp: str | os.PathLike, data_dir: str | os.PathLike | Da
         if clean_dir is not None:
             suspected = {utts[i] for i in idx}
             subset_data_dir(data, clean_dir, utts=[u for u in utts if u not in suspected])
+            record_derived_features(clean_dir, data.path, user="reliability")
             report["cleaned_data_dir"] = str(clean_dir)
         saving.result()  # its error, if any, before report.json marks the fit complete
     report["n_suspected"] = int(len(idx))

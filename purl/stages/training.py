@@ -30,6 +30,7 @@ from purl.pair_weights import pair_weights_from_dir
 from purl.plots import plot_training_curves
 from purl.settings import differences, read_record, scp_digest, stat_digest, text_digest, write_record
 from purl.stages.features import check_features
+from purl.stages.reliability import check_reliability_dir
 from purl.training.callbacks import TrainingCallback, TrainingState
 from purl.training.checkpoint import load_checkpoint
 from purl.training.errors import TrainError
@@ -122,6 +123,7 @@ def training_data_settings(config: dict, data_dir: str) -> dict:
     if config["purl"]["init_checkpoint"]:
         record["init_checkpoint"] = text_digest(config["purl"]["init_checkpoint"])
     if config["purl"]["reliability"]:
+        check_reliability_dir(config["purl"]["reliability"], "train (purl.reliability)")
         rel = Path(config["purl"]["reliability"])
         record["reliability"] = stat_digest(sorted(p for p in rel.glob("*") if p.is_file()))
     return record
