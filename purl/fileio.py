@@ -2,8 +2,9 @@
 directory and renamed when complete, so a reader (a later stage, a rerun's skip
 check) never sees a half-written file.
 
-The temporary name is ``<name>.tmp`` beside the target (one style, so that a
-crash leaves a file a person recognises and the next run overwrites).
+The temporary name is ``<name>.<pid>.tmp`` beside the target (one style, so that
+a crash leaves a file a person recognises; the pid keeps two processes that
+write one output, say two identical runs, off each other's half-written file).
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ from typing import Callable, Iterator
 
 
 def temp_path(path: str | os.PathLike) -> Path:
-    """The temporary name of ``path``'s pending write: ``<name>.tmp`` beside it."""
+    """The temporary name of this process's pending write of ``path``:
+    ``<name>.<pid>.tmp`` beside it."""
     path = Path(path)
-    return path.with_name(path.name + ".tmp")
+    return path.with_name(f"{path.name}.{os.getpid()}.tmp")
 
 
 @contextlib.contextmanager

@@ -39,6 +39,10 @@ script=$(basename "$0")
 steps=$(dirname "$0")
 opts=(--sample-rate "$sample_rate" --num-mel-bins "$num_mel_bins" --compress "$compress" --min-frames "$min_frames")
 
+# One run per data dir: a second stops here, naming the first (released when this script exits, also killed).
+exec 9<>"$data/.purl.lock"
+"$steps/lock_dir.py" 9 "$data" $$ "$0 $*" || exit 1
+
 declare -A plan=()
 while read -r key value; do plan[$key]=$value; done < <("$steps/fbank_jobs.py" "${opts[@]}" "$data" "$fbank_root" "$nj" || echo "failed 1")
 [ -z "${plan[failed]:-}" ] || exit 1

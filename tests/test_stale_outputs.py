@@ -114,7 +114,7 @@ def test_reliability_killed_while_refitting_is_refused_by_stage_5(tmp_path):
     assert not (out / "report.json").exists()
     with pytest.raises(DataDirError, match="reliability.settings.*stage 4 did not finish"):
         check_reliability_dir(out, "train (purl.reliability)")
-    rerun = run_script(ROOT / "steps" / "reliability.py", "--overrides", "reliability.threshold=0.4", scp, data, out)
+    run_script(ROOT / "steps" / "reliability.py", "--overrides", "reliability.threshold=0.4", scp, data, out)
     assert (out / "reliability.settings").is_file()
     assert json.loads((out / "report.json").read_text())["threshold"] == 0.4
     assert np.load(out / "embeddings.npy").shape[0] == len(read_kv(data / "utt2spk"))

@@ -22,6 +22,7 @@ import numpy as np
 from purl.data.datadir import UTT_FILES, DataDir, DataDirError, utt2spk_to_spk2utt, write_kv
 from purl.fileio import atomic_path
 from purl.kaldi_io import load_embeddings
+from purl.locks import locked_dir
 from purl.noise import NOISE_TYPES, NoiseError, nearest_speakers, relabel, relabel_similar, replace_with_outsiders
 from purl.settings import text_digest, up_to_date, write_record
 from purl.stages.features import STALE_SUFFIX, move_features_aside, record_derived_features
@@ -149,6 +150,11 @@ def run_noise(src: str | os.PathLike, dst: str | os.PathLike, rate: float, seed:
     keyword options (noise_type, nearest_k, outsiders, reference_embeddings)."""
     dst = Path(dst)
     record = noise_settings(src, rate, seed, **kind)
+    with locked_dir(dst):
+        return _run_noise(src, dst, rate, seed, record, **kind)
+
+
+def _run_noise(src, dst: Path, rate: float, seed: int, record: dict, **kind) -> dict[str, int] | None:
     if up_to_date(dst / SETTINGS, record, dst, complete=(dst / "utt2spk").is_file()):
         return None
     # Before anything is written: a kill from here on leaves a dir that no

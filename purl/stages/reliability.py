@@ -26,6 +26,7 @@ from purl.config import ConfigError, load_config
 from purl.data.datadir import DataDir, DataDirError, subset_data_dir, validate_data_dir
 from purl.fileio import write_text_atomic
 from purl.kaldi_io import load_embeddings
+from purl.locks import locked_dir
 from purl.reliability import (
     ESTIMATORS,
     UTTS_FILE,
@@ -138,6 +139,11 @@ def run_stage(xvector_scp: str | os.PathLike, data_dir: str | os.PathLike, out_d
         raise DataDirError(f"{xvector_scp}: no such embedding index (run steps/extract_embeddings.sh first)")
     data = validate_data_dir(data_dir, require=("utt2spk", "spk2utt"))
     record = stage_settings(xvector_scp, data_dir, config, clean_dir)
+    with locked_dir(out):
+        return _run_stage(xvector_scp, data, out, config, record, clean_dir, nj)
+
+
+def _run_stage(xvector_scp, data: DataDir, out: Path, config: dict, record: dict, clean_dir, nj: int) -> dict:
     if up_to_date(out / SETTINGS, record, out, complete=(out / REPORT_JSON).is_file()):
         return json.loads((out / REPORT_JSON).read_text(encoding="utf-8"))
     # up_to_date removed the record; the report goes too, before anything is

@@ -19,6 +19,7 @@ naming what differs.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from pathlib import Path
@@ -26,6 +27,7 @@ from pathlib import Path
 from purl.config import DEFAULTS, ConfigError, load_config, load_yaml
 from purl.data.datadir import validate_data_dir
 from purl.evaluate import held_out_figures
+from purl.locks import LOCK_NAME, locked_dir
 from purl.pair_weights import pair_weights_from_dir
 from purl.plots import plot_training_curves
 from purl.settings import differences, read_record, scp_digest, stat_digest, text_digest, write_record
@@ -125,7 +127,8 @@ def training_data_settings(config: dict, data_dir: str) -> dict:
     if config["purl"]["reliability"]:
         check_reliability_dir(config["purl"]["reliability"], "train (purl.reliability)")
         rel = Path(config["purl"]["reliability"])
-        record["reliability"] = stat_digest(sorted(p for p in rel.glob("*") if p.is_file()))
+        # Not stage 4's lock file, which each run of stage 4 (a skip too) rewrites.
+        record["reliability"] = stat_digest(sorted(p for p in rel.glob("*") if p.is_file() and p.name != LOCK_NAME))
     return record
 
 
@@ -161,7 +164,15 @@ def config_differences(saved: Path, config: dict) -> list[str]:
 def train_stage(config_path: str, overrides: list[str], data_dir: str, exp_dir: str | os.PathLike, *,
                 valid_data: str | None = None, gpus: str = "") -> None:
     """Trains the model of ``config_path`` (with ``overrides``) on ``data_dir`` into ``exp_dir``;
-    with purl.init_checkpoint the model section comes from that checkpoint."""
+    with purl.init_checkpoint the model section comes from that checkpoint.
+    One run per exp dir: process 0 holds its lock (the others of a torchrun
+    launch are that run's)."""
+    with locked_dir(exp_dir) if int(os.environ.get("RANK", "0")) == 0 else contextlib.nullcontext():
+        _train_stage(config_path, overrides, data_dir, exp_dir, valid_data=valid_data, gpus=gpus)
+
+
+def _train_stage(config_path: str, overrides: list[str], data_dir: str, exp_dir: str | os.PathLike, *,
+                 valid_data: str | None, gpus: str) -> None:
     check_gpus(gpus)
     config = load_config(config_path, overrides)
     if config["purl"]["init_checkpoint"]:
