@@ -58,16 +58,21 @@ def audio_digest(wav_scp: Mapping[str, str]) -> str:
     return stat_digest(files)
 
 
-def scp_digest(scp: str | os.PathLike) -> str:
-    """A feats.scp or xvector.scp: its text and the size and time of every ark
-    it points into (recomputed features of the same lengths keep the text)."""
+def scp_arks(scp: str | os.PathLike) -> list[str]:
+    """The arks a feats.scp or xvector.scp points into, sorted."""
     arks = set()
     with open(scp, encoding="utf-8") as f:
         for line in f:
             parts = line.split(maxsplit=1)
             if len(parts) == 2:
                 arks.add(parts[1].strip().rsplit(":", 1)[0])
-    return hashlib.sha1((text_digest(scp) + stat_digest(sorted(arks))).encode()).hexdigest()
+    return sorted(arks)
+
+
+def scp_digest(scp: str | os.PathLike) -> str:
+    """A feats.scp or xvector.scp: its text and the size and time of every ark
+    it points into (recomputed features of the same lengths keep the text)."""
+    return hashlib.sha1((text_digest(scp) + stat_digest(scp_arks(scp))).encode()).hexdigest()
 
 
 def read_record(path: str | os.PathLike) -> dict | None:

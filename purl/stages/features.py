@@ -40,7 +40,7 @@ from purl.features import (
     num_frames,
 )
 from purl.kaldi_io import ArkWriter
-from purl.settings import audio_digest, differences, matches, read_record, scp_digest, write_record
+from purl.settings import audio_digest, differences, matches, read_record, scp_arks, scp_digest, write_record
 
 log = logging.getLogger(__name__)
 
@@ -153,14 +153,8 @@ STALE_SUFFIX = ".stale"  # feats.scp moved aside when stage 1 starts to redo a d
 def ark_stats(feats_scp: str | os.PathLike) -> dict[str, str]:
     """{ark path: 'size mtime_ns'} of every ark a feats.scp points into (a
     missing ark: 'missing')."""
-    arks = set()
-    with open(feats_scp, encoding="utf-8") as f:
-        for line in f:
-            parts = line.split(maxsplit=1)
-            if len(parts) == 2:
-                arks.add(parts[1].strip().rsplit(":", 1)[0])
     stats = {}
-    for ark in sorted(arks):
+    for ark in scp_arks(feats_scp):
         try:
             st = os.stat(ark)
             stats[ark] = f"{st.st_size} {st.st_mtime_ns}"
