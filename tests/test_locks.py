@@ -16,20 +16,12 @@ from purl.data.prepare import prepare_folder_corpus
 from purl.fileio import temp_path
 from purl.locks import LOCK_NAME, DirInUseError, locked_dir
 from tests.conftest import ROOT, recipe_env, run_script, write_feature_dir
-from tests.test_stale_outputs import wait_for
+from tests.test_stale_outputs import lockable, wait_for
 
 
 def holds_lock(directory, pid: int) -> bool:
     lock = directory / LOCK_NAME
     return lock.is_file() and lock.read_text().startswith(f"pid {pid} ")
-
-
-def lockable(directory) -> bool:
-    try:
-        with locked_dir(directory):
-            return True
-    except DirInUseError:
-        return False
 
 
 def test_second_training_in_one_exp_dir_stops_naming_the_first(tmp_path, tiny_config):

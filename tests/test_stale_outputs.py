@@ -16,6 +16,7 @@ import pytest
 
 from purl.data.datadir import DataDirError, read_kv, write_kv
 from purl.data.prepare import prepare_folder_corpus
+from purl.locks import DirInUseError, locked_dir
 from purl.stages.embeddings import plan_embedding_jobs
 from purl.stages.features import check_features
 from purl.stages.reliability import check_reliability_dir
@@ -32,6 +33,14 @@ def wait_for(condition, what: str, timeout: float = 60.0) -> None:
         if time.monotonic() > end:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.02)
+
+
+def lockable(directory) -> bool:
+    try:
+        with locked_dir(directory):
+            return True
+    except DirInUseError:
+        return False
 
 
 def consumers_refuse(data, tmp_path) -> None:
@@ -67,6 +76,8 @@ def test_fbank_killed_while_recomputing_leaves_features_nobody_uses(tmp_path, ti
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+    # The dir's lock goes with the last of the killed processes (a job, a moment after the script).
+    wait_for(lambda: lockable(data), "the lock to be released", timeout=10)
     assert (data / "feats.scp.stale").is_file() and not (data / "feats.settings").exists()
     consumers_refuse(data, tmp_path)
 
