@@ -37,12 +37,20 @@ def lock_fd(fd: int, directory: str | os.PathLike, pid: int, command: str) -> No
 
 @contextlib.contextmanager
 def locked_dir(directory: str | os.PathLike) -> Iterator[Path]:
-    """Holds ``directory``'s lock (made if missing) while the block runs."""
+    """Holds ``directory``'s lock (made if missing) while the block runs. A dir
+    made here that holds only the lock file when the block fails is removed:
+    a run refused at the door (a bad config) leaves nothing behind."""
     directory = Path(directory)
+    created = not directory.exists()
     directory.mkdir(parents=True, exist_ok=True)
     fd = os.open(directory / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         lock_fd(fd, directory, os.getpid(), " ".join(sys.argv))
         yield directory
+    except BaseException:
+        if created and [p.name for p in directory.iterdir()] == [LOCK_NAME]:
+            (directory / LOCK_NAME).unlink()
+            directory.rmdir()
+        raise
     finally:
         os.close(fd)
