@@ -314,6 +314,102 @@ def test_clean_finds_the_utterance_of_another_voice_and_explains_its_output(tmp_
     assert "sit with another speaker" in printed and str(out_dir / "data_relabelled" / "proposals") in printed
 
 
+def test_embedding_in_batches_equals_one_at_a_time(tmp_path, tiny_config, capsys):
+    final = tiny_exp(tmp_path, tiny_config)
+    _, wav = wav_data_dir(tmp_path, speakers=3, utts=2)  # each speaker's u0 (and u1) has the same length
+    files = list(wav.values())
+    model = purl.load_model(final)
+    batches = []
+    model.encoder.register_forward_hook(lambda module, inputs, output: batches.append(inputs[0].shape[0]))
+    one = np.stack([model.embed(f) for f in files])
+    batches.clear()
+    np.testing.assert_allclose(model.embed_many(files, nj=2), one, rtol=1e-5, atol=1e-6)
+    assert sorted(batches) == [3, 3]  # two lengths, three utterances each
+    assert purl_main(["embed", str(final), *files, "--nj", "2", "--out", str(tmp_path / "x.npy")]) == 0
+    np.testing.assert_allclose(np.load(tmp_path / "x.npy"), one, rtol=1e-5, atol=1e-6)
+    assert "purl embed: 6/6 (100%)" in capsys.readouterr().err  # the progress line
+
+
+def test_clean_reruns_reuse_what_they_can_and_say_what_they_replace(tmp_path, tiny_config, capsys):
+    final = tiny_exp(tmp_path, tiny_config)
+    data, _ = wav_data_dir(tmp_path, speakers=3, utts=4)
+    out_dir = tmp_path / "data_purl_clean"
+    argv = ["clean", str(data), "--model", str(final), "--estimator", "histogram"]
+    assert purl_main(argv) == 0
+    first = capsys.readouterr().out
+    assert "reusing" not in first and "replaces" not in first
+    ark = (out_dir / "embeddings" / "xvector.ark").stat().st_mtime_ns
+    suspects = (out_dir / "suspected_mislabelled").read_text()
+    assert purl_main(argv) == 0
+    again = capsys.readouterr().out
+    assert "reusing" in again and "made with the same model from the same data" in again
+    assert "reusing the fit" in again and (out_dir / "suspected_mislabelled").read_text() == suspects
+    assert purl_main(argv[:-1] + ["bic"]) == 0
+    other = capsys.readouterr().out
+    assert (out_dir / "embeddings" / "xvector.ark").stat().st_mtime_ns == ark  # embeddings kept
+    assert f"this fit replaces the one in {out_dir} (estimator: 'histogram' -> 'bic')" in other
+    assert json.loads((out_dir / "report.json").read_text())["estimator"] == "bic"
+    # another model embeds again and says why
+    other_model = tiny_exp(tmp_path, tiny_config, name="other")
+    assert purl_main(["clean", str(data), "--model", str(other_model), "--estimator", "bic"]) == 0
+    assert "embedding again:" in capsys.readouterr().out
+
+
+def test_clean_embeds_from_stage_1_features_when_the_dir_has_them(tmp_path, tiny_config, capsys):
+    from purl.stages.features import MIN_FRAMES, merge_fbank_jobs
+
+    final = tiny_exp(tmp_path, tiny_config)
+    data, wav = wav_data_dir(tmp_path, speakers=2, utts=3)
+    assert purl_main(["clean", str(data), "--model", str(final), "--out-dir", str(tmp_path / "audio")]) == 0
+    (tmp_path / "fbank").mkdir()
+    make_fbank_job(wav, tmp_path / "fbank" / "raw_fbank.1.ark")
+    merge_fbank_jobs(data, tmp_path / "fbank", 1, settings={"sample_rate": 16000, "num_mel_bins": 80,
+                                                            "compress": True, "min_frames": MIN_FRAMES})
+    capsys.readouterr()
+    assert purl_main(["clean", str(data), "--model", str(final), "--out-dir", str(tmp_path / "feats")]) == 0
+    assert f"from {data / 'feats.scp'} (stage 1's" in capsys.readouterr().out
+    from_audio = kaldiio.load_scp(str(tmp_path / "audio" / "embeddings" / "xvector.scp"))
+    from_feats = kaldiio.load_scp(str(tmp_path / "feats" / "embeddings" / "xvector.scp"))
+    for utt in wav:
+        np.testing.assert_allclose(from_feats[utt], from_audio[utt], rtol=1e-5, atol=1e-6)
+
+
+def simulated_clean_dir(path, sizes, noise_rate, seed=0):
+    """A data dir (utt2spk, spk2utt, utt2truespk) and its xvector.scp of simulate_embeddings."""
+    from purl.kaldi_io import save_embeddings
+    from purl.testing import simulate_embeddings
+
+    emb, noisy, true = simulate_embeddings(sizes, noise_rate=noise_rate, seed=seed)
+    ids = [f"spk{s}-u{n:05d}" for n, s in enumerate(noisy)]  # a data dir's ids start with their label
+    order = np.argsort(ids, kind="stable")
+    emb, noisy, true, utts = emb[order], noisy[order], true[order], [ids[n] for n in order]
+    data = path / "data"
+    data.mkdir(parents=True)
+    utt2spk = {u: f"spk{s}" for u, s in zip(utts, noisy)}
+    write_kv(data / "utt2spk", utt2spk)
+    write_kv(data / "spk2utt", utt2spk_to_spk2utt(utt2spk))
+    write_kv(data / "utt2truespk", {u: f"spk{s}" for u, s in zip(utts, true)})
+    (path / "emb").mkdir()
+    return data, save_embeddings(path / "emb" / "xvector.ark", utts, emb), noisy != true
+
+
+@pytest.mark.parametrize("sizes, noise_rate", [([8], 0.0), ([12] * 10, 0.0), ([20] * 50, 0.01)],
+                         ids=["one speaker", "ten speakers", "1% wrong labels"])
+def test_clean_keeps_a_correctly_labelled_dir_by_default(tmp_path, sizes, noise_rate):
+    """Stage 4's histogram estimator flags about half of these dirs (a third with 1% wrong
+    labels); purl clean's default, bic, under 5%."""
+    from purl.cli import get_parsers
+    from purl.stages.clean import clean_fit
+
+    default = get_parsers()[1]["clean"].get_default("estimator")
+    data, scp, _ = simulated_clean_dir(tmp_path, sizes, noise_rate)
+    report = clean_fit(scp, validate_data_dir(data), tmp_path / "out", estimator=default, threshold=0.5,
+                       clean_dir=tmp_path / "out" / "data_clean", nj=1)
+    assert report["n_suspected"] <= 0.05 * sum(sizes)
+    kept = read_kv(tmp_path / "out" / "data_clean" / "utt2spk")
+    assert len(kept) == sum(sizes) - report["n_suspected"]
+
+
 def test_clean_with_sklearn_writes_the_same_files_in_one_or_two_processes(tmp_path, tiny_config, capsys, caplog):
     final = tiny_exp(tmp_path, tiny_config)
     data, _ = wav_data_dir(tmp_path, speakers=3, utts=5)
