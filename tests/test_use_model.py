@@ -380,7 +380,7 @@ def simulated_clean_dir(path, sizes, noise_rate, seed=0):
     from purl.testing import simulate_embeddings
 
     emb, noisy, true = simulate_embeddings(sizes, noise_rate=noise_rate, seed=seed)
-    ids = [f"spk{s}-u{n:05d}" for n, s in enumerate(noisy)]  # a data dir's ids start with their label
+    ids = [f"spk{s}-u{n:05d}" for n, s in enumerate(true)]  # ids start with the true speaker, as stage 2 keeps them
     order = np.argsort(ids, kind="stable")
     emb, noisy, true, utts = emb[order], noisy[order], true[order], [ids[n] for n in order]
     data = path / "data"
