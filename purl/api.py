@@ -54,7 +54,7 @@ from purl.features import compute_fbank, fbank_options, num_frames
 from purl.kaldi_io import compress_speech_feature
 from purl.metrics import bayes_threshold
 from purl.stages.training import TrainingOutputs, threshold_file_of
-from purl.training.checkpoint import model_from_checkpoint
+from purl.training.checkpoint import load_checkpoint, model_of
 
 SAMPLE_RATE = 16000
 DECIDE_AT = ("bayes", "eer")
@@ -87,6 +87,14 @@ def read_threshold(path: str | os.PathLike) -> dict:
     path = Path(path)
     try:
         info = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise ModelError(f"{path}: not a threshold file of stage 6 ({e}); rerun steps/score.py, or delete it") from e
+    return scoring_info(info, path)
+
+
+def scoring_info(info: dict, path: str | os.PathLike) -> dict:
+    """threshold.json's content (from the file, or a checkpoint's "scoring"), checked."""
+    try:
         threshold = float(info["threshold"])
         mean = None if info.get("mean") is None else np.asarray(info["mean"], dtype=np.float32)
     except (OSError, ValueError, KeyError, TypeError) as e:
@@ -314,14 +322,21 @@ def load_model(path: str | os.PathLike, *, device: str | torch.device = "cpu",
     """The model of a checkpoint (``exp/<model>/models/final.pt``) or an exp dir,
     with the mean, EER threshold and calibration of
     ``exp/<model>/scores/threshold.json`` when stage 6 wrote one (or of
-    ``threshold_file``)."""
+    ``threshold_file``), else of the checkpoint itself when it carries them
+    (``models/final_scoring.pt``, written by stage 6's calibration: a copy of
+    that one file scores as stage 6 did)."""
     ckpt = checkpoint_path(path)
-    encoder, config = model_from_checkpoint(ckpt)
+    state = load_checkpoint(ckpt)
+    encoder, config = model_of(state, ckpt)
     if threshold_file is None:
         found = threshold_file_of(ckpt)
         threshold_file = found if found is not None and found.is_file() else None
-    info = (read_threshold(threshold_file) if threshold_file is not None
-            else {"threshold": None, "mean": None, "calibration": None})
+    if threshold_file is not None:
+        info = read_threshold(threshold_file)
+    elif state.get("scoring") is not None:  # a self-contained copy (models/final_scoring.pt)
+        info = scoring_info(state["scoring"], f"{ckpt} (its stored scoring)")
+    else:
+        info = {"threshold": None, "mean": None, "calibration": None}
     if threshold_file is not None and info["calibration"] is None:
         log.warning("%s has no calibration (stage 6 before steps/calibrate.py): scores are cosines and accept() "
                     "decides at the EER threshold; run steps/calibrate.py for log-likelihood ratios", threshold_file)

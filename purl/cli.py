@@ -38,6 +38,7 @@ PROG = "purl"
 AUDIO = "wav, flac, ogg, opus, m4a, aac, mp3, ...; any sample rate; several channels averaged"
 # A cosine score lies in [-1, 1]: a threshold outside accepts or rejects every trial.
 SCORE_THRESHOLD_RANGE = (-1.0, 1.0, "a cosine score")
+SCORING_METADATA = "purl_scoring"  # an export's copy of threshold.json: mean, EER threshold, calibration
 PRIOR_RANGE = (1e-9, 1 - 1e-9, "a prior probability, strictly between 0 and 1")
 
 
@@ -522,9 +523,11 @@ def cmd_export(args) -> int:
     model = purl.load_model(args.model)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    export_model(model.encoder, args.format, out)
-    mean = "" if model.mean is None else (" Subtract the mean vector of the model's scores/threshold.json from "
-                                           "embeddings before the cosine, as stage 6 does.")
+    scoring = {"threshold": model.threshold, "calibration": model.calibration,
+               "mean": None if model.mean is None else model.mean.tolist()}
+    export_model(model.encoder, args.format, out, metadata={SCORING_METADATA: json.dumps(scoring)})
+    mean = "" if model.mean is None else (f" Subtract its mean vector (in the export's '{SCORING_METADATA}' "
+                                           "metadata) from embeddings before the cosine, as stage 6 does.")
     print(f"{PROG} export: {out} ({args.format}): input 'feats' (batch, frames, 80) fbank, output 'embedding' "
           f"(batch, {model.embed_dim}); matches the PyTorch model to 1e-4.{mean}")
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -173,6 +174,37 @@ def test_a_threshold_file_with_a_broken_calibration_is_refused(tmp_path, tiny_co
     write_threshold(final, calibration=(-1.0, 0.0, 0.05))  # a falling LLR: a sign error somewhere
     with pytest.raises(ModelError, match="rerun steps/calibrate.py"):
         purl.load_model(final)
+
+
+def test_the_scoring_checkpoint_alone_scores_as_stage_6(tmp_path, tiny_config):
+    from purl.stages.calibration import write_scoring_checkpoint
+
+    final = tiny_exp(tmp_path, tiny_config)
+    write_threshold(final, np.linspace(-1, 1, 16).astype(np.float32), calibration=(10.0, -4.0, 0.05))
+    exp = final.parent.parent
+    elsewhere = tmp_path / "elsewhere" / "model.pt"  # only the one file, away from exp/
+    elsewhere.parent.mkdir()
+    shutil.copy(write_scoring_checkpoint(exp / "scores"), elsewhere)
+    bare, stage6 = purl.load_model(elsewhere), purl.load_model(final)
+    assert bare.calibrated and bare.calibration == stage6.calibration and bare.threshold == stage6.threshold
+    emb = kaldiio.load_scp(str(exp / "emb.scp"))
+    lines = (exp / "scores" / "tiny.cosine.score").read_text().splitlines()
+    for a, b, score in (line.split()[:3] for line in lines):
+        assert bare.cosine(emb[a], emb[b]) == pytest.approx(float(score), abs=1e-5)
+        assert bare.score(emb[a], emb[b]) == stage6.score(emb[a], emb[b])
+    # exports carry the same: the mean, the EER threshold and the calibration
+    import onnx
+
+    assert purl_main(["export", str(elsewhere), str(tmp_path / "m.onnx"), "--format", "onnx"]) == 0
+    meta = {p.key: p.value for p in onnx.load(str(tmp_path / "m.onnx")).metadata_props}
+    stored = json.loads(meta["purl_scoring"])
+    np.testing.assert_allclose(stored["mean"], stage6.mean, rtol=1e-6)
+    assert stored["threshold"] == stage6.threshold and stored["calibration"] == stage6.calibration
+    assert purl_main(["export", str(elsewhere), str(tmp_path / "m.ts"), "--format", "torchscript"]) == 0
+    extra = {"purl_scoring": ""}
+    with pytest.warns(DeprecationWarning):
+        torch.jit.load(str(tmp_path / "m.ts"), _extra_files=extra)
+    assert json.loads(extra["purl_scoring"]) == stored
 
 
 def test_purl_lists_its_api_names_and_imports_them_on_first_use():
