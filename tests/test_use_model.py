@@ -427,11 +427,16 @@ def simulated_clean_dir(path, sizes, noise_rate, seed=0):
 
 @pytest.mark.parametrize("sizes, noise_rate", [([8], 0.0), ([12] * 10, 0.0), ([20] * 50, 0.01)],
                          ids=["one speaker", "ten speakers", "1% wrong labels"])
-def test_clean_keeps_a_correctly_labelled_dir_by_default(tmp_path, sizes, noise_rate):
+def test_clean_keeps_a_correctly_labelled_dir_by_default(tmp_path, sizes, noise_rate, monkeypatch):
     """Stage 4's histogram estimator flags about half of these dirs (a third with 1% wrong
     labels); purl clean's default, bic, under 5%."""
+    import purl.stages.reliability
     from purl.cli import get_parsers
     from purl.stages.clean import clean_fit
+
+    panels = []
+    monkeypatch.setattr(purl.stages.reliability, "plot_reliability",
+                        lambda rel, path, *args, speaker_names=None, **kw: panels.extend(speaker_names))
 
     default = get_parsers()[1]["clean"].get_default("estimator")
     data, scp, _ = simulated_clean_dir(tmp_path, sizes, noise_rate)
@@ -440,6 +445,7 @@ def test_clean_keeps_a_correctly_labelled_dir_by_default(tmp_path, sizes, noise_
     assert report["n_suspected"] <= 0.05 * sum(sizes)
     kept = read_kv(tmp_path / "out" / "data_clean" / "utt2spk")
     assert len(kept) == sum(sizes) - report["n_suspected"]
+    assert set(panels) == {f"spk{s}" for s in range(len(sizes))}  # the plot names speakers as the dir does
 
 
 def test_clean_with_sklearn_writes_the_same_files_in_one_or_two_processes(tmp_path, tiny_config, capsys, caplog):
