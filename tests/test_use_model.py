@@ -218,6 +218,20 @@ def test_purl_lists_its_api_names_and_imports_them_on_first_use():
     assert purl.load_model is purl.api.load_model
 
 
+def test_compare_and_score_import_no_heavy_module_they_do_not_use():
+    """torch is needed; sklearn, matplotlib, scipy.signal and scipy.special (seconds together) are not."""
+    code = ("import sys, purl.cli, purl.api; "
+            "print(sorted(m for m in ('sklearn', 'matplotlib', 'scipy.signal', 'scipy.special') if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert proc.stdout.strip() == "[]"
+
+
+def test_the_command_sets_passive_openmp_threads_before_torch_loads():
+    code = "import os; os.environ.pop('OMP_WAIT_POLICY', None); import purl.cli; print(os.environ['OMP_WAIT_POLICY'])"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert proc.stdout.strip() == "PASSIVE"
+
+
 def test_import_purl_leaves_the_allocator_alone():
     code = "import ctypes, purl, purl.api; assert 'purl.allocator' not in __import__('sys').modules; print('ok')"
     proc = subprocess.run([sys.executable, "-c", code], env=recipe_env(), capture_output=True, text=True)
