@@ -462,6 +462,18 @@ def test_clean_keeps_a_correctly_labelled_dir_by_default(tmp_path, sizes, noise_
     assert set(panels) == {f"spk{s}" for s in range(len(sizes))}  # the plot names speakers as the dir does
 
 
+def test_an_implausible_flag_rate_is_warned_about_with_what_to_try():
+    from purl.stages.clean import flag_rate_warning
+
+    def report(estimator, n_suspected):
+        return {"estimator": estimator, "n_suspected": n_suspected, "detection": {"n_utts": 120}}
+
+    assert flag_rate_warning(report("histogram", 12)) is None  # 10%: plausible
+    warning = flag_rate_warning(report("histogram", 43))
+    assert warning.startswith("warning: 36% of the utterances are suspected") and "--estimator bic" in warning
+    assert "--estimator bic" not in flag_rate_warning(report("bic", 43)) and "stronger model" in warning
+
+
 def test_clean_with_sklearn_writes_the_same_files_in_one_or_two_processes(tmp_path, tiny_config, capsys, caplog):
     final = tiny_exp(tmp_path, tiny_config)
     data, _ = wav_data_dir(tmp_path, speakers=3, utts=5)
