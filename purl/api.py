@@ -39,13 +39,14 @@ import json
 import logging
 import math
 import os
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Union
+from typing import Callable, Sequence, Union
 
 import kaldiio.matio
 import numpy as np
 import torch
-from scipy.signal import resample_poly
 
 from purl.audio import AudioError, read_audio
 from purl.errors import PurlError
@@ -53,7 +54,7 @@ from purl.features import compute_fbank, fbank_options, num_frames
 from purl.kaldi_io import compress_speech_feature
 from purl.metrics import bayes_threshold
 from purl.stages.training import TrainingOutputs, threshold_file_of
-from purl.training.checkpoint import model_from_checkpoint
+from purl.training.checkpoint import load_checkpoint, model_of
 
 SAMPLE_RATE = 16000
 DECIDE_AT = ("bayes", "eer")
@@ -86,6 +87,14 @@ def read_threshold(path: str | os.PathLike) -> dict:
     path = Path(path)
     try:
         info = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise ModelError(f"{path}: not a threshold file of stage 6 ({e}); rerun steps/score.py, or delete it") from e
+    return scoring_info(info, path)
+
+
+def scoring_info(info: dict, path: str | os.PathLike) -> dict:
+    """threshold.json's content (from the file, or a checkpoint's "scoring"), checked."""
+    try:
         threshold = float(info["threshold"])
         mean = None if info.get("mean") is None else np.asarray(info["mean"], dtype=np.float32)
     except (OSError, ValueError, KeyError, TypeError) as e:
@@ -130,6 +139,8 @@ def resample(samples: np.ndarray, rate: int, target: int = SAMPLE_RATE) -> np.nd
         return samples
     if rate <= 0:
         raise ModelError(f"sample rate must be positive, got {rate}")
+    from scipy.signal import resample_poly  # here: scipy.signal takes a second to import
+
     g = math.gcd(int(rate), target)
     return resample_poly(samples, target // g, int(rate) // g).astype(np.float32)
 
@@ -200,6 +211,44 @@ class SpeakerModel:
             return self.embed_features(features_of(self.load_audio(audio, sample_rate)))
         except ModelError as e:
             raise ModelError(f"{audio if isinstance(audio, (str, os.PathLike)) else 'waveform'}: {e}") from e
+
+    def features(self, audio: Audio, name: str | None = None) -> np.ndarray:
+        """The (frames, 80) normalised fbank ``embed`` feeds the encoder; an
+        unreadable file is a ModelError starting with ``name`` (default: the path)."""
+        try:
+            return features_of(self.load_audio(audio))
+        except (AudioError, ModelError) as e:
+            raise ModelError(f"{name if name is not None else audio}: {e}") from e
+
+    @torch.no_grad()
+    def embed_many(self, audio: Sequence[Audio], *, names: Sequence[str] | None = None, nj: int = 1,
+                   max_batch_frames: int = 60000, on_done: Callable[[int], None] | None = None) -> np.ndarray:
+        """(N, embed_dim) float32 embeddings of files or wav.scp entries, each as
+        ``embed`` gives it: features in ``nj`` threads (decoding and fbank leave
+        the GIL), and utterances of the same number of frames through the encoder
+        in one batch (no padding, so a batch computes what each alone would, up
+        to float rounding). Works through the list in chunks so that the
+        features of a large corpus are never all held. ``on_done(n)`` is called
+        as n more are finished; an unreadable file is a ModelError naming it
+        (its entry in ``names`` when given)."""
+        names = [str(a) for a in audio] if names is None else list(names)
+        out = np.empty((len(audio), self.embed_dim), dtype=np.float32)
+        chunk = max(64, 16 * nj)
+        with ThreadPoolExecutor(max(1, nj)) as pool:
+            for lo in range(0, len(audio), chunk):
+                feats = list(pool.map(self.features, audio[lo:lo + chunk], names[lo:lo + chunk]))
+                by_length: dict[int, list[int]] = defaultdict(list)
+                for i, f in enumerate(feats):
+                    by_length[len(f)].append(i)
+                for length, members in by_length.items():
+                    per_batch = max(1, max_batch_frames // length)
+                    for b in range(0, len(members), per_batch):
+                        batch = members[b:b + per_batch]
+                        x = torch.from_numpy(np.stack([feats[i] for i in batch])).to(self.device)
+                        out[[lo + i for i in batch]] = self.encoder(x).float().cpu().numpy()
+                if on_done is not None:
+                    on_done(len(feats))
+        return out
 
     def _embedding(self, item) -> np.ndarray:
         if isinstance(item, np.ndarray) and item.shape == (self.embed_dim,) and item.dtype == np.float32:
@@ -273,14 +322,21 @@ def load_model(path: str | os.PathLike, *, device: str | torch.device = "cpu",
     """The model of a checkpoint (``exp/<model>/models/final.pt``) or an exp dir,
     with the mean, EER threshold and calibration of
     ``exp/<model>/scores/threshold.json`` when stage 6 wrote one (or of
-    ``threshold_file``)."""
+    ``threshold_file``), else of the checkpoint itself when it carries them
+    (``models/final_scoring.pt``, written by stage 6's calibration: a copy of
+    that one file scores as stage 6 did)."""
     ckpt = checkpoint_path(path)
-    encoder, config = model_from_checkpoint(ckpt)
+    state = load_checkpoint(ckpt)
+    encoder, config = model_of(state, ckpt)
     if threshold_file is None:
         found = threshold_file_of(ckpt)
         threshold_file = found if found is not None and found.is_file() else None
-    info = (read_threshold(threshold_file) if threshold_file is not None
-            else {"threshold": None, "mean": None, "calibration": None})
+    if threshold_file is not None:
+        info = read_threshold(threshold_file)
+    elif state.get("scoring") is not None:  # a self-contained copy (models/final_scoring.pt)
+        info = scoring_info(state["scoring"], f"{ckpt} (its stored scoring)")
+    else:
+        info = {"threshold": None, "mean": None, "calibration": None}
     if threshold_file is not None and info["calibration"] is None:
         log.warning("%s has no calibration (stage 6 before steps/calibrate.py): scores are cosines and accept() "
                     "decides at the EER threshold; run steps/calibrate.py for log-likelihood ratios", threshold_file)

@@ -16,20 +16,29 @@ may stand anywhere after the command.
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
-from pathlib import Path
+import os
 
-import numpy as np
+# Before numpy and torch load OpenMP, as path.sh sets it for the recipes: idle
+# OpenMP threads sleep instead of spinning, which on a machine shared with
+# another job slows both several times over.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from purl.errors import PurlError, UsageError
-from purl.logs import setup_logging
+import argparse  # noqa: E402
+import json  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from purl.errors import PurlError, UsageError  # noqa: E402
+from purl.logs import setup_logging  # noqa: E402
 
 PROG = "purl"
 AUDIO = "wav, flac, ogg, opus, m4a, aac, mp3, ...; any sample rate; several channels averaged"
 # A cosine score lies in [-1, 1]: a threshold outside accepts or rejects every trial.
 SCORE_THRESHOLD_RANGE = (-1.0, 1.0, "a cosine score")
+SCORING_METADATA = "purl_scoring"  # an export's copy of threshold.json: mean, EER threshold, calibration
 PRIOR_RANGE = (1e-9, 1 - 1e-9, "a prior probability, strictly between 0 and 1")
 
 
@@ -52,7 +61,12 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 def add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="checkpoint (exp/<model>/models/final.pt) or exp dir (exp/<model>)")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cuda or cuda:1")
-    parser.add_argument("--threads", type=int, default=0, help="CPU threads; 0: torch's default")
+    add_thread_options(parser)
+
+
+def add_thread_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch's CPU threads for the encoder; 0: the cores this process may use")
 
 
 def add_decision_options(parser: argparse.ArgumentParser) -> None:
@@ -87,6 +101,7 @@ def get_parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentP
     p.add_argument("--wav-scp", help="a Kaldi wav.scp (id path, or id command|) to read instead of WAV "
                                      "arguments; default: the WAV arguments")
     p.add_argument("--out", default="xvector.ark", help="output: .ark (+ .scp) or .npy (+ .utts)")
+    p.add_argument("--nj", type=int, default=4, help="threads reading audio and computing features")
 
     p = commands.add_parser("compare", formatter_class=HelpFormatter, help="score two audio files",
                             description="Prints the cosine of two utterances as stage 6 scores them and, when "
@@ -124,19 +139,22 @@ def get_parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentP
     p.add_argument("data_dir", help="data dir with wav.scp, utt2spk and spk2utt")
     p.add_argument("--model", required=True, help="checkpoint (exp/<model>/models/final.pt) or exp dir")
     p.add_argument("--out-dir", help="where to write (default: DATA_DIR + _purl_clean)")
-    p.add_argument("--estimator", default="histogram",
-                   help="GMM estimator: histogram (EM on per-speaker histograms of the cosines), sklearn (the "
-                        "original work's GaussianMixture per speaker, slow), bic (histogram, but a speaker keeps "
-                        "one component when BIC prefers it: a clean speaker loses no pairs) or global (one GMM "
-                        "over all speakers' pairs)")
+    # bic, unlike stage 4's histogram default: on simulated embeddings (purl.testing) the others
+    # flagged 33-53% (histogram), 40-42% (sklearn) or 6-14% (global) of a corpus with 1% wrong
+    # labels and half of a clean one; bic flagged under 1% of either (README, "purl clean").
+    p.add_argument("--estimator", default="bic",
+                   help="GMM estimator: bic (EM on per-speaker histograms of the cosines, but a speaker keeps one "
+                        "component when BIC prefers it: a clean speaker loses no pairs), histogram (always two "
+                        "components: finds more wrong labels, and flags many right ones), sklearn (the original "
+                        "work's GaussianMixture per speaker, slow) or global (one GMM over all speakers' pairs)")
     p.add_argument("--threshold", type=float, default=0.5,
                    help="a pair is unreliable when its weight w is below this, and an utterance is suspected "
                         "when the mean w of its pairs is below it; strictly between 0 and 1")
     p.add_argument("--nj", type=int, default=None,
-                   help="processes of --estimator sklearn's per-speaker fits (the same fits in any number); "
-                        "default: the cores this process may use")
+                   help="threads reading audio and computing features, and processes of --estimator sklearn's "
+                        "per-speaker fits (the same fits in any number); default: the cores this process may use")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
-    p.add_argument("--threads", type=int, default=0, help="CPU threads; 0: torch's default")
+    add_thread_options(p)
 
     p = commands.add_parser("export", formatter_class=HelpFormatter, help="export the encoder (ONNX, TorchScript)",
                             description="Writes the encoder as ONNX or TorchScript: input 'feats' (batch, "
@@ -163,15 +181,50 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 # ---------------------------------------------------------------------------
 # commands
 
-def load(args):
-    import torch
-
+def load(args, model: str | None = None):
     import purl
 
     check_device(args.device)
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
-    return purl.load_model(args.model, device=args.device)
+    set_threads(args.threads)
+    return purl.load_model(args.model if model is None else model, device=args.device)
+
+
+def set_threads(threads: int) -> None:
+    """torch's intra-op threads: ``threads``, or with 0 the cores this process may
+    use (torch's own default counts the machine's, whatever taskset or Slurm allow)."""
+    import torch
+
+    from purl.processes import usable_cores
+
+    if threads < 0:
+        raise UsageError(f"--threads {threads}: give 0 (the usable cores) or more")
+    torch.set_num_threads(threads or usable_cores())
+
+
+class Progress:
+    """A progress line on stderr ('done/total, percent, rate'), redrawn in place
+    at most twice a second on a terminal, every 10% otherwise (a log file)."""
+
+    def __init__(self, what: str, total: int, stream=None):
+        self.what, self.total, self.done = what, total, 0
+        self.stream = sys.stderr if stream is None else stream
+        self.tty = self.stream.isatty()
+        self.start = self.shown = time.monotonic()
+        self.next_tenth = 1
+
+    def __call__(self, n: int) -> None:
+        self.done += n
+        now = time.monotonic()
+        finished = self.done >= self.total
+        tenth = 10 * self.done // max(self.total, 1)
+        if (self.tty and now - self.shown < 0.5 and not finished) or (not self.tty and tenth < self.next_tenth):
+            return
+        self.shown, self.next_tenth = now, tenth + 1
+        rate = self.done / max(now - self.start, 1e-9)
+        line = f"{PROG} {self.what}: {self.done}/{self.total} ({100 * self.done / max(self.total, 1):.0f}%), {rate:.1f}/s"
+        end = "\n" if finished or not self.tty else ""
+        self.stream.write(("\r" if self.tty else "") + line + end)
+        self.stream.flush()
 
 
 def check_device(device: str) -> None:
@@ -202,18 +255,18 @@ def wav_list(args) -> list[tuple[str, str]]:
     return [(w, w) for w in args.wavs]
 
 
-def embed_all(model, items: list[tuple[str, str]], what: str = "") -> np.ndarray:
-    """(N, D) embeddings; an unreadable file is an error naming its id."""
+def embed_all(model, items: list[tuple[str, str]], what: str = "", nj: int = 1,
+              progress: str | None = None) -> np.ndarray:
+    """(N, D) embeddings in batches (``nj`` feature threads), with a progress
+    line on stderr named ``progress``; an unreadable file is an error naming its id."""
     from purl.api import ModelError
-    from purl.audio import AudioError
 
-    emb = np.empty((len(items), model.embed_dim), dtype=np.float32)
-    for n, (utt, entry) in enumerate(items):
-        try:
-            emb[n] = model.embed(entry)
-        except (AudioError, ModelError) as e:
-            raise UsageError(f"{what}{utt}: {e}") from e
-    return emb
+    on_done = Progress(progress, len(items)) if progress else None
+    try:
+        return model.embed_many([entry for _, entry in items], names=[utt for utt, _ in items], nj=nj,
+                                on_done=on_done)
+    except ModelError as e:
+        raise UsageError(f"{what}{e}") from e
 
 
 def cmd_embed(args) -> int:
@@ -224,8 +277,10 @@ def cmd_embed(args) -> int:
     out = Path(args.out)
     if out.suffix not in (".ark", ".npy"):
         raise UsageError(f"--out {out}: must end in .ark (Kaldi ark + scp) or .npy")
+    if args.nj < 1:
+        raise UsageError(f"--nj {args.nj}: give at least 1 thread")
     model = load(args)
-    emb = embed_all(model, items, f"{args.wav_scp}: " if args.wav_scp else "")
+    emb = embed_all(model, items, f"{args.wav_scp}: " if args.wav_scp else "", nj=args.nj, progress="embed")
     out.parent.mkdir(parents=True, exist_ok=True)
     utts = [u for u, _ in items]
     if out.suffix == ".npy":
@@ -427,15 +482,12 @@ def clean_summary(report: dict, out_dir: Path, clean_dir: Path, emb_scp: Path) -
 
 
 def cmd_clean(args) -> int:
-    import torch
-
-    import purl
     from purl.data.datadir import validate_data_dir
-    from purl.kaldi_io import save_embeddings
     from purl.processes import usable_cores
     from purl.reliability import ESTIMATORS
+    from purl.stages.clean import clean_fit, embed_data_dir, flag_rate_warning
     from purl.stages.relabel import run_relabel
-    from purl.stages.reliability import CONFIG_RANGES, run_reliability
+    from purl.stages.reliability import CONFIG_RANGES
 
     if args.estimator not in ESTIMATORS:
         raise UsageError(f"--estimator {args.estimator}: choose from {', '.join(sorted(ESTIMATORS))}")
@@ -445,22 +497,22 @@ def cmd_clean(args) -> int:
         raise UsageError(f"--nj {nj}: give at least 1 process")
     data = validate_data_dir(args.data_dir, require=("wav.scp", "utt2spk", "spk2utt"), check_audio=True)
     out_dir = Path(args.out_dir) if args.out_dir else Path(str(data.path).rstrip("/") + "_purl_clean")
-    check_device(args.device)
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
-    model = purl.load_model(args.model, device=args.device)
-    wav = data.table("wav.scp")
+    model = load(args)
     print(f"{PROG} clean: embedding {len(data)} utterances of {data.path} with {model.source}", flush=True)
-    emb = embed_all(model, [(u, wav[u]) for u in data.utts], f"{data.path}/wav.scp: ")
-    (out_dir / "embeddings").mkdir(parents=True, exist_ok=True)
-    emb_scp = save_embeddings(out_dir / "embeddings" / "xvector.ark", data.utts, emb)
+    emb_scp = embed_data_dir(
+        model, model.source, data, out_dir, on_done=Progress("clean", len(data)),
+        embed_audio=lambda entries, utts: embed_all(model, list(zip(utts, entries)), f"{data.path}/wav.scp: ",
+                                                    nj=nj, progress="clean"))
     clean_dir = out_dir / "data_clean"
-    report = run_reliability(emb_scp, data.path, out_dir, estimator=args.estimator,
-                             threshold=args.threshold, clean_dir=clean_dir, nj=nj)
+    report = clean_fit(emb_scp, data, out_dir, estimator=args.estimator, threshold=args.threshold,
+                       clean_dir=clean_dir, nj=nj)
     relabel_dir = out_dir / "data_relabelled"
     relabel = run_relabel(emb_scp, data.path, relabel_dir, force=True) if len(data.speakers) > 1 else None
     print(clean_summary(report, out_dir, clean_dir, emb_scp))
     print("\n".join(relabel_summary(relabel, relabel_dir)))
+    warning = flag_rate_warning(report)
+    if warning is not None:
+        print(warning, file=sys.stderr)
     return 0
 
 
@@ -471,9 +523,11 @@ def cmd_export(args) -> int:
     model = purl.load_model(args.model)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    export_model(model.encoder, args.format, out)
-    mean = "" if model.mean is None else (" Subtract the mean vector of the model's scores/threshold.json from "
-                                           "embeddings before the cosine, as stage 6 does.")
+    scoring = {"threshold": model.threshold, "calibration": model.calibration,
+               "mean": None if model.mean is None else model.mean.tolist()}
+    export_model(model.encoder, args.format, out, metadata={SCORING_METADATA: json.dumps(scoring)})
+    mean = "" if model.mean is None else (f" Subtract its mean vector (in the export's '{SCORING_METADATA}' "
+                                           "metadata) from embeddings before the cosine, as stage 6 does.")
     print(f"{PROG} export: {out} ({args.format}): input 'feats' (batch, frames, 80) fbank, output 'embedding' "
           f"(batch, {model.embed_dim}); matches the PyTorch model to 1e-4.{mean}")
     return 0

@@ -5,7 +5,10 @@ float32, the 80-dim Kaldi fbank of 16 kHz audio on the 16-bit sample scale with
 each utterance's mean removed (``purl.api.features_of`` computes it); output
 ``embedding`` (batch, embed_dim). Batch and frames are free (any number of
 frames from 1 up). Scoring is the cosine of two embeddings, after subtracting
-the mean vector of ``exp/<model>/scores/threshold.json`` when there is one.
+the mean vector of ``exp/<model>/scores/threshold.json`` when there is one;
+``purl export`` stores that file's content (mean, EER threshold, calibration)
+in the export as ``purl_scoring`` (JSON): ONNX metadata_props, a TorchScript
+extra file.
 
 Both formats are made by tracing the model on one input length and checked on
 another before anything is written: a graph that had frozen the length would
@@ -57,8 +60,9 @@ def _check(reference: torch.nn.Module, run, what: str, tolerance: float = 1e-4) 
     return diff
 
 
-def export_torchscript(model: torch.nn.Module, out: str | os.PathLike) -> Path:
-    """Writes a traced TorchScript module: ``torch.jit.load(out)(feats)``."""
+def export_torchscript(model: torch.nn.Module, out: str | os.PathLike, metadata: dict[str, str] | None = None) -> Path:
+    """Writes a traced TorchScript module: ``torch.jit.load(out)(feats)``;
+    ``metadata`` as extra files of the archive (``torch.jit.load(out, _extra_files={key: ""})``)."""
     model = model.eval()
     out = Path(out)
     with torch.no_grad(), warnings.catch_warnings():
@@ -66,14 +70,15 @@ def export_torchscript(model: torch.nn.Module, out: str | os.PathLike) -> Path:
         traced = torch.jit.trace(model, _example(TRACE_FRAMES))
         _check(model, lambda x: traced(x).numpy(), "TorchScript")
         with atomic_path(out) as tmp:
-            traced.save(str(tmp))
+            traced.save(str(tmp), _extra_files=dict(metadata or {}))
     return out
 
 
-def export_onnx(model: torch.nn.Module, out: str | os.PathLike) -> Path:
+def export_onnx(model: torch.nn.Module, out: str | os.PathLike, metadata: dict[str, str] | None = None) -> Path:
     """Writes an ONNX model with input ``feats`` (batch, frames, 80) and output
-    ``embedding`` (batch, embed_dim), both axes but the last free; checks it
-    with onnxruntime when that is installed."""
+    ``embedding`` (batch, embed_dim), both axes but the last free, and
+    ``metadata`` in its metadata_props; checks it with onnxruntime when that is
+    installed."""
     model = model.eval()
     out = Path(out)
     try:
@@ -86,13 +91,20 @@ def export_onnx(model: torch.nn.Module, out: str | os.PathLike) -> Path:
             torch.onnx.export(model, (_example(TRACE_FRAMES),), str(tmp), dynamo=False, opset_version=ONNX_OPSET,
                               input_names=["feats"], output_names=["embedding"],
                               dynamic_axes={"feats": {0: "batch", 1: "frames"}, "embedding": {0: "batch"}})
+        if metadata:
+            import onnx
+
+            graph = onnx.load(str(tmp))
+            for key, value in metadata.items():
+                graph.metadata_props.add(key=key, value=value)
+            onnx.save(graph, str(tmp))
         if onnxruntime is not None:
             session = onnxruntime.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
             _check(model, lambda x: session.run(None, {"feats": x.numpy()})[0], "ONNX (onnxruntime)")
     return out
 
 
-def export_model(model: torch.nn.Module, fmt: str, out: str | os.PathLike) -> Path:
+def export_model(model: torch.nn.Module, fmt: str, out: str | os.PathLike, metadata: dict[str, str] | None = None) -> Path:
     if fmt not in FORMATS:
         raise ExportError(f"unknown export format {fmt!r}; choose from {', '.join(FORMATS)}")
-    return (export_onnx if fmt == "onnx" else export_torchscript)(model, out)
+    return (export_onnx if fmt == "onnx" else export_torchscript)(model, out, metadata)

@@ -5,11 +5,12 @@ from __future__ import annotations
 import csv
 import os
 from pathlib import Path
-
-from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
+from typing import TYPE_CHECKING
 
 from purl.fileio import atomic_path
+
+if TYPE_CHECKING:  # matplotlib is imported where a figure is drawn: it takes half a second
+    from matplotlib.figure import Figure
 
 
 def _read_csv(path: Path) -> dict[str, list[float]]:
@@ -42,6 +43,8 @@ def plot_training_curves(steps_csv: str | os.PathLike, epochs_csv: str | os.Path
     if any(v == v for v in steps.get("clean_ratio", [])):
         panels.append(("clean pair ratio", ["clean_ratio"]))
     has_valid = any(v == v for v in epochs.get("valid_eer", []))
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(4 * (len(panels) + has_valid), 3.2))
     axes = fig.subplots(1, len(panels) + has_valid, squeeze=False)[0]
     x = steps.get("epoch", [])
@@ -76,6 +79,8 @@ def plot_reliability(curves: dict, out: str | os.PathLike, title: str = "",
     Calibrated LLRs lie on the diagonal; a curve flatter than it is
     overconfident, one above it underconfident. ``thresholds``
     ({label: llr}) are drawn as vertical lines (Bayes thresholds)."""
+    from matplotlib.figure import Figure
+
     from purl.calibration import empirical_llr
 
     fig = Figure(figsize=(5.5, 5.5))
@@ -105,6 +110,9 @@ def plot_reliability(curves: dict, out: str | os.PathLike, title: str = "",
 def plot_eer_per_epoch(curves: dict[str, tuple[list[int], list[float]]], out: str | os.PathLike,
                        title: str = "") -> Path:
     """``out`` (PNG): EER (%) against the epoch, a line per {name: (epochs, EERs)}."""
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
     fig = Figure(figsize=(6, 3.5))
     ax = fig.add_subplot()
     for name, (epochs, eers) in curves.items():

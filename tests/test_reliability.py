@@ -21,6 +21,7 @@ from purl.reliability import (
     normalise,
     plot_reliability,
     suspected_mislabelled,
+    utterance_weights,
 )
 from purl.testing import simulate_embeddings
 
@@ -286,3 +287,10 @@ def test_paper_settings_keep_float32_cosines_and_the_defaults_float64(noisy_data
     i, j = same_label_pairs(noisy, 50)
     assert Reliability.fit(emb, noisy, "sklearn", PAPER_SETTINGS).cosine(i, j).dtype == np.float32
     assert Reliability.fit(emb, noisy, "histogram").cosine(i, j).dtype == np.float64
+
+
+@pytest.mark.parametrize("estimator", ["histogram", "bic"])
+def test_speakers_all_too_small_to_fit_keep_every_pair(estimator):
+    emb, labels, _ = simulate_embeddings([2, 2], dim=16, noise_rate=0.0)
+    rel = Reliability.fit(emb, labels, estimator)
+    assert np.all(utterance_weights(rel) == 1)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -175,6 +176,37 @@ def test_a_threshold_file_with_a_broken_calibration_is_refused(tmp_path, tiny_co
         purl.load_model(final)
 
 
+def test_the_scoring_checkpoint_alone_scores_as_stage_6(tmp_path, tiny_config):
+    from purl.stages.calibration import write_scoring_checkpoint
+
+    final = tiny_exp(tmp_path, tiny_config)
+    write_threshold(final, np.linspace(-1, 1, 16).astype(np.float32), calibration=(10.0, -4.0, 0.05))
+    exp = final.parent.parent
+    elsewhere = tmp_path / "elsewhere" / "model.pt"  # only the one file, away from exp/
+    elsewhere.parent.mkdir()
+    shutil.copy(write_scoring_checkpoint(exp / "scores"), elsewhere)
+    bare, stage6 = purl.load_model(elsewhere), purl.load_model(final)
+    assert bare.calibrated and bare.calibration == stage6.calibration and bare.threshold == stage6.threshold
+    emb = kaldiio.load_scp(str(exp / "emb.scp"))
+    lines = (exp / "scores" / "tiny.cosine.score").read_text().splitlines()
+    for a, b, score in (line.split()[:3] for line in lines):
+        assert bare.cosine(emb[a], emb[b]) == pytest.approx(float(score), abs=1e-5)
+        assert bare.score(emb[a], emb[b]) == stage6.score(emb[a], emb[b])
+    # exports carry the same: the mean, the EER threshold and the calibration
+    import onnx
+
+    assert purl_main(["export", str(elsewhere), str(tmp_path / "m.onnx"), "--format", "onnx"]) == 0
+    meta = {p.key: p.value for p in onnx.load(str(tmp_path / "m.onnx")).metadata_props}
+    stored = json.loads(meta["purl_scoring"])
+    np.testing.assert_allclose(stored["mean"], stage6.mean, rtol=1e-6)
+    assert stored["threshold"] == stage6.threshold and stored["calibration"] == stage6.calibration
+    assert purl_main(["export", str(elsewhere), str(tmp_path / "m.ts"), "--format", "torchscript"]) == 0
+    extra = {"purl_scoring": ""}
+    with pytest.warns(DeprecationWarning):
+        torch.jit.load(str(tmp_path / "m.ts"), _extra_files=extra)
+    assert json.loads(extra["purl_scoring"]) == stored
+
+
 def test_purl_lists_its_api_names_and_imports_them_on_first_use():
     code = ("import sys, purl, purl.api as api; names = set(dir(purl)); "
             "print('torch' in sys.modules, set(purl.__all__) <= names, sorted(purl.__all__) == sorted(api.__all__))")
@@ -184,6 +216,20 @@ def test_purl_lists_its_api_names_and_imports_them_on_first_use():
     proc = subprocess.run([sys.executable, "-c", code], env=recipe_env(), capture_output=True, text=True)
     assert proc.stdout.strip() == "['AudioError', 'ModelError', 'SpeakerModel', 'load_model'] False", proc.stderr
     assert purl.load_model is purl.api.load_model
+
+
+def test_compare_and_score_import_no_heavy_module_they_do_not_use():
+    """torch is needed; sklearn, matplotlib, scipy.signal and scipy.special (seconds together) are not."""
+    code = ("import sys, purl.cli, purl.api; "
+            "print(sorted(m for m in ('sklearn', 'matplotlib', 'scipy.signal', 'scipy.special') if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert proc.stdout.strip() == "[]"
+
+
+def test_the_command_sets_passive_openmp_threads_before_torch_loads():
+    code = "import os; os.environ.pop('OMP_WAIT_POLICY', None); import purl.cli; print(os.environ['OMP_WAIT_POLICY'])"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert proc.stdout.strip() == "PASSIVE"
 
 
 def test_import_purl_leaves_the_allocator_alone():
@@ -312,6 +358,120 @@ def test_clean_finds_the_utterance_of_another_voice_and_explains_its_output(tmp_
     assert len(proposals) == report["moved"] + report["dropped"]
     assert len(relabelled.utts) == len(wav) - report["dropped"]
     assert "sit with another speaker" in printed and str(out_dir / "data_relabelled" / "proposals") in printed
+
+
+def test_embedding_in_batches_equals_one_at_a_time(tmp_path, tiny_config, capsys):
+    final = tiny_exp(tmp_path, tiny_config)
+    _, wav = wav_data_dir(tmp_path, speakers=3, utts=2)  # each speaker's u0 (and u1) has the same length
+    files = list(wav.values())
+    model = purl.load_model(final)
+    batches = []
+    model.encoder.register_forward_hook(lambda module, inputs, output: batches.append(inputs[0].shape[0]))
+    one = np.stack([model.embed(f) for f in files])
+    batches.clear()
+    np.testing.assert_allclose(model.embed_many(files, nj=2), one, rtol=1e-5, atol=1e-6)
+    assert sorted(batches) == [3, 3]  # two lengths, three utterances each
+    assert purl_main(["embed", str(final), *files, "--nj", "2", "--out", str(tmp_path / "x.npy")]) == 0
+    np.testing.assert_allclose(np.load(tmp_path / "x.npy"), one, rtol=1e-5, atol=1e-6)
+    assert "purl embed: 6/6 (100%)" in capsys.readouterr().err  # the progress line
+
+
+def test_clean_reruns_reuse_what_they_can_and_say_what_they_replace(tmp_path, tiny_config, capsys):
+    final = tiny_exp(tmp_path, tiny_config)
+    data, _ = wav_data_dir(tmp_path, speakers=3, utts=4)
+    out_dir = tmp_path / "data_purl_clean"
+    argv = ["clean", str(data), "--model", str(final), "--estimator", "histogram"]
+    assert purl_main(argv) == 0
+    first = capsys.readouterr().out
+    assert "reusing" not in first and "replaces" not in first
+    ark = (out_dir / "embeddings" / "xvector.ark").stat().st_mtime_ns
+    suspects = (out_dir / "suspected_mislabelled").read_text()
+    assert purl_main(argv) == 0
+    again = capsys.readouterr().out
+    assert "reusing" in again and "made with the same model from the same data" in again
+    assert "reusing the fit" in again and (out_dir / "suspected_mislabelled").read_text() == suspects
+    assert purl_main(argv[:-1] + ["bic"]) == 0
+    other = capsys.readouterr().out
+    assert (out_dir / "embeddings" / "xvector.ark").stat().st_mtime_ns == ark  # embeddings kept
+    assert f"this fit replaces the one in {out_dir} (estimator: 'histogram' -> 'bic')" in other
+    assert json.loads((out_dir / "report.json").read_text())["estimator"] == "bic"
+    # another model embeds again and says why
+    other_model = tiny_exp(tmp_path, tiny_config, name="other")
+    assert purl_main(["clean", str(data), "--model", str(other_model), "--estimator", "bic"]) == 0
+    assert "embedding again:" in capsys.readouterr().out
+
+
+def test_clean_embeds_from_stage_1_features_when_the_dir_has_them(tmp_path, tiny_config, capsys):
+    from purl.stages.features import MIN_FRAMES, merge_fbank_jobs
+
+    final = tiny_exp(tmp_path, tiny_config)
+    data, wav = wav_data_dir(tmp_path, speakers=2, utts=3)
+    assert purl_main(["clean", str(data), "--model", str(final), "--out-dir", str(tmp_path / "audio")]) == 0
+    (tmp_path / "fbank").mkdir()
+    make_fbank_job(wav, tmp_path / "fbank" / "raw_fbank.1.ark")
+    merge_fbank_jobs(data, tmp_path / "fbank", 1, settings={"sample_rate": 16000, "num_mel_bins": 80,
+                                                            "compress": True, "min_frames": MIN_FRAMES})
+    capsys.readouterr()
+    assert purl_main(["clean", str(data), "--model", str(final), "--out-dir", str(tmp_path / "feats")]) == 0
+    assert f"from {data / 'feats.scp'} (stage 1's" in capsys.readouterr().out
+    from_audio = kaldiio.load_scp(str(tmp_path / "audio" / "embeddings" / "xvector.scp"))
+    from_feats = kaldiio.load_scp(str(tmp_path / "feats" / "embeddings" / "xvector.scp"))
+    for utt in wav:
+        np.testing.assert_allclose(from_feats[utt], from_audio[utt], rtol=1e-5, atol=1e-6)
+
+
+def simulated_clean_dir(path, sizes, noise_rate, seed=0):
+    """A data dir (utt2spk, spk2utt, utt2truespk) and its xvector.scp of simulate_embeddings."""
+    from purl.kaldi_io import save_embeddings
+    from purl.testing import simulate_embeddings
+
+    emb, noisy, true = simulate_embeddings(sizes, noise_rate=noise_rate, seed=seed)
+    ids = [f"spk{s}-u{n:05d}" for n, s in enumerate(true)]  # ids start with the true speaker, as stage 2 keeps them
+    order = np.argsort(ids, kind="stable")
+    emb, noisy, true, utts = emb[order], noisy[order], true[order], [ids[n] for n in order]
+    data = path / "data"
+    data.mkdir(parents=True)
+    utt2spk = {u: f"spk{s}" for u, s in zip(utts, noisy)}
+    write_kv(data / "utt2spk", utt2spk)
+    write_kv(data / "spk2utt", utt2spk_to_spk2utt(utt2spk))
+    write_kv(data / "utt2truespk", {u: f"spk{s}" for u, s in zip(utts, true)})
+    (path / "emb").mkdir()
+    return data, save_embeddings(path / "emb" / "xvector.ark", utts, emb), noisy != true
+
+
+@pytest.mark.parametrize("sizes, noise_rate", [([8], 0.0), ([12] * 10, 0.0), ([20] * 50, 0.01)],
+                         ids=["one speaker", "ten speakers", "1% wrong labels"])
+def test_clean_keeps_a_correctly_labelled_dir_by_default(tmp_path, sizes, noise_rate, monkeypatch):
+    """Stage 4's histogram estimator flags about half of these dirs (a third with 1% wrong
+    labels); purl clean's default, bic, under 5%."""
+    import purl.stages.reliability
+    from purl.cli import get_parsers
+    from purl.stages.clean import clean_fit
+
+    panels = []
+    monkeypatch.setattr(purl.stages.reliability, "plot_reliability",
+                        lambda rel, path, *args, speaker_names=None, **kw: panels.extend(speaker_names))
+
+    default = get_parsers()[1]["clean"].get_default("estimator")
+    data, scp, _ = simulated_clean_dir(tmp_path, sizes, noise_rate)
+    report = clean_fit(scp, validate_data_dir(data), tmp_path / "out", estimator=default, threshold=0.5,
+                       clean_dir=tmp_path / "out" / "data_clean", nj=1)
+    assert report["n_suspected"] <= 0.05 * sum(sizes)
+    kept = read_kv(tmp_path / "out" / "data_clean" / "utt2spk")
+    assert len(kept) == sum(sizes) - report["n_suspected"]
+    assert set(panels) == {f"spk{s}" for s in range(len(sizes))}  # the plot names speakers as the dir does
+
+
+def test_an_implausible_flag_rate_is_warned_about_with_what_to_try():
+    from purl.stages.clean import flag_rate_warning
+
+    def report(estimator, n_suspected):
+        return {"estimator": estimator, "n_suspected": n_suspected, "detection": {"n_utts": 120}}
+
+    assert flag_rate_warning(report("histogram", 12)) is None  # 10%: plausible
+    warning = flag_rate_warning(report("histogram", 43))
+    assert warning.startswith("warning: 36% of the utterances are suspected") and "--estimator bic" in warning
+    assert "--estimator bic" not in flag_rate_warning(report("bic", 43)) and "stronger model" in warning
 
 
 def test_clean_with_sklearn_writes_the_same_files_in_one_or_two_processes(tmp_path, tiny_config, capsys, caplog):

@@ -23,7 +23,6 @@ from dataclasses import dataclass
 import numpy as np
 import soundfile as sf
 import torch
-from scipy.signal import fftconvolve
 
 from purl.audio import AudioError, downmix, read_audio, unreadable
 from purl.data.datadir import DataDir, DataDirError
@@ -67,6 +66,8 @@ def noise_at_snr(speech: np.ndarray, noise: np.ndarray, snr_db: float) -> np.nda
 def reverberate(speech: np.ndarray, rir: np.ndarray) -> np.ndarray:
     """speech convolved with the unit-energy ``rir``, cut to the speech's length."""
     rir = rir / np.sqrt(np.sum(np.square(rir, dtype=np.float64)) + 1e-12)
+    from scipy.signal import fftconvolve  # here: scipy.signal takes a second to import
+
     return fftconvolve(speech, rir, mode="full")[:speech.size].astype(np.float32)
 
 

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-from sklearn.cluster import KMeans
 
 from purl.config import ConfigError
 from purl.data.datadir import read_kv, write_kv
@@ -39,6 +38,8 @@ def speaker_clusters(emb: np.ndarray, labels: np.ndarray, num_clusters: int, see
     centroids = l2_normalise(speaker_means(emb, labels, normalise=True))
     if not 1 <= num_clusters <= len(centroids):
         raise ConfigError(f"chns.num_clusters={num_clusters} must be between 1 and the {len(centroids)} speakers")
+    from sklearn.cluster import KMeans  # here: sklearn takes most of a second to import
+
     return KMeans(n_clusters=num_clusters, n_init=5, random_state=seed).fit_predict(centroids).astype(np.int64)
 
 

@@ -4,7 +4,6 @@ and mislabelled utterances, and which utterances are suspected."""
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import expit
 
 from purl.metrics import roc_auc
 from purl.reliability.gmm import GmmParams
@@ -21,6 +20,8 @@ def compare_fits(x: np.ndarray, index: SpeakerIndex, a: GmmParams, b: GmmParams)
     """Two fits of the same speakers on their exact pair cosines, per speaker:
     the max |w_a - w_b| over its pairs and each fit's mean log-likelihood per pair
     (an EM that stopped at another local optimum shows as a different likelihood)."""
+    from scipy.special import expit  # here: scipy.special takes a quarter second to import
+
     out = {k: np.zeros(len(index)) for k in ("max_abs_diff", "loglik_a", "loglik_b")}
     for s, _, gram, upper in iter_speaker_blocks(x, index):
         cos = gram[upper]
@@ -43,6 +44,7 @@ def _scan_pairs(rels: list[Reliability], true_labels: np.ndarray | None, thresho
     w_sum, w_count = np.zeros((len(rels), n_utts)), np.zeros(n_utts)
     cut = np.log(threshold / (1 - threshold))
     true_codes = None if true_labels is None else np.unique(np.asarray(true_labels), return_inverse=True)[1].reshape(-1)
+    from scipy.special import expit  # here: scipy.special takes a quarter second to import
 
     def scan(speakers):
         """Counts of one thread's speakers (whole numbers: their sum is exact in any order)."""

@@ -98,6 +98,8 @@ def fit_bic(x: np.ndarray, index: SpeakerIndex, settings: ReliabilitySettings,
     """
     params, hist, rows = _fit_per_speaker_histograms(x, index, settings, cache)
     params = params.copy()  # the histogram fit's, when shared through the cache
+    if len(rows) == 0:  # no speaker with enough utterances to fit: all keep w = 1
+        return params
     n = hist.n_pairs[rows].astype(np.float64)
     n_eff = index.sizes()[rows].astype(np.float64) if settings.bic_sample_size == "utts" else n
     centres, counts = hist.centres()[rows], hist.counts[rows]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
@@ -70,13 +70,15 @@ class PlotCounts:
 
 
 def plot_reliability(rel: Reliability, path: str | os.PathLike, true_labels: np.ndarray | None = None,
-                     n_examples: int = 4, n_bins: int = 200, counts: PlotCounts | None = None) -> None:
+                     n_examples: int = 4, n_bins: int = 200, counts: PlotCounts | None = None,
+                     speaker_names: Sequence[str] | None = None) -> None:
     """PNG: the histogram of all positive-pair cosines with the fitted components
     (per-speaker fits summed, each weighted by its pairs), and below it a few
     speakers from the cleanest to the noisiest fit. With ground truth the
     histograms are split into truly clean and noisy pairs. ``counts``: the
     plot's data already gathered (PlotCounts of rel.params, filled by
-    detection_figures_of_fits); otherwise the pairs are scanned here."""
+    detection_figures_of_fits); otherwise the pairs are scanned here.
+    ``speaker_names[label]``: the name a panel gives a speaker (default: its label number)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -126,7 +128,8 @@ def plot_reliability(rel: Reliability, path: str | os.PathLike, true_labels: np.
         counts = np.stack([np.histogram(cos[~noisy], edges)[0], np.histogram(cos[noisy], edges)[0]])
         ax = fig.add_subplot(grid_spec[1, k])
         draw(ax, counts, _mixture_curves(params, np.array([s]), fine, params.n_pairs * width),
-             f"speaker {index.speakers[s]}: {len(index.utts(s))} utts")
+             f"speaker {index.speakers[s] if speaker_names is None else speaker_names[index.speakers[s]]}: "
+             f"{len(index.utts(s))} utts")
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
     plt.close(fig)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 
 import numpy as np
-from scipy.special import expit
 
 from purl.reliability import files
 from purl.reliability.estimators import ESTIMATORS
@@ -83,6 +82,8 @@ class Reliability:
 
     def weight(self, i: np.ndarray, j: np.ndarray) -> np.ndarray:
         """w_ij, the clean component's posterior, (P,) float64 in [0, 1]."""
+        from scipy.special import expit  # here: scipy.special takes a quarter second to import
+
         return expit(self.log_odds(i, j))
 
     # ----------------------------------------------------------------------- files

@@ -65,11 +65,14 @@ from purl.stages.scoring import (
     list_name,
     read_scoring_inputs,
 )
+from purl.stages.training import TrainingOutputs
+from purl.training.checkpoint import load_checkpoint, save_atomic
 
 log = logging.getLogger(__name__)
 
 CALIBRATION_SETTINGS = "calibration.settings"
 CALIBRATION_TRIALS = "calibration_trials"
+SCORING_CHECKPOINT = "final_scoring.pt"  # in models/: final.pt with what stage 6 scores with
 KINDS = ("linear", "qmf")
 P_TARGETS = (0.01, 0.05)
 COLUMNS = ("EER (%)", "minDCF(0.01)", "actDCF(0.01)", "minDCF(0.05)", "actDCF(0.05)", "min Cllr", "Cllr")
@@ -209,6 +212,7 @@ def run_calibration(xvector_scp: str | os.PathLike, data_dir: str | os.PathLike,
         report = calibrate(xvector_scp, data_dir, scores_dir, inputs, dev_trials=dev_trials,
                            num_speakers=num_speakers, max_targets=max_targets, seed=seed, p_target=p_target)
         write_record(scores_dir / CALIBRATION_SETTINGS, record)
+    write_scoring_checkpoint(scores_dir)
     if results:
         collect_results(scores_dir.parent.parent, results)
         log.info("updated %s", results)
@@ -349,6 +353,27 @@ def write_calibration_record(threshold_path: Path, fit: LinearCalibration, sourc
                 "(C_miss p)) for a prior p",
     }
     write_text_atomic(threshold_path, json.dumps(info, indent=1) + "\n")
+
+
+def write_scoring_checkpoint(scores_dir: str | os.PathLike) -> Path | None:
+    """exp/<model>/models/final_scoring.pt: final.pt with threshold.json's content
+    (the mean, the EER threshold, the calibration) under "scoring", so that a copy
+    of this one file scores as stage 6 did (purl.load_model reads it). Written
+    when older than either; None for scores outside an exp dir with a final.pt."""
+    scores_dir = Path(scores_dir)
+    outputs = TrainingOutputs(scores_dir.parent)
+    final, threshold_path = outputs.final_checkpoint, scores_dir / THRESHOLD_JSON
+    out = outputs.models_dir / SCORING_CHECKPOINT
+    if not final.is_file() or not threshold_path.is_file():
+        return None
+    newest = max(final.stat().st_mtime_ns, threshold_path.stat().st_mtime_ns)
+    if out.is_file() and out.stat().st_mtime_ns >= newest:
+        return out
+    ckpt = load_checkpoint(final)
+    ckpt["scoring"] = json.loads(threshold_path.read_text(encoding="utf-8"))
+    save_atomic(ckpt, out)
+    log.info("%s: the model with what stage 6 scores with (copy it alone to score elsewhere)", out)
+    return out
 
 
 def calibration_table(report: dict, title: str = "") -> str:

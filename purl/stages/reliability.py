@@ -177,13 +177,14 @@ def run_reliability(emb_scp: str | os.PathLike, data_dir: str | os.PathLike | Da
         emb = emb[[row[u] for u in utts]]
     speakers = {s: n for n, s in enumerate(data.speakers)}
     labels = np.array([speakers[utt2spk[u]] for u in utts])
-    true_labels = None
+    true_labels, names = None, list(speakers)
     if data.has("utt2truespk"):
         truth = data.table("utt2truespk")
         true_index = {s: n for n, s in enumerate(sorted(set(truth.values()) | set(speakers)))}
         # Label values must be comparable: map both through one speaker index.
         labels = np.array([true_index[utt2spk[u]] for u in utts])
         true_labels = np.array([true_index[truth[u]] for u in utts])
+        names = list(true_index)
 
     report = {"estimator": estimator, "threshold": threshold, "data_dir": str(data.path),
               "settings": dict(settings or {}), "compare": {}}
@@ -215,7 +216,8 @@ def run_reliability(emb_scp: str | os.PathLike, data_dir: str | os.PathLike | Da
     with ThreadPoolExecutor(1) as saver:
         saving = saver.submit(main_rel.save, out_dir)
         write_text_atomic(out_dir / UTTS_FILE, "".join(f"{u}\n" for u in utts))
-        plot_reliability(main_rel, out_dir / "reliability.png", true_labels, counts=plot_counts)
+        plot_reliability(main_rel, out_dir / "reliability.png", true_labels, counts=plot_counts,
+                         speaker_names=names)
         idx, mean_w = suspected_mislabelled(main_rel, threshold, main_mean_w)
         write_text_atomic(out_dir / "suspected_mislabelled",
                           "".join(f"{utts[i]} {utt2spk[utts[i]]} {w:.4f}\n" for i, w in zip(idx, mean_w)))

@@ -36,7 +36,11 @@ def save_atomic(obj: dict, path: Path) -> None:
 
 def model_from_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, dict]:
     """The encoder stored in a checkpoint, built from the config saved with it."""
-    ckpt = load_checkpoint(path)
+    return model_of(load_checkpoint(path), path)
+
+
+def model_of(ckpt: dict, path: str | os.PathLike = "checkpoint") -> tuple[nn.Module, dict]:
+    """The encoder of a loaded checkpoint dict, and its config (``path`` for messages)."""
     config = ckpt["config"]
     model = build_model(config["model"]["name"], **config["model"]["args"])
     try:
