@@ -41,7 +41,7 @@ purl_conf=""              # "": conf/purl.yaml (tuned) or conf/purl_paper.yaml (
 reliability_conf=""       # stage 4: "": conf/reliability.yaml (tuned) or conf/reliability_paper.yaml (paper)
 estimator=""              # stage 4 pair reliability: histogram, sklearn, bic or global ("": the conf's)
 clean_reference=true      # also pretrain on the clean labels, to show what noise costs
-methods="control filter purl"  # stage 5, each from the pretrained model: control (SupCon on the noisy
+methods="control filter purl relabel"  # stage 5, each from the pretrained model: control (SupCon on the noisy
                           #   labels), filter, purl, relabel (SupCon on relabelled labels), relabel_purl (PURL
                           #   on them, weights fitted again), relabel_retrain (stage 3 again, from scratch, on
                           #   them), reestimate (PURL re-fitting every reestimate_every epochs)
