@@ -249,11 +249,12 @@ def plot_grid(grid: dict, methods: list[str], seeds: list[int], rates: list[floa
             ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, label=METHOD_NAMES.get(k, k),
                         linestyle="--" if k == "supcon" else "-")
         ax.set_title(f"{t} noise")
+        ax.set_xticks(sorted(rates))
         ax.set_xlabel("noise rate")
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("EER (%)")
     axes[0][-1].legend(fontsize=8)
-    fig.suptitle(f"EER against label-noise rate (seeds {', '.join(map(str, seeds))})")
+    fig.suptitle(f"EER against label-noise rate (seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))})")
     fig.tight_layout()
     save_figure(fig, path)
 
