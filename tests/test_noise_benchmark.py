@@ -12,8 +12,9 @@ from tests.conftest import copy_recipe, run_script
 
 TRAIN = "optim.epochs=1 data.samples_per_epoch=64 data.speakers_per_batch=8 data.chunk_frames=100 data.num_workers=0"
 SIZE = ("--num-speakers", "24", "--utts-per-speaker", "5", "--num-test-speakers", "6")
-# similar noise is tested at stage 2 (tests/test_noise.py): here the kinds that differ in what a cell holds
-GRID = ("--seeds", "0", "--rates", "0 0.2", "--noise-types", "permute open", "--methods", "control relabel",
+# One cell, of the kind whose cell holds the most (outsiders); the others are
+# tested at stage 2 (tests/test_noise.py) and permute by the recipe's own test.
+GRID = ("--seeds", "0", "--rates", "0.2", "--noise-types", "open", "--methods", "control relabel",
         "--num-outsider-speakers", "4")
 
 
@@ -24,11 +25,11 @@ def benchmark_run(tmp_path_factory):
     return recipe, proc
 
 
-def test_benchmark_runs_every_kind_and_writes_table_figure_and_numbers(benchmark_run):
+def test_benchmark_runs_an_open_noise_cell_and_writes_table_figure_and_numbers(benchmark_run):
     recipe, proc = benchmark_run
     work = recipe / "exp" / "benchmark"
-    for cell in ("noisy0_seed0", "noisy0.2_seed0", "open0.2_seed0"):
-        assert f"Benchmark cell {cell}" in proc.stdout and (work / "log" / f"{cell}.log").is_file()
+    cell = "open0.2_seed0"
+    assert f"Benchmark cell {cell}" in proc.stdout and (work / "log" / f"{cell}.log").is_file()
     assert "FAILED" not in proc.stdout
     # the split holds out the outsiders; open noise filed them under training speakers
     outsiders = (work / "data" / "outsiders" / "utt2spk").read_text().split("\n")
@@ -36,11 +37,10 @@ def test_benchmark_runs_every_kind_and_writes_table_figure_and_numbers(benchmark
     # 14 training speakers of 5 utterances: 14 outsider utterances at 0.2 (a line: utt speaker)
     assert len([x for x in outsiders if x]) == 20 and len(listed) == 2 * 14
     results = (work / "RESULTS.md").read_text()
-    for row in ("| none | 0 |", "| permute | 0.2 |", "| open | 0.2 |"):
-        assert row in results
+    assert "| open | 0.2 |" in results
     assert "relabel precision" in results and (work / "eer_vs_rate.png").stat().st_size > 10_000
     numbers = json.loads((work / "benchmark.json").read_text())["numbers"]
-    assert set(numbers) == {"permute", "open"}
+    assert set(numbers) == {"open"}
     assert set(numbers["open"]["0.2"]["eer"]) == {"supcon", "control", "relabel"}
     relabel = json.loads((work / "data" / "train_open0.2_seed0_relabelled" / "relabel.json").read_text())
     assert relabel["outsiders"] == 14 and "relabel_precision" in relabel
