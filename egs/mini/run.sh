@@ -143,6 +143,9 @@ if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
   [ "$protocol" = tuned ] || init="purl.init_checkpoint=$pretrain/models/last.pt"
   update="$overrides $purl_overrides $init"
   emb=$pretrain/embeddings/$reliability_emb/xvector.scp
+  # the relabelled labels, once for the methods that train on them
+  # shellcheck disable=SC2086
+  [[ " $methods " != *" relabel"* ]] || steps/relabel_data_dir.py $relabel_opts $emb $noisy $relabelled
   for method in $methods; do
     case $method in
       control) steps/train.sh --gpus "$gpus" --valid-data $test --overrides "$update loss.type=supcon" \
@@ -155,16 +158,11 @@ if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
       reestimate) steps/train.sh --gpus "$gpus" --valid-data $test \
                  --overrides "$update purl.reliability=$pretrain/reliability purl.reestimate_every=$reestimate_every" \
                  $purl_conf $noisy $(method_exp reestimate) ;;
-      relabel) # shellcheck disable=SC2086
-               steps/relabel_data_dir.py $relabel_opts $emb $noisy $relabelled
-               steps/train.sh --gpus "$gpus" --valid-data $test --overrides "$update loss.type=supcon" \
+      relabel) steps/train.sh --gpus "$gpus" --valid-data $test --overrides "$update loss.type=supcon" \
                  $purl_conf $relabelled $(method_exp relabel) ;;
-      relabel_retrain) # shellcheck disable=SC2086
-               steps/relabel_data_dir.py $relabel_opts $emb $noisy $relabelled
-               steps/train.sh --gpus "$gpus" --valid-data $test --overrides "$overrides $pretrain_overrides" \
+      relabel_retrain) steps/train.sh --gpus "$gpus" --valid-data $test --overrides "$overrides $pretrain_overrides" \
                  $supcon_conf $relabelled $(method_exp relabel_retrain) ;;
-      relabel_purl) # shellcheck disable=SC2086
-               steps/relabel_data_dir.py $relabel_opts $emb $noisy $relabelled
+      relabel_purl)
                # the pair weights fitted again, on the new labels
                steps/reliability.py "${reliability_opts[@]}" $emb $relabelled $pretrain/reliability_relabelled
                steps/train.sh --gpus "$gpus" --valid-data $test \
