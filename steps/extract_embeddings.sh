@@ -5,6 +5,7 @@
 # crop options and the features they were made from. A rerun skips the dir only
 # when those are the same, and redoes only the jobs whose own record differs.
 set -euo pipefail
+[ -n "${PURL_ROOT:-}" ] || . "$(dirname "$(readlink -f "$0")")/../path.sh"  # called outside a recipe
 
 nj=4
 cmd=run_jobs.sh   # job runner: run_jobs.sh, slurm.sh, or Kaldi's run.pl/queue.pl/slurm.pl

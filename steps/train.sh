@@ -7,6 +7,7 @@
 # node of the allocation (e.g. PURL_SRUN_OPTS="--nodes=2 --gres=gpu:4 --time=48:00:00"),
 # which meet at the first node (c10d rendezvous, the Slurm job id as its id).
 set -euo pipefail
+[ -n "${PURL_ROOT:-}" ] || . "$(dirname "$(readlink -f "$0")")/../path.sh"  # called outside a recipe
 
 gpus=""            # e.g. "0,1,2,3"; "" trains on the CPU
 cpu_procs=1        # processes when training on the CPU (gloo; for tests and small runs)
