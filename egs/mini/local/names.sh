@@ -9,7 +9,7 @@
 train=${train_dir:-data/train}
 test=${test_dir:-data/test}
 outsiders=data/outsiders
-dirs="$train $test"; [ "$num_outsider_speakers" = 0 ] || dirs="$dirs $outsiders"
+dirs="$train $test"; [ "$num_outsider_speakers" = 0 ] || [ -n "$train_dir" ] || dirs="$dirs $outsiders"
 noise=noisy; [ "$noise_type" = permute ] || noise=$noise_type   # in names: data/train_open0.2_seed0
 noisy=data/$(basename $train)_$noise${noise_rate}_seed$seed     # under data/, whatever train_dir is
 [ "$noise_rate" != 0 ] || noisy=$train
