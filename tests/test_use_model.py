@@ -238,11 +238,19 @@ def test_import_purl_leaves_the_allocator_alone():
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr
 
 
+OWN_DATA_DOC = ROOT / "docs" / "own_data.md"  # "Your own corpus" and "Use a trained model" in full
+
+
+def doc_section(path, section: str) -> str:
+    """The text under the heading ``## {section}`` of the markdown file ``path``, up to the next ``## ``."""
+    text = path.read_text()
+    assert f"## {section}\n" in text, f"{path} has no section '## {section}'"
+    return text.split(f"## {section}\n", 1)[1].split("\n## ", 1)[0]
+
+
 def readme_example() -> str:
-    """The Python block of the README's "Use a trained model" section."""
-    text = (ROOT / "README.md").read_text()
-    section = text.split("## Use a trained model\n", 1)[1].split("\n## ", 1)[0]
-    return re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    """The Python block of the "Use a trained model" section (docs/own_data.md; the README shows it too)."""
+    return re.search(r"```python\n(.*?)```", doc_section(OWN_DATA_DOC, "Use a trained model"), re.S).group(1)
 
 
 def run_readme_example(python: str, cwd, env) -> str:
