@@ -6,7 +6,7 @@ no padding ever reaches a convolution or a pooling layer.
 
 An utterance longer than ``LONG_FRAMES`` (10 minutes) is embedded in windows
 of that length, evenly spaced from its first frame to its last and
-overlapping by at least ``WINDOW_OVERLAP`` frames; its embedding is the plain
+overlapping by at least ``WINDOW_OVERLAP`` frames (3 s); its embedding is the plain
 mean of the windows' embeddings, as ``num_crops`` averages its crops. The
 encoder's attentive statistics pooling sees one window at a time, so this is
 not the whole-utterance embedding, but the encoder's memory stays that of a
@@ -45,12 +45,15 @@ def random_crop_start(key: str, num_frames: int, crop_frames: int, seed: int) ->
     return int(rng.integers(0, num_frames - crop_frames + 1))
 
 
-def window_starts(num_frames: int, window_frames: int, overlap: int = WINDOW_OVERLAP) -> list[int]:
+def window_starts(num_frames: int, window_frames: int, overlap: int | None = None) -> list[int]:
     """Starts of the fewest windows of ``window_frames``, evenly spaced over
     ``num_frames``, that cover it with consecutive windows sharing at least
-    ``overlap`` frames (one window when it fits)."""
+    ``overlap`` frames (default: WINDOW_OVERLAP, or a tenth of a shorter
+    window); one window when it fits."""
     if num_frames <= window_frames:
         return [0]
+    if overlap is None:
+        overlap = min(WINDOW_OVERLAP, window_frames // 10)
     step = max(1, window_frames - overlap)
     return crop_starts(num_frames, window_frames, -(-(num_frames - window_frames) // step) + 1)
 
