@@ -244,8 +244,9 @@ def save_embeddings(ark: str | os.PathLike, utts: list[str], emb: np.ndarray) ->
     names until complete. Returns the scp path."""
     ark = Path(ark)
     scp = ark.with_suffix(".scp")
+    size = sum(len(utt.encode()) + 1 + len(_FLOAT_VECTOR_HEADER) + 4 + 4 * len(vector) for utt, vector in zip(utts, emb))
     # The ark is renamed first: the scp, renamed last, marks a complete pair.
-    with atomic_path(scp) as tmp_scp, atomic_path(ark) as tmp_ark:
+    with atomic_path(scp) as tmp_scp, atomic_path(ark, size) as tmp_ark:
         with ArkWriter(tmp_ark, tmp_scp, ark, compress=False) as writer:
             for utt, vector in zip(utts, emb):
                 writer(utt, vector)
