@@ -58,6 +58,7 @@ def window_starts(num_frames: int, window_frames: int, overlap: int | None = Non
     return crop_starts(num_frames, window_frames, -(-(num_frames - window_frames) // step) + 1)
 
 
+@torch.no_grad()
 def embed_long(model: torch.nn.Module, feats: np.ndarray, *, max_frames: int = LONG_FRAMES,
                max_batch_frames: int = 60000, device: torch.device | str = "cpu", amp: bool = False) -> torch.Tensor:
     """(embed_dim,) float32 of a (frames, bins) normalised matrix longer than
