@@ -284,7 +284,7 @@ def cmd_embed(args) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     utts = [u for u, _ in items]
     if out.suffix == ".npy":
-        write_atomic(out, lambda f: np.save(f, emb))
+        write_atomic(out, lambda f: np.save(f, emb), size=emb.nbytes + 128)  # + np.save's header
         index = out.with_suffix(".utts")
         write_text_atomic(index, "".join(f"{u}\n" for u in utts))
         print(f"{PROG} embed: {len(utts)} embeddings of dimension {emb.shape[1]} -> {out} (rows in the order of {index})")
