@@ -340,8 +340,9 @@ def decision_rule(model, args) -> tuple[str, float, str] | None:
                                       "scores/threshold.json)")
 
 
-NO_DECISION = ("no decision: this model has no scores/threshold.json (run stage 6 on it, or give --threshold); "
-               "higher scores mean more likely the same speaker")
+NO_DECISION = ("no decision: this model has no scores/threshold.json and carries none (run stage 6 on it, or give "
+               "--threshold; a copied final.pt lacks what exp/<model>/models/final_scoring.pt carries: stage 6's "
+               "mean, threshold and calibration); higher scores mean more likely the same speaker")
 NO_CALIBRATION = ("calibration: missing from the model's scores/threshold.json (stage 6 before steps/calibrate.py); "
                   "run steps/calibrate.py for a log-likelihood ratio and decisions at a prior")
 

@@ -207,6 +207,45 @@ def test_the_scoring_checkpoint_alone_scores_as_stage_6(tmp_path, tiny_config):
     assert json.loads(extra["purl_scoring"]) == stored
 
 
+def test_an_exp_dir_or_its_models_dir_loads_the_scoring_checkpoint_and_a_bare_final_pt_says_so(
+        tmp_path, tiny_config, caplog, capsys):
+    import os
+
+    from purl.api import checkpoint_path
+    from purl.stages.calibration import write_scoring_checkpoint
+
+    final = tiny_exp(tmp_path, tiny_config)
+    exp = final.parent.parent
+    assert checkpoint_path(exp) == final  # before stage 6
+    write_threshold(final, np.linspace(-1, 1, 16).astype(np.float32), calibration=(10.0, -4.0, 0.05))
+    scoring = write_scoring_checkpoint(exp / "scores")
+    before = final.read_bytes()
+    assert checkpoint_path(exp) == checkpoint_path(exp / "models") == scoring
+    assert final.read_bytes() == before  # final.pt as training left it
+    # a copied final.pt alone: no mean, a warning that names the file to copy instead
+    bare = tmp_path / "copied" / "final.pt"
+    bare.parent.mkdir()
+    shutil.copy(final, bare)
+    caplog.clear()
+    assert purl.load_model(bare).mean is None
+    assert "final_scoring.pt" in caplog.text and "plain cosines" in caplog.text
+    a, b = (str(write_tone(tmp_path / f"{n}.wav", seconds=1.5, seed=n)) for n in range(2))
+    capsys.readouterr()
+    assert purl_main(["compare", str(bare), a, b]) == 0
+    assert "final_scoring.pt" in capsys.readouterr().out
+    # a copied final_scoring.pt decides as the exp dir does
+    copied = tmp_path / "copied" / "model.pt"
+    shutil.copy(scoring, copied)
+    outputs = []
+    for model in (exp, exp / "models", copied):
+        assert purl_main(["compare", str(model), a, b]) == 0
+        outputs.append(capsys.readouterr().out)
+    assert outputs[0] == outputs[1] == outputs[2] and outputs[0].startswith("llr ")
+    # a final.pt newer than final_scoring.pt (retrained, not yet scored) is the one loaded
+    os.utime(final, ns=(scoring.stat().st_mtime_ns + 10**9,) * 2)
+    assert checkpoint_path(exp) == final
+
+
 def test_purl_lists_its_api_names_and_imports_them_on_first_use():
     code = ("import sys, purl, purl.api as api; names = set(dir(purl)); "
             "print('torch' in sys.modules, set(purl.__all__) <= names, sorted(purl.__all__) == sorted(api.__all__))")

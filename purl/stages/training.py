@@ -57,6 +57,9 @@ class TrainingOutputs:
         self.data_settings = self.exp_dir / "data.settings"
         self.last_checkpoint = self.models_dir / "last.pt"
         self.final_checkpoint = self.models_dir / "final.pt"
+        # final.pt with what stage 6 scores with (purl/stages/calibration.py); final.pt itself
+        # stays as training left it, since reruns compare it
+        self.scoring_checkpoint = self.models_dir / "final_scoring.pt"
         self.steps_csv = self.exp_dir / "train.csv"
         self.epochs_csv = self.exp_dir / "epochs.csv"
         self.curves_png = self.exp_dir / "train.png"
