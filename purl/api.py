@@ -75,13 +75,12 @@ def checkpoint_path(path: str | os.PathLike) -> Path:
     scored yet), else ``models/final.pt``."""
     path = Path(path)
     if path.is_dir():
-        exp = path.parent if path.name == "models" and not (path / "models").is_dir() else path
-        outputs = TrainingOutputs(exp)
+        outputs = TrainingOutputs.of_dir(path)
         scoring, final = outputs.scoring_checkpoint, outputs.final_checkpoint
         if scoring.is_file() and (not final.is_file() or scoring.stat().st_mtime_ns >= final.stat().st_mtime_ns):
             return scoring
         if not outputs.final_checkpoint.is_file():
-            raise ModelError(f"{path} is a directory without {outputs.final_checkpoint.relative_to(exp)} "
+            raise ModelError(f"{path} is a directory without {outputs.final_checkpoint.relative_to(outputs.exp_dir)} "
                              "(give a checkpoint file, or an exp dir whose training finished)")
         return outputs.final_checkpoint
     if not path.is_file():

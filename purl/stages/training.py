@@ -65,6 +65,13 @@ class TrainingOutputs:
         self.curves_png = self.exp_dir / "train.png"
         self.reestimated_weights = self.exp_dir / "reliability"
 
+    @classmethod
+    def of_dir(cls, path: str | os.PathLike) -> "TrainingOutputs":
+        """The run of an exp dir, or of its models/ dir."""
+        path = Path(path)
+        parent = cls(path.parent)
+        return parent if parent.models_dir == path and not cls(path).models_dir.is_dir() else cls(path)
+
     def epoch_checkpoint(self, epoch: int) -> Path:
         return self.models_dir / f"epoch_{epoch}.pt"
 
