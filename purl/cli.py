@@ -459,6 +459,17 @@ def relabel_summary(relabel: dict | None, relabel_dir: Path) -> list[str]:
     return lines
 
 
+def files_lines(out_dir: Path, clean_dir: Path, emb_scp: Path, columns: str, plot: str, plot_text: str,
+                report_text: str) -> list[str]:
+    """The 'Files:' part of purl clean's summary."""
+    return ["Files:",
+            f"  {out_dir / 'suspected_mislabelled'}  one line per suspect: {columns}",
+            f"  {out_dir / 'report.md'}  {report_text} (report.json: the same, for programs)",
+            f"  {out_dir / plot}  {plot_text}",
+            f"  {clean_dir}/  your data dir without the suspects: train on it",
+            f"  {emb_scp}  the embeddings (Kaldi vectors)"]
+
+
 def centroid_summary(report: dict, out_dir: Path, clean_dir: Path, emb_scp: Path) -> str:
     d, s = report["detection"], report["settings"]
     n_utts, n_suspected = d["n_utts"], report["n_suspected"]
@@ -469,14 +480,12 @@ def centroid_summary(report: dict, out_dir: Path, clean_dir: Path, emb_scp: Path
         f"{d['n_resembling']} sit nearer another speaker's centroid than their own and are unusual for their "
         f"speaker (more than {s['spread']} robust sds below its median cosine), {d['n_outliers']} lie far outside "
         f"their speaker (more than {s['outlier']} below).",
-        "Files:",
-        f"  {out_dir / 'suspected_mislabelled'}  one line per suspect: utterance, its label, the speaker it "
-        "resembles, margin (cosine to that speaker's centroid minus to its own; > 0: nearer that one), cosine "
-        "to its own, robust sds below its speaker's median; least like its speaker first: the order to listen in",
-        f"  {out_dir / 'report.md'}  these figures (report.json: the same, for programs)",
-        f"  {out_dir / 'suspects.png'}  each utterance's cosine to its own centroid against the nearest other",
-        f"  {clean_dir}/  your data dir without the suspects: train on it",
-        f"  {emb_scp}  the embeddings (Kaldi vectors)",
+        *files_lines(out_dir, clean_dir, emb_scp,
+                     "utterance, its label, the speaker it resembles, margin (cosine to that speaker's centroid "
+                     "minus to its own; > 0: nearer that one), cosine to its own, robust sds below its speaker's "
+                     "median; least like its speaker first: the order to listen in",
+                     "suspects.png", "each utterance's cosine to its own centroid against the nearest other",
+                     "these figures"),
     ]
     if "n_found" in d:
         lines.insert(2, f"  Against utt2truespk: {d['n_found']} of {d['n_mislabelled']} wrong labels found, "
@@ -497,13 +506,11 @@ def clean_summary(report: dict, out_dir: Path, clean_dir: Path, emb_scp: Path) -
         f"  {100 * d['frac_pairs_flagged']:.1f}% of pairs are unreliable (w < {report['threshold']}); "
         f"{100 * d['frac_speakers_w1']:.1f}% of speakers could not be checked or showed one component "
         "(fewer than 3 utterances, no spread, or one cluster) and keep every pair.",
-        "Files:",
-        f"  {out_dir / 'suspected_mislabelled'}  one line per suspect: utterance, its label, mean w "
-        "(0 = unlike its speaker, 1 = like it); lowest first is the order to listen in",
-        f"  {out_dir / 'report.md'}  these figures as a table (report.json: the same, for programs)",
-        f"  {out_dir / 'reliability.png'}  histogram of same-label cosines with the two fitted components",
-        f"  {clean_dir}/  your data dir without the suspects: train on it",
-        f"  {emb_scp}  the embeddings (Kaldi vectors)",
+        *files_lines(out_dir, clean_dir, emb_scp,
+                     "utterance, its label, mean w (0 = unlike its speaker, 1 = like it); lowest first is the "
+                     "order to listen in",
+                     "reliability.png", "histogram of same-label cosines with the two fitted components",
+                     "these figures as a table"),
     ]
     if "pair_auc" in d:
         lines.insert(3, f"  Against utt2truespk: pair AUC {d['pair_auc']:.3f}, utterance precision "

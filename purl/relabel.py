@@ -127,15 +127,21 @@ def join_cuts(own: np.ndarray, labels: np.ndarray, n_speakers: int, spread: floa
     return np.nan_to_num(median - spread * sd, nan=np.inf)
 
 
+def checked_inputs(emb, labels, error: type[Exception] = RelabelError) -> tuple[np.ndarray, np.ndarray, int]:
+    """(U, D) float64 embeddings, (U,) integer labels and the number of speakers
+    (labels 0..S-1); ``error`` names what is wrong with them."""
+    emb = np.asarray(emb, dtype=np.float64)
+    labels = np.asarray(labels)
+    if emb.ndim != 2 or labels.shape != (emb.shape[0],) or not np.issubdtype(labels.dtype, np.integer):
+        raise error(f"emb {emb.shape} must be (U, D) and labels {labels.shape} (U,) integers")
+    return emb, labels, int(labels.max()) + 1 if len(labels) else 0
+
+
 def propose(emb: np.ndarray, labels: np.ndarray, settings: RelabelSettings = RelabelSettings(),
             chunk: int = 65536) -> Proposals:
     """(U, D) embeddings and (U,) integer labels 0..S-1 -> the proposals."""
     settings.check()
-    emb = np.asarray(emb, dtype=np.float64)
-    labels = np.asarray(labels)
-    if emb.ndim != 2 or labels.shape != (emb.shape[0],) or not np.issubdtype(labels.dtype, np.integer):
-        raise RelabelError(f"emb {emb.shape} must be (U, D) and labels {labels.shape} (U,) integers")
-    n_speakers = int(labels.max()) + 1 if len(labels) else 0
+    emb, labels, n_speakers = checked_inputs(emb, labels)
     if n_speakers < 2:
         raise RelabelError("relabelling needs at least 2 speakers")
     emb = _normalise(emb)

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from purl.errors import PurlError
-from purl.relabel import core_centroids, median_and_spread
+from purl.relabel import checked_inputs, core_centroids, median_and_spread
 from purl.scoring import l2_normalise
 
 
@@ -84,11 +84,7 @@ def find_suspects(emb: np.ndarray, labels: np.ndarray, settings: SuspectSettings
     """(U, D) embeddings and (U,) integer labels 0..S-1 (every speaker with an
     utterance) -> the suspects. One speaker is allowed (outliers only)."""
     settings.check()
-    emb = np.asarray(emb, dtype=np.float64)
-    labels = np.asarray(labels)
-    if emb.ndim != 2 or labels.shape != (emb.shape[0],) or not np.issubdtype(labels.dtype, np.integer):
-        raise SuspectError(f"emb {emb.shape} must be (U, D) and labels {labels.shape} (U,) integers")
-    n_speakers = int(labels.max()) + 1 if len(labels) else 0
+    emb, labels, n_speakers = checked_inputs(emb, labels, SuspectError)
     x = l2_normalise(emb)
     centroids, _ = core_centroids(x, labels, n_speakers, settings.core_ratio)
     rows = np.arange(len(labels))
