@@ -70,14 +70,20 @@ class ModelError(PurlError, ValueError):
 
 
 def checkpoint_path(path: str | os.PathLike) -> Path:
-    """``path`` itself for a checkpoint file; ``<path>/models/final.pt`` for an exp dir."""
+    """``path`` itself for a checkpoint file; for an exp dir (or its ``models/``)
+    ``models/final_scoring.pt``, stage 6's self-contained copy, when it is there
+    and not older than ``models/final.pt`` (a retrained model stage 6 has not
+    scored yet), else ``models/final.pt``."""
     path = Path(path)
     if path.is_dir():
-        final = TrainingOutputs(path).final_checkpoint
-        if not final.is_file():
-            raise ModelError(f"{path} is a directory without {final.relative_to(path)} "
+        outputs = TrainingOutputs.of_dir(path)
+        scoring, final = outputs.scoring_checkpoint, outputs.final_checkpoint
+        if scoring.is_file() and (not final.is_file() or scoring.stat().st_mtime_ns >= final.stat().st_mtime_ns):
+            return scoring
+        if not outputs.final_checkpoint.is_file():
+            raise ModelError(f"{path} is a directory without {outputs.final_checkpoint.relative_to(outputs.exp_dir)} "
                              "(give a checkpoint file, or an exp dir whose training finished)")
-        return final
+        return outputs.final_checkpoint
     if not path.is_file():
         raise ModelError(f"{path}: no such model (give exp/<model>/models/final.pt or exp/<model>)")
     return path
@@ -345,6 +351,9 @@ def load_model(path: str | os.PathLike, *, device: str | torch.device = "cpu",
         info = scoring_info(state["scoring"], f"{ckpt} (its stored scoring)")
     else:
         info = {"threshold": None, "mean": None, "calibration": None}
+        log.warning("%s carries no mean, threshold or calibration of stage 6, and no scores/threshold.json is "
+                    "beside it: scores are plain cosines, not stage 6's. Copy exp/<model>/models/final_scoring.pt "
+                    "(stage 6 writes it) to score elsewhere as stage 6 did", ckpt)
     if threshold_file is not None and info["calibration"] is None:
         log.warning("%s has no calibration (stage 6 before steps/calibrate.py): scores are cosines and accept() "
                     "decides at the EER threshold; run steps/calibrate.py for log-likelihood ratios", threshold_file)
