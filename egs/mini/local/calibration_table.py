@@ -7,7 +7,7 @@ seed, rows matched by their label), the first trial list's EER and minDCF,
 and the Cllr and actual DCF of the raw cosine taken as an LLR (what a score
 meant before calibration), of its linear calibration and of its QMF
 calibration, beside the min Cllr that no monotone map of the scores can beat.
-Reads each model's scores/ (the cosine scores and the .llr files that
+Run in the recipe's dir; reads each model's scores/ (the cosine scores and the .llr files that
 steps/calibrate.py wrote); prints markdown, mean ± sd over the summaries.
 
 e.g.: local/calibration_table.py exp/summary_noisy0.2_seed0.json exp/summary_noisy0.2_seed1.json
@@ -26,13 +26,14 @@ from purl.stages.calibration import CALIBRATION_JSON, P_TARGETS, llr_figures, re
 from purl.stages.scoring import read_scoring_inputs
 
 KINDS = ("raw", "linear", "qmf")  # the cosine as it is, then its two calibrations
-P = P_TARGETS[0]
 
 
 def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("summaries", nargs="+", help="steps/summarize.py --json files, one per seed")
     parser.add_argument("--method", default="cosine", help="the scoring method of score.py (cosine, as-norm)")
+    parser.add_argument("--p-target", type=float, default=P_TARGETS[1], choices=P_TARGETS,
+                        help="the prior of the DCF columns")
     return parser
 
 
@@ -65,21 +66,24 @@ def main() -> int:
     args = get_parser().parse_args()
     per_label: dict[str, list[dict]] = {}
     for summary in map(Path, args.summaries):
-        recipe = summary.resolve().parent.parent  # <recipe>/exp/summary*.json
+        recipe = Path.cwd()  # the summaries' exp dirs are relative to the recipe's dir
         for row in json.loads(summary.read_text(encoding="utf-8"))["rows"]:
             per_label.setdefault(row["label"], []).append(model_metrics(recipe, row["exp"], args.method))
+    p = args.p_target
     print(f"{len(args.summaries)} summaries ({', '.join(Path(s).name for s in args.summaries)}), "
-          f"{args.method} scores; actDCF and minDCF at p_target {P:g}; raw: the score taken as an LLR\n")
-    columns = ["EER (%)", f"minDCF({P:g})"] + [f"Cllr {k}" for k in KINDS] + ["min Cllr"] + \
-              [f"actDCF({P:g}) {k}" for k in KINDS]
+          f"{args.method} scores; DCFs at p_target {p:g}; raw: the score taken as an LLR; qmf: its own ranking "
+          "of the trials, hence its own EER, minDCF and min Cllr\n")
+    columns = (["EER (%)", "EER qmf", f"minDCF({p:g})", f"minDCF({p:g}) qmf"]
+               + [f"actDCF({p:g}) {k}" for k in KINDS] + [f"Cllr {k}" for k in KINDS] + ["min Cllr", "min Cllr qmf"])
     print("| model | " + " | ".join(columns) + " |")
     print("|---|" + "---:|" * len(columns))
     for label, runs in per_label.items():
         def values(kind, key, runs=runs):
             return [r[kind][key] for r in runs if kind in r]
-        row = [cell(values("raw", "EER (%)"), 2), cell(values("raw", f"minDCF({P:g})"), 3)]
-        row += [cell(values(k, "Cllr"), 3) for k in KINDS] + [cell(values("linear", "min Cllr"), 3)]
-        row += [cell(values(k, f"actDCF({P:g})"), 3) for k in KINDS]
+        row = [cell(values(k, "EER (%)"), 2) for k in ("raw", "qmf")]
+        row += [cell(values(k, f"minDCF({p:g})"), 3) for k in ("raw", "qmf")]
+        row += [cell(values(k, f"actDCF({p:g})"), 3) for k in KINDS] + [cell(values(k, "Cllr"), 3) for k in KINDS]
+        row += [cell(values(k, "min Cllr"), 3) for k in ("raw", "qmf")]
         print(f"| {label} | " + " | ".join(row) + " |")
     return 0
 
