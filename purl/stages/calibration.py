@@ -55,6 +55,7 @@ from purl.plots import plot_reliability
 from purl.scoring import as_norm, score_trials
 from purl.settings import text_digest, up_to_date, write_record
 from purl.stages.embeddings import XVECTOR_SETTINGS
+from purl.stages.exp_layout import TrainingOutputs
 from purl.stages.scoring import (
     CALIBRATION_JSON,
     CALIBRATION_MD,
@@ -65,7 +66,6 @@ from purl.stages.scoring import (
     list_name,
     read_scoring_inputs,
 )
-from purl.stages.training import TrainingOutputs
 from purl.training.checkpoint import load_checkpoint, save_atomic
 
 log = logging.getLogger(__name__)

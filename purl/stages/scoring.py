@@ -34,6 +34,7 @@ from purl.plots import plot_eer_per_epoch
 from purl.scoring import as_norm, score_trials, speaker_means
 from purl.settings import text_digest, up_to_date, write_record
 from purl.stages.embeddings import XVECTOR_SETTINGS
+from purl.stages.exp_layout import TrainingOutputs
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,17 @@ CALIBRATION_COLUMNS = ("Cllr", "actDCF(0.01)", "actDCF(0.05)")
 # The original work's EER (the ROC interpolated between operating points), in
 # results.json and results.md beside COLUMNS; absent from results made before it.
 EER_INTERPOLATED = "EER interp. (%)"
+
+
+def threshold_file_of(checkpoint: str | os.PathLike) -> Path | None:
+    """Stage 6's threshold.json for the run a checkpoint of ``exp/<model>/models/``
+    belongs to (``exp/<model>/scores/threshold.json``; recipes score each model
+    into its ``scores/``), or None for a checkpoint outside such a run."""
+    checkpoint = Path(checkpoint)
+    exp_dir = checkpoint.parent.parent
+    if checkpoint.parent != TrainingOutputs(exp_dir).models_dir:
+        return None
+    return exp_dir / "scores" / THRESHOLD_JSON
 
 
 def list_name(trials: Path) -> str:
