@@ -35,6 +35,7 @@ from purl.reliability import (  # noqa: E402
     Reliability,
     ReliabilitySettings,
     SpeakerIndex,
+    SpeakerPairs,
     compare_fits,
     detection_figures,
     fit_histogram,
@@ -91,9 +92,9 @@ def pair_scores(x: np.ndarray, index, params, true: np.ndarray):
 def agreement(x: np.ndarray, index, true: np.ndarray, settings: ReliabilitySettings) -> dict:
     """Histogram EM vs sklearn on the speakers of ``index`` under the same settings.
     Per-speaker fits are independent, so fitting a sample equals fitting all."""
-    ours = fit_histogram(x, index, settings)
+    ours = fit_histogram(SpeakerPairs(x, index), settings)
     t0 = time.perf_counter()
-    ref = fit_sklearn(x, index, settings)
+    ref = fit_sklearn(SpeakerPairs(x, index), settings)
     sk_s = time.perf_counter() - t0
     cmp = compare_fits(x, index, ours, ref)
     w_ours, is_noisy = pair_scores(x, index, ours, true)
@@ -171,10 +172,10 @@ def main() -> None:
 
     if args.full_sklearn:
         t0 = time.perf_counter()
-        full = fit_sklearn(x, index, settings)
+        full = fit_sklearn(SpeakerPairs(x, index), settings)
         full_s = time.perf_counter() - t0
         m = detection_figures(Reliability(x, noisy, full, "sklearn", settings), true)
-        d = compare_fits(x, index, fit_histogram(x, index, settings), full)["max_abs_diff"]
+        d = compare_fits(x, index, fit_histogram(SpeakerPairs(x, index), settings), full)["max_abs_diff"]
         print(f"\n### sklearn on all speakers: {full_s:.0f} s; pair AUC {m['pair_auc']:.4f}, utt AUC {m['utt_auc']:.4f}; "
               f"max abs posterior diff to histogram {d.max():.4f} (99th percentile {np.percentile(d, 99):.4f})")
 

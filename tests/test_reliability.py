@@ -13,6 +13,7 @@ from purl.reliability import (
     Reliability,
     ReliabilitySettings,
     SpeakerIndex,
+    SpeakerPairs,
     compare_fits,
     detection_figures,
     fit_histogram,
@@ -54,7 +55,7 @@ def test_histogram_em_agrees_with_sklearn_within_0_01(small_speakers):
     # the optimum (and bins fine enough for ~1000 pairs) so there is one answer.
     # (One init each: the test is about the EM, not about picking among inits.)
     settings = ReliabilitySettings(tol=1e-10, max_iter=10_000, n_bins=1024, n_init=1)
-    cmp = compare_fits(x, index, fit_histogram(x, index, settings), fit_sklearn(x, index, settings))
+    cmp = compare_fits(x, index, fit_histogram(SpeakerPairs(x, index), settings), fit_sklearn(SpeakerPairs(x, index), settings))
     assert np.allclose(cmp["loglik_a"], cmp["loglik_b"], atol=1e-5)
     assert cmp["max_abs_diff"].max() < 0.01
 
@@ -62,7 +63,7 @@ def test_histogram_em_agrees_with_sklearn_within_0_01(small_speakers):
 def test_early_stopped_histogram_em_is_never_worse_than_sklearn(small_speakers):
     x, index = small_speakers
     settings = ReliabilitySettings(tol=1e-3)  # the original work's stopping rule
-    cmp = compare_fits(x, index, fit_histogram(x, index, settings), fit_sklearn(x, index, settings))
+    cmp = compare_fits(x, index, fit_histogram(SpeakerPairs(x, index), settings), fit_sklearn(SpeakerPairs(x, index), settings))
     # With overlapping components tol=1e-3 stops EM before the optimum, at a point
     # that depends on the init, so posteriors can differ on a flat likelihood ridge;
     # the likelihoods must not: ours is as good as sklearn's or better.

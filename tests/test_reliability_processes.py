@@ -15,7 +15,7 @@ import pytest
 
 from purl.locks import LOCK_NAME
 from purl.processes import WorkerError, in_processes
-from purl.reliability import GmmParams, Reliability, ReliabilitySettings, fit_sklearn
+from purl.reliability import GmmParams, Reliability, ReliabilitySettings, SpeakerPairs, fit_sklearn
 from purl.reliability.speakers import SpeakerIndex, speaker_parts
 from purl.testing import simulate_embeddings
 from tests.conftest import ROOT, recipe_env, run_script
@@ -116,7 +116,7 @@ def test_an_error_in_a_worker_is_raised_with_its_process_and_message():
     index, _ = SpeakerIndex.from_labels(labels)
     expected = r"reliability: the sklearn fits: process \d of 2 failed: .*The 'reg_covar'"
     with pytest.raises(WorkerError, match=expected):
-        fit_sklearn(x.astype(np.float32), index, ReliabilitySettings(reg_covar=-1.0), nj=2)
+        fit_sklearn(SpeakerPairs(x.astype(np.float32), index), ReliabilitySettings(reg_covar=-1.0), nj=2)
 
 
 def _sleep_or_fail(seconds: float) -> None:

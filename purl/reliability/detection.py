@@ -8,8 +8,8 @@ import numpy as np
 from purl.metrics import roc_auc
 from purl.reliability.gmm import GmmParams
 from purl.reliability.plot import PlotCounts
+from purl.reliability.reliability import Reliability  # noqa: F401 (annotations)
 from purl.reliability.speakers import SpeakerIndex, iter_speaker_blocks, speaker_parts
-from purl.reliability.weights import Reliability  # noqa: F401 (annotations)
 from purl.threads import in_threads, work_threads
 
 _LOGIT_CLIP = 40.0  # |log-odds| beyond this are ties for the histogram AUC

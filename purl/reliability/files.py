@@ -31,7 +31,7 @@ UTTS_FILE = "utts"
 
 def save(rel, directory: str | os.PathLike) -> None:
     """Writes embeddings.npy, gmm.npz and (last) reliability.json of a
-    :class:`~purl.reliability.weights.Reliability`, each atomically."""
+    :class:`~purl.reliability.reliability.Reliability`, each atomically."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     write_atomic(directory / EMBEDDINGS_FILE, lambda f: np.save(f, np.asarray(rel.embeddings, np.float32)))

@@ -12,7 +12,7 @@ from purl.reliability.gmm import GmmParams
 from purl.reliability.speakers import iter_speaker_blocks
 
 if TYPE_CHECKING:
-    from purl.reliability.weights import Reliability
+    from purl.reliability.reliability import Reliability
 
 
 def _mixture_curves(params: GmmParams, rows: np.ndarray, grid: np.ndarray, scale: np.ndarray) -> np.ndarray:
