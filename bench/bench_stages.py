@@ -194,8 +194,8 @@ def write_fbank_jobs(data: Path, fbank_root: Path, rng: np.random.Generator) -> 
     from purl.data.datadir import read_kv
     from purl.features import MIN_FRAMES
     from purl.kaldi_io import ArkWriter
-    from purl.settings import write_record
-    from purl.stages.features import fbank_dir_for, fbank_job_settings
+    from purl.records import write_record
+    from purl.stages.fbank import fbank_dir_for, fbank_job_settings
 
     fbank = fbank_dir_for(data, fbank_root).resolve()
     fbank.mkdir(parents=True)
@@ -241,7 +241,7 @@ def write_embedding_jobs(checkpoint: Path, data: Path, out: Path, row_of: dict[s
     the script takes the jobs as done and plans and merges only."""
     from purl.data.datadir import read_kv, split_data_dir
     from purl.kaldi_io import save_embeddings
-    from purl.settings import text_digest, write_record
+    from purl.records import text_digest, write_record
     from purl.stages.embeddings import embedding_settings
 
     out.mkdir(parents=True, exist_ok=True)

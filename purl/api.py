@@ -54,7 +54,7 @@ from purl.features import compute_fbank, fbank_options, num_frames
 from purl.kaldi_io import compress_speech_feature
 from purl.metrics import bayes_threshold
 from purl.stages.exp_layout import TrainingOutputs
-from purl.stages.scoring import threshold_file_of
+from purl.stages.score import threshold_file_of
 from purl.training.checkpoint import load_checkpoint, model_of
 
 SAMPLE_RATE = 16000

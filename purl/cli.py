@@ -486,7 +486,7 @@ def cmd_clean(args) -> int:
     from purl.processes import usable_cores
     from purl.reliability import ESTIMATORS
     from purl.stages.clean import clean_fit, embed_data_dir, flag_rate_warning
-    from purl.stages.relabel import run_relabel
+    from purl.stages.relabel_data_dir import run_relabel
     from purl.stages.reliability import CONFIG_RANGES
 
     if args.estimator not in ESTIMATORS:

@@ -23,7 +23,7 @@ find:
    and corpora, the rank of the own label does not (a correct utterance's own
    speaker is its nearest or nearly so; an outsider's label is a random one).
 
-The proposals are a plain data dir transform (purl.stages.relabel); the update
+The proposals are a plain data dir transform (purl.stages.relabel_data_dir); the update
 then trains on the new labels, with pair weights fitted again on them.
 """
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from purl.entry import run_main
 from purl.errors import UsageError
 from purl.fileio import write_text_atomic
-from purl.stages.scoring import summary_rows, summary_table
+from purl.stages.score import summary_rows, summary_table
 
 
 def get_parser() -> argparse.ArgumentParser:

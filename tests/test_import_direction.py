@@ -86,7 +86,7 @@ def test_the_checker_finds_a_planted_upward_import():
             "from purl.config import ConfigError\n"
             "def f():\n    from purl.training.callbacks import TrainingCallback\n", "purl.data.chns"),
         "purl.data.augment": imported_modules("from ..training import loop\n", "purl.data.augment"),
-        "purl.scoring": imported_modules("import purl.stages.scoring\n", "purl.scoring"),
+        "purl.scoring": imported_modules("import purl.stages.score\n", "purl.scoring"),
         "purl.cli": imported_modules("from purl.stages import clean\n", "purl.cli"),
         "purl.training.loop": imported_modules("from purl import stages\n", "purl.training.loop"),
     }

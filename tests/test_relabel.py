@@ -10,7 +10,7 @@ import pytest
 from purl.data.datadir import read_kv, utt2spk_to_spk2utt, validate_data_dir, write_kv
 from purl.kaldi_io import save_embeddings
 from purl.relabel import Proposals, RelabelError, RelabelSettings, proposal_figures, propose
-from purl.stages.relabel import run_relabel
+from purl.stages.relabel_data_dir import run_relabel
 from purl.testing import simulate_embeddings
 
 

@@ -15,7 +15,7 @@ from purl.data.datadir import DataDirError, read_kv, read_trials
 from purl.embed import embed_utterances
 from purl.metrics import compute_eer, compute_eer_interpolated
 from purl.models import build_model
-from purl.stages.scoring import EER_INTERPOLATED, cohort_from_embeddings, collect_results, results_table, score_trial_lists
+from purl.stages.score import EER_INTERPOLATED, cohort_from_embeddings, collect_results, results_table, score_trial_lists
 from purl.training.checkpoint import model_from_checkpoint, save_atomic
 from purl.training.errors import TrainError
 from tests.conftest import ROOT, run_script, write_feature_dir
@@ -134,7 +134,7 @@ def test_extract_embeddings_sh_writes_kaldi_vectors(tmp_path, tiny_config):
 
 
 def test_scoring_rerun_reuses_same_inputs_and_rescores_when_one_differs(tmp_path, caplog):
-    from purl.stages.scoring import run_scoring
+    from purl.stages.score import run_scoring
 
     trials = "".join(f"s{a}-u0 s{b}-u{u} {'target' if a == b else 'nontarget'}\n"
                      for a in range(3) for b in range(3) for u in range(1, 4))
@@ -167,7 +167,7 @@ def calibration_setup(tmp_path, with_cohort=True):
     """A scored model: exp/m/scores from test embeddings and trials, and the
     training embeddings and data dir (utt2spk, utt2dur) to calibrate on."""
     from purl.data.datadir import make_trials, write_kv, write_trials
-    from purl.stages.scoring import run_scoring
+    from purl.stages.score import run_scoring
 
     rng = np.random.default_rng(0)
     emb, dirs = {}, {}
@@ -198,7 +198,7 @@ def calibration_setup(tmp_path, with_cohort=True):
 
 def test_calibration_writes_llrs_figures_diagram_and_the_calibration_record(tmp_path):
     from purl.metrics import cllr, compute_eer
-    from purl.stages.calibration import run_calibration
+    from purl.stages.calibrate import run_calibration
 
     scores, dirs = calibration_setup(tmp_path)
     before = {p.name: p.read_bytes() for p in scores.glob("*.score")}
@@ -244,8 +244,8 @@ def test_calibration_writes_llrs_figures_diagram_and_the_calibration_record(tmp_
 
 
 def test_calibration_rerun_skips_and_redoes_after_a_rescoring(tmp_path, caplog):
-    from purl.stages.calibration import run_calibration
-    from purl.stages.scoring import run_scoring
+    from purl.stages.calibrate import run_calibration
+    from purl.stages.score import run_scoring
 
     scores, dirs = calibration_setup(tmp_path, with_cohort=False)
     caplog.set_level("INFO")
@@ -265,7 +265,7 @@ def test_calibration_rerun_skips_and_redoes_after_a_rescoring(tmp_path, caplog):
 
 def test_calibration_refuses_the_evaluation_list_and_its_utterances(tmp_path):
     from purl.calibration import CalibrationError
-    from purl.stages.calibration import run_calibration
+    from purl.stages.calibrate import run_calibration
 
     scores, dirs = calibration_setup(tmp_path, with_cohort=False)
     with pytest.raises(CalibrationError, match="is an evaluation list"):
@@ -284,8 +284,8 @@ def test_calibrate_step_without_scoring_json_says_what_to_run(tmp_path):
 
 
 def test_summary_gains_calibration_columns_after_the_existing_ones(tmp_path):
-    from purl.stages.calibration import run_calibration
-    from purl.stages.scoring import COLUMNS, summary_rows, summary_table
+    from purl.stages.calibrate import run_calibration
+    from purl.stages.score import COLUMNS, summary_rows, summary_table
 
     scores, dirs = calibration_setup(tmp_path, with_cohort=False)
     exp = scores.parent
@@ -308,7 +308,7 @@ def test_summary_gains_calibration_columns_after_the_existing_ones(tmp_path):
 
 
 def test_epoch_results_tabulate_and_plot_every_scored_epoch(tmp_path):
-    from purl.stages.scoring import EPOCH_SCORES, epoch_results
+    from purl.stages.score import EPOCH_SCORES, epoch_results
 
     exp = tmp_path / "exp" / "m"
     for epoch, eer in ((202, 3.0), (201, 4.0), (210, 2.5)):

@@ -6,7 +6,7 @@
     purl.settings                 the fit's record: estimator, threshold, embeddings, labels
     report.{md,json}, reliability.png, suspected_mislabelled, data_clean/   stage 4's files
                                   (purl/stages/reliability.py)
-    data_relabelled/              relabel proposals (purl/stages/relabel.py)
+    data_relabelled/              relabel proposals (purl/stages/relabel_data_dir.py)
 
 A rerun reuses the embeddings made with the same model from the same data,
 and the fit made with the same settings; a rerun with other settings says
@@ -29,8 +29,8 @@ import numpy as np
 
 from purl.data.datadir import DataDir
 from purl.kaldi_io import save_embeddings
-from purl.settings import audio_digest, differences, read_record, scp_digest, stat_digest, text_digest, write_record
-from purl.stages.features import FEATS_SETTINGS, fbank_job_settings, feats_status
+from purl.records import audio_digest, differences, read_record, scp_digest, stat_digest, text_digest, write_record
+from purl.stages.fbank import FEATS_SETTINGS, fbank_job_settings, feats_status
 from purl.stages.reliability import REPORT_JSON, run_reliability
 
 SETTINGS = "purl.settings"

@@ -27,6 +27,7 @@ from purl.data.datadir import DataDir, DataDirError, subset_data_dir, validate_d
 from purl.fileio import write_text_atomic
 from purl.kaldi_io import load_embeddings
 from purl.locks import locked_dir
+from purl.records import text_digest, up_to_date, write_record
 from purl.reliability import (
     ESTIMATORS,
     UTTS_FILE,
@@ -38,9 +39,8 @@ from purl.reliability import (
     plot_reliability,
     suspected_mislabelled,
 )
-from purl.settings import text_digest, up_to_date, write_record
 from purl.stages.embeddings import XVECTOR_SETTINGS
-from purl.stages.features import record_derived_features
+from purl.stages.fbank import record_derived_features
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +113,7 @@ def check_reliability_dir(reliability_dir: str | os.PathLike, user: str) -> None
 
 def stage_settings(xvector_scp: str | os.PathLike, data_dir: str | os.PathLike, config: dict,
                    clean_dir: str | os.PathLike | None) -> dict:
-    """Options and inputs of a stage-4 run (purl.settings): another estimator
+    """Options and inputs of a stage-4 run (purl.records): another estimator
     or other embeddings or labels make another fit."""
     data = Path(data_dir)
     scp = Path(xvector_scp)

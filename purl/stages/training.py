@@ -18,9 +18,9 @@ from purl.data.datadir import validate_data_dir
 from purl.evaluate import held_out_figures
 from purl.locks import LOCK_NAME, locked_dir
 from purl.pair_weights import pair_weights_from_dir
-from purl.settings import differences, read_record, scp_digest, stat_digest, text_digest, write_record
+from purl.records import differences, read_record, scp_digest, stat_digest, text_digest, write_record
 from purl.stages.exp_layout import TrainingOutputs
-from purl.stages.features import check_features
+from purl.stages.fbank import check_features
 from purl.stages.reliability import check_reliability_dir
 from purl.training.callbacks import TrainingCallback, TrainingState
 from purl.training.checkpoint import load_checkpoint

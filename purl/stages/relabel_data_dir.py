@@ -23,10 +23,10 @@ import numpy as np
 
 from purl.data.datadir import DataDir, DataDirError, subset_data_dir, utt2spk_to_spk2utt, write_kv
 from purl.fileio import temp_path, write_text_atomic
+from purl.records import text_digest, up_to_date, write_record
 from purl.relabel import Proposals, RelabelSettings, proposal_figures, propose
-from purl.settings import text_digest, up_to_date, write_record
 from purl.stages.embeddings import XVECTOR_SETTINGS, embeddings_of_data_dir
-from purl.stages.features import record_derived_features
+from purl.stages.fbank import record_derived_features
 
 SETTINGS = "relabel.settings"
 PROPOSALS = "proposals"

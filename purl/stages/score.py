@@ -3,11 +3,11 @@ tables; the layout of exp/<model>/scores/ and of a recipe's exp/RESULTS.md (the
 generated tables; the recipe's committed RESULTS.md is written by hand).
 
 exp/<model>/scores/{<list>.<method>.score, det_<list>.png, results.json,
-results.md, threshold.json, scoring.json, settings}: ``settings`` (purl.settings)
+results.md, threshold.json, scoring.json, settings}: ``settings`` (purl.records)
 records the inputs the scores were made from; a rerun with the same ones reuses
 the scores, with others scores again and says what changed. ``scoring.json``
 names those inputs (paths as given), for the calibration step
-(purl/stages/calibration.py) to score its own trials the same way. Every
+(purl/stages/calibrate.py) to score its own trials the same way. Every
 epoch checkpoint scored (steps/score_epochs.sh): exp/<model>/scores_epochs/
 epoch_<N>/ as scores/, and exp/<model>/scores_epochs/{results.md, results.csv,
 eer.png} over the epochs.
@@ -31,8 +31,8 @@ from purl.fileio import write_text_atomic
 from purl.kaldi_io import load_embeddings, read_vector
 from purl.metrics import eer_from_points, eer_interpolated_from_points, metrics_from_points, operating_points, plot_det
 from purl.plots import plot_eer_per_epoch
+from purl.records import text_digest, up_to_date, write_record
 from purl.scoring import as_norm, score_trials, speaker_means
-from purl.settings import text_digest, up_to_date, write_record
 from purl.stages.embeddings import XVECTOR_SETTINGS
 from purl.stages.exp_layout import TrainingOutputs
 
@@ -42,7 +42,7 @@ SETTINGS = "settings"          # in the scores dir: what the scores were made fr
 RESULTS_JSON = "results.json"
 THRESHOLD_JSON = "threshold.json"
 SCORING_INPUTS = "scoring.json"  # the paths score.py was given
-CALIBRATION_JSON = "calibration.json"  # written by purl/stages/calibration.py
+CALIBRATION_JSON = "calibration.json"  # written by purl/stages/calibrate.py
 CALIBRATION_MD = "calibration.md"
 COLUMNS = ("EER (%)", "minDCF(0.01)", "minDCF(0.05)")
 # Optional columns of the summary, from calibration.json (linear calibration of the scoring method)
@@ -99,7 +99,7 @@ def score_trial_lists(
 
     Also writes <out>/threshold.json: the cosine EER threshold of the first
     list and the ``mean`` subtracted before scoring, what ``purl.load_model``
-    and ``purl compare`` score with (purl/stages/calibration.py adds the
+    and ``purl compare`` score with (purl/stages/calibrate.py adds the
     calibration they decide with; a rescoring drops it, as it no longer fits).
 
     Returns {trial list: {method: {EER (%), minDCF(0.01), minDCF(0.05), EER interp. (%)}}}.
@@ -238,7 +238,7 @@ def summary_table(rows: list[tuple[str, Path]], reliability_report: Path | None 
 def score_settings(xvector_scp: str | os.PathLike, trials: list[str | os.PathLike], top_k: int,
                    mean: str | os.PathLike | None = None, cohort: str | os.PathLike | None = None,
                    cohort_utt2spk: str | os.PathLike | None = None) -> dict:
-    """Digests of every input of the scores (purl.settings)."""
+    """Digests of every input of the scores (purl.records)."""
     scp = Path(xvector_scp)
     record = {"xvector_scp": text_digest(scp), "top_k": top_k,
               "trials": {str(t): text_digest(t) for t in trials}}

@@ -52,11 +52,11 @@ from purl.metrics import (
     operating_points,
 )
 from purl.plots import plot_reliability
+from purl.records import text_digest, up_to_date, write_record
 from purl.scoring import as_norm, score_trials
-from purl.settings import text_digest, up_to_date, write_record
 from purl.stages.embeddings import XVECTOR_SETTINGS
 from purl.stages.exp_layout import TrainingOutputs
-from purl.stages.scoring import (
+from purl.stages.score import (
     CALIBRATION_JSON,
     CALIBRATION_MD,
     SETTINGS,
@@ -178,7 +178,7 @@ class Scorer:
 
 
 def calibration_settings(xvector_scp, data_dir, scores_dir: Path, inputs: dict, dev_trials, options: dict) -> dict:
-    """Digests of every input of the calibration (purl.settings)."""
+    """Digests of every input of the calibration (purl.records)."""
     scp = Path(xvector_scp)
     record = {"xvector_scp": text_digest(scp), "utt2spk": text_digest(Path(data_dir) / "utt2spk"),
               "durations": _duration_files(Path(data_dir)), "scoring": text_digest(scores_dir / SETTINGS), **options}
