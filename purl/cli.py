@@ -425,9 +425,9 @@ def cmd_score(args) -> int:
         if labels.all() or not labels.any():
             raise UsageError(f"{trials_path}: has no {'non-target' if labels.all() else 'target'} trials; "
                              "EER needs both")
-        figures = eer_and_min_dcf(scores, labels)
-        summary = {"trials": str(trials_path), "n_trials": len(trials), "eer_percent": 100 * figures["eer"],
-                   "min_dcf_0.01": figures["min_dcf_0.01"], "min_dcf_0.05": figures["min_dcf_0.05"]}
+        metrics = eer_and_min_dcf(scores, labels)
+        summary = {"trials": str(trials_path), "n_trials": len(trials), "eer_percent": 100 * metrics["eer"],
+                   "min_dcf_0.01": metrics["min_dcf_0.01"], "min_dcf_0.05": metrics["min_dcf_0.05"]}
         if llrs is not None:
             summary.update({"cllr": cllr(llrs, labels), "min_cllr": min_cllr(llrs, labels),
                             "act_dcf_0.01": actual_dcf(llrs, labels, 0.01), "act_dcf_0.05": actual_dcf(llrs, labels, 0.05)})
@@ -470,7 +470,7 @@ def clean_summary(report: dict, out_dir: Path, clean_dir: Path, emb_scp: Path) -
         "Files:",
         f"  {out_dir / 'suspected_mislabelled'}  one line per suspect: utterance, its label, mean w "
         "(0 = unlike its speaker, 1 = like it); lowest first is the order to listen in",
-        f"  {out_dir / 'report.md'}  these figures as a table (report.json: the same, for programs)",
+        f"  {out_dir / 'report.md'}  these metrics as a table (report.json: the same, for programs)",
         f"  {out_dir / 'reliability.png'}  histogram of same-label cosines with the two fitted components",
         f"  {clean_dir}/  your data dir without the suspects: train on it",
         f"  {emb_scp}  the embeddings (Kaldi vectors)",

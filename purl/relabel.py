@@ -154,7 +154,7 @@ def propose(emb: np.ndarray, labels: np.ndarray, settings: RelabelSettings = Rel
     return Proposals(new=new, own=own, best=best, best_speaker=best_speaker, own_rank=own_rank)
 
 
-def proposal_figures(labels: np.ndarray, proposals: Proposals, true_labels: np.ndarray,
+def proposal_metrics(labels: np.ndarray, proposals: Proposals, true_labels: np.ndarray,
                      training: np.ndarray | None = None) -> dict[str, float]:
     """Against the ground truth: relabel precision (moves to the true speaker) and
     recall (of the utterances whose true speaker is a training speaker, the
@@ -171,7 +171,7 @@ def proposal_figures(labels: np.ndarray, proposals: Proposals, true_labels: np.n
         "n_mislabelled": int(wrong.sum()),
         "n_moved": int(moved.sum()),
         "n_dropped": int(dropped.sum()),
-        # None where a figure has no cases (JSON has no NaN)
+        # None where a metric has no cases (JSON has no NaN)
         "relabel_precision": float(right_moves.sum() / moved.sum()) if moved.any() else None,
         "relabel_recall": float(right_moves.sum() / recoverable.sum()) if recoverable.any() else None,
         "clean_moved": int((moved & ~wrong).sum()),

@@ -15,7 +15,7 @@ from purl.reliability import (
     SpeakerIndex,
     SpeakerPairs,
     compare_fits,
-    detection_figures,
+    detection_metrics,
     fit_histogram,
     fit_sklearn,
     histogram_auc,
@@ -73,7 +73,7 @@ def test_early_stopped_histogram_em_is_never_worse_than_sklearn(small_speakers):
 @pytest.mark.parametrize("estimator", ["histogram", "bic", "global"])
 def test_detection_auc_above_0_9_with_20_percent_flips(noisy_data, estimator):
     emb, noisy, true = noisy_data
-    m = detection_figures(Reliability.fit(emb, noisy, estimator), true)
+    m = detection_metrics(Reliability.fit(emb, noisy, estimator), true)
     assert m["pair_auc"] > 0.9 and m["utt_auc"] > 0.9
     assert m["pair_f1"] > 0.8 and m["utt_f1"] > 0.8
     assert m["n_mislabelled"] == 200
@@ -81,7 +81,7 @@ def test_detection_auc_above_0_9_with_20_percent_flips(noisy_data, estimator):
 
 def test_sklearn_estimator_detects_flips(noisy_data):
     emb, noisy, true = noisy_data
-    m = detection_figures(Reliability.fit(emb, noisy, "sklearn", {"tol": 1e-3, "n_init": 1}), true)  # quick
+    m = detection_metrics(Reliability.fit(emb, noisy, "sklearn", {"tol": 1e-3, "n_init": 1}), true)  # quick
     assert m["pair_auc"] > 0.9
 
 
@@ -92,7 +92,7 @@ def test_evaluate_counts_match_brute_force(noisy_data):
     same = noisy[i] == noisy[j]
     i, j = i[same], j[same]
     w, is_noisy = rel.weight(i, j), true[i] != true[j]
-    m = detection_figures(rel, true)
+    m = detection_metrics(rel, true)
     assert m["n_pairs"] == len(i) and m["n_noisy_pairs"] == is_noisy.sum()
     assert m["pair_auc"] == pytest.approx(roc_auc_score(is_noisy, 1 - w), abs=1e-3)
     assert m["pair_recall"] == pytest.approx((is_noisy & (w < 0.5)).sum() / is_noisy.sum())

@@ -57,8 +57,8 @@ def _outputs(out) -> dict[str, bytes]:
     # the lock file names the process that wrote the dir: not an output
     files = {p.name: p.read_bytes() for p in sorted(out.iterdir()) if p.is_file() and p.name != LOCK_NAME}
     report = json.loads(files["report.json"])
-    for figures in (*report["compare"].values(), report["detection"]):
-        figures.pop("fit_seconds")
+    for metrics in (*report["compare"].values(), report["detection"]):
+        metrics.pop("fit_seconds")
     files["report.json"] = json.dumps(report).encode()
     # the last column of the estimators' table: the fit time
     files["report.md"] = re.sub(rb"\| [0-9.]+ \|$", b"|", files["report.md"], flags=re.M)

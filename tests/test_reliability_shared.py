@@ -34,13 +34,13 @@ def test_shared_speaker_pairs_refit_for_other_settings():
 
 
 def test_plot_counts_from_the_evaluation_pass_equal_the_plots_own_scan():
-    from purl.reliability import PlotCounts, detection_figures_of_fits, iter_speaker_blocks
+    from purl.reliability import PlotCounts, detection_metrics_of_fits, iter_speaker_blocks
 
     emb, labels, true = simulate_embeddings(np.array([2, 30, 40, 60, 45]), dim=32, noise_rate=0.2, seed=8)
     rel = Reliability.fit(emb, labels, "histogram")
     for truth in (true, None):
         gathered = PlotCounts(rel.params)
-        detection_figures_of_fits([rel], truth, 0.5, gathered)
+        detection_metrics_of_fits([rel], truth, 0.5, gathered)
         own = PlotCounts(rel.params)
         codes = None if truth is None else np.unique(truth, return_inverse=True)[1]
         for s, utts, gram, upper in iter_speaker_blocks(rel.embeddings, rel.index):
@@ -57,8 +57,8 @@ def test_plot_counts_from_the_evaluation_pass_equal_the_plots_own_scan():
 
 def test_fits_and_evaluation_in_threads_equal_one_threads_bit_for_bit(monkeypatch):
     """Speakers (EM rows) split across threads: every fitted number, every
-    figure and the plot's counts are those of one thread, exactly."""
-    from purl.reliability import PlotCounts, detection, detection_figures_of_fits, estimators, gmm
+    metric and the plot's counts are those of one thread, exactly."""
+    from purl.reliability import PlotCounts, detection, detection_metrics_of_fits, estimators, gmm
 
     emb, labels, true = simulate_embeddings(np.array([2, 30, 40, 60, 45, 25, 33, 5]), dim=32, noise_rate=0.2, seed=9)
     runs = []
@@ -68,11 +68,11 @@ def test_fits_and_evaluation_in_threads_equal_one_threads_bit_for_bit(monkeypatc
         fits = [Reliability.fit(emb, labels, name) for name in ("histogram", "bic", "global")]
         shared = [Reliability.fit(fits[0].embeddings, labels, f.estimator, normalised=True) for f in fits]
         counts = PlotCounts(shared[0].params)
-        runs.append((fits, detection_figures_of_fits(shared, true, 0.5, counts), counts))
-    (fits_1, figures_1, counts_1), (fits_3, figures_3, counts_3) = runs
+        runs.append((fits, detection_metrics_of_fits(shared, true, 0.5, counts), counts))
+    (fits_1, metrics_1, counts_1), (fits_3, metrics_3, counts_3) = runs
     for a, b in zip(fits_1, fits_3):
         _same_params(a.params, b.params)
-    for (fig_a, w_a), (fig_b, w_b) in zip(figures_1, figures_3):
+    for (fig_a, w_a), (fig_b, w_b) in zip(metrics_1, metrics_3):
         assert fig_a == fig_b
         np.testing.assert_array_equal(w_a, w_b)
     np.testing.assert_array_equal(counts_1.total, counts_3.total)

@@ -160,9 +160,9 @@ def _loss_at_step(monkeypatch, step: int, replace):
     forward, calls = SpeakerNet.forward, []
 
     def patched(self, *args, **kwargs):
-        loss, figures = forward(self, *args, **kwargs)
+        loss, metrics = forward(self, *args, **kwargs)
         calls.append(1)
-        return (replace(loss), figures) if len(calls) == step else (loss, figures)
+        return (replace(loss), metrics) if len(calls) == step else (loss, metrics)
 
     monkeypatch.setattr(SpeakerNet, "forward", patched)
 

@@ -37,15 +37,15 @@ Modules: settings (ReliabilitySettings, ReliabilityError), speakers (SpeakerInde
 per-speaker Gram blocks), gmm (GmmParams, histograms, EM), pairs (SpeakerPairs:
 what the estimators read and share), estimators (the four fits, ESTIMATORS),
 reliability (Reliability), files (the directory format),
-detection (figures against ground truth, suspected utterances), plot.
+detection (metrics against ground truth, suspected utterances), plot.
 Test data: :func:`purl.testing.simulate_embeddings`.
 """
 
 from purl.reliability.detection import (
     compare_fits,
-    detection_figures,
-    detection_figures_and_weights,
-    detection_figures_of_fits,
+    detection_metrics,
+    detection_metrics_and_weights,
+    detection_metrics_of_fits,
     histogram_auc,
     suspected_mislabelled,
     utterance_weights,
@@ -62,8 +62,8 @@ from purl.reliability.speakers import SpeakerIndex, iter_speaker_blocks, normali
 __all__ = [
     "EMBEDDINGS_FILE", "ESTIMATORS", "FORMAT_VERSION", "META_FILE", "PARAMS_FILE", "UTTS_FILE",
     "GmmParams", "Histograms", "PlotCounts", "Reliability", "ReliabilityError", "ReliabilitySettings",
-    "SpeakerIndex", "SpeakerPairs", "compare_fits", "detection_figures", "detection_figures_and_weights",
-    "detection_figures_of_fits", "em_gmm1d", "fit_bic", "fit_global", "fit_gmm_histograms", "fit_histogram",
+    "SpeakerIndex", "SpeakerPairs", "compare_fits", "detection_metrics", "detection_metrics_and_weights",
+    "detection_metrics_of_fits", "em_gmm1d", "fit_bic", "fit_global", "fit_gmm_histograms", "fit_histogram",
     "fit_sklearn", "histogram_auc", "iter_speaker_blocks", "normalise", "plot_reliability",
     "speaker_histograms", "suspected_mislabelled", "utterance_weights",
 ]

@@ -35,7 +35,7 @@ from purl.reliability import (
     Reliability,
     ReliabilitySettings,
     SpeakerPairs,
-    detection_figures_of_fits,
+    detection_metrics_of_fits,
     plot_reliability,
     suspected_mislabelled,
 )
@@ -200,10 +200,10 @@ def run_reliability(emb_scp: str | os.PathLike, data_dir: str | os.PathLike | Da
         seconds.append(time.perf_counter() - start)
     del pairs
     plot_counts = PlotCounts(fits[0].params)  # the plot's data, gathered by the evaluation's pass
-    evaluated = detection_figures_of_fits(fits, true_labels, threshold, plot_counts)
-    for rel, fit_seconds, (figures, _) in zip(fits, seconds, evaluated):
-        figures["fit_seconds"] = fit_seconds
-        report["compare"][rel.estimator] = figures
+    evaluated = detection_metrics_of_fits(fits, true_labels, threshold, plot_counts)
+    for rel, fit_seconds, (metrics, _) in zip(fits, seconds, evaluated):
+        metrics["fit_seconds"] = fit_seconds
+        report["compare"][rel.estimator] = metrics
     main_rel, main_mean_w = fits[0], evaluated[0][1]
     del fits, evaluated
     report["detection"] = report["compare"][estimator]

@@ -128,11 +128,11 @@ def score_trial_lists(
             lines = "".join(f"{utts[a]} {utts[b]} {s:.6f}\n" for a, b, s in zip(idx1, idx2, scores))
             write_text_atomic(out_dir / f"{name}.{method}.score", lines)
             points = operating_points(scores, target)
-            figures = metrics_from_points(points)
+            metrics = metrics_from_points(points)
             results[name][method] = {
-                "EER (%)": 100 * figures["eer"],
-                "minDCF(0.01)": figures["min_dcf_0.01"],
-                "minDCF(0.05)": figures["min_dcf_0.05"],
+                "EER (%)": 100 * metrics["eer"],
+                "minDCF(0.01)": metrics["min_dcf_0.01"],
+                "minDCF(0.05)": metrics["min_dcf_0.05"],
                 EER_INTERPOLATED: 100 * eer_interpolated_from_points(points),
             }
             eer, threshold = eer_from_points(points)
@@ -168,10 +168,10 @@ def results_table(results: dict[str, dict[str, dict[str, float]]], title: str = 
     columns = COLUMNS + (EER_INTERPOLATED,)
     lines += ["| trials | scoring | " + " | ".join(columns) + " |", "|---|---|" + "---:|" * len(columns)]
     for trials, methods in results.items():
-        for method, figures in methods.items():
-            interpolated = f"{figures[EER_INTERPOLATED]:.2f}" if EER_INTERPOLATED in figures else "-"
-            lines.append(f"| {trials} | {method} | {figures['EER (%)']:.2f} | "
-                         f"{figures['minDCF(0.01)']:.4f} | {figures['minDCF(0.05)']:.4f} | {interpolated} |")
+        for method, metrics in methods.items():
+            interpolated = f"{metrics[EER_INTERPOLATED]:.2f}" if EER_INTERPOLATED in metrics else "-"
+            lines.append(f"| {trials} | {method} | {metrics['EER (%)']:.2f} | "
+                         f"{metrics['minDCF(0.01)']:.4f} | {metrics['minDCF(0.05)']:.4f} | {interpolated} |")
     return "\n".join(lines) + "\n"
 
 
@@ -201,8 +201,8 @@ def summary_rows(rows: list[tuple[str, Path]], scoring: str = "cosine") -> list[
             raise DataDirError(f"{path}: missing (run stage 6 for {exp_dir})")
         results = json.loads(path.read_text())
         first, methods = next(iter(results.items()))
-        figures = methods[scoring]
-        row = {"label": label, "exp": str(exp_dir), **{c: figures[c] for c in COLUMNS}}
+        metrics = methods[scoring]
+        row = {"label": label, "exp": str(exp_dir), **{c: metrics[c] for c in COLUMNS}}
         calibration = path.parent / CALIBRATION_JSON
         if calibration.is_file():
             linear = json.loads(calibration.read_text())["results"].get(first, {}).get(scoring, {}).get("linear")
@@ -215,7 +215,7 @@ def summary_table(rows: list[tuple[str, Path]], reliability_report: Path | None 
                   scoring: str = "cosine") -> str:
     """One table over models: a row per (label, exp dir), EER and minDCF of its
     first trial list, then (where any model is calibrated) Cllr and the actual
-    DCF of its linear calibration; then the reliability stage's detection figures."""
+    DCF of its linear calibration; then the reliability stage's detection metrics."""
     table = summary_rows(rows, scoring)
     columns = COLUMNS + (CALIBRATION_COLUMNS if any(CALIBRATION_COLUMNS[0] in row for row in table) else ())
     lines = ["| model | " + " | ".join(columns) + " |", "|---|" + "---:|" * len(columns)]

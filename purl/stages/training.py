@@ -15,7 +15,7 @@ from pathlib import Path
 
 from purl.config import DEFAULTS, ConfigError, load_config, load_yaml
 from purl.data.datadir import validate_data_dir
-from purl.evaluate import held_out_figures
+from purl.evaluate import held_out_metrics
 from purl.locks import LOCK_NAME, locked_dir
 from purl.pair_weights import pair_weights_from_dir
 from purl.records import differences, read_record, scp_digest, stat_digest, text_digest, write_record
@@ -46,9 +46,9 @@ class HeldOutValidation(TrainingCallback):
     def on_epoch_end(self, state: TrainingState) -> dict | None:
         if not state.dist.main:
             return None
-        figures = held_out_figures(state.encoder, self.data_dir, device=next(state.encoder.parameters()).device)
+        metrics = held_out_metrics(state.encoder, self.data_dir, device=next(state.encoder.parameters()).device)
         state.encoder.train()
-        return figures
+        return metrics
 
 
 def check_gpus(gpus: str) -> None:

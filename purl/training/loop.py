@@ -215,7 +215,7 @@ class Trainer:
             labels = torch.as_tensor(self.data.labels, device=device)[all_utts]
             pair_weights = self.pair_weights(all_utts, labels) if self.net.loss.needs_pair_weights else None
             with torch.autocast(device.type, dtype=torch.bfloat16) if amp else nullcontext():
-                loss, figures = self.model(feats, labels, pair_weights)
+                loss, metrics = self.model(feats, labels, pair_weights)
             self.optimizer.zero_grad(set_to_none=True)
             if self.loss_is_finite(loss):
                 loss.backward()
@@ -226,15 +226,15 @@ class Trainer:
                 # train.nonfinite_loss=zero, as the original (src/trainers.py:434-436): a zero
                 # loss has no gradient, so Adam leaves every parameter and moment as it is.
                 grad_norm = torch.zeros(())
-                figures = {**figures, "loss": 0.0}
+                metrics = {**metrics, "loss": 0.0}
             self.scheduler.step()
             self.step_in_epoch += 1
             self.global_step += 1
-            losses.append(figures["loss"])
+            losses.append(metrics["loss"])
             utts_since += len(feats) * self.dist.world_size
             if self.global_step % t["log_every"] == 0 or self.step_in_epoch == self.sampler.steps_per_epoch:
                 elapsed = time.perf_counter() - tic
-                row = {**figures, "step": self.global_step,
+                row = {**metrics, "step": self.global_step,
                        "epoch": self.epoch + self.step_in_epoch / self.sampler.steps_per_epoch,
                        "lr": self.scheduler.get_last_lr()[0], "grad_norm": float(grad_norm),
                        "utt_per_s": utts_since / max(elapsed, 1e-9)}
