@@ -261,6 +261,10 @@ def write_trials(path: Path, count: int, labels: np.ndarray, utts: list[str], rn
     a = starts[spk] + rng.integers(0, counts[spk])
     same = starts[spk] + rng.integers(0, counts[spk])
     b = np.where(rng.random(count) < 0.5, same, rng.integers(0, len(labels), size=count))
+    # an utterance against itself is no trial (score.py refuses it): its speaker's next utterance instead
+    self_trial = a == b
+    spk_b = labels[b[self_trial]]
+    b[self_trial] = starts[spk_b] + (b[self_trial] - starts[spk_b] + 1) % counts[spk_b]
     target = labels[a] == labels[b]
     name = (lambda u: u.replace("-", "/", 1).rsplit("-", 1)[0] + "/" + u.rsplit("-", 1)[1] + ".wav") if official else str
     write_lines(path, (f"{int(t)} {name(utts[i])} {name(utts[j])}\n" if official else

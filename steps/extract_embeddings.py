@@ -8,7 +8,7 @@ last .settings, the record of what they were made from (purl.records). With
 --gpus and --job, job n runs on GPU gpus[(n-1) % len(gpus)].
 
 e.g.: python steps/extract_embeddings.py exp/ecapa_supcon/models/final.pt \\
-        data/test/split2/1 exp/ecapa_supcon/embeddings/test/xvector.1.ark
+        exp/ecapa_supcon/embeddings/test/split2/1 exp/ecapa_supcon/embeddings/test/xvector.1.ark
 """
 
 import argparse

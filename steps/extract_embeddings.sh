@@ -4,6 +4,7 @@
 # mean vector (mean.vec) of the set and xvector.settings: the checkpoint, the
 # crop options and the features they were made from. A rerun skips the dir only
 # when those are the same, and redoes only the jobs whose own record differs.
+# The data dir is only read (it may be read-only): its split is <out-dir>/split<nj>/.
 set -euo pipefail
 
 nj=4
@@ -44,7 +45,7 @@ echo "$script: $data: $(wc -l < "$data/feats.scp") utterances in $nj jobs (${#to
 if [ ${#todo[@]} -gt 0 ]; then
   OMP_NUM_THREADS=1 run_job_ids.sh "$cmd" "${todo[*]}" "$out/log/extract.JOB.log" \
     "$steps/extract_embeddings.py" --gpus "$gpus" --job JOB "${opts[@]}" \
-      "$checkpoint" "$data/split$nj/JOB" "$out/xvector.JOB.ark" || {
+      "$checkpoint" "$out/split$nj/JOB" "$out/xvector.JOB.ark" || {
     echo "$script: embedding extraction failed for $data (logs above, in $out/log); rerun to redo the failed jobs" >&2
     exit 1
   }

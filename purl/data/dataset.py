@@ -11,12 +11,12 @@ import os
 from dataclasses import dataclass
 from typing import Iterator
 
-import kaldiio
 import numpy as np
 import torch
 
 from purl.config import ConfigError
 from purl.data.datadir import DataDir, DataDirError
+from purl.kaldi_io import load_matrix
 
 
 @dataclass
@@ -65,7 +65,7 @@ def load_features(entry: str, utt: str = "") -> np.ndarray:
     if entry.rstrip().endswith("|"):
         raise DataDirError(f"feats.scp entry of '{utt}' is a command ({entry}); feats.scp takes ark:offset entries "
                            "only (compute the features with steps/make_fbank.sh)")
-    feats = kaldiio.load_mat(entry).astype(np.float32, copy=False)
+    feats = load_matrix(entry).astype(np.float32, copy=False)
     if not np.isfinite(feats).all():
         raise DataDirError(f"features of '{utt}' ({entry}) hold NaN or inf; recompute them (steps/make_fbank.sh) "
                            "or remove the utterance (utils/subset_data_dir.py)")

@@ -72,7 +72,6 @@ log = logging.getLogger(__name__)
 
 CALIBRATION_SETTINGS = "calibration.settings"
 CALIBRATION_TRIALS = "calibration_trials"
-SCORING_CHECKPOINT = "final_scoring.pt"  # in models/: final.pt with what stage 6 scores with
 KINDS = ("linear", "qmf")
 P_TARGETS = (0.01, 0.05)
 COLUMNS = ("EER (%)", "minDCF(0.01)", "actDCF(0.01)", "minDCF(0.05)", "actDCF(0.05)", "min Cllr", "Cllr")
@@ -363,7 +362,7 @@ def write_scoring_checkpoint(scores_dir: str | os.PathLike) -> Path | None:
     scores_dir = Path(scores_dir)
     outputs = TrainingOutputs(scores_dir.parent)
     final, threshold_path = outputs.final_checkpoint, scores_dir / THRESHOLD_JSON
-    out = outputs.models_dir / SCORING_CHECKPOINT
+    out = outputs.scoring_checkpoint
     if not final.is_file() or not threshold_path.is_file():
         return None
     newest = max(final.stat().st_mtime_ns, threshold_path.stat().st_mtime_ns)

@@ -73,7 +73,7 @@ def plan_embedding_jobs(checkpoint: str | os.PathLike, data_dir: str | os.PathLi
             return {"nj": nj, "status": "complete"}
         why = "; ".join(differences(record, expected)) if record is not None else f"no {out / XVECTOR_SETTINGS}"
         log.info("%s/%s is not of these settings (%s); extracting again", out, XVECTOR_SCP, why)
-    parts = split_data_dir(data.path, nj)
+    parts = split_data_dir(data.path, nj, under=out)  # the data dir is only read: it may be read-only
     todo = [n for n, part in enumerate(parts, 1)
             if not matches(out / f"xvector.{n}.settings", embedding_settings(digest, part / "feats.scp", **options))]
     return {"nj": nj, "status": "todo", "todo": " ".join(map(str, todo))}

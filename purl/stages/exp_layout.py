@@ -33,10 +33,20 @@ class TrainingOutputs:
         self.data_settings = self.exp_dir / "data.settings"
         self.last_checkpoint = self.models_dir / "last.pt"
         self.final_checkpoint = self.models_dir / "final.pt"
+        # final.pt with what stage 6 scores with (purl/stages/calibrate.py); final.pt itself
+        # stays as training left it, since reruns compare it
+        self.scoring_checkpoint = self.models_dir / "final_scoring.pt"
         self.steps_csv = self.exp_dir / "train.csv"
         self.epochs_csv = self.exp_dir / "epochs.csv"
         self.curves_png = self.exp_dir / "train.png"
         self.reestimated_weights = self.exp_dir / "reliability"
+
+    @classmethod
+    def of_dir(cls, path: str | os.PathLike) -> "TrainingOutputs":
+        """The run of an exp dir, or of its models/ dir."""
+        path = Path(path)
+        parent = cls(path.parent)
+        return parent if parent.models_dir == path and not cls(path).models_dir.is_dir() else cls(path)
 
     def epoch_checkpoint(self, epoch: int) -> Path:
         return self.models_dir / f"epoch_{epoch}.pt"

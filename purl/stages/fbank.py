@@ -39,6 +39,7 @@ from purl.features import (
     fbank_options,
     num_frames,
 )
+from purl.fileio import disk_full_error, is_disk_full
 from purl.kaldi_io import ArkWriter
 from purl.records import audio_digest, differences, matches, read_record, scp_arks, scp_digest, write_record
 
@@ -127,9 +128,12 @@ def make_fbank_job(
         tmp[".utt2num_frames"].write_text("".join(frames_lines))
         tmp[".utt2dur"].write_text("".join(dur_lines))
         tmp[".failed"].write_text("".join(f"{u} {why}\n" for u, why in result.failed.items()))
-    except BaseException:
+    except BaseException as e:
+        error = disk_full_error(e, ark_path, tmp_ark) if is_disk_full(e) else None
         for path in [tmp_ark, *tmp.values()]:
             path.unlink(missing_ok=True)
+        if error is not None:
+            raise error from e
         raise
     os.replace(tmp_ark, ark_path)
     for ext in (".utt2num_frames", ".utt2dur", ".failed", ".scp"):
