@@ -54,7 +54,8 @@ from purl.errors import PurlError
 from purl.features import compute_fbank, fbank_options, num_frames
 from purl.kaldi_io import compress_speech_feature, read_compressed
 from purl.metrics import bayes_threshold
-from purl.stages.training import TrainingOutputs, threshold_file_of
+from purl.stages.exp_layout import TrainingOutputs
+from purl.stages.score import threshold_file_of
 from purl.training.checkpoint import load_checkpoint, model_of
 
 SAMPLE_RATE = 16000

@@ -428,9 +428,9 @@ def cmd_score(args) -> int:
         if labels.all() or not labels.any():
             raise UsageError(f"{trials_path}: has no {'non-target' if labels.all() else 'target'} trials; "
                              "EER needs both")
-        figures = eer_and_min_dcf(scores, labels)
-        summary = {"trials": str(trials_path), "n_trials": len(trials), "eer_percent": 100 * figures["eer"],
-                   "min_dcf_0.01": figures["min_dcf_0.01"], "min_dcf_0.05": figures["min_dcf_0.05"]}
+        metrics = eer_and_min_dcf(scores, labels)
+        summary = {"trials": str(trials_path), "n_trials": len(trials), "eer_percent": 100 * metrics["eer"],
+                   "min_dcf_0.01": metrics["min_dcf_0.01"], "min_dcf_0.05": metrics["min_dcf_0.05"]}
         if llrs is not None:
             summary.update({"cllr": cllr(llrs, labels), "min_cllr": min_cllr(llrs, labels),
                             "act_dcf_0.01": actual_dcf(llrs, labels, 0.01), "act_dcf_0.05": actual_dcf(llrs, labels, 0.05)})
@@ -485,7 +485,7 @@ def centroid_summary(report: dict, out_dir: Path, clean_dir: Path, emb_scp: Path
                      "minus to its own; > 0: nearer that one), cosine to its own, robust sds below its speaker's "
                      "median; least like its speaker first: the order to listen in",
                      "suspects.png", "each utterance's cosine to its own centroid against the nearest other",
-                     "these figures"),
+                     "these metrics"),
     ]
     if "n_found" in d:
         lines.insert(2, f"  Against utt2truespk: {d['n_found']} of {d['n_mislabelled']} wrong labels found, "
@@ -510,7 +510,7 @@ def clean_summary(report: dict, out_dir: Path, clean_dir: Path, emb_scp: Path) -
                      "utterance, its label, mean w (0 = unlike its speaker, 1 = like it); lowest first is the "
                      "order to listen in",
                      "reliability.png", "histogram of same-label cosines with the two fitted components",
-                     "these figures as a table"),
+                     "these metrics as a table"),
     ]
     if "pair_auc" in d:
         lines.insert(3, f"  Against utt2truespk: pair AUC {d['pair_auc']:.3f}, utterance precision "
@@ -523,7 +523,7 @@ def cmd_clean(args) -> int:
     from purl.processes import usable_cores
     from purl.reliability import ESTIMATORS
     from purl.stages.clean import CENTROID, clean_fit, embed_data_dir, flag_rate_warning
-    from purl.stages.relabel import run_relabel
+    from purl.stages.relabel_data_dir import run_relabel
     from purl.stages.reliability import CONFIG_RANGES
 
     if args.estimator not in ESTIMATORS and args.estimator != CENTROID:

@@ -279,7 +279,7 @@ def convert_original_checkpoint(path: str | os.PathLike, config: dict) -> dict:
 def _training_state(original: OriginalCheckpoint, model: nn.Module, name_map: dict[str, str], config: dict,
                     source: str) -> dict:
     """The Adam state and the schedule's step of the original's run, as this
-    project's Trainer holds them at the end of the same epoch (purl.training.resume)."""
+    project's Trainer holds them at the end of the same epoch (purl.training.checkpoint)."""
     o = config["optim"]
     if "epoch" not in original.info:
         raise ConversionError(f"{source}: has optimizer_states but no 'epoch': cannot tell where the run stopped")

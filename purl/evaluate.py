@@ -1,5 +1,5 @@
 """Embedding a data dir and scoring its trials: shared by training (held-out
-figures each epoch), stage 4 (training-set embeddings) and stage 6 (scoring)."""
+metrics each epoch), stage 4 (training-set embeddings) and stage 6 (scoring)."""
 
 from __future__ import annotations
 
@@ -61,7 +61,7 @@ def trial_indices(trials_path: str | os.PathLike, utt_index: dict[str, int]) -> 
     return idx1, idx2, target
 
 
-def held_out_figures(model: torch.nn.Module, data_dir: str | os.PathLike, *, device="cpu") -> dict[str, float]:
+def held_out_metrics(model: torch.nn.Module, data_dir: str | os.PathLike, *, device="cpu") -> dict[str, float]:
     """Mean target and non-target cosine and EER on the trials of a held-out dir."""
     utts, emb = embed_data_dir(model, data_dir, device=device)
     idx1, idx2, target = trial_indices(Path(data_dir) / "trials", {u: i for i, u in enumerate(utts)})

@@ -1,7 +1,7 @@
 """Supervised-contrastive loss and the PURL losses built on it.
 
 Every loss is a module with ``forward(embeddings, labels, pair_weights=None)``
-returning ``(loss, figures)``, where figures is a dict of floats to log.
+returning ``(loss, metrics)``, where metrics is a dict of floats to log.
 ``embeddings`` are (batch, dim) and need not be normalised; ``labels`` (batch,)
 are the (possibly noisy) speaker labels; ``pair_weights`` (batch, batch) holds
 w_ij, the reliability of the positive pair (i, j) from stage 4, for the PURL

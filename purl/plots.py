@@ -36,7 +36,7 @@ def save_figure(fig: Figure, path: str | os.PathLike) -> None:
 def plot_training_curves(steps_csv: str | os.PathLike, epochs_csv: str | os.PathLike, out: str | os.PathLike,
                          title: str = "") -> Path:
     """``out`` (PNG) from a run's per-step and per-epoch CSV logs: loss terms,
-    temperature, learning rate, clean-pair ratio (PURL) and the held-out figures
+    temperature, learning rate, clean-pair ratio (PURL) and the held-out metrics
     per epoch."""
     steps, epochs = _read_csv(Path(steps_csv)), _read_csv(Path(epochs_csv))
     panels = [("loss", ["loss", "supcon", "unlearn"]), ("temperature", ["temperature"]), ("learning rate", ["lr"])]

@@ -23,7 +23,7 @@ find:
    and corpora, the rank of the own label does not (a correct utterance's own
    speaker is its nearest or nearly so; an outsider's label is a random one).
 
-The proposals are a plain data dir transform (purl.stages.relabel); the update
+The proposals are a plain data dir transform (purl.stages.relabel_data_dir); the update
 then trains on the new labels, with pair weights fitted again on them.
 """
 
@@ -167,7 +167,7 @@ def propose(emb: np.ndarray, labels: np.ndarray, settings: RelabelSettings = Rel
     return Proposals(new=new, own=own, best=best, best_speaker=best_speaker, own_rank=own_rank)
 
 
-def proposal_figures(labels: np.ndarray, proposals: Proposals, true_labels: np.ndarray,
+def proposal_metrics(labels: np.ndarray, proposals: Proposals, true_labels: np.ndarray,
                      training: np.ndarray | None = None) -> dict[str, float]:
     """Against the ground truth: relabel precision (moves to the true speaker) and
     recall (of the utterances whose true speaker is a training speaker, the
@@ -184,7 +184,7 @@ def proposal_figures(labels: np.ndarray, proposals: Proposals, true_labels: np.n
         "n_mislabelled": int(wrong.sum()),
         "n_moved": int(moved.sum()),
         "n_dropped": int(dropped.sum()),
-        # None where a figure has no cases (JSON has no NaN)
+        # None where a metric has no cases (JSON has no NaN)
         "relabel_precision": float(right_moves.sum() / moved.sum()) if moved.any() else None,
         "relabel_recall": float(right_moves.sum() / recoverable.sum()) if recoverable.any() else None,
         "clean_moved": int((moved & ~wrong).sum()),

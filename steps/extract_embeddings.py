@@ -4,7 +4,7 @@
 One job of stage 6 (steps/extract_embeddings.sh runs nj of them): embeds every
 utterance of <data-dir> with the model in <checkpoint> and writes Kaldi
 <ark> + .scp (float vectors that kaldiio and Kaldi's copy-vector read), and
-last .settings, the record of what they were made from (purl.settings). With
+last .settings, the record of what they were made from (purl.records). With
 --gpus and --job, job n runs on GPU gpus[(n-1) % len(gpus)].
 
 e.g.: python steps/extract_embeddings.py exp/ecapa_supcon/models/final.pt \\
@@ -22,7 +22,7 @@ from purl.allocator import keep_freed_memory
 from purl.entry import run_main
 from purl.evaluate import embed_data_dir
 from purl.kaldi_io import save_embeddings
-from purl.settings import text_digest, write_record
+from purl.records import text_digest, write_record
 from purl.stages.embeddings import embedding_settings
 from purl.training.checkpoint import model_from_checkpoint
 

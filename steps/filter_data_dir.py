@@ -18,7 +18,7 @@ import argparse
 import logging
 
 from purl.entry import run_main
-from purl.stages.filtering import run_filtering
+from purl.stages.filter_data_dir import run_filtering
 
 
 def get_parser() -> argparse.ArgumentParser:

@@ -23,7 +23,7 @@ import logging
 
 from purl.entry import run_main
 from purl.relabel import RelabelSettings
-from purl.stages.relabel import run_relabel
+from purl.stages.relabel_data_dir import run_relabel
 
 DEFAULTS = RelabelSettings()
 

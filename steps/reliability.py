@@ -9,7 +9,7 @@ per-speaker GMMs: w of any pair on the fly) and what a reader wants: report.md
 dir without the suspected utterances; last reliability.settings, the options
 and inputs of the fit: a rerun with the same ones is skipped, with others
 redone. With utt2truespk in the data dir (stage 2) the report gives pair- and
-utterance-level detection figures.
+utterance-level detection metrics.
 
 Settings: the ``reliability:`` section of --config (a recipe's
 conf/reliability.yaml), then --overrides, then the options below, which

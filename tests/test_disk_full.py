@@ -15,7 +15,7 @@ from purl.cli import main as purl_main
 from purl.data.datadir import DataDirError
 from purl.data.prepare import prepare_folder_corpus
 from purl.fileio import DiskFullError, temp_path
-from purl.stages.features import check_features, fbank_dir_for, make_fbank_job
+from purl.stages.fbank import check_features, fbank_dir_for, make_fbank_job
 from purl.stages.reliability import check_reliability_dir
 from tests.conftest import ROOT, recipe_env, run_script, write_tone
 from tests.test_reliability_stage import noisy_dir_with_embeddings

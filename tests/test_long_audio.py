@@ -17,7 +17,7 @@ from purl.data.datadir import read_kv
 from purl.embed import embed_utterances, window_starts
 from purl.features import compute_fbank, fbank_options
 from purl.kaldi_io import compress_speech_feature, load_matrix, read_compressed
-from purl.stages.features import make_fbank_job
+from purl.stages.fbank import make_fbank_job
 from tests.conftest import write_tone
 from tests.test_use_model import tiny_exp
 

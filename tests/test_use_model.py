@@ -25,9 +25,9 @@ from purl.data.datadir import read_kv, utt2spk_to_spk2utt, validate_data_dir, wr
 from purl.embed import embed_utterances
 from purl.metrics import compute_eer
 from purl.models import build_model
-from purl.stages.calibration import write_calibration_record
-from purl.stages.features import make_fbank_job
-from purl.stages.scoring import score_trial_lists
+from purl.stages.calibrate import write_calibration_record
+from purl.stages.fbank import make_fbank_job
+from purl.stages.score import score_trial_lists
 from purl.training.checkpoint import save_atomic
 from tests.conftest import ROOT, recipe_env, write_tone
 
@@ -177,7 +177,7 @@ def test_a_threshold_file_with_a_broken_calibration_is_refused(tmp_path, tiny_co
 
 
 def test_the_scoring_checkpoint_alone_scores_as_stage_6(tmp_path, tiny_config):
-    from purl.stages.calibration import write_scoring_checkpoint
+    from purl.stages.calibrate import write_scoring_checkpoint
 
     final = tiny_exp(tmp_path, tiny_config)
     write_threshold(final, np.linspace(-1, 1, 16).astype(np.float32), calibration=(10.0, -4.0, 0.05))
@@ -212,7 +212,7 @@ def test_an_exp_dir_or_its_models_dir_loads_the_scoring_checkpoint_and_a_bare_fi
     import os
 
     from purl.api import checkpoint_path
-    from purl.stages.calibration import write_scoring_checkpoint
+    from purl.stages.calibrate import write_scoring_checkpoint
 
     final = tiny_exp(tmp_path, tiny_config)
     exp = final.parent.parent
@@ -452,7 +452,7 @@ def test_clean_reruns_reuse_what_they_can_and_say_what_they_replace(tmp_path, ti
 
 
 def test_clean_embeds_from_stage_1_features_when_the_dir_has_them(tmp_path, tiny_config, capsys):
-    from purl.stages.features import MIN_FRAMES, merge_fbank_jobs
+    from purl.stages.fbank import MIN_FRAMES, merge_fbank_jobs
 
     final = tiny_exp(tmp_path, tiny_config)
     data, wav = wav_data_dir(tmp_path, speakers=2, utts=3)

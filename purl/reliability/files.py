@@ -32,7 +32,7 @@ NPY_HEADER = 128  # bytes before a 2-D float32 array's data in an .npy file
 
 def save(rel, directory: str | os.PathLike) -> None:
     """Writes embeddings.npy, gmm.npz and (last) reliability.json of a
-    :class:`~purl.reliability.weights.Reliability`, each atomically."""
+    :class:`~purl.reliability.reliability.Reliability`, each atomically."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     embeddings = np.asarray(rel.embeddings, np.float32)

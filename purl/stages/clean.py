@@ -7,7 +7,7 @@
     report.{md,json}, suspected_mislabelled, data_clean/   the suspects and the dir without them:
                                   of the centroid rule (purl/suspects.py) with suspects.png, or
                                   of stage 4's GMMs (purl/stages/reliability.py) with reliability.png
-    data_relabelled/              relabel proposals (purl/stages/relabel.py)
+    data_relabelled/              relabel proposals (purl/stages/relabel_data_dir.py)
 
 A rerun reuses the embeddings made with the same model from the same data,
 and the fit made with the same settings; a rerun with other settings says
@@ -32,9 +32,9 @@ import numpy as np
 from purl.data.datadir import DataDir, subset_data_dir
 from purl.fileio import write_text_atomic
 from purl.kaldi_io import save_embeddings
-from purl.settings import audio_digest, differences, read_record, scp_digest, stat_digest, text_digest, write_record
+from purl.records import audio_digest, differences, read_record, scp_digest, stat_digest, text_digest, write_record
 from purl.stages.embeddings import embeddings_of_data_dir
-from purl.stages.features import FEATS_SETTINGS, fbank_job_settings, feats_status, record_derived_features
+from purl.stages.fbank import FEATS_SETTINGS, fbank_job_settings, feats_status, record_derived_features
 from purl.stages.reliability import REPORT_JSON, run_reliability
 from purl.suspects import SuspectSettings, find_suspects, suspect_lines
 

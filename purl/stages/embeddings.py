@@ -18,9 +18,9 @@ from purl.data.datadir import DataDirError, read_kv, sort_key, split_data_dir, v
 from purl.errors import UsageError
 from purl.fileio import atomic_path, write_text_atomic
 from purl.kaldi_io import ArkWriter, load_embeddings, write_vector
+from purl.records import differences, matches, read_record, scp_digest, text_digest, up_to_date, write_record
 from purl.scoring import speaker_means
-from purl.settings import differences, matches, read_record, scp_digest, text_digest, up_to_date, write_record
-from purl.stages.features import check_features
+from purl.stages.fbank import check_features
 
 log = logging.getLogger(__name__)
 

@@ -65,11 +65,10 @@ def build_loader(config: dict, data: TrainingSet, data_dir: str | os.PathLike, d
     )
 
 
-def build_sampler(config: dict, data: TrainingSet, dist: Distributed, cluster_file=None):
-    """This process's share of the speaker batches (CHNS when chns.hard_ratio > 0,
-    its clusters kept in ``cluster_file(epoch)``)."""
+def build_sampler(config: dict, data: TrainingSet, dist: Distributed):
+    """This process's share of the speaker batches (CHNS when chns.hard_ratio > 0)."""
     d = config["data"]
     return chns_sampler_or_plain(
         config["chns"], data.labels, d["speakers_per_batch"], d["utts_per_speaker"], d["samples_per_epoch"],
-        seed=config["train"]["seed"], rank=dist.rank, world_size=dist.world_size, cluster_file=cluster_file,
+        seed=config["train"]["seed"], rank=dist.rank, world_size=dist.world_size,
     )

@@ -22,8 +22,8 @@ import numpy as np
 from purl.data.datadir import read_trials
 from purl.entry import run_main
 from purl.errors import UsageError
-from purl.stages.calibration import CALIBRATION_JSON, P_TARGETS, llr_figures, read_score_file
-from purl.stages.scoring import read_scoring_inputs
+from purl.stages.calibrate import CALIBRATION_JSON, P_TARGETS, llr_metrics, read_score_file
+from purl.stages.score import read_scoring_inputs
 
 KINDS = ("raw", "linear", "qmf")  # the cosine as it is, then its two calibrations
 
@@ -51,7 +51,7 @@ def model_metrics(recipe: Path, exp: str, method: str) -> dict[str, dict[str, fl
     trials = read_trials(trials_path)
     raw = read_score_file(scores / f"{name}.{method}.score", trials)
     labels = np.array([t for _, _, t in trials])
-    return {"raw": llr_figures(raw, labels), **by_method[method]}
+    return {"raw": llr_metrics(raw, labels), **by_method[method]}
 
 
 def cell(values: list[float], digits: int) -> str:

@@ -41,7 +41,7 @@ from purl.features import (
 )
 from purl.fileio import disk_full_error, is_disk_full
 from purl.kaldi_io import ArkWriter
-from purl.settings import audio_digest, differences, matches, read_record, scp_arks, scp_digest, write_record
+from purl.records import audio_digest, differences, matches, read_record, scp_arks, scp_digest, write_record
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ class FbankJobResult:
 def fbank_job_settings(wav_scp: dict[str, str], *, sample_rate: int, num_mel_bins: int, compress: bool,
                        min_frames: int) -> dict:
     """What a job's (or a whole dir's) features are made from: the options, the
-    wav.scp entries and the audio files they name (see purl.settings)."""
+    wav.scp entries and the audio files they name (see purl.records)."""
     text = "".join(f"{u} {v}\n" for u, v in wav_scp.items())
     return {
         "sample_rate": sample_rate, "num_mel_bins": num_mel_bins, "compress": compress, "min_frames": min_frames,
@@ -78,7 +78,7 @@ def make_fbank_job(
 
     Writes ``<ark>`` and ``<ark minus .ark>.scp``, ``.utt2num_frames``, ``.utt2dur``,
     ``.failed`` (utt and reason) and ``.settings`` (what the job was made from,
-    purl.settings) beside it. All appear only when the job is complete
+    purl.records) beside it. All appear only when the job is complete
     (temporary names, then renames, the settings record last: a rerun takes a job
     as done only when its record equals the one it would write). An utterance
     whose audio is unreadable, empty, shorter than ``min_frames`` or of another
