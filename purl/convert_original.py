@@ -21,7 +21,7 @@ step).  Converted, they make an epoch checkpoint that stage 5's
 its ``epoch=199`` checkpoint; the moments of the temperature, a parameter t
 there and log t here, are carried over by the chain rule at the saved t
 (d/d log t = t d/dt), which the original's own next steps would not exactly
-give (README, Fidelity).
+give (docs/fidelity.md).
 """
 
 from __future__ import annotations

@@ -5,8 +5,8 @@ For every speaker (noisy label) the cosines of all its within-speaker pairs of
 pretrained embeddings form a 1-D sample: pairs of two correctly labelled utterances
 sit high, pairs that involve a mislabelled utterance sit low. A 2-component GMM is
 fitted to that sample; the component with the higher mean is "clean" and a pair's
-reliability w_ij is its posterior under the clean component (README, "The
-method, as implemented").
+reliability w_ij is its posterior under the clean component (docs/method.md, its
+first section).
 
 Nothing here keeps a table of pairs (VoxCeleb2 has ~100M of them): a fit keeps one
 GMM per speaker (:class:`GmmParams`), and :meth:`Reliability.weight` recomputes a
