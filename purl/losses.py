@@ -164,7 +164,10 @@ class PurlLoss(SupConLoss):
             loss = supcon_clean - self.alpha * unlearn
         n_clean = int((reliable & upper).sum())
         n_noisy = int((unreliable & upper).sum())
-        return loss, {
+        return loss, self.metrics(loss, supcon_clean, unlearn, n_clean, n_noisy)
+
+    def metrics(self, loss, supcon_clean, unlearn, n_clean: int, n_noisy: int) -> dict:
+        return {
             "loss": loss.item(),
             "supcon": supcon_clean.item(),
             "unlearn": unlearn.item(),
@@ -198,15 +201,7 @@ class PurlLoss(SupConLoss):
             loss = supcon_clean - self.alpha * unlearn
         n_clean = int((pairs & clean[:, None]).sum())
         n_noisy = int(pairs.sum()) - n_clean
-        return loss, {
-            "loss": loss.item(),
-            "supcon": supcon_clean.item(),
-            "unlearn": unlearn.item(),
-            "n_clean": n_clean,
-            "n_noisy": n_noisy,
-            "clean_ratio": n_clean / max(1, n_clean + n_noisy),
-            "temperature": self.temperature().item(),
-        }
+        return loss, self.metrics(loss, supcon_clean, unlearn, n_clean, n_noisy)
 
 
 LOSS_TYPES = ("supcon",) + PurlLoss.KINDS  # what a config's loss.type names
