@@ -23,7 +23,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from purl.data.dataset import load_features
+from purl.data.dataset import check_normalise, load_features, normalise, read_features
 
 LONG_FRAMES = 60000    # frames (10 min): longer utterances are embedded in windows of this length
 WINDOW_OVERLAP = 300   # frames (3 s) that consecutive windows share at least
@@ -97,6 +97,8 @@ def embed_utterances(
     utts: Sequence[str] | None = None,
     random_crop_seed: int | None = None,
     max_frames: int = LONG_FRAMES,
+    normalise_crops: str = "utterance",
+    top_db: float | None = None,
 ) -> np.ndarray:
     """Embeds every utterance; returns (N, embed_dim) float32 in the input order.
 
@@ -104,7 +106,10 @@ def embed_utterances(
     crops of crop_frames, evenly spaced, or with ``random_crop_seed`` one crop at
     a random start drawn from the utterance id (``utts``) and that seed: the
     original work's stage-4 input (one random 3 s crop per utterance).
-    ``max_batch_frames`` bounds a batch's size in frames; a whole utterance
+    Inputs are normalised (purl.data.dataset.normalise, with the features'
+    ``top_db``, purl.features.TOP_DB) over the whole utterance, and crops cut
+    from it, or with ``normalise_crops="crop"`` each crop over itself (the
+    original work's). ``max_batch_frames`` bounds a batch's size in frames; a whole utterance
     longer than ``max_frames`` is embedded alone, in windows (``embed_long``).
     ``on_batch(n)`` is
     called with the number of utterances finished. ``utts`` (the ids, for
@@ -114,6 +119,7 @@ def embed_utterances(
     if random_crop_seed is not None and (num_crops != 1 or utts is None):
         raise ValueError(f"embed_utterances: a random crop is one crop per utterance (num_crops=1, not {num_crops}), "
                          "drawn from the utterance ids (utts)")
+    check_normalise(normalise_crops, "normalise_crops")
     names = list(utts) if utts is not None else [f"utterance {i}" for i in range(len(feats_entries))]
     model.eval()
     device = torch.device(device)
@@ -133,14 +139,18 @@ def embed_utterances(
             batch = members[lo:lo + per_batch]
             chunks = []
             for i in batch:
-                feats = load_features(feats_entries[i], names[i])
+                if num_crops and normalise_crops == "crop":
+                    feats = read_features(feats_entries[i], names[i])
+                else:
+                    feats = load_features(feats_entries[i], names[i], top_db)
                 if num_crops:
                     feats = _at_least(feats, crop_frames)
                     if random_crop_seed is not None:
                         starts = [random_crop_start(names[i], len(feats), crop_frames, random_crop_seed)]
                     else:
                         starts = crop_starts(int(num_frames[i]), crop_frames, num_crops)
-                    chunks.extend(feats[s:s + crop_frames] for s in starts)
+                    crops = (feats[s:s + crop_frames] for s in starts)
+                    chunks.extend(normalise(c, top_db) if normalise_crops == "crop" else c for c in crops)
                 else:
                     chunks.append(feats)
             x = torch.from_numpy(np.stack(chunks)).to(device)
@@ -159,7 +169,7 @@ def embed_utterances(
             if on_batch is not None:
                 on_batch(len(batch))
     for i in long:
-        emb = embed_long(model, load_features(feats_entries[i], names[i]), max_frames=max_frames,
+        emb = embed_long(model, load_features(feats_entries[i], names[i], top_db), max_frames=max_frames,
                          max_batch_frames=max_batch_frames, device=device, amp=amp).cpu().numpy()
         if not np.isfinite(emb).all():
             raise ValueError(f"embedding of '{names[i]}' is not finite; the model's weights may hold NaN "

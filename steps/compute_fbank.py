@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Usage: compute_fbank.py [options] <data-dir> <ark>
 
-One job of stage 1: 80-dim Kaldi fbank for every utterance of <data-dir>/wav.scp,
+One job of stage 1: 80-dim fbank (Kaldi's, or with --feature-type speechbrain the
+original work's front end) for every utterance of <data-dir>/wav.scp,
 written Kaldi-compressed to <ark> with <ark>.scp, .utt2num_frames, .utt2dur and
 .failed and .settings beside it (see purl.stages.fbank.make_fbank_job). steps/make_fbank.sh runs
 it in parallel over a split data dir and merges the outputs.

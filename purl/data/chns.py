@@ -44,6 +44,9 @@ class ClusterBatchSampler(SpeakerBatchSampler):
 
     def __init__(self, *args, hard_ratio: float = 0.5, **kwargs):
         super().__init__(*args, **kwargs)
+        if self.replacement:
+            raise ConfigError("chns.hard_ratio > 0 draws distinct speakers: it does not go with "
+                              "data.sampler=with_replacement")
         if not 0 < hard_ratio <= 1:
             raise ConfigError(f"chns.hard_ratio={hard_ratio} must be in (0, 1] (0 turns CHNS off)")
         self.num_hard = max(1, round(hard_ratio * self.P))

@@ -30,6 +30,7 @@ from typing import Callable
 import numpy as np
 
 from purl.data.datadir import DataDir, subset_data_dir
+from purl.features import TOP_DB, feature_type_of
 from purl.fileio import write_text_atomic
 from purl.kaldi_io import save_embeddings
 from purl.records import audio_digest, differences, read_record, scp_digest, stat_digest, text_digest, write_record
@@ -102,7 +103,8 @@ def embed_data_dir(model, model_path: str | os.PathLike, data: DataDir, out_dir:
         feats, frames = data.table("feats.scp"), data.table("utt2num_frames")
         say(f"  from {data.path / 'feats.scp'} (stage 1's, {FEATS_SETTINGS})")
         emb = embed_utterances(model.encoder, [feats[u] for u in data.utts], [int(frames[u]) for u in data.utts],
-                               device=model.device, on_batch=on_done, utts=data.utts)
+                               device=model.device, on_batch=on_done, utts=data.utts,
+                               top_db=TOP_DB[feature_type_of(data.path)])
     else:
         wav = data.table("wav.scp")
         emb = embed_audio([wav[u] for u in data.utts], data.utts)

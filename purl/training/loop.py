@@ -211,11 +211,16 @@ class Trainer:
         for feats, utts in self.loader:
             feats = feats.to(device, non_blocking=True)
             utts = utts.to(device)
+            self.net.gather_sizes = self.sampler.utts_per_rank(self.step_in_epoch)  # the last batch may be smaller
             all_utts = self.dist.all_gather(utts, sizes=self.net.gather_sizes) if self.net.gather else utts
             labels = torch.as_tensor(self.data.labels, device=device)[all_utts]
             pair_weights = self.pair_weights(all_utts, labels) if self.net.loss.needs_pair_weights else None
+            # with_replacement: a speaker may fill several rows, so the loss needs to know which samples
+            # were drawn together (row r: items r*K..r*K+K-1 of the gathered batch)
+            groups = torch.arange(len(all_utts), device=device) // self.sampler.K if self.sampler.replacement \
+                else None
             with torch.autocast(device.type, dtype=torch.bfloat16) if amp else nullcontext():
-                loss, metrics = self.model(feats, labels, pair_weights)
+                loss, metrics = self.model(feats, labels, pair_weights, groups)
             self.optimizer.zero_grad(set_to_none=True)
             if self.loss_is_finite(loss):
                 loss.backward()

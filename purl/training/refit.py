@@ -20,6 +20,7 @@ import torch
 from purl.data.chns import ClusterBatchSampler, speaker_clusters
 from purl.data.datadir import read_kv, write_kv
 from purl.embed import embed_utterances
+from purl.features import TOP_DB
 from purl.pair_weights import PairWeights
 from purl.reliability import Reliability
 from purl.training.callbacks import TrainingCallback, TrainingState
@@ -31,7 +32,7 @@ def embed_training_set(state: TrainingState) -> np.ndarray:
     data, dist_ctx = state.data, state.dist
     shard = np.arange(dist_ctx.rank, len(data), dist_ctx.world_size)
     local = embed_utterances(state.encoder, [data.feats[i] for i in shard], data.num_frames[shard],
-                             device=dist_ctx.device)
+                             device=dist_ctx.device, top_db=TOP_DB[data.feature_type])
     state.encoder.train()
     parts = [local]
     if dist_ctx.world_size > 1:
