@@ -452,7 +452,8 @@ def relabel_summary(relabel: dict | None, relabel_dir: Path) -> list[str]:
              f"{relabel['settings']['drop_rank']} nearest).",
              f"  {relabel_dir / 'proposals'}  one line per proposal: utterance, its label, the speaker it sits "
              "with ('-': none, drop it), margin, cosine to its own speaker; largest margin first",
-             f"  {relabel_dir}/  your data dir with the proposals applied: train on it (docs/noisy_label_benchmark.md: which method when)"]
+             f"  {relabel_dir}/  your data dir with the proposals applied: train on it "
+             "(docs/noisy_label_benchmark.md: which method when)"]
     if relabel.get("relabel_precision") is not None:
         lines.insert(1, f"  Against utt2truespk: relabel precision {relabel['relabel_precision']:.3f}, "
                         f"recall {relabel['relabel_recall'] or 0:.3f}.")
