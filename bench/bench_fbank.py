@@ -22,7 +22,7 @@ import soundfile as sf
 from purl.allocator import keep_freed_memory
 from purl.audio import write_aac
 from purl.features import compute_fbank, fbank_options
-from purl.stages.features import make_fbank_job
+from purl.stages.fbank import make_fbank_job
 
 M4A_TARGET = 100  # x real time, decode + fbank + write, one core
 

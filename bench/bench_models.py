@@ -183,7 +183,7 @@ def build(config: str, args) -> nn.Module:
 
 
 def bench_config(config: str, device_name: str, args, bf16: bool, compiled: bool) -> dict:
-    """Figures of one config on one device; runs in its own process."""
+    """Metrics of one config on one device; runs in its own process."""
     keep_freed_memory()  # a spawned process: its own allocator settings
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)

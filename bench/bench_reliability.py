@@ -5,7 +5,7 @@ core: 5,994 speakers, 1,092,009 utterances (lognormal speaker sizes, mean ~182),
 192-dim embeddings (clean pairs ~0.5-0.7, noisy pairs ~0.0-0.2), 20 % of labels
 flipped. Reports fit + save time and peak memory against the targets (60 s, 4 GB),
 the agreement of the histogram EM with sklearn's per-speaker GaussianMixture on a
-sample of speakers, and the detection figures of each estimator. Prints markdown.
+sample of speakers, and the detection metrics of each estimator. Prints markdown.
 
 e.g.
     .venv/bin/python bench/bench_reliability.py
@@ -35,8 +35,9 @@ from purl.reliability import (  # noqa: E402
     Reliability,
     ReliabilitySettings,
     SpeakerIndex,
+    SpeakerPairs,
     compare_fits,
-    detection_figures,
+    detection_metrics,
     fit_histogram,
     fit_sklearn,
     iter_speaker_blocks,
@@ -53,7 +54,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--dim", type=int, default=192)
     p.add_argument("--noise-rate", type=float, default=0.2)
     p.add_argument("--estimators", default="histogram,bic,global", help="comma-separated, timed and evaluated in turn")
-    p.add_argument("--sample", type=int, default=50, help="speakers fitted by sklearn for the agreement figures")
+    p.add_argument("--sample", type=int, default=50, help="speakers fitted by sklearn for the agreement metrics")
     p.add_argument("--full-sklearn", action="store_true", help="also fit and evaluate sklearn on every speaker (slow)")
     p.add_argument("--n-bins", type=int, default=ReliabilitySettings.n_bins)
     p.add_argument("--plot", default="", help="write the reliability plot of the first estimator here (PNG)")
@@ -91,9 +92,9 @@ def pair_scores(x: np.ndarray, index, params, true: np.ndarray):
 def agreement(x: np.ndarray, index, true: np.ndarray, settings: ReliabilitySettings) -> dict:
     """Histogram EM vs sklearn on the speakers of ``index`` under the same settings.
     Per-speaker fits are independent, so fitting a sample equals fitting all."""
-    ours = fit_histogram(x, index, settings)
+    ours = fit_histogram(SpeakerPairs(x, index), settings)
     t0 = time.perf_counter()
-    ref = fit_sklearn(x, index, settings)
+    ref = fit_sklearn(SpeakerPairs(x, index), settings)
     sk_s = time.perf_counter() - t0
     cmp = compare_fits(x, index, ours, ref)
     w_ours, is_noisy = pair_scores(x, index, ours, true)
@@ -133,7 +134,7 @@ def main() -> None:
             total_s = time.perf_counter() - t0
             rss = maxrss_gb()
             t0 = time.perf_counter()
-            m = detection_figures(rel, true)
+            m = detection_metrics(rel, true)
             eval_s = time.perf_counter() - t0
             rows_out.append((name, fit_s, total_s, rss, eval_s, m))
             if name == estimators[0] and args.plot:
@@ -171,10 +172,10 @@ def main() -> None:
 
     if args.full_sklearn:
         t0 = time.perf_counter()
-        full = fit_sklearn(x, index, settings)
+        full = fit_sklearn(SpeakerPairs(x, index), settings)
         full_s = time.perf_counter() - t0
-        m = detection_figures(Reliability(x, noisy, full, "sklearn", settings), true)
-        d = compare_fits(x, index, fit_histogram(x, index, settings), full)["max_abs_diff"]
+        m = detection_metrics(Reliability(x, noisy, full, "sklearn", settings), true)
+        d = compare_fits(x, index, fit_histogram(SpeakerPairs(x, index), settings), full)["max_abs_diff"]
         print(f"\n### sklearn on all speakers: {full_s:.0f} s; pair AUC {m['pair_auc']:.4f}, utt AUC {m['utt_auc']:.4f}; "
               f"max abs posterior diff to histogram {d.max():.4f} (99th percentile {np.percentile(d, 99):.4f})")
 

@@ -119,7 +119,7 @@ def main():
             lambda: as_norm(scores, idx1, idx2, emb, cohort, top_k=args.top_k, mean=mean),
             args.repeats,
         )
-    normed_figures = eer_and_min_dcf(normed, labels)
+    normed_metrics = eer_and_min_dcf(normed, labels)
 
     n_used = np.unique(np.concatenate((idx1, idx2))).size
     print(
@@ -136,7 +136,7 @@ def main():
     print()
     print("| scores | EER (%) | minDCF 0.01 | minDCF 0.05 |")
     print("|---|---:|---:|---:|")
-    for name, fig in (("cosine", raw), ("AS-Norm", normed_figures)):
+    for name, fig in (("cosine", raw), ("AS-Norm", normed_metrics)):
         print(f"| {name} | {100 * fig['eer']:.3f} | {fig['min_dcf_0.01']:.4f} "
               f"| {fig['min_dcf_0.05']:.4f} |")
 

@@ -126,12 +126,12 @@ _LAUNCHER = (
 def run_measured(command: str, cwd: Path, log: Path) -> tuple[float, float]:
     """Runs ``command`` with bash after sourcing path.sh, as the recipe does;
     returns (wall seconds, peak RSS in GB of its process tree). Fails loudly."""
-    figures = log.with_suffix(".usage")
+    usage = log.with_suffix(".usage")
     with open(log, "w") as out:
-        subprocess.run([sys.executable, "-S", "-c", _LAUNCHER, str(figures),
+        subprocess.run([sys.executable, "-S", "-c", _LAUNCHER, str(usage),
                         "bash", "-c", f"set -euo pipefail; . ./path.sh; {command}"],
                        cwd=cwd, stdout=out, stderr=subprocess.STDOUT, check=True)
-    seconds, status, max_rss_kib = figures.read_text().split()
+    seconds, status, max_rss_kib = usage.read_text().split()
     if int(status) != 0:
         raise SystemExit(f"bench_stages: '{command}' failed ({status}) in {cwd}; the end of its log {log}:\n"
                          + "".join(log.read_text().splitlines(keepends=True)[-30:]))
@@ -194,8 +194,8 @@ def write_fbank_jobs(data: Path, fbank_root: Path, rng: np.random.Generator) -> 
     from purl.data.datadir import read_kv
     from purl.features import MIN_FRAMES
     from purl.kaldi_io import ArkWriter
-    from purl.settings import write_record
-    from purl.stages.features import fbank_dir_for, fbank_job_settings
+    from purl.records import write_record
+    from purl.stages.fbank import fbank_dir_for, fbank_job_settings
 
     fbank = fbank_dir_for(data, fbank_root).resolve()
     fbank.mkdir(parents=True)
@@ -241,7 +241,7 @@ def write_embedding_jobs(checkpoint: Path, data: Path, out: Path, row_of: dict[s
     the script takes the jobs as done and plans and merges only."""
     from purl.data.datadir import read_kv, split_data_dir
     from purl.kaldi_io import save_embeddings
-    from purl.settings import text_digest, write_record
+    from purl.records import text_digest, write_record
     from purl.stages.embeddings import embedding_settings
 
     out.mkdir(parents=True, exist_ok=True)
@@ -261,6 +261,10 @@ def write_trials(path: Path, count: int, labels: np.ndarray, utts: list[str], rn
     a = starts[spk] + rng.integers(0, counts[spk])
     same = starts[spk] + rng.integers(0, counts[spk])
     b = np.where(rng.random(count) < 0.5, same, rng.integers(0, len(labels), size=count))
+    # an utterance against itself is no trial (score.py refuses it): its speaker's next utterance instead
+    self_trial = a == b
+    spk_b = labels[b[self_trial]]
+    b[self_trial] = starts[spk_b] + (b[self_trial] - starts[spk_b] + 1) % counts[spk_b]
     target = labels[a] == labels[b]
     name = (lambda u: u.replace("-", "/", 1).rsplit("-", 1)[0] + "/" + u.rsplit("-", 1)[1] + ".wav") if official else str
     write_lines(path, (f"{int(t)} {name(utts[i])} {name(utts[j])}\n" if official else
@@ -426,9 +430,9 @@ def run_all(work: Path, scale: Fraction, tree: bool, paper: bool, paper_nj: int 
           f"purl.reliability=exp/supcon/reliability' conf/tuned/purl.yaml {noisy_dir} exp/purl")
     lookup = stage("5", f"pair-weight lookup, {SPEAKERS_PER_BATCH}x{UTTS_PER_SPEAKER} batches (set-up + 200 batches)",
                    f"python -m bench.bench_stages --lookup exp/supcon/reliability {noisy_dir} > log/lookup.json")
-    figures = json.loads((logs / "lookup.json").read_text())
-    need = TRAINER_BATCHES_PER_S * figures["pairs_per_batch"]
-    have = figures["batches_per_s"] * figures["pairs_per_batch"]
+    metrics = json.loads((logs / "lookup.json").read_text())
+    need = TRAINER_BATCHES_PER_S * metrics["pairs_per_batch"]
+    have = metrics["batches_per_s"] * metrics["pairs_per_batch"]
     lookup.extra = f"{have:,.0f} pairs/s = {have / need:.0f}x an 8-GPU trainer's {need:,.0f}"
     lookup.target += ", >= 10x"
     lookup.ok = lookup.ok and have >= 10 * need

@@ -22,7 +22,7 @@ import torch
 import torch.distributed as dist
 
 from purl.config import load_config
-from purl.stages.training import TrainingOutputs
+from purl.stages.exp_layout import TrainingOutputs
 from purl.training.loop import Trainer
 
 

@@ -12,7 +12,8 @@ Audio goes through what the recipe does to it: any format ``purl/audio.py``
 reads (a path, or a wav.scp command ending in '|'), several channels averaged
 into one, 80-dim Kaldi fbank (``purl/features.py``), stored and read back
 Kaldi-compressed as stage 1 stores it, the utterance mean removed, the whole
-utterance through the encoder. So an embedding here equals the one stage 6
+utterance through the encoder (one over 10 minutes in windows, as stage 6
+embeds it: ``purl/embed.py``). So an embedding here equals the one stage 6
 extracts from the same file. Audio at another sample rate is resampled to
 the model's 16 kHz.
 
@@ -44,16 +45,17 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Sequence, Union
 
-import kaldiio.matio
 import numpy as np
 import torch
 
 from purl.audio import AudioError, read_audio
+from purl.embed import LONG_FRAMES, embed_long
 from purl.errors import PurlError
 from purl.features import compute_fbank, fbank_options, num_frames
-from purl.kaldi_io import compress_speech_feature
+from purl.kaldi_io import compress_speech_feature, read_compressed
 from purl.metrics import bayes_threshold
-from purl.stages.training import TrainingOutputs, threshold_file_of
+from purl.stages.exp_layout import TrainingOutputs
+from purl.stages.score import threshold_file_of
 from purl.training.checkpoint import load_checkpoint, model_of
 
 SAMPLE_RATE = 16000
@@ -69,14 +71,20 @@ class ModelError(PurlError, ValueError):
 
 
 def checkpoint_path(path: str | os.PathLike) -> Path:
-    """``path`` itself for a checkpoint file; ``<path>/models/final.pt`` for an exp dir."""
+    """``path`` itself for a checkpoint file; for an exp dir (or its ``models/``)
+    ``models/final_scoring.pt``, stage 6's self-contained copy, when it is there
+    and not older than ``models/final.pt`` (a retrained model stage 6 has not
+    scored yet), else ``models/final.pt``."""
     path = Path(path)
     if path.is_dir():
-        final = TrainingOutputs(path).final_checkpoint
-        if not final.is_file():
-            raise ModelError(f"{path} is a directory without {final.relative_to(path)} "
+        outputs = TrainingOutputs.of_dir(path)
+        scoring, final = outputs.scoring_checkpoint, outputs.final_checkpoint
+        if scoring.is_file() and (not final.is_file() or scoring.stat().st_mtime_ns >= final.stat().st_mtime_ns):
+            return scoring
+        if not outputs.final_checkpoint.is_file():
+            raise ModelError(f"{path} is a directory without {outputs.final_checkpoint.relative_to(outputs.exp_dir)} "
                              "(give a checkpoint file, or an exp dir whose training finished)")
-        return final
+        return outputs.final_checkpoint
     if not path.is_file():
         raise ModelError(f"{path}: no such model (give exp/<model>/models/final.pt or exp/<model>)")
     return path
@@ -151,7 +159,8 @@ def features_of(samples: np.ndarray) -> np.ndarray:
     if num_frames(len(samples), SAMPLE_RATE) == 0:
         raise ModelError(f"{len(samples)} samples: shorter than one 25 ms frame")
     feats = compute_fbank(samples, fbank_options(SAMPLE_RATE))
-    feats = kaldiio.matio.read_kaldi(io.BytesIO(compress_speech_feature(feats))).astype(np.float32)
+    del samples  # a 2-hour file's 460 MB, not needed from here on
+    feats = read_compressed(io.BytesIO(compress_speech_feature(feats)))
     return feats - feats.mean(axis=0, keepdims=True)
 
 
@@ -161,8 +170,9 @@ class SpeakerModel:
 
     def __init__(self, encoder: torch.nn.Module, config: dict, *, mean: np.ndarray | None = None,
                  threshold: float | None = None, calibration: dict | None = None,
-                 device: str | torch.device = "cpu", source: str = ""):
+                 device: str | torch.device = "cpu", source: str = "", max_frames: int = LONG_FRAMES):
         self.encoder = encoder.eval().to(device)
+        self.max_frames = max_frames  # longer inputs are embedded in windows (purl.embed.embed_long)
         self.config = config
         self.device = torch.device(device)
         self.embed_dim = int(encoder.embed_dim)
@@ -200,6 +210,8 @@ class SpeakerModel:
     @torch.no_grad()
     def embed_features(self, feats: np.ndarray) -> np.ndarray:
         """(frames, 80) normalised fbank -> (embed_dim,) float32 embedding."""
+        if len(feats) > self.max_frames:
+            return embed_long(self.encoder, feats, max_frames=self.max_frames, device=self.device).cpu().numpy()
         x = torch.from_numpy(np.ascontiguousarray(feats, dtype=np.float32))[None].to(self.device)
         return self.encoder(x)[0].float().cpu().numpy()
 
@@ -239,7 +251,10 @@ class SpeakerModel:
                 feats = list(pool.map(self.features, audio[lo:lo + chunk], names[lo:lo + chunk]))
                 by_length: dict[int, list[int]] = defaultdict(list)
                 for i, f in enumerate(feats):
-                    by_length[len(f)].append(i)
+                    if len(f) > self.max_frames:
+                        out[lo + i] = self.embed_features(f)
+                    else:
+                        by_length[len(f)].append(i)
                 for length, members in by_length.items():
                     per_batch = max(1, max_batch_frames // length)
                     for b in range(0, len(members), per_batch):
@@ -337,6 +352,9 @@ def load_model(path: str | os.PathLike, *, device: str | torch.device = "cpu",
         info = scoring_info(state["scoring"], f"{ckpt} (its stored scoring)")
     else:
         info = {"threshold": None, "mean": None, "calibration": None}
+        log.warning("%s carries no mean, threshold or calibration of stage 6, and no scores/threshold.json is "
+                    "beside it: scores are plain cosines, not stage 6's. Copy exp/<model>/models/final_scoring.pt "
+                    "(stage 6 writes it) to score elsewhere as stage 6 did", ckpt)
     if threshold_file is not None and info["calibration"] is None:
         log.warning("%s has no calibration (stage 6 before steps/calibrate.py): scores are cosines and accept() "
                     "decides at the EER threshold; run steps/calibrate.py for log-likelihood ratios", threshold_file)

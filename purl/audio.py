@@ -23,6 +23,7 @@ them equal Kaldi's.
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import shlex
@@ -62,6 +63,8 @@ def audio_file_problem(path: str) -> str | None:
     except FileNotFoundError:
         return "does not exist"
     except OSError as e:
+        if e.errno == errno.ELOOP:
+            return "is a symbolic link that loops (it leads back to itself: point it at the audio file)"
         return f"cannot be opened ({e.strerror})"
     if stat.S_ISDIR(info.st_mode):
         return "is a directory, not an audio file"

@@ -15,7 +15,7 @@ Thienpondt et al. 2020, arXiv 2010.11255, and WeSpeaker's recipe) adds
 quality measures of the two sides to ``x``: an offset that moves the decision
 threshold with, e.g., the durations of the two utterances.
 
-Arrays only: the caller reads trials, scores and measures (purl/stages/calibration.py).
+Arrays only: the caller reads trials, scores and measures (purl/stages/calibrate.py).
 
     cal = fit_linear(cal_scores, cal_labels, p_target=0.05)
     llr = cal(eval_scores)

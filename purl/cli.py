@@ -129,27 +129,29 @@ def get_parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentP
     add_decision_options(p)
 
     p = commands.add_parser("clean", formatter_class=HelpFormatter, help="find mislabelled utterances in a data dir",
-                            description="Stage 4 on any labelled Kaldi data dir (wav.scp, utt2spk, spk2utt; "
-                                        "utils/validate_data_dir.py checks one): embeds every utterance with "
-                                        "MODEL, fits per speaker a 2-component GMM to the cosines of its "
-                                        "utterance pairs, and lists the utterances whose pairs look like "
-                                        "another speaker's. Writes OUT_DIR/{report.md, reliability.png, "
-                                        "suspected_mislabelled, embeddings/, data_clean/} and prints how to "
-                                        "read them.")
+                            description="Finds suspected wrong labels in any labelled Kaldi data dir (wav.scp, "
+                                        "utt2spk, spk2utt; utils/validate_data_dir.py checks one): embeds every "
+                                        "utterance with MODEL and lists the utterances that sit nearer another "
+                                        "speaker than their own, or far from their own, with the speaker each "
+                                        "resembles (--estimator centroid), or whose pairs fall in the "
+                                        "low-similarity component of a per-speaker GMM (stage 4's estimators). "
+                                        "Writes OUT_DIR/{suspected_mislabelled, report.md, a plot, embeddings/, "
+                                        "data_clean/, data_relabelled/} and prints how to read them.")
     p.add_argument("data_dir", help="data dir with wav.scp, utt2spk and spk2utt")
     p.add_argument("--model", required=True, help="checkpoint (exp/<model>/models/final.pt) or exp dir")
     p.add_argument("--out-dir", help="where to write (default: DATA_DIR + _purl_clean)")
-    # bic, unlike stage 4's histogram default: on simulated embeddings (purl.testing) the others
-    # flagged 33-53% (histogram), 40-42% (sklearn) or 6-14% (global) of a corpus with 1% wrong
-    # labels and half of a clean one; bic flagged under 1% of either (README, "purl clean").
-    p.add_argument("--estimator", default="bic",
-                   help="GMM estimator: bic (EM on per-speaker histograms of the cosines, but a speaker keeps one "
-                        "component when BIC prefers it: a clean speaker loses no pairs), histogram (always two "
-                        "components: finds more wrong labels, and flags many right ones), sklearn (the original "
-                        "work's GaussianMixture per speaker, slow) or global (one GMM over all speakers' pairs)")
+    # centroid, not stage 4's histogram GMMs: with 1% of files moved, histogram flagged 21-47% of
+    # the utterances and bic missed a third to a half of the moved ones (bench/bench_clean.py).
+    p.add_argument("--estimator", default="centroid",
+                   help="centroid: an utterance is suspected when another speaker's centroid is nearer than its "
+                        "own and its cosine to its own is unusual for that speaker, or far outside it "
+                        "(purl/suspects.py); or one of stage 4's per-speaker GMMs of the pair cosines: bic (a "
+                        "speaker keeps one component when BIC prefers it), histogram (always two components: "
+                        "flags many right labels), sklearn (the original work's GaussianMixture, slow) or global "
+                        "(one GMM over all speakers' pairs)")
     p.add_argument("--threshold", type=float, default=0.5,
-                   help="a pair is unreliable when its weight w is below this, and an utterance is suspected "
-                        "when the mean w of its pairs is below it; strictly between 0 and 1")
+                   help="the GMM estimators': a pair is unreliable when its weight w is below this, and an "
+                        "utterance is suspected when the mean w of its pairs is below it; strictly between 0 and 1")
     p.add_argument("--nj", type=int, default=None,
                    help="threads reading audio and computing features, and processes of --estimator sklearn's "
                         "per-speaker fits (the same fits in any number); default: the cores this process may use")
@@ -284,7 +286,7 @@ def cmd_embed(args) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     utts = [u for u, _ in items]
     if out.suffix == ".npy":
-        write_atomic(out, lambda f: np.save(f, emb))
+        write_atomic(out, lambda f: np.save(f, emb), size=emb.nbytes + 128)  # + np.save's header
         index = out.with_suffix(".utts")
         write_text_atomic(index, "".join(f"{u}\n" for u in utts))
         print(f"{PROG} embed: {len(utts)} embeddings of dimension {emb.shape[1]} -> {out} (rows in the order of {index})")
@@ -338,8 +340,9 @@ def decision_rule(model, args) -> tuple[str, float, str] | None:
                                       "scores/threshold.json)")
 
 
-NO_DECISION = ("no decision: this model has no scores/threshold.json (run stage 6 on it, or give --threshold); "
-               "higher scores mean more likely the same speaker")
+NO_DECISION = ("no decision: this model has no scores/threshold.json and carries none (run stage 6 on it, or give "
+               "--threshold; a copied final.pt lacks what exp/<model>/models/final_scoring.pt carries: stage 6's "
+               "mean, threshold and calibration); higher scores mean more likely the same speaker")
 NO_CALIBRATION = ("calibration: missing from the model's scores/threshold.json (stage 6 before steps/calibrate.py); "
                   "run steps/calibrate.py for a log-likelihood ratio and decisions at a prior")
 
@@ -425,9 +428,9 @@ def cmd_score(args) -> int:
         if labels.all() or not labels.any():
             raise UsageError(f"{trials_path}: has no {'non-target' if labels.all() else 'target'} trials; "
                              "EER needs both")
-        figures = eer_and_min_dcf(scores, labels)
-        summary = {"trials": str(trials_path), "n_trials": len(trials), "eer_percent": 100 * figures["eer"],
-                   "min_dcf_0.01": figures["min_dcf_0.01"], "min_dcf_0.05": figures["min_dcf_0.05"]}
+        metrics = eer_and_min_dcf(scores, labels)
+        summary = {"trials": str(trials_path), "n_trials": len(trials), "eer_percent": 100 * metrics["eer"],
+                   "min_dcf_0.01": metrics["min_dcf_0.01"], "min_dcf_0.05": metrics["min_dcf_0.05"]}
         if llrs is not None:
             summary.update({"cllr": cllr(llrs, labels), "min_cllr": min_cllr(llrs, labels),
                             "act_dcf_0.01": actual_dcf(llrs, labels, 0.01), "act_dcf_0.05": actual_dcf(llrs, labels, 0.05)})
@@ -449,14 +452,51 @@ def relabel_summary(relabel: dict | None, relabel_dir: Path) -> list[str]:
              f"{relabel['settings']['drop_rank']} nearest).",
              f"  {relabel_dir / 'proposals'}  one line per proposal: utterance, its label, the speaker it sits "
              "with ('-': none, drop it), margin, cosine to its own speaker; largest margin first",
-             f"  {relabel_dir}/  your data dir with the proposals applied: train on it (README: which method when)"]
+             f"  {relabel_dir}/  your data dir with the proposals applied: train on it "
+             "(docs/noisy_label_benchmark.md: which method when)"]
     if relabel.get("relabel_precision") is not None:
         lines.insert(1, f"  Against utt2truespk: relabel precision {relabel['relabel_precision']:.3f}, "
                         f"recall {relabel['relabel_recall'] or 0:.3f}.")
     return lines
 
 
+def files_lines(out_dir: Path, clean_dir: Path, emb_scp: Path, columns: str, plot: str, plot_text: str,
+                report_text: str) -> list[str]:
+    """The 'Files:' part of purl clean's summary."""
+    return ["Files:",
+            f"  {out_dir / 'suspected_mislabelled'}  one line per suspect: {columns}",
+            f"  {out_dir / 'report.md'}  {report_text} (report.json: the same, for programs)",
+            f"  {out_dir / plot}  {plot_text}",
+            f"  {clean_dir}/  your data dir without the suspects: train on it",
+            f"  {emb_scp}  the embeddings (Kaldi vectors)"]
+
+
+def centroid_summary(report: dict, out_dir: Path, clean_dir: Path, emb_scp: Path) -> str:
+    d, s = report["detection"], report["settings"]
+    n_utts, n_suspected = d["n_utts"], report["n_suspected"]
+    lines = [
+        f"{PROG} clean: {report['data_dir']}: {n_utts} utterances of {d['n_speakers']} speakers "
+        f"({d['n_speakers'] - d['n_speakers_judged']} with fewer than {s['min_utts']} utterances not judged).",
+        f"  {n_suspected} utterances ({100 * n_suspected / max(n_utts, 1):.1f}%) look mislabelled: "
+        f"{d['n_resembling']} sit nearer another speaker's centroid than their own and are unusual for their "
+        f"speaker (more than {s['spread']} robust sds below its median cosine), {d['n_outliers']} lie far outside "
+        f"their speaker (more than {s['outlier']} below).",
+        *files_lines(out_dir, clean_dir, emb_scp,
+                     "utterance, its label, the speaker it resembles, margin (cosine to that speaker's centroid "
+                     "minus to its own; > 0: nearer that one), cosine to its own, robust sds below its speaker's "
+                     "median; least like its speaker first: the order to listen in",
+                     "suspects.png", "each utterance's cosine to its own centroid against the nearest other",
+                     "these metrics"),
+    ]
+    if "n_found" in d:
+        lines.insert(2, f"  Against utt2truespk: {d['n_found']} of {d['n_mislabelled']} wrong labels found, "
+                        f"precision {d['utt_precision']:.3f}, recall {d['utt_recall']:.3f}.")
+    return "\n".join(lines)
+
+
 def clean_summary(report: dict, out_dir: Path, clean_dir: Path, emb_scp: Path) -> str:
+    if report["estimator"] == "centroid":
+        return centroid_summary(report, out_dir, clean_dir, emb_scp)
     d = report["detection"]
     n_utts, n_suspected = d["n_utts"], report["n_suspected"]
     lines = [
@@ -467,13 +507,11 @@ def clean_summary(report: dict, out_dir: Path, clean_dir: Path, emb_scp: Path) -
         f"  {100 * d['frac_pairs_flagged']:.1f}% of pairs are unreliable (w < {report['threshold']}); "
         f"{100 * d['frac_speakers_w1']:.1f}% of speakers could not be checked or showed one component "
         "(fewer than 3 utterances, no spread, or one cluster) and keep every pair.",
-        "Files:",
-        f"  {out_dir / 'suspected_mislabelled'}  one line per suspect: utterance, its label, mean w "
-        "(0 = unlike its speaker, 1 = like it); lowest first is the order to listen in",
-        f"  {out_dir / 'report.md'}  these figures as a table (report.json: the same, for programs)",
-        f"  {out_dir / 'reliability.png'}  histogram of same-label cosines with the two fitted components",
-        f"  {clean_dir}/  your data dir without the suspects: train on it",
-        f"  {emb_scp}  the embeddings (Kaldi vectors)",
+        *files_lines(out_dir, clean_dir, emb_scp,
+                     "utterance, its label, mean w (0 = unlike its speaker, 1 = like it); lowest first is the "
+                     "order to listen in",
+                     "reliability.png", "histogram of same-label cosines with the two fitted components",
+                     "these metrics as a table"),
     ]
     if "pair_auc" in d:
         lines.insert(3, f"  Against utt2truespk: pair AUC {d['pair_auc']:.3f}, utterance precision "
@@ -485,12 +523,12 @@ def cmd_clean(args) -> int:
     from purl.data.datadir import validate_data_dir
     from purl.processes import usable_cores
     from purl.reliability import ESTIMATORS
-    from purl.stages.clean import clean_fit, embed_data_dir, flag_rate_warning
-    from purl.stages.relabel import run_relabel
+    from purl.stages.clean import CENTROID, clean_fit, embed_data_dir, flag_rate_warning
+    from purl.stages.relabel_data_dir import run_relabel
     from purl.stages.reliability import CONFIG_RANGES
 
-    if args.estimator not in ESTIMATORS:
-        raise UsageError(f"--estimator {args.estimator}: choose from {', '.join(sorted(ESTIMATORS))}")
+    if args.estimator not in ESTIMATORS and args.estimator != CENTROID:
+        raise UsageError(f"--estimator {args.estimator}: choose from {', '.join([CENTROID, *sorted(ESTIMATORS)])}")
     check_range("--threshold", args.threshold, *CONFIG_RANGES[("reliability", "threshold")])
     nj = usable_cores() if args.nj is None else args.nj
     if nj < 1:

@@ -35,6 +35,14 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "spec_augment": False,
         "freq_mask": 8,               # SpecAugment: widest frequency mask (bins)
         "time_mask": 20,              # SpecAugment: widest time mask (frames)
+        # what each input is normalised over (its mean, and the top_db floor of speechbrain
+        # features): "utterance" before the chunk is cut, or "crop", each chunk on its own
+        # (the original work's: its front end runs on each 3 s crop)
+        "normalise": "utterance",
+        # "distinct": P distinct speakers a batch (the original's UniqueBatchSampler, its
+        # pretraining); "with_replacement": each row's speaker drawn on its own, the last batch
+        # of an epoch partial (the original's ECAPA PURL update: its default DataLoader)
+        "sampler": "distinct",
     },
     "loss": {
         "type": "supcon",       # supcon, or a PURL kind: soft, hard, ascent

@@ -21,7 +21,7 @@ step).  Converted, they make an epoch checkpoint that stage 5's
 its ``epoch=199`` checkpoint; the moments of the temperature, a parameter t
 there and log t here, are carried over by the chain rule at the saved t
 (d/d log t = t d/dt), which the original's own next steps would not exactly
-give (README, Fidelity).
+give (docs/fidelity.md).
 """
 
 from __future__ import annotations
@@ -279,7 +279,7 @@ def convert_original_checkpoint(path: str | os.PathLike, config: dict) -> dict:
 def _training_state(original: OriginalCheckpoint, model: nn.Module, name_map: dict[str, str], config: dict,
                     source: str) -> dict:
     """The Adam state and the schedule's step of the original's run, as this
-    project's Trainer holds them at the end of the same epoch (purl.training.resume)."""
+    project's Trainer holds them at the end of the same epoch (purl.training.checkpoint)."""
     o = config["optim"]
     if "epoch" not in original.info:
         raise ConversionError(f"{source}: has optimizer_states but no 'epoch': cannot tell where the run stopped")

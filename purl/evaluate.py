@@ -1,5 +1,5 @@
 """Embedding a data dir and scoring its trials: shared by training (held-out
-figures each epoch), stage 4 (training-set embeddings) and stage 6 (scoring)."""
+metrics each epoch), stage 4 (training-set embeddings) and stage 6 (scoring)."""
 
 from __future__ import annotations
 
@@ -12,15 +12,18 @@ import torch
 from purl.data.datadir import DataDir, DataDirError, read_trials
 from purl.data.dataset import feature_dim
 from purl.embed import embed_utterances
+from purl.features import TOP_DB, feature_type_of
 from purl.metrics import eer_and_min_dcf
 from purl.scoring import score_trials
 
 
 def embed_data_dir(model: torch.nn.Module, data_dir: str | os.PathLike, *, device="cpu",
                    num_crops: int = 0, crop_frames: int = 300, on_batch=None,
-                   random_crop_seed: int | None = None) -> tuple[list[str], np.ndarray]:
+                   random_crop_seed: int | None = None, normalise: str = "utterance") -> tuple[list[str], np.ndarray]:
     """(utterance ids, (N, D) embeddings) of every utterance with features; with
-    ``random_crop_seed``, of one random crop of crop_frames each (num_crops=1)."""
+    ``random_crop_seed``, of one random crop of crop_frames each (num_crops=1).
+    ``normalise``: crops normalised over their utterance or over themselves
+    (purl.embed.embed_utterances), with the top_db of the dir's feature type."""
     data = DataDir(data_dir)
     for name in ("feats.scp", "utt2num_frames"):
         if not data.has(name):
@@ -32,7 +35,8 @@ def embed_data_dir(model: torch.nn.Module, data_dir: str | os.PathLike, *, devic
     check_feature_dim(model, data.path, utts[0], feats[utts[0]])
     emb = embed_utterances(model, [feats[u] for u in utts], [int(frames[u]) for u in utts],
                            device=device, num_crops=num_crops, crop_frames=crop_frames, on_batch=on_batch,
-                           utts=utts, random_crop_seed=random_crop_seed)
+                           utts=utts, random_crop_seed=random_crop_seed, normalise_crops=normalise,
+                           top_db=TOP_DB[feature_type_of(data.path)])
     return utts, emb
 
 
@@ -61,7 +65,7 @@ def trial_indices(trials_path: str | os.PathLike, utt_index: dict[str, int]) -> 
     return idx1, idx2, target
 
 
-def held_out_figures(model: torch.nn.Module, data_dir: str | os.PathLike, *, device="cpu") -> dict[str, float]:
+def held_out_metrics(model: torch.nn.Module, data_dir: str | os.PathLike, *, device="cpu") -> dict[str, float]:
     """Mean target and non-target cosine and EER on the trials of a held-out dir."""
     utts, emb = embed_data_dir(model, data_dir, device=device)
     idx1, idx2, target = trial_indices(Path(data_dir) / "trials", {u: i for i, u in enumerate(utts)})

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 from pathlib import Path
 
 import kaldiio
@@ -29,6 +30,7 @@ _PIECE_STEPS = np.array([64.0, 128.0, 63.0], dtype=np.float32)
 _PIECE_OFFSET = np.array([0.5, 64.5, 192.5], dtype=np.float32)  # + 0.5: round to nearest
 _PIECE_MIN = np.array([0.0, 64.0, 192.0], dtype=np.float32)
 _PIECE_MAX = np.array([64.0, 192.0, 255.0], dtype=np.float32)
+_BLOCK_VALUES = 1 << 22  # values quantised at a time
 
 
 def compress_speech_feature(feats: np.ndarray) -> bytes:
@@ -46,36 +48,80 @@ def compress_speech_feature(feats: np.ndarray) -> bytes:
         kaldiio.matio.write_array(buffer, feats, compression_method=KALDI_SPEECH_FEATURE_COMPRESSION)
         return buffer.getvalue()
     header = GlobalHeader.compute(feats, KALDI_SPEECH_FEATURE_COMPRESSION)
-    columns = np.ascontiguousarray(feats.T)  # Kaldi stores the bytes column by column
     quarter = rows // 4
-    ranked = np.sort(columns, axis=1)[:, [0, quarter, 3 * quarter, rows - 1]]
-    # Percentiles on the header's 16-bit grid, strictly increasing (as Kaldi does).
-    p0, p25, p75, p100 = header.float_to_uint(ranked).astype(np.int64).T
-    p0 = np.minimum(p0, 65532)
-    p25 = np.minimum(np.maximum(p25, p0 + 1), 65533)
-    p75 = np.minimum(np.maximum(p75, p25 + 1), 65534)
-    p100 = np.maximum(p100, p75 + 1)
-    p0, p25, p75, p100 = (header.uint_to_float(p)[:, None] for p in (p0, p25, p75, p100))
-    col_header = PerColHeader(p0, p25, p75, p100)
+    percentiles, data = [], []
+    # A few columns at a time: each is quantised by its own percentiles, and the
+    # temporaries of a 2-hour matrix (720,000 rows) stay about 100 MB, not 2 GB.
+    step = max(1, _BLOCK_VALUES // rows)
+    for lo in range(0, feats.shape[1], step):
+        columns = np.ascontiguousarray(feats[:, lo:lo + step].T)  # Kaldi stores the bytes column by column
+        ranked = np.sort(columns, axis=1)[:, [0, quarter, 3 * quarter, rows - 1]]
+        # Percentiles on the header's 16-bit grid, strictly increasing (as Kaldi does).
+        p0, p25, p75, p100 = header.float_to_uint(ranked).astype(np.int64).T
+        p0 = np.minimum(p0, 65532)
+        p25 = np.minimum(np.maximum(p25, p0 + 1), 65533)
+        p75 = np.minimum(np.maximum(p75, p25 + 1), 65534)
+        p100 = np.maximum(p100, p75 + 1)
+        p0, p25, p75, p100 = (header.uint_to_float(p)[:, None] for p in (p0, p25, p75, p100))
+        percentiles.append((p0, p25, p75, p100))
 
-    piece = (columns >= p75).view(np.uint8) + 1  # 0: below p25, 1: [p25, p75), 2: from p75 on
-    piece -= (columns < p25).view(np.uint8)
-    index = piece * len(columns) + np.arange(len(columns))[:, None]
-    start = np.concatenate([p0, p25, p75]).ravel()
-    width = np.concatenate([p25 - p0, p75 - p25, p100 - p75]).ravel()
-    # kaldiio's arithmetic, in its order: (x - start) / width * steps + offset, clipped
-    values = columns - start.take(index)
-    values /= width.take(index)
-    values *= _PIECE_STEPS.take(piece)
-    values += _PIECE_OFFSET.take(piece)
-    np.clip(values, _PIECE_MIN.take(piece), _PIECE_MAX.take(piece), out=values)
+        piece = (columns >= p75).view(np.uint8) + 1  # 0: below p25, 1: [p25, p75), 2: from p75 on
+        piece -= (columns < p25).view(np.uint8)
+        index = piece * len(columns) + np.arange(len(columns))[:, None]
+        start = np.concatenate([p0, p25, p75]).ravel()
+        width = np.concatenate([p25 - p0, p75 - p25, p100 - p75]).ravel()
+        # kaldiio's arithmetic, in its order: (x - start) / width * steps + offset, clipped
+        values = columns - start.take(index)
+        values /= width.take(index)
+        values *= _PIECE_STEPS.take(piece)
+        values += _PIECE_OFFSET.take(piece)
+        np.clip(values, _PIECE_MIN.take(piece), _PIECE_MAX.take(piece), out=values)
+        data.append(values.astype(np.uint8).tobytes())
 
     buffer = io.BytesIO()
     buffer.write(b"\0B")
     header.write(buffer)
-    col_header.write(buffer, header)
-    buffer.write(values.astype(np.uint8).tobytes())
+    PerColHeader(*(np.concatenate(p) for p in zip(*percentiles))).write(buffer, header)
+    for block in data:
+        buffer.write(block)
     return buffer.getvalue()
+
+
+def load_matrix(entry: str) -> np.ndarray:
+    """The matrix at ``ark:offset``, as kaldiio.load_mat reads it (the same
+    values, as float32); a compressed one (``CM``) is decompressed a few columns
+    at a time (``read_compressed``). Other entries (slices, other types) are
+    left to kaldiio."""
+    match = re.fullmatch(r"(.+):(\d+)", entry.strip())
+    if match is None:
+        return kaldiio.load_mat(entry)
+    with open(match[1], "rb") as f:
+        f.seek(int(match[2]))
+        feats = read_compressed(f, entry)
+    return kaldiio.load_mat(entry) if feats is None else feats
+
+
+def read_compressed(f, name: str = "") -> np.ndarray | None:
+    """The (rows, cols) float32 matrix of a binary file object at a Kaldi
+    compressed matrix (``CM``, what compress_speech_feature writes), with
+    kaldiio's values, decompressed a few columns at a time: kaldiio's
+    temporaries for a 2-hour utterance took 1.3 GB. None (the file object
+    moved) when it holds another type."""
+    if f.read(5) != b"\0BCM ":
+        return None
+    header = GlobalHeader.read(f, "CM", "<")
+    columns = PerColHeader.read(f, header)
+    data = np.frombuffer(f.read(header.rows * header.cols), dtype=np.uint8)
+    if len(data) != header.rows * header.cols:
+        raise DataDirError(f"{name}: the data ends inside this matrix ({len(data)} of "
+                           f"{header.rows * header.cols} bytes); recompute the features (steps/make_fbank.sh)")
+    data = data.reshape(header.cols, header.rows)
+    out = np.empty((header.cols, header.rows), dtype=np.float32)
+    step = max(1, _BLOCK_VALUES // max(1, header.rows))
+    for lo in range(0, header.cols, step):
+        part = PerColHeader(*(p[lo:lo + step] for p in (columns.p0, columns.p25, columns.p75, columns.p100)))
+        out[lo:lo + step] = part.char_to_float(data[lo:lo + step])
+    return out.T
 
 
 class ArkWriter:
@@ -198,8 +244,9 @@ def save_embeddings(ark: str | os.PathLike, utts: list[str], emb: np.ndarray) ->
     names until complete. Returns the scp path."""
     ark = Path(ark)
     scp = ark.with_suffix(".scp")
+    size = sum(len(utt.encode()) + 1 + len(_FLOAT_VECTOR_HEADER) + 4 + 4 * len(vector) for utt, vector in zip(utts, emb))
     # The ark is renamed first: the scp, renamed last, marks a complete pair.
-    with atomic_path(scp) as tmp_scp, atomic_path(ark) as tmp_ark:
+    with atomic_path(scp) as tmp_scp, atomic_path(ark, size) as tmp_ark:
         with ArkWriter(tmp_ark, tmp_scp, ark, compress=False) as writer:
             for utt, vector in zip(utts, emb):
                 writer(utt, vector)

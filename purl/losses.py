@@ -1,11 +1,13 @@
 """Supervised-contrastive loss and the PURL losses built on it.
 
-Every loss is a module with ``forward(embeddings, labels, pair_weights=None)``
-returning ``(loss, figures)``, where figures is a dict of floats to log.
-``embeddings`` are (batch, dim) and need not be normalised; ``labels`` (batch,)
-are the (possibly noisy) speaker labels; ``pair_weights`` (batch, batch) holds
-w_ij, the reliability of the positive pair (i, j) from stage 4, for the PURL
-losses (entries of non-positive pairs are ignored).
+Every loss is a module with ``forward(embeddings, labels, pair_weights=None,
+groups=None)`` returning ``(loss, metrics)``, where metrics is a dict of floats
+to log. ``embeddings`` are (batch, dim) and need not be normalised; ``labels``
+(batch,) are the (possibly noisy) speaker labels; ``pair_weights`` (batch,
+batch) holds w_ij, the reliability of the positive pair (i, j) from stage 4,
+for the PURL losses (entries of non-positive pairs are ignored); ``groups``
+(batch,), given when a speaker may fill several rows of a batch
+(data.sampler=with_replacement), the row each sample was drawn in.
 
 SupCon is Khosla et al. (2020), L_out: for anchor i with positives P(i) and all
 other samples A(i),
@@ -83,7 +85,7 @@ class SupConLoss(nn.Module):
         t = self.temperature()
         return z, cosine, cosine / t
 
-    def forward(self, embeddings, labels, pair_weights=None):
+    def forward(self, embeddings, labels, pair_weights=None, groups=None):
         _, _, logits = self.logits(embeddings)
         loss, _ = supcon_from_logits(logits, positive_mask(labels))
         return loss, {"loss": loss.item(), "supcon": loss.item(), "temperature": self.temperature().item()}
@@ -106,6 +108,16 @@ class PurlLoss(SupConLoss):
     what the original's skip "n <= 1" gives. ``keep_unreliable_negatives=True``
     keeps every sample in every denominator instead (SupCon over the whole batch
     with only the reliable, or unreliable, pairs as positives).
+
+    With ``groups`` (pair batches whose speakers may repeat: the original's PURL
+    loader), the weight is the pair's, as the original's src/trainers.py:450-552
+    uses it: w of a row's two samples decides whether the row is reliable;
+    SupCon(reliable) runs over the reliable rows' samples with every same-label
+    pair among them a positive (two rows of one speaker: cross-row positives,
+    whatever the reliability of the cross-row utterance pairs); soft's term is
+    the mean over all rows of (1 - w_row) * cos of the row's two samples, hard's
+    over the unreliable rows; ascent's SupCon(unreliable) runs over the
+    unreliable rows' samples, cross-row positives among them included.
     """
 
     needs_pair_weights = True
@@ -127,12 +139,14 @@ class PurlLoss(SupConLoss):
             logits, positives = logits[members][:, members], positives[members][:, members]
         return supcon_from_logits(logits, positives)[0]
 
-    def forward(self, embeddings, labels, pair_weights=None):
+    def forward(self, embeddings, labels, pair_weights=None, groups=None):
         if pair_weights is None:
             raise ValueError("PurlLoss needs pair_weights (the stage 4 reliability of each positive pair)")
         _, cosine, logits = self.logits(embeddings)
         positives = positive_mask(labels)
         w = pair_weights.to(cosine.dtype)
+        if groups is not None:
+            return self.forward_rows(cosine, logits, positives, w, groups)
         reliable = positives & (w > self.threshold)
         unreliable = positives & ~reliable
         supcon_clean = self.supcon_over(logits, reliable)
@@ -150,7 +164,10 @@ class PurlLoss(SupConLoss):
             loss = supcon_clean - self.alpha * unlearn
         n_clean = int((reliable & upper).sum())
         n_noisy = int((unreliable & upper).sum())
-        return loss, {
+        return loss, self.metrics(loss, supcon_clean, unlearn, n_clean, n_noisy)
+
+    def metrics(self, loss, supcon_clean, unlearn, n_clean: int, n_noisy: int) -> dict:
+        return {
             "loss": loss.item(),
             "supcon": supcon_clean.item(),
             "unlearn": unlearn.item(),
@@ -159,6 +176,32 @@ class PurlLoss(SupConLoss):
             "clean_ratio": n_clean / max(1, n_clean + n_noisy),
             "temperature": self.temperature().item(),
         }
+
+    def forward_rows(self, cosine, logits, positives, w, groups):
+        """The loss of pair rows (``groups``: each sample's row, two samples a row)."""
+        partner = (groups[:, None] == groups[None, :]) & ~torch.eye(len(groups), dtype=torch.bool,
+                                                                     device=groups.device)
+        if not bool((partner.sum(1) == 1).all()):
+            raise ValueError("PurlLoss with groups: every row must hold two samples (data.utts_per_speaker=2)")
+        row_w = (w * partner).sum(1)  # each sample's pair weight
+        clean = row_w > self.threshold
+        reliable = positives & clean[:, None] & clean[None, :]
+        unreliable = positives & ~clean[:, None] & ~clean[None, :]
+        supcon_clean = self.supcon_over(logits, reliable)
+        pairs = partner & torch.triu(torch.ones_like(partner), diagonal=1)  # each row once
+        if self.kind == "soft":
+            unlearn = ((1 - w) * cosine)[pairs].mean()
+            loss = supcon_clean + self.alpha * unlearn
+        elif self.kind == "hard":
+            noisy_pairs = pairs & ~clean[:, None]
+            unlearn = cosine[noisy_pairs].mean() if noisy_pairs.any() else cosine.sum() * 0.0
+            loss = supcon_clean + self.alpha * unlearn
+        else:
+            unlearn = self.supcon_over(logits, unreliable)
+            loss = supcon_clean - self.alpha * unlearn
+        n_clean = int((pairs & clean[:, None]).sum())
+        n_noisy = int(pairs.sum()) - n_clean
+        return loss, self.metrics(loss, supcon_clean, unlearn, n_clean, n_noisy)
 
 
 LOSS_TYPES = ("supcon",) + PurlLoss.KINDS  # what a config's loss.type names

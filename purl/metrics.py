@@ -13,13 +13,13 @@ Conventions used throughout:
   Trials with equal scores therefore always fall on the same side of a
   threshold: tied scores collapse into one operating point, and no result
   depends on the order in which tied trials happen to be sorted.
-* Nothing is binned or interpolated: the figures are exact for the given
+* Nothing is binned or interpolated: the metrics are exact for the given
   scores.
 
-Typical use, sorting the scores once for all figures and the DET plot::
+Typical use, sorting the scores once for all metrics and the DET plot::
 
     op = operating_points(scores, labels)
-    figures = metrics_from_points(op, p_targets=(0.01, 0.05))
+    metrics = metrics_from_points(op, p_targets=(0.01, 0.05))
     plot_det({"ecapa": (op.p_miss, op.p_fa)}, "exp/ecapa/scores/det.png")
 
 A log-likelihood ratio (LLR) ``l = log p(s | target) / p(s | non-target)`` is
@@ -184,10 +184,10 @@ def compute_min_dcf(scores, labels, p_target, c_miss=1.0, c_fa=1.0):
 
 def metrics_from_points(op: OperatingPoints, p_targets=(0.01, 0.05)) -> dict:
     """{"eer": ..., "min_dcf_0.01": ..., ...} from precomputed operating points."""
-    figures = {"eer": eer_from_points(op)[0]}
+    metrics = {"eer": eer_from_points(op)[0]}
     for p in p_targets:
-        figures[f"min_dcf_{p:g}"] = min_dcf_from_points(op, p)[0]
-    return figures
+        metrics[f"min_dcf_{p:g}"] = min_dcf_from_points(op, p)[0]
+    return metrics
 
 
 def eer_and_min_dcf(scores, labels, p_targets=(0.01, 0.05)) -> dict:

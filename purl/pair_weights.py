@@ -1,58 +1,29 @@
-"""The w_ij of the pairs in a training batch, from stage 4's reliability dir:
-the PURL callback of the training loop (purl.training.callbacks)."""
+"""The w_ij of the pairs in a training batch, from stage 4's reliability dir.
+The training callback that gives them to the loss, and refits them during
+training, is purl.training.refit.PurlPairWeights."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 
 from purl.data.datadir import DataDir, DataDirError
-from purl.embed import embed_utterances
 from purl.reliability import UTTS_FILE, Reliability
-from purl.training.callbacks import TrainingCallback, TrainingState
 
 
-class PairWeights(TrainingCallback):
+class PairWeights:
     """:meth:`pair_weights`: (utt indices (B,) of the training set, labels (B,)) -> (B, B) w.
 
     Entries of pairs with different labels are 1 (the losses ignore them).
-    With ``reestimate_every`` N > 0, :meth:`on_epoch_start` refits the weights
-    on the current model's embeddings every N epochs, keeping each refit in
-    ``refit_dir(N)`` (a directory the stage names) so that a resumed run uses
-    exactly the weights it had.
+    ``rows``: the reliability row of each training-set utterance.
     """
 
-    provides_pair_weights = True
-
-    def __init__(self, reliability: Reliability, rows: np.ndarray, *, reestimate_every: int = 0,
-                 refit_dir: Callable[[int], Path] | None = None):
+    def __init__(self, reliability: Reliability, rows: np.ndarray):
         self.reliability = reliability
-        self.rows = rows  # training-set utterance index -> reliability row
-        self.reestimate_every = reestimate_every
-        self.refit_dir = refit_dir
-        self.fitted_at = 0  # the epoch whose model gave the weights in use (0: pretrained)
-
-    def on_epoch_start(self, state: TrainingState) -> None:
-        if self.reestimate_every <= 0:
-            return
-        due = (state.epoch // self.reestimate_every) * self.reestimate_every
-        if due == 0 or due == self.fitted_at:
-            return
-        saved = self.refit_dir(due)
-        if not Reliability.is_saved(saved):
-            embeddings = embed_training_set(state)
-            if state.dist.main:
-                Reliability.fit(embeddings, state.data.labels, self.reliability.estimator,
-                                self.reliability.settings).save(saved)
-            state.dist.barrier()
-        self.reliability = Reliability.load(saved)
-        self.rows = np.arange(len(state.data))
-        self.fitted_at = due
-        state.print(f"pair weights re-estimated with the model of epoch {due} ({saved})")
+        self.rows = rows
 
     def pair_weights(self, utts: np.ndarray, labels: np.ndarray) -> torch.Tensor:
         n = len(utts)
@@ -85,26 +56,7 @@ def same_label_pairs(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return order[first], order[first + 1 + offset]
 
 
-def embed_training_set(state: TrainingState) -> np.ndarray:
-    """(N, D) embeddings of every training utterance with the encoder being trained;
-    each process embeds every world_size-th utterance and all gather the rest."""
-    data, dist_ctx = state.data, state.dist
-    shard = np.arange(dist_ctx.rank, len(data), dist_ctx.world_size)
-    local = embed_utterances(state.encoder, [data.feats[i] for i in shard], data.num_frames[shard],
-                             device=dist_ctx.device)
-    state.encoder.train()
-    parts = [local]
-    if dist_ctx.world_size > 1:
-        parts = [None] * dist_ctx.world_size
-        torch.distributed.all_gather_object(parts, local)
-    embeddings = np.empty((len(data), local.shape[1]), dtype=np.float32)
-    for rank, part in enumerate(parts):
-        embeddings[rank::dist_ctx.world_size] = part
-    return embeddings
-
-
-def pair_weights_from_dir(reliability_dir: str | os.PathLike, data_dir: str | os.PathLike, *,
-                          reestimate_every: int = 0, refit_dir: Callable[[int], Path] | None = None) -> PairWeights:
+def pair_weights_from_dir(reliability_dir: str | os.PathLike, data_dir: str | os.PathLike) -> PairWeights:
     """Loads stage 4's output for the training dir it was computed on.
 
     The reliability rows are matched to the training dir by utterance id, so the
@@ -131,4 +83,4 @@ def pair_weights_from_dir(reliability_dir: str | os.PathLike, data_dir: str | os
     if pairs.shape[1] != len(speaker_of) or len(np.unique(reliability.labels[rows])) != len(speaker_of):
         raise DataDirError(f"{reliability_dir} was fitted with other speaker labels than {data.path}/utt2spk; "
                            "rerun stage 4 on this data dir")
-    return PairWeights(reliability, rows, reestimate_every=reestimate_every, refit_dir=refit_dir)
+    return PairWeights(reliability, rows)

@@ -36,7 +36,7 @@ def save_figure(fig: Figure, path: str | os.PathLike) -> None:
 def plot_training_curves(steps_csv: str | os.PathLike, epochs_csv: str | os.PathLike, out: str | os.PathLike,
                          title: str = "") -> Path:
     """``out`` (PNG) from a run's per-step and per-epoch CSV logs: loss terms,
-    temperature, learning rate, clean-pair ratio (PURL) and the held-out figures
+    temperature, learning rate, clean-pair ratio (PURL) and the held-out metrics
     per epoch."""
     steps, epochs = _read_csv(Path(steps_csv)), _read_csv(Path(epochs_csv))
     panels = [("loss", ["loss", "supcon", "unlearn"]), ("temperature", ["temperature"]), ("learning rate", ["lr"])]
@@ -125,3 +125,37 @@ def plot_eer_per_epoch(curves: dict[str, tuple[list[int], list[float]]], out: st
     ax.legend(fontsize="small")
     save_figure(fig, out)
     return Path(out)
+
+
+def plot_suspects(own, best, flagged, out: str | os.PathLike, title: str = "") -> Path:
+    """``out`` (PNG) of ``purl clean``'s centroid rule: each utterance's cosine to
+    its own speaker's centroid against the nearest other speaker's, suspects in
+    red; above the diagonal, another speaker is nearer. A one-speaker dir (no
+    other speaker): the histogram of the own cosines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    own, best, flagged = np.asarray(own), np.asarray(best), np.asarray(flagged, bool)
+    fig, ax = plt.subplots(figsize=(6.5, 6), constrained_layout=True)
+    if np.isfinite(best).any():
+        ax.scatter(own[~flagged], best[~flagged], s=6, alpha=0.5, color="tab:blue", label="kept")
+        ax.scatter(own[flagged], best[flagged], s=14, color="tab:red", label=f"suspected ({int(flagged.sum())})")
+        low, high = float(min(own.min(), best.min())), float(max(own.max(), best.max()))
+        ax.plot([low, high], [low, high], color="black", lw=0.8, ls="--", label="equally near both")
+        ax.set_xlabel("cosine to its own speaker's centroid")
+        ax.set_ylabel("cosine to the nearest other speaker's centroid")
+    else:
+        bins = np.linspace(float(own.min()) - 1e-6, float(own.max()) + 1e-6, 41)
+        ax.hist([own[~flagged], own[flagged]], bins=bins, stacked=True, color=["tab:blue", "tab:red"],
+                label=["kept", f"suspected ({int(flagged.sum())})"])
+        ax.set_xlabel("cosine to its speaker's centroid")
+        ax.set_ylabel("utterances")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8)
+    out = Path(out)
+    save_figure(fig, out)
+    plt.close(fig)
+    return out

@@ -23,7 +23,7 @@ find:
    and corpora, the rank of the own label does not (a correct utterance's own
    speaker is its nearest or nearly so; an outsider's label is a random one).
 
-The proposals are a plain data dir transform (purl.stages.relabel); the update
+The proposals are a plain data dir transform (purl.stages.relabel_data_dir); the update
 then trains on the new labels, with pair weights fitted again on them.
 """
 
@@ -105,30 +105,43 @@ def core_centroids(emb: np.ndarray, labels: np.ndarray, n_speakers: int, core_ra
     return _normalise(centroids), core
 
 
-def join_cuts(own: np.ndarray, labels: np.ndarray, n_speakers: int, spread: float) -> np.ndarray:
-    """(S,) per speaker: the median of its utterances' own cosines minus ``spread``
-    times 1.4826 MAD (a standard deviation for normal data, robust to a
-    mislabelled minority)."""
+def median_and_spread(values: np.ndarray, labels: np.ndarray, n_speakers: int) -> tuple[np.ndarray, np.ndarray]:
+    """(S,) per speaker: the median of its ``values`` and their robust standard
+    deviation, 1.4826 MAD (a standard deviation for normal data, robust to a
+    mislabelled minority); NaN for a speaker without values."""
     order = np.argsort(labels, kind="stable")
     bounds = np.searchsorted(labels[order], np.arange(n_speakers + 1))
-    cuts = np.full(n_speakers, np.inf)
+    median, spread = np.full(n_speakers, np.nan), np.full(n_speakers, np.nan)
     for s in range(n_speakers):
-        values = own[order[bounds[s]:bounds[s + 1]]]
-        if len(values):
-            median = np.median(values)
-            cuts[s] = median - spread * 1.4826 * np.median(np.abs(values - median))
-    return cuts
+        v = values[order[bounds[s]:bounds[s + 1]]]
+        if len(v):
+            median[s] = np.median(v)
+            spread[s] = 1.4826 * np.median(np.abs(v - median[s]))
+    return median, spread
+
+
+def join_cuts(own: np.ndarray, labels: np.ndarray, n_speakers: int, spread: float) -> np.ndarray:
+    """(S,) per speaker: the median of its utterances' own cosines minus ``spread``
+    robust standard deviations (:func:`median_and_spread`); inf without utterances."""
+    median, sd = median_and_spread(own, labels, n_speakers)
+    return np.nan_to_num(median - spread * sd, nan=np.inf)
+
+
+def checked_inputs(emb, labels, error: type[Exception] = RelabelError) -> tuple[np.ndarray, np.ndarray, int]:
+    """(U, D) float64 embeddings, (U,) integer labels and the number of speakers
+    (labels 0..S-1); ``error`` names what is wrong with them."""
+    emb = np.asarray(emb, dtype=np.float64)
+    labels = np.asarray(labels)
+    if emb.ndim != 2 or labels.shape != (emb.shape[0],) or not np.issubdtype(labels.dtype, np.integer):
+        raise error(f"emb {emb.shape} must be (U, D) and labels {labels.shape} (U,) integers")
+    return emb, labels, int(labels.max()) + 1 if len(labels) else 0
 
 
 def propose(emb: np.ndarray, labels: np.ndarray, settings: RelabelSettings = RelabelSettings(),
             chunk: int = 65536) -> Proposals:
     """(U, D) embeddings and (U,) integer labels 0..S-1 -> the proposals."""
     settings.check()
-    emb = np.asarray(emb, dtype=np.float64)
-    labels = np.asarray(labels)
-    if emb.ndim != 2 or labels.shape != (emb.shape[0],) or not np.issubdtype(labels.dtype, np.integer):
-        raise RelabelError(f"emb {emb.shape} must be (U, D) and labels {labels.shape} (U,) integers")
-    n_speakers = int(labels.max()) + 1 if len(labels) else 0
+    emb, labels, n_speakers = checked_inputs(emb, labels)
     if n_speakers < 2:
         raise RelabelError("relabelling needs at least 2 speakers")
     emb = _normalise(emb)
@@ -154,7 +167,7 @@ def propose(emb: np.ndarray, labels: np.ndarray, settings: RelabelSettings = Rel
     return Proposals(new=new, own=own, best=best, best_speaker=best_speaker, own_rank=own_rank)
 
 
-def proposal_figures(labels: np.ndarray, proposals: Proposals, true_labels: np.ndarray,
+def proposal_metrics(labels: np.ndarray, proposals: Proposals, true_labels: np.ndarray,
                      training: np.ndarray | None = None) -> dict[str, float]:
     """Against the ground truth: relabel precision (moves to the true speaker) and
     recall (of the utterances whose true speaker is a training speaker, the
@@ -171,7 +184,7 @@ def proposal_figures(labels: np.ndarray, proposals: Proposals, true_labels: np.n
         "n_mislabelled": int(wrong.sum()),
         "n_moved": int(moved.sum()),
         "n_dropped": int(dropped.sum()),
-        # None where a figure has no cases (JSON has no NaN)
+        # None where a metric has no cases (JSON has no NaN)
         "relabel_precision": float(right_moves.sum() / moved.sum()) if moved.any() else None,
         "relabel_recall": float(right_moves.sum() / recoverable.sum()) if recoverable.any() else None,
         "clean_moved": int((moved & ~wrong).sum()),

@@ -27,7 +27,7 @@ e.g.: python steps/calibrate.py --results exp/RESULTS.md \\
 import argparse
 
 from purl.entry import run_main
-from purl.stages.calibration import calibration_table, run_calibration
+from purl.stages.calibrate import calibration_table, run_calibration
 
 
 def get_parser() -> argparse.ArgumentParser:

@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """Usage: compute_fbank.py [options] <data-dir> <ark>
 
-One job of stage 1: 80-dim Kaldi fbank for every utterance of <data-dir>/wav.scp,
+One job of stage 1: 80-dim fbank (Kaldi's, or with --feature-type speechbrain the
+original work's front end) for every utterance of <data-dir>/wav.scp,
 written Kaldi-compressed to <ark> with <ark>.scp, .utt2num_frames, .utt2dur and
-.failed and .settings beside it (see purl.stages.features.make_fbank_job). steps/make_fbank.sh runs
+.failed and .settings beside it (see purl.stages.fbank.make_fbank_job). steps/make_fbank.sh runs
 it in parallel over a split data dir and merges the outputs.
 
 e.g.: python steps/compute_fbank.py data/train/split4/1 fbank/train/raw_fbank.1.ark
@@ -17,7 +18,7 @@ from tqdm import tqdm
 
 from purl.data.datadir import read_kv
 from purl.entry import run_main
-from purl.stages.features import add_fbank_options, fbank_options_of, make_fbank_job
+from purl.stages.fbank import add_fbank_options, fbank_options_of, make_fbank_job
 
 
 def get_parser() -> argparse.ArgumentParser:

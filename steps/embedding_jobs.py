@@ -2,7 +2,7 @@
 """Usage: embedding_jobs.py [options] <checkpoint> <data-dir> <out-dir> <nj>
 
 First step of embedding extraction (called by steps/extract_embeddings.sh):
-validates <data-dir>, compares the settings records (purl.settings: the
+validates <data-dir>, compares the settings records (purl.records: the
 checkpoint's bytes, --num-crops, --crop-frames and the features) with what
 they would be now, and prints on stdout, one 'key value' per line:
 

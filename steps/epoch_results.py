@@ -12,7 +12,7 @@ e.g.: python steps/epoch_results.py exp/ecapa_purl_noisy0_seed0
 import argparse
 
 from purl.entry import run_main
-from purl.stages.scoring import epoch_results
+from purl.stages.score import epoch_results
 
 
 def get_parser() -> argparse.ArgumentParser:

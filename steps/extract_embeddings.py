@@ -4,11 +4,11 @@
 One job of stage 6 (steps/extract_embeddings.sh runs nj of them): embeds every
 utterance of <data-dir> with the model in <checkpoint> and writes Kaldi
 <ark> + .scp (float vectors that kaldiio and Kaldi's copy-vector read), and
-last .settings, the record of what they were made from (purl.settings). With
+last .settings, the record of what they were made from (purl.records). With
 --gpus and --job, job n runs on GPU gpus[(n-1) % len(gpus)].
 
 e.g.: python steps/extract_embeddings.py exp/ecapa_supcon/models/final.pt \\
-        data/test/split2/1 exp/ecapa_supcon/embeddings/test/xvector.1.ark
+        exp/ecapa_supcon/embeddings/test/split2/1 exp/ecapa_supcon/embeddings/test/xvector.1.ark
 """
 
 import argparse
@@ -22,8 +22,8 @@ from purl.allocator import keep_freed_memory
 from purl.entry import run_main
 from purl.evaluate import embed_data_dir
 from purl.kaldi_io import save_embeddings
-from purl.settings import text_digest, write_record
-from purl.stages.embeddings import embedding_settings
+from purl.records import text_digest, write_record
+from purl.stages.embeddings import add_embedding_options, embedding_options_of, embedding_settings
 from purl.training.checkpoint import model_from_checkpoint
 
 
@@ -32,11 +32,7 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("checkpoint")
     parser.add_argument("data_dir")
     parser.add_argument("ark")
-    parser.add_argument("--num-crops", type=int, default=0, help="0: whole utterance; N: mean of N crops")
-    parser.add_argument("--random-crop-seed", type=int, default=None,
-                        help="one crop per utterance at a random start drawn from this seed and the utterance id "
-                             "(with --num-crops 1): the original work's stage-4 input")
-    parser.add_argument("--crop-frames", type=int, default=300)
+    add_embedding_options(parser)  # --num-crops (0: whole utterances), --crop-frames, --random-crop-seed, --normalise
     parser.add_argument("--gpus", default="", help="comma-separated GPU ids; empty: CPU")
     parser.add_argument("--job", type=int, default=1)
     parser.add_argument("--threads", type=int, default=1, help="CPU threads")
@@ -55,14 +51,13 @@ def main() -> None:
     record.unlink(missing_ok=True)
     # Taken before the model is read: a checkpoint replaced meanwhile makes the record stale, not wrong.
     settings = embedding_settings(text_digest(args.checkpoint), Path(args.data_dir) / "feats.scp",
-                                  num_crops=args.num_crops, crop_frames=args.crop_frames,
-                                  random_crop_seed=args.random_crop_seed)
+                                  **embedding_options_of(args))
     model, _ = model_from_checkpoint(args.checkpoint)
     model.to(device)
     with tqdm(desc="embed", unit="utt", mininterval=10, file=sys.stdout) as bar:
         utts, emb = embed_data_dir(model, args.data_dir, device=device,
                                    num_crops=args.num_crops, crop_frames=args.crop_frames, on_batch=bar.update,
-                                   random_crop_seed=args.random_crop_seed)
+                                   random_crop_seed=args.random_crop_seed, normalise=args.normalise)
     save_embeddings(ark, utts, emb)
     write_record(record, settings)
     print(f"{name}: {len(utts)} embeddings of dimension {emb.shape[1]} on {device}")

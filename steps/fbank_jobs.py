@@ -2,7 +2,7 @@
 """Usage: fbank_jobs.py [options] <data-dir> <fbank-root> <nj>
 
 First step of stage 1 (called by steps/make_fbank.sh): validates <data-dir>,
-decides from the settings records (purl.settings) what is left to do and prints
+decides from the settings records (purl.records) what is left to do and prints
 it on stdout, one 'key value' per line:
 
     fbank_dir <where this dir's arks go: <fbank-root>/<name>_<hash of its path>>
@@ -20,7 +20,7 @@ e.g.: steps/fbank_jobs.py --num-mel-bins 80 data/train fbank 4
 import argparse
 
 from purl.entry import run_main
-from purl.stages.features import add_fbank_options, fbank_options_of, plan_fbank_jobs
+from purl.stages.fbank import add_fbank_options, fbank_options_of, plan_fbank_jobs
 
 
 def get_parser() -> argparse.ArgumentParser:

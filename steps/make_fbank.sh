@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Stage 1: 80-dim Kaldi fbank features for a data dir, in nj parallel jobs.
+# Stage 1: 80-dim fbank features for a data dir, in nj parallel jobs: Kaldi's
+# (--feature-type kaldi, the default) or the original work's SpeechBrain front
+# end (--feature-type speechbrain, purl/features.py).
 # Takes Kaldi's arguments: <data-dir> [<log-dir> [<fbank-dir>]] (defaults
 # <data-dir>/log and <data-dir>/data). Writes compressed arks under
 # <fbank-dir>/<name>_<hash of the data dir's path>/ (two data dirs never share
@@ -19,6 +21,7 @@ sample_rate=16000
 num_mel_bins=80
 compress=true
 min_frames=10          # utterances with fewer frames (0.1 s) are dropped
+feature_type=kaldi     # kaldi or speechbrain
 max_fail_frac=0.01     # fraction of utterances that may fail before the stage does
 help_message="Usage: $0 [options] <data-dir> [<log-dir> [<fbank-dir>]]
  e.g.: $0 --nj 8 data/vox2_dev data/vox2_dev/log fbank
@@ -29,6 +32,7 @@ Options:
   --num-mel-bins N     ($num_mel_bins)
   --compress BOOL      Kaldi-compress the arks ($compress)
   --min-frames N       drop shorter utterances ($min_frames)
+  --feature-type T     kaldi or speechbrain ($feature_type)
   --max-fail-frac F    ($max_fail_frac)"
 
 . parse_options.sh
@@ -38,7 +42,8 @@ log_dir=${2:-$data/log}
 fbank_root=${3:-$data/data}
 script=$(basename "$0")
 steps=$(dirname "$0")
-opts=(--sample-rate "$sample_rate" --num-mel-bins "$num_mel_bins" --compress "$compress" --min-frames "$min_frames")
+opts=(--sample-rate "$sample_rate" --num-mel-bins "$num_mel_bins" --compress "$compress" --min-frames "$min_frames"
+      --feature-type "$feature_type")
 
 # One run per data dir: a second stops here, naming the first (released when this script exits, also killed).
 exec 9<>"$data/.purl.lock"

@@ -14,7 +14,7 @@ import argparse
 import logging
 
 from purl.entry import run_main
-from purl.stages.features import add_fbank_options, fbank_options_of, merge_fbank_jobs
+from purl.stages.fbank import add_fbank_options, fbank_options_of, merge_fbank_jobs
 
 
 def get_parser() -> argparse.ArgumentParser:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from purl.entry import run_main
 from purl.errors import UsageError
-from purl.stages.scoring import results_table, run_scoring
+from purl.stages.score import results_table, run_scoring
 
 
 def get_parser() -> argparse.ArgumentParser:

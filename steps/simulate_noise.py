@@ -25,8 +25,8 @@ import logging
 
 from purl.entry import run_main
 from purl.errors import UsageError
-from purl.noise import NOISE_TYPES
-from purl.stages.noise import run_noise
+from purl.label_noise import NOISE_TYPES
+from purl.stages.simulate_noise import run_noise
 
 
 def get_parser() -> argparse.ArgumentParser:

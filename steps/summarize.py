@@ -4,7 +4,7 @@
 The table that tells the PURL story of one run: a row per model (EER and minDCF
 on its first trial list, from stage 6's results.json; then Cllr and the actual
 DCF of its linear calibration where steps/calibrate.py made calibration.json),
-then the noisy-pair detection figures of stage 4. Prints markdown. --json FILE also writes the rows,
+then the noisy-pair detection metrics of stage 4. Prints markdown. --json FILE also writes the rows,
 the stage-4 report and the relabel report (--relabel-report) as JSON, for
 tables over runs (local/noise_benchmark.sh).
 
@@ -20,7 +20,7 @@ from pathlib import Path
 from purl.entry import run_main
 from purl.errors import UsageError
 from purl.fileio import write_text_atomic
-from purl.stages.scoring import summary_rows, summary_table
+from purl.stages.score import summary_rows, summary_table
 
 
 def get_parser() -> argparse.ArgumentParser:

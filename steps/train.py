@@ -13,7 +13,7 @@ records what the run trains on (utt2spk, the features, the initial checkpoint,
 the pair weights), and a rerun on anything else stops naming what differs.
 
 e.g.: python steps/train.py --set optim.epochs=10 --valid-data data/test \\
-        conf/ecapa_supcon.yaml data/train exp/ecapa_supcon
+        conf/paper/ecapa_supcon.yaml data/train exp/ecapa_supcon
 """
 
 import argparse
@@ -31,7 +31,7 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="override a config key (repeatable), e.g. --set optim.lr=0.001")
     parser.add_argument("--valid-data",
-                        help="a data dir with features and a 'trials' file: held-out figures each epoch")
+                        help="a data dir with features and a 'trials' file: held-out metrics each epoch")
     parser.add_argument("--gpus", default="", help="the GPUs steps/train.sh was given: stop unless torch sees them")
     return parser
 

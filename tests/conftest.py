@@ -104,7 +104,7 @@ def write_feature_dir(path: Path, num_speakers: int = 6, utts_per_speaker: int =
     import kaldiio
 
     from purl.data.datadir import utt2spk_to_spk2utt, write_kv
-    from purl.stages.features import record_features
+    from purl.stages.fbank import record_features
 
     rng = np.random.default_rng(seed)
     path.mkdir(parents=True, exist_ok=True)

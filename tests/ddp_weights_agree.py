@@ -7,7 +7,7 @@ import torch
 import torch.distributed as dist
 
 from purl.config import load_config
-from purl.stages.training import TrainingOutputs
+from purl.stages.exp_layout import TrainingOutputs
 from purl.training.loop import Trainer
 
 config_path, data_dir, exp_dir, out = sys.argv[1:5]

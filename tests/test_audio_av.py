@@ -10,7 +10,7 @@ import soundfile as sf
 
 from purl.audio import AudioError, audio_duration, read_audio, write_aac
 from purl.data.augment import read_segment
-from purl.stages.features import make_fbank_job
+from purl.stages.fbank import make_fbank_job
 from tests.conftest import ROOT
 
 REFERENCES = ROOT / "tests" / "data" / "ffmpeg"

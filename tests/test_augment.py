@@ -14,7 +14,7 @@ from purl.data.datadir import DataDirError, read_kv, validate_data_dir, write_kv
 from purl.data.dataset import TrainingSet
 from purl.data.noise_corpora import prepare_musan, prepare_rirs
 from purl.features import compute_fbank, fbank_options
-from purl.stages.training import TrainingOutputs
+from purl.stages.exp_layout import TrainingOutputs
 from purl.training.checkpoint import load_checkpoint
 from purl.training.loop import Trainer
 from tests.conftest import write_feature_dir, write_tone

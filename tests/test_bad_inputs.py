@@ -23,8 +23,8 @@ from purl.features import FeatureError
 from purl.kaldi_io import load_embeddings, read_vector
 from purl.models import build_model
 from purl.stages import training as training_stage
-from purl.stages.features import make_fbank_job
-from purl.stages.training import TrainingOutputs
+from purl.stages.exp_layout import TrainingOutputs
+from purl.stages.fbank import make_fbank_job
 from purl.training.checkpoint import model_from_checkpoint, save_atomic
 from purl.training.errors import TrainError
 from purl.training.loop import Trainer

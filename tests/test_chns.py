@@ -10,7 +10,7 @@ import torch
 from purl.config import load_config
 from purl.data.chns import ClusterBatchSampler, speaker_clusters
 from purl.data.datadir import read_kv
-from purl.stages.training import TrainingOutputs
+from purl.stages.exp_layout import TrainingOutputs
 from purl.training.checkpoint import load_checkpoint
 from purl.training.loop import Trainer
 from tests.conftest import write_feature_dir

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from purl.config import load_config
-from purl.stages.training import TrainingOutputs
+from purl.stages.exp_layout import TrainingOutputs
 from purl.training.checkpoint import load_checkpoint
 from purl.training.errors import TrainError
 from purl.training.loop import Trainer

@@ -496,7 +496,7 @@ def test_a_checkpoint_without_adam_state_converts_to_weights_and_says_so(tmp_pat
 
 @pytest.mark.slow
 def test_a_converted_checkpoint_runs_the_voxceleb_recipe_from_stage_4_and_each_epoch_is_scored(tmp_path):
-    """The README's example at toy size: the original's epoch=199 checkpoint of
+    """docs/voxceleb.md's example at toy size: the original's epoch=199 checkpoint of
     a tiny ECAPA-TDNN, converted into the paper protocol's pretraining dir; stage
     4 embeds its epoch_200.pt, stage 5 continues its Adam state to epoch 202 (2
     steps per epoch), stage 6 scores the four models and every epoch of the updates."""

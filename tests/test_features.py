@@ -15,7 +15,7 @@ from purl.data.datadir import read_kv, validate_data_dir
 from purl.data.prepare import prepare_folder_corpus
 from purl.features import compute_fbank, fbank_options, num_frames
 from purl.kaldi_io import ArkWriter, compress_speech_feature
-from purl.stages.features import make_fbank_job
+from purl.stages.fbank import make_fbank_job
 from tests.conftest import ROOT, run_script, write_tone
 
 

@@ -19,7 +19,7 @@ import kaldiio
 import pytest
 
 from purl.config import load_config
-from purl.stages.training import TrainingOutputs
+from purl.stages.exp_layout import TrainingOutputs
 from purl.training.loop import Trainer
 from tests.conftest import ROOT, write_feature_dir
 from tests.test_use_model import readme_example_files, run_readme_example, wav_data_dir, write_threshold

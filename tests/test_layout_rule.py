@@ -1,4 +1,4 @@
-"""The folder rule (README: Layout): only purl/stages/ knows the data/ and exp/
+"""The folder rule (docs/layout.md): only purl/stages/ knows the data/ and exp/
 layouts. A module elsewhere in purl/ that names a file or folder of a stage's
 output layout in a string literal (``out / "xvector.scp"``, ``"models"``,
 ``"final.pt"``) is reaching into a layout.

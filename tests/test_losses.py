@@ -30,9 +30,9 @@ def supcon_loop(emb, labels, t, drop=(), keep_only=None):
 def test_supcon_equals_a_direct_double_loop(labels):
     torch.manual_seed(0)
     emb = torch.randn(len(labels), 8)
-    loss, figures = SupConLoss(temperature=0.1)(emb, torch.tensor(labels))
+    loss, metrics = SupConLoss(temperature=0.1)(emb, torch.tensor(labels))
     assert loss.item() == pytest.approx(supcon_loop(emb, labels, 0.1), rel=1e-5)
-    assert figures["temperature"] == pytest.approx(0.1)
+    assert metrics["temperature"] == pytest.approx(0.1)
 
 
 def test_supcon_is_stable_for_large_logits():
@@ -63,9 +63,9 @@ def test_soft_purl_with_all_weights_one_equals_supcon():
     torch.manual_seed(1)
     emb, labels = torch.randn(9, 5), torch.tensor([0, 0, 1, 1, 1, 2, 2, 3, 3])
     supcon, _ = SupConLoss()(emb, labels)
-    purl, figures = PurlLoss("soft")(emb, labels, torch.ones(9, 9))
+    purl, metrics = PurlLoss("soft")(emb, labels, torch.ones(9, 9))
     assert purl.item() == pytest.approx(supcon.item(), rel=1e-6)
-    assert figures["n_noisy"] == 0 and figures["n_clean"] == 1 + 3 + 1 + 1
+    assert metrics["n_noisy"] == 0 and metrics["n_clean"] == 1 + 3 + 1 + 1
 
 
 def hand_case():
@@ -84,10 +84,10 @@ def test_soft_purl_against_hand_computed_value():
     emb, labels, w, cos, reliable_supcon = hand_case()
     # all three positive pairs, each weighted by 1 - w
     unlearn = ((1 - 0.9) * cos[0, 1] + (1 - 0.2) * cos[0, 2] + (1 - 0.7) * cos[1, 2]) / 3
-    loss, figures = PurlLoss("soft", alpha=0.5, keep_unreliable_negatives=True)(emb, labels, w)
+    loss, metrics = PurlLoss("soft", alpha=0.5, keep_unreliable_negatives=True)(emb, labels, w)
     assert loss.item() == pytest.approx(reliable_supcon + 0.5 * unlearn.item(), rel=1e-5)
-    assert (figures["n_clean"], figures["n_noisy"]) == (2, 1)
-    assert figures["clean_ratio"] == pytest.approx(2 / 3)
+    assert (metrics["n_clean"], metrics["n_noisy"]) == (2, 1)
+    assert metrics["clean_ratio"] == pytest.approx(2 / 3)
 
 
 def test_hard_purl_against_hand_computed_value():
@@ -169,9 +169,9 @@ def eight_pairs():
 def test_purl_losses_equal_the_original_formulas_on_eight_pairs_with_three_unreliable(kind):
     emb_a, emb_b, labels, p_clean = eight_pairs()
     expected = original_purl(kind, emb_a, emb_b, labels, p_clean).item()
-    loss, figures = PurlLoss(kind, alpha=0.5, threshold=0.5)(*as_our_batch(emb_a, emb_b, labels, p_clean))
+    loss, metrics = PurlLoss(kind, alpha=0.5, threshold=0.5)(*as_our_batch(emb_a, emb_b, labels, p_clean))
     assert loss.item() == pytest.approx(expected, rel=1e-5, abs=1e-6)
-    assert (figures["n_clean"], figures["n_noisy"]) == (5, 3)
+    assert (metrics["n_clean"], metrics["n_noisy"]) == (5, 3)
 
 
 def test_keeping_unreliable_pairs_as_negatives_differs_from_the_original():
@@ -193,9 +193,9 @@ def test_purl_losses_skip_supcon_when_at_most_one_pair_is_reliable(kind):
     emb_a, emb_b, labels, _ = eight_pairs()
     p_clean = torch.tensor([0.9, 0.1, 0.2, 0.3, 0.4, 0.1, 0.2, 0.3])
     expected = original_purl(kind, emb_a, emb_b, labels, p_clean).item()
-    loss, figures = PurlLoss(kind)(*as_our_batch(emb_a, emb_b, labels, p_clean))
+    loss, metrics = PurlLoss(kind)(*as_our_batch(emb_a, emb_b, labels, p_clean))
     assert loss.item() == pytest.approx(expected, rel=1e-5, abs=1e-6)
-    assert figures["supcon"] == pytest.approx(0.0, abs=1e-7)
+    assert metrics["supcon"] == pytest.approx(0.0, abs=1e-7)
     p_clean = torch.tensor([0.9, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9, 0.1])
     loss, _ = PurlLoss(kind)(*as_our_batch(emb_a, emb_b, labels, p_clean))
     assert loss.item() == pytest.approx(original_purl(kind, emb_a, emb_b, labels, p_clean).item(), rel=1e-5, abs=1e-6)

@@ -50,7 +50,7 @@ def test_eer_and_min_dcf_match_brute_force_threshold_sweep(seed, decimals):
         got_dcf, dcf_thr = compute_min_dcf(scores, labels, p_target)
         assert got_eer == pytest.approx(eer, abs=1e-12)
         assert got_dcf == pytest.approx(min_dcf, abs=1e-12)
-        # The returned thresholds really achieve the reported figures.
+        # The returned thresholds really achieve the reported metrics.
         pm, pfa = _rates(scores, labels, eer_thr)
         assert 0.5 * (pm + pfa) == pytest.approx(got_eer, abs=1e-12)
         pm, pfa = _rates(scores, labels, dcf_thr)
@@ -112,11 +112,11 @@ def test_min_dcf_hand_computed_case():
 def test_evaluate_returns_eer_and_both_min_dcfs():
     rng = np.random.default_rng(4)
     scores, labels = _random_trials(rng, 500)
-    figures = eer_and_min_dcf(scores, labels)
-    assert set(figures) == {"eer", "min_dcf_0.01", "min_dcf_0.05"}
-    assert figures["eer"] == compute_eer(scores, labels)[0]
-    assert figures["min_dcf_0.05"] == compute_min_dcf(scores, labels, 0.05)[0]
-    assert metrics_from_points(operating_points(scores, labels)) == figures
+    metrics = eer_and_min_dcf(scores, labels)
+    assert set(metrics) == {"eer", "min_dcf_0.01", "min_dcf_0.05"}
+    assert metrics["eer"] == compute_eer(scores, labels)[0]
+    assert metrics["min_dcf_0.05"] == compute_min_dcf(scores, labels, 0.05)[0]
+    assert metrics_from_points(operating_points(scores, labels)) == metrics
 
 
 @pytest.mark.parametrize(

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from purl.data.datadir import DataDir, read_kv, utt2spk_to_spk2utt, validate_data_dir, write_kv
-from purl.noise import NoiseError, nearest_speakers, relabel, relabel_similar, replace_with_outsiders
-from purl.stages.noise import fbank_speaker_vectors, make_noisy_data_dir, noise_settings, run_noise
+from purl.label_noise import NoiseError, nearest_speakers, relabel, relabel_similar, replace_with_outsiders
+from purl.stages.simulate_noise import fbank_speaker_vectors, make_noisy_data_dir, noise_settings, run_noise
 
 
 def utt2spk(speakers=10, utts=7):
@@ -60,7 +60,7 @@ def test_noisy_data_dir_keeps_the_truth_and_validates(tmp_path):
 
 
 def test_noise_stage_rerun_skips_same_settings_and_redoes_another_seed(tmp_path, caplog):
-    from purl.stages.noise import run_noise
+    from purl.stages.simulate_noise import run_noise
 
     src = tmp_path / "train"
     src.mkdir()

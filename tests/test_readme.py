@@ -1,6 +1,7 @@
-"""The README's tested blocks (those after a '<!-- tested' comment) run as written,
-in a fresh copy of the checkout, on a tiny generated corpus: "Your own corpus"
-then "Use a trained model", so these sections cannot drift from the code."""
+"""The tested blocks of docs/own_data.md (those after a '<!-- tested' comment) run as
+written, in a fresh copy of the checkout, on a tiny generated corpus: "Your own
+corpus" then "Use a trained model", so these sections cannot drift from the code.
+The README's sections of the same names show only blocks tested here."""
 
 from __future__ import annotations
 
@@ -11,14 +12,23 @@ import subprocess
 import sys
 
 from tests.conftest import ROOT, recipe_env, write_tone
-from tests.test_use_model import readme_example_files, tiny_exp
+from tests.test_use_model import OWN_DATA_DOC, doc_section, readme_example_files, tiny_exp
+
+SECTIONS = ("Your own corpus", "Use a trained model")
 
 
-def marked_blocks(section: str) -> list[tuple[str, str]]:
-    """(language, code) of each block the README marks as tested in ``section``."""
-    text = (ROOT / "README.md").read_text()
-    body = text.split(f"## {section}\n", 1)[1].split("\n## ", 1)[0]
-    return re.findall(r"<!-- tested[^>]*-->\n```(\w+)\n(.*?)```", body, re.S)
+def marked_blocks(path, section: str) -> list[tuple[str, str]]:
+    """(language, code) of each block the markdown file ``path`` marks as tested in ``section``."""
+    return re.findall(r"<!-- tested[^>]*-->\n```(\w+)\n(.*?)```", doc_section(path, section), re.S)
+
+
+def test_readme_shows_only_blocks_that_are_tested():
+    """The README's short sections repeat blocks of docs/own_data.md, unchanged, never untested ones."""
+    for section in SECTIONS:
+        tested = [code for _, code in marked_blocks(OWN_DATA_DOC, section)]
+        shown = re.findall(r"```\w+\n(.*?)```", doc_section(ROOT / "README.md", section), re.S)
+        assert tested and shown, section
+        assert all(code in tested for code in shown), f"README.md, '{section}': a block differs from {OWN_DATA_DOC}'s"
 
 
 def fresh_copy(dest):
@@ -57,13 +67,13 @@ def test_readme_own_corpus_and_trained_model_blocks_run_as_written(tmp_path, tin
     (bin_dir / "purl").chmod(0o755)
     env["PATH"] = f"{bin_dir}:{env['PATH']}"
 
-    [(lang, code)] = marked_blocks("Your own corpus")
+    [(lang, code)] = marked_blocks(OWN_DATA_DOC, "Your own corpus")
     run_block(lang, code.replace("/path/to/root", str(corpus)), checkout, env)
     recipe = checkout / "egs" / "voxceleb"
     assert (recipe / "data" / "my_train" / "feats.scp").is_file() and (recipe / "data" / "my_test" / "trials").is_file()
     assert not (checkout / "data").exists() and not (checkout / "fbank").exists()  # nothing at the top
 
-    blocks = marked_blocks("Use a trained model")
+    blocks = marked_blocks(OWN_DATA_DOC, "Use a trained model")
     assert [lang for lang, _ in blocks] == ["python", "bash"]
     readme_example_files(recipe, tiny_exp(tmp_path, tiny_config))
     assert re.fullmatch(r"score -?\d+\.\d{3}: (same|different) speakers?\n", run_block(*blocks[0], recipe, env))

@@ -9,17 +9,17 @@ import pytest
 
 from purl.data.datadir import read_kv, utt2spk_to_spk2utt, validate_data_dir, write_kv
 from purl.kaldi_io import save_embeddings
-from purl.relabel import Proposals, RelabelError, RelabelSettings, proposal_figures, propose
-from purl.stages.relabel import run_relabel
+from purl.relabel import Proposals, RelabelError, RelabelSettings, proposal_metrics, propose
+from purl.stages.relabel_data_dir import run_relabel
 from purl.testing import simulate_embeddings
 
 
 def test_proposals_move_mislabelled_utterances_back_to_their_true_speaker():
     emb, noisy, true = simulate_embeddings([20] * 30, dim=64, noise_rate=0.2, seed=1)
     proposals = propose(emb, noisy)
-    figures = proposal_figures(noisy, proposals, true)
-    assert figures["relabel_precision"] > 0.95 and figures["relabel_recall"] > 0.8
-    assert figures["clean_moved"] <= 3 and figures["clean_dropped"] <= 0.02 * len(noisy)
+    metrics = proposal_metrics(noisy, proposals, true)
+    assert metrics["relabel_precision"] > 0.95 and metrics["relabel_recall"] > 0.8
+    assert metrics["clean_moved"] <= 3 and metrics["clean_dropped"] <= 0.02 * len(noisy)
 
 
 def test_without_noise_almost_nothing_is_proposed():
@@ -35,19 +35,19 @@ def test_outsiders_are_dropped_not_moved():
     labels = true.copy()
     labels[outsider] = np.random.default_rng(0).integers(0, 30, outsider.sum())
     proposals = propose(emb, labels)
-    figures = proposal_figures(labels, proposals, np.where(outsider, -2, true), training=~outsider)
-    assert figures["outsiders"] == 100
-    assert figures["outsiders_dropped"] >= 75 and figures["outsiders_moved"] <= 10
-    assert figures["clean_dropped"] <= 0.03 * (~outsider).sum()
+    metrics = proposal_metrics(labels, proposals, np.where(outsider, -2, true), training=~outsider)
+    assert metrics["outsiders"] == 100
+    assert metrics["outsiders_dropped"] >= 75 and metrics["outsiders_moved"] <= 10
+    assert metrics["clean_dropped"] <= 0.03 * (~outsider).sum()
 
 
-def test_proposal_figures_by_hand():
+def test_proposal_metrics_by_hand():
     labels = np.array([0, 0, 1, 1, 2, 2])
     true = np.array([0, 1, 1, 0, 2, -2])  # utt 1 and 3 mislabelled (recoverable), utt 5 an outsider
     new = np.array([0, 1, 1, 2, -1, -1])  # 1 moved right, 3 moved wrong, 4 (clean) and 5 dropped
     zeros = np.zeros(6)
     p = Proposals(new=new, own=zeros, best=zeros, best_speaker=np.zeros(6, np.int64), own_rank=np.zeros(6, np.int64))
-    f = proposal_figures(labels, p, true, training=true >= 0)
+    f = proposal_metrics(labels, p, true, training=true >= 0)
     assert f["n_moved"] == 2 and f["relabel_precision"] == 0.5 and f["relabel_recall"] == 0.5
     assert f["n_dropped"] == 2 and f["drop_precision"] == 0.5 and f["clean_dropped"] == 1
     assert f["outsiders_dropped"] == 1 and f["mislabelled_left"] == 1

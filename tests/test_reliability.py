@@ -13,8 +13,9 @@ from purl.reliability import (
     Reliability,
     ReliabilitySettings,
     SpeakerIndex,
+    SpeakerPairs,
     compare_fits,
-    detection_figures,
+    detection_metrics,
     fit_histogram,
     fit_sklearn,
     histogram_auc,
@@ -54,7 +55,7 @@ def test_histogram_em_agrees_with_sklearn_within_0_01(small_speakers):
     # the optimum (and bins fine enough for ~1000 pairs) so there is one answer.
     # (One init each: the test is about the EM, not about picking among inits.)
     settings = ReliabilitySettings(tol=1e-10, max_iter=10_000, n_bins=1024, n_init=1)
-    cmp = compare_fits(x, index, fit_histogram(x, index, settings), fit_sklearn(x, index, settings))
+    cmp = compare_fits(x, index, fit_histogram(SpeakerPairs(x, index), settings), fit_sklearn(SpeakerPairs(x, index), settings))
     assert np.allclose(cmp["loglik_a"], cmp["loglik_b"], atol=1e-5)
     assert cmp["max_abs_diff"].max() < 0.01
 
@@ -62,7 +63,7 @@ def test_histogram_em_agrees_with_sklearn_within_0_01(small_speakers):
 def test_early_stopped_histogram_em_is_never_worse_than_sklearn(small_speakers):
     x, index = small_speakers
     settings = ReliabilitySettings(tol=1e-3)  # the original work's stopping rule
-    cmp = compare_fits(x, index, fit_histogram(x, index, settings), fit_sklearn(x, index, settings))
+    cmp = compare_fits(x, index, fit_histogram(SpeakerPairs(x, index), settings), fit_sklearn(SpeakerPairs(x, index), settings))
     # With overlapping components tol=1e-3 stops EM before the optimum, at a point
     # that depends on the init, so posteriors can differ on a flat likelihood ridge;
     # the likelihoods must not: ours is as good as sklearn's or better.
@@ -72,7 +73,7 @@ def test_early_stopped_histogram_em_is_never_worse_than_sklearn(small_speakers):
 @pytest.mark.parametrize("estimator", ["histogram", "bic", "global"])
 def test_detection_auc_above_0_9_with_20_percent_flips(noisy_data, estimator):
     emb, noisy, true = noisy_data
-    m = detection_figures(Reliability.fit(emb, noisy, estimator), true)
+    m = detection_metrics(Reliability.fit(emb, noisy, estimator), true)
     assert m["pair_auc"] > 0.9 and m["utt_auc"] > 0.9
     assert m["pair_f1"] > 0.8 and m["utt_f1"] > 0.8
     assert m["n_mislabelled"] == 200
@@ -80,7 +81,7 @@ def test_detection_auc_above_0_9_with_20_percent_flips(noisy_data, estimator):
 
 def test_sklearn_estimator_detects_flips(noisy_data):
     emb, noisy, true = noisy_data
-    m = detection_figures(Reliability.fit(emb, noisy, "sklearn", {"tol": 1e-3, "n_init": 1}), true)  # quick
+    m = detection_metrics(Reliability.fit(emb, noisy, "sklearn", {"tol": 1e-3, "n_init": 1}), true)  # quick
     assert m["pair_auc"] > 0.9
 
 
@@ -91,7 +92,7 @@ def test_evaluate_counts_match_brute_force(noisy_data):
     same = noisy[i] == noisy[j]
     i, j = i[same], j[same]
     w, is_noisy = rel.weight(i, j), true[i] != true[j]
-    m = detection_figures(rel, true)
+    m = detection_metrics(rel, true)
     assert m["n_pairs"] == len(i) and m["n_noisy_pairs"] == is_noisy.sum()
     assert m["pair_auc"] == pytest.approx(roc_auc_score(is_noisy, 1 - w), abs=1e-3)
     assert m["pair_recall"] == pytest.approx((is_noisy & (w < 0.5)).sum() / is_noisy.sum())

@@ -15,7 +15,7 @@ import pytest
 
 from purl.locks import LOCK_NAME
 from purl.processes import WorkerError, in_processes
-from purl.reliability import GmmParams, Reliability, ReliabilitySettings, fit_sklearn
+from purl.reliability import GmmParams, Reliability, ReliabilitySettings, SpeakerPairs, fit_sklearn
 from purl.reliability.speakers import SpeakerIndex, speaker_parts
 from purl.testing import simulate_embeddings
 from tests.conftest import ROOT, recipe_env, run_script
@@ -57,8 +57,8 @@ def _outputs(out) -> dict[str, bytes]:
     # the lock file names the process that wrote the dir: not an output
     files = {p.name: p.read_bytes() for p in sorted(out.iterdir()) if p.is_file() and p.name != LOCK_NAME}
     report = json.loads(files["report.json"])
-    for figures in (*report["compare"].values(), report["detection"]):
-        figures.pop("fit_seconds")
+    for metrics in (*report["compare"].values(), report["detection"]):
+        metrics.pop("fit_seconds")
     files["report.json"] = json.dumps(report).encode()
     # the last column of the estimators' table: the fit time
     files["report.md"] = re.sub(rb"\| [0-9.]+ \|$", b"|", files["report.md"], flags=re.M)
@@ -116,7 +116,7 @@ def test_an_error_in_a_worker_is_raised_with_its_process_and_message():
     index, _ = SpeakerIndex.from_labels(labels)
     expected = r"reliability: the sklearn fits: process \d of 2 failed: .*The 'reg_covar'"
     with pytest.raises(WorkerError, match=expected):
-        fit_sklearn(x.astype(np.float32), index, ReliabilitySettings(reg_covar=-1.0), nj=2)
+        fit_sklearn(SpeakerPairs(x.astype(np.float32), index), ReliabilitySettings(reg_covar=-1.0), nj=2)
 
 
 def _sleep_or_fail(seconds: float) -> None:

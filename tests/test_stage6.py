@@ -15,7 +15,7 @@ from purl.data.datadir import DataDirError, read_kv, read_trials
 from purl.embed import embed_utterances
 from purl.metrics import compute_eer, compute_eer_interpolated
 from purl.models import build_model
-from purl.stages.scoring import EER_INTERPOLATED, cohort_from_embeddings, collect_results, results_table, score_trial_lists
+from purl.stages.score import EER_INTERPOLATED, cohort_from_embeddings, collect_results, results_table, score_trial_lists
 from purl.training.checkpoint import model_from_checkpoint, save_atomic
 from purl.training.errors import TrainError
 from tests.conftest import ROOT, run_script, write_feature_dir
@@ -81,13 +81,13 @@ def test_results_give_the_originals_interpolated_eer_beside_todays(tmp_path):
     rng = np.random.default_rng(1)  # speakers that overlap: an EER well above 0
     write_scp(scp, {f"s{s}-u{u}": rng.normal(size=8) + 0.5 * s for s in range(3) for u in range(4)})
     out = tmp_path / "scores"
-    figures = score_trial_lists(scp, [tmp_path / "trials"], out)[tmp_path.name]["cosine"]
+    metrics = score_trial_lists(scp, [tmp_path / "trials"], out)[tmp_path.name]["cosine"]
     rows = [line.split() for line in (out / f"{tmp_path.name}.cosine.score").read_text().splitlines()]
     scores = np.array([float(r[2]) for r in rows])
     target = np.array([r[0][:2] == r[1][:2] for r in rows])
-    assert figures[EER_INTERPOLATED] == pytest.approx(100 * compute_eer_interpolated(scores, target), abs=1e-3)
-    assert figures["EER (%)"] == pytest.approx(100 * compute_eer(scores, target)[0], abs=1e-3)
-    assert figures[EER_INTERPOLATED] != figures["EER (%)"] and figures["EER (%)"] > 10
+    assert metrics[EER_INTERPOLATED] == pytest.approx(100 * compute_eer_interpolated(scores, target), abs=1e-3)
+    assert metrics["EER (%)"] == pytest.approx(100 * compute_eer(scores, target)[0], abs=1e-3)
+    assert metrics[EER_INTERPOLATED] != metrics["EER (%)"] and metrics["EER (%)"] > 10
     assert "| EER (%) | minDCF(0.01) | minDCF(0.05) | EER interp. (%) |" in (out / "results.md").read_text()
     before = {"O": {"cosine": {"EER (%)": 1.0, "minDCF(0.01)": 0.1, "minDCF(0.05)": 0.05}}}  # results.json of before
     assert "| O | cosine | 1.00 | 0.1000 | 0.0500 | - |" in results_table(before)
@@ -134,7 +134,7 @@ def test_extract_embeddings_sh_writes_kaldi_vectors(tmp_path, tiny_config):
 
 
 def test_scoring_rerun_reuses_same_inputs_and_rescores_when_one_differs(tmp_path, caplog):
-    from purl.stages.scoring import run_scoring
+    from purl.stages.score import run_scoring
 
     trials = "".join(f"s{a}-u0 s{b}-u{u} {'target' if a == b else 'nontarget'}\n"
                      for a in range(3) for b in range(3) for u in range(1, 4))
@@ -167,7 +167,7 @@ def calibration_setup(tmp_path, with_cohort=True):
     """A scored model: exp/m/scores from test embeddings and trials, and the
     training embeddings and data dir (utt2spk, utt2dur) to calibrate on."""
     from purl.data.datadir import make_trials, write_kv, write_trials
-    from purl.stages.scoring import run_scoring
+    from purl.stages.score import run_scoring
 
     rng = np.random.default_rng(0)
     emb, dirs = {}, {}
@@ -196,9 +196,9 @@ def calibration_setup(tmp_path, with_cohort=True):
     return scores, dirs
 
 
-def test_calibration_writes_llrs_figures_diagram_and_the_calibration_record(tmp_path):
+def test_calibration_writes_llrs_metrics_diagram_and_the_calibration_record(tmp_path):
     from purl.metrics import cllr, compute_eer
-    from purl.stages.calibration import run_calibration
+    from purl.stages.calibrate import run_calibration
 
     scores, dirs = calibration_setup(tmp_path)
     before = {p.name: p.read_bytes() for p in scores.glob("*.score")}
@@ -206,15 +206,15 @@ def test_calibration_writes_llrs_figures_diagram_and_the_calibration_record(tmp_
     threshold_before = (scores / "threshold.json").read_text()
     report = run_calibration(tmp_path / "train.scp", dirs["train"], scores, num_speakers=20, seed=0,
                              results=tmp_path / "exp" / "RESULTS.md")
-    # the raw scores and their figures are untouched
+    # the raw scores and their metrics are untouched
     assert {p.name: p.read_bytes() for p in scores.glob("*.score")} == before
     assert (scores / "results.json").read_bytes() == results_before
     assert report["measures"] == ["duration", "magnitude", "imposter mean"]
-    figures = report["results"]["test"]
-    assert set(figures) == {"cosine", "as-norm"} and set(figures["cosine"]) == {"linear", "qmf"}
+    metrics = report["results"]["test"]
+    assert set(metrics) == {"cosine", "as-norm"} and set(metrics["cosine"]) == {"linear", "qmf"}
     raw = json.loads(results_before)["test"]
     for method in ("cosine", "as-norm"):
-        linear = figures[method]["linear"]
+        linear = metrics[method]["linear"]
         # a monotone map: the same EER and minDCF as the raw scores
         assert linear["EER (%)"] == pytest.approx(raw[method]["EER (%)"])
         assert linear["minDCF(0.01)"] == pytest.approx(raw[method]["minDCF(0.01)"])
@@ -225,8 +225,8 @@ def test_calibration_writes_llrs_figures_diagram_and_the_calibration_record(tmp_
     assert [tuple(line.split()[:2]) for line in lines] == [(a, b) for a, b, _ in trials]
     llr = np.array([float(line.split()[2]) for line in lines])
     labels = np.array([t for _, _, t in trials])
-    assert cllr(llr, labels) == pytest.approx(figures["cosine"]["linear"]["Cllr"], abs=1e-5)
-    assert compute_eer(llr, labels)[0] * 100 == pytest.approx(figures["cosine"]["linear"]["EER (%)"])
+    assert cllr(llr, labels) == pytest.approx(metrics["cosine"]["linear"]["Cllr"], abs=1e-5)
+    assert compute_eer(llr, labels)[0] * 100 == pytest.approx(metrics["cosine"]["linear"]["EER (%)"])
     for name in ("test.as-norm.qmf.llr", "reliability_test.png", "calibration.md", "calibration_trials"):
         assert (scores / name).is_file(), name
     # calibration utterances are training utterances of 20 speakers, never test ones
@@ -244,8 +244,8 @@ def test_calibration_writes_llrs_figures_diagram_and_the_calibration_record(tmp_
 
 
 def test_calibration_rerun_skips_and_redoes_after_a_rescoring(tmp_path, caplog):
-    from purl.stages.calibration import run_calibration
-    from purl.stages.scoring import run_scoring
+    from purl.stages.calibrate import run_calibration
+    from purl.stages.score import run_scoring
 
     scores, dirs = calibration_setup(tmp_path, with_cohort=False)
     caplog.set_level("INFO")
@@ -265,7 +265,7 @@ def test_calibration_rerun_skips_and_redoes_after_a_rescoring(tmp_path, caplog):
 
 def test_calibration_refuses_the_evaluation_list_and_its_utterances(tmp_path):
     from purl.calibration import CalibrationError
-    from purl.stages.calibration import run_calibration
+    from purl.stages.calibrate import run_calibration
 
     scores, dirs = calibration_setup(tmp_path, with_cohort=False)
     with pytest.raises(CalibrationError, match="is an evaluation list"):
@@ -284,8 +284,8 @@ def test_calibrate_step_without_scoring_json_says_what_to_run(tmp_path):
 
 
 def test_summary_gains_calibration_columns_after_the_existing_ones(tmp_path):
-    from purl.stages.calibration import run_calibration
-    from purl.stages.scoring import COLUMNS, summary_rows, summary_table
+    from purl.stages.calibrate import run_calibration
+    from purl.stages.score import COLUMNS, summary_rows, summary_table
 
     scores, dirs = calibration_setup(tmp_path, with_cohort=False)
     exp = scores.parent
@@ -297,9 +297,9 @@ def test_summary_gains_calibration_columns_after_the_existing_ones(tmp_path):
     assert header == "| model | EER (%) | minDCF(0.01) | minDCF(0.05) | Cllr | actDCF(0.01) | actDCF(0.05) |"
     # the existing columns keep their values and places
     assert row.startswith(before.splitlines()[2].removesuffix(" |"))
-    figures = summary_rows([("model", exp)])[0]
+    metrics = summary_rows([("model", exp)])[0]
     linear = json.loads((scores / "calibration.json").read_text())["results"]["test"]["cosine"]["linear"]
-    assert figures["Cllr"] == linear["Cllr"] and figures["actDCF(0.05)"] == linear["actDCF(0.05)"]
+    assert metrics["Cllr"] == linear["Cllr"] and metrics["actDCF(0.05)"] == linear["actDCF(0.05)"]
     # a model without calibration beside a calibrated one: dashes in its calibration columns
     shutil.copytree(scores, exp.parent / "other" / "scores")
     (exp.parent / "other" / "scores" / "calibration.json").unlink()
@@ -308,13 +308,13 @@ def test_summary_gains_calibration_columns_after_the_existing_ones(tmp_path):
 
 
 def test_epoch_results_tabulate_and_plot_every_scored_epoch(tmp_path):
-    from purl.stages.scoring import EPOCH_SCORES, epoch_results
+    from purl.stages.score import EPOCH_SCORES, epoch_results
 
     exp = tmp_path / "exp" / "m"
     for epoch, eer in ((202, 3.0), (201, 4.0), (210, 2.5)):
         (exp / EPOCH_SCORES / f"epoch_{epoch}").mkdir(parents=True)
-        figures = {"EER (%)": eer, "minDCF(0.01)": 0.3, "minDCF(0.05)": 0.2, EER_INTERPOLATED: eer + 0.01}
-        (exp / EPOCH_SCORES / f"epoch_{epoch}" / "results.json").write_text(json.dumps({"vox1_O": {"cosine": figures}}))
+        metrics = {"EER (%)": eer, "minDCF(0.01)": 0.3, "minDCF(0.05)": 0.2, EER_INTERPOLATED: eer + 0.01}
+        (exp / EPOCH_SCORES / f"epoch_{epoch}" / "results.json").write_text(json.dumps({"vox1_O": {"cosine": metrics}}))
     (exp / EPOCH_SCORES / "epoch_203").mkdir()  # no results.json: not scored (yet)
     text = epoch_results(exp)
     assert [line.split(" | ")[0] for line in text.splitlines()[4:]] == ["| 201", "| 202", "| 210"]

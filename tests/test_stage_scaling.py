@@ -114,14 +114,14 @@ def test_sampler_groups_utterances_by_speaker_as_a_scan_per_speaker_would():
 
 
 def test_one_pass_evaluation_of_several_fits_equals_separate_ones():
-    from purl.reliability import Reliability, detection_figures_and_weights, detection_figures_of_fits
+    from purl.reliability import Reliability, detection_metrics_and_weights, detection_metrics_of_fits
 
     emb, noisy, true = simulate_embeddings([40] * 12, dim=16, noise_rate=0.2, seed=3)
     main = Reliability.fit(emb, noisy, "histogram")
     fits = [main] + [Reliability.fit(main.embeddings, noisy, name, normalised=True) for name in ("bic", "global")]
     assert all(f.embeddings is main.embeddings for f in fits)  # shared, not copied
-    for (together, w_together), fit in zip(detection_figures_of_fits(fits, true), fits):
-        alone, w_alone = detection_figures_and_weights(fit, true)
+    for (together, w_together), fit in zip(detection_metrics_of_fits(fits, true), fits):
+        alone, w_alone = detection_metrics_and_weights(fit, true)
         assert together == alone and np.array_equal(w_together, w_alone)
 
 

@@ -18,7 +18,7 @@ from purl.data.datadir import DataDirError, read_kv, write_kv
 from purl.data.prepare import prepare_folder_corpus
 from purl.locks import DirInUseError, locked_dir
 from purl.stages.embeddings import plan_embedding_jobs
-from purl.stages.features import check_features
+from purl.stages.fbank import check_features
 from purl.stages.reliability import check_reliability_dir
 from purl.stages.training import training_data_settings
 from tests.conftest import ROOT, recipe_env, run_script

@@ -7,7 +7,7 @@ import io
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from purl.config import load_config
-from purl.stages.training import TrainingOutputs
+from purl.stages.exp_layout import TrainingOutputs
 from purl.training.loop import Trainer
 from purl.training.monitor import LineProgress, progress
 from tests.conftest import write_feature_dir

@@ -11,7 +11,7 @@ import torch
 
 from purl.config import ConfigError, load_config
 from purl.data.dataset import SpeakerBatchSampler, TrainingSet
-from purl.stages.training import TrainingOutputs
+from purl.stages.exp_layout import TrainingOutputs
 from purl.training.checkpoint import load_checkpoint
 from purl.training.loop import Trainer
 from tests.conftest import ROOT, recipe_env, write_feature_dir
@@ -129,12 +129,14 @@ def purl_setup(tmp_path, tiny_config):
 
 def test_purl_with_reestimation_resumes_exactly(tmp_path, tiny_config):
     from purl.pair_weights import pair_weights_from_dir
+    from purl.training.refit import PurlPairWeights
 
     data, rel_dir, config = purl_setup(tmp_path, tiny_config)
 
     def run(exp, stop_at_step=None):
         outputs = TrainingOutputs(exp)
-        weights = pair_weights_from_dir(rel_dir, data, reestimate_every=1, refit_dir=outputs.reestimated_weights_dir)
+        weights = PurlPairWeights(pair_weights_from_dir(rel_dir, data), reestimate_every=1,
+                                  refit_dir=outputs.reestimated_weights_dir)
         trainer = Trainer(config, data, outputs, callbacks=[weights], show_progress=False)
         try:
             return trainer.train(stop_at_step=stop_at_step)
@@ -158,9 +160,9 @@ def _loss_at_step(monkeypatch, step: int, replace):
     forward, calls = SpeakerNet.forward, []
 
     def patched(self, *args, **kwargs):
-        loss, figures = forward(self, *args, **kwargs)
+        loss, metrics = forward(self, *args, **kwargs)
         calls.append(1)
-        return (replace(loss), figures) if len(calls) == step else (loss, figures)
+        return (replace(loss), metrics) if len(calls) == step else (loss, metrics)
 
     monkeypatch.setattr(SpeakerNet, "forward", patched)
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from purl.config import load_config
-from purl.stages.training import TrainingOutputs
+from purl.stages.exp_layout import TrainingOutputs
 from purl.training.callbacks import TrainingCallback, TrainingState
 from purl.training.checkpoint import load_checkpoint
 from purl.training.errors import TrainError
@@ -79,7 +79,7 @@ def test_a_callback_sees_the_events_in_order_with_the_runs_state(tmp_path, tiny_
     assert state.exp_dir == tmp_path / "exp" and state.epochs == 2
     with pytest.raises(dataclasses.FrozenInstanceError):
         state.epoch = 5
-    # The figures of on_epoch_end land in the epoch's row.
+    # The metrics of on_epoch_end land in the epoch's row.
     with open(tmp_path / "exp" / "epochs.csv") as f:
         assert [float(r["valid_eer"]) for r in csv.DictReader(f)] == [0.25, 0.5]
     with open(tmp_path / "exp" / "train.csv") as f:

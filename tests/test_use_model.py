@@ -25,9 +25,9 @@ from purl.data.datadir import read_kv, utt2spk_to_spk2utt, validate_data_dir, wr
 from purl.embed import embed_utterances
 from purl.metrics import compute_eer
 from purl.models import build_model
-from purl.stages.calibration import write_calibration_record
-from purl.stages.features import make_fbank_job
-from purl.stages.scoring import score_trial_lists
+from purl.stages.calibrate import write_calibration_record
+from purl.stages.fbank import make_fbank_job
+from purl.stages.score import score_trial_lists
 from purl.training.checkpoint import save_atomic
 from tests.conftest import ROOT, recipe_env, write_tone
 
@@ -177,7 +177,7 @@ def test_a_threshold_file_with_a_broken_calibration_is_refused(tmp_path, tiny_co
 
 
 def test_the_scoring_checkpoint_alone_scores_as_stage_6(tmp_path, tiny_config):
-    from purl.stages.calibration import write_scoring_checkpoint
+    from purl.stages.calibrate import write_scoring_checkpoint
 
     final = tiny_exp(tmp_path, tiny_config)
     write_threshold(final, np.linspace(-1, 1, 16).astype(np.float32), calibration=(10.0, -4.0, 0.05))
@@ -205,6 +205,45 @@ def test_the_scoring_checkpoint_alone_scores_as_stage_6(tmp_path, tiny_config):
     with pytest.warns(DeprecationWarning):
         torch.jit.load(str(tmp_path / "m.ts"), _extra_files=extra)
     assert json.loads(extra["purl_scoring"]) == stored
+
+
+def test_an_exp_dir_or_its_models_dir_loads_the_scoring_checkpoint_and_a_bare_final_pt_says_so(
+        tmp_path, tiny_config, caplog, capsys):
+    import os
+
+    from purl.api import checkpoint_path
+    from purl.stages.calibrate import write_scoring_checkpoint
+
+    final = tiny_exp(tmp_path, tiny_config)
+    exp = final.parent.parent
+    assert checkpoint_path(exp) == final  # before stage 6
+    write_threshold(final, np.linspace(-1, 1, 16).astype(np.float32), calibration=(10.0, -4.0, 0.05))
+    scoring = write_scoring_checkpoint(exp / "scores")
+    before = final.read_bytes()
+    assert checkpoint_path(exp) == checkpoint_path(exp / "models") == scoring
+    assert final.read_bytes() == before  # final.pt as training left it
+    # a copied final.pt alone: no mean, a warning that names the file to copy instead
+    bare = tmp_path / "copied" / "final.pt"
+    bare.parent.mkdir()
+    shutil.copy(final, bare)
+    caplog.clear()
+    assert purl.load_model(bare).mean is None
+    assert "final_scoring.pt" in caplog.text and "plain cosines" in caplog.text
+    a, b = (str(write_tone(tmp_path / f"{n}.wav", seconds=1.5, seed=n)) for n in range(2))
+    capsys.readouterr()
+    assert purl_main(["compare", str(bare), a, b]) == 0
+    assert "final_scoring.pt" in capsys.readouterr().out
+    # a copied final_scoring.pt decides as the exp dir does
+    copied = tmp_path / "copied" / "model.pt"
+    shutil.copy(scoring, copied)
+    outputs = []
+    for model in (exp, exp / "models", copied):
+        assert purl_main(["compare", str(model), a, b]) == 0
+        outputs.append(capsys.readouterr().out)
+    assert outputs[0] == outputs[1] == outputs[2] and outputs[0].startswith("llr ")
+    # a final.pt newer than final_scoring.pt (retrained, not yet scored) is the one loaded
+    os.utime(final, ns=(scoring.stat().st_mtime_ns + 10**9,) * 2)
+    assert checkpoint_path(exp) == final
 
 
 def test_purl_lists_its_api_names_and_imports_them_on_first_use():
@@ -238,11 +277,19 @@ def test_import_purl_leaves_the_allocator_alone():
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr
 
 
+OWN_DATA_DOC = ROOT / "docs" / "own_data.md"  # "Your own corpus" and "Use a trained model" in full
+
+
+def doc_section(path, section: str) -> str:
+    """The text under the heading ``## {section}`` of the markdown file ``path``, up to the next ``## ``."""
+    text = path.read_text()
+    assert f"## {section}\n" in text, f"{path} has no section '## {section}'"
+    return text.split(f"## {section}\n", 1)[1].split("\n## ", 1)[0]
+
+
 def readme_example() -> str:
-    """The Python block of the README's "Use a trained model" section."""
-    text = (ROOT / "README.md").read_text()
-    section = text.split("## Use a trained model\n", 1)[1].split("\n## ", 1)[0]
-    return re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    """The Python block of the "Use a trained model" section (docs/own_data.md; the README shows it too)."""
+    return re.search(r"```python\n(.*?)```", doc_section(OWN_DATA_DOC, "Use a trained model"), re.S).group(1)
 
 
 def run_readme_example(python: str, cwd, env) -> str:
@@ -345,10 +392,13 @@ def test_clean_finds_the_utterance_of_another_voice_and_explains_its_output(tmp_
     out_dir = tmp_path / "data_purl_clean"
     printed = capsys.readouterr().out
     assert "look mislabelled" in printed and str(out_dir / "suspected_mislabelled") in printed
-    for name in ("report.md", "reliability.png", "suspected_mislabelled", "embeddings/xvector.scp",
+    for name in ("report.md", "suspects.png", "suspected_mislabelled", "embeddings/xvector.scp",
                  "data_clean/wav.scp", "data_clean/utt2spk", "data_clean/spk2utt"):
         assert (out_dir / name).is_file(), name
-    suspects = [line.split()[0] for line in (out_dir / "suspected_mislabelled").read_text().splitlines()]
+    lines = [line.split() for line in (out_dir / "suspected_mislabelled").read_text().splitlines()]
+    # utterance, label, the speaker it resembles (another of the dir), margin, own cosine, robust sds
+    assert all(len(f) == 6 and f[2] in {"spk0", "spk1", "spk2"} - {f[1]} for f in lines)
+    suspects = [f[0] for f in lines]
     kept = (out_dir / "data_clean" / "utt2spk").read_text().split()[::2]
     assert sorted(kept + suspects) == sorted(wav)
     # the relabel proposals beside the suspects: a valid data dir and the list to act on
@@ -402,7 +452,7 @@ def test_clean_reruns_reuse_what_they_can_and_say_what_they_replace(tmp_path, ti
 
 
 def test_clean_embeds_from_stage_1_features_when_the_dir_has_them(tmp_path, tiny_config, capsys):
-    from purl.stages.features import MIN_FRAMES, merge_fbank_jobs
+    from purl.stages.fbank import MIN_FRAMES, merge_fbank_jobs
 
     final = tiny_exp(tmp_path, tiny_config)
     data, wav = wav_data_dir(tmp_path, speakers=2, utts=3)
@@ -439,27 +489,56 @@ def simulated_clean_dir(path, sizes, noise_rate, seed=0):
     return data, save_embeddings(path / "emb" / "xvector.ark", utts, emb), noisy != true
 
 
-@pytest.mark.parametrize("sizes, noise_rate", [([8], 0.0), ([12] * 10, 0.0), ([20] * 50, 0.01)],
-                         ids=["one speaker", "ten speakers", "1% wrong labels"])
-def test_clean_keeps_a_correctly_labelled_dir_by_default(tmp_path, sizes, noise_rate, monkeypatch):
+@pytest.mark.parametrize("sizes, noise_rate", [([8], 0.0), ([12] * 10, 0.0), ([20] * 50, 0.01), ([80] * 20, 0.01)],
+                         ids=["one speaker", "ten speakers", "1% wrong labels", "1% of 1,600"])
+def test_clean_keeps_a_correctly_labelled_dir_by_default(tmp_path, sizes, noise_rate):
     """Stage 4's histogram estimator flags about half of these dirs (a third with 1% wrong
-    labels); purl clean's default, bic, under 5%."""
-    import purl.stages.reliability
+    labels); purl clean's default, the centroid rule, under 5% and finds 80% of the wrong labels."""
     from purl.cli import get_parsers
     from purl.stages.clean import clean_fit
 
-    panels = []
-    monkeypatch.setattr(purl.stages.reliability, "plot_reliability",
-                        lambda rel, path, *args, speaker_names=None, **kw: panels.extend(speaker_names))
-
     default = get_parsers()[1]["clean"].get_default("estimator")
-    data, scp, _ = simulated_clean_dir(tmp_path, sizes, noise_rate)
+    data, scp, wrong = simulated_clean_dir(tmp_path, sizes, noise_rate)
     report = clean_fit(scp, validate_data_dir(data), tmp_path / "out", estimator=default, threshold=0.5,
                        clean_dir=tmp_path / "out" / "data_clean", nj=1)
     assert report["n_suspected"] <= 0.05 * sum(sizes)
     kept = read_kv(tmp_path / "out" / "data_clean" / "utt2spk")
     assert len(kept) == sum(sizes) - report["n_suspected"]
-    assert set(panels) == {f"spk{s}" for s in range(len(sizes))}  # the plot names speakers as the dir does
+    suspects = set(read_kv(tmp_path / "out" / "suspected_mislabelled", check_sorted=False))
+    assert len(suspects) == report["n_suspected"] and not suspects & set(kept)
+    assert report["detection"]["n_found"] >= 0.8 * wrong.sum()
+    if noise_rate:  # a moved utterance resembles its true speaker (the id's prefix)
+        lines = [line.split() for line in (tmp_path / "out" / "suspected_mislabelled").read_text().splitlines()]
+        moved = [f for f in lines if not f[0].startswith(f[1] + "-")]
+        assert moved and sum(f[0].startswith(f[2] + "-") for f in moved) >= 0.8 * len(moved)
+
+
+def test_clean_plots_name_speakers_as_the_dir_does(tmp_path, monkeypatch):
+    import purl.stages.reliability
+    from purl.stages.clean import clean_fit
+
+    panels = []
+    monkeypatch.setattr(purl.stages.reliability, "plot_reliability",
+                        lambda rel, path, *args, speaker_names=None, **kw: panels.extend(speaker_names))
+    data, scp, _ = simulated_clean_dir(tmp_path, [12] * 4, 0.0)
+    clean_fit(scp, validate_data_dir(data), tmp_path / "out", estimator="bic", threshold=0.5,
+              clean_dir=tmp_path / "out" / "data_clean", nj=1)
+    assert set(panels) == {f"spk{s}" for s in range(4)}
+
+
+def test_a_model_that_does_not_separate_the_speakers_is_warned_about(tmp_path):
+    from purl.stages.clean import clean_fit, flag_rate_warning
+
+    data, scp, _ = simulated_clean_dir(tmp_path, [30] * 20, 0.0)
+    # every label drawn at random: the speakers' centroids mean nothing
+    utt2spk = read_kv(data / "utt2spk")
+    rng = np.random.default_rng(0)
+    write_kv(data / "utt2spk", {u: f"spk{rng.integers(20)}" for u in utt2spk})
+    write_kv(data / "spk2utt", utt2spk_to_spk2utt(read_kv(data / "utt2spk")))
+    report = clean_fit(scp, validate_data_dir(data), tmp_path / "out", estimator="centroid", threshold=0.5,
+                       clean_dir=tmp_path / "out" / "data_clean", nj=1)
+    warning = flag_rate_warning(report)
+    assert warning is not None and "does not tell these speakers apart" in warning
 
 
 def test_an_implausible_flag_rate_is_warned_about_with_what_to_try():
@@ -470,8 +549,8 @@ def test_an_implausible_flag_rate_is_warned_about_with_what_to_try():
 
     assert flag_rate_warning(report("histogram", 12)) is None  # 10%: plausible
     warning = flag_rate_warning(report("histogram", 43))
-    assert warning.startswith("warning: 36% of the utterances are suspected") and "--estimator bic" in warning
-    assert "--estimator bic" not in flag_rate_warning(report("bic", 43)) and "stronger model" in warning
+    assert warning.startswith("warning: 36% of the utterances are suspected") and "--estimator centroid" in warning
+    assert "--estimator centroid" not in flag_rate_warning(report("centroid", 43)) and "stronger model" in warning
 
 
 def test_clean_with_sklearn_writes_the_same_files_in_one_or_two_processes(tmp_path, tiny_config, capsys, caplog):
@@ -596,5 +675,7 @@ def test_help_texts_are_whole_and_name_each_default_once(capsys):
     assert all(f in texts["embed"] for f in ("wav", "flac", "ogg", "opus", "m4a", "aac", "mp3"))
     assert all(name in texts["clean"] for name in ESTIMATORS)
     threshold = " ".join(texts["clean"].split("\n  --threshold THRESHOLD", 1)[1].split("\n  -", 1)[0].split())
-    assert threshold == ("a pair is unreliable when its weight w is below this, and an utterance is suspected "
-                         "when the mean w of its pairs is below it; strictly between 0 and 1 (default: 0.5)")
+    assert threshold == ("the GMM estimators': a pair is unreliable when its weight w is below this, and an "
+                         "utterance is suspected when the mean w of its pairs is below it; strictly between 0 and 1 "
+                         "(default: 0.5)")
+    assert "centroid" in texts["clean"]

@@ -12,7 +12,7 @@ import argparse
 
 from purl.data.datadir import DataDir, subset_data_dir
 from purl.entry import run_main
-from purl.stages.features import record_derived_features
+from purl.stages.fbank import record_derived_features
 
 
 def read_keys(path: str) -> list[str]:

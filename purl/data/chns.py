@@ -8,25 +8,20 @@ batch holds harder negatives than a uniform draw.
 The clusters are computed with the model being trained when an epoch starts:
 at the first epoch (the pretrained model, for a run started from
 ``purl.init_checkpoint``) and every ``chns.refresh_every`` epochs after.
-Each is saved in the file ``cluster_file(N)`` names (the stage's layout:
+Each is saved in a file (the stage's layout:
 ``exp/<name>/chns/spk2cluster_epoch<N>``); a resumed run reads it back, so it
-draws the same batches as an uninterrupted one. The sampler is a training
-callback: the loop refreshes it at ``on_epoch_start``.
+draws the same batches as an uninterrupted one. This module holds the sampler
+and the clustering; the training callback that reclusters at epoch starts is
+purl.training.refit.ChnsClusters.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Callable
-
 import numpy as np
 
 from purl.config import ConfigError
-from purl.data.datadir import read_kv, write_kv
 from purl.data.dataset import SpeakerBatchSampler
-from purl.pair_weights import embed_training_set
 from purl.scoring import l2_normalise, speaker_means
-from purl.training.callbacks import TrainingCallback, TrainingState
 
 
 def speaker_clusters(emb: np.ndarray, labels: np.ndarray, num_clusters: int, seed: int = 0) -> np.ndarray:
@@ -43,21 +38,19 @@ def speaker_clusters(emb: np.ndarray, labels: np.ndarray, num_clusters: int, see
     return KMeans(n_clusters=num_clusters, n_init=5, random_state=seed).fit_predict(centroids).astype(np.int64)
 
 
-class ClusterBatchSampler(SpeakerBatchSampler, TrainingCallback):
+class ClusterBatchSampler(SpeakerBatchSampler):
     """SpeakerBatchSampler whose P speakers are round(hard_ratio * P) from the
-    clusters of ``set_clusters`` and the rest uniform; uniform until clusters are set.
-    ``cluster_file(epoch)``: where the clusters made with the model of ``epoch`` are kept."""
+    clusters of ``set_clusters`` and the rest uniform; uniform until clusters are set."""
 
-    def __init__(self, *args, hard_ratio: float = 0.5, num_clusters: int = 50, refresh_every: int = 0,
-                 cluster_file: Callable[[int], Path] | None = None, **kwargs):
+    def __init__(self, *args, hard_ratio: float = 0.5, **kwargs):
         super().__init__(*args, **kwargs)
+        if self.replacement:
+            raise ConfigError("chns.hard_ratio > 0 draws distinct speakers: it does not go with "
+                              "data.sampler=with_replacement")
         if not 0 < hard_ratio <= 1:
             raise ConfigError(f"chns.hard_ratio={hard_ratio} must be in (0, 1] (0 turns CHNS off)")
-        self.cluster_file = cluster_file
         self.num_hard = max(1, round(hard_ratio * self.P))
-        self.num_clusters, self.refresh_every = num_clusters, refresh_every
         self.clusters: np.ndarray | None = None
-        self.clustered_at: int | None = None
 
     def set_clusters(self, clusters: np.ndarray) -> None:
         """(S,) cluster index of each speaker (the sampler's speaker order: label order)."""
@@ -82,37 +75,10 @@ class ClusterBatchSampler(SpeakerBatchSampler, TrainingCallback):
         speakers = np.concatenate([hard, rng.choice(rest, self.P - self.num_hard, replace=False)])
         return rng.permutation(speakers)
 
-    def on_epoch_start(self, state: TrainingState) -> None:
-        self.refresh(state)
 
-    def refresh(self, trainer: TrainingState) -> None:
-        """Clusters with the current model when due (first epoch, then every refresh_every)."""
-        due = 0 if self.refresh_every <= 0 else (trainer.epoch // self.refresh_every) * self.refresh_every
-        if self.clustered_at == due:
-            return
-        if self.cluster_file is None:
-            raise ConfigError("chns: the sampler was made without a cluster_file; the training stage names one")
-        path = self.cluster_file(due)
-        if not path.is_file():
-            embeddings = embed_training_set(trainer)
-            if trainer.dist.main:
-                clusters = speaker_clusters(embeddings, trainer.data.labels, self.num_clusters, seed=self.seed)
-                path.parent.mkdir(parents=True, exist_ok=True)
-                write_kv(path, {s: int(c) for s, c in zip(trainer.data.speakers, clusters)})
-            trainer.dist.barrier()
-        table = read_kv(path)
-        self.set_clusters(np.array([int(table[s]) for s in trainer.data.speakers]))
-        self.clustered_at = due
-        sizes = np.bincount(self.clusters)
-        trainer.print(f"CHNS: {len(self.by_speaker)} speakers in {len(sizes)} clusters (sizes {sizes.min()}-{sizes.max()}) "
-                      f"with the model of epoch {due}; {self.num_hard} of {self.P} speakers per batch from them ({path})")
-
-
-def chns_sampler_or_plain(cfg: dict, *args, cluster_file: Callable[[int], Path] | None = None,
-                          **kwargs) -> SpeakerBatchSampler:
+def chns_sampler_or_plain(cfg: dict, *args, **kwargs) -> SpeakerBatchSampler:
     """The ``chns`` section of a config: a ClusterBatchSampler when hard_ratio > 0."""
     if cfg["hard_ratio"] <= 0:
         return SpeakerBatchSampler(*args, **kwargs)
-    return ClusterBatchSampler(*args, hard_ratio=cfg["hard_ratio"], num_clusters=cfg["num_clusters"],
-                               refresh_every=cfg["refresh_every"], cluster_file=cluster_file, **kwargs)
+    return ClusterBatchSampler(*args, hard_ratio=cfg["hard_ratio"], **kwargs)
 

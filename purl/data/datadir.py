@@ -473,10 +473,13 @@ def subset_data_dir(
     return DataDir(dst)
 
 
-def split_data_dir(path: str | os.PathLike, nj: int) -> list[Path]:
+def split_data_dir(path: str | os.PathLike, nj: int, under: str | os.PathLike | None = None) -> list[Path]:
     """Splits a data dir into ``nj`` parts of near-equal utterance counts.
 
-    Writes ``<dir>/split<nj>/<1..nj>/`` (Kaldi's layout) and returns their paths.
+    Writes ``<dir>/split<nj>/<1..nj>/`` (Kaldi's layout), or
+    ``<under>/split<nj>/<1..nj>/`` (a stage that only reads the dir keeps its
+    splits beside its outputs: the dir may be read-only, or another run's), and
+    returns their paths.
     Reuses an existing split that has every per-utterance file of the dir, newer
     than the dir's own (a split made before stage 1 lacks feats.scp).
     """
@@ -485,7 +488,7 @@ def split_data_dir(path: str | os.PathLike, nj: int) -> list[Path]:
         raise DataDirError(f"split_data_dir: nj must be >= 1, got {nj}")
     if nj > len(data):
         raise DataDirError(f"{data.path}: cannot split {len(data)} utterances into {nj} jobs (use --nj {len(data)} or fewer)")
-    root = data.path / f"split{nj}"
+    root = (data.path if under is None else Path(under)) / f"split{nj}"
     parts = [root / str(n) for n in range(1, nj + 1)]
     present = [name for name in UTT_FILES if data.has(name)]
     stamp = max((data.path / name).stat().st_mtime for name in present)

@@ -24,7 +24,7 @@ What differs is only how the same function is evaluated, for speed:
 
 On the 2-core development machine (2 threads, 32 x 300 frames, idle, the
 same allocator settings) this trains about 1.07x and embeds about 1.3x as fast
-as a line-by-line transcription of SpeechBrain's module (README, Speed).
+as a line-by-line transcription of SpeechBrain's module (docs/speed.md).
 
 Equal up to float rounding; tests/test_models.py checks it against a plain
 transcription of SpeechBrain's forward pass.

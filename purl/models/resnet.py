@@ -51,13 +51,14 @@ class BasicBlock(nn.Module):
     """
 
     def __init__(
-        self, in_channels: int, channels: int, stride: int = 1, se_reduction: int = 0, relu_before_bn: bool = False
+        self, in_channels: int, channels: int, stride: int = 1, se_reduction: int = 0, relu_before_bn: bool = False,
+        conv: type[nn.Conv2d] = nn.Conv2d,
     ):
         super().__init__()
         self.relu_before_bn = relu_before_bn
-        self.conv1 = nn.Conv2d(in_channels, channels, 3, stride, padding=1, bias=False)
+        self.conv1 = conv(in_channels, channels, 3, stride, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(channels)
-        self.conv2 = nn.Conv2d(channels, channels, 3, 1, padding=1, bias=False)
+        self.conv2 = conv(channels, channels, 3, 1, padding=1, bias=False)
         self.bn2 = nn.BatchNorm2d(channels)
         self.se = None
         if se_reduction:
@@ -70,7 +71,7 @@ class BasicBlock(nn.Module):
         self.shortcut = None
         if stride != 1 or in_channels != channels:
             self.shortcut = nn.Sequential(
-                nn.Conv2d(in_channels, channels, 1, stride, bias=False), nn.BatchNorm2d(channels)
+                conv(in_channels, channels, 1, stride, bias=False), nn.BatchNorm2d(channels)
             )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -87,6 +88,19 @@ class BasicBlock(nn.Module):
             gate = self.se(out.mean(dim=(2, 3)))
             out = torch.addcmul(residual, out, gate[:, :, None, None])
         return F.relu(out, inplace=True)
+
+
+class TransposedConv2d(nn.Conv2d):
+    """A Conv2d whose parameters (and state_dict) are those of a convolution over
+    the transposed image, run on the image as given: conv(x^T, w)^T = conv(x, w^T)
+    with stride, padding and dilation swapped.  The "original" layout's image is
+    (time, freq) but oneDNN runs the same convolutions about 10% faster in
+    training and 20% faster embedding on the (freq, time) image (bench_models,
+    2 CPU threads): the function is the same, to float rounding."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x, self.weight.transpose(2, 3), self.bias, self.stride[::-1], self.padding[::-1],
+                        self.dilation[::-1], self.groups)
 
 
 class SelfAttentivePooling(nn.Module):
@@ -127,9 +141,10 @@ class StatsPooling(nn.Module):
 class ResNet(nn.Module):
     """ResNet speaker encoder: (batch, frames, input_dim) fbank -> (batch, embed_dim).
 
-    Internally the features are an image: (batch, 1, input_dim, frames) in the
-    "clova" ``layout``, (batch, 1, frames, input_dim) in the "original" one (see
-    the module docstring).  Stage i has ``num_blocks[i]`` basic blocks of
+    The features are an image whose axes are, as the parameters see them,
+    (input_dim, frames) in the "clova" ``layout`` and (frames, input_dim) in the
+    "original" one (see the module docstring; the original's is computed
+    transposed, see TransposedConv2d).  Stage i has ``num_blocks[i]`` basic blocks of
     ``base_channels * 2**i`` channels, the first with stride ``strides[i]`` (in
     both axes).  The stem is a ``stem_kernel`` square conv with stride
     ``stem_freq_stride`` along the image's first axis: frequency in the "clova"
@@ -175,8 +190,11 @@ class ResNet(nn.Module):
         self.embed_dim = embed_dim
         self.time_first = layout == "original"
         self.input_dim = input_dim  # feature bins: data whose features differ is refused before a shape error
+        # Both layouts compute on the (freq, time) image; the "original" one with
+        # its (time, freq) parameters transposed on the fly (TransposedConv2d).
+        conv = TransposedConv2d if self.time_first else nn.Conv2d
         self.stem = nn.Sequential(
-            nn.Conv2d(1, base_channels, stem_kernel, (stem_freq_stride, 1), stem_kernel // 2, bias=False),
+            conv(1, base_channels, stem_kernel, (stem_freq_stride, 1), stem_kernel // 2, bias=False),
             nn.BatchNorm2d(base_channels),
             nn.ReLU(inplace=True),
         )
@@ -187,7 +205,8 @@ class ResNet(nn.Module):
             channels = base_channels * 2**i
             for j in range(count):
                 blocks.append(
-                    BasicBlock(in_channels, channels, stride if j == 0 else 1, se_reduction, relu_before_bn=self.time_first)
+                    BasicBlock(in_channels, channels, stride if j == 0 else 1, se_reduction, relu_before_bn=self.time_first,
+                               conv=conv)
                 )
                 in_channels = channels
             freq = (freq - 1) // stride + 1
@@ -207,11 +226,12 @@ class ResNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(batch, frames, input_dim) -> (batch, embed_dim)."""
-        if not self.time_first:
-            x = x.transpose(1, 2)
         # channels_last is oneDNN's native layout: without it every conv
         # (forward and backward) reorders its input and output.
-        x = x.unsqueeze(1).contiguous(memory_format=torch.channels_last)
-        x = self.blocks(self.stem(x))  # (batch, channels, first axis', second axis')
-        x = x.flatten(1, 2) if self.flatten_freq else x.mean(dim=2)
+        x = x.transpose(1, 2).unsqueeze(1).contiguous(memory_format=torch.channels_last)
+        x = self.blocks(self.stem(x))  # (batch, channels, freq', time')
+        if self.flatten_freq:
+            x = x.flatten(1, 2)
+        else:
+            x = x.mean(dim=3 if self.time_first else 2)  # over time in "original", frequency in "clova"
         return self.fc(self.pool(x))

@@ -5,8 +5,8 @@ For every speaker (noisy label) the cosines of all its within-speaker pairs of
 pretrained embeddings form a 1-D sample: pairs of two correctly labelled utterances
 sit high, pairs that involve a mislabelled utterance sit low. A 2-component GMM is
 fitted to that sample; the component with the higher mean is "clean" and a pair's
-reliability w_ij is its posterior under the clean component (README, "The
-method, as implemented").
+reliability w_ij is its posterior under the clean component (docs/method.md, its
+first section).
 
 Nothing here keeps a table of pairs (VoxCeleb2 has ~100M of them): a fit keeps one
 GMM per speaker (:class:`GmmParams`), and :meth:`Reliability.weight` recomputes a
@@ -34,17 +34,18 @@ Example::
     w = Reliability.load("exp/supcon/reliability").weight(i_idx, j_idx)
 
 Modules: settings (ReliabilitySettings, ReliabilityError), speakers (SpeakerIndex,
-per-speaker Gram blocks), gmm (GmmParams, histograms, EM), estimators (the four
-fits, ESTIMATORS), weights (Reliability), files (the directory format),
-detection (figures against ground truth, suspected utterances), plot.
+per-speaker Gram blocks), gmm (GmmParams, histograms, EM), pairs (SpeakerPairs:
+what the estimators read and share), estimators (the four fits, ESTIMATORS),
+reliability (Reliability), files (the directory format),
+detection (metrics against ground truth, suspected utterances), plot.
 Test data: :func:`purl.testing.simulate_embeddings`.
 """
 
 from purl.reliability.detection import (
     compare_fits,
-    detection_figures,
-    detection_figures_and_weights,
-    detection_figures_of_fits,
+    detection_metrics,
+    detection_metrics_and_weights,
+    detection_metrics_of_fits,
     histogram_auc,
     suspected_mislabelled,
     utterance_weights,
@@ -52,16 +53,17 @@ from purl.reliability.detection import (
 from purl.reliability.estimators import ESTIMATORS, fit_bic, fit_global, fit_histogram, fit_sklearn
 from purl.reliability.files import EMBEDDINGS_FILE, FORMAT_VERSION, META_FILE, PARAMS_FILE, UTTS_FILE
 from purl.reliability.gmm import GmmParams, Histograms, em_gmm1d, fit_gmm_histograms, speaker_histograms
+from purl.reliability.pairs import SpeakerPairs
 from purl.reliability.plot import PlotCounts, plot_reliability
+from purl.reliability.reliability import Reliability
 from purl.reliability.settings import ReliabilityError, ReliabilitySettings
 from purl.reliability.speakers import SpeakerIndex, iter_speaker_blocks, normalise
-from purl.reliability.weights import Reliability
 
 __all__ = [
     "EMBEDDINGS_FILE", "ESTIMATORS", "FORMAT_VERSION", "META_FILE", "PARAMS_FILE", "UTTS_FILE",
     "GmmParams", "Histograms", "PlotCounts", "Reliability", "ReliabilityError", "ReliabilitySettings",
-    "SpeakerIndex", "compare_fits", "detection_figures", "detection_figures_and_weights",
-    "detection_figures_of_fits", "em_gmm1d", "fit_bic", "fit_global", "fit_gmm_histograms", "fit_histogram",
+    "SpeakerIndex", "SpeakerPairs", "compare_fits", "detection_metrics", "detection_metrics_and_weights",
+    "detection_metrics_of_fits", "em_gmm1d", "fit_bic", "fit_global", "fit_gmm_histograms", "fit_histogram",
     "fit_sklearn", "histogram_auc", "iter_speaker_blocks", "normalise", "plot_reliability",
     "speaker_histograms", "suspected_mislabelled", "utterance_weights",
 ]

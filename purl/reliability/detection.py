@@ -1,4 +1,4 @@
-"""Detection figures of a fit: how well low weights find the truly noisy pairs
+"""Detection metrics of a fit: how well low weights find the truly noisy pairs
 and mislabelled utterances, and which utterances are suspected."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ import numpy as np
 from purl.metrics import roc_auc
 from purl.reliability.gmm import GmmParams
 from purl.reliability.plot import PlotCounts
+from purl.reliability.reliability import Reliability  # noqa: F401 (annotations)
 from purl.reliability.speakers import SpeakerIndex, iter_speaker_blocks, speaker_parts
-from purl.reliability.weights import Reliability  # noqa: F401 (annotations)
 from purl.threads import in_threads, work_threads
 
 _LOGIT_CLIP = 40.0  # |log-odds| beyond this are ties for the histogram AUC
@@ -114,7 +114,7 @@ def suspected_mislabelled(rel: Reliability, threshold: float = 0.5,
                           mean_w: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Utterances whose mean w is below ``threshold``, least reliable first:
     (indices, their mean w). ``mean_w``: :func:`utterance_weights` when already
-    computed (:func:`detection_figures_and_weights` returns it), saving a pass over
+    computed (:func:`detection_metrics_and_weights` returns it), saving a pass over
     all pairs."""
     if mean_w is None:
         mean_w = utterance_weights(rel)
@@ -123,14 +123,14 @@ def suspected_mislabelled(rel: Reliability, threshold: float = 0.5,
     return idx, mean_w[idx]
 
 
-def detection_figures(rel: Reliability, true_labels: np.ndarray | None = None, threshold: float = 0.5) -> dict[str, float]:
-    """Detection figures of the weights (see :func:`detection_figures_and_weights`)."""
-    return detection_figures_and_weights(rel, true_labels, threshold)[0]
+def detection_metrics(rel: Reliability, true_labels: np.ndarray | None = None, threshold: float = 0.5) -> dict[str, float]:
+    """Detection metrics of the weights (see :func:`detection_metrics_and_weights`)."""
+    return detection_metrics_and_weights(rel, true_labels, threshold)[0]
 
 
-def detection_figures_and_weights(rel: Reliability, true_labels: np.ndarray | None = None,
+def detection_metrics_and_weights(rel: Reliability, true_labels: np.ndarray | None = None,
                           threshold: float = 0.5) -> tuple[dict[str, float], np.ndarray]:
-    """Detection figures of the weights, and each utterance's mean w (N,) that
+    """Detection metrics of the weights, and each utterance's mean w (N,) that
     they come from (what :func:`suspected_mislabelled` ranks).
 
     A same-label pair is noisy iff its utterances' true speakers differ; an
@@ -139,24 +139,24 @@ def detection_figures_and_weights(rel: Reliability, true_labels: np.ndarray | No
     noisy pairs) comes from log-odds histograms, exact up to ties within a bin of
     0.01 nats. Without ``true_labels`` only the flagged fractions are returned.
     """
-    return detection_figures_of_fits([rel], true_labels, threshold)[0]
+    return detection_metrics_of_fits([rel], true_labels, threshold)[0]
 
 
-def detection_figures_of_fits(rels: list[Reliability], true_labels: np.ndarray | None = None,
+def detection_metrics_of_fits(rels: list[Reliability], true_labels: np.ndarray | None = None,
                   threshold: float = 0.5, plot_counts: PlotCounts | None = None) -> list[tuple[dict[str, float], np.ndarray]]:
-    """:func:`detection_figures_and_weights` of several fits, in one pass over the pairs
+    """:func:`detection_metrics_and_weights` of several fits, in one pass over the pairs
     where they share their embeddings and labels (fits made with
     ``normalised=True`` from one another's embeddings); that pass also fills
     ``plot_counts`` (for plot_reliability of one of them)."""
     shared = [r for r in rels if r.embeddings is rels[0].embeddings and np.array_equal(r.labels, rels[0].labels)]
     if len(shared) < len(rels):
-        return [detection_figures_of_fits([r], true_labels, threshold, plot_counts if k == 0 else None)[0]
+        return [detection_metrics_of_fits([r], true_labels, threshold, plot_counts if k == 0 else None)[0]
                 for k, r in enumerate(rels)]
     scans = _scan_pairs(rels, true_labels, threshold, plot_counts)
-    return [_figures(rel, scan, true_labels, threshold) for rel, scan in zip(rels, scans)]
+    return [_metrics(rel, scan, true_labels, threshold) for rel, scan in zip(rels, scans)]
 
 
-def _figures(rel: Reliability, scan: tuple, true_labels: np.ndarray | None, threshold: float):
+def _metrics(rel: Reliability, scan: tuple, true_labels: np.ndarray | None, threshold: float):
     mean_w, hist, flagged_pairs, flagged_noisy, speakers_flagged = scan
     n_pairs = int(rel.params.n_pairs.sum())
     utt_flag = mean_w < threshold

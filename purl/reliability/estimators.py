@@ -10,16 +10,11 @@ from typing import Callable
 import numpy as np
 
 from purl.processes import in_processes
-from purl.reliability.gmm import (
-    _LOG_2PI,
-    GmmParams,
-    Histograms,
-    fit_gmm_histograms,
-    speaker_histograms,
-    speaker_histograms_of_kinds,
-)
+from purl.reliability.gmm import _LOG_2PI, GmmParams, Histograms, fit_gmm_histograms
+from purl.reliability.pairs import HistogramFit, SpeakerPairs
 from purl.reliability.settings import ReliabilityError, ReliabilitySettings
 from purl.reliability.speakers import SpeakerIndex, iter_speaker_blocks, speaker_parts
+from purl.threads import in_threads, work_threads
 
 log = logging.getLogger(__name__)
 
@@ -46,46 +41,26 @@ def _store_fits(params: GmmParams, rows, fit, n_pairs) -> None:
     params.loglik[rows] = loglik
 
 
-def _fit_per_speaker_histograms(x, index, settings, cache: dict | None = None):
-    """(params, histograms, fitted rows) of the per-speaker histogram EM; with
-    ``cache`` (a dict shared by the fits of one set of embeddings, see
-    Reliability.fit) computed once for "histogram" and "bic". Callers must not
-    modify what it returns: "bic" changes a copy of the parameters."""
-    if cache is not None:
-        inputs = cache.get("per_speaker_inputs")
-        if inputs is not None and inputs[0] is x and inputs[1] is index and inputs[2] == settings:
-            return cache["per_speaker"]
-    if cache is None:
-        hist = speaker_histograms(x, index, settings.n_bins, adaptive=True)
-    else:
-        # The scan of the pairs makes "global"'s shared-bin histograms too.
-        hist, shared = speaker_histograms_of_kinds(x, index, settings.n_bins, (True, False))
-        cache["shared_bins_inputs"], cache["shared_bins"] = (x, index, settings.n_bins), shared
-    result = _fit_histograms(hist, index, settings)
-    if cache is not None:
-        cache["per_speaker_inputs"], cache["per_speaker"] = (x, index, settings), result
-    return result
+def fit_histogram(pairs: SpeakerPairs, settings: ReliabilitySettings, nj: int = 1) -> GmmParams:
+    """The per-speaker 2-component GMM, by EM on histograms of the pair cosines,
+    the fitted speakers in blocks of one thread each. The fit is kept in
+    ``pairs.histogram_fit``; a fit already there with these settings is returned."""
+    fit = pairs.histogram_fit
+    if fit is None or fit.settings != settings:
+        hist = pairs.per_speaker_histograms(settings.n_bins)
+        params = GmmParams.empty(len(pairs.index))
+        rows = _mark_degenerate(params, hist, pairs.index.sizes(), settings)
+        if len(rows):
+            sub = Histograms(*(getattr(hist, f.name)[rows] for f in dataclasses.fields(hist)))
+            x, counts, var_floor = sub.centres(), sub.counts, sub.width ** 2 / 12
+            blocks = [b for b in np.array_split(np.arange(len(x)), work_threads()) if len(b)] or [np.arange(len(x))]
+            parts = in_threads(lambda b: fit_gmm_histograms(x[b], counts[b], settings, var_floor[b]), blocks)
+            _store_fits(params, rows, [np.concatenate(p) for p in zip(*parts)], sub.n_pairs)
+        fit = pairs.histogram_fit = HistogramFit(settings, params, hist, rows)
+    return fit.params
 
 
-def _fit_histograms(hist, index, settings):
-    params = GmmParams.empty(len(index))
-    rows = _mark_degenerate(params, hist, index.sizes(), settings)
-    if not len(rows):
-        return params, hist, rows
-    sub = Histograms(*(getattr(hist, f.name)[rows] for f in dataclasses.fields(hist)))
-    fit = fit_gmm_histograms(sub.centres(), sub.counts, settings, var_floor=sub.width ** 2 / 12)
-    _store_fits(params, rows, fit, sub.n_pairs)
-    return params, hist, rows
-
-
-def fit_histogram(x: np.ndarray, index: SpeakerIndex, settings: ReliabilitySettings,
-                  cache: dict | None = None, nj: int = 1) -> GmmParams:
-    """The per-speaker 2-component GMM, by EM on histograms of the pair cosines."""
-    return _fit_per_speaker_histograms(x, index, settings, cache)[0]
-
-
-def fit_bic(x: np.ndarray, index: SpeakerIndex, settings: ReliabilitySettings,
-            cache: dict | None = None, nj: int = 1) -> GmmParams:
+def fit_bic(pairs: SpeakerPairs, settings: ReliabilitySettings, nj: int = 1) -> GmmParams:
     """As "histogram", but a speaker whose pairs BIC explains better by one Gaussian
     gets w = 1 (1 component: 2 parameters; 2 components: 5).
 
@@ -96,8 +71,9 @@ def fit_bic(x: np.ndarray, index: SpeakerIndex, settings: ReliabilitySettings,
     utterances: the pair log-likelihoods are scaled to n observations and the
     penalty is k ln(n) (``bic_sample_size="pairs"`` gives the textbook version).
     """
-    params, hist, rows = _fit_per_speaker_histograms(x, index, settings, cache)
-    params = params.copy()  # the histogram fit's, when shared through the cache
+    fit_histogram(pairs, settings)
+    index, hist, rows = pairs.index, pairs.histogram_fit.hist, pairs.histogram_fit.rows
+    params = pairs.histogram_fit.params.copy()  # "histogram"'s own stays as it is
     if len(rows) == 0:  # no speaker with enough utterances to fit: all keep w = 1
         return params
     n = hist.n_pairs[rows].astype(np.float64)
@@ -117,28 +93,22 @@ def fit_bic(x: np.ndarray, index: SpeakerIndex, settings: ReliabilitySettings,
     return params
 
 
-def fit_global(x: np.ndarray, index: SpeakerIndex, settings: ReliabilitySettings,
-               cache: dict | None = None, nj: int = 1) -> GmmParams:
+def fit_global(pairs: SpeakerPairs, settings: ReliabilitySettings, nj: int = 1) -> GmmParams:
     """One GMM over the pairs of all speakers, shared by every speaker (no w = 1 rule:
     the shared fit can judge pairs of small speakers too)."""
-    inputs = cache.get("shared_bins_inputs") if cache is not None else None
-    if inputs is not None and inputs[0] is x and inputs[1] is index and inputs[2] == settings.n_bins:
-        hist = cache["shared_bins"]
-    else:
-        hist = speaker_histograms(x, index, settings.n_bins, adaptive=False)
+    hist = pairs.shared_bin_histograms(settings.n_bins)
     centres, counts = hist.centres()[:1], hist.counts.sum(axis=0, keepdims=True)
     if counts.sum() < 2:
         raise ReliabilityError("reliability: the 'global' estimator needs at least 2 same-label pairs")
     weights, means, variances, loglik = fit_gmm_histograms(centres, counts, settings, hist.width[:1] ** 2 / 12)
-    n_spk = len(index)
+    n_spk = len(pairs.index)
     params = GmmParams.empty(n_spk)
     _store_fits(params, np.arange(n_spk), (np.repeat(weights, n_spk, 0), np.repeat(means, n_spk, 0),
                                            np.repeat(variances, n_spk, 0), np.repeat(loglik, n_spk)), hist.n_pairs)
     return params
 
 
-def fit_sklearn(x: np.ndarray, index: SpeakerIndex, settings: ReliabilitySettings,
-                cache: dict | None = None, nj: int = 1) -> GmmParams:
+def fit_sklearn(pairs: SpeakerPairs, settings: ReliabilitySettings, nj: int = 1) -> GmmParams:
     """The original work's fit: sklearn GaussianMixture per speaker on the exact
     cosines, in ``nj`` processes (speakers dealt by pair count, largest first to
     the least loaded). Every fit runs with one BLAS and one OpenMP thread, in one
@@ -150,6 +120,7 @@ def fit_sklearn(x: np.ndarray, index: SpeakerIndex, settings: ReliabilitySetting
     the original (src/ncu_utils.py:234-238)."""
     from threadpoolctl import threadpool_limits
 
+    x, index = pairs.x, pairs.index
     parts = [p for p in speaker_parts(index, nj) if len(p)]
     if len(parts) <= 1:
         import sklearn.mixture  # noqa: F401  (loads sklearn's OpenMP library before the limit is set)
@@ -210,12 +181,11 @@ def _fit_sklearn_speakers(x: np.ndarray, index: SpeakerIndex, settings: Reliabil
     return params
 
 
-# (normalised embeddings, speaker index, settings, cache, nj) -> parameters; the
-# cache (None, or a dict shared by fits of the same embeddings and labels) lets
-# estimators share work: "histogram" and "bic" run one per-speaker EM. nj: the
-# processes of a per-speaker loop in Python ("sklearn"); the vectorised
-# estimators run their numpy work in threads (purl.threads) and ignore it.
-Estimator = Callable[[np.ndarray, SpeakerIndex, ReliabilitySettings, "dict | None", int], GmmParams]
+# (the pairs, settings, nj) -> parameters. Fits on one SpeakerPairs share work
+# through it: "histogram" and "bic" run one per-speaker EM. nj: the processes
+# of a per-speaker loop in Python ("sklearn"); the vectorised estimators run
+# their numpy work in threads (purl.threads) and ignore it.
+Estimator = Callable[[SpeakerPairs, ReliabilitySettings, int], GmmParams]
 ESTIMATORS: dict[str, Estimator] = {
     "sklearn": fit_sklearn,
     "histogram": fit_histogram,

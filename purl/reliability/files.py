@@ -27,14 +27,16 @@ PARAMS_FILE = "gmm.npz"
 META_FILE = "reliability.json"  # written last: its presence marks a complete directory
 # Here, not in purl.pair_weights, so that stage 4 runs without importing torch.
 UTTS_FILE = "utts"
+NPY_HEADER = 128  # bytes before a 2-D float32 array's data in an .npy file
 
 
 def save(rel, directory: str | os.PathLike) -> None:
     """Writes embeddings.npy, gmm.npz and (last) reliability.json of a
-    :class:`~purl.reliability.weights.Reliability`, each atomically."""
+    :class:`~purl.reliability.reliability.Reliability`, each atomically."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    write_atomic(directory / EMBEDDINGS_FILE, lambda f: np.save(f, np.asarray(rel.embeddings, np.float32)))
+    embeddings = np.asarray(rel.embeddings, np.float32)
+    write_atomic(directory / EMBEDDINGS_FILE, lambda f: np.save(f, embeddings), size=embeddings.nbytes + NPY_HEADER)
     arrays = {f.name: getattr(rel.params, f.name) for f in dataclasses.fields(rel.params)}
     write_atomic(directory / PARAMS_FILE, lambda f: np.savez(f, labels=rel.labels, speakers=rel.index.speakers, **arrays))
     meta = {

@@ -274,14 +274,8 @@ def _init_thresholds(x, counts, n_init):
 def fit_gmm_histograms(x, counts, settings: ReliabilitySettings, var_floor=None):
     """Best of ``n_init`` EM runs per row of weighted points x, counts (R, B):
     (weights, means, variances) each (R, 2) and loglik (R,). Rows are
-    independent: blocks of them run in threads, with the results of one thread."""
+    independent, so a caller may fit blocks of them in threads."""
     var_floor = np.zeros(len(x)) if var_floor is None else np.asarray(var_floor, np.float64)
-    blocks = [b for b in np.array_split(np.arange(len(x)), work_threads()) if len(b)] or [np.arange(len(x))]
-    fits = in_threads(lambda rows: _fit_gmm_rows(x[rows], counts[rows], settings, var_floor[rows]), blocks)
-    return [np.concatenate(parts) for parts in zip(*fits)]
-
-
-def _fit_gmm_rows(x, counts, settings: ReliabilitySettings, var_floor):
     points = _WeightedPoints(x, counts, var_floor)
     thresholds = _init_thresholds(x, counts, settings.n_init)
     best = None

@@ -12,7 +12,7 @@ from purl.reliability.gmm import GmmParams
 from purl.reliability.speakers import iter_speaker_blocks
 
 if TYPE_CHECKING:
-    from purl.reliability.weights import Reliability
+    from purl.reliability.reliability import Reliability
 
 
 def _mixture_curves(params: GmmParams, rows: np.ndarray, grid: np.ndarray, scale: np.ndarray) -> np.ndarray:
@@ -34,7 +34,7 @@ class PlotCounts:
     positive-pair cosines on [-1, 1], [clean, noisy] by truth (all in row 0
     without it), and the cosines of a few example speakers (from the cleanest
     to the noisiest fit). Filled by one scan of the pairs: the plot's own, or
-    detection_figures_of_fits's (stage 4 then scans the pairs once for both)."""
+    detection_metrics_of_fits's (stage 4 then scans the pairs once for both)."""
 
     def __init__(self, params: GmmParams, n_examples: int = 4, n_bins: int = 200):
         # Examples: fitted noisy weight at evenly spaced ranks, among speakers with a fit.
@@ -77,7 +77,7 @@ def plot_reliability(rel: Reliability, path: str | os.PathLike, true_labels: np.
     speakers from the cleanest to the noisiest fit. With ground truth the
     histograms are split into truly clean and noisy pairs. ``counts``: the
     plot's data already gathered (PlotCounts of rel.params, filled by
-    detection_figures_of_fits); otherwise the pairs are scanned here.
+    detection_metrics_of_fits); otherwise the pairs are scanned here.
     ``speaker_names[label]``: the name a panel gives a speaker (default: its label number)."""
     import matplotlib
 

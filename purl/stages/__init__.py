@@ -13,8 +13,11 @@ The rule of the project's folders:
 
 tests/test_layout_rule.py enforces the first two points for the names it knows.
 
-Modules: features (stage 1), noise (stage 2), training (stages 3 and 5),
-reliability (stage 4), embeddings (extraction job plans and merges), filtering
-(the filtering baseline), scoring (stage 6 and the summary table), calibration
-(stage 6: scores to log-likelihood ratios).
+Modules, named as the steps that call them: fbank (stage 1, make_fbank.sh),
+simulate_noise (stage 2), training (stages 3 and 5, train.py) and exp_layout
+(the layout of a training run's exp dir), reliability (stage 4), embeddings
+(extraction job plans and merges), filter_data_dir (the filtering baseline),
+relabel_data_dir (relabel proposals), clean (``purl clean``), score (stage 6
+and the summary table), calibrate (stage 6: scores to log-likelihood ratios),
+benchmark (the noisy-label benchmark's table).
 """

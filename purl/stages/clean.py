@@ -4,9 +4,10 @@
     embeddings/xvector.{ark,scp}  the embeddings; embeddings/purl.settings: the model, data and
                                   features they were made from
     purl.settings                 the fit's record: estimator, threshold, embeddings, labels
-    report.{md,json}, reliability.png, suspected_mislabelled, data_clean/   stage 4's files
-                                  (purl/stages/reliability.py)
-    data_relabelled/              relabel proposals (purl/stages/relabel.py)
+    report.{md,json}, suspected_mislabelled, data_clean/   the suspects and the dir without them:
+                                  of the centroid rule (purl/suspects.py) with suspects.png, or
+                                  of stage 4's GMMs (purl/stages/reliability.py) with reliability.png
+    data_relabelled/              relabel proposals (purl/stages/relabel_data_dir.py)
 
 A rerun reuses the embeddings made with the same model from the same data,
 and the fit made with the same settings; a rerun with other settings says
@@ -18,6 +19,7 @@ options), else from the audio, as purl.api computes them: both are what stage
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -27,16 +29,25 @@ from typing import Callable
 
 import numpy as np
 
-from purl.data.datadir import DataDir
+from purl.data.datadir import DataDir, subset_data_dir
+from purl.features import TOP_DB, feature_type_of
+from purl.fileio import write_text_atomic
 from purl.kaldi_io import save_embeddings
-from purl.settings import audio_digest, differences, read_record, scp_digest, stat_digest, text_digest, write_record
-from purl.stages.features import FEATS_SETTINGS, fbank_job_settings, feats_status
+from purl.records import audio_digest, differences, read_record, scp_digest, stat_digest, text_digest, write_record
+from purl.stages.embeddings import embeddings_of_data_dir
+from purl.stages.fbank import FEATS_SETTINGS, fbank_job_settings, feats_status, record_derived_features
 from purl.stages.reliability import REPORT_JSON, run_reliability
+from purl.suspects import SuspectSettings, find_suspects, suspect_lines
 
 SETTINGS = "purl.settings"
+CENTROID = "centroid"  # purl clean's default rule (purl/suspects.py); the others are stage 4's GMM estimators
+SUSPECTS_PLOT = "suspects.png"
 # More suspects than this share of a dir is more than the label noise of a
 # prepared corpus (a few percent): the model or the estimator is the likelier cause.
 IMPLAUSIBLE_FLAG_RATE = 0.10
+# More utterances than this nearer another speaker's centroid than their own:
+# the model does not tell these speakers apart (a model that does leaves a few percent there).
+POOR_SEPARATION = 0.20
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +103,8 @@ def embed_data_dir(model, model_path: str | os.PathLike, data: DataDir, out_dir:
         feats, frames = data.table("feats.scp"), data.table("utt2num_frames")
         say(f"  from {data.path / 'feats.scp'} (stage 1's, {FEATS_SETTINGS})")
         emb = embed_utterances(model.encoder, [feats[u] for u in data.utts], [int(frames[u]) for u in data.utts],
-                               device=model.device, on_batch=on_done, utts=data.utts)
+                               device=model.device, on_batch=on_done, utts=data.utts,
+                               top_db=TOP_DB[feature_type_of(data.path)])
     else:
         wav = data.table("wav.scp")
         emb = embed_audio([wav[u] for u in data.utts], data.utts)
@@ -122,21 +134,88 @@ def clean_fit(emb_scp: Path, data: DataDir, out_dir: str | os.PathLike, *, estim
         say(f"  this fit replaces the one in {out_dir} ({'; '.join(differences(old, record))}); "
             "give --out-dir to keep both")
     record_path.unlink(missing_ok=True)
-    report = run_reliability(emb_scp, data, out_dir, estimator=estimator, threshold=threshold, clean_dir=clean_dir,
-                             nj=nj)
+    if estimator == CENTROID:
+        report = run_suspects(emb_scp, data, out_dir, clean_dir=clean_dir)
+    else:
+        report = run_reliability(emb_scp, data, out_dir, estimator=estimator, threshold=threshold,
+                                 clean_dir=clean_dir, nj=nj)
     write_record(record_path, record)
     return report
 
 
+def run_suspects(emb_scp: Path, data: DataDir, out_dir: Path, *, clean_dir: Path,
+                 settings: SuspectSettings | None = None) -> dict:
+    """The centroid rule (purl.suspects) into OUT_DIR: suspected_mislabelled
+    ('utt label resembles margin own z', least like its speaker first),
+    suspects.png, report.{json,md} and ``clean_dir`` without the suspects.
+    With utt2truespk, the report counts the wrong labels found."""
+    from purl.plots import plot_suspects
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    speakers = data.speakers
+    index = {s: n for n, s in enumerate(speakers)}
+    labels = np.array([index[data.utt2spk[u]] for u in data.utts])
+    settings = settings or SuspectSettings()
+    found = find_suspects(embeddings_of_data_dir(emb_scp, data), labels, settings)
+    write_text_atomic(out_dir / "suspected_mislabelled", suspect_lines(data.utts, speakers, labels, found))
+    flagged = set(np.asarray(data.utts)[found.flagged])
+    subset_data_dir(data, clean_dir, utts=[u for u in data.utts if u not in flagged])
+    record_derived_features(clean_dir, data.path, user="purl clean")
+    plot_suspects(found.own, found.best, found.flagged, out_dir / SUSPECTS_PLOT,
+                  title=f"{data.path}: {len(labels)} utterances of {len(speakers)} speakers")
+    nearer = found.best > found.own
+    detection = {"n_utts": len(labels), "n_speakers": len(speakers), "n_speakers_judged": int(found.judged.sum()),
+                 "n_resembling": int((found.flagged & nearer).sum()), "n_outliers": int((found.flagged & ~nearer).sum()),
+                 "frac_nearer_other": float(nearer.mean()) if len(labels) else 0.0}
+    if data.has("utt2truespk"):
+        truth = data.table("utt2truespk")
+        wrong = np.array([truth[u] != data.utt2spk[u] for u in data.utts])
+        hits = int((wrong & found.flagged).sum())
+        detection.update(n_mislabelled=int(wrong.sum()), n_found=hits,
+                         utt_precision=hits / max(int(found.flagged.sum()), 1), utt_recall=hits / max(int(wrong.sum()), 1))
+    report = {"estimator": CENTROID, "data_dir": str(data.path), "settings": dataclasses.asdict(settings),
+              "detection": detection, "n_suspected": int(found.flagged.sum()), "cleaned_data_dir": str(clean_dir)}
+    write_text_atomic(out_dir / "report.md", suspects_markdown(report))
+    write_text_atomic(out_dir / REPORT_JSON, json.dumps(report, indent=1) + "\n")
+    return report
+
+
+def suspects_markdown(report: dict) -> str:
+    d, s = report["detection"], report["settings"]
+    lines = [
+        "# Suspected mislabelled utterances (centroid rule, purl/suspects.py)\n",
+        f"Data: {report['data_dir']}; {d['n_utts']} utterances of {d['n_speakers']} speakers "
+        f"({d['n_speakers_judged']} with at least {s['min_utts']} utterances, judged).",
+        f"Suspected: {report['n_suspected']} ({100 * report['n_suspected'] / max(d['n_utts'], 1):.1f}%): "
+        f"{d['n_resembling']} nearer another speaker's centroid than their own and more than {s['spread']} robust "
+        f"sds below their speaker's median cosine, {d['n_outliers']} more than {s['outlier']} below it "
+        f"(listed in suspected_mislabelled; removed in {report['cleaned_data_dir']}).",
+        f"{100 * d['frac_nearer_other']:.1f}% of all utterances are nearer another speaker's centroid than their "
+        "own (a model that tells these speakers apart leaves a few percent).",
+        "",
+        f"Each utterance's cosine to its own speaker's centroid against the nearest other one's: {SUSPECTS_PLOT}.",
+    ]
+    if "n_found" in d:
+        lines += ["", f"Against utt2truespk: {d['n_found']} of {d['n_mislabelled']} wrong labels found; "
+                      f"precision {d['utt_precision']:.3f}, recall {d['utt_recall']:.3f}."]
+    return "\n".join(lines) + "\n"
+
+
 def flag_rate_warning(report: dict) -> str | None:
     """What to try when the suspects are more of the dir than label noise plausibly is."""
-    n_utts = report["detection"]["n_utts"]
-    rate = report["n_suspected"] / max(n_utts, 1)
+    d = report["detection"]
+    rate = report["n_suspected"] / max(d["n_utts"], 1)
+    stronger = "a stronger model (trained on more speakers, or on speech like this dir's)"
+    nearer = d.get("frac_nearer_other", 0.0)
+    if nearer > POOR_SEPARATION:
+        return (f"warning: {100 * nearer:.0f}% of the utterances are nearer another speaker's centroid than their "
+                f"own: the model does not tell these speakers apart, and no list of suspects from it can be "
+                f"trusted. Try {stronger}.")
     if rate <= IMPLAUSIBLE_FLAG_RATE:
         return None
-    tries = ["a stronger model (trained on more speakers, or on speech like this dir's)"]
-    if report["estimator"] != "bic":
-        tries.insert(0, "--estimator bic (a speaker whose pairs form one cluster keeps them all)")
+    tries = [stronger]
+    if report["estimator"] != CENTROID:
+        tries.insert(0, f"--estimator {CENTROID} (the default: a suspect must be unusual for its own speaker)")
     return (f"warning: {100 * rate:.0f}% of the utterances are suspected, more than the few percent of wrong "
             f"labels a prepared corpus usually has: the model likely does not separate these speakers well. "
             f"Try {', or '.join(tries)}; do not train on data_clean/ before listening to some suspects.")

@@ -15,12 +15,13 @@ from pathlib import Path
 import numpy as np
 
 from purl.data.datadir import DataDirError, read_kv, sort_key, split_data_dir, validate_data_dir, write_kv
+from purl.data.dataset import NORMALISE
 from purl.errors import UsageError
 from purl.fileio import atomic_path, write_text_atomic
 from purl.kaldi_io import ArkWriter, load_embeddings, write_vector
+from purl.records import differences, matches, read_record, scp_digest, text_digest, up_to_date, write_record
 from purl.scoring import speaker_means
-from purl.settings import differences, matches, read_record, scp_digest, text_digest, up_to_date, write_record
-from purl.stages.features import check_features
+from purl.stages.fbank import check_features
 
 log = logging.getLogger(__name__)
 
@@ -31,10 +32,12 @@ AVERAGE_SETTINGS = "average.settings"  # beside an averaged set's xvector.scp
 
 
 def embedding_settings(checkpoint_digest: str, feats_scp, *, num_crops: int, crop_frames: int,
-                       random_crop_seed: int | None = None) -> dict:
-    """The record of an embedding job (or set): model bytes, crops, features."""
+                       random_crop_seed: int | None = None, normalise: str = "utterance") -> dict:
+    """The record of an embedding job (or set): model bytes, crops, features.
+    ``normalise`` is recorded when it is crop (records made before it still hold)."""
+    crop_norm = {"normalise": normalise} if normalise != "utterance" else {}
     return {"checkpoint": checkpoint_digest, "num_crops": num_crops, "crop_frames": crop_frames,
-            "random_crop_seed": random_crop_seed, "feats": scp_digest(feats_scp)}
+            "random_crop_seed": random_crop_seed, **crop_norm, "feats": scp_digest(feats_scp)}
 
 
 def add_embedding_options(parser) -> None:
@@ -43,10 +46,13 @@ def add_embedding_options(parser) -> None:
     parser.add_argument("--crop-frames", type=int, default=300)
     parser.add_argument("--random-crop-seed", type=int, default=None,
                         help="one random crop per utterance (with --num-crops 1)")
+    parser.add_argument("--normalise", choices=NORMALISE, default="utterance",
+                        help="crops normalised over their utterance, or each over itself (the original's stage 4)")
 
 
 def embedding_options_of(args) -> dict:
-    return {"num_crops": args.num_crops, "crop_frames": args.crop_frames, "random_crop_seed": args.random_crop_seed}
+    return {"num_crops": args.num_crops, "crop_frames": args.crop_frames, "random_crop_seed": args.random_crop_seed,
+            "normalise": args.normalise}
 
 
 def plan_embedding_jobs(checkpoint: str | os.PathLike, data_dir: str | os.PathLike, out_dir: str | os.PathLike,
@@ -73,7 +79,7 @@ def plan_embedding_jobs(checkpoint: str | os.PathLike, data_dir: str | os.PathLi
             return {"nj": nj, "status": "complete"}
         why = "; ".join(differences(record, expected)) if record is not None else f"no {out / XVECTOR_SETTINGS}"
         log.info("%s/%s is not of these settings (%s); extracting again", out, XVECTOR_SCP, why)
-    parts = split_data_dir(data.path, nj)
+    parts = split_data_dir(data.path, nj, under=out)  # the data dir is only read: it may be read-only
     todo = [n for n, part in enumerate(parts, 1)
             if not matches(out / f"xvector.{n}.settings", embedding_settings(digest, part / "feats.scp", **options))]
     return {"nj": nj, "status": "todo", "todo": " ".join(map(str, todo))}

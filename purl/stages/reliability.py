@@ -27,19 +27,20 @@ from purl.data.datadir import DataDir, DataDirError, subset_data_dir, validate_d
 from purl.fileio import write_text_atomic
 from purl.kaldi_io import load_embeddings
 from purl.locks import locked_dir
+from purl.records import text_digest, up_to_date, write_record
 from purl.reliability import (
     ESTIMATORS,
     UTTS_FILE,
     PlotCounts,
     Reliability,
     ReliabilitySettings,
-    detection_figures_of_fits,
+    SpeakerPairs,
+    detection_metrics_of_fits,
     plot_reliability,
     suspected_mislabelled,
 )
-from purl.settings import text_digest, up_to_date, write_record
 from purl.stages.embeddings import XVECTOR_SETTINGS
-from purl.stages.features import record_derived_features
+from purl.stages.fbank import record_derived_features
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +113,7 @@ def check_reliability_dir(reliability_dir: str | os.PathLike, user: str) -> None
 
 def stage_settings(xvector_scp: str | os.PathLike, data_dir: str | os.PathLike, config: dict,
                    clean_dir: str | os.PathLike | None) -> dict:
-    """Options and inputs of a stage-4 run (purl.settings): another estimator
+    """Options and inputs of a stage-4 run (purl.records): another estimator
     or other embeddings or labels make another fit."""
     data = Path(data_dir)
     scp = Path(xvector_scp)
@@ -140,19 +141,16 @@ def run_stage(xvector_scp: str | os.PathLike, data_dir: str | os.PathLike, out_d
     data = validate_data_dir(data_dir, require=("utt2spk", "spk2utt"))
     record = stage_settings(xvector_scp, data_dir, config, clean_dir)
     with locked_dir(out):
-        return _run_stage(xvector_scp, data, out, config, record, clean_dir, nj)
-
-
-def _run_stage(xvector_scp, data: DataDir, out: Path, config: dict, record: dict, clean_dir, nj: int) -> dict:
-    if up_to_date(out / SETTINGS, record, out, complete=(out / REPORT_JSON).is_file()):
-        return json.loads((out / REPORT_JSON).read_text(encoding="utf-8"))
-    # up_to_date removed the record; the report goes too, before anything is
-    # written: a kill from here on leaves a dir that stage 5 refuses.
-    (out / REPORT_JSON).unlink(missing_ok=True)
-    report = run_reliability(xvector_scp, data, out, estimator=config["estimator"], compare=tuple(config["compare"]),
-                             threshold=config["threshold"], clean_dir=clean_dir, settings=gmm_settings(config), nj=nj)
-    write_record(out / SETTINGS, record)
-    return report
+        if up_to_date(out / SETTINGS, record, out, complete=(out / REPORT_JSON).is_file()):
+            return json.loads((out / REPORT_JSON).read_text(encoding="utf-8"))
+        # up_to_date removed the record; the report goes too, before anything is
+        # written: a kill from here on leaves a dir that stage 5 refuses.
+        (out / REPORT_JSON).unlink(missing_ok=True)
+        report = run_reliability(xvector_scp, data, out, estimator=config["estimator"],
+                                 compare=tuple(config["compare"]), threshold=config["threshold"],
+                                 clean_dir=clean_dir, settings=gmm_settings(config), nj=nj)
+        write_record(out / SETTINGS, record)
+        return report
 
 
 def run_reliability(emb_scp: str | os.PathLike, data_dir: str | os.PathLike | DataDir, out_dir: str | os.PathLike, *,
@@ -188,25 +186,24 @@ def run_reliability(emb_scp: str | os.PathLike, data_dir: str | os.PathLike | Da
 
     report = {"estimator": estimator, "threshold": threshold, "data_dir": str(data.path),
               "settings": dict(settings or {}), "compare": {}}
-    # The estimators to compare share the main fit's normalised embeddings
-    # (at VoxCeleb size each copy is 0.8 GB, the raw ones go once it is made),
-    # and their work ("histogram" and "bic" run one per-speaker EM), and all
-    # are evaluated in one pass over the pairs.
-    fits, seconds, cache = [], [], {}
+    # The estimators to compare read one SpeakerPairs: one normalised copy of
+    # the embeddings (at VoxCeleb size each copy is 0.8 GB; the raw ones go once
+    # it is made) and the work they share ("histogram" and "bic" run one
+    # per-speaker EM); all are evaluated in one pass over the pairs.
+    fits, seconds, pairs = [], [], None
     for name in (estimator,) + tuple(c for c in compare if c != estimator):
         start = time.perf_counter()
-        if not fits:
-            fits.append(Reliability.fit(emb, labels, name, settings, cache=cache, nj=nj))
+        if pairs is None:
+            pairs = SpeakerPairs.from_embeddings(emb, labels, shared=True)
             del emb
-        else:
-            fits.append(Reliability.fit(fits[0].embeddings, labels, name, settings, normalised=True, cache=cache,
-                                        nj=nj))
+        fits.append(Reliability.fit_pairs(pairs, name, settings, nj=nj))
         seconds.append(time.perf_counter() - start)
+    del pairs
     plot_counts = PlotCounts(fits[0].params)  # the plot's data, gathered by the evaluation's pass
-    evaluated = detection_figures_of_fits(fits, true_labels, threshold, plot_counts)
-    for rel, fit_seconds, (figures, _) in zip(fits, seconds, evaluated):
-        figures["fit_seconds"] = fit_seconds
-        report["compare"][rel.estimator] = figures
+    evaluated = detection_metrics_of_fits(fits, true_labels, threshold, plot_counts)
+    for rel, fit_seconds, (metrics, _) in zip(fits, seconds, evaluated):
+        metrics["fit_seconds"] = fit_seconds
+        report["compare"][rel.estimator] = metrics
     main_rel, main_mean_w = fits[0], evaluated[0][1]
     del fits, evaluated
     report["detection"] = report["compare"][estimator]

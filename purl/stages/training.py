@@ -1,16 +1,5 @@
 """Stages 3 and 5: training (SupCon pretraining, the PURL update, the control run)
-into an exp dir, and the layout of that dir:
-
-    exp/<name>/config.yaml          the merged config
-    exp/<name>/environment.json     git commit, package versions, host, command
-    exp/<name>/data.settings        what the run trains on (labels, features, init checkpoint, pair weights)
-    exp/<name>/models/epoch_<N>.pt  the whole state after epoch N (to resume); models/last.pt, the newest
-    exp/<name>/models/final.pt      the average of the last train.average_last epochs: what stage 6 scores
-    exp/<name>/train.csv            a row per train.log_every steps, TensorBoard event files beside it
-    exp/<name>/epochs.csv           per-epoch mean loss and held-out target/non-target cosine and EER
-    exp/<name>/train.png            the curves, redrawn at every epoch end
-    exp/<name>/reliability/epoch_<N>/  the pair weights re-estimated with the model of epoch N
-    exp/<name>/log/                 the recipe's logs (steps/train.sh)
+into an exp dir, laid out as purl.stages.exp_layout says.
 
 A rerun resumes exactly from models/last.pt; a finished run (final.pt with the
 same config) is skipped; a run on other data or with another config stops,
@@ -26,17 +15,18 @@ from pathlib import Path
 
 from purl.config import DEFAULTS, ConfigError, load_config, load_yaml
 from purl.data.datadir import validate_data_dir
-from purl.evaluate import held_out_figures
+from purl.evaluate import held_out_metrics
 from purl.locks import LOCK_NAME, locked_dir
 from purl.pair_weights import pair_weights_from_dir
-from purl.plots import plot_training_curves
-from purl.settings import differences, read_record, scp_digest, stat_digest, text_digest, write_record
-from purl.stages.features import check_features
+from purl.records import differences, read_record, scp_digest, stat_digest, text_digest, write_record
+from purl.stages.exp_layout import TrainingOutputs
+from purl.stages.fbank import check_features
 from purl.stages.reliability import check_reliability_dir
 from purl.training.callbacks import TrainingCallback, TrainingState
 from purl.training.checkpoint import load_checkpoint
 from purl.training.errors import TrainError
 from purl.training.loop import Trainer
+from purl.training.refit import PurlPairWeights
 
 log = logging.getLogger(__name__)
 
@@ -44,47 +34,6 @@ log = logging.getLogger(__name__)
 # a resumed run may change them (e.g. fewer CPU threads on a busy machine, or
 # more epoch checkpoints kept for steps/score_epochs.sh).
 RESOURCE_KEYS = {("train", "threads"), ("data", "num_workers"), ("train", "keep_last"), ("train", "keep_epochs")}
-
-
-class TrainingOutputs:
-    """The paths of a training run's files in ``exp_dir`` (see the module docstring)."""
-
-    def __init__(self, exp_dir: str | os.PathLike):
-        self.exp_dir = Path(exp_dir)
-        self.models_dir = self.exp_dir / "models"
-        self.config_yaml = self.exp_dir / "config.yaml"
-        self.environment_json = self.exp_dir / "environment.json"
-        self.data_settings = self.exp_dir / "data.settings"
-        self.last_checkpoint = self.models_dir / "last.pt"
-        self.final_checkpoint = self.models_dir / "final.pt"
-        self.steps_csv = self.exp_dir / "train.csv"
-        self.epochs_csv = self.exp_dir / "epochs.csv"
-        self.curves_png = self.exp_dir / "train.png"
-        self.reestimated_weights = self.exp_dir / "reliability"
-
-    def epoch_checkpoint(self, epoch: int) -> Path:
-        return self.models_dir / f"epoch_{epoch}.pt"
-
-    def reestimated_weights_dir(self, epoch: int) -> Path:
-        """The pair weights refitted with the model of ``epoch`` (purl.reestimate_every)."""
-        return self.reestimated_weights / f"epoch_{epoch}"
-
-    def chns_clusters(self, epoch: int) -> Path:
-        """CHNS's speaker clusters made with the model of ``epoch``."""
-        return self.exp_dir / "chns" / f"spk2cluster_epoch{epoch}"
-
-    def plot_curves(self) -> Path:
-        return plot_training_curves(self.steps_csv, self.epochs_csv, self.curves_png, title=self.exp_dir.name)
-
-
-def threshold_file_of(checkpoint: str | os.PathLike) -> Path | None:
-    """Stage 6's threshold.json for the run a checkpoint of ``exp/<model>/models/``
-    belongs to (``exp/<model>/scores/threshold.json``; recipes score each model
-    into its ``scores/``), or None for a checkpoint outside such a run."""
-    checkpoint = Path(checkpoint)
-    if checkpoint.parent.name != "models":
-        return None
-    return checkpoint.parent.parent / "scores" / "threshold.json"
 
 
 class HeldOutValidation(TrainingCallback):
@@ -97,9 +46,9 @@ class HeldOutValidation(TrainingCallback):
     def on_epoch_end(self, state: TrainingState) -> dict | None:
         if not state.dist.main:
             return None
-        figures = held_out_figures(state.encoder, self.data_dir, device=next(state.encoder.parameters()).device)
+        metrics = held_out_metrics(state.encoder, self.data_dir, device=next(state.encoder.parameters()).device)
         state.encoder.train()
-        return figures
+        return metrics
 
 
 def check_gpus(gpus: str) -> None:
@@ -196,8 +145,8 @@ def _train_stage(config_path: str, overrides: list[str], data_dir: str, exp_dir:
             return
     callbacks: list[TrainingCallback] = []
     if config["purl"]["reliability"]:
-        callbacks.append(pair_weights_from_dir(
-            config["purl"]["reliability"], data_dir,
+        callbacks.append(PurlPairWeights(
+            pair_weights_from_dir(config["purl"]["reliability"], data_dir),
             reestimate_every=config["purl"]["reestimate_every"], refit_dir=outputs.reestimated_weights_dir))
     if valid_data:
         callbacks.append(HeldOutValidation(valid_data))

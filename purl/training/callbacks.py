@@ -5,13 +5,13 @@ The loop emits these events, in this order, on every process:
     on_train_start(state)             once the starting point is loaded
     on_epoch_start(state)             before each epoch's first step (also a resumed one's)
     pair_weights(utts, labels)        at each step, when the loss needs pair weights
-    on_epoch_end(state) -> figures    after each epoch's last step; the figures join the epoch's
+    on_epoch_end(state) -> metrics    after each epoch's last step; the metrics join the epoch's
                                       row (epochs.csv's columns), TensorBoard and the log
     on_train_end(state)               after final.pt is written
 
 A callback subclasses TrainingCallback and overrides the events it needs. It
 sees the run only through the read-only TrainingState it is given; what it
-computes goes back through return values (pair weights, figures), never by
+computes goes back through return values (pair weights, metrics), never by
 changing the trainer. Processes that must agree (e.g. re-estimated weights)
 agree through ``state.dist``.
 """
@@ -76,7 +76,7 @@ class TrainingCallback:
         return None
 
     def on_epoch_end(self, state: TrainingState) -> dict | None:
-        """Figures for the epoch's row (e.g. held-out EER), or None."""
+        """Metrics for the epoch's row (e.g. held-out EER), or None."""
         return None
 
     def on_train_end(self, state: TrainingState) -> None:

@@ -89,10 +89,10 @@ class SpeakerNet(nn.Module):
         self.encoder, self.loss = encoder, loss
         self.dist_ctx, self.gather, self.gather_sizes = dist_ctx, gather, gather_sizes
 
-    def forward(self, feats, labels, pair_weights=None):
+    def forward(self, feats, labels, pair_weights=None, groups=None):
         embeddings = self.encoder(feats)
         if self.gather:
             # Every process computes the loss of the whole batch; the gradient
             # reaching each process's embeddings is then that of the global loss.
             embeddings = self.dist_ctx.all_gather(embeddings, sizes=self.gather_sizes, with_grad=True)
-        return self.loss(embeddings.float(), labels, pair_weights)
+        return self.loss(embeddings.float(), labels, pair_weights, groups)

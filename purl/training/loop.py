@@ -4,7 +4,7 @@ the callbacks (purl.training.callbacks) that ride along.
 
 Run under torchrun for several processes (DDP: NCCL on GPU, gloo on CPU) or as
 a plain process. Process 0 writes the run's files, at the paths of ``outputs``
-(purl.stages.training.TrainingOutputs says where they are): the merged config,
+(purl.stages.exp_layout.TrainingOutputs says where they are): the merged config,
 the environment, a checkpoint per epoch (model, loss, optimizer, scheduler, RNG,
 sampler state, config) and last.pt, final.pt (the average of the last
 train.average_last epochs), the per-step and per-epoch CSVs, TensorBoard events
@@ -25,20 +25,29 @@ import torch
 import torch.nn as nn
 
 from purl.config import save_config
+from purl.data.chns import ClusterBatchSampler
 from purl.data.dataset import TrainingSet
 from purl.training.callbacks import TrainingCallback, TrainingState
-from purl.training.checkpoint import average_checkpoints, save_atomic
+from purl.training.checkpoint import (
+    Progress,
+    continue_from,
+    init_from_weights,
+    prune_epoch_checkpoints,
+    restore_training_state,
+    save_average,
+    save_training_state,
+)
 from purl.training.distributed import Distributed
 from purl.training.errors import TrainError
 from purl.training.monitor import EPOCH_FIELDS, STEP_FIELDS, CsvLog, TrainingMonitor, environment_summary, progress
-from purl.training.resume import StartingPoints
+from purl.training.refit import ChnsClusters
 from purl.training.schedule import build_optimizer, build_scheduler, warmup_cosine
 from purl.training.setup import build_loader, build_net, build_sampler
 
 log = logging.getLogger(__name__)
 
 
-class Trainer(StartingPoints):
+class Trainer:
     """Trains the model of ``config`` on a data dir, writing to ``outputs``.
 
     ``callbacks`` receive the loop's events (purl.training.callbacks); one of them
@@ -59,9 +68,11 @@ class Trainer(StartingPoints):
         self.data = TrainingSet.from_data_dir(data_dir)
         self.net = build_net(config, self.data, data_dir, self.dist,
                              has_pair_weights=any(c.provides_pair_weights for c in self.callbacks))
-        self.sampler = build_sampler(config, self.data, self.dist, cluster_file=outputs.chns_clusters)
-        if isinstance(self.sampler, TrainingCallback):  # CHNS: new clusters at epoch starts, after the others
-            self.callbacks.append(self.sampler)
+        self.sampler = build_sampler(config, self.data, self.dist)
+        if isinstance(self.sampler, ClusterBatchSampler):  # CHNS: new clusters at epoch starts, after the others
+            chns = config["chns"]
+            self.callbacks.append(ChnsClusters(self.sampler, num_clusters=chns["num_clusters"],
+                                               refresh_every=chns["refresh_every"], cluster_file=outputs.chns_clusters))
         self.net.gather_sizes = self.sampler.utts_per_rank()
         self.loader = build_loader(config, self.data, data_dir, self.dist, self.sampler)
         self.optimizer = build_optimizer(self.net.parameters(), o)
@@ -82,9 +93,40 @@ class Trainer(StartingPoints):
         return TrainingState(epoch=self.epoch, global_step=self.global_step, epochs=self.config["optim"]["epochs"],
                              encoder=self.net.encoder, dist=self.dist, data=self.data, exp_dir=self.outputs.exp_dir)
 
+    def progress(self) -> Progress:
+        return Progress(self.epoch, self.step_in_epoch, self.global_step, list(self.epoch_losses))
+
+    def set_progress(self, progress: Progress) -> None:
+        self.epoch, self.step_in_epoch = progress.epoch, progress.step_in_epoch
+        self.global_step, self.epoch_losses = progress.global_step, list(progress.epoch_losses)
+
     def save(self, path: Path) -> None:
         if self.dist.main:
-            save_atomic(self.state(), path)
+            save_training_state(path, encoder=self.net.encoder, loss=self.net.loss, optimizer=self.optimizer,
+                                scheduler=self.scheduler, progress=self.progress(), config=self.config,
+                                device=self.dist.device)
+
+    def resume_or_init(self) -> str:
+        """Sets the run's starting point (see purl.training.checkpoint); says which."""
+        last, net = self.outputs.last_checkpoint, self.net
+        if last.is_file():
+            self.set_progress(restore_training_state(
+                last, encoder=net.encoder, loss=net.loss, optimizer=self.optimizer, scheduler=self.scheduler,
+                config=self.config, device=self.dist.device))
+            return f"resumed from {last} at epoch {self.epoch + 1}, step {self.step_in_epoch}"
+        init, mode = self.config["purl"]["init_checkpoint"], self.config["purl"]["init_mode"]
+        if mode not in ("weights", "continue"):
+            raise TrainError(f"purl.init_mode={mode!r}: use 'weights' (fresh optimizer) or 'continue' (whole state)")
+        if init and mode == "continue":
+            self.set_progress(continue_from(init, encoder=net.encoder, loss=net.loss, optimizer=self.optimizer,
+                                            config=self.config, steps_per_epoch=self.sampler.steps_per_epoch))
+            self.scheduler = build_scheduler(self.optimizer, self.lr_factor, self.global_step)
+            return (f"continuing {init} from epoch {self.epoch + 1}, step {self.global_step + 1} "
+                    f"(lr {self.scheduler.get_last_lr()[0]:.4g})")
+        if init:
+            init_from_weights(init, encoder=net.encoder, loss=net.loss, config=self.config)
+            return f"initialised from {init}"
+        return "started from random weights"
 
     def train(self, stop_at_step: int | None = None) -> Path | None:
         """Trains to the end (returns final.pt) or, for tests, until the global step
@@ -126,14 +168,22 @@ class Trainer(StartingPoints):
                         f"{k} {v:.4f}" for k, v in summary.items())))
                 self.save(out.epoch_checkpoint(self.epoch))
                 self.save(out.last_checkpoint)
-                self.prune_checkpoints()
+                if self.dist.main:
+                    t = self.config["train"]
+                    prune_epoch_checkpoints(out.epoch_checkpoint, self.epoch, keep_last=t["keep_last"],
+                                            average_last=t["average_last"], keep_epochs=t["keep_epochs"])
                 self.dist.barrier()
         finally:
             for handle in (steps_csv, epochs_csv, monitor):
                 if handle is not None:
                     handle.close()
         if self.dist.main:
-            self.write_final(out.final_checkpoint)
+            n = max(1, self.config["train"]["average_last"])
+            averaged = save_average(out.final_checkpoint,
+                                    [out.epoch_checkpoint(e) for e in range(self.epoch - n + 1, self.epoch + 1)],
+                                    self.config)
+            self.print(f"wrote {out.final_checkpoint} (average of {', '.join(p.name for p in averaged)})")
+            out.plot_curves()
         self.dist.barrier()
         for callback in self.callbacks:
             callback.on_train_end(self.training_state())
@@ -161,11 +211,16 @@ class Trainer(StartingPoints):
         for feats, utts in self.loader:
             feats = feats.to(device, non_blocking=True)
             utts = utts.to(device)
+            self.net.gather_sizes = self.sampler.utts_per_rank(self.step_in_epoch)  # the last batch may be smaller
             all_utts = self.dist.all_gather(utts, sizes=self.net.gather_sizes) if self.net.gather else utts
             labels = torch.as_tensor(self.data.labels, device=device)[all_utts]
             pair_weights = self.pair_weights(all_utts, labels) if self.net.loss.needs_pair_weights else None
+            # with_replacement: a speaker may fill several rows, so the loss needs to know which samples
+            # were drawn together (row r: items r*K..r*K+K-1 of the gathered batch)
+            groups = torch.arange(len(all_utts), device=device) // self.sampler.K if self.sampler.replacement \
+                else None
             with torch.autocast(device.type, dtype=torch.bfloat16) if amp else nullcontext():
-                loss, figures = self.model(feats, labels, pair_weights)
+                loss, metrics = self.model(feats, labels, pair_weights, groups)
             self.optimizer.zero_grad(set_to_none=True)
             if self.loss_is_finite(loss):
                 loss.backward()
@@ -176,15 +231,15 @@ class Trainer(StartingPoints):
                 # train.nonfinite_loss=zero, as the original (src/trainers.py:434-436): a zero
                 # loss has no gradient, so Adam leaves every parameter and moment as it is.
                 grad_norm = torch.zeros(())
-                figures = {**figures, "loss": 0.0}
+                metrics = {**metrics, "loss": 0.0}
             self.scheduler.step()
             self.step_in_epoch += 1
             self.global_step += 1
-            losses.append(figures["loss"])
+            losses.append(metrics["loss"])
             utts_since += len(feats) * self.dist.world_size
             if self.global_step % t["log_every"] == 0 or self.step_in_epoch == self.sampler.steps_per_epoch:
                 elapsed = time.perf_counter() - tic
-                row = {**figures, "step": self.global_step,
+                row = {**metrics, "step": self.global_step,
                        "epoch": self.epoch + self.step_in_epoch / self.sampler.steps_per_epoch,
                        "lr": self.scheduler.get_last_lr()[0], "grad_norm": float(grad_norm),
                        "utt_per_s": utts_since / max(elapsed, 1e-9)}
@@ -219,23 +274,6 @@ class Trainer(StartingPoints):
             self.print(f"loss is {loss.item()} at epoch {self.epoch + 1} step {self.step_in_epoch}: "
                        "a zero loss instead (train.nonfinite_loss=zero): no update, the schedule goes on")
         return finite
-
-    def prune_checkpoints(self) -> None:
-        keep = max(self.config["train"]["keep_last"], self.config["train"]["average_last"])
-        if not self.dist.main or self.config["train"]["keep_last"] <= 0:
-            return
-        for n in range(1, self.epoch - keep + 1):
-            if n not in self.config["train"]["keep_epochs"]:
-                self.outputs.epoch_checkpoint(n).unlink(missing_ok=True)
-
-    def write_final(self, final: Path) -> None:
-        n = max(1, self.config["train"]["average_last"])
-        epochs = [self.outputs.epoch_checkpoint(e) for e in range(self.epoch - n + 1, self.epoch + 1)]
-        epochs = [p for p in epochs if p.is_file()]
-        state = average_checkpoints(epochs)
-        save_atomic({"model": state, "config": self.config, "averaged": [p.name for p in epochs]}, final)
-        self.print(f"wrote {final} (average of {', '.join(p.name for p in epochs)})")
-        self.outputs.plot_curves()
 
     def print(self, message: str) -> None:
         """A line in the run's log, from process 0 only."""

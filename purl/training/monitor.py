@@ -3,7 +3,7 @@ the curves redrawn at every epoch end, progress that suits where stdout goes,
 and the environment a reader needs to reproduce the run.
 
 ``tensorboard --logdir exp`` shows every run under exp/ by name: the scalars of
-the per-step rows under ``train/`` (x: the global step) and the per-epoch figures
+the per-step rows under ``train/`` (x: the global step) and the per-epoch metrics
 (mean loss, held-out cosines and EER) under ``epoch/`` (x: the global step at the
 epoch's end).
 """
@@ -86,8 +86,8 @@ class TrainingMonitor:
             if key not in ("step", "epoch", "wall_time") and isinstance(value, (int, float)) and math.isfinite(value):
                 self.writer.add_scalar(f"train/{key}", value, row["step"])
 
-    def epoch_end(self, global_step: int, figures: dict) -> None:
-        for key, value in figures.items():
+    def epoch_end(self, global_step: int, metrics: dict) -> None:
+        for key, value in metrics.items():
             if isinstance(value, (int, float)) and math.isfinite(value):
                 self.writer.add_scalar(f"epoch/{key}", value, global_step)
         self.writer.flush()
@@ -120,8 +120,8 @@ class LineProgress:
         elapsed = time.perf_counter() - self.start
         rate = (self.n - self.start_n) / elapsed if elapsed > 0 else 0.0
         left = f", {(self.total - self.n) / rate:.0f} s left" if rate > 0 and self.n < self.total else ""
-        figures = "".join(f", {k} {v}" for k, v in self.postfix.items())
-        print(f"{self.desc}: step {self.n}/{self.total} ({rate:.2f} step/s{left}){figures}", file=self.file, flush=True)
+        metrics = "".join(f", {k} {v}" for k, v in self.postfix.items())
+        print(f"{self.desc}: step {self.n}/{self.total} ({rate:.2f} step/s{left}){metrics}", file=self.file, flush=True)
 
     def close(self) -> None:
         pass

@@ -53,8 +53,13 @@ def build_loader(config: dict, data: TrainingSet, data_dir: str | os.PathLike, d
         log.warning(f"data.chunk_frames={d['chunk_frames']} is longer than every training utterance (the longest "
                     f"has {longest} frames): every chunk will be its utterance tiled (repeated) to length; set "
                     f"data.chunk_frames to {longest} or fewer for chunks of unrepeated speech")
-    dataset = ChunkDataset(data, d["chunk_frames"], d["spec_augment"], d["freq_mask"], d["time_mask"])
+    dataset = ChunkDataset(data, d["chunk_frames"], d["spec_augment"], d["freq_mask"], d["time_mask"],
+                           normalise=d["normalise"])
     if config["augment"]["prob"] > 0:
+        if data.feature_type != "kaldi":
+            raise ConfigError(f"augment.prob={config['augment']['prob']} computes Kaldi fbank of each augmented "
+                              f"chunk, but the features of {data_dir} are {data.feature_type}: set augment.prob=0, "
+                              "or compute Kaldi features (steps/make_fbank.sh --feature-type kaldi)")
         dataset = WaveChunkDataset.from_data_dir(
             data, data_dir, Augmenter.from_config(config["augment"]), chunk_frames=d["chunk_frames"],
             spec_augment=d["spec_augment"], freq_mask=d["freq_mask"], time_mask=d["time_mask"])
@@ -65,11 +70,10 @@ def build_loader(config: dict, data: TrainingSet, data_dir: str | os.PathLike, d
     )
 
 
-def build_sampler(config: dict, data: TrainingSet, dist: Distributed, cluster_file=None):
-    """This process's share of the speaker batches (CHNS when chns.hard_ratio > 0,
-    its clusters kept in ``cluster_file(epoch)``)."""
+def build_sampler(config: dict, data: TrainingSet, dist: Distributed):
+    """This process's share of the speaker batches (CHNS when chns.hard_ratio > 0)."""
     d = config["data"]
     return chns_sampler_or_plain(
         config["chns"], data.labels, d["speakers_per_batch"], d["utts_per_speaker"], d["samples_per_epoch"],
-        seed=config["train"]["seed"], rank=dist.rank, world_size=dist.world_size, cluster_file=cluster_file,
+        seed=config["train"]["seed"], rank=dist.rank, world_size=dist.world_size, sampler=d["sampler"],
     )

@@ -14,7 +14,7 @@ import subprocess
 
 from purl.entry import run_main
 from purl.errors import UsageError
-from purl.noise import NOISE_TYPES
+from purl.label_noise import NOISE_TYPES
 from purl.stages.benchmark import write_benchmark
 
 

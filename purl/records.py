@@ -110,7 +110,7 @@ def up_to_date(path: str | os.PathLike, record: Mapping, output: str | os.PathLi
     what differs, removes the stale record (so that it cannot vouch for a
     half-redone output) and returns False: the caller redoes the work and
     writes ``record`` last."""
-    log = logging.getLogger("purl.settings")
+    log = logging.getLogger("purl.records")
     old = read_record(path)
     if complete and old is not None and not differences(old, record):
         log.info("%s was made from the same settings and inputs; skipping (delete it to redo)", output)

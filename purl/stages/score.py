@@ -3,11 +3,11 @@ tables; the layout of exp/<model>/scores/ and of a recipe's exp/RESULTS.md (the
 generated tables; the recipe's committed RESULTS.md is written by hand).
 
 exp/<model>/scores/{<list>.<method>.score, det_<list>.png, results.json,
-results.md, threshold.json, scoring.json, settings}: ``settings`` (purl.settings)
+results.md, threshold.json, scoring.json, settings}: ``settings`` (purl.records)
 records the inputs the scores were made from; a rerun with the same ones reuses
 the scores, with others scores again and says what changed. ``scoring.json``
 names those inputs (paths as given), for the calibration step
-(purl/stages/calibration.py) to score its own trials the same way. Every
+(purl/stages/calibrate.py) to score its own trials the same way. Every
 epoch checkpoint scored (steps/score_epochs.sh): exp/<model>/scores_epochs/
 epoch_<N>/ as scores/, and exp/<model>/scores_epochs/{results.md, results.csv,
 eer.png} over the epochs.
@@ -31,9 +31,10 @@ from purl.fileio import write_text_atomic
 from purl.kaldi_io import load_embeddings, read_vector
 from purl.metrics import eer_from_points, eer_interpolated_from_points, metrics_from_points, operating_points, plot_det
 from purl.plots import plot_eer_per_epoch
+from purl.records import text_digest, up_to_date, write_record
 from purl.scoring import as_norm, score_trials, speaker_means
-from purl.settings import text_digest, up_to_date, write_record
 from purl.stages.embeddings import XVECTOR_SETTINGS
+from purl.stages.exp_layout import TrainingOutputs
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ SETTINGS = "settings"          # in the scores dir: what the scores were made fr
 RESULTS_JSON = "results.json"
 THRESHOLD_JSON = "threshold.json"
 SCORING_INPUTS = "scoring.json"  # the paths score.py was given
-CALIBRATION_JSON = "calibration.json"  # written by purl/stages/calibration.py
+CALIBRATION_JSON = "calibration.json"  # written by purl/stages/calibrate.py
 CALIBRATION_MD = "calibration.md"
 COLUMNS = ("EER (%)", "minDCF(0.01)", "minDCF(0.05)")
 # Optional columns of the summary, from calibration.json (linear calibration of the scoring method)
@@ -49,6 +50,17 @@ CALIBRATION_COLUMNS = ("Cllr", "actDCF(0.01)", "actDCF(0.05)")
 # The original work's EER (the ROC interpolated between operating points), in
 # results.json and results.md beside COLUMNS; absent from results made before it.
 EER_INTERPOLATED = "EER interp. (%)"
+
+
+def threshold_file_of(checkpoint: str | os.PathLike) -> Path | None:
+    """Stage 6's threshold.json for the run a checkpoint of ``exp/<model>/models/``
+    belongs to (``exp/<model>/scores/threshold.json``; recipes score each model
+    into its ``scores/``), or None for a checkpoint outside such a run."""
+    checkpoint = Path(checkpoint)
+    exp_dir = checkpoint.parent.parent
+    if checkpoint.parent != TrainingOutputs(exp_dir).models_dir:
+        return None
+    return exp_dir / "scores" / THRESHOLD_JSON
 
 
 def list_name(trials: Path) -> str:
@@ -87,7 +99,7 @@ def score_trial_lists(
 
     Also writes <out>/threshold.json: the cosine EER threshold of the first
     list and the ``mean`` subtracted before scoring, what ``purl.load_model``
-    and ``purl compare`` score with (purl/stages/calibration.py adds the
+    and ``purl compare`` score with (purl/stages/calibrate.py adds the
     calibration they decide with; a rescoring drops it, as it no longer fits).
 
     Returns {trial list: {method: {EER (%), minDCF(0.01), minDCF(0.05), EER interp. (%)}}}.
@@ -116,11 +128,11 @@ def score_trial_lists(
             lines = "".join(f"{utts[a]} {utts[b]} {s:.6f}\n" for a, b, s in zip(idx1, idx2, scores))
             write_text_atomic(out_dir / f"{name}.{method}.score", lines)
             points = operating_points(scores, target)
-            figures = metrics_from_points(points)
+            metrics = metrics_from_points(points)
             results[name][method] = {
-                "EER (%)": 100 * figures["eer"],
-                "minDCF(0.01)": figures["min_dcf_0.01"],
-                "minDCF(0.05)": figures["min_dcf_0.05"],
+                "EER (%)": 100 * metrics["eer"],
+                "minDCF(0.01)": metrics["min_dcf_0.01"],
+                "minDCF(0.05)": metrics["min_dcf_0.05"],
                 EER_INTERPOLATED: 100 * eer_interpolated_from_points(points),
             }
             eer, threshold = eer_from_points(points)
@@ -156,10 +168,10 @@ def results_table(results: dict[str, dict[str, dict[str, float]]], title: str = 
     columns = COLUMNS + (EER_INTERPOLATED,)
     lines += ["| trials | scoring | " + " | ".join(columns) + " |", "|---|---|" + "---:|" * len(columns)]
     for trials, methods in results.items():
-        for method, figures in methods.items():
-            interpolated = f"{figures[EER_INTERPOLATED]:.2f}" if EER_INTERPOLATED in figures else "-"
-            lines.append(f"| {trials} | {method} | {figures['EER (%)']:.2f} | "
-                         f"{figures['minDCF(0.01)']:.4f} | {figures['minDCF(0.05)']:.4f} | {interpolated} |")
+        for method, metrics in methods.items():
+            interpolated = f"{metrics[EER_INTERPOLATED]:.2f}" if EER_INTERPOLATED in metrics else "-"
+            lines.append(f"| {trials} | {method} | {metrics['EER (%)']:.2f} | "
+                         f"{metrics['minDCF(0.01)']:.4f} | {metrics['minDCF(0.05)']:.4f} | {interpolated} |")
     return "\n".join(lines) + "\n"
 
 
@@ -189,8 +201,8 @@ def summary_rows(rows: list[tuple[str, Path]], scoring: str = "cosine") -> list[
             raise DataDirError(f"{path}: missing (run stage 6 for {exp_dir})")
         results = json.loads(path.read_text())
         first, methods = next(iter(results.items()))
-        figures = methods[scoring]
-        row = {"label": label, "exp": str(exp_dir), **{c: figures[c] for c in COLUMNS}}
+        metrics = methods[scoring]
+        row = {"label": label, "exp": str(exp_dir), **{c: metrics[c] for c in COLUMNS}}
         calibration = path.parent / CALIBRATION_JSON
         if calibration.is_file():
             linear = json.loads(calibration.read_text())["results"].get(first, {}).get(scoring, {}).get("linear")
@@ -203,7 +215,7 @@ def summary_table(rows: list[tuple[str, Path]], reliability_report: Path | None 
                   scoring: str = "cosine") -> str:
     """One table over models: a row per (label, exp dir), EER and minDCF of its
     first trial list, then (where any model is calibrated) Cllr and the actual
-    DCF of its linear calibration; then the reliability stage's detection figures."""
+    DCF of its linear calibration; then the reliability stage's detection metrics."""
     table = summary_rows(rows, scoring)
     columns = COLUMNS + (CALIBRATION_COLUMNS if any(CALIBRATION_COLUMNS[0] in row for row in table) else ())
     lines = ["| model | " + " | ".join(columns) + " |", "|---|" + "---:|" * len(columns)]
@@ -226,7 +238,7 @@ def summary_table(rows: list[tuple[str, Path]], reliability_report: Path | None 
 def score_settings(xvector_scp: str | os.PathLike, trials: list[str | os.PathLike], top_k: int,
                    mean: str | os.PathLike | None = None, cohort: str | os.PathLike | None = None,
                    cohort_utt2spk: str | os.PathLike | None = None) -> dict:
-    """Digests of every input of the scores (purl.settings)."""
+    """Digests of every input of the scores (purl.records)."""
     scp = Path(xvector_scp)
     record = {"xvector_scp": text_digest(scp), "top_k": top_k,
               "trials": {str(t): text_digest(t) for t in trials}}

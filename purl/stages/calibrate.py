@@ -52,10 +52,11 @@ from purl.metrics import (
     operating_points,
 )
 from purl.plots import plot_reliability
+from purl.records import text_digest, up_to_date, write_record
 from purl.scoring import as_norm, score_trials
-from purl.settings import text_digest, up_to_date, write_record
 from purl.stages.embeddings import XVECTOR_SETTINGS
-from purl.stages.scoring import (
+from purl.stages.exp_layout import TrainingOutputs
+from purl.stages.score import (
     CALIBRATION_JSON,
     CALIBRATION_MD,
     SETTINGS,
@@ -65,14 +66,12 @@ from purl.stages.scoring import (
     list_name,
     read_scoring_inputs,
 )
-from purl.stages.training import TrainingOutputs
 from purl.training.checkpoint import load_checkpoint, save_atomic
 
 log = logging.getLogger(__name__)
 
 CALIBRATION_SETTINGS = "calibration.settings"
 CALIBRATION_TRIALS = "calibration_trials"
-SCORING_CHECKPOINT = "final_scoring.pt"  # in models/: final.pt with what stage 6 scores with
 KINDS = ("linear", "qmf")
 P_TARGETS = (0.01, 0.05)
 COLUMNS = ("EER (%)", "minDCF(0.01)", "actDCF(0.01)", "minDCF(0.05)", "actDCF(0.05)", "min Cllr", "Cllr")
@@ -131,12 +130,12 @@ def read_score_file(path: Path, trials: list[tuple[str, str, bool]]) -> np.ndarr
     return scores
 
 
-def llr_figures(llr: np.ndarray, target: np.ndarray) -> dict[str, float]:
+def llr_metrics(llr: np.ndarray, target: np.ndarray) -> dict[str, float]:
     """EER, minDCF and the actual DCF at P_TARGETS, Cllr and min Cllr of LLRs."""
-    figures = metrics_from_points(operating_points(llr, target), p_targets=P_TARGETS)
-    out = {"EER (%)": 100 * figures["eer"]}
+    metrics = metrics_from_points(operating_points(llr, target), p_targets=P_TARGETS)
+    out = {"EER (%)": 100 * metrics["eer"]}
     for p in P_TARGETS:
-        out[f"minDCF({p:g})"] = figures[f"min_dcf_{p:g}"]
+        out[f"minDCF({p:g})"] = metrics[f"min_dcf_{p:g}"]
         out[f"actDCF({p:g})"] = actual_dcf(llr, target, p)
     out["min Cllr"] = min_cllr(llr, target)
     out["Cllr"] = cllr(llr, target)
@@ -178,7 +177,7 @@ class Scorer:
 
 
 def calibration_settings(xvector_scp, data_dir, scores_dir: Path, inputs: dict, dev_trials, options: dict) -> dict:
-    """Digests of every input of the calibration (purl.settings)."""
+    """Digests of every input of the calibration (purl.records)."""
     scp = Path(xvector_scp)
     record = {"xvector_scp": text_digest(scp), "utt2spk": text_digest(Path(data_dir) / "utt2spk"),
               "durations": _duration_files(Path(data_dir)), "scoring": text_digest(scores_dir / SETTINGS), **options}
@@ -277,18 +276,18 @@ def calibrate(xvector_scp, data_dir: Path, scores_dir: Path, inputs: dict, *, de
     per_row[rows] = measures[:, keep]
 
     fits: dict[str, dict[str, LinearCalibration]] = {}
-    cal_figures: dict[str, dict[str, float]] = {}
+    cal_metrics: dict[str, dict[str, float]] = {}
     for method, s in raw.items():
         features = {"linear": s}
         if names:
             features["qmf"], feature_names = qmf_features(s, per_row[idx1], per_row[idx2], names)
         fits[method] = {kind: fit_linear(x, target, p_target, names=None if kind == "linear" else feature_names)
                         for kind, x in features.items()}
-        cal_figures[method] = {kind: cllr(fits[method][kind](x), target) for kind, x in features.items()}
+        cal_metrics[method] = {kind: cllr(fits[method][kind](x), target) for kind, x in features.items()}
 
     eval_utts, eval_emb = load_embeddings(inputs["xvector_scp"])
     eval_index = {u: i for i, u in enumerate(eval_utts)}
-    figures: dict[str, dict[str, dict[str, dict[str, float]]]] = {}
+    metrics: dict[str, dict[str, dict[str, dict[str, float]]]] = {}
     notes = []
     for path in eval_lists:
         name = list_name(path)
@@ -306,18 +305,18 @@ def calibrate(xvector_scp, data_dir: Path, scores_dir: Path, inputs: dict, *, de
                 e_per_row = np.full((len(eval_utts), len(names)), np.nan)
                 e_per_row[e_rows] = e_measures[:, [e_names.index(n) for n in names]]
                 qmf_x = (e_per_row[e1], e_per_row[e2])
-        figures[name] = {}
+        metrics[name] = {}
         curves = {}
         for method in raw:
             scores = read_score_file(scores_dir / f"{name}.{method}.score", trials_e)
-            figures[name][method] = {}
+            metrics[name][method] = {}
             for kind, fit in fits[method].items():
                 if kind == "qmf" and qmf_x is None:
                     continue
                 llr = fit(scores if kind == "linear" else qmf_features(scores, *qmf_x, names)[0])
                 write_text_atomic(scores_dir / f"{name}.{method}.{kind}.llr",
                                   "".join(f"{a} {b} {v:.6f}\n" for (a, b, _), v in zip(trials_e, llr)))
-                figures[name][method][kind] = llr_figures(llr, labels)
+                metrics[name][method][kind] = llr_metrics(llr, labels)
                 curves[f"{method}, {kind}"] = (llr, labels)
         plot_reliability(curves, scores_dir / f"reliability_{name}.png",
                          title=f"{name}: {scores_dir.parent.name}, calibrated on {len(trials)} trials",
@@ -329,10 +328,10 @@ def calibrate(xvector_scp, data_dir: Path, scores_dir: Path, inputs: dict, *, de
                                "n_nontarget": int((~target).sum())},
         "measures": list(names),
         "left_out": left_out,
-        "fits": {m: {k: {**f.to_dict(), "Cllr on the calibration trials": cal_figures[m][k]} for k, f in kinds.items()}
+        "fits": {m: {k: {**f.to_dict(), "Cllr on the calibration trials": cal_metrics[m][k]} for k, f in kinds.items()}
                  for m, kinds in fits.items()},
         "notes": notes,
-        "results": figures,
+        "results": metrics,
     }
     write_text_atomic(scores_dir / CALIBRATION_JSON, json.dumps(report, indent=1) + "\n")
     write_text_atomic(scores_dir / CALIBRATION_MD, calibration_table(report, title=scores_dir.parent.name))
@@ -363,7 +362,7 @@ def write_scoring_checkpoint(scores_dir: str | os.PathLike) -> Path | None:
     scores_dir = Path(scores_dir)
     outputs = TrainingOutputs(scores_dir.parent)
     final, threshold_path = outputs.final_checkpoint, scores_dir / THRESHOLD_JSON
-    out = outputs.models_dir / SCORING_CHECKPOINT
+    out = outputs.scoring_checkpoint
     if not final.is_file() or not threshold_path.is_file():
         return None
     newest = max(final.stat().st_mtime_ns, threshold_path.stat().st_mtime_ns)
@@ -388,9 +387,9 @@ def calibration_table(report: dict, title: str = "") -> str:
              "|---|---|" + "---:|" * len(COLUMNS)]
     for trials, methods in report["results"].items():
         for method, kinds in methods.items():
-            for kind, figures in kinds.items():
+            for kind, metrics in kinds.items():
                 lines.append(f"| {trials} | {method} + {kind} | " + " | ".join(
-                    f"{figures[c]:.2f}" if c.startswith("EER") else f"{figures[c]:.4f}" for c in COLUMNS) + " |")
+                    f"{metrics[c]:.2f}" if c.startswith("EER") else f"{metrics[c]:.4f}" for c in COLUMNS) + " |")
     lines.append("")
     for method, kinds in report["fits"].items():
         for kind, fit in kinds.items():

@@ -22,10 +22,10 @@ import numpy as np
 from purl.data.datadir import UTT_FILES, DataDir, DataDirError, utt2spk_to_spk2utt, write_kv
 from purl.fileio import atomic_path
 from purl.kaldi_io import load_embeddings
+from purl.label_noise import NOISE_TYPES, NoiseError, nearest_speakers, relabel, relabel_similar, replace_with_outsiders
 from purl.locks import locked_dir
-from purl.noise import NOISE_TYPES, NoiseError, nearest_speakers, relabel, relabel_similar, replace_with_outsiders
-from purl.settings import text_digest, up_to_date, write_record
-from purl.stages.features import STALE_SUFFIX, move_features_aside, record_derived_features
+from purl.records import text_digest, up_to_date, write_record
+from purl.stages.fbank import STALE_SUFFIX, move_features_aside, record_derived_features
 
 SETTINGS = "noise.settings"  # in the noisy dir, written last
 OUTSIDERS = "outsiders"      # open noise: the outsider utterances filed under training speakers
@@ -126,7 +126,7 @@ def make_noisy_data_dir(src: str | os.PathLike, dst: str | os.PathLike, rate: fl
 def noise_settings(src: str | os.PathLike, rate: float, seed: int, *, noise_type: str = "permute",
                    nearest_k: int = 5, outsiders: str | os.PathLike | None = None,
                    reference_embeddings: str | os.PathLike | None = None) -> dict:
-    """What a noisy dir is made from (purl.settings): the kind, rate, seed, the
+    """What a noisy dir is made from (purl.records): the kind, rate, seed, the
     source's per-utterance files and what the kind reads. A ``permute`` record is
     the one written before there were kinds, so its dirs are not redone."""
     src = Path(src)

@@ -10,8 +10,9 @@ import numpy as np
 from purl.reliability import files
 from purl.reliability.estimators import ESTIMATORS
 from purl.reliability.gmm import GmmParams
+from purl.reliability.pairs import SpeakerPairs
 from purl.reliability.settings import ReliabilityError, ReliabilitySettings
-from purl.reliability.speakers import SpeakerIndex, normalise
+from purl.reliability.speakers import SpeakerIndex
 
 
 class Reliability:
@@ -34,32 +35,26 @@ class Reliability:
     @classmethod
     def fit(cls, embeddings: np.ndarray, labels: np.ndarray, estimator: str = "histogram",
             settings: ReliabilitySettings | dict | None = None, *, normalised: bool = False,
-            cache: dict | None = None, nj: int = 1) -> "Reliability":
+            nj: int = 1) -> "Reliability":
         """Fits ``estimator``; ``normalised=True`` takes float32 embeddings that are
         already L2-normalised (another fit's ``embeddings``) and shares them
-        instead of normalising a copy. ``cache``: one dict passed to several fits
-        of the same embeddings array and labels, so that they share work (the
-        results are those of separate fits). ``nj``: processes of the "sklearn"
+        instead of normalising a copy. ``nj``: processes of the "sklearn"
         estimator's per-speaker fits (the same fits in any number)."""
+        return cls.fit_pairs(SpeakerPairs.from_embeddings(embeddings, labels, normalised=normalised),
+                             estimator, settings, nj=nj)
+
+    @classmethod
+    def fit_pairs(cls, pairs: SpeakerPairs, estimator: str = "histogram",
+                  settings: ReliabilitySettings | dict | None = None, *, nj: int = 1) -> "Reliability":
+        """Fits ``estimator`` on ``pairs``: fits of several estimators on one
+        SpeakerPairs(shared=True) share their work, with the results of separate fits."""
         if estimator not in ESTIMATORS:
             raise ReliabilityError(f"reliability: unknown estimator '{estimator}'; choose one of {sorted(ESTIMATORS)}")
         if nj < 1:
             raise ReliabilityError(f"reliability: nj must be at least 1 (processes), not {nj}")
         if not isinstance(settings, ReliabilitySettings):
             settings = ReliabilitySettings.from_dict(settings)
-        embeddings, labels = np.asarray(embeddings), np.asarray(labels)
-        if embeddings.ndim != 2 or len(embeddings) != len(labels):
-            raise ReliabilityError(f"reliability: embeddings {embeddings.shape} and labels {labels.shape} do not match")
-        x = embeddings if normalised and embeddings.dtype == np.float32 else normalise(embeddings)
-        if cache is not None:
-            # The speaker index is the key of what the estimators share: made once.
-            if cache.get("labels") is not labels:
-                cache.clear()
-                cache["labels"], cache["index"] = labels, SpeakerIndex.from_labels(labels)[0]
-            index = cache["index"]
-        else:
-            index, _ = SpeakerIndex.from_labels(labels)
-        return cls(x, labels, ESTIMATORS[estimator](x, index, settings, cache, nj), estimator, settings)
+        return cls(pairs.x, pairs.labels, ESTIMATORS[estimator](pairs, settings, nj), estimator, settings)
 
     def cosine(self, i: np.ndarray, j: np.ndarray) -> np.ndarray:
         """Pair cosines (P,), summed in ``settings.cosine_dtype``."""

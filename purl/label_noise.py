@@ -1,5 +1,5 @@
 """Simulated label noise (utterances filed under the wrong speaker): the
-relabelling of stage 2 (purl.stages.noise writes the noisy data dir).
+relabelling of stage 2 (purl.stages.simulate_noise writes the noisy data dir).
 
 Three kinds, each moving exactly round(rate * N) utterances; the utterances
 moved are the same draw for every kind at a given seed, so that kinds differ

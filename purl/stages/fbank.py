@@ -31,16 +31,19 @@ from purl.data.datadir import (
     write_kv,
 )
 from purl.features import (
+    FEATS_SETTINGS,
+    FEATURE_TYPES,
     FRAME_LENGTH_S,
     FRAME_SHIFT_S,
     MIN_FRAMES,
     FeatureError,
-    compute_fbank,
-    fbank_options,
-    num_frames,
+    compute_features,
+    feature_type_of,
+    frames_of,
 )
+from purl.fileio import disk_full_error, is_disk_full
 from purl.kaldi_io import ArkWriter
-from purl.settings import audio_digest, differences, matches, read_record, scp_arks, scp_digest, write_record
+from purl.records import audio_digest, differences, matches, read_record, scp_arks, scp_digest, write_record
 
 log = logging.getLogger(__name__)
 
@@ -52,13 +55,16 @@ class FbankJobResult:
 
 
 def fbank_job_settings(wav_scp: dict[str, str], *, sample_rate: int, num_mel_bins: int, compress: bool,
-                       min_frames: int) -> dict:
+                       min_frames: int, feature_type: str = "kaldi") -> dict:
     """What a job's (or a whole dir's) features are made from: the options, the
-    wav.scp entries and the audio files they name (see purl.settings)."""
+    wav.scp entries and the audio files they name (see purl.records). The
+    feature type is recorded when it is not kaldi, so that the records of Kaldi
+    features written before there were types still hold."""
     text = "".join(f"{u} {v}\n" for u, v in wav_scp.items())
+    kind = {} if feature_type == "kaldi" else {"feature_type": feature_type}
     return {
         "sample_rate": sample_rate, "num_mel_bins": num_mel_bins, "compress": compress, "min_frames": min_frames,
-        "frame_shift_s": FRAME_SHIFT_S, "frame_length_s": FRAME_LENGTH_S, "dither": 0.0,
+        "frame_shift_s": FRAME_SHIFT_S, "frame_length_s": FRAME_LENGTH_S, "dither": 0.0, **kind,
         "wav_scp": hashlib.sha1(text.encode()).hexdigest(), "audio": audio_digest(wav_scp),
     }
 
@@ -71,13 +77,14 @@ def make_fbank_job(
     num_mel_bins: int = 80,
     compress: bool = True,
     min_frames: int = MIN_FRAMES,
+    feature_type: str = "kaldi",
     on_utt: Callable[[], None] | None = None,
 ) -> FbankJobResult:
     """Computes features for every entry of ``wav_scp`` into one ark with its scp.
 
     Writes ``<ark>`` and ``<ark minus .ark>.scp``, ``.utt2num_frames``, ``.utt2dur``,
     ``.failed`` (utt and reason) and ``.settings`` (what the job was made from,
-    purl.settings) beside it. All appear only when the job is complete
+    purl.records) beside it. All appear only when the job is complete
     (temporary names, then renames, the settings record last: a rerun takes a job
     as done only when its record equals the one it would write). An utterance
     whose audio is unreadable, empty, shorter than ``min_frames`` or of another
@@ -91,10 +98,9 @@ def make_fbank_job(
     outputs[".settings"].unlink(missing_ok=True)  # the old record must not vouch for what is written now
     # Taken before reading: audio changed during the job makes the record stale, not wrong.
     settings = fbank_job_settings(wav_scp, sample_rate=sample_rate, num_mel_bins=num_mel_bins,
-                                  compress=compress, min_frames=min_frames)
+                                  compress=compress, min_frames=min_frames, feature_type=feature_type)
     tmp = {ext: p.with_name(p.name + ".tmp") for ext, p in outputs.items()}
     tmp_ark = ark_path.with_name(ark_path.name + ".tmp")
-    opts = fbank_options(sample_rate, num_mel_bins)
     result = FbankJobResult()
     frames_lines, dur_lines = [], []
     try:
@@ -107,14 +113,14 @@ def make_fbank_job(
                             f"sample rate {rate} Hz, expected {sample_rate} Hz "
                             f"(resample the corpus, e.g. with 'sox in.wav -r {sample_rate} out.wav', or set --sample-rate)"
                         )
-                    frames = num_frames(len(samples), rate)
+                    frames = frames_of(len(samples), rate, feature_type)
                     if frames < min_frames:
                         raise AudioError(f"too short: {len(samples) / rate:.3f} s gives {frames} frames, "
                                          f"fewer than --min-frames {min_frames}")
                     if not np.isfinite(samples).all():
                         raise FeatureError(f"{utt}: NaN or inf samples in {entry} (its features would not be "
                                            "finite); fix or remove this file (utils/subset_data_dir.py)")
-                    feats = compute_fbank(samples, opts)
+                    feats = compute_features(samples, feature_type, sample_rate, num_mel_bins)
                 except AudioError as e:
                     result.failed[utt] = str(e)
                 else:
@@ -127,9 +133,12 @@ def make_fbank_job(
         tmp[".utt2num_frames"].write_text("".join(frames_lines))
         tmp[".utt2dur"].write_text("".join(dur_lines))
         tmp[".failed"].write_text("".join(f"{u} {why}\n" for u, why in result.failed.items()))
-    except BaseException:
+    except BaseException as e:
+        error = disk_full_error(e, ark_path, tmp_ark) if is_disk_full(e) else None
         for path in [tmp_ark, *tmp.values()]:
             path.unlink(missing_ok=True)
+        if error is not None:
+            raise error from e
         raise
     os.replace(tmp_ark, ark_path)
     for ext in (".utt2num_frames", ".utt2dur", ".failed", ".scp"):
@@ -146,7 +155,6 @@ def fbank_dir_for(data_dir: str | os.PathLike, fbank_root: str | os.PathLike) ->
     return Path(fbank_root) / f"{data_dir.name}_{digest}"
 
 
-FEATS_SETTINGS = "feats.settings"  # the data dir's record of what its feats.scp was made from
 STALE_SUFFIX = ".stale"  # feats.scp moved aside when stage 1 starts to redo a dir
 
 
@@ -220,10 +228,17 @@ def record_derived_features(dst: str | os.PathLike, *sources: str | os.PathLike,
     if not (dst / "feats.scp").is_file() or not all((Path(s) / FEATS_SETTINGS).is_file() for s in sources):
         return
     arks: dict[str, str] = {}
+    kinds = {}
     for src in sources:
         check_features(src, user)
         arks.update(_vouched_arks(Path(src)))
+        kinds[str(src)] = feature_type_of(src)
+    if len(set(kinds.values())) > 1:
+        raise FeatureError(f"{user}: {dst} would join features of different types "
+                           f"({', '.join(f'{s}: {k}' for s, k in kinds.items())}); compute them with one --feature-type")
+    kind = next(iter(kinds.values()))
     write_record(dst / FEATS_SETTINGS, {"derived_from": [str(Path(s)) for s in sources],
+                                        **({} if kind == "kaldi" else {"feature_type": kind}),
                                         "feats_scp": scp_digest(dst / "feats.scp"), "arks": arks})
 
 
@@ -380,9 +395,11 @@ def add_fbank_options(parser) -> None:
     parser.add_argument("--num-mel-bins", type=int, default=80)
     parser.add_argument("--compress", choices=("true", "false"), default="true")
     parser.add_argument("--min-frames", type=int, default=MIN_FRAMES, help="shorter utterances are dropped")
+    parser.add_argument("--feature-type", choices=FEATURE_TYPES, default="kaldi",
+                        help="kaldi: Kaldi's fbank; speechbrain: the original work's front end (purl.features)")
 
 
 def fbank_options_of(args) -> dict:
     """The keyword options of fbank_job_settings from add_fbank_options' arguments."""
     return {"sample_rate": args.sample_rate, "num_mel_bins": args.num_mel_bins,
-            "compress": args.compress == "true", "min_frames": args.min_frames}
+            "compress": args.compress == "true", "min_frames": args.min_frames, "feature_type": args.feature_type}

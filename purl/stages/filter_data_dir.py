@@ -15,16 +15,16 @@ import numpy as np
 from purl.data.datadir import DataDir, DataDirError, subset_data_dir
 from purl.fileio import temp_path, write_text_atomic
 from purl.filtering import FilterError, centroid_filter
-from purl.settings import text_digest, up_to_date, write_record
+from purl.records import text_digest, up_to_date, write_record
 from purl.stages.embeddings import XVECTOR_SETTINGS, embeddings_of_data_dir
-from purl.stages.features import record_derived_features
+from purl.stages.fbank import record_derived_features
 
 SETTINGS = "filter.settings"  # in the filtered dir
 REMOVED = "removed"
 
 
 def filter_settings(xvector_scp: str | os.PathLike, data_dir: str | os.PathLike, keep_ratio: float) -> dict:
-    """What a filtered dir is made from (purl.settings)."""
+    """What a filtered dir is made from (purl.records)."""
     scp, data = Path(xvector_scp), Path(data_dir)
     record = {"keep_ratio": keep_ratio, "xvector_scp": text_digest(scp), "utt2spk": text_digest(data / "utt2spk")}
     if (scp.parent / XVECTOR_SETTINGS).is_file():

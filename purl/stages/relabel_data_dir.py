@@ -23,10 +23,10 @@ import numpy as np
 
 from purl.data.datadir import DataDir, DataDirError, subset_data_dir, utt2spk_to_spk2utt, write_kv
 from purl.fileio import temp_path, write_text_atomic
-from purl.relabel import Proposals, RelabelSettings, proposal_figures, propose
-from purl.settings import text_digest, up_to_date, write_record
+from purl.records import text_digest, up_to_date, write_record
+from purl.relabel import Proposals, RelabelSettings, proposal_metrics, propose
 from purl.stages.embeddings import XVECTOR_SETTINGS, embeddings_of_data_dir
-from purl.stages.features import record_derived_features
+from purl.stages.fbank import record_derived_features
 
 SETTINGS = "relabel.settings"
 PROPOSALS = "proposals"
@@ -72,7 +72,7 @@ def run_relabel(xvector_scp: str | os.PathLike, data_dir: str | os.PathLike, out
     if data.has("utt2truespk"):
         truth = data.table("utt2truespk")
         true_labels = np.array([index.get(truth[u], -2) for u in data.utts])  # -2: an outsider
-        report.update(proposal_figures(labels, proposals, true_labels, training=true_labels >= 0))
+        report.update(proposal_metrics(labels, proposals, true_labels, training=true_labels >= 0))
 
     tmp = temp_path(out)
     shutil.rmtree(tmp, ignore_errors=True)
