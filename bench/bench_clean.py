@@ -22,7 +22,7 @@ e.g. (speechocean762's 55 speakers the benchmark model never trained on):
     . ./path.sh
     B=egs/speechocean762/exp/benchmark
     cat $B/data/test/spk2utt $B/data/outsiders/spk2utt | cut -d' ' -f1 > /tmp/spk55
-    python bench/bench_clean.py --model $B/exp/supcon_noisy0_seed0 \\
+    python bench/bench_clean.py --model $B/exp/supcon_tuned_noisy0_seed0 \\
         --corpus ../shared/data/speechocean762-train --speakers /tmp/spk55 --work /tmp/bench_clean
 """
 

@@ -16,7 +16,7 @@ both. Prints a markdown table.
 
 e.g.
     . ./path.sh
-    python bench/bench_embed_cli.py --model egs/speechocean762/exp/benchmark/exp/supcon_noisy0_seed0
+    python bench/bench_embed_cli.py --model egs/speechocean762/exp/benchmark/exp/supcon_tuned_noisy0_seed0
 """
 
 from __future__ import annotations

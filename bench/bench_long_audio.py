@@ -31,7 +31,7 @@ def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=7200.0, help="length of the wav")
     parser.add_argument("--dir", default="/tmp/purl_long_audio", help="work dir (the wav is kept for reruns)")
-    parser.add_argument("--config", default=str(ROOT / "egs/mini/conf/supcon.yaml"))
+    parser.add_argument("--config", default=str(ROOT / "egs/mini/conf/tuned/supcon.yaml"))
     return parser
 
 

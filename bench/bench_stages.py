@@ -393,7 +393,7 @@ def run_all(work: Path, scale: Fraction, tree: bool, paper: bool, paper_nj: int 
     stage("2", f"simulate_noise.py {NOISE_RATE}", f"steps/simulate_noise.py --seed 0 {NOISE_RATE} data/vox2_dev {noisy_dir}")
     few_steps = ("train.seed=0 optim.epochs=1 data.samples_per_epoch=320 data.num_workers=1 train.log_every=1")
     stage("3", "train.sh: data set, sampler, loader set-up + 5 steps of a tiny ECAPA-TDNN",
-          f"steps/train.sh --gpus '' --overrides '{few_steps}' conf/supcon.yaml {noisy_dir} exp/supcon")
+          f"steps/train.sh --gpus '' --overrides '{few_steps}' conf/tuned/supcon.yaml {noisy_dir} exp/supcon")
 
     from purl.testing import simulate_embeddings
 
@@ -427,7 +427,7 @@ def run_all(work: Path, scale: Fraction, tree: bool, paper: bool, paper_nj: int 
               "exp/supcon/reliability_paper")
     stage("5", "train.sh PURL: pair weights loaded + 5 steps of a tiny ECAPA-TDNN",
           f"steps/train.sh --gpus '' --overrides '{few_steps} purl.init_checkpoint=exp/supcon/models/final.pt "
-          f"purl.reliability=exp/supcon/reliability' conf/purl.yaml {noisy_dir} exp/purl")
+          f"purl.reliability=exp/supcon/reliability' conf/tuned/purl.yaml {noisy_dir} exp/purl")
     lookup = stage("5", f"pair-weight lookup, {SPEAKERS_PER_BATCH}x{UTTS_PER_SPEAKER} batches (set-up + 200 batches)",
                    f"python -m bench.bench_stages --lookup exp/supcon/reliability {noisy_dir} > log/lookup.json")
     metrics = json.loads((logs / "lookup.json").read_text())

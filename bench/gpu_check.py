@@ -9,7 +9,7 @@ do not count) and the peak memory of each process
 (torch.cuda.max_memory_allocated on CUDA; the maximum resident set on the CPU).
 
 e.g.: torchrun --standalone --nproc-per-node 4 bench/gpu_check.py --steps 300 \\
-        egs/voxceleb/conf/ecapa_supcon.yaml /tmp/gpu_check/data/train /tmp/gpu_check/exp_4
+        egs/voxceleb/conf/paper/ecapa_supcon.yaml /tmp/gpu_check/data/train /tmp/gpu_check/exp_4
 """
 
 import argparse

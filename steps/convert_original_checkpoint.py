@@ -18,7 +18,7 @@ continue) carries on the original's run as the original's PURL phase does;
 without them the script says so, and stage 5 needs purl.init_mode=weights.
 Given a path ending in .pt, it writes that one file.
 
-e.g.: steps/convert_original_checkpoint.py conf/ecapa_supcon.yaml \\
+e.g.: steps/convert_original_checkpoint.py conf/paper/ecapa_supcon.yaml \\
         /data/purl/supcon/checkpoints/epoch=199_step=333400.ckpt exp/ecapa_supcon_noisy0_seed0
 """
 
@@ -35,7 +35,7 @@ from purl.training.checkpoint import save_atomic
 def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("config",
-                        help="the config of the architecture the original trained, e.g. conf/ecapa_supcon.yaml")
+                        help="the config of the architecture the original trained, e.g. conf/paper/ecapa_supcon.yaml")
     parser.add_argument("original", help="the original's Lightning .ckpt (or its model.pt)")
     parser.add_argument("out", help="the exp dir to write models/epoch_<N>.pt and models/final.pt into, "
                                     "or one checkpoint file to write (ending in .pt)")

@@ -6,6 +6,7 @@
 # when those are the same, and redoes only the jobs whose own record differs.
 # The data dir is only read (it may be read-only): its split is <out-dir>/split<nj>/.
 set -euo pipefail
+[ -n "${PURL_ROOT:-}" ] || . "$(dirname "$(readlink -f "$0")")/../path.sh"  # called outside a recipe
 
 nj=4
 cmd=run_jobs.sh   # job runner: run_jobs.sh, slurm.sh, or Kaldi's run.pl/queue.pl/slurm.pl

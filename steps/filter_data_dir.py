@@ -10,7 +10,7 @@ with utt2truespk (stage 2) the script prints how many of the removed were
 mislabelled. <out-data-dir>/filter.settings records what it was made from: a
 rerun with the same settings and inputs is skipped, with others redone.
 
-e.g.: steps/filter_data_dir.py --keep-ratio 0.5 exp/supcon_noisy0.2_seed0/embeddings/train/xvector.scp \\
+e.g.: steps/filter_data_dir.py --keep-ratio 0.5 exp/supcon_tuned_noisy0.2_seed0/embeddings/train/xvector.scp \\
         data/train_noisy0.2_seed0 data/train_noisy0.2_seed0_filtered0.5
 """
 

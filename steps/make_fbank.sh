@@ -13,6 +13,7 @@
 # up to --max-fail-frac of them are dropped from the dir (old files in .backup/),
 # more, or one named by a trial list, fail the stage.
 set -euo pipefail
+[ -n "${PURL_ROOT:-}" ] || . "$(dirname "$(readlink -f "$0")")/../path.sh"  # called outside a recipe
 
 nj=4                   # parallel jobs
 cmd=run_jobs.sh        # job runner: run_jobs.sh, slurm.sh, or Kaldi's run.pl/queue.pl/slurm.pl

@@ -12,7 +12,7 @@ every problem found (exit 1) or nothing (exit 0):
   --fbank-dir            its disk has room for the features of the data dirs
                          that have none yet
 
-e.g.: python steps/preflight.py --gpus 0,1,2 --config conf/ecapa_supcon.yaml \\
+e.g.: python steps/preflight.py --gpus 0,1,2 --config conf/paper/ecapa_supcon.yaml \\
         --trials /data/voxceleb1/meta/veri_test2.txt --data-dir data/vox2_dev --fbank-dir fbank
 """
 

@@ -14,7 +14,7 @@ training speaker (an outsider) and is dropped. <out-data-dir> holds the new labe
   relabel.settings  what it was made from: a rerun with the same settings is skipped
 Train on <out-data-dir> after fitting stage 4's pair weights again on it.
 
-e.g.: steps/relabel_data_dir.py exp/supcon_noisy0.2_seed0/embeddings/train/xvector.scp \\
+e.g.: steps/relabel_data_dir.py exp/supcon_tuned_noisy0.2_seed0/embeddings/train/xvector.scp \\
         data/train_noisy0.2_seed0 data/train_noisy0.2_seed0_relabelled
 """
 

@@ -12,7 +12,7 @@ redone. With utt2truespk in the data dir (stage 2) the report gives pair- and
 utterance-level detection metrics.
 
 Settings: the ``reliability:`` section of --config (a recipe's
-conf/reliability.yaml), then --overrides, then the options below, which
+conf/tuned/reliability.yaml), then --overrides, then the options below, which
 override both. The GMM settings (tol, n_init, max_iter, ...) apply to every
 estimator; the original work's fit is estimator sklearn, tol 1e-3 (sklearn's
 defaults with n_init 5, max_iter 300, random_state 42). Its per-speaker fits
@@ -20,7 +20,7 @@ run in --nj processes (default: the cores this process may use), each with
 one BLAS and one OpenMP thread; the outputs are the same for any --nj, which
 is therefore not part of reliability.settings.
 
-e.g.: python steps/reliability.py --config conf/reliability.yaml --overrides "reliability.tol=1e-3" --nj 16 \\
+e.g.: python steps/reliability.py --config conf/tuned/reliability.yaml --overrides "reliability.tol=1e-3" --nj 16 \\
         exp/supcon/embeddings/train/xvector.scp data/train_noisy0.2 exp/supcon/reliability
 """
 
@@ -39,7 +39,7 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("xvector_scp")
     parser.add_argument("data_dir")
     parser.add_argument("out_dir")
-    parser.add_argument("--config", help="YAML with a 'reliability:' section (e.g. conf/reliability.yaml)")
+    parser.add_argument("--config", help="YAML with a 'reliability:' section (e.g. conf/tuned/reliability.yaml)")
     parser.add_argument("--overrides", default="", metavar="'reliability.KEY=VALUE ...'",
                         help="space-separated overrides of the config's keys")
     parser.add_argument("--estimator", choices=sorted(ESTIMATORS))

@@ -9,6 +9,7 @@
 # (training prunes them: keep them with train.keep_epochs) is named and
 # skipped. A rerun skips what is complete, as the two steps do.
 set -euo pipefail
+[ -n "${PURL_ROOT:-}" ] || . "$(dirname "$(readlink -f "$0")")/../path.sh"  # called outside a recipe
 echo "$0 $*"
 
 epochs=""         # A:B, e.g. 201:230 (this project's epoch N: the original's epoch=N-1)

@@ -13,7 +13,7 @@ records what the run trains on (utt2spk, the features, the initial checkpoint,
 the pair weights), and a rerun on anything else stops naming what differs.
 
 e.g.: python steps/train.py --set optim.epochs=10 --valid-data data/test \\
-        conf/ecapa_supcon.yaml data/train exp/ecapa_supcon
+        conf/paper/ecapa_supcon.yaml data/train exp/ecapa_supcon
 """
 
 import argparse

@@ -7,6 +7,7 @@
 # node of the allocation (e.g. PURL_SRUN_OPTS="--nodes=2 --gres=gpu:4 --time=48:00:00"),
 # which meet at the first node (c10d rendezvous, the Slurm job id as its id).
 set -euo pipefail
+[ -n "${PURL_ROOT:-}" ] || . "$(dirname "$(readlink -f "$0")")/../path.sh"  # called outside a recipe
 
 gpus=""            # e.g. "0,1,2,3"; "" trains on the CPU
 cpu_procs=1        # processes when training on the CPU (gloo; for tests and small runs)
@@ -14,7 +15,7 @@ valid_data=""      # a data dir with features and trials: held-out metrics each 
 overrides=""       # config overrides, space-separated section.key=value
 slurm=false        # true: srun one torchrun per node (PURL_SRUN_OPTS sets nodes, GPUs, time)
 help_message="Usage: $0 [options] <config.yaml> <train-data-dir> <exp-dir>
- e.g.: $0 --gpus 0,1 --valid-data data/test conf/ecapa_supcon.yaml data/train exp/ecapa_supcon
+ e.g.: $0 --gpus 0,1 --valid-data data/test conf/paper/ecapa_supcon.yaml data/train exp/ecapa_supcon
 Options:
   --gpus LIST        GPUs, one process each (\"$gpus\": the CPU)
   --cpu-procs N      CPU processes when --gpus is empty ($cpu_procs)

@@ -512,7 +512,7 @@ def test_a_converted_checkpoint_runs_the_voxceleb_recipe_from_stage_4_and_each_e
     sets = [a for key in ("channels", "attention_channels", "se_channels", "res2net_scale", "embed_dim")
             for a in ("--set", f"model.args.{key}={TINY_ECAPA[key]}".replace(" ", ""))]
     proc = run_script("bash", "-c", '. ./path.sh && steps/convert_original_checkpoint.py "$@"', "convert", *sets,
-                      "conf/ecapa_supcon.yaml", tmp_path / "epoch=199_step=400.ckpt", "exp/ecapa_supcon_noisy0_seed0",
+                      "conf/paper/ecapa_supcon.yaml", tmp_path / "epoch=199_step=400.ckpt", "exp/ecapa_supcon_paper_noisy0_seed0",
                       cwd=recipe)
     assert "models/epoch_200.pt" in proc.stdout and "schedule step 400" in proc.stdout
     overrides = ("data.speakers_per_batch=3 data.samples_per_epoch=12 data.chunk_frames=50 data.num_workers=0 "
@@ -520,14 +520,14 @@ def test_a_converted_checkpoint_runs_the_voxceleb_recipe_from_stage_4_and_each_e
     run_script("bash", "run.sh", "--stage", "4", "--gpus", "", "--nj", "1", "--vox2-valid-pairs", "",
                "--train-overrides", overrides, "--score-epochs", "201:202", cwd=recipe)
     exp = recipe / "exp"
-    assert "continuing exp/ecapa_supcon_noisy0_seed0/models/epoch_200.pt from epoch 201, step 401" in \
-        (exp / "ecapa_purl_noisy0_seed0" / "log" / "train.log").read_text()
-    assert json.loads((exp / "ecapa_supcon_noisy0_seed0" / "reliability" / "report.json").read_text())[
+    assert "continuing exp/ecapa_supcon_paper_noisy0_seed0/models/epoch_200.pt from epoch 201, step 401" in \
+        (exp / "ecapa_purl_paper_noisy0_seed0" / "log" / "train.log").read_text()
+    assert json.loads((exp / "ecapa_supcon_paper_noisy0_seed0" / "reliability" / "report.json").read_text())[
         "settings"]["cosine_dtype"] == "float32"
     for name in ("supcon", "control", "filter0.5", "purl"):
-        assert (exp / f"ecapa_{name}_noisy0_seed0" / "scores" / "results.json").is_file(), name
+        assert (exp / f"ecapa_{name}_paper_noisy0_seed0" / "scores" / "results.json").is_file(), name
     for name in ("control", "filter0.5", "purl"):
-        epochs = exp / f"ecapa_{name}_noisy0_seed0" / "scores_epochs"
+        epochs = exp / f"ecapa_{name}_paper_noisy0_seed0" / "scores_epochs"
         rows = (epochs / "results.csv").read_text().splitlines()
         assert [r.split(",")[:2] for r in rows[1:]] == [["201", "vox1_O"], ["202", "vox1_O"]], name
         assert (epochs / "eer.png").stat().st_size > 0 and "| 202 | vox1_O |" in (epochs / "results.md").read_text()

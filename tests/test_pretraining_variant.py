@@ -5,7 +5,6 @@ with augmentation from the generated MUSAN/RIRS_NOISES stand-ins
 from __future__ import annotations
 
 import json
-import shutil
 
 import soundfile as sf
 import yaml
@@ -46,17 +45,16 @@ def test_a_variant_with_augmentation_and_chns_is_trained_scored_and_tabled_besid
     assert refused.returncode != 0 and "run 'bash run.sh --seed 0 --noise-rate 0.2' first" in refused.stderr
 
     run_script("bash", "run.sh", *SIZE, "--clean-reference", "false", "--train-overrides", TRAIN, cwd=recipe)
-    shutil.copy(ROOT / "egs/speechocean762/conf/supcon_aug.yaml", recipe / "conf/supcon_aug.yaml")
     run_script("bash", "local/run_pretraining_variant.sh", "--config", "conf/supcon_aug.yaml", "--noise-sources", "true",
                "aug_chns", f"{TRAIN} chns.hard_ratio=0.5 chns.num_clusters=2", cwd=recipe)
 
-    variant = recipe / "exp/supcon_aug_chns_noisy0.2_seed0"
+    variant = recipe / "exp/supcon_aug_chns_tuned_noisy0.2_seed0"
     config = yaml.safe_load((variant / "config.yaml").read_text())
     assert config["augment"]["prob"] == 0.6 and config["augment"]["rirs"] == "data/rirs"
     assert config["chns"]["hard_ratio"] == 0.5
     assert len(list((variant / "chns").iterdir())) >= 1  # the clusters it drew batches from
     for kind in ("musan_noise", "musan_music", "musan_speech", "rirs"):
         assert (recipe / "data" / kind / "wav.scp").is_file()
-    table = (recipe / "exp/summary_aug_chns_noisy0.2_seed0.md").read_text()
+    table = (recipe / "exp/summary_aug_chns_tuned_noisy0.2_seed0.md").read_text()
     assert "| SupCon, noisy labels |" in table and "| SupCon, noisy labels, aug_chns |" in table
     assert json.loads((variant / "scores/results.json").read_text())

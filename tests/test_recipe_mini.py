@@ -30,13 +30,13 @@ def test_mini_recipe_runs_every_stage_and_prints_the_table(mini_run):
     for stage in range(7):
         assert f"Stage {stage} done" in proc.stdout, proc.stdout[-3000:]
     validate_data_dir(recipe / "data" / "train_noisy0.2_seed0", require=["feats.scp", "utt2truespk"])
-    summary = (recipe / "exp" / "summary_noisy0.2_seed0.md").read_text()
+    summary = (recipe / "exp" / "summary_tuned_noisy0.2_seed0.md").read_text()
     for row in ("SupCon, clean labels", "SupCon, noisy labels", "noisy + control", "noisy + filtering (keep 0.5)",
                 "noisy + PURL", "noisy, relabelled"):
         assert f"| {row} |" in summary
     assert "noisy-pair detection AUC" in summary
     assert (recipe / "exp" / "RESULTS.md").read_text().count("| test | cosine |") == 6
-    assert (recipe / "exp" / "supcon_noisy0.2_seed0" / "reliability" / "reliability.png").is_file()
+    assert (recipe / "exp" / "supcon_tuned_noisy0.2_seed0" / "reliability" / "reliability.png").is_file()
     # Every stage skips what is done: a rerun trains nothing.
     rerun = run_script("bash", "run.sh", *SIZE, "--train-overrides", TRAIN, cwd=recipe)
     assert rerun.stdout.count("is complete; skipping") >= 5

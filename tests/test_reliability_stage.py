@@ -89,13 +89,13 @@ def test_paper_config_counts_a_failed_fit_in_the_report_and_default_records_stay
         return fit(self, X, y)
 
     monkeypatch.setattr(GaussianMixture, "fit", first_fit_raises)
-    paper = load_reliability_config(ROOT / "egs" / "voxceleb" / "conf" / "reliability_paper.yaml")
+    paper = load_reliability_config(ROOT / "egs" / "voxceleb" / "conf" / "paper" / "reliability.yaml")
     assert (paper["min_std"], paper["cosine_dtype"], paper["failed_fit"]) == (1e-6, "float32", "w1")
     report = run_stage(scp, data, tmp_path / "rel", paper)
     assert report["detection"]["n_speakers_fit_failed"] == 1 and len(calls) == 6
     assert "of them, 1 because their GMM fit raised" in (tmp_path / "rel" / "report.md").read_text()
     assert json.loads((tmp_path / "rel" / "reliability.json").read_text())["n_speakers_fit_failed"] == 1
 
-    tuned = load_reliability_config(ROOT / "egs" / "voxceleb" / "conf" / "reliability.yaml")
+    tuned = load_reliability_config(ROOT / "egs" / "voxceleb" / "conf" / "tuned" / "reliability.yaml")
     assert "cosine_dtype" not in stage_settings(scp, data, tuned, None)["gmm"]
     assert stage_settings(scp, data, paper, None)["gmm"]["cosine_dtype"] == "float32"

@@ -19,8 +19,8 @@ def test_two_fresh_copies_of_the_recipe_give_identical_models_scores_and_table(t
         run_script("bash", "run.sh", *SIZE, "--train-overrides", TRAIN, cwd=recipe)
         exps.append(recipe / "exp")
     a, b = exps
-    table = (a / "summary_noisy0.2_seed0.md").read_text()
-    assert table == (b / "summary_noisy0.2_seed0.md").read_text()
+    table = (a / "summary_tuned_noisy0.2_seed0.md").read_text()
+    assert table == (b / "summary_tuned_noisy0.2_seed0.md").read_text()
     scores = sorted(p.relative_to(a) for p in a.glob("*/scores/*.score"))
     assert len(scores) >= 5  # clean, noisy, control, filtering, PURL
     for path in scores:

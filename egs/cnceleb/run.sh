@@ -1,61 +1,67 @@
 #!/usr/bin/env bash
 # PURL on CN-Celeb: SupCon pretraining on CN-Celeb1 dev + CN-Celeb2 (optionally
-# with simulated label noise), GMM pair reliability, the PURL post-hoc update
-# beside a control run, and scoring on CN-Celeb1 eval: the released
-# concatenated enrollment files (trials_concat, the original work's protocol)
-# and enrollment models averaged over their utterances (avg_enroll_trials).
-# The models and configs are egs/voxceleb's. Run from this folder:
+# with simulated label noise), GMM pair reliability, the PURL update beside a
+# control run and a filtering baseline, and scoring on CN-Celeb1 eval: the
+# released concatenated enrollment files (trials_concat, the original work's
+# protocol) and enrollment models averaged over their utterances
+# (avg_enroll_trials); or the same on a corpus of your own. The models, configs
+# and protocols are egs/voxceleb's (conf/ is linked): paper (the default) or tuned.
+# Run from this folder:
 #   bash run.sh --stage 0 --stop-stage 1
+#   bash run.sh --train-dir data/my_train --test-dir data/my_test  # ready Kaldi data dirs
 set -euo pipefail
-. ./cmd.sh                # job runners (train_cmd): ours, or Kaldi's run.pl/queue.pl/slurm.pl
+. ./cmd.sh                # job runners (train_cmd): see cmd.sh
 
-# ---- what to run ------------------------------------------------------------
 stage=0
 stop_stage=6
 nj=16                     # parallel jobs for features and embeddings; processes of stage 4's sklearn fits
-cmd=$train_cmd            # job runner for features and embeddings: see cmd.sh
+cmd=$train_cmd            # job runner for features and embeddings
 gpus="0,1,2,3,4,5,6,7"    # GPUs for training (torchrun processes); "" for CPU
+slurm=false               # true: training through srun, one torchrun per node (PURL_SRUN_OPTS: --nodes, --gres, ...)
 
-# ---- the corpus (https://www.openslr.org/82/, v2 releases, flac) ---------------
+# ---- the corpus: CN-Celeb (https://www.openslr.org/82/, v2 releases, flac), or your own
 cn1_root=/data/CN-Celeb_flac    # data/ dev/dev.lst eval/{enroll,test,lists}
 cn2_root=/data/CN-Celeb2_flac   # data/ spk.lst; "" trains on CN-Celeb1 dev only
+corpus=""                 # instead of CN-Celeb: your own, a folder per speaker (<speaker>/**/*.wav|flac|m4a...),
+num_test_speakers=25      #   this many of them held out for trials
+train_dir=""              # or ready Kaldi data dirs (wav.scp, utt2spk; stage 1 adds features): train on
+test_dir=""               #   train_dir, score test_dir's trials
 
 # ---- the experiment -----------------------------------------------------------
-model=ecapa                        # ecapa or resnet34: conf/<model>_supcon.yaml, conf/<model>_purl_30ep.yaml
-noise_rate=0.2                     # simulated label noise (0: train on the labels as they are)
-seed=0                             # noise draw and training seed
-purl_start_epoch=200               # the update continues models/epoch_<N>.pt of the pretraining (the original protocol)
-reliability_conf=conf/reliability_paper.yaml  # stage 4: the original fit (sklearn at tol 1e-3)
-estimator=""                       # stage 4: sklearn, histogram (fast), bic, global ("": the conf's)
-filter_keep_ratio=0.5              # stage 5 filtering baseline: fraction of each speaker's utterances kept
-cohort_utts_per_speaker=20         # AS-Norm cohort: speaker means over this many utterances each
-train_overrides=""                 # config overrides for every training run, e.g. "data.num_workers=8"
+protocol=paper            # conf/paper/ (the original work's) or conf/tuned/ (this project's)
+model=ecapa               # ecapa or resnet34: conf/<protocol>/<model>_supcon.yaml, <model>_purl_30ep.yaml
+noise_rate=0.2            # simulated label noise (0: train on the labels as they are)
+seed=0                    # noise draw and training seed
+purl_start_epoch=200      # paper: the update continues models/epoch_<N>.pt of the pretraining
+reliability_conf=""       # stage 4 ("": conf/<protocol>/reliability.yaml)
+estimator=""              # stage 4: sklearn (the original loop), histogram (fast), bic, global ("": the conf's)
+scoring=""                # stage 6: cosine, mean (training mean subtracted), asnorm (mean, AS-Norm) ("": the protocol's)
+filter_keep_ratio=0.5     # stage 5 filtering baseline: fraction of each speaker's utterances kept
+cohort_utts_per_speaker=20  # AS-Norm and calibration cohort: speaker means over this many utterances each
+train_overrides=""        # config overrides for every training run, e.g. "data.num_workers=8"
 
 . ./path.sh
 . utils/parse_options.sh
-
-train=data/cnceleb_train
-test=data/cnceleb1_eval
-noisy=${train}_noisy${noise_rate}_seed$seed
-[ "$noise_rate" != 0 ] || noisy=$train
-overrides="train.seed=$seed $train_overrides"
-pretrain=exp/${model}_supcon_noisy${noise_rate}_seed$seed
-purl=exp/${model}_purl_noisy${noise_rate}_seed$seed
-control=exp/${model}_control_noisy${noise_rate}_seed$seed
-filtered=${noisy}_filtered$filter_keep_ratio   # the filtering baseline's training dir
-filter=exp/${model}_filter${filter_keep_ratio}_noisy${noise_rate}_seed$seed
-models="$pretrain $control $filter $purl"  # scored in stage 6
+. utils/recipe_setup.sh   # conf/$protocol/stages.conf; checks
+. local/setup_run.sh data/cnceleb_train data/cnceleb1_eval trials_concat --require-dir "$cn1_root" \
+  ${cn2_root:+--require-dir "$cn2_root"}  # names, preflight
 
 if [ $stage -le 0 ] && [ $stop_stage -ge 0 ]; then
   log "Stage 0: data preparation"; SECONDS=0
-  local/prepare_cnceleb.py ${cn2_root:+--cn2-root $cn2_root} $cn1_root data
-  validate_data_dir.py --require wav.scp,utt2spk,spk2utt,utt2dur $train
-  validate_data_dir.py --require wav.scp,utt2spk,spk2utt,utt2dur,trials_concat $test
+  if [ -n "$corpus" ]; then
+    local/prepare_folder_corpus.py --num-test-speakers $num_test_speakers $corpus $train $test
+  elif [ -z "$train_dir" ]; then
+    local/prepare_cnceleb.py ${cn2_root:+--cn2-root $cn2_root} $cn1_root data
+  fi
+  audio=(wav.scp,utt2dur, wav.scp,utt2dur,); [ -z "$train_dir" ] || audio=("" "")  # ready dirs may hold features only
+  validate_data_dir.py --require ${audio[0]}utt2spk,spk2utt $train
+  validate_data_dir.py --require ${audio[1]}utt2spk,spk2utt,$trial_list $test
   log "Stage 0 done in ${SECONDS}s"
 fi
 
 if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
   log "Stage 1: fbank features"; SECONDS=0
+  steps/preflight.py --data-dir $train --data-dir $test --fbank-dir fbank  # audio readers, disk space
   for d in $train $test; do steps/make_fbank.sh --nj $nj --cmd "$cmd" $d $d/log fbank; done
   log "Stage 1 done in ${SECONDS}s"
 fi
@@ -68,45 +74,49 @@ fi
 
 if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
   log "Stage 3: SupCon pretraining of $model on $noisy"; SECONDS=0
-  steps/train.sh --gpus "$gpus" --overrides "$overrides" conf/${model}_supcon.yaml $noisy $pretrain
+  steps/train.sh --gpus "$gpus" --slurm $slurm --overrides "$overrides" $supcon_conf $noisy $pretrain
   log "Stage 3 done in ${SECONDS}s"
 fi
 
 if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
   log "Stage 4: GMM pair reliability"; SECONDS=0
-  # as the original: one random 3 s crop per utterance of the checkpoint the update continues
-  steps/extract_embeddings.sh --nj $nj --cmd "$cmd" --gpus "$gpus" --num-crops 1 --crop-frames 300 --random-crop-seed $seed \
-    $pretrain/models/epoch_$purl_start_epoch.pt $noisy $pretrain/embeddings/train_crop
-  reliability_opts=(--config $reliability_conf --nj $nj); [ -z "$estimator" ] || reliability_opts+=(--estimator $estimator)
-  steps/reliability.py "${reliability_opts[@]}" \
-    $pretrain/embeddings/train_crop/xvector.scp $noisy $pretrain/reliability
+  # shellcheck disable=SC2086
+  steps/extract_embeddings.sh --nj $nj --cmd "$cmd" --gpus "$gpus" $reliability_embed_opts \
+    $pretrain/models/$reliability_from $noisy $pretrain/embeddings/$reliability_emb
+  steps/reliability.py "${reliability_opts[@]}" --clean-dir ${noisy}_cleaned $emb $noisy $pretrain/reliability
   log "Stage 4 done in ${SECONDS}s"
 fi
 
 if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
   log "Stage 5: PURL update, its control run and the filtering baseline"; SECONDS=0
-  init="purl.init_checkpoint=$pretrain/models/epoch_$purl_start_epoch.pt"  # its whole state (purl.init_mode continue)
-  steps/train.sh --gpus "$gpus" --overrides "$overrides $init purl.reliability=$pretrain/reliability" \
-    conf/${model}_purl_30ep.yaml $noisy $purl
-  steps/train.sh --gpus "$gpus" --overrides "$overrides $init loss.type=supcon" conf/${model}_purl_30ep.yaml $noisy $control
-  steps/filter_data_dir.py --keep-ratio $filter_keep_ratio $pretrain/embeddings/train_crop/xvector.scp $noisy $filtered
-  steps/train.sh --gpus "$gpus" --overrides "$overrides $init loss.type=supcon" conf/${model}_purl_30ep.yaml $filtered $filter
+  update="$overrides $purl_overrides purl.init_checkpoint=$pretrain/models/$update_from"
+  steps/train.sh --gpus "$gpus" --slurm $slurm --overrides "$update purl.reliability=$pretrain/reliability" \
+    $purl_conf $noisy $purl
+  steps/train.sh --gpus "$gpus" --slurm $slurm --overrides "$update loss.type=supcon" $purl_conf $noisy $control
+  steps/filter_data_dir.py --keep-ratio $filter_keep_ratio $emb $noisy $filtered
+  steps/train.sh --gpus "$gpus" --slurm $slurm --overrides "$update loss.type=supcon" $purl_conf $filtered $filter
   log "Stage 5 done in ${SECONDS}s"
 fi
 
 if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
-  log "Stage 6: embeddings and scoring on CN-Celeb1 eval"; SECONDS=0
-  cohort=${noisy}_cohort$cohort_utts_per_speaker
+  log "Stage 6: embeddings and scoring on $test"; SECONDS=0
   [ -f $cohort/utt2spk ] || subset_data_dir.py --per-speaker $cohort_utts_per_speaker $noisy $cohort
   for m in $models; do
-    steps/extract_embeddings.sh --nj $nj --cmd "$cmd" --gpus "$gpus" $m/models/final.pt $test $m/embeddings/eval
-    steps/average_embeddings.py $m/embeddings/eval/xvector.scp $test/enroll_avg $m/embeddings/eval_avg
+    eval=$m/embeddings/$(basename $test)
+    steps/extract_embeddings.sh --nj $nj --cmd "$cmd" --gpus "$gpus" $m/models/final.pt $test $eval
+    trials=$test/$trial_list
+    if [ -f $test/enroll_avg ]; then  # the enrollment models of avg_enroll_trials: means of their utterances
+      steps/average_embeddings.py $eval/xvector.scp $test/enroll_avg ${eval}_avg
+      eval=${eval}_avg; trials="$trials $test/avg_enroll_trials"
+    fi
     steps/extract_embeddings.sh --nj $nj --cmd "$cmd" --gpus "$gpus" $m/models/final.pt $cohort $m/embeddings/cohort
-    steps/score.py --mean $m/embeddings/cohort/mean.vec --cohort $m/embeddings/cohort/xvector.scp \
-      --cohort-utt2spk $cohort/utt2spk --top-k 300 --results exp/RESULTS.md \
-      $m/embeddings/eval_avg/xvector.scp $m/scores $test/trials_concat $test/avg_enroll_trials
+    norm=()  # cosine: plain, as the original; mean: minus the training mean; asnorm: and AS-Norm
+    [ "$scoring" = cosine ] || norm=(--mean $m/embeddings/cohort/mean.vec)
+    [ "$scoring" != asnorm ] || norm+=(--cohort $m/embeddings/cohort/xvector.scp --cohort-utt2spk $cohort/utt2spk --top-k 300)
+    # shellcheck disable=SC2086
+    steps/score.py "${norm[@]}" --results exp/RESULTS.md $eval/xvector.scp $m/scores $trials
     # calibration to LLRs on trials drawn from training speakers of the cohort dir, with the labels before
-    # simulated noise (noisy ones make the LLRs underconfident); never on the eval lists
+    # simulated noise (noisy ones make the LLRs underconfident); never on the test set
     steps/calibrate.py --results exp/RESULTS.md $m/embeddings/cohort/xvector.scp $train $m/scores
   done
   log "Stage 6 done in ${SECONDS}s"

@@ -25,7 +25,7 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--rates", default="0 0.1 0.2 0.4", help="space-separated noise rates")
     parser.add_argument("--noise-types", default="permute similar open")
     parser.add_argument("--methods", default="control filter purl relabel relabel_purl", help="run.sh's --methods")
-    parser.add_argument("--tag", default="", help="run.sh's protocol tag in names ('_paper' for --protocol paper)")
+    parser.add_argument("--tag", default="_tuned", help="run.sh's protocol in names: '_tuned' or '_paper'")
     return parser
 
 

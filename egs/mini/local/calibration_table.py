@@ -10,7 +10,7 @@ calibration, beside the min Cllr that no monotone map of the scores can beat.
 Run in the recipe's dir; reads each model's scores/ (the cosine scores and the .llr files that
 steps/calibrate.py wrote); prints markdown, mean ± sd over the summaries.
 
-e.g.: local/calibration_table.py exp/summary_noisy0.2_seed0.json exp/summary_noisy0.2_seed1.json
+e.g.: local/calibration_table.py exp/summary_tuned_noisy0.2_seed0.json exp/summary_tuned_noisy0.2_seed1.json
 """
 
 import argparse

@@ -35,7 +35,6 @@ mkdir -p $work/log
 for f in run.sh cmd.sh path.sh conf local steps utils; do ln -sfn $recipe/$f $work/$f; done
 cd $work
 common=(--protocol $protocol --num-outsider-speakers $num_outsider_speakers --clean-reference false "${run_opts[@]}")
-tag=""; [ "$protocol" = tuned ] || tag=_$protocol
 
 log "Benchmark: stages 0-1 in $work (log/prepare.log)"
 bash run.sh --stage 0 --stop-stage 1 "${common[@]}" > log/prepare.log 2>&1 || {
@@ -64,5 +63,5 @@ for seed in $seeds; do
   done
 done
 
-local/benchmark_table.py --tag "$tag" --seeds "$seeds" --rates "$rates" --noise-types "$noise_types" --methods "$methods" .
+local/benchmark_table.py --tag "_$protocol" --seeds "$seeds" --rates "$rates" --noise-types "$noise_types" --methods "$methods" .
 [ ${#failed[@]} = 0 ] || { echo "$0: failed cells: ${failed[*]}" >&2; exit 1; }

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One variant of stage 3's noisy-label SupCon pretraining, beside the recipe's own
 # model of the same seed, for a with/without comparison: trains
-# exp/supcon_<name>_noisy<rate>_seed<seed> on run.sh's data dir (run stages 0-3 of
+# exp/supcon_<name>_tuned_noisy<rate>_seed<seed> on run.sh's data dir (run stages 0-6 of
 # `bash run.sh --seed <seed>` first), scores it as stage 6 does (tuned protocol:
 # training mean subtracted, AS-Norm beside) and prints both rows.
 #   local/run_pretraining_variant.sh --seed 1 chns "chns.hard_ratio=0.5 chns.num_clusters=6 chns.refresh_every=2"
@@ -14,7 +14,7 @@ set -euo pipefail
 
 seed=0
 noise_rate=0.2
-config=conf/supcon.yaml
+config=conf/tuned/supcon.yaml
 noise_sources=false
 gpus=""
 nj=2
@@ -28,8 +28,8 @@ fi
 name=$1; variant_overrides=$2
 
 noisy=data/train_noisy${noise_rate}_seed$seed
-baseline=exp/supcon_noisy${noise_rate}_seed$seed
-variant=exp/supcon_${name}_noisy${noise_rate}_seed$seed
+baseline=exp/supcon_tuned_noisy${noise_rate}_seed$seed
+variant=exp/supcon_${name}_tuned_noisy${noise_rate}_seed$seed
 test=data/test
 for f in $noisy/feats.scp $baseline/scores/results.json; do
   [ -f $f ] || { echo "$0: $f missing: run 'bash run.sh --seed $seed --noise-rate $noise_rate' first" >&2; exit 1; }
@@ -49,4 +49,4 @@ steps/score.py --mean $variant/embeddings/train/mean.vec \
   --cohort $variant/embeddings/train/xvector.scp --cohort-utt2spk $noisy/utt2spk --top-k 50 \
   --results exp/RESULTS.md $variant/embeddings/test/xvector.scp $variant/scores $test/trials
 steps/summarize.py "SupCon, noisy labels=$baseline" "SupCon, noisy labels, $name=$variant" \
-  | tee exp/summary_${name}_noisy${noise_rate}_seed$seed.md
+  | tee exp/summary_${name}_tuned_noisy${noise_rate}_seed$seed.md

@@ -1,0 +1,54 @@
+# Sourced by run.sh: the stage-5 methods, each trained from the pretrained model
+# ($pretrain) on the noisy labels or on what it made of them, and its row in
+# stage 6's table. Uses the names of local/names.sh.
+#   control          SupCon on the noisy labels, as long as the update: what PURL is measured against
+#   filter           SupCon on the utterances stage 4 trusts most (filter_keep_ratio of each speaker's)
+#   purl             the PURL update with stage 4's pair weights
+#   reestimate       PURL, the pair weights fitted again every reestimate_every epochs
+#   relabel          SupCon on the labels steps/relabel_data_dir.py corrected
+#   relabel_purl     PURL on them, the pair weights fitted again on the new labels
+#   relabel_retrain  stage 3 again, from scratch, on them
+METHODS="control filter purl reestimate relabel relabel_purl relabel_retrain"
+
+# train_method METHOD
+train_method() {
+  local update="$overrides $purl_overrides purl.init_checkpoint=$pretrain/models/$update_from" exp
+  exp=$(method_exp $1)
+  case $1 in
+    control) steps/train.sh --gpus "$gpus" --valid-data $test --overrides "$update loss.type=supcon" \
+               $purl_conf $noisy $exp ;;
+    filter)  steps/filter_data_dir.py --keep-ratio $filter_keep_ratio $emb $noisy $filtered
+             steps/train.sh --gpus "$gpus" --valid-data $test --overrides "$update loss.type=supcon" \
+               $purl_conf $filtered $exp ;;
+    purl)    steps/train.sh --gpus "$gpus" --valid-data $test --overrides "$update purl.reliability=$pretrain/reliability" \
+               $purl_conf $noisy $exp ;;
+    reestimate) steps/train.sh --gpus "$gpus" --valid-data $test \
+               --overrides "$update purl.reliability=$pretrain/reliability purl.reestimate_every=$reestimate_every" \
+               $purl_conf $noisy $exp ;;
+    relabel) steps/train.sh --gpus "$gpus" --valid-data $test --overrides "$update loss.type=supcon" \
+               $purl_conf $relabelled $exp ;;
+    relabel_retrain) steps/train.sh --gpus "$gpus" --valid-data $test --overrides "$overrides" \
+               $supcon_conf $relabelled $exp ;;
+    relabel_purl)
+             steps/reliability.py "${reliability_opts[@]}" $emb $relabelled $pretrain/reliability_relabelled
+             steps/train.sh --gpus "$gpus" --valid-data $test \
+               --overrides "$update purl.reliability=$pretrain/reliability_relabelled" $purl_conf $relabelled $exp ;;
+    *) echo "$0: unknown method '$1' in --methods ($METHODS)" >&2; exit 1 ;;
+  esac
+}
+
+# method_row METHOD LABELS: "<row label>=<exp dir>" for steps/summarize.py
+method_row() {
+  local label
+  case $1 in
+    control) label="$2 + control" ;;
+    filter) label="$2 + filtering (keep $filter_keep_ratio)" ;;
+    purl) label="$2 + PURL" ;;
+    reestimate) label="$2 + PURL, re-estimated every $reestimate_every" ;;
+    relabel) label="$2, relabelled" ;;
+    relabel_purl) label="$2, relabelled + PURL" ;;
+    relabel_retrain) label="$2, relabelled, retrained" ;;
+    *) label=$1 ;;
+  esac
+  echo "$label=$(method_exp $1)"
+}
