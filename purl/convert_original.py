@@ -134,8 +134,8 @@ def convert_state_dict(original: dict[str, torch.Tensor], model: nn.Module, name
             problems.append(f"weights of the model that it lacks (this project's names): {', '.join(missing)}")
         raise ConversionError(
             f"{source}: does not fit the config's model; {'; '.join(problems)} "
-            "(use the config of the architecture the original trained, e.g. conf/ecapa_supcon.yaml or "
-            "conf/resnet34_supcon.yaml, with the same sizes)"
+            "(use the config of the architecture the original trained, e.g. conf/paper/ecapa_supcon.yaml or "
+            "conf/paper/resnet34_supcon.yaml, with the same sizes)"
         )
     converted = {}
     for key, ours in name_map.items():
