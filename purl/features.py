@@ -14,13 +14,11 @@ stored before its ``top_db`` floor, which is taken over what the model sees
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import kaldi_native_fbank as knf
 import numpy as np
 
+from purl.data.datadir import FEATS_SETTINGS, DataDir
 from purl.errors import PurlError
-from purl.records import read_record
 
 FRAME_SHIFT_S = 0.010
 FRAME_LENGTH_S = 0.025
@@ -166,15 +164,11 @@ def compute_features(samples: np.ndarray, feature_type: str, sample_rate: int = 
 TOP_DB = {"kaldi": None, "speechbrain": SB_TOP_DB}
 
 
-FEATS_SETTINGS = "feats.settings"  # the data dir's record of what its feats.scp was made from
-
-
 def feature_type_of(data_dir) -> str:
     """The feature type that a data dir's feats.settings records (stage 1 writes
     it, and a dir made from others' lines inherits it): 'kaldi' where none is
     recorded (records from before feature types, and feats.scp made elsewhere)."""
-    record = read_record(Path(data_dir) / FEATS_SETTINGS) or {}
-    kind = record.get("feature_type", "kaldi")
+    kind = DataDir(data_dir).feats_record.get("feature_type", "kaldi")
     if kind not in FEATURE_TYPES:
         raise FeatureError(f"{data_dir}/{FEATS_SETTINGS}: feature_type {kind!r} is none of {', '.join(FEATURE_TYPES)}")
     return kind

@@ -32,6 +32,8 @@ LAYOUT_NAMES = {
 # (An entry whose module becomes clean fails the test below: remove it.)
 EXCEPTIONS = {
     "purl/cli.py": "the `purl` command is an entry script: it lays out its own output dir",
+    "purl/data/datadir.py": "the data dir's format: feats.settings says what its features are (their type), "
+                            "which every reader of features needs",
 }
 
 

@@ -34,6 +34,7 @@ import numpy as np
 
 from purl.errors import PurlError
 from purl.fileio import write_text_atomic
+from purl.records import read_record
 
 # Files keyed by utterance whose keys must agree with utt2spk.
 UTT_FILES = ("wav.scp", "utt2spk", "utt2dur", "feats.scp", "utt2num_frames", "utt2truespk", "utt2oldspk")
@@ -206,6 +207,9 @@ def trial_files(data_dir: str | os.PathLike) -> list[Path]:
     return sorted(p for p in data_dir.glob("trials*") if p.is_file() and not p.name.endswith(".tmp"))
 
 
+FEATS_SETTINGS = "feats.settings"  # stage 1's record of what feats.scp was made from, feature type included
+
+
 class DataDir:
     """Read access to a data dir; files are loaded when first asked for."""
 
@@ -215,6 +219,11 @@ class DataDir:
             raise DataDirError(f"{self.path}: no such data directory")
         self._cache: dict[str, dict] = {}
         self._keys: dict[str, list[str]] = {}
+
+    @property
+    def feats_record(self) -> dict:
+        """What stage 1 recorded of the dir's features (feats.settings; {} where none)."""
+        return read_record(self.path / FEATS_SETTINGS) or {}
 
     def has(self, name: str) -> bool:
         return (self.path / name).is_file()

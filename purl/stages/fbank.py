@@ -20,6 +20,7 @@ import numpy as np
 
 from purl.audio import AudioError, read_audio
 from purl.data.datadir import (
+    FEATS_SETTINGS,
     DataDir,
     DataDirError,
     fix_data_dir,
@@ -31,7 +32,6 @@ from purl.data.datadir import (
     write_kv,
 )
 from purl.features import (
-    FEATS_SETTINGS,
     FEATURE_TYPES,
     FRAME_LENGTH_S,
     FRAME_SHIFT_S,
