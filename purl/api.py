@@ -183,6 +183,8 @@ class SpeakerModel:
         self.threshold = threshold
         self.calibration = calibration
         self.source = source
+        # Said once, at the first score, when the model carries nothing of stage 6 (embedding needs none of it).
+        self.missing_scoring_note: str | None = None
 
     @property
     def calibrated(self) -> bool:
@@ -285,6 +287,9 @@ class SpeakerModel:
     def cosines(self, enroll: np.ndarray, test: np.ndarray) -> np.ndarray:
         """Rowwise cosines of (N, D) embeddings, with the model's mean subtracted."""
         from purl.scoring import cosine_score
+        if self.missing_scoring_note:
+            log.warning("%s", self.missing_scoring_note)
+            self.missing_scoring_note = None
         return cosine_score(enroll, test, mean=self.mean)
 
     def score_embeddings(self, enroll: np.ndarray, test: np.ndarray) -> np.ndarray:
@@ -352,14 +357,17 @@ def load_model(path: str | os.PathLike, *, device: str | torch.device = "cpu",
         info = scoring_info(state["scoring"], f"{ckpt} (its stored scoring)")
     else:
         info = {"threshold": None, "mean": None, "calibration": None}
-        log.warning("%s carries no mean, threshold or calibration of stage 6, and no scores/threshold.json is "
-                    "beside it: scores are plain cosines, not stage 6's. Copy exp/<model>/models/final_scoring.pt "
-                    "(stage 6 writes it) to score elsewhere as stage 6 did", ckpt)
     if threshold_file is not None and info["calibration"] is None:
         log.warning("%s has no calibration (stage 6 before steps/calibrate.py): scores are cosines and accept() "
                     "decides at the EER threshold; run steps/calibrate.py for log-likelihood ratios", threshold_file)
-    return SpeakerModel(encoder, config, mean=info["mean"], threshold=info["threshold"],
-                        calibration=info["calibration"], device=device, source=str(ckpt))
+    model = SpeakerModel(encoder, config, mean=info["mean"], threshold=info["threshold"],
+                         calibration=info["calibration"], device=device, source=str(ckpt))
+    if threshold_file is None and state.get("scoring") is None:
+        model.missing_scoring_note = (
+            f"{ckpt} carries no mean, threshold or calibration of stage 6, and no scores/threshold.json is beside "
+            "it: scores are plain cosines, not stage 6's. Copy exp/<model>/models/final_scoring.pt (stage 6 writes "
+            "it) to score elsewhere as stage 6 did")
+    return model
 
 
 __all__ = ["AudioError", "ModelError", "SpeakerModel", "load_model"]

@@ -66,3 +66,26 @@ def test_mini_recipe_runs_the_paper_protocol_on_the_same_data(mini_run):
     summary = (exp / "summary_paper_noisy0.2_seed0.md").read_text()
     for row in ("SupCon, noisy labels", "noisy + control", "noisy + PURL"):
         assert f"| {row} |" in summary
+
+
+def test_mini_recipe_calibrates_on_a_dir_of_unseen_speakers(mini_run):
+    """--calibration-dir: stage 1 makes its features, stage 6 embeds it with every model and calibrates
+    on it instead of the training speakers (here the test speakers' audio under other ids: plumbing only)."""
+    recipe, _ = mini_run
+    data, calib = recipe / "data" / "test", recipe / "data" / "calib"
+    calib.mkdir()
+    for name in ("wav.scp", "utt2spk"):
+        lines = (data / name).read_text().splitlines()
+        (calib / name).write_text("".join(
+            "cal" + line.split()[0] + " " + ("cal" if name == "utt2spk" else "") + line.split(None, 1)[1] + "\n"
+            for line in lines))
+    spk2utt = run_script("utils/utt2spk_to_spk2utt.py", calib / "utt2spk", cwd=recipe).stdout
+    (calib / "spk2utt").write_text(spk2utt)
+    proc = run_script("bash", "run.sh", *SIZE, "--train-overrides", TRAIN, "--stage", "1", "--methods", "control",
+                      "--calibration-dir", "data/calib", cwd=recipe)
+    assert "Stage 6 done" in proc.stdout, proc.stdout[-3000:]
+    assert (calib / "feats.scp").is_file()
+    for model in ("supcon_tuned_noisy0.2_seed0", "control_tuned_noisy0.2_seed0"):
+        report = json.loads((recipe / "exp" / model / "scores" / "calibration.json").read_text())
+        assert "data/calib" in report["calibration_trials"]["source"], report["calibration_trials"]
+        assert (recipe / "exp" / model / "embeddings" / "calib" / "xvector.scp").is_file()

@@ -222,14 +222,18 @@ def test_an_exp_dir_or_its_models_dir_loads_the_scoring_checkpoint_and_a_bare_fi
     before = final.read_bytes()
     assert checkpoint_path(exp) == checkpoint_path(exp / "models") == scoring
     assert final.read_bytes() == before  # final.pt as training left it
-    # a copied final.pt alone: no mean, a warning that names the file to copy instead
+    # a copied final.pt alone: no mean, a warning at its first score (not at embedding) naming the file to copy
     bare = tmp_path / "copied" / "final.pt"
     bare.parent.mkdir()
     shutil.copy(final, bare)
     caplog.clear()
-    assert purl.load_model(bare).mean is None
-    assert "final_scoring.pt" in caplog.text and "plain cosines" in caplog.text
+    model = purl.load_model(bare)
+    assert model.mean is None
     a, b = (str(write_tone(tmp_path / f"{n}.wav", seconds=1.5, seed=n)) for n in range(2))
+    emb = model.embed(a)
+    assert "final_scoring.pt" not in caplog.text
+    model.score(emb, emb)
+    assert "final_scoring.pt" in caplog.text and "plain cosines" in caplog.text
     capsys.readouterr()
     assert purl_main(["compare", str(bare), a, b]) == 0
     assert "final_scoring.pt" in capsys.readouterr().out

@@ -42,6 +42,7 @@ estimator=""              # stage 4: histogram, sklearn, bic or global ("": the 
 scoring=""                # stage 6 ("": the protocol's): cosine, or mean|asnorm (training mean subtracted);
                           #   AS-Norm beside any
 clean_reference=true      # also pretrain on the clean labels, to show what noise costs
+calibration_dir=""        # stage 6: calibrate on speakers no model trains on (data/outsiders, say); "": training's
 methods="control filter purl relabel"  # stage 5, from the pretrained model: control, filter, purl, relabel,
                           #   relabel_purl, relabel_retrain, reestimate (each in local/methods.sh)
 filter_keep_ratio=0.5     # stage 5 filter: fraction of each speaker's utterances kept
@@ -131,8 +132,16 @@ if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
     steps/score.py "${norm[@]}" \
       --cohort $model/embeddings/train/xvector.scp --cohort-utt2spk $data/utt2spk --top-k 50 \
       --results exp/RESULTS.md $model/embeddings/test/xvector.scp $model/scores $test/trials
-    # LLRs, calibrated on training speakers with their true labels (noisy ones make the LLRs underconfident)
-    steps/calibrate.py --results exp/RESULTS.md $model/embeddings/train/xvector.scp $train $model/scores
+    # LLRs, calibrated on unseen speakers, or on the training speakers with their true labels (noisy
+    # labels would make the LLRs underconfident)
+    if [ -n "$calibration_dir" ]; then
+      steps/extract_embeddings.sh --nj $nj --cmd "$cmd" $model/models/final.pt $calibration_dir \
+        $model/embeddings/$(basename $calibration_dir)
+      steps/calibrate.py --results exp/RESULTS.md $model/embeddings/$(basename $calibration_dir)/xvector.scp \
+        $calibration_dir $model/scores
+    else
+      steps/calibrate.py --results exp/RESULTS.md $model/embeddings/train/xvector.scp $train $model/scores
+    fi
   done
   steps/summarize.py "${reports[@]}" --json $summary.json "${rows[@]}" | tee $summary.md
   log "Stage 6 done in ${SECONDS}s"

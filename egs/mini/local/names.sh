@@ -10,6 +10,11 @@ train=${train_dir:-data/train}
 test=${test_dir:-data/test}
 outsiders=data/outsiders
 dirs="$train $test"; [ "$num_outsider_speakers" = 0 ] || [ -n "$train_dir" ] || dirs="$dirs $outsiders"
+[[ -z "$calibration_dir" || " $dirs " == *" $calibration_dir "* ]] || dirs="$dirs $calibration_dir"  # stage 1's
+[[ "$noise_type" != open || "$calibration_dir" != "$outsiders" ]] || {
+  echo "$0: --calibration-dir $outsiders: under --noise-type open the outsiders' utterances are trained on;" \
+       "calibrate on speakers no model saw" >&2
+  exit 1; }
 noise=noisy; [ "$noise_type" = permute ] || noise=$noise_type   # in names: data/train_open0.2_seed0
 noisy=data/$(basename $train)_$noise${noise_rate}_seed$seed     # under data/, whatever train_dir is
 [ "$noise_rate" != 0 ] || noisy=$train
