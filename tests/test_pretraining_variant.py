@@ -44,7 +44,8 @@ def test_a_variant_with_augmentation_and_chns_is_trained_scored_and_tabled_besid
     refused = run_script("bash", "local/run_pretraining_variant.sh", "x", "", cwd=recipe, check=False)
     assert refused.returncode != 0 and "run 'bash run.sh --seed 0 --noise-rate 0.2' first" in refused.stderr
 
-    run_script("bash", "run.sh", *SIZE, "--clean-reference", "false", "--train-overrides", TRAIN, cwd=recipe)
+    run_script("bash", "run.sh", *SIZE, "--clean-reference", "false", "--methods", "control", "--train-overrides", TRAIN,
+               cwd=recipe)
     run_script("bash", "local/run_pretraining_variant.sh", "--config", "conf/supcon_aug.yaml", "--noise-sources", "true",
                "aug_chns", f"{TRAIN} chns.hard_ratio=0.5 chns.num_clusters=2", cwd=recipe)
 
