@@ -347,6 +347,10 @@ def load_model(path: str | os.PathLike, *, device: str | torch.device = "cpu",
     that one file scores as stage 6 did)."""
     ckpt = checkpoint_path(path)
     state = load_checkpoint(ckpt)
+    if state.get("feature_type", "kaldi") != "kaldi":
+        raise ModelError(f"{ckpt}: trained on {state['feature_type']} features (stage 1's --feature-type), but "
+                         "purl computes Kaldi fbank from audio; embed its data with the recipe's stages instead "
+                         "(steps/make_fbank.sh --feature-type, then steps/extract_embeddings.sh)")
     encoder, config = model_of(state, ckpt)
     if threshold_file is None:
         found = threshold_file_of(ckpt)

@@ -242,3 +242,24 @@ def test_stage4_crops_normalised_over_themselves(tmp_path):
         assert np.array_equal(d, normalise(raw, 80.0)[start:start + 50, :2].ravel())
     with pytest.raises(Exception, match="normalise"):
         embed_utterances(FirstFrames(), entries, lengths, normalise_crops="chunk")
+
+
+def test_a_model_of_other_features_records_them_and_purl_refuses_to_feed_it_kaldi_fbank(tmp_path, tiny_config):
+    """final.pt (and every epoch checkpoint) of a run on speechbrain features says so; purl.load_model,
+    which computes Kaldi fbank from audio, refuses it; Kaldi-trained checkpoints carry no such key."""
+    import purl
+    from purl.api import ModelError
+    from purl.training.checkpoint import load_checkpoint, save_average
+    from tests.test_use_model import tiny_exp
+
+    final = tiny_exp(tmp_path, tiny_config)
+    epoch = final.parent / "epoch_1.pt"
+    final.rename(epoch)
+    config = load_checkpoint(epoch)["config"]
+    save_average(final, [epoch], config)
+    assert "feature_type" not in load_checkpoint(final)
+    purl.load_model(final)  # a Kaldi model loads
+    save_average(final, [epoch], config, feature_type="speechbrain")
+    assert load_checkpoint(final)["feature_type"] == "speechbrain"
+    with pytest.raises(ModelError, match="trained on speechbrain features.*Kaldi fbank"):
+        purl.load_model(final)

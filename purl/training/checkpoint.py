@@ -91,13 +91,22 @@ def average_checkpoints(paths: list[Path]) -> dict:
     return averaged
 
 
+def feature_record(feature_type: str) -> dict:
+    """What a checkpoint says of the features its model was trained on: nothing
+    for Kaldi fbank (every checkpoint before feature types), else the type, so
+    that a model of other features is not fed Kaldi fbank by purl.load_model."""
+    return {} if feature_type == "kaldi" else {"feature_type": feature_type}
+
+
 def save_training_state(path: Path, *, encoder: nn.Module, loss: nn.Module, optimizer: torch.optim.Optimizer,
-                        scheduler, progress: Progress, config: dict, device: torch.device) -> None:
+                        scheduler, progress: Progress, config: dict, device: torch.device,
+                        feature_type: str = "kaldi") -> None:
     """Writes the run's whole state to ``path`` (atomically): what resumes it exactly."""
     rng = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         rng["cuda"] = torch.cuda.get_rng_state(device)
     save_atomic({
+        **feature_record(feature_type),
         "model": encoder.state_dict(),
         "loss": loss.state_dict(),
         "optimizer": optimizer.state_dict(),
@@ -186,12 +195,12 @@ def continue_from(path: str | os.PathLike, *, encoder: nn.Module, loss: nn.Modul
     return Progress(start_epoch, 0, ckpt["global_step"])
 
 
-def save_average(path: Path, epoch_checkpoints: list[Path], config: dict) -> list[Path]:
+def save_average(path: Path, epoch_checkpoints: list[Path], config: dict, feature_type: str = "kaldi") -> list[Path]:
     """Writes the average of those of ``epoch_checkpoints`` that exist (final.pt);
     returns them."""
     averaged = [p for p in epoch_checkpoints if p.is_file()]
     save_atomic({"model": average_checkpoints(averaged), "config": config,
-                 "averaged": [p.name for p in averaged]}, path)
+                 "averaged": [p.name for p in averaged], **feature_record(feature_type)}, path)
     return averaged
 
 

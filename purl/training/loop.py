@@ -104,7 +104,7 @@ class Trainer:
         if self.dist.main:
             save_training_state(path, encoder=self.net.encoder, loss=self.net.loss, optimizer=self.optimizer,
                                 scheduler=self.scheduler, progress=self.progress(), config=self.config,
-                                device=self.dist.device)
+                                device=self.dist.device, feature_type=self.data.feature_type)
 
     def resume_or_init(self) -> str:
         """Sets the run's starting point (see purl.training.checkpoint); says which."""
@@ -181,7 +181,7 @@ class Trainer:
             n = max(1, self.config["train"]["average_last"])
             averaged = save_average(out.final_checkpoint,
                                     [out.epoch_checkpoint(e) for e in range(self.epoch - n + 1, self.epoch + 1)],
-                                    self.config)
+                                    self.config, feature_type=self.data.feature_type)
             self.print(f"wrote {out.final_checkpoint} (average of {', '.join(p.name for p in averaged)})")
             out.plot_curves()
         self.dist.barrier()
