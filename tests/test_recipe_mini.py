@@ -46,7 +46,8 @@ def test_mini_recipe_runs_the_paper_protocol_on_the_same_data(mini_run):
     """Continued update, random-crop sklearn reliability at tol 1e-3, plain cosine."""
     recipe, _ = mini_run
     proc = run_script("bash", "run.sh", *SIZE, "--protocol", "paper", "--stage", "3", "--clean-reference", "false",
-                      "--train-overrides", TRAIN, "--purl-overrides", "optim.epochs=2", cwd=recipe)
+                      "--methods", "control purl", "--train-overrides", TRAIN, "--purl-overrides", "optim.epochs=2",
+                      cwd=recipe)
     for stage in range(3, 7):
         assert f"Stage {stage} done" in proc.stdout, proc.stdout[-3000:]
     exp = recipe / "exp"
@@ -82,7 +83,7 @@ def test_mini_recipe_calibrates_on_a_dir_of_unseen_speakers(mini_run):
     spk2utt = run_script("utils/utt2spk_to_spk2utt.py", calib / "utt2spk", cwd=recipe).stdout
     (calib / "spk2utt").write_text(spk2utt)
     proc = run_script("bash", "run.sh", *SIZE, "--train-overrides", TRAIN, "--stage", "1", "--methods", "control",
-                      "--calibration-dir", "data/calib", cwd=recipe)
+                      "--clean-reference", "false", "--calibration-dir", "data/calib", cwd=recipe)
     assert "Stage 6 done" in proc.stdout, proc.stdout[-3000:]
     assert (calib / "feats.scp").is_file()
     for model in ("supcon_tuned_noisy0.2_seed0", "control_tuned_noisy0.2_seed0"):
