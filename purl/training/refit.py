@@ -11,6 +11,7 @@ ones it had.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Callable
 
@@ -44,7 +45,7 @@ def embed_training_set(state: TrainingState) -> np.ndarray:
     return embeddings
 
 
-class EpochRefit(TrainingCallback):
+class EpochRefit(TrainingCallback, ABC):
     """At an epoch's start, the fit made with the model of the due epoch: the
     last multiple of ``every`` epochs (epoch 0 when ``every`` <= 0), kept at
     ``path_of(due)``. ``fitted_at``: the due epoch of the fit in use (None: none yet).
@@ -68,15 +69,17 @@ class EpochRefit(TrainingCallback):
         self.load(path, state, due)
         self.fitted_at = due
 
+    @abstractmethod
     def is_saved(self, path: Path) -> bool:
-        raise NotImplementedError
+        """Whether a complete fit is at ``path`` (made by an earlier run or epoch)."""
 
+    @abstractmethod
     def fit(self, embeddings: np.ndarray, state: TrainingState, path: Path) -> None:
         """Fits on (N, D) training-set embeddings and writes the fit to ``path`` (process 0 only)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def load(self, path: Path, state: TrainingState, due: int) -> None:
-        raise NotImplementedError
+        """Puts the fit at ``path``, made with the model of epoch ``due``, in use (every process)."""
 
 
 class PurlPairWeights(EpochRefit):
