@@ -16,7 +16,15 @@ find:
    standard deviations, 1.4826 MAD: robust to the mislabelled part): the
    utterance is proposed to move to that speaker. The second test keeps an
    outsider, equally far from every speaker, from moving to whichever is
-   nearest by chance. Otherwise, when its own label is not among the ``drop_rank`` speakers
+   nearest by chance.
+4. The move must also be unambiguous: the new speaker leads the runner-up (the
+   next nearest speaker, own label included) by more than ``runner_up_margin``.
+   A move that is not, the utterance torn between two other speakers, is
+   dropped instead: a wrong move keeps a wrong label, a drop only loses an
+   utterance (on speechocean762 at 20% uniform swaps, 0.1 turns about 40 of
+   the ~50 wrong labels that moving leaves into drops, at the cost of ~100
+   dropped utterances, nearly all of them mislabelled).
+   Otherwise, when its own label is not among the ``drop_rank`` speakers
    nearest to it, it sits with no training speaker well enough to be kept or
    moved (an outsider, or one the model cannot place) and is proposed for
    dropping. A rank, not a cosine cut: cosines differ in scale between models
@@ -46,12 +54,15 @@ class RelabelSettings:
     margin: float = 0.1       # best other speaker's cosine minus the own one's, above which an utterance moves
     join_spread: float = 3.0  # a move needs a cosine to the new speaker above its median minus this many robust sds
     drop_rank: int = 3        # not moved, and its own label not among its drop_rank nearest speakers: dropped (0: never)
+    runner_up_margin: float = 0.1  # a move's lead over the next nearest speaker; less: dropped (0: any lead moves)
 
     def check(self) -> None:
         if not 0 < self.core_ratio <= 1:
             raise RelabelError(f"core_ratio {self.core_ratio} must be in (0, 1]")
         if not -2 <= self.margin <= 2:
             raise RelabelError(f"margin {self.margin} must be a cosine difference, in [-2, 2]")
+        if not 0 <= self.runner_up_margin <= 2:
+            raise RelabelError(f"runner_up_margin {self.runner_up_margin} must be a cosine difference, in [0, 2]")
         if self.join_spread < 0:
             raise RelabelError(f"join_spread {self.join_spread} must be >= 0")
         if not isinstance(self.drop_rank, int) or self.drop_rank < 0:
@@ -150,6 +161,7 @@ def propose(emb: np.ndarray, labels: np.ndarray, settings: RelabelSettings = Rel
     best = np.empty(len(labels))
     best_speaker = np.empty(len(labels), dtype=np.int64)
     own_rank = np.empty(len(labels), dtype=np.int64)
+    runner_up = np.empty(len(labels))  # the second nearest other speaker's cosine, or the own one's if higher
     for start in range(0, len(labels), chunk):  # (chunk, S) at a time: 1M x 6k would be 48 GB
         part = slice(start, start + chunk)
         cos = emb[part] @ centroids.T
@@ -159,11 +171,15 @@ def propose(emb: np.ndarray, labels: np.ndarray, settings: RelabelSettings = Rel
         cos[rows, labels[part]] = -np.inf
         best_speaker[part] = cos.argmax(axis=1)
         best[part] = cos[rows, best_speaker[part]]
+        cos[rows, best_speaker[part]] = -np.inf
+        runner_up[part] = np.maximum(cos.max(axis=1), own[part])
     new = labels.copy()
-    move = (best - own > settings.margin) & (best >= join_cuts(own, labels, n_speakers, settings.join_spread)[best_speaker])
+    leads = (best - own > settings.margin) & (best >= join_cuts(own, labels, n_speakers, settings.join_spread)[best_speaker])
+    move = leads & ((best - runner_up > settings.runner_up_margin) | (settings.runner_up_margin == 0))
     new[move] = best_speaker[move]
+    new[leads & ~move] = -1  # torn between two other speakers
     if settings.drop_rank > 0:
-        new[~move & (own_rank >= settings.drop_rank)] = -1
+        new[~leads & (own_rank >= settings.drop_rank)] = -1
     return Proposals(new=new, own=own, best=best, best_speaker=best_speaker, own_rank=own_rank)
 
 

@@ -6,7 +6,9 @@ speakers' core centroids (the --core-ratio of each speaker nearest its plain
 centroid) in the stage-4 embeddings. An utterance nearer another speaker's core
 than its own by more than --margin moves to that speaker, if its cosine to it is
 one that speaker's own utterances have (above their median minus --join-spread
-robust standard deviations); one that does not move
+robust standard deviations) and it leads the runner-up speaker (own label
+included) by more than --runner-up-margin; one torn between two speakers is
+dropped. One that does not move
 and whose own speaker is not among its --drop-rank nearest sits with no
 training speaker (an outsider) and is dropped. <out-data-dir> holds the new labels and
   proposals     utt old-label new-label margin own-cosine ('-': dropped), largest margin first
@@ -39,6 +41,9 @@ def get_parser() -> argparse.ArgumentParser:
                         help="cosine lead of another speaker's core over the own one's that moves an utterance")
     parser.add_argument("--join-spread", type=float, default=DEFAULTS.join_spread,
                         help="robust sds below a speaker's median own cosine that an utterance may be and join it")
+    parser.add_argument("--runner-up-margin", type=float, default=DEFAULTS.runner_up_margin,
+                        help="cosine lead a move needs over the next nearest speaker, own label included; "
+                             "less: dropped (0: any lead moves)")
     parser.add_argument("--drop-rank", type=int, default=DEFAULTS.drop_rank,
                         help="drop an utterance that does not move when its own speaker is not among its N nearest "
                              "(0: never drop)")
@@ -48,7 +53,7 @@ def get_parser() -> argparse.ArgumentParser:
 def main() -> int:
     args = get_parser().parse_args()
     settings = RelabelSettings(core_ratio=args.core_ratio, margin=args.margin, join_spread=args.join_spread,
-                                drop_rank=args.drop_rank)
+                                drop_rank=args.drop_rank, runner_up_margin=args.runner_up_margin)
     report = run_relabel(args.xvector_scp, args.data_dir, args.out_dir, settings)
     if report is None:
         return 0

@@ -41,6 +41,22 @@ def test_outsiders_are_dropped_not_moved():
     assert metrics["clean_dropped"] <= 0.03 * (~outsider).sum()
 
 
+def test_a_move_torn_between_two_speakers_is_dropped_not_made():
+    """Three speakers of 10 utterances at unit axes e0, e1, e2; utterance 0 of
+    speaker 0 sits between speakers 1 and 2 (cos 0.70 and 0.66 to their
+    centroids): it leads its own label by far, the runner-up by 0.04. The
+    join test is off (join_spread 1e6): the speakers are too tight for it."""
+    emb = np.repeat(np.eye(3), 10, axis=0) + 0.01 * np.random.default_rng(0).standard_normal((30, 3))
+    emb[0] = [0.0, 0.72, 0.68]
+    labels = np.repeat(np.arange(3), 10)
+    torn = propose(emb, labels, RelabelSettings(join_spread=1e6, runner_up_margin=0.1))
+    assert torn.new[0] == -1 and (torn.new[1:] == labels[1:]).all()
+    moved = propose(emb, labels, RelabelSettings(join_spread=1e6, runner_up_margin=0))  # any lead moves: to the nearer one
+    assert moved.new[0] == 1 and (moved.new[1:] == labels[1:]).all()
+    emb[0] = [0.0, 0.95, 0.31]  # a clear lead: moves under either setting
+    assert propose(emb, labels, RelabelSettings(join_spread=1e6, runner_up_margin=0.1)).new[0] == 1
+
+
 def test_proposal_metrics_by_hand():
     labels = np.array([0, 0, 1, 1, 2, 2])
     true = np.array([0, 1, 1, 0, 2, -2])  # utt 1 and 3 mislabelled (recoverable), utt 5 an outsider
@@ -57,6 +73,8 @@ def test_bad_settings_and_inputs_are_refused():
     emb, noisy, _ = simulate_embeddings([5] * 3, dim=8, seed=0)
     with pytest.raises(RelabelError, match="core_ratio"):
         propose(emb, noisy, RelabelSettings(core_ratio=0))
+    with pytest.raises(RelabelError, match="runner_up_margin"):
+        propose(emb, noisy, RelabelSettings(runner_up_margin=-0.1))
     with pytest.raises(RelabelError, match="at least 2 speakers"):
         propose(emb[:5], np.zeros(5, np.int64))
     with pytest.raises(RelabelError, match="integers"):
