@@ -101,6 +101,9 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "init_mode": "weights",
         "reliability": "",      # stage 4's output dir (pair weights)
         "reestimate_every": 0,  # re-estimate the weights with the current model every N epochs (0: frozen)
+        # instead of reliability: a file of utterance ids whose same-label pairs all have w = 0 (the
+        # others 1), e.g. the utterances relabelling would drop (steps/relabel_data_dir.py --keep-dropped)
+        "unreliable_utts": "",
     },
 }
 

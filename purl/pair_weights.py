@@ -35,6 +35,39 @@ class PairWeights:
         return torch.from_numpy(w)
 
 
+class UtteranceMask:
+    """:meth:`pair_weights` as :class:`PairWeights`', from a set of unreliable
+    utterances instead of stage 4's fit: a same-label pair with one of them
+    has w = 0 (the PURL loss repels it), every other pair w = 1.
+    ``reliable``: (U,) bool, per training-set utterance."""
+
+    def __init__(self, reliable: np.ndarray):
+        self.reliable = np.asarray(reliable, dtype=bool)
+
+    def pair_weights(self, utts: np.ndarray, labels: np.ndarray) -> torch.Tensor:
+        n = len(utts)
+        i, j = same_label_pairs(labels)
+        w = np.ones((n, n), dtype=np.float32)
+        if len(i):
+            w[i, j] = w[j, i] = self.reliable[utts[i]] & self.reliable[utts[j]]
+        return torch.from_numpy(w)
+
+
+def utterance_mask_from_file(path: str | os.PathLike, data_dir: str | os.PathLike) -> UtteranceMask:
+    """The unreliable utterances listed in ``path`` (ids, whitespace-separated),
+    all of them utterances of ``data_dir``."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataDirError(f"{path}: no such list of unreliable utterances (purl.unreliable_utts)")
+    listed = set(path.read_text().split())
+    data = DataDir(data_dir)
+    unknown = sorted(listed - set(data.utts))
+    if unknown:
+        raise DataDirError(f"{path}: '{unknown[0]}' is no utterance of {data.path} ({len(unknown)} such); "
+                           "the list must come with the data dir it was written for")
+    return UtteranceMask(np.array([u not in listed for u in data.utts]))
+
+
 def same_label_pairs(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The pairs (i, j), i != j, of a batch whose labels are equal, each once.
 

@@ -14,7 +14,10 @@ training speaker (an outsider) and is dropped. <out-data-dir> holds the new labe
   proposals     utt old-label new-label margin own-cosine ('-': dropped), largest margin first
   relabel.json  counts and, with utt2truespk (stage 2), relabel precision and recall
   relabel.settings  what it was made from: a rerun with the same settings is skipped
-Train on <out-data-dir> after fitting stage 4's pair weights again on it.
+With --keep-dropped the utterances it would drop stay under their old label and
+are listed in <out-data-dir>/unreliable_utts: the relabel_unlearn method trains
+PURL on the dir with w = 0 for their pairs (purl.unreliable_utts), so the model
+unlearns their wrong label instead of keeping what pretraining learnt from it.
 
 e.g.: steps/relabel_data_dir.py exp/supcon_tuned_noisy0.2_seed0/embeddings/train/xvector.scp \\
         data/train_noisy0.2_seed0 data/train_noisy0.2_seed0_relabelled
@@ -47,6 +50,8 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--drop-rank", type=int, default=DEFAULTS.drop_rank,
                         help="drop an utterance that does not move when its own speaker is not among its N nearest "
                              "(0: never drop)")
+    parser.add_argument("--keep-dropped", action="store_true",
+                        help="keep the utterances it would drop under their old label, listed in unreliable_utts")
     return parser
 
 
@@ -54,7 +59,7 @@ def main() -> int:
     args = get_parser().parse_args()
     settings = RelabelSettings(core_ratio=args.core_ratio, margin=args.margin, join_spread=args.join_spread,
                                 drop_rank=args.drop_rank, runner_up_margin=args.runner_up_margin)
-    report = run_relabel(args.xvector_scp, args.data_dir, args.out_dir, settings)
+    report = run_relabel(args.xvector_scp, args.data_dir, args.out_dir, settings, keep_dropped=args.keep_dropped)
     if report is None:
         return 0
     logging.info("%s: %d of %d utterances moved, %d dropped", args.out_dir, report["moved"], report["utterances"],

@@ -105,3 +105,23 @@ def test_relabel_dir_writes_labels_proposals_and_report_and_skips_a_rerun(tmp_pa
     caplog.set_level("INFO")
     assert run_relabel(scp, src, tmp_path / "relabelled") is None and "skipping" in caplog.text
     assert run_relabel(scp, src, tmp_path / "relabelled", RelabelSettings(margin=0.3)) is not None
+
+
+def test_keep_dropped_keeps_them_under_their_old_label_and_lists_them(tmp_path):
+    """Outsiders (true speakers 8, 9) under training labels: the ones it drops."""
+    emb, _, true = simulate_embeddings([12] * 10, dim=32, noise_rate=0.0, clean_cos=(0.6, 0.7), utt_spread=0.3, seed=3)
+    labels = np.where(true >= 8, np.random.default_rng(0).integers(0, 8, len(true)), true)
+    utts = [f"s{t}-u{i:03d}" for i, t in enumerate(true)]
+    src = tmp_path / "noisy"
+    src.mkdir()
+    write_kv(src / "utt2spk", {u: f"s{n}" for u, n in zip(utts, labels)})
+    write_kv(src / "spk2utt", utt2spk_to_spk2utt(read_kv(src / "utt2spk")))
+    save_embeddings(tmp_path / "xvector.ark", utts, emb)
+    dropped = run_relabel(tmp_path / "xvector.scp", src, tmp_path / "dropped")
+    kept = run_relabel(tmp_path / "xvector.scp", src, tmp_path / "kept", keep_dropped=True)
+    assert kept == dropped and kept["dropped"] >= 10  # of the 24 outsiders
+    listed = (tmp_path / "kept" / "unreliable_utts").read_text().split()
+    assert len(listed) == kept["dropped"] and not (tmp_path / "dropped" / "unreliable_utts").exists()
+    old, without, with_them = (read_kv(d / "utt2spk") for d in (src, tmp_path / "dropped", tmp_path / "kept"))
+    assert set(with_them) == set(old) and set(without) == set(old) - set(listed)
+    assert all(with_them[u] == old[u] for u in listed) and all(with_them[u] == without[u] for u in without)

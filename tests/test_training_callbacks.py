@@ -128,3 +128,32 @@ def test_train_py_logs_with_time_and_source_line_and_skips_a_finished_run(tmp_pa
                      proc.stderr, re.M), proc.stderr
     rerun = run_script(ROOT / "steps" / "train.py", *args)
     assert re.search(r"training\.py:\d+ INFO .*final\.pt is complete; skipping", rerun.stderr), rerun.stderr
+
+
+def test_unreliable_utterances_give_w0_to_their_pairs_and_train_a_purl_loss(tmp_path, tiny_config):
+    from purl.config import ConfigError
+    from purl.data.datadir import DataDir, DataDirError
+    from purl.pair_weights import UtteranceMask, utterance_mask_from_file
+    from purl.stages.training import train_stage
+
+    w = UtteranceMask(np.array([True, False, True, True])).pair_weights(np.array([0, 1, 2, 3]), np.array([5, 5, 5, 7]))
+    # pairs (0,1), (1,2) involve the unreliable utterance 1: 0; (0,2) reliable: 1; other labels: 1
+    assert w.tolist() == [[1, 0, 1, 1], [0, 1, 0, 1], [1, 0, 1, 1], [1, 1, 1, 1]]
+
+    data = write_feature_dir(tmp_path / "data")
+    utts = DataDir(data).utts
+    listed = tmp_path / "unreliable_utts"
+    listed.write_text(f"{utts[1]}\n{utts[5]}\n")
+    mask = utterance_mask_from_file(listed, data)
+    assert np.flatnonzero(~mask.reliable).tolist() == [1, 5]
+    (tmp_path / "bad").write_text("nobody\n")
+    with pytest.raises(DataDirError, match="'nobody' is no utterance of"):
+        utterance_mask_from_file(tmp_path / "bad", data)
+
+    overrides = ["loss.type=soft", "optim.epochs=1", "train.average_last=1", f"purl.unreliable_utts={listed}"]
+    with pytest.raises(ConfigError, match="set one"):
+        train_stage(tiny_config, overrides + ["purl.reestimate_every=1"], str(data), tmp_path / "both")
+    with pytest.raises(ConfigError, match="no such file"):
+        train_stage(tiny_config, overrides[:-1] + ["purl.unreliable_utts=missing"], str(data), tmp_path / "missing")
+    train_stage(tiny_config, overrides, str(data), tmp_path / "exp")
+    assert TrainingOutputs(tmp_path / "exp").final_checkpoint.is_file()

@@ -44,7 +44,7 @@ scoring=""                # stage 6 ("": the protocol's): cosine, or mean|asnorm
 clean_reference=true      # also pretrain on the clean labels, to show what noise costs
 calibration_dir=""        # stage 6: calibrate on speakers no model trains on (data/outsiders, say); "": training's
 methods="control filter purl relabel"  # stage 5, from the pretrained model: control, filter, purl, relabel,
-                          #   relabel_purl, relabel_retrain, reestimate (each in local/methods.sh)
+                          #   relabel_purl, relabel_retrain, relabel_unlearn, reestimate (each in local/methods.sh)
 filter_keep_ratio=0.5     # stage 5 filter: fraction of each speaker's utterances kept
 relabel_opts=""           # stage 5 relabel: options of steps/relabel_data_dir.py, e.g. "--margin 0.2"
 reestimate_every=2        # stage 5 reestimate: epochs between re-fits of the pair weights
@@ -126,6 +126,7 @@ if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
     data=$noisy  # the AS-Norm cohort has the labels the model had
     [ $model != $clean ] || data=$train
     [[ $model != exp/relabel* ]] || data=$relabelled
+    [[ $model != exp/relabel_unlearn* ]] || data=$relabelled_kept
     steps/extract_embeddings.sh --nj $nj --cmd "$cmd" $model/models/final.pt $test $model/embeddings/test
     steps/extract_embeddings.sh --nj $nj --cmd "$cmd" $model/models/final.pt $data $model/embeddings/train
     norm=(); [ "$scoring" = cosine ] || norm=(--mean $model/embeddings/train/mean.vec)

@@ -6,6 +6,9 @@ labels (moved utterances under their new speaker, dropped ones left out) and:
                      new-label '-' for a dropped one), largest margin first
     relabel.json     counts and, with utt2truespk, relabel precision and recall
     relabel.settings what it was made from: a rerun with the same record is skipped
+    unreliable_utts  with keep_dropped: the utterances it would drop, kept under their old
+                     label, for the relabel_unlearn method (purl.unreliable_utts: repelled
+                     from their label, not left out)
 
 The dir is built under a temporary name and renamed, so a killed run leaves no
 dir that looks complete. See purl.relabel for the rule.
@@ -31,11 +34,15 @@ from purl.stages.fbank import record_derived_features
 SETTINGS = "relabel.settings"
 PROPOSALS = "proposals"
 REPORT = "relabel.json"
+UNRELIABLE_UTTS = "unreliable_utts"
 
 
-def relabel_settings(xvector_scp: str | os.PathLike, data_dir: str | os.PathLike, settings: RelabelSettings) -> dict:
+def relabel_settings(xvector_scp: str | os.PathLike, data_dir: str | os.PathLike, settings: RelabelSettings,
+                     keep_dropped: bool = False) -> dict:
     scp, data = Path(xvector_scp), Path(data_dir)
     record = {**dataclasses.asdict(settings), "xvector_scp": text_digest(scp), "utt2spk": text_digest(data / "utt2spk")}
+    if keep_dropped:
+        record["keep_dropped"] = True
     if (scp.parent / XVECTOR_SETTINGS).is_file():
         record["embeddings"] = text_digest(scp.parent / XVECTOR_SETTINGS)
     return record
@@ -50,16 +57,18 @@ def proposal_lines(utts: list[str], speakers: list[str], labels: np.ndarray, pro
 
 
 def run_relabel(xvector_scp: str | os.PathLike, data_dir: str | os.PathLike, out_dir: str | os.PathLike,
-                settings: RelabelSettings | None = None, force: bool = False) -> dict | None:
+                settings: RelabelSettings | None = None, force: bool = False,
+                keep_dropped: bool = False) -> dict | None:
     """Writes the relabelled dir; returns relabel.json's content, or None when
     ``out_dir`` was made from the same settings (default: RelabelSettings());
-    ``force``: the content in either case."""
+    ``force``: the content in either case. ``keep_dropped``: the utterances
+    proposed for dropping stay under their old label, listed in unreliable_utts."""
     settings = settings or RelabelSettings()
     settings.check()
     out = Path(out_dir)
     if not Path(xvector_scp).is_file():
         raise DataDirError(f"{xvector_scp}: no such embedding index (run steps/extract_embeddings.sh first)")
-    record = relabel_settings(xvector_scp, data_dir, settings)
+    record = relabel_settings(xvector_scp, data_dir, settings, keep_dropped)
     if up_to_date(out / SETTINGS, record, out, complete=(out / "utt2spk").is_file()):
         return json.loads((out / REPORT).read_text()) if force else None
     data = DataDir(data_dir)
@@ -76,9 +85,12 @@ def run_relabel(xvector_scp: str | os.PathLike, data_dir: str | os.PathLike, out
 
     tmp = temp_path(out)
     shutil.rmtree(tmp, ignore_errors=True)
-    kept = [u for u, n in zip(data.utts, proposals.new) if n >= 0]
+    new = np.where(proposals.dropped, labels, proposals.new) if keep_dropped else proposals.new
+    kept = [u for u, n in zip(data.utts, new) if n >= 0]
     subset_data_dir(data, tmp, utts=kept)
-    new_utt2spk = {u: speakers[n] for u, n in zip(data.utts, proposals.new) if n >= 0}
+    if keep_dropped:
+        write_text_atomic(tmp / UNRELIABLE_UTTS, "".join(f"{u}\n" for u, d in zip(data.utts, proposals.dropped) if d))
+    new_utt2spk = {u: speakers[n] for u, n in zip(data.utts, new) if n >= 0}
     write_kv(tmp / "spk2utt", utt2spk_to_spk2utt(new_utt2spk))
     write_kv(tmp / "utt2oldspk", {u: data.utt2spk[u] for u in new_utt2spk})
     write_kv(tmp / "utt2spk", new_utt2spk)

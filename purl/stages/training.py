@@ -17,7 +17,7 @@ from purl.config import DEFAULTS, ConfigError, load_config, load_yaml
 from purl.data.datadir import validate_data_dir
 from purl.evaluate import held_out_metrics
 from purl.locks import LOCK_NAME, locked_dir
-from purl.pair_weights import pair_weights_from_dir
+from purl.pair_weights import pair_weights_from_dir, utterance_mask_from_file
 from purl.records import differences, read_record, scp_digest, stat_digest, text_digest, write_record
 from purl.stages.exp_layout import TrainingOutputs
 from purl.stages.fbank import check_features
@@ -78,6 +78,14 @@ def training_data_settings(config: dict, data_dir: str) -> dict:
         rel = Path(config["purl"]["reliability"])
         # Not stage 4's lock file, which each run of stage 4 (a skip too) rewrites.
         record["reliability"] = stat_digest(sorted(p for p in rel.glob("*") if p.is_file() and p.name != LOCK_NAME))
+    if config["purl"]["unreliable_utts"]:
+        if config["purl"]["reliability"] or config["purl"]["reestimate_every"]:
+            raise ConfigError("purl.unreliable_utts gives the pair weights instead of purl.reliability: set one, "
+                              "and no purl.reestimate_every (there is no fit to re-estimate)")
+        if not Path(config["purl"]["unreliable_utts"]).is_file():
+            raise ConfigError(f"purl.unreliable_utts={config['purl']['unreliable_utts']}: no such file "
+                              "(steps/relabel_data_dir.py --keep-dropped writes one)")
+        record["unreliable_utts"] = text_digest(config["purl"]["unreliable_utts"])
     return record
 
 
@@ -148,6 +156,8 @@ def _train_stage(config_path: str, overrides: list[str], data_dir: str, exp_dir:
         callbacks.append(PurlPairWeights(
             pair_weights_from_dir(config["purl"]["reliability"], data_dir),
             reestimate_every=config["purl"]["reestimate_every"], refit_dir=outputs.reestimated_weights_dir))
+    elif config["purl"]["unreliable_utts"]:
+        callbacks.append(PurlPairWeights(utterance_mask_from_file(config["purl"]["unreliable_utts"], data_dir)))
     if valid_data:
         callbacks.append(HeldOutValidation(valid_data))
     trainer = Trainer(config, data_dir, outputs, callbacks=callbacks)

@@ -22,7 +22,7 @@ from purl.data.chns import ClusterBatchSampler, speaker_clusters
 from purl.data.datadir import read_kv, write_kv
 from purl.embed import embed_utterances
 from purl.features import TOP_DB
-from purl.pair_weights import PairWeights
+from purl.pair_weights import PairWeights, UtteranceMask
 from purl.reliability import Reliability
 from purl.training.callbacks import TrainingCallback, TrainingState
 
@@ -85,11 +85,12 @@ class EpochRefit(TrainingCallback, ABC):
 class PurlPairWeights(EpochRefit):
     """The pair weights of a PURL loss: stage 4's (``weights``) until epoch
     ``reestimate_every``, then refitted with the current model every
-    ``reestimate_every`` epochs into ``refit_dir(epoch)``; 0 keeps stage 4's."""
+    ``reestimate_every`` epochs into ``refit_dir(epoch)``; 0 keeps stage 4's
+    (or the fixed weights of an UtteranceMask, which has no fit to refit)."""
 
     provides_pair_weights = True
 
-    def __init__(self, weights: PairWeights, *, reestimate_every: int = 0,
+    def __init__(self, weights: PairWeights | UtteranceMask, *, reestimate_every: int = 0,
                  refit_dir: Callable[[int], Path] | None = None):
         # fitted_at=0: stage 4's weights stand for the pretrained model's (epoch 0)
         super().__init__(reestimate_every, refit_dir, fitted_at=0)

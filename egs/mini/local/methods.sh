@@ -8,7 +8,9 @@
 #   relabel          SupCon on the labels steps/relabel_data_dir.py corrected
 #   relabel_purl     PURL on them, the pair weights fitted again on the new labels
 #   relabel_retrain  stage 3 again, from scratch, on them
-METHODS="control filter purl reestimate relabel relabel_purl relabel_retrain"
+#   relabel_unlearn  PURL on the relabelled labels with the utterances relabelling would drop kept under
+#                    their old label and repelled from it (w = 0 for their pairs, 1 for every other)
+METHODS="control filter purl reestimate relabel relabel_purl relabel_retrain relabel_unlearn"
 
 # train_method METHOD
 train_method() {
@@ -29,6 +31,11 @@ train_method() {
                $purl_conf $relabelled $exp ;;
     relabel_retrain) steps/train.sh --gpus "$gpus" --valid-data $test --overrides "$overrides" \
                $supcon_conf $relabelled $exp ;;
+    relabel_unlearn)
+             # shellcheck disable=SC2086
+             steps/relabel_data_dir.py $relabel_opts --keep-dropped $emb $noisy $relabelled_kept
+             steps/train.sh --gpus "$gpus" --valid-data $test \
+               --overrides "$update purl.unreliable_utts=$relabelled_kept/unreliable_utts" $purl_conf $relabelled_kept $exp ;;
     relabel_purl)
              steps/reliability.py "${reliability_opts[@]}" $emb $relabelled $pretrain/reliability_relabelled
              steps/train.sh --gpus "$gpus" --valid-data $test \
@@ -48,6 +55,7 @@ method_row() {
     relabel) label="$2, relabelled" ;;
     relabel_purl) label="$2, relabelled + PURL" ;;
     relabel_retrain) label="$2, relabelled, retrained" ;;
+    relabel_unlearn) label="$2, relabelled + unlearn dropped" ;;
     *) label=$1 ;;
   esac
   echo "$label=$(method_exp $1)"

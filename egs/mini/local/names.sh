@@ -18,8 +18,11 @@ dirs="$train $test"; [ "$num_outsider_speakers" = 0 ] || [ -n "$train_dir" ] || 
 noise=noisy; [ "$noise_type" = permute ] || noise=$noise_type   # in names: data/train_open0.2_seed0
 noisy=data/$(basename $train)_$noise${noise_rate}_seed$seed     # under data/, whatever train_dir is
 [ "$noise_rate" != 0 ] || noisy=$train
-filtered=${noisy}_filtered$filter_keep_ratio              # the filter method's training dir
-relabelled=${noisy}_relabelled                            # the relabel methods' training dir
+derived=$noisy   # the dirs made from the pretrained model's embeddings name its seed (without noise too)
+[ "$noise_rate" != 0 ] || derived=data/$(basename $train)_seed$seed
+filtered=${derived}_filtered$filter_keep_ratio            # the filter method's training dir
+relabelled=${derived}_relabelled                          # the relabel methods' training dir
+relabelled_kept=${derived}_relabelled_kept                # relabel_unlearn's: the dropped kept, under their label
 suffix=${protocol}_$noise${noise_rate}_seed$seed
 pretrain=exp/supcon_$suffix                               # the model the methods start from
 clean=exp/supcon_${protocol}_clean_seed$seed
