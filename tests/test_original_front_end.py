@@ -263,3 +263,21 @@ def test_a_model_of_other_features_records_them_and_purl_refuses_to_feed_it_kald
     assert load_checkpoint(final)["feature_type"] == "speechbrain"
     with pytest.raises(ModelError, match="trained on speechbrain features.*Kaldi fbank"):
         purl.load_model(final)
+
+
+def test_embedding_jobs_read_the_feature_type_of_the_dir_they_split(tmp_path, tiny_config):
+    """Each job of steps/extract_embeddings.sh embeds a part of the dir's split: the part
+    records the dir's feature type, so that the job floors speechbrain features as training did."""
+    from purl.stages.embeddings import plan_embedding_jobs
+    from purl.training.checkpoint import load_checkpoint, save_atomic
+    from tests.test_use_model import tiny_exp
+
+    data = speechbrain_dir(tmp_path)
+    final = tiny_exp(tmp_path, tiny_config)
+    save_atomic({**load_checkpoint(final), "feature_type": "speechbrain"}, final)
+    options = {"num_crops": 0, "crop_frames": 300, "random_crop_seed": None, "normalise": "utterance"}
+    plan = plan_embedding_jobs(final, data, tmp_path / "emb", 2, options)
+    assert plan["todo"] == "1 2"
+    for part in (tmp_path / "emb" / "split2").iterdir():
+        assert feature_type_of(part) == "speechbrain"
+

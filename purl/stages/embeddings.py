@@ -21,7 +21,7 @@ from purl.fileio import atomic_path, write_text_atomic
 from purl.kaldi_io import ArkWriter, load_embeddings, write_vector
 from purl.records import differences, matches, read_record, scp_digest, text_digest, up_to_date, write_record
 from purl.scoring import speaker_means
-from purl.stages.fbank import check_features
+from purl.stages.fbank import check_features, record_split_features
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +80,7 @@ def plan_embedding_jobs(checkpoint: str | os.PathLike, data_dir: str | os.PathLi
         why = "; ".join(differences(record, expected)) if record is not None else f"no {out / XVECTOR_SETTINGS}"
         log.info("%s/%s is not of these settings (%s); extracting again", out, XVECTOR_SCP, why)
     parts = split_data_dir(data.path, nj, under=out)  # the data dir is only read: it may be read-only
+    record_split_features(parts, data.path, "extract_embeddings")  # each job reads the features' type there
     todo = [n for n, part in enumerate(parts, 1)
             if not matches(out / f"xvector.{n}.settings", embedding_settings(digest, part / "feats.scp", **options))]
     return {"nj": nj, "status": "todo", "todo": " ".join(map(str, todo))}

@@ -223,9 +223,20 @@ def record_derived_features(dst: str | os.PathLike, *sources: str | os.PathLike,
     a subset): vouches for its feats.scp as its sources' records vouch for
     theirs (each checked now). No record when ``dst`` has no feats.scp or a
     source has no record (a feats.scp made elsewhere: stage 1 adopts it)."""
-    dst = Path(dst)
-    (dst / FEATS_SETTINGS).unlink(missing_ok=True)
-    if not (dst / "feats.scp").is_file() or not all((Path(s) / FEATS_SETTINGS).is_file() for s in sources):
+    _record_derived([Path(dst)], sources, user)
+
+
+def record_split_features(parts: list[Path], src: str | os.PathLike, user: str) -> None:
+    """The parts of a split of ``src`` (split_data_dir) recorded as dirs derived
+    from it, ``src`` checked once: a job on a part reads its features' type there."""
+    _record_derived(parts, [src], user)
+
+
+def _record_derived(dsts: list[Path], sources, user: str) -> None:
+    for dst in dsts:
+        (dst / FEATS_SETTINGS).unlink(missing_ok=True)
+    dsts = [dst for dst in dsts if (dst / "feats.scp").is_file()]
+    if not dsts or not all((Path(s) / FEATS_SETTINGS).is_file() for s in sources):
         return
     arks: dict[str, str] = {}
     kinds = {}
@@ -234,12 +245,13 @@ def record_derived_features(dst: str | os.PathLike, *sources: str | os.PathLike,
         arks.update(_vouched_arks(Path(src)))
         kinds[str(src)] = feature_type_of(src)
     if len(set(kinds.values())) > 1:
-        raise FeatureError(f"{user}: {dst} would join features of different types "
+        raise FeatureError(f"{user}: {dsts[0]} would join features of different types "
                            f"({', '.join(f'{s}: {k}' for s, k in kinds.items())}); compute them with one --feature-type")
     kind = next(iter(kinds.values()))
-    write_record(dst / FEATS_SETTINGS, {"derived_from": [str(Path(s)) for s in sources],
-                                        **({} if kind == "kaldi" else {"feature_type": kind}),
-                                        "feats_scp": scp_digest(dst / "feats.scp"), "arks": arks})
+    for dst in dsts:
+        write_record(dst / FEATS_SETTINGS, {"derived_from": [str(Path(s)) for s in sources],
+                                            **({} if kind == "kaldi" else {"feature_type": kind}),
+                                            "feats_scp": scp_digest(dst / "feats.scp"), "arks": arks})
 
 
 def feats_status(data_dir: str | os.PathLike, settings: dict) -> tuple[str, list[str]]:
