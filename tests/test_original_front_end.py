@@ -281,3 +281,33 @@ def test_embedding_jobs_read_the_feature_type_of_the_dir_they_split(tmp_path, ti
     for part in (tmp_path / "emb" / "split2").iterdir():
         assert feature_type_of(part) == "speechbrain"
 
+
+def test_a_copy_of_a_data_dir_leaves_its_features_out_and_a_rerun_keeps_it(tmp_path, tiny_corpus):
+    from purl.data.datadir import DataDirError, read_kv
+    from purl.data.prepare import prepare_folder_corpus
+    from purl.stages.fbank import copy_data_dir, failed_list
+
+    src, dst = tmp_path / "data" / "train", tmp_path / "data" / "train_sbfbank"
+    prepare_folder_corpus(tiny_corpus, src)
+    for name in ("feats.scp", "utt2num_frames", "feats.settings", "feats.scp.stale", ".purl.lock"):
+        (src / name).write_text("x\n")
+    (src / "log").mkdir()
+    (src / "log" / "make_fbank.1.log").write_text("x\n")
+    assert copy_data_dir(src, dst)
+    assert sorted(p.name for p in dst.iterdir()) == ["spk2utt", "utt2dur", "utt2spk", "wav.scp"]
+    assert (dst / "wav.scp").read_text() == (src / "wav.scp").read_text()
+    assert not copy_data_dir(src, dst)  # a copy already: kept
+    # stage 1 dropped an utterance that failed: still a copy
+    wav = read_kv(dst / "wav.scp")
+    failed = next(iter(wav))
+    for name in ("wav.scp", "utt2spk", "utt2dur"):
+        (dst / name).write_text("".join(line for line in (dst / name).read_text().splitlines(True)
+                                        if not line.startswith(failed + " ")))
+    failed_list(dst).parent.mkdir()
+    failed_list(dst).write_text(f"{failed} cannot read\n")
+    assert not copy_data_dir(src, dst)
+    # the source has changed since: refused, not silently kept
+    (src / "utt2spk").write_text((src / "utt2spk").read_text().replace(" spk2\n", " spk1\n", 1))
+    with pytest.raises(DataDirError, match=f"{dst} is not a copy of {src} as it is now .*utt2spk differs.* delete "
+                                           f"{dst} to copy it again"):
+        copy_data_dir(src, dst)
