@@ -282,6 +282,42 @@ def test_embedding_jobs_read_the_feature_type_of_the_dir_they_split(tmp_path, ti
         assert feature_type_of(part) == "speechbrain"
 
 
+@pytest.mark.parametrize("model_features, step", [("kaldi", "extract_embeddings.sh"),
+                                                   ("speechbrain", "extract_embeddings.py")])
+def test_extraction_refuses_a_model_of_other_features_than_the_dir_s(tmp_path, tiny_config, model_features, step):
+    """steps/extract_embeddings.sh before its jobs, and each job (.py) on its own."""
+    from purl.training.checkpoint import load_checkpoint, save_atomic
+    from tests.conftest import ROOT, run_script
+    from tests.test_use_model import tiny_exp
+
+    data = speechbrain_dir(tmp_path) if model_features == "kaldi" else write_feature_dir(tmp_path / "data")
+    final = tiny_exp(tmp_path, tiny_config)
+    save_atomic({**load_checkpoint(final), **({} if model_features == "kaldi" else {"feature_type": "speechbrain"})},
+                final)
+    data_features = "speechbrain" if model_features == "kaldi" else "kaldi"
+    out = tmp_path / "emb" / ("x.ark" if step.endswith(".py") else "")
+    proc = run_script(ROOT / "steps" / step, final, data, out, check=False)
+    assert proc.returncode == 1
+    assert (f"{final}: a model trained on {model_features} features, but {data} holds {data_features} "
+            f"features ({data}/feats.settings)") in proc.stderr, proc.stderr
+    assert f"--feature-type {model_features}" in proc.stderr and "steps/make_fbank.sh" in proc.stderr
+    assert not out.is_file() and not (tmp_path / "emb" / "xvector.scp").exists()
+
+
+def test_an_update_refuses_to_start_from_a_model_of_other_features(tmp_path, tiny_config):
+    """Stage 5 from purl.init_checkpoint: the pretrained model's features must be the data dir's."""
+    from purl.features import FeatureError
+    from purl.stages.training import train_stage
+    from tests.test_use_model import tiny_exp
+
+    final = tiny_exp(tmp_path, tiny_config)  # a Kaldi model
+    data = speechbrain_dir(tmp_path)
+    with pytest.raises(FeatureError, match=f"{final}: a model trained on kaldi features, but {data} holds "
+                                           "speechbrain features"):
+        train_stage(str(tiny_config), [f"purl.init_checkpoint={final}"], str(data), tmp_path / "exp" / "update")
+    assert not (tmp_path / "exp" / "update" / "config.yaml").exists()
+
+
 def test_a_copy_of_a_data_dir_leaves_its_features_out_and_a_rerun_keeps_it(tmp_path, tiny_corpus):
     from purl.data.datadir import DataDirError, read_kv
     from purl.data.prepare import prepare_folder_corpus
