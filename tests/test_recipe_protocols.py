@@ -22,13 +22,16 @@ def differences(a: dict, b: dict) -> set[str]:
     return {f"{s}.{k}" for s in a for k in a[s] if a[s][k] != b[s][k]}
 
 
+VOX_PURL = {"optim.grad_clip", "train.amp", "train.average_last", "data.chunk_frames", "optim.epochs", "purl.init_mode",
+            "loss.keep_unreliable_negatives"}
+
+
 @pytest.mark.parametrize("recipe, pairs, protocol_keys", [
     ("mini", [("supcon", "supcon")], {"optim.grad_clip", "train.amp"}),
     ("voxceleb", [(f"{m}_supcon", f"{m}_supcon") for m in ("ecapa", "resnet34")] + [("ecapa_supcon_aug",) * 2],
-     {"optim.grad_clip", "train.amp", "train.average_last"}),
-    ("voxceleb", [(f"{m}_purl_30ep", f"{m}_purl_30ep") for m in ("ecapa", "resnet34")],
-     {"optim.grad_clip", "train.amp", "train.average_last", "optim.epochs", "purl.init_mode",
-      "loss.keep_unreliable_negatives"}),
+     {"optim.grad_clip", "train.amp", "train.average_last", "data.chunk_frames"}),
+    ("voxceleb", [("resnet34_purl_30ep",) * 2], VOX_PURL),
+    ("voxceleb", [("ecapa_purl_30ep",) * 2], VOX_PURL | {"data.sampler"}),  # the original's ECAPA PURL loader
 ])
 def test_a_protocol_s_configs_differ_from_the_other_s_only_in_its_settings(recipe, pairs, protocol_keys):
     for paper, tuned in pairs:
