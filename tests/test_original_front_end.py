@@ -173,14 +173,8 @@ def test_a_derived_dir_inherits_the_feature_type(tmp_path, tiny_corpus):
 
 
 def speechbrain_dir(tmp_path):
-    """write_feature_dir's random features, offset to dB-like values, recorded as speechbrain's."""
-    from purl.records import write_record
-    from purl.stages.fbank import FEATS_SETTINGS
-
-    data = write_feature_dir(tmp_path / "data", num_speakers=3, utts_per_speaker=3)
-    record = read_record(data / FEATS_SETTINGS)
-    write_record(data / FEATS_SETTINGS, {**record, "feature_type": "speechbrain"})
-    return data
+    """write_feature_dir's random features, recorded as speechbrain's."""
+    return write_feature_dir(tmp_path / "data", num_speakers=3, utts_per_speaker=3, feature_type="speechbrain")
 
 
 def test_chunks_are_normalised_over_the_utterance_by_default_or_over_the_crop(tmp_path, monkeypatch):
