@@ -341,3 +341,6 @@ def test_a_copy_of_a_data_dir_leaves_its_features_out_and_a_rerun_keeps_it(tmp_p
     with pytest.raises(DataDirError, match=f"{dst} is not a copy of {src} as it is now .*utt2spk differs.* delete "
                                            f"{dst} to copy it again"):
         copy_data_dir(src, dst)
+    (src / "wav.scp").unlink()
+    with pytest.raises(DataDirError, match="wav.scp missing: stage 1 computes the copy's features from the audio"):
+        copy_data_dir(src, tmp_path / "data" / "other")

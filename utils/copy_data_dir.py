@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """Usage: copy_data_dir.py <src-dir> <dst-dir>
 
-Copies a data dir without its features (feats.scp, utt2num_frames,
-feats.settings, cmvn.scp, vad.scp; no folders such as split*/, log/ or
-.backup/), so that stage 1 makes features of another type in <dst-dir> while
-<src-dir> keeps its own: the recipes' stage 1 makes the original work's
+Copies a data dir (with its audio: wav.scp) without its features (feats.scp,
+utt2num_frames, feats.settings, cmvn.scp, vad.scp; no folders such as split*/,
+log/ or .backup/), so that stage 1 makes features of another type in
+<dst-dir> while <src-dir> keeps its own: the recipes' stage 1 makes the original work's
 (--feature-type speechbrain) in <dir>_sbfbank. A <dst-dir> that is such a copy
 of <src-dir> already is kept, with its features (the utterances stage 1
 dropped from it for failing may be missing); one that is not (a copy of

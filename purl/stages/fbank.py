@@ -360,8 +360,11 @@ def copy_data_dir(src: str | os.PathLike, dst: str | os.PathLike) -> bool:
     it is kept with its features. Any other ``dst`` is refused, naming what
     differs: it was copied from another version of ``src``, or is another dir."""
     src, dst = Path(src), Path(dst)
-    if not DataDir(src).has("utt2spk"):
-        raise DataDirError(f"copy_data_dir: {src}/utt2spk missing: give a data dir")
+    for name in ("utt2spk", "wav.scp"):
+        if not DataDir(src).has(name):
+            raise DataDirError(f"copy_data_dir: {src}/{name} missing: stage 1 computes the copy's features from the "
+                               "audio of a data dir (one of ready features alone goes with --feature-type kaldi, "
+                               "which adopts them)")
     names = sorted(p.name for p in src.iterdir() if p.is_file() and not p.name.startswith(".")
                    and not is_feature_file(p.name))
     if dst.exists():
