@@ -56,7 +56,7 @@ from purl.kaldi_io import compress_speech_feature, read_compressed
 from purl.metrics import bayes_threshold
 from purl.stages.exp_layout import TrainingOutputs
 from purl.stages.score import threshold_file_of
-from purl.training.checkpoint import load_checkpoint, model_of
+from purl.training.checkpoint import checkpoint_feature_type, load_checkpoint, model_of
 
 SAMPLE_RATE = 16000
 DECIDE_AT = ("bayes", "eer")
@@ -347,8 +347,8 @@ def load_model(path: str | os.PathLike, *, device: str | torch.device = "cpu",
     that one file scores as stage 6 did)."""
     ckpt = checkpoint_path(path)
     state = load_checkpoint(ckpt)
-    if state.get("feature_type", "kaldi") != "kaldi":
-        raise ModelError(f"{ckpt}: trained on {state['feature_type']} features (stage 1's --feature-type), but "
+    if checkpoint_feature_type(state) != "kaldi":
+        raise ModelError(f"{ckpt}: trained on {checkpoint_feature_type(state)} features (stage 1's --feature-type), but "
                          "purl computes Kaldi fbank from audio; embed its data with the recipe's stages instead "
                          "(steps/make_fbank.sh --feature-type, then steps/extract_embeddings.sh)")
     encoder, config = model_of(state, ckpt)

@@ -41,8 +41,12 @@ from purl.config import DEFAULTS
 from purl.errors import PurlError
 from purl.losses import build_loss
 from purl.models import build_model
+from purl.training.checkpoint import feature_record
 from purl.training.schedule import build_optimizer, build_scheduler, warmup_cosine
 
+# The original trained on SpeechBrain's Fbank (its SBFbank): a converted model records it, so that
+# stages 4-6 embed stage 1's --feature-type speechbrain dirs with it and refuse Kaldi fbank
+ORIGINAL_FEATURES = "speechbrain"
 LIGHTNING_ENCODER_PREFIX = "encoder.model."
 LIGHTNING_TEMPERATURE = "loss_func.temperature"
 # Lightning state_dict entries that hold no network weight: NCUTrainer's epoch
@@ -241,7 +245,8 @@ def convert_original_checkpoint(path: str | os.PathLike, config: dict) -> dict:
     """The original's checkpoint at ``path`` as this project's checkpoint for ``config``'s model.
 
     Returns {"model": state dict, "loss": {"temperature.log_t": ...} (when the
-    original had a temperature), "config": config, "converted_from": ...}: what
+    original had a temperature), "config": config, "converted_from": ..., "feature_type":
+    "speechbrain"}: what
     ``purl.training.checkpoint.model_from_checkpoint`` and stage 5's
     initialisation read. A Lightning checkpoint with its optimiser state adds
     what an epoch checkpoint of this project's training holds for
@@ -262,7 +267,8 @@ def convert_original_checkpoint(path: str | os.PathLike, config: dict) -> dict:
     name_map = NAME_MAPS[name](original.encoder)
     state = convert_state_dict(original.encoder, model, name_map, str(path))
     model.load_state_dict(state)  # strict: every key and shape checked above
-    ckpt = {"model": state, "config": config, "converted_from": {"path": str(Path(path).resolve()), **original.info}}
+    ckpt = {"model": state, "config": config, "converted_from": {"path": str(Path(path).resolve()), **original.info},
+            **feature_record(ORIGINAL_FEATURES)}
     temperature = original.temperature
     if temperature is not None:
         if not temperature > 0:

@@ -174,6 +174,20 @@ def feature_type_of(data_dir) -> str:
     return kind
 
 
+def check_model_features(model_features: str, checkpoint, data_dir) -> None:
+    """A model reads the features it was trained on: FeatureError when those of
+    ``data_dir`` are of another type than ``model_features``, what ``checkpoint``
+    records (purl.training.checkpoint.checkpoint_feature_type)."""
+    features = feature_type_of(data_dir)
+    if features != model_features:
+        raise FeatureError(
+            f"{checkpoint}: a model trained on {model_features} features, but {data_dir} holds {features} features "
+            f"({data_dir}/{FEATS_SETTINGS}); give it a data dir of {model_features} features: in a recipe "
+            f"--feature-type {model_features} (stage 1 keeps each type's features in data dirs of their own); by hand "
+            f"utils/copy_data_dir.py {data_dir} <new-dir>, then steps/make_fbank.sh --feature-type {model_features} "
+            "<new-dir>")
+
+
 class FeatureError(PurlError, RuntimeError):
     """Feature extraction of a data dir failed."""
 

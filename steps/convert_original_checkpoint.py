@@ -7,7 +7,9 @@ its test run saves) into this project's checkpoint for the model of
 <config.yaml>: SpeechBrain ECAPA_TDNN weights for ecapa_tdnn, clova ResNetSE
 weights for resnet34 (layout: original), and the learnt temperature. Unknown or
 missing weights, or sizes that differ from the config's, are errors that name
-them.
+them. The checkpoints record the original's front end (feature_type:
+speechbrain): stages 4-6 embed the recipes' stage-1 --feature-type speechbrain
+dirs with them (egs/voxceleb's paper protocol) and refuse Kaldi fbank dirs.
 
 Given an exp dir, it writes what a pretraining there would have left:
 <exp-dir>/models/epoch_<N>.pt (N = the Lightning epoch + 1: epoch=199 gives
@@ -19,7 +21,7 @@ without them the script says so, and stage 5 needs purl.init_mode=weights.
 Given a path ending in .pt, it writes that one file.
 
 e.g.: steps/convert_original_checkpoint.py conf/paper/ecapa_supcon.yaml \\
-        /data/purl/supcon/checkpoints/epoch=199_step=333400.ckpt exp/ecapa_supcon_noisy0_seed0
+        /data/purl/supcon/checkpoints/epoch=199_step=333400.ckpt exp/ecapa_supcon_paper_sbfbank_noisy0_seed0
 """
 
 import argparse
@@ -63,7 +65,7 @@ def main() -> None:
                                   "200 for the original's epoch=199 checkpoint)")
         if "sampler" in ckpt and ckpt["sampler"]["epoch"] != epoch:
             raise ConversionError(f"--epoch {epoch}: {args.original} ends epoch {ckpt['sampler']['epoch']}")
-        weights = {k: v for k, v in ckpt.items() if k in ("model", "loss", "config", "converted_from")}
+        weights = {k: v for k, v in ckpt.items() if k in ("model", "loss", "config", "converted_from", "feature_type")}
         paths = [out / "models" / f"epoch_{epoch}.pt", out / "models" / "final.pt"]
     for n, path in enumerate(paths):
         path.parent.mkdir(parents=True, exist_ok=True)

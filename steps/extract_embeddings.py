@@ -23,8 +23,8 @@ from purl.entry import run_main
 from purl.evaluate import embed_data_dir
 from purl.kaldi_io import save_embeddings
 from purl.records import text_digest, write_record
-from purl.stages.embeddings import add_embedding_options, embedding_options_of, embedding_settings
-from purl.training.checkpoint import model_from_checkpoint
+from purl.stages.embeddings import add_embedding_options, checkpoint_for_data, embedding_options_of, embedding_settings
+from purl.training.checkpoint import model_of
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -52,7 +52,7 @@ def main() -> None:
     # Taken before the model is read: a checkpoint replaced meanwhile makes the record stale, not wrong.
     settings = embedding_settings(text_digest(args.checkpoint), Path(args.data_dir) / "feats.scp",
                                   **embedding_options_of(args))
-    model, _ = model_from_checkpoint(args.checkpoint)
+    model, _ = model_of(checkpoint_for_data(args.checkpoint, args.data_dir), args.checkpoint)
     model.to(device)
     with tqdm(desc="embed", unit="utt", mininterval=10, file=sys.stdout) as bar:
         utts, emb = embed_data_dir(model, args.data_dir, device=device,

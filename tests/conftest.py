@@ -97,10 +97,11 @@ def fake_voxceleb(tmp_path) -> dict[str, Path]:
 
 
 def write_feature_dir(path: Path, num_speakers: int = 6, utts_per_speaker: int = 4, seed: int = 0,
-                      frames=(80, 160), prefix: str = "spk") -> Path:
+                      frames=(80, 160), prefix: str = "spk", feature_type: str = "kaldi") -> Path:
     """A data dir with random 80-dim features (no audio): each speaker has its own
     mean spectrum, so a model can learn something in a few steps. Speakers are
-    <prefix>00, <prefix>01, ... (another prefix: other utterance ids)."""
+    <prefix>00, <prefix>01, ... (another prefix: other utterance ids). The
+    features are recorded as ``feature_type``'s, as stage 1 records them."""
     import kaldiio
 
     from purl.data.datadir import utt2spk_to_spk2utt, write_kv
@@ -123,7 +124,8 @@ def write_feature_dir(path: Path, num_speakers: int = 6, utts_per_speaker: int =
     write_kv(path / "utt2spk", utt2spk)
     write_kv(path / "spk2utt", utt2spk_to_spk2utt(utt2spk))
     write_kv(path / "utt2num_frames", frames_of)
-    record_features(path, {"foreign": True})  # as stage 1 adopts a feats.scp made elsewhere
+    kind = {} if feature_type == "kaldi" else {"feature_type": feature_type}
+    record_features(path, {"foreign": True, **kind})  # as stage 1 adopts a feats.scp made elsewhere
     return path
 
 

@@ -11,6 +11,7 @@ import pytest
 
 from purl.data.cnceleb import prepare_cnceleb
 from purl.data.datadir import DataDirError, read_kv, read_trials, validate_data_dir
+from purl.features import feature_type_of
 from tests.conftest import ROOT, copy_recipe, run_script, write_tone
 
 
@@ -117,9 +118,10 @@ def test_cnceleb_recipe_stages_0_and_1_on_the_fake_tree(tmp_path, fake_cnceleb):
     recipe = copy_recipe("cnceleb", tmp_path / "recipe")
     run_script("bash", "run.sh", "--stage", "0", "--stop-stage", "1", "--nj", "2",
                "--cn1-root", fake_cnceleb["cn1"], "--cn2-root", fake_cnceleb["cn2"], cwd=recipe)
-    for name, n in (("cnceleb_train", 8), ("cnceleb1_eval", 8)):
-        data = validate_data_dir(recipe / "data" / name, require=["feats.scp", "utt2num_frames", "utt2dur"])
-        assert len(data) == n
+    for name, n in (("cnceleb_train", 8), ("cnceleb1_eval", 8)):  # the paper protocol's: the original's fbank
+        data = validate_data_dir(recipe / "data" / f"{name}_sbfbank", require=["feats.scp", "utt2num_frames", "utt2dur"])
+        assert len(data) == n and feature_type_of(data.path) == "speechbrain"
+    assert (recipe / "data" / "cnceleb1_eval_sbfbank" / "enroll_avg").is_file()
 
 
 def test_average_embeddings_rerun_skips_same_inputs_and_redoes_changed_models(tmp_path):

@@ -499,11 +499,14 @@ def test_a_converted_checkpoint_runs_the_voxceleb_recipe_from_stage_4_and_each_e
     """docs/voxceleb.md's example at toy size: the original's epoch=199 checkpoint of
     a tiny ECAPA-TDNN, converted into the paper protocol's pretraining dir; stage
     4 embeds its epoch_200.pt, stage 5 continues its Adam state to epoch 202 (2
-    steps per epoch), stage 6 scores the four models and every epoch of the updates."""
+    steps per epoch), stage 6 scores the four models and every epoch of the updates.
+    Stage 1's dirs of the original's features (data/*_sbfbank) are stood in for
+    by random features recorded as speechbrain's: the converted model reads those."""
     recipe = copy_recipe("voxceleb", tmp_path / "voxceleb")
-    write_feature_dir(recipe / "data" / "vox2_dev")
+    write_feature_dir(recipe / "data" / "vox2_dev_sbfbank", feature_type="speechbrain")
     # its own utterance ids: calibration refuses an utterance that is also in the evaluation list
-    test = write_feature_dir(recipe / "data" / "vox1", num_speakers=3, utts_per_speaker=3, seed=1, prefix="id1")
+    test = write_feature_dir(recipe / "data" / "vox1_sbfbank", num_speakers=3, utts_per_speaker=3, seed=1,
+                             prefix="id1", feature_type="speechbrain")
     utts = sorted(read_kv(test / "utt2spk"))
     (test / "trials_vox1_O").write_text("".join(f"{a} {b} {'target' if a[:5] == b[:5] else 'nontarget'}\n"
                                                 for i, a in enumerate(utts) for b in utts[i + 1:]))
@@ -512,22 +515,26 @@ def test_a_converted_checkpoint_runs_the_voxceleb_recipe_from_stage_4_and_each_e
     sets = [a for key in ("channels", "attention_channels", "se_channels", "res2net_scale", "embed_dim")
             for a in ("--set", f"model.args.{key}={TINY_ECAPA[key]}".replace(" ", ""))]
     proc = run_script("bash", "-c", '. ./path.sh && steps/convert_original_checkpoint.py "$@"', "convert", *sets,
-                      "conf/paper/ecapa_supcon.yaml", tmp_path / "epoch=199_step=400.ckpt", "exp/ecapa_supcon_paper_noisy0_seed0",
+                      "conf/paper/ecapa_supcon.yaml", tmp_path / "epoch=199_step=400.ckpt",
+                      "exp/ecapa_supcon_paper_sbfbank_noisy0_seed0",
                       cwd=recipe)
     assert "models/epoch_200.pt" in proc.stdout and "schedule step 400" in proc.stdout
+    exp = recipe / "exp"
+    for name in ("epoch_200.pt", "final.pt"):  # the original's front end: stages 4-6 refuse Kaldi fbank dirs
+        assert load_checkpoint(exp / "ecapa_supcon_paper_sbfbank_noisy0_seed0" / "models" / name)[
+            "feature_type"] == "speechbrain"
     overrides = ("data.speakers_per_batch=3 data.samples_per_epoch=12 data.chunk_frames=50 data.num_workers=0 "
                  "train.threads=1 optim.epochs=202")
     run_script("bash", "run.sh", "--stage", "4", "--gpus", "", "--nj", "1", "--vox2-valid-pairs", "",
                "--train-overrides", overrides, "--score-epochs", "201:202", cwd=recipe)
-    exp = recipe / "exp"
-    assert "continuing exp/ecapa_supcon_paper_noisy0_seed0/models/epoch_200.pt from epoch 201, step 401" in \
-        (exp / "ecapa_purl_paper_noisy0_seed0" / "log" / "train.log").read_text()
-    assert json.loads((exp / "ecapa_supcon_paper_noisy0_seed0" / "reliability" / "report.json").read_text())[
+    assert "continuing exp/ecapa_supcon_paper_sbfbank_noisy0_seed0/models/epoch_200.pt from epoch 201, step 401" in \
+        (exp / "ecapa_purl_paper_sbfbank_noisy0_seed0" / "log" / "train.log").read_text()
+    assert json.loads((exp / "ecapa_supcon_paper_sbfbank_noisy0_seed0" / "reliability" / "report.json").read_text())[
         "settings"]["cosine_dtype"] == "float32"
     for name in ("supcon", "control", "filter0.5", "purl"):
-        assert (exp / f"ecapa_{name}_paper_noisy0_seed0" / "scores" / "results.json").is_file(), name
+        assert (exp / f"ecapa_{name}_paper_sbfbank_noisy0_seed0" / "scores" / "results.json").is_file(), name
     for name in ("control", "filter0.5", "purl"):
-        epochs = exp / f"ecapa_{name}_paper_noisy0_seed0" / "scores_epochs"
+        epochs = exp / f"ecapa_{name}_paper_sbfbank_noisy0_seed0" / "scores_epochs"
         rows = (epochs / "results.csv").read_text().splitlines()
         assert [r.split(",")[:2] for r in rows[1:]] == [["201", "vox1_O"], ["202", "vox1_O"]], name
         assert (epochs / "eer.png").stat().st_size > 0 and "| 202 | vox1_O |" in (epochs / "results.md").read_text()

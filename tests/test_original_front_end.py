@@ -173,14 +173,8 @@ def test_a_derived_dir_inherits_the_feature_type(tmp_path, tiny_corpus):
 
 
 def speechbrain_dir(tmp_path):
-    """write_feature_dir's random features, offset to dB-like values, recorded as speechbrain's."""
-    from purl.records import write_record
-    from purl.stages.fbank import FEATS_SETTINGS
-
-    data = write_feature_dir(tmp_path / "data", num_speakers=3, utts_per_speaker=3)
-    record = read_record(data / FEATS_SETTINGS)
-    write_record(data / FEATS_SETTINGS, {**record, "feature_type": "speechbrain"})
-    return data
+    """write_feature_dir's random features, recorded as speechbrain's."""
+    return write_feature_dir(tmp_path / "data", num_speakers=3, utts_per_speaker=3, feature_type="speechbrain")
 
 
 def test_chunks_are_normalised_over_the_utterance_by_default_or_over_the_crop(tmp_path, monkeypatch):
@@ -263,3 +257,90 @@ def test_a_model_of_other_features_records_them_and_purl_refuses_to_feed_it_kald
     assert load_checkpoint(final)["feature_type"] == "speechbrain"
     with pytest.raises(ModelError, match="trained on speechbrain features.*Kaldi fbank"):
         purl.load_model(final)
+
+
+def test_embedding_jobs_read_the_feature_type_of_the_dir_they_split(tmp_path, tiny_config):
+    """Each job of steps/extract_embeddings.sh embeds a part of the dir's split: the part
+    records the dir's feature type, so that the job floors speechbrain features as training did."""
+    from purl.stages.embeddings import plan_embedding_jobs
+    from purl.training.checkpoint import load_checkpoint, save_atomic
+    from tests.test_use_model import tiny_exp
+
+    data = speechbrain_dir(tmp_path)
+    final = tiny_exp(tmp_path, tiny_config)
+    save_atomic({**load_checkpoint(final), "feature_type": "speechbrain"}, final)
+    options = {"num_crops": 0, "crop_frames": 300, "random_crop_seed": None, "normalise": "utterance"}
+    plan = plan_embedding_jobs(final, data, tmp_path / "emb", 2, options)
+    assert plan["todo"] == "1 2"
+    for part in (tmp_path / "emb" / "split2").iterdir():
+        assert feature_type_of(part) == "speechbrain"
+
+
+@pytest.mark.parametrize("model_features, step", [("kaldi", "extract_embeddings.sh"),
+                                                   ("speechbrain", "extract_embeddings.py")])
+def test_extraction_refuses_a_model_of_other_features_than_the_dir_s(tmp_path, tiny_config, model_features, step):
+    """steps/extract_embeddings.sh before its jobs, and each job (.py) on its own."""
+    from purl.training.checkpoint import load_checkpoint, save_atomic
+    from tests.conftest import ROOT, run_script
+    from tests.test_use_model import tiny_exp
+
+    data = speechbrain_dir(tmp_path) if model_features == "kaldi" else write_feature_dir(tmp_path / "data")
+    final = tiny_exp(tmp_path, tiny_config)
+    save_atomic({**load_checkpoint(final), **({} if model_features == "kaldi" else {"feature_type": "speechbrain"})},
+                final)
+    data_features = "speechbrain" if model_features == "kaldi" else "kaldi"
+    out = tmp_path / "emb" / ("x.ark" if step.endswith(".py") else "")
+    proc = run_script(ROOT / "steps" / step, final, data, out, check=False)
+    assert proc.returncode == 1
+    assert (f"{final}: a model trained on {model_features} features, but {data} holds {data_features} "
+            f"features ({data}/feats.settings)") in proc.stderr, proc.stderr
+    assert f"--feature-type {model_features}" in proc.stderr and "steps/make_fbank.sh" in proc.stderr
+    assert not out.is_file() and not (tmp_path / "emb" / "xvector.scp").exists()
+
+
+def test_an_update_refuses_to_start_from_a_model_of_other_features(tmp_path, tiny_config):
+    """Stage 5 from purl.init_checkpoint: the pretrained model's features must be the data dir's."""
+    from purl.features import FeatureError
+    from purl.stages.training import train_stage
+    from tests.test_use_model import tiny_exp
+
+    final = tiny_exp(tmp_path, tiny_config)  # a Kaldi model
+    data = speechbrain_dir(tmp_path)
+    with pytest.raises(FeatureError, match=f"{final}: a model trained on kaldi features, but {data} holds "
+                                           "speechbrain features"):
+        train_stage(str(tiny_config), [f"purl.init_checkpoint={final}"], str(data), tmp_path / "exp" / "update")
+    assert not (tmp_path / "exp" / "update" / "config.yaml").exists()
+
+
+def test_a_copy_of_a_data_dir_leaves_its_features_out_and_a_rerun_keeps_it(tmp_path, tiny_corpus):
+    from purl.data.datadir import DataDirError, read_kv
+    from purl.data.prepare import prepare_folder_corpus
+    from purl.stages.fbank import copy_data_dir, failed_list
+
+    src, dst = tmp_path / "data" / "train", tmp_path / "data" / "train_sbfbank"
+    prepare_folder_corpus(tiny_corpus, src)
+    for name in ("feats.scp", "utt2num_frames", "feats.settings", "feats.scp.stale", ".purl.lock"):
+        (src / name).write_text("x\n")
+    (src / "log").mkdir()
+    (src / "log" / "make_fbank.1.log").write_text("x\n")
+    assert copy_data_dir(src, dst)
+    assert sorted(p.name for p in dst.iterdir()) == ["spk2utt", "utt2dur", "utt2spk", "wav.scp"]
+    assert (dst / "wav.scp").read_text() == (src / "wav.scp").read_text()
+    assert not copy_data_dir(src, dst)  # a copy already: kept
+    # stage 1 dropped an utterance that failed: still a copy
+    wav = read_kv(dst / "wav.scp")
+    failed = next(iter(wav))
+    for name in ("wav.scp", "utt2spk", "utt2dur"):
+        (dst / name).write_text("".join(line for line in (dst / name).read_text().splitlines(True)
+                                        if not line.startswith(failed + " ")))
+    failed_list(dst).parent.mkdir()
+    failed_list(dst).write_text(f"{failed} cannot read\n")
+    assert not copy_data_dir(src, dst)
+    # the source has changed since: refused, not silently kept
+    (src / "utt2spk").write_text((src / "utt2spk").read_text().replace(" spk2\n", " spk1\n", 1))
+    with pytest.raises(DataDirError, match=f"{dst} is not a copy of {src} as it is now .*utt2spk differs.* delete "
+                                           f"{dst} to copy it again"):
+        copy_data_dir(src, dst)
+    (src / "wav.scp").unlink()
+    with pytest.raises(DataDirError, match="wav.scp missing: stage 1 computes the copy's features from the audio"):
+        copy_data_dir(src, tmp_path / "data" / "other")

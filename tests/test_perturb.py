@@ -90,7 +90,7 @@ def test_voxceleb_recipe_prepares_speed_copies_and_augmentation_sources(tmp_path
     for room in ("smallroom", "mediumroom"):
         write_tone(rirs / "simulated_rirs" / room / "Room001" / "Room001-00001.wav", seconds=0.1)
     run_script("bash", "run.sh", "--stage", "0", "--stop-stage", "1", "--nj", "2", "--speed-perturb", "true",
-               "--augment", "true", "--musan-root", musan, "--rirs-root", rirs,
+               "--augment", "true", "--feature-type", "kaldi", "--musan-root", musan, "--rirs-root", rirs,
                "--vox1-root", fake_voxceleb["vox1"], "--vox2-dev-root", fake_voxceleb["vox2"],
                "--vox1-trials-dir", fake_voxceleb["meta"], "--vox2-valid-pairs", "", cwd=recipe)
     train = validate_data_dir(recipe / "data" / "vox2_dev_sp", require=["feats.scp", "utt2num_frames"])

@@ -9,6 +9,7 @@ import pytest
 
 from purl.data.datadir import DataDirError, read_kv, read_trials, validate_data_dir
 from purl.data.prepare import convert_voxceleb_trials, prepare_folder_corpus, prepare_voxceleb
+from purl.features import feature_type_of
 from tests.conftest import ROOT, SPEECHOCEAN, run_script, write_tone
 
 PURL_ORIGINAL = ROOT / "local" / "purl_original"
@@ -71,11 +72,12 @@ def test_voxceleb_recipe_stages_0_and_1_on_the_fake_tree(tmp_path, fake_voxceleb
     run_script("bash", "run.sh", "--stage", "0", "--stop-stage", "1", "--nj", "2",
                "--vox1-root", fake_voxceleb["vox1"], "--vox2-dev-root", fake_voxceleb["vox2"],
                "--vox1-trials-dir", fake_voxceleb["meta"], "--vox2-valid-pairs", pairs, cwd=recipe)
-    for name, n in (("vox2_dev", 3), ("vox1", 4), ("vox2_valid", 3)):
-        data = validate_data_dir(recipe / "data" / name, require=["feats.scp", "utt2num_frames", "utt2dur"])
-        assert len(data) == n
-    assert len(read_trials(recipe / "data" / "vox1" / "trials_vox1_H")) == 3
-    assert len(read_trials(recipe / "data" / "vox2_valid" / "trials")) == 2
+    for name, n in (("vox2_dev", 3), ("vox1", 4), ("vox2_valid", 3)):  # the paper protocol's: the original's fbank
+        data = validate_data_dir(recipe / "data" / f"{name}_sbfbank", require=["feats.scp", "utt2num_frames", "utt2dur"])
+        assert len(data) == n and feature_type_of(data.path) == "speechbrain"
+        assert not (recipe / "data" / name / "feats.scp").exists()
+    assert len(read_trials(recipe / "data" / "vox1_sbfbank" / "trials_vox1_H")) == 3
+    assert len(read_trials(recipe / "data" / "vox2_valid_sbfbank" / "trials")) == 2
 
 
 def test_voxceleb_validation_pairs_make_vox2_valid_and_leave_training(tmp_path, fake_voxceleb):

@@ -10,7 +10,10 @@ import kaldiio
 import numpy as np
 import pytest
 
+from purl.config import load_config
 from purl.data.datadir import validate_data_dir
+from purl.features import feature_type_of
+from purl.records import read_record
 from purl.training.checkpoint import load_checkpoint
 from tests.conftest import copy_recipe, run_script
 
@@ -90,3 +93,22 @@ def test_mini_recipe_calibrates_on_a_dir_of_unseen_speakers(mini_run):
         report = json.loads((recipe / "exp" / model / "scores" / "calibration.json").read_text())
         assert "data/calib" in report["calibration_trials"]["source"], report["calibration_trials"]
         assert (recipe / "exp" / model / "embeddings" / "calib" / "xvector.scp").is_file()
+
+
+def test_mini_recipe_runs_the_paper_protocol_with_the_original_s_front_end_through_stage_4(mini_run):
+    """--feature-type speechbrain --normalise crop: stage 1 makes SpeechBrain fbank in copies of stage 0's
+    dirs, the models and stage 4 read them with each crop normalised over itself, beside the Kaldi runs."""
+    recipe, _ = mini_run
+    proc = run_script("bash", "run.sh", *SIZE, "--protocol", "paper", "--feature-type", "speechbrain",
+                      "--normalise", "crop", "--stage", "1", "--stop-stage", "4", "--clean-reference", "false",
+                      "--train-overrides", TRAIN, cwd=recipe)
+    assert "Stage 4 done" in proc.stdout, proc.stdout[-3000:]
+    data, exp = recipe / "data", recipe / "exp" / "supcon_paper_sbfbank_noisy0.2_seed0"
+    assert feature_type_of(data / "train_sbfbank_noisy0.2_seed0") == "speechbrain"
+    assert feature_type_of(data / "train") == feature_type_of(data / "test") == "kaldi"  # the Kaldi runs' dirs
+    assert load_checkpoint(exp / "models" / "final.pt")["feature_type"] == "speechbrain"
+    assert load_config(exp / "config.yaml")["data"]["normalise"] == "crop"
+    assert read_record(exp / "embeddings" / "train_crop" / "xvector.settings")["normalise"] == "crop"
+    refused = run_script("steps/extract_embeddings.sh", exp / "models" / "final.pt", data / "test",
+                         exp / "embeddings" / "kaldi_test", cwd=recipe, check=False)
+    assert refused.returncode == 1 and "a model trained on speechbrain features, but" in refused.stderr

@@ -12,6 +12,7 @@ import pytest
 
 from purl.config import load_config
 from purl.data.datadir import validate_data_dir
+from purl.features import feature_type_of
 from tests.conftest import ROOT, copy_recipe, run_script, write_tone
 
 EGS = ROOT / "egs"
@@ -22,13 +23,16 @@ def differences(a: dict, b: dict) -> set[str]:
     return {f"{s}.{k}" for s in a for k in a[s] if a[s][k] != b[s][k]}
 
 
+VOX_PURL = {"optim.grad_clip", "train.amp", "train.average_last", "data.chunk_frames", "optim.epochs", "purl.init_mode",
+            "loss.keep_unreliable_negatives"}
+
+
 @pytest.mark.parametrize("recipe, pairs, protocol_keys", [
     ("mini", [("supcon", "supcon")], {"optim.grad_clip", "train.amp"}),
     ("voxceleb", [(f"{m}_supcon", f"{m}_supcon") for m in ("ecapa", "resnet34")] + [("ecapa_supcon_aug",) * 2],
-     {"optim.grad_clip", "train.amp", "train.average_last"}),
-    ("voxceleb", [(f"{m}_purl_30ep", f"{m}_purl_30ep") for m in ("ecapa", "resnet34")],
-     {"optim.grad_clip", "train.amp", "train.average_last", "optim.epochs", "purl.init_mode",
-      "loss.keep_unreliable_negatives"}),
+     {"optim.grad_clip", "train.amp", "train.average_last", "data.chunk_frames"}),
+    ("voxceleb", [("resnet34_purl_30ep",) * 2], VOX_PURL),
+    ("voxceleb", [("ecapa_purl_30ep",) * 2], VOX_PURL | {"data.sampler"}),  # the original's ECAPA PURL loader
 ])
 def test_a_protocol_s_configs_differ_from_the_other_s_only_in_its_settings(recipe, pairs, protocol_keys):
     for paper, tuned in pairs:
@@ -72,22 +76,93 @@ def folder_corpus(tmp_path):
 
 @pytest.mark.parametrize("recipe", ["voxceleb", "cnceleb"])
 def test_a_gpu_recipe_prepares_a_folder_corpus_of_your_own(tmp_path, folder_corpus, recipe):
+    """Under the paper protocol, stage 1 makes the original's features in copies of stage 0's dirs."""
     copy = copy_recipe(recipe, tmp_path / recipe)
     run_script("bash", "run.sh", "--corpus", folder_corpus, "--num-test-speakers", "2", "--stage", "0",
                "--stop-stage", "2", "--nj", "1", "--noise-rate", "0.2", cwd=copy)
-    assert len(validate_data_dir(copy / "data" / "train", require=["feats.scp"]).speakers) == 3
-    assert (copy / "data" / "test" / "trials").is_file()
-    assert (copy / "data" / "train_noisy0.2_seed0" / "utt2truespk").is_file()
+    train = validate_data_dir(copy / "data" / "train_sbfbank", require=["feats.scp"])
+    assert len(train.speakers) == 3 and feature_type_of(train.path) == "speechbrain"
+    assert not (copy / "data" / "train" / "feats.scp").exists()  # stage 0's dir keeps no features
+    assert (copy / "data" / "test_sbfbank" / "trials").is_file()
+    assert feature_type_of(copy / "data" / "train_sbfbank_noisy0.2_seed0") == "speechbrain"
 
 
 @pytest.mark.parametrize("recipe", ["mini", "voxceleb", "cnceleb"])
 def test_a_recipe_trains_on_ready_data_dirs_and_writes_what_it_derives_under_itself(tmp_path, folder_corpus, recipe):
+    """Kaldi fbank goes into the dirs given (mini's default), other features into copies under data/."""
     mine = tmp_path / "mine"
     run_script("python", ROOT / "local" / "prepare_folder_corpus.py", "--num-test-speakers", "2", folder_corpus,
                mine / "my_train", mine / "my_test")
     copy = copy_recipe(recipe, tmp_path / recipe)
     run_script("bash", "run.sh", "--train-dir", mine / "my_train", "--test-dir", mine / "my_test", "--stage", "0",
                "--stop-stage", "2", "--nj", "1", "--noise-rate", "0.2", cwd=copy)
-    validate_data_dir(mine / "my_train", require=["feats.scp"])  # stage 1 adds the features to the dir
-    assert (copy / "data" / "my_train_noisy0.2_seed0" / "utt2truespk").is_file()
+    tag = "" if recipe == "mini" else "_sbfbank"
+    train = mine / "my_train" if recipe == "mini" else copy / "data" / "my_train_sbfbank"
+    validate_data_dir(train, require=["feats.scp"])  # stage 1 adds the features to the dir, or to its copy
+    assert (mine / "my_train" / "feats.scp").exists() == (recipe == "mini")
+    assert (copy / "data" / f"my_train{tag}_noisy0.2_seed0" / "utt2truespk").is_file()
     assert (copy / "fbank").is_dir() and sorted(p.name for p in mine.iterdir()) == ["my_test", "my_train"]
+
+
+NAMES = ("train", "test", "valid", "noisy", "pretrain", "purl", "clean", "calibration", "overrides",
+         "reliability_embed_opts", "supcon_conf", "purl_conf")
+
+
+def recipe_names(recipe: str, *options) -> dict[str, str]:
+    """The names and settings a recipe's run.sh sets before its stages (stage 0 on), under ``options``."""
+    text = (EGS / recipe / "run.sh").read_text()
+    setup = text[:text.index("if [ $stage -le 0 ]")]
+    show = f'for v in {" ".join(NAMES)}; do printf "%s=%s\\n" $v "${{!v-}}"; done'
+    proc = run_script("bash", "-c", setup + show, "run.sh", "--stage", "3", "--stop-stage", "5", "--gpus", "",
+                      *options, cwd=EGS / recipe)
+    return dict(line.split("=", 1) for line in proc.stdout.splitlines() if re.match(r"[a-z_]+=", line))
+
+
+@pytest.mark.parametrize("recipe", ["voxceleb", "cnceleb"])
+def test_the_paper_protocol_of_the_gpu_recipes_runs_the_original_s_front_end(recipe):
+    """SpeechBrain fbank in data/<dir>_sbfbank and tagged exp dirs, each 3 s crop normalised over itself in
+    training and stage 4; the tuned protocol's names and settings as before."""
+    names = recipe_names(recipe, "--noise-rate", "0.2")
+    train = "data/vox2_dev_sbfbank" if recipe == "voxceleb" else "data/cnceleb_train_sbfbank"
+    assert names["train"] == train and names["noisy"] == f"{train}_noisy0.2_seed0"
+    assert names["test"] == ("data/vox1_sbfbank" if recipe == "voxceleb" else "data/cnceleb1_eval_sbfbank")
+    assert names["pretrain"] == "exp/ecapa_supcon_paper_sbfbank_noisy0.2_seed0"
+    assert names["purl"] == "exp/ecapa_purl_paper_sbfbank_noisy0.2_seed0"
+    assert "data.normalise=crop" in names["overrides"].split()
+    assert names["reliability_embed_opts"].endswith("--crop-frames 301 --random-crop-seed 0 --normalise crop")
+    for conf in (names["supcon_conf"], names["purl_conf"]):
+        assert load_config(EGS / recipe / conf)["data"]["chunk_frames"] == 301
+    assert load_config(EGS / recipe / names["purl_conf"])["data"]["sampler"] == "with_replacement"
+    assert load_config(EGS / recipe / "conf/paper/resnet34_purl_30ep.yaml")["data"]["sampler"] == "distinct"
+    tuned = recipe_names(recipe, "--protocol", "tuned", "--noise-rate", "0.2")
+    assert tuned["train"] == train.removesuffix("_sbfbank")
+    assert tuned["pretrain"] == "exp/ecapa_supcon_tuned_noisy0.2_seed0"
+    assert "data.normalise=utterance" in tuned["overrides"].split() and tuned["reliability_embed_opts"] == ""
+    if recipe == "voxceleb":
+        assert names["valid"] == "data/vox2_valid_sbfbank" and tuned["valid"] == "data/vox2_valid"
+        kaldi = recipe_names(recipe, "--feature-type", "kaldi", "--normalise", "utterance")
+        assert kaldi["pretrain"] == "exp/ecapa_supcon_paper_noisy0_seed0" and kaldi["train"] == "data/vox2_dev"
+
+
+def test_mini_runs_the_paper_protocol_with_the_original_s_front_end_on_request():
+    """mini (and speechocean762) keep Kaldi fbank under both protocols; the options give the original's."""
+    assert recipe_names("mini", "--protocol", "paper")["pretrain"] == "exp/supcon_paper_noisy0.2_seed0"
+    names = recipe_names("mini", "--protocol", "paper", "--feature-type", "speechbrain", "--normalise", "crop",
+                         "--calibration-dir", "data/outsiders")
+    assert names["train"] == "data/train_sbfbank" and names["test"] == "data/test_sbfbank"
+    assert names["noisy"] == "data/train_sbfbank_noisy0.2_seed0" and names["calibration"] == "data/outsiders_sbfbank"
+    assert names["pretrain"] == "exp/supcon_paper_sbfbank_noisy0.2_seed0"
+    assert names["clean"] == "exp/supcon_paper_sbfbank_clean_seed0"
+    assert "data.normalise=crop" in names["overrides"].split()
+    assert names["reliability_embed_opts"].endswith("--normalise crop")
+
+
+@pytest.mark.parametrize("recipe", ["mini", "voxceleb"])
+def test_a_feature_type_or_normalisation_the_stages_lack_is_refused(recipe):
+    for option, value, allowed in (("--feature-type", "foo", "use kaldi (Kaldi fbank) or speechbrain"),
+                                   ("--normalise", "chunk", "use utterance (")):
+        proc = run_script("bash", "run.sh", option, value, "--stage", "6", cwd=EGS / recipe, check=False)
+        assert proc.returncode == 1 and f"run.sh: {option} {value}: {allowed}" in proc.stderr, proc.stderr
+    if recipe == "voxceleb":  # its augmented pretraining computes Kaldi fbank of each chunk
+        proc = run_script("bash", "run.sh", "--augment", "true", "--stage", "6", cwd=EGS / recipe, check=False)
+        assert proc.returncode == 1 and "--augment true computes Kaldi fbank" in proc.stderr

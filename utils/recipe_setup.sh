@@ -4,15 +4,26 @@
 #   protocol     a folder of conf/ (paper: the original work's; tuned: this project's)
 #   noise_rate   in [0, 1); one spelling per rate: 0.0 and 0 (0.20 and 0.2) name the same dirs
 #   train_dir, test_dir   both or neither
-# Sets reliability_conf (when ""), reliability_opts, and stage 4's embedding
+#   feature_type, normalise   stage 1's features and what inputs are mean-normalised over ("": the protocol's)
+# Sets reliability_conf (when ""), reliability_opts, stage 4's embedding
 # options: reliability_embed_opts and reliability_emb, the folder under the
-# pretraining's embeddings/ (train: whole utterances; train_crop: one crop each).
+# pretraining's embeddings/ (train: whole utterances; train_crop: one crop each),
+# overrides (every training run's), and feats_tag and feats_dir for the names.
 
 [ -f "conf/$protocol/stages.conf" ] || {
   echo "$0: --protocol $protocol: no conf/$protocol/stages.conf (protocols: $(cd conf && ls -d */ | tr -d / | tr '\n' ' '))" >&2
   exit 1; }
 . "conf/$protocol/stages.conf"
 case $scoring in cosine|mean|asnorm) ;; *) echo "$0: --scoring $scoring: use cosine, mean or asnorm" >&2; exit 1 ;; esac
+case $feature_type in  # the tag of the data dirs and exp dirs of other features than Kaldi fbank
+  kaldi) feats_tag="" ;;
+  speechbrain) feats_tag=_sbfbank ;;
+  *) echo "$0: --feature-type $feature_type: use kaldi (Kaldi fbank) or speechbrain (the original's front end)" >&2
+     exit 1 ;;
+esac
+case $normalise in utterance|crop) ;; *)
+  echo "$0: --normalise $normalise: use utterance (each training chunk and stage-4 crop over its utterance)" \
+       "or crop (over itself, the original's)" >&2; exit 1 ;; esac
 
 noise_rate=$(awk -v r="$noise_rate" 'BEGIN { if (r < 0 || r >= 1) exit 1; print r + 0 }') || {
   echo "$0: --noise-rate must be in [0, 1) (0: the labels as given)" >&2; exit 1; }
@@ -25,5 +36,11 @@ reliability_conf=${reliability_conf:-conf/$protocol/reliability.yaml}
 reliability_opts=(--config $reliability_conf --nj $nj); [ -z "$estimator" ] || reliability_opts+=(--estimator $estimator)
 reliability_embed_opts=""; reliability_emb=train
 if [ "$reliability_crop" != 0 ]; then
-  reliability_embed_opts="--num-crops 1 --crop-frames $reliability_crop --random-crop-seed $seed"; reliability_emb=train_crop
+  reliability_embed_opts="--num-crops 1 --crop-frames $reliability_crop --random-crop-seed $seed --normalise $normalise"
+  reliability_emb=train_crop
 fi
+overrides="train.seed=$seed data.normalise=$normalise $train_overrides"  # every training run's
+
+# feats_dir DIR: the data dir with DIR's features of $feature_type, which stage 1 makes: DIR itself for
+# Kaldi fbank, else a copy of DIR under data/ (wherever DIR is) named with the tag: data/vox1_sbfbank
+feats_dir() { if [ -z "$feats_tag" ]; then echo "$1"; else echo "data/$(basename "$1")$feats_tag"; fi; }

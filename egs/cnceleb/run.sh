@@ -29,6 +29,8 @@ test_dir=""               #   train_dir, score test_dir's trials
 
 # ---- the experiment -----------------------------------------------------------
 protocol=paper            # conf/paper/ (the original work's) or conf/tuned/ (this project's)
+feature_type=""           # stage 1: kaldi (Kaldi fbank) or speechbrain (the original's front end); "": the protocol's
+normalise=""              # mean normalisation of training chunks and stage 4's crops: utterance or crop (the original's); "": the protocol's
 model=ecapa               # ecapa or resnet34: conf/<protocol>/<model>_supcon.yaml, <model>_purl_30ep.yaml
 noise_rate=0.2            # simulated label noise (0: train on the labels as they are)
 seed=0                    # noise draw and training seed
@@ -49,20 +51,23 @@ train_overrides=""        # config overrides for every training run, e.g. "data.
 if [ $stage -le 0 ] && [ $stop_stage -ge 0 ]; then
   log "Stage 0: data preparation"; SECONDS=0
   if [ -n "$corpus" ]; then
-    local/prepare_folder_corpus.py --num-test-speakers $num_test_speakers $corpus $train $test
+    local/prepare_folder_corpus.py --num-test-speakers $num_test_speakers $corpus $prep_train $prep_test
   elif [ -z "$train_dir" ]; then
     local/prepare_cnceleb.py ${cn2_root:+--cn2-root $cn2_root} $cn1_root data
   fi
   audio=(wav.scp,utt2dur, wav.scp,utt2dur,); [ -z "$train_dir" ] || audio=("" "")  # ready dirs may hold features only
-  validate_data_dir.py --require ${audio[0]}utt2spk,spk2utt $train
-  validate_data_dir.py --require ${audio[1]}utt2spk,spk2utt,$trial_list $test
+  validate_data_dir.py --require ${audio[0]}utt2spk,spk2utt $prep_train
+  validate_data_dir.py --require ${audio[1]}utt2spk,spk2utt,$trial_list $prep_test
   log "Stage 0 done in ${SECONDS}s"
 fi
 
 if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
-  log "Stage 1: fbank features"; SECONDS=0
-  steps/preflight.py --data-dir $train --data-dir $test --fbank-dir fbank  # audio readers, disk space
-  for d in $train $test; do steps/make_fbank.sh --nj $nj --cmd "$cmd" $d $d/log fbank; done
+  log "Stage 1: $feature_type fbank features"; SECONDS=0
+  steps/preflight.py --data-dir $prep_train --data-dir $prep_test --fbank-dir fbank  # audio readers, disk space
+  for d in $prep_train $prep_test; do  # other features than Kaldi's: in a copy of the dir
+    [ -z "$feats_tag" ] || copy_data_dir.py $d $(feats_dir $d)
+    steps/make_fbank.sh --feature-type $feature_type --nj $nj --cmd "$cmd" $(feats_dir $d) $(feats_dir $d)/log fbank
+  done
   log "Stage 1 done in ${SECONDS}s"
 fi
 

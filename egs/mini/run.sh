@@ -6,8 +6,6 @@
 #   bash run.sh --protocol paper                     # the original work's protocol
 #   bash run.sh --synthetic false --corpus /data/my_corpus   # <speaker>/**/*.wav ...
 #   bash run.sh --train-dir data/my_train --test-dir data/my_test   # ready Kaldi data dirs
-# A protocol is a folder of conf/. The default here is tuned, this project's
-# (egs/voxceleb's is paper): this recipe tracks this project's settings on CPU.
 set -euo pipefail
 . ./cmd.sh                # job runners (train_cmd): see cmd.sh
 
@@ -29,7 +27,9 @@ num_outsider_speakers=0   # held out as the outsiders of open-set noise: never t
 corpus_seed=0             # the synthetic corpus and the train/test split
 
 # ---- the experiment -----------------------------------------------------------
-protocol=tuned            # conf/tuned/ (this project's settings) or conf/paper/ (the original work's)
+protocol=tuned            # conf/tuned/ (this project's settings, tracked here on CPU) or conf/paper/ (the original's)
+feature_type=""           # stage 1: kaldi (Kaldi fbank) or speechbrain (the original's front end); "": the protocol's
+normalise=""              # mean normalisation of training chunks and stage 4's crops: utterance or crop (the original's); "": the protocol's
 seed=0                    # label noise and training; run 3 to see the spread
 noise_rate=0.2            # fraction of training utterances filed under a wrong speaker
 noise_type=permute        # stage 2: permute (to any other speaker), similar (to one of the nearest_k
@@ -54,7 +54,7 @@ purl_overrides=""         # ... then these for the update and the control run, e
 . ./path.sh
 . utils/parse_options.sh
 . utils/recipe_setup.sh   # conf/$protocol/stages.conf; checks
-. local/names.sh          # data dirs and exp dirs: exp/<model>_<protocol>_<noise><rate>_seed<seed>
+. local/names.sh          # data dirs and exp dirs: exp/<model>_<protocol><feats_tag>_<noise><rate>_seed<seed>
 . local/methods.sh        # stage 5's methods
 
 if [ $stage -le 0 ] && [ $stop_stage -ge 0 ]; then
@@ -63,17 +63,20 @@ if [ $stage -le 0 ] && [ $stop_stage -ge 0 ]; then
     [ "$synthetic" = false ] || local/make_synthetic_corpus.py --num-speakers $num_speakers \
       --utts-per-speaker $utts_per_speaker --seed $corpus_seed --nj $nj $corpus
     local/prepare_folder_corpus.py --num-test-speakers $num_test_speakers --seed $corpus_seed \
-      --num-outsider-speakers $num_outsider_speakers --outsider-dir $outsiders $corpus $train $test
-    for d in $dirs; do validate_data_dir.py --require wav.scp,utt2spk,spk2utt,utt2dur --check-audio $d; done
+      --num-outsider-speakers $num_outsider_speakers --outsider-dir $prep_outsiders $corpus $prep_train $prep_test
+    for d in $prep_dirs; do validate_data_dir.py --require wav.scp,utt2spk,spk2utt,utt2dur --check-audio $d; done
   else  # ready dirs: checked, not made
-    validate_data_dir.py $train && validate_data_dir.py --require utt2spk,spk2utt,trials $test
+    validate_data_dir.py $prep_train && validate_data_dir.py --require utt2spk,spk2utt,trials $prep_test
   fi
   log "Stage 0 done in ${SECONDS}s"
 fi
 
 if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
-  log "Stage 1: fbank features"; SECONDS=0
-  for d in $dirs; do steps/make_fbank.sh --nj $nj --cmd "$cmd" $d $d/log fbank; done
+  log "Stage 1: $feature_type fbank features"; SECONDS=0
+  for d in $prep_dirs; do  # other features than Kaldi's: in a copy of the dir
+    [ -z "$feats_tag" ] || copy_data_dir.py $d $(feats_dir $d)
+    steps/make_fbank.sh --feature-type $feature_type --nj $nj --cmd "$cmd" $(feats_dir $d) $(feats_dir $d)/log fbank
+  done
   log "Stage 1 done in ${SECONDS}s"
 fi
 
@@ -135,11 +138,11 @@ if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
       --results exp/RESULTS.md $model/embeddings/test/xvector.scp $model/scores $test/trials
     # LLRs, calibrated on unseen speakers, or on the training speakers with their true labels (noisy
     # labels would make the LLRs underconfident)
-    if [ -n "$calibration_dir" ]; then
-      steps/extract_embeddings.sh --nj $nj --cmd "$cmd" $model/models/final.pt $calibration_dir \
-        $model/embeddings/$(basename $calibration_dir)
-      steps/calibrate.py --results exp/RESULTS.md $model/embeddings/$(basename $calibration_dir)/xvector.scp \
-        $calibration_dir $model/scores
+    if [ -n "$calibration" ]; then
+      steps/extract_embeddings.sh --nj $nj --cmd "$cmd" $model/models/final.pt $calibration \
+        $model/embeddings/$(basename $calibration)
+      steps/calibrate.py --results exp/RESULTS.md $model/embeddings/$(basename $calibration)/xvector.scp \
+        $calibration $model/scores
     else
       steps/calibrate.py --results exp/RESULTS.md $model/embeddings/train/xvector.scp $train $model/scores
     fi

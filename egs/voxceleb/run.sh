@@ -33,6 +33,8 @@ rirs_root=/data/RIRS_NOISES            # simulated_rirs/ (https://www.openslr.or
 
 # ---- the experiment -----------------------------------------------------------
 protocol=paper            # conf/paper/ (the original work's) or conf/tuned/ (this project's)
+feature_type=""           # stage 1: kaldi (Kaldi fbank) or speechbrain (the original's front end); "": the protocol's
+normalise=""              # mean normalisation of training chunks and stage 4's crops: utterance or crop (the original's); "": the protocol's
 model=ecapa               # ecapa or resnet34: conf/<protocol>/<model>_supcon.yaml, <model>_purl_30ep.yaml
 augment=false             # true: pretrain with conf/<protocol>/<model>_supcon_aug.yaml (MUSAN, RIRs; ecapa only)
 speed_perturb=false       # true: train on the training set + 0.9/1.1 speed copies as new speakers
@@ -57,29 +59,32 @@ score_epochs=""           # stage 6: also score every epoch A:B of the updates (
 if [ $stage -le 0 ] && [ $stop_stage -ge 0 ]; then
   log "Stage 0: data preparation"; SECONDS=0
   if [ -n "$corpus" ]; then
-    local/prepare_folder_corpus.py --num-test-speakers $num_test_speakers $corpus $source_dir $test
+    local/prepare_folder_corpus.py --num-test-speakers $num_test_speakers $corpus $source_dir $prep_test
   elif [ -z "$train_dir" ]; then
     prepare_opts=(--vox2-dev-root $vox2_dev_root)
     [ -z "$vox2_valid_pairs" ] || prepare_opts+=(--vox2-valid-pairs $vox2_valid_pairs)
     [ "$keep_valid_speakers" != true ] || prepare_opts+=(--keep-valid-speakers)
     local/prepare_voxceleb.py "${prepare_opts[@]}" $vox1_root $vox1_trials_dir data
   fi
-  [ "$speed_perturb" = false ] || steps/perturb_speed.py --factors 0.9,1.1 $source_dir $train
+  [ "$speed_perturb" = false ] || steps/perturb_speed.py --factors 0.9,1.1 $source_dir $prep_train
   if [ "$augment" = true ]; then
     local/prepare_musan.py $musan_root data
     local/prepare_rirs.py $rirs_root data/rirs
   fi
   audio=(wav.scp, wav.scp,utt2dur,); [ -z "$train_dir" ] || audio=("" "")  # ready dirs may hold features only
-  validate_data_dir.py --require ${audio[0]}utt2spk,spk2utt $train
-  validate_data_dir.py --require ${audio[1]}utt2spk,spk2utt,$trial_list $test
-  [ -z "$valid" ] || validate_data_dir.py --require wav.scp,utt2spk,spk2utt,trials $valid
+  validate_data_dir.py --require ${audio[0]}utt2spk,spk2utt $prep_train
+  validate_data_dir.py --require ${audio[1]}utt2spk,spk2utt,$trial_list $prep_test
+  [ -z "$prep_valid" ] || validate_data_dir.py --require wav.scp,utt2spk,spk2utt,trials $prep_valid
   log "Stage 0 done in ${SECONDS}s"
 fi
 
 if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
-  log "Stage 1: fbank features"; SECONDS=0
-  steps/preflight.py --data-dir $train --data-dir $test --fbank-dir fbank  # audio readers, disk space
-  for d in $train $test $valid; do steps/make_fbank.sh --nj $nj --cmd "$cmd" $d $d/log fbank; done
+  log "Stage 1: $feature_type fbank features"; SECONDS=0
+  steps/preflight.py --data-dir $prep_train --data-dir $prep_test --fbank-dir fbank  # audio readers, disk space
+  for d in $prep_train $prep_test $prep_valid; do  # other features than Kaldi's: in a copy of the dir
+    [ -z "$feats_tag" ] || copy_data_dir.py $d $(feats_dir $d)
+    steps/make_fbank.sh --feature-type $feature_type --nj $nj --cmd "$cmd" $(feats_dir $d) $(feats_dir $d)/log fbank
+  done
   log "Stage 1 done in ${SECONDS}s"
 fi
 

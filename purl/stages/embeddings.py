@@ -17,11 +17,13 @@ import numpy as np
 from purl.data.datadir import DataDirError, read_kv, sort_key, split_data_dir, validate_data_dir, write_kv
 from purl.data.dataset import NORMALISE
 from purl.errors import UsageError
+from purl.features import check_model_features
 from purl.fileio import atomic_path, write_text_atomic
 from purl.kaldi_io import ArkWriter, load_embeddings, write_vector
 from purl.records import differences, matches, read_record, scp_digest, text_digest, up_to_date, write_record
 from purl.scoring import speaker_means
-from purl.stages.fbank import check_features
+from purl.stages.fbank import check_features, record_split_features
+from purl.training.checkpoint import checkpoint_feature_type, load_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +57,14 @@ def embedding_options_of(args) -> dict:
             "normalise": args.normalise}
 
 
+def checkpoint_for_data(checkpoint: str | os.PathLike, data_dir: str | os.PathLike) -> dict:
+    """The checkpoint, loaded, when its model was trained on the type of features
+    ``data_dir`` holds (a FeatureError naming both when not)."""
+    ckpt = load_checkpoint(checkpoint)
+    check_model_features(checkpoint_feature_type(ckpt), checkpoint, data_dir)
+    return ckpt
+
+
 def plan_embedding_jobs(checkpoint: str | os.PathLike, data_dir: str | os.PathLike, out_dir: str | os.PathLike,
                         nj: int, options: dict) -> dict:
     """What extraction has left to do: {nj, status: complete|todo, todo: the job
@@ -68,6 +78,7 @@ def plan_embedding_jobs(checkpoint: str | os.PathLike, data_dir: str | os.PathLi
     data = Path(data_dir)
     check_features(data, "extract_embeddings")
     data = validate_data_dir(data, require=("utt2spk", "feats.scp", "utt2num_frames"))
+    checkpoint_for_data(checkpoint, data.path)
     out = Path(out_dir)
     nj = min(nj, len(data))
     digest = text_digest(checkpoint)
@@ -80,6 +91,7 @@ def plan_embedding_jobs(checkpoint: str | os.PathLike, data_dir: str | os.PathLi
         why = "; ".join(differences(record, expected)) if record is not None else f"no {out / XVECTOR_SETTINGS}"
         log.info("%s/%s is not of these settings (%s); extracting again", out, XVECTOR_SCP, why)
     parts = split_data_dir(data.path, nj, under=out)  # the data dir is only read: it may be read-only
+    record_split_features(parts, data.path, "extract_embeddings")  # each job reads the features' type there
     todo = [n for n, part in enumerate(parts, 1)
             if not matches(out / f"xvector.{n}.settings", embedding_settings(digest, part / "feats.scp", **options))]
     return {"nj": nj, "status": "todo", "todo": " ".join(map(str, todo))}

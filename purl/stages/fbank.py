@@ -9,9 +9,11 @@ or a dir whose settings record equals the one it would write now is skipped.
 
 from __future__ import annotations
 
+import filecmp
 import hashlib
 import logging
 import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -21,6 +23,7 @@ import numpy as np
 from purl.audio import AudioError, read_audio
 from purl.data.datadir import (
     FEATS_SETTINGS,
+    UTT_FILES,
     DataDir,
     DataDirError,
     fix_data_dir,
@@ -223,9 +226,20 @@ def record_derived_features(dst: str | os.PathLike, *sources: str | os.PathLike,
     a subset): vouches for its feats.scp as its sources' records vouch for
     theirs (each checked now). No record when ``dst`` has no feats.scp or a
     source has no record (a feats.scp made elsewhere: stage 1 adopts it)."""
-    dst = Path(dst)
-    (dst / FEATS_SETTINGS).unlink(missing_ok=True)
-    if not (dst / "feats.scp").is_file() or not all((Path(s) / FEATS_SETTINGS).is_file() for s in sources):
+    _record_derived([Path(dst)], sources, user)
+
+
+def record_split_features(parts: list[Path], src: str | os.PathLike, user: str) -> None:
+    """The parts of a split of ``src`` (split_data_dir) recorded as dirs derived
+    from it, ``src`` checked once: a job on a part reads its features' type there."""
+    _record_derived(parts, [src], user)
+
+
+def _record_derived(dsts: list[Path], sources, user: str) -> None:
+    for dst in dsts:
+        (dst / FEATS_SETTINGS).unlink(missing_ok=True)
+    dsts = [dst for dst in dsts if (dst / "feats.scp").is_file()]
+    if not dsts or not all((Path(s) / FEATS_SETTINGS).is_file() for s in sources):
         return
     arks: dict[str, str] = {}
     kinds = {}
@@ -234,12 +248,13 @@ def record_derived_features(dst: str | os.PathLike, *sources: str | os.PathLike,
         arks.update(_vouched_arks(Path(src)))
         kinds[str(src)] = feature_type_of(src)
     if len(set(kinds.values())) > 1:
-        raise FeatureError(f"{user}: {dst} would join features of different types "
+        raise FeatureError(f"{user}: {dsts[0]} would join features of different types "
                            f"({', '.join(f'{s}: {k}' for s, k in kinds.items())}); compute them with one --feature-type")
     kind = next(iter(kinds.values()))
-    write_record(dst / FEATS_SETTINGS, {"derived_from": [str(Path(s)) for s in sources],
-                                        **({} if kind == "kaldi" else {"feature_type": kind}),
-                                        "feats_scp": scp_digest(dst / "feats.scp"), "arks": arks})
+    for dst in dsts:
+        write_record(dst / FEATS_SETTINGS, {"derived_from": [str(Path(s)) for s in sources],
+                                            **({} if kind == "kaldi" else {"feature_type": kind}),
+                                            "feats_scp": scp_digest(dst / "feats.scp"), "arks": arks})
 
 
 def feats_status(data_dir: str | os.PathLike, settings: dict) -> tuple[str, list[str]]:
@@ -283,9 +298,9 @@ def merge_fbank_jobs(data_dir: str | os.PathLike, fbank_dir: str | os.PathLike, 
             for line in f:
                 utt, why = line.rstrip("\n").split(" ", 1)
                 failed[utt] = why
-    log_dir = data.path / "log"
+    log_dir = failed_list(data.path).parent
     log_dir.mkdir(exist_ok=True)
-    write_kv(log_dir / "fbank_failed", failed)
+    write_kv(failed_list(data.path), failed)
     total = len(data)
     # where each failed utterance is in the dir's wav.scp (sorted, one line per key)
     where = {u: f"{data.path}/wav.scp line {n}" for n, u in enumerate(data.table("wav.scp"), 1)
@@ -295,7 +310,7 @@ def merge_fbank_jobs(data_dir: str | os.PathLike, fbank_dir: str | os.PathLike, 
     if len(failed) > max_fail_frac * total:
         raise FeatureError(
             f"{len(failed)} of {total} utterances of {data.path} failed, more than --max-fail-frac "
-            f"{max_fail_frac} allows (all in {log_dir / 'fbank_failed'}):\n{listing}{more}\n"
+            f"{max_fail_frac} allows (all in {failed_list(data.path)}):\n{listing}{more}\n"
             "Fix or remove these files (utils/subset_data_dir.py), or raise --max-fail-frac."
         )
     for trials in trial_files(data.path):
@@ -305,7 +320,7 @@ def merge_fbank_jobs(data_dir: str | os.PathLike, fbank_dir: str | os.PathLike, 
                 raise FeatureError(
                     f"{trials} line {lineno}: names '{lost}', which has no features ({where[lost]}: {failed[lost]}); "
                     f"dropping it would break the trial list. Fix the audio, or remove the utterance and its "
-                    f"trials (utils/subset_data_dir.py, then regenerate {trials.name}). Failed: {log_dir / 'fbank_failed'}"
+                    f"trials (utils/subset_data_dir.py, then regenerate {trials.name}). Failed: {failed_list(data.path)}"
                 )
     write_kv(data.path / "utt2num_frames", merged[".utt2num_frames"])
     if not data.has("utt2dur"):
@@ -323,6 +338,68 @@ def merge_fbank_jobs(data_dir: str | os.PathLike, fbank_dir: str | os.PathLike, 
         record_features(data.path, fbank_job_settings(wav_scp, **settings), scp_tmp)
     os.replace(scp_tmp, data.path / "feats.scp")
     return list(failed)
+
+
+def failed_list(data_dir: str | os.PathLike) -> Path:
+    """``<data>/log/fbank_failed``: the utterances stage 1 dropped from the dir (id, why)."""
+    return Path(data_dir) / "log" / "fbank_failed"
+
+
+def is_feature_file(name: str) -> bool:
+    """Whether a data dir's file ``name`` is of its features (stage 1's, or Kaldi's cmvn.scp and vad.scp)."""
+    return name.startswith("feats.") or name in ("utt2num_frames", "cmvn.scp", "vad.scp")
+
+
+def copy_data_dir(src: str | os.PathLike, dst: str | os.PathLike) -> bool:
+    """Copies data dir ``src`` to ``dst`` without its features, for stage 1 to
+    make features of another type there: every file but feats.scp (and its
+    record), utt2num_frames, cmvn.scp and vad.scp; no folders (split*/, log/,
+    .backup/) and no hidden files (locks). Returns True when it copied, False
+    when ``dst`` is such a copy already (each of ``src``'s files as in
+    ``src``, but for the utterances stage 1 dropped from ``dst`` for failing):
+    it is kept with its features. Any other ``dst`` is refused, naming what
+    differs: it was copied from another version of ``src``, or is another dir."""
+    src, dst = Path(src), Path(dst)
+    for name in ("utt2spk", "wav.scp"):
+        if not DataDir(src).has(name):
+            raise DataDirError(f"copy_data_dir: {src}/{name} missing: stage 1 computes the copy's features from the "
+                               "audio of a data dir (one of ready features alone goes with --feature-type kaldi, "
+                               "which adopts them)")
+    names = sorted(p.name for p in src.iterdir() if p.is_file() and not p.name.startswith(".")
+                   and not is_feature_file(p.name))
+    if dst.exists():
+        differs = _copy_differs(src, dst, names)
+        if differs is None:
+            return False
+        raise DataDirError(f"copy_data_dir: {dst} is not a copy of {src} as it is now ({differs}): it was copied "
+                           f"from another version of {src}, or is another dir; delete {dst} to copy it again (stage "
+                           "1 then makes its features again), or give another destination")
+    tmp = dst.with_name(dst.name + ".copying")  # a killed copy leaves no dst that looks complete
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for name in names:
+        shutil.copy2(src / name, tmp / name)
+    os.replace(tmp, dst)
+    return True
+
+
+def _copy_differs(src: Path, dst: Path, names: list[str]) -> str | None:
+    """What makes ``dst`` no copy of ``src``'s files ``names`` (None: it is one);
+    the utterances of dst's log/fbank_failed may be missing from its per-utterance files."""
+    failed = set(read_kv(failed_list(dst), check_sorted=False)) if failed_list(dst).is_file() else set()
+    for name in names:
+        if not (dst / name).is_file():
+            return f"it has no {name}"
+        if filecmp.cmp(src / name, dst / name, shallow=False):
+            continue
+        if failed and name == "spk2utt":
+            continue  # remade from utt2spk when stage 1 dropped utterances
+        if failed and name in UTT_FILES:
+            ours, theirs = read_kv(src / name), read_kv(dst / name)
+            if set(ours) - set(theirs) <= failed and all(ours.get(u) == v for u, v in theirs.items()):
+                continue
+        return f"{dst / name} differs from {src / name}"
+    return None
 
 
 def move_features_aside(data_dir: Path) -> None:

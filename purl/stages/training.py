@@ -16,6 +16,7 @@ from pathlib import Path
 from purl.config import DEFAULTS, ConfigError, load_config, load_yaml
 from purl.data.datadir import validate_data_dir
 from purl.evaluate import held_out_metrics
+from purl.features import check_model_features
 from purl.locks import LOCK_NAME, locked_dir
 from purl.pair_weights import pair_weights_from_dir, utterance_mask_from_file
 from purl.records import differences, read_record, scp_digest, stat_digest, text_digest, write_record
@@ -23,7 +24,7 @@ from purl.stages.exp_layout import TrainingOutputs
 from purl.stages.fbank import check_features
 from purl.stages.reliability import check_reliability_dir
 from purl.training.callbacks import TrainingCallback, TrainingState
-from purl.training.checkpoint import load_checkpoint
+from purl.training.checkpoint import checkpoint_feature_type, load_checkpoint
 from purl.training.errors import TrainError
 from purl.training.loop import Trainer
 from purl.training.refit import PurlPairWeights
@@ -132,9 +133,12 @@ def _train_stage(config_path: str, overrides: list[str], data_dir: str, exp_dir:
                  valid_data: str | None, gpus: str) -> None:
     check_gpus(gpus)
     config = load_config(config_path, overrides)
-    if config["purl"]["init_checkpoint"]:
-        # A post-hoc update continues the pretrained model: same architecture.
-        config["model"] = load_checkpoint(config["purl"]["init_checkpoint"])["config"]["model"]
+    init = config["purl"]["init_checkpoint"]
+    if init:
+        # A post-hoc update continues the pretrained model: same architecture, same features.
+        pretrained = load_checkpoint(init)
+        config["model"] = pretrained["config"]["model"]
+        check_model_features(checkpoint_feature_type(pretrained), init, data_dir)
     if valid_data:
         # Checked now, not at the end of the first (unsaved) epoch: every
         # utterance its trials name must have features.

@@ -98,6 +98,11 @@ def feature_record(feature_type: str) -> dict:
     return {} if feature_type == "kaldi" else {"feature_type": feature_type}
 
 
+def checkpoint_feature_type(ckpt: dict) -> str:
+    """The features a loaded checkpoint's model was trained on (feature_record): kaldi where none is recorded."""
+    return ckpt.get("feature_type", "kaldi")
+
+
 def save_training_state(path: Path, *, encoder: nn.Module, loss: nn.Module, optimizer: torch.optim.Optimizer,
                         scheduler, progress: Progress, config: dict, device: torch.device,
                         feature_type: str = "kaldi") -> None:
