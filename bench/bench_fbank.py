@@ -12,6 +12,7 @@ per-file pipe it replaced (when ffmpeg is installed). Prints a markdown table.
 import argparse
 import os
 import shutil
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -21,10 +22,30 @@ import soundfile as sf
 
 from purl.allocator import keep_freed_memory
 from purl.audio import write_aac
+from purl.data.datadir import utt2spk_to_spk2utt, write_kv
 from purl.features import compute_fbank, fbank_options
 from purl.stages.fbank import make_fbank_job
 
 M4A_TARGET = 100  # x real time, decode + fbank + write, one core
+ROOT = Path(__file__).resolve().parent.parent
+FEATURE_TYPES = ("kaldi", "speechbrain")
+
+
+def stage1_script_seconds(wav_scp: dict[str, str], work: Path, feature_type: str, repeats: int) -> float:
+    """Best of ``repeats`` runs of steps/make_fbank.sh --nj 1 on a fresh data dir of ``wav_scp``."""
+    def run_once() -> None:
+        data = work / f"data_{feature_type}"
+        shutil.rmtree(data, ignore_errors=True)
+        shutil.rmtree(work / f"fbank_{feature_type}", ignore_errors=True)
+        data.mkdir(parents=True)
+        write_kv(data / "wav.scp", wav_scp)
+        utt2spk = {u: u.split("-")[0] for u in wav_scp}
+        write_kv(data / "utt2spk", utt2spk)
+        write_kv(data / "spk2utt", utt2spk_to_spk2utt(utt2spk))
+        subprocess.run(["bash", str(ROOT / "steps" / "make_fbank.sh"), "--nj", "1", "--feature-type", feature_type,
+                        str(data), str(data / "log"), str(work / f"fbank_{feature_type}")],
+                       check=True, stdout=subprocess.DEVNULL, env={**os.environ, "PURL_ROOT": str(ROOT)})
+    return best_of(repeats, run_once)
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -64,6 +85,9 @@ def main() -> None:
         total = args.utts * args.seconds
         bare = best_of(args.repeats, lambda: [compute_fbank(x, opts) for x in audio])
         whole = best_of(args.repeats, lambda: make_fbank_job(wav_scp, Path(tmp) / "out.ark"))
+        per_type = {t: (best_of(args.repeats, lambda t=t: make_fbank_job(wav_scp, Path(tmp) / f"{t}.ark",
+                                                                         feature_type=t)),
+                        stage1_script_seconds(wav_scp, Path(tmp), t, args.repeats)) for t in FEATURE_TYPES}
 
         m4a_scp, pipe_scp = {}, {}
         m = int(args.m4a_seconds * 16000)
@@ -85,6 +109,11 @@ def main() -> None:
     if pipe is not None:
         print(f"| whole job, m4a through an ffmpeg pipe per file (before) | {pipe:.2f} | {m4a_total / pipe:.0f} | |")
     print(f"\nwhole job / bare fbank: {whole / bare:.2f}x")
+    print(f"\nFeature types, the same {args.utts} wav utterances x {args.seconds:g} s, one core:\n")
+    print("| --feature-type | whole job (s) | ms per utterance | steps/make_fbank.sh --nj 1 (s) | ms per utterance |")
+    print("|---|---:|---:|---:|---:|")
+    for t, (job, script) in per_type.items():
+        print(f"| {t} | {job:.2f} | {1000 * job / args.utts:.1f} | {script:.2f} | {1000 * script / args.utts:.1f} |")
 
 
 if __name__ == "__main__":
