@@ -25,7 +25,9 @@ valid_opt=(); [ -z "$valid" ] || valid_opt=(--valid-data $valid)
   echo "$0: --augment true computes Kaldi fbank of each augmented chunk; give --feature-type kaldi" >&2; exit 1; }
 noisy=data/$(basename $train)_noisy${noise_rate}_seed$seed   # under data/, whatever train_dir is
 [ "$noise_rate" != 0 ] || noisy=$train
-filtered=${noisy}_filtered$filter_keep_ratio   # the filtering baseline's training dir
+derived=$noisy   # dirs made from the pretrained model's embeddings name its seed (without noise too)
+[ "$noise_rate" != 0 ] || derived=data/$(basename $train)_seed$seed
+filtered=${derived}_filtered$filter_keep_ratio  # the filtering baseline's training dir
 cohort=${noisy}_cohort$cohort_utts_per_speaker   # AS-Norm and calibration cohort
 
 supcon_conf=conf/$protocol/${model}_supcon.yaml

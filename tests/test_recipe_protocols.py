@@ -104,7 +104,7 @@ def test_a_recipe_trains_on_ready_data_dirs_and_writes_what_it_derives_under_its
     assert (copy / "fbank").is_dir() and sorted(p.name for p in mine.iterdir()) == ["my_test", "my_train"]
 
 
-NAMES = ("train", "test", "valid", "noisy", "pretrain", "purl", "clean", "calibration", "overrides",
+NAMES = ("train", "test", "valid", "noisy", "filtered", "pretrain", "purl", "clean", "calibration", "overrides",
          "reliability_embed_opts", "supcon_conf", "purl_conf")
 
 
@@ -155,6 +155,18 @@ def test_mini_runs_the_paper_protocol_with_the_original_s_front_end_on_request()
     assert names["clean"] == "exp/supcon_paper_sbfbank_clean_seed0"
     assert "data.normalise=crop" in names["overrides"].split()
     assert names["reliability_embed_opts"].endswith("--normalise crop")
+
+
+@pytest.mark.parametrize("recipe", ["mini", "voxceleb"])
+def test_the_dirs_made_from_a_pretrained_model_name_its_seed_also_without_noise(recipe):
+    """Without noise the training dir is shared by the seeds; the filtered dir, made from each seed's
+    pretrained model, is not (two seeds in one folder would redo each other's)."""
+    options = ("--protocol", "tuned", "--noise-rate", "0")
+    train = recipe_names(recipe, *options)["train"]
+    assert [recipe_names(recipe, *options, "--seed", seed)["filtered"] for seed in "01"] == \
+        [f"{train}_seed0_filtered0.5", f"{train}_seed1_filtered0.5"]
+    assert recipe_names(recipe, "--protocol", "tuned", "--noise-rate", "0.2")["filtered"] == \
+        f"{train}_noisy0.2_seed0_filtered0.5"
 
 
 @pytest.mark.parametrize("recipe", ["mini", "voxceleb"])
