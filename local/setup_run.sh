@@ -5,7 +5,8 @@
 # --train-dir and --test-dir): stage 0's, prep_train, prep_test and prep_valid,
 # and train, test and valid with stage 1's features (feats_dir of each: the dir
 # itself, or data/<name>_sbfbank); the protocol's configs, the exp dirs
-#   exp/<model>_<method>_<protocol><feats_tag>_noisy<rate>_seed<seed>  (model: ecapa, ecapa_aug_sp, resnet34, ...)
+#   exp/<model>_<method>_<protocol><feats_tag>_<noise><rate>_seed<seed>  (model: ecapa, ecapa_aug_sp, resnet34, ...;
+#   noise: noisy for permute, similar)
 # and runs the preflight: configs, processes, GPUs, and the inputs of the first stage.
 
 if [ -n "$corpus" ]; then      # a folder per speaker: stage 0 splits it
@@ -23,7 +24,12 @@ train=$(feats_dir $prep_train); test=$(feats_dir $prep_test); valid=${prep_valid
 valid_opt=(); [ -z "$valid" ] || valid_opt=(--valid-data $valid)
 [ "${augment:-false}" = false ] || [ "$feature_type" = kaldi ] || {
   echo "$0: --augment true computes Kaldi fbank of each augmented chunk; give --feature-type kaldi" >&2; exit 1; }
-noisy=data/$(basename $train)_noisy${noise_rate}_seed$seed   # under data/, whatever train_dir is
+case $noise_type in  # open noise needs outsiders: speakers neither trained on nor tested, which VoxCeleb's split lacks
+  permute|similar) ;;
+  *) echo "$0: --noise-type $noise_type: use permute or similar (egs/mini simulates open noise too)" >&2; exit 1 ;;
+esac
+noise=noisy; [ "$noise_type" = permute ] || noise=$noise_type   # in names: data/vox2_dev_similar0.2_seed0
+noisy=data/$(basename $train)_$noise${noise_rate}_seed$seed     # under data/, whatever train_dir is
 [ "$noise_rate" != 0 ] || noisy=$train
 derived=$noisy   # dirs made from the pretrained model's embeddings name its seed (without noise too)
 [ "$noise_rate" != 0 ] || derived=data/$(basename $train)_seed$seed
@@ -43,7 +49,7 @@ fi
 name=$model                                  # experiment names say how the model was trained
 [ "${augment:-false}" = false ] || name=${name}_aug
 [ "${speed_perturb:-false}" = false ] || name=${name}_sp
-suffix=${protocol}${feats_tag}_noisy${noise_rate}_seed$seed
+suffix=${protocol}${feats_tag}_$noise${noise_rate}_seed$seed
 pretrain=exp/${name}_supcon_$suffix
 purl=exp/${name}_purl_$suffix
 control=exp/${name}_control_$suffix

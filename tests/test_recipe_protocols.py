@@ -169,6 +169,15 @@ def test_the_dirs_made_from_a_pretrained_model_name_its_seed_also_without_noise(
         f"{train}_noisy0.2_seed0_filtered0.5"
 
 
+@pytest.mark.parametrize("recipe", ["voxceleb", "cnceleb"])
+def test_the_gpu_recipes_simulate_confusable_swaps_and_refuse_open_noise(recipe):
+    names = recipe_names(recipe, "--noise-type", "similar", "--noise-rate", "0.2")
+    assert names["noisy"] == names["train"] + "_similar0.2_seed0"
+    assert names["pretrain"] == "exp/ecapa_supcon_paper_sbfbank_similar0.2_seed0"
+    proc = run_script("bash", "run.sh", "--noise-type", "open", "--stage", "6", cwd=EGS / recipe, check=False)
+    assert proc.returncode == 1 and "--noise-type open: use permute or similar" in proc.stderr, proc.stderr
+
+
 @pytest.mark.parametrize("recipe", ["mini", "voxceleb"])
 def test_a_feature_type_or_normalisation_the_stages_lack_is_refused(recipe):
     for option, value, allowed in (("--feature-type", "foo", "use kaldi (Kaldi fbank) or speechbrain"),

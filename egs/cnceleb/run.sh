@@ -33,6 +33,7 @@ feature_type=""           # stage 1: kaldi (Kaldi fbank) or speechbrain (the ori
 normalise=""              # mean normalisation of training chunks and stage 4's crops: utterance or crop (the original's); "": the protocol's
 model=ecapa               # ecapa or resnet34: conf/<protocol>/<model>_supcon.yaml, <model>_purl_30ep.yaml
 noise_rate=0.2            # simulated label noise (0: train on the labels as they are)
+noise_type=permute        # stage 2: permute (to any other speaker) or similar (to one of its 5 nearest, by fbank statistics)
 seed=0                    # noise draw and training seed
 purl_start_epoch=200      # paper: the update continues models/epoch_<N>.pt of the pretraining
 reliability_conf=""       # stage 4 ("": conf/<protocol>/reliability.yaml)
@@ -72,8 +73,8 @@ if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
 fi
 
 if [ $stage -le 2 ] && [ $stop_stage -ge 2 ] && [ "$noise_rate" != 0 ]; then
-  log "Stage 2: simulate noisy correspondence (rate $noise_rate)"; SECONDS=0
-  steps/simulate_noise.py --seed $seed $noise_rate $train $noisy
+  log "Stage 2: simulate noisy correspondence ($noise_type, rate $noise_rate)"; SECONDS=0
+  steps/simulate_noise.py --noise-type $noise_type --seed $seed $noise_rate $train $noisy
   log "Stage 2 done in ${SECONDS}s"
 fi
 

@@ -39,6 +39,7 @@ model=ecapa               # ecapa or resnet34: conf/<protocol>/<model>_supcon.ya
 augment=false             # true: pretrain with conf/<protocol>/<model>_supcon_aug.yaml (MUSAN, RIRs; ecapa only)
 speed_perturb=false       # true: train on the training set + 0.9/1.1 speed copies as new speakers
 noise_rate=0.0            # simulated label noise (0: the labels as given, as the original)
+noise_type=permute        # stage 2: permute (to any other speaker) or similar (to one of its 5 nearest, by fbank statistics)
 seed=0                    # noise draw and training seed
 purl_start_epoch=200      # paper: the update continues models/epoch_<N>.pt of the pretraining
 reliability_conf=""       # stage 4 ("": conf/<protocol>/reliability.yaml)
@@ -89,8 +90,8 @@ if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
 fi
 
 if [ $stage -le 2 ] && [ $stop_stage -ge 2 ] && [ "$noise_rate" != 0 ]; then
-  log "Stage 2: simulate noisy correspondence (rate $noise_rate)"; SECONDS=0
-  steps/simulate_noise.py --seed $seed $noise_rate $train $noisy
+  log "Stage 2: simulate noisy correspondence ($noise_type, rate $noise_rate)"; SECONDS=0
+  steps/simulate_noise.py --noise-type $noise_type --seed $seed $noise_rate $train $noisy
   log "Stage 2 done in ${SECONDS}s"
 fi
 
