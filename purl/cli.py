@@ -448,8 +448,8 @@ def relabel_summary(relabel: dict | None, relabel_dir: Path) -> list[str]:
     if relabel is None:
         return [f"  (no relabel proposals: {relabel_dir.parent} holds one speaker)"]
     lines = [f"  {relabel['moved']} utterances sit with another speaker of the dir, nearer its core than their own "
-             f"label's by a margin; {relabel['dropped']} sit with no speaker (their label is not among their "
-             f"{relabel['settings']['drop_rank']} nearest).",
+             f"label's and the runner-up's by a margin; {relabel['dropped']} sit with no one speaker (torn between "
+             f"two, or their label is not among their {relabel['settings']['drop_rank']} nearest).",
              f"  {relabel_dir / 'proposals'}  one line per proposal: utterance, its label, the speaker it sits "
              "with ('-': none, drop it), margin, cosine to its own speaker; largest margin first",
              f"  {relabel_dir}/  your data dir with the proposals applied: train on it "
