@@ -31,9 +31,7 @@ esac
 noise=noisy; [ "$noise_type" = permute ] || noise=$noise_type   # in names: data/vox2_dev_similar0.2_seed0
 noisy=data/$(basename $train)_$noise${noise_rate}_seed$seed     # under data/, whatever train_dir is
 [ "$noise_rate" != 0 ] || noisy=$train
-derived=$noisy   # dirs made from the pretrained model's embeddings name its seed (without noise too)
-[ "$noise_rate" != 0 ] || derived=data/$(basename $train)_seed$seed
-filtered=${derived}_filtered$filter_keep_ratio  # the filtering baseline's training dir
+method_dirs                                      # filtered, relabelled, relabelled_kept
 cohort=${noisy}_cohort$cohort_utts_per_speaker   # AS-Norm and calibration cohort
 
 supcon_conf=conf/$protocol/${model}_supcon.yaml
@@ -51,10 +49,12 @@ name=$model                                  # experiment names say how the mode
 [ "${speed_perturb:-false}" = false ] || name=${name}_sp
 suffix=${protocol}${feats_tag}_$noise${noise_rate}_seed$seed
 pretrain=exp/${name}_supcon_$suffix
-purl=exp/${name}_purl_$suffix
-control=exp/${name}_control_$suffix
-filter=exp/${name}_filter${filter_keep_ratio}_$suffix
-models="$pretrain $control $filter $purl"  # scored in stage 6
+# method_exp METHOD: the exp dir of a stage-5 method (local/methods.sh)
+method_exp() { echo "exp/${name}_${1/#filter/filter$filter_keep_ratio}_$suffix"; }
+purl=$(method_exp purl)
+updates=$(for m in $methods; do method_exp $m; done | paste -sd ' ')  # stage 5's, from the pretrained model
+models="$pretrain $updates"                          # scored in stage 6
+train_opts=(--gpus "$gpus" --slurm $slurm "${valid_opt[@]}")  # every training run's
 emb=$pretrain/embeddings/$reliability_emb/xvector.scp   # stage 4's embeddings of the training set
 
 log "Preflight: configs, processes, devices, inputs"

@@ -104,7 +104,7 @@ def test_a_recipe_trains_on_ready_data_dirs_and_writes_what_it_derives_under_its
     assert (copy / "fbank").is_dir() and sorted(p.name for p in mine.iterdir()) == ["my_test", "my_train"]
 
 
-NAMES = ("train", "test", "valid", "noisy", "filtered", "pretrain", "purl", "clean", "calibration", "overrides",
+NAMES = ("train", "test", "valid", "noisy", "filtered", "relabelled", "updates", "pretrain", "purl", "clean", "calibration", "overrides",
          "reliability_embed_opts", "supcon_conf", "purl_conf")
 
 
@@ -176,6 +176,20 @@ def test_the_gpu_recipes_simulate_confusable_swaps_and_refuse_open_noise(recipe)
     assert names["pretrain"] == "exp/ecapa_supcon_paper_sbfbank_similar0.2_seed0"
     proc = run_script("bash", "run.sh", "--noise-type", "open", "--stage", "6", cwd=EGS / recipe, check=False)
     assert proc.returncode == 1 and "--noise-type open: use permute or similar" in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize("recipe", ["voxceleb", "cnceleb"])
+def test_the_gpu_recipes_run_the_benchmark_s_methods_and_refuse_unknown_ones_before_any_stage(recipe):
+    """Stage 5's methods are local/methods.sh's, mini's too: the paper's three by default."""
+    assert recipe_names(recipe)["updates"].split() == [
+        f"exp/ecapa_{m}_paper_sbfbank_noisy{'0' if recipe == 'voxceleb' else '0.2'}_seed0"
+        for m in ("control", "filter0.5", "purl")]
+    names = recipe_names(recipe, "--methods", "purl relabel relabel_unlearn", "--noise-rate", "0.2")
+    assert names["updates"].split() == [f"exp/ecapa_{m}_paper_sbfbank_noisy0.2_seed0"
+                                        for m in ("purl", "relabel", "relabel_unlearn")]
+    assert names["relabelled"] == names["noisy"] + "_relabelled"
+    proc = run_script("bash", "run.sh", "--methods", "purl orgate2", "--stage", "6", cwd=EGS / recipe, check=False)
+    assert proc.returncode == 1 and "--methods: unknown method 'orgate2'" in proc.stderr, proc.stderr
 
 
 @pytest.mark.parametrize("recipe", ["mini", "voxceleb"])

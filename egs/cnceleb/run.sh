@@ -40,12 +40,16 @@ reliability_conf=""       # stage 4 ("": conf/<protocol>/reliability.yaml)
 estimator=""              # stage 4: sklearn (the original loop), histogram (fast), bic, global ("": the conf's)
 scoring=""                # stage 6: cosine, mean (training mean subtracted), asnorm (mean, AS-Norm) ("": the protocol's)
 filter_keep_ratio=0.5     # stage 5 filtering baseline: fraction of each speaker's utterances kept
+methods="control filter purl"  # stage 5 (local/methods.sh; docs/noisy_label_benchmark.md): + relabel, relabel_unlearn, ...
+relabel_opts=""           # stage 5 relabel methods: options of steps/relabel_data_dir.py, e.g. "--margin 0.2"
+reestimate_every=2        # stage 5 reestimate: epochs between re-fits of the pair weights
 cohort_utts_per_speaker=20  # AS-Norm and calibration cohort: speaker means over this many utterances each
 train_overrides=""        # config overrides for every training run, e.g. "data.num_workers=8"
 
 . ./path.sh
 . utils/parse_options.sh
 . utils/recipe_setup.sh   # conf/$protocol/stages.conf; checks
+. local/methods.sh        # stage 5's methods (checked now)
 . local/setup_run.sh data/cnceleb_train data/cnceleb1_eval trials_concat --require-dir "$cn1_root" \
   ${cn2_root:+--require-dir "$cn2_root"}  # names, preflight
 
@@ -94,13 +98,11 @@ if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
 fi
 
 if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
-  log "Stage 5: PURL update, its control run and the filtering baseline"; SECONDS=0
-  update="$overrides $purl_overrides purl.init_checkpoint=$pretrain/models/$update_from"
-  steps/train.sh --gpus "$gpus" --slurm $slurm --overrides "$update purl.reliability=$pretrain/reliability" \
-    $purl_conf $noisy $purl
-  steps/train.sh --gpus "$gpus" --slurm $slurm --overrides "$update loss.type=supcon" $purl_conf $noisy $control
-  steps/filter_data_dir.py --keep-ratio $filter_keep_ratio $emb $noisy $filtered
-  steps/train.sh --gpus "$gpus" --slurm $slurm --overrides "$update loss.type=supcon" $purl_conf $filtered $filter
+  log "Stage 5: from the pretrained model: $methods"; SECONDS=0
+  # the relabelled labels, once for the methods that train on them
+  # shellcheck disable=SC2086
+  [[ " $methods " != *" relabel"* ]] || steps/relabel_data_dir.py $relabel_opts $emb $noisy $relabelled
+  for method in $methods; do train_method $method; done
   log "Stage 5 done in ${SECONDS}s"
 fi
 

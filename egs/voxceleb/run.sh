@@ -1,13 +1,9 @@
 #!/usr/bin/env bash
-# PURL on VoxCeleb: SupCon pretraining on VoxCeleb2 dev (optionally with simulated
-# label noise), GMM pair reliability, the PURL update beside a control run and a
-# filtering baseline, and scoring on VoxCeleb1-O/E/H; or the same on a corpus of
-# your own. A protocol is a folder of conf/: paper (the default, the original
-# work's) or tuned (this project's). Run from this folder:
-#   bash run.sh --stage 0 --stop-stage 1
-#   bash run.sh --protocol tuned --noise-rate 0.2
-#   bash run.sh --corpus /data/my_corpus --num-test-speakers 25    # <speaker>/**/*.wav ...
-#   bash run.sh --train-dir data/my_train --test-dir data/my_test  # ready Kaldi data dirs
+# PURL on VoxCeleb (VoxCeleb2 dev to VoxCeleb1-O/E/H) or a corpus of your own: SupCon
+# pretraining, GMM pair reliability, PURL beside its baselines, scoring. Protocols: conf/paper
+# (the default, the original work's) and conf/tuned (this project's). Run from this folder:
+#   bash run.sh --protocol tuned --noise-rate 0.2 --methods "control filter purl relabel"
+#   bash run.sh --corpus /data/my_corpus --num-test-speakers 25    # or --train-dir D --test-dir D
 set -euo pipefail
 . ./cmd.sh                # job runners (train_cmd): see cmd.sh
 
@@ -46,6 +42,9 @@ reliability_conf=""       # stage 4 ("": conf/<protocol>/reliability.yaml)
 estimator=""              # stage 4: sklearn (the original loop), histogram (fast), bic, global ("": the conf's)
 scoring=""                # stage 6: cosine, mean (training mean subtracted), asnorm (mean, AS-Norm) ("": the protocol's)
 filter_keep_ratio=0.5     # stage 5 filtering baseline: fraction of each speaker's utterances kept
+methods="control filter purl"  # stage 5 (local/methods.sh; docs/noisy_label_benchmark.md): + relabel, relabel_unlearn, ...
+relabel_opts=""           # stage 5 relabel methods: options of steps/relabel_data_dir.py, e.g. "--margin 0.2"
+reestimate_every=2        # stage 5 reestimate: epochs between re-fits of the pair weights
 cohort_utts_per_speaker=20  # AS-Norm cohort: speaker means over this many utterances each
 train_overrides=""        # config overrides for every training run, e.g. "data.num_workers=8"
 score_epochs=""           # stage 6: also score every epoch A:B of the updates (paper: 201:230, the original's
@@ -54,6 +53,7 @@ score_epochs=""           # stage 6: also score every epoch A:B of the updates (
 . ./path.sh
 . utils/parse_options.sh
 . utils/recipe_setup.sh   # conf/$protocol/stages.conf; checks
+. local/methods.sh        # stage 5's methods (checked now)
 . local/setup_run.sh data/vox2_dev data/vox1 trials_vox1_O --require-dir "$vox1_root" \
   --require-dir "$vox2_dev_root" --trials "$vox1_trials_dir/veri_test2.txt"  # names, preflight
 
@@ -111,15 +111,11 @@ if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
 fi
 
 if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
-  log "Stage 5: PURL update, its control run and the filtering baseline"; SECONDS=0
-  update="$overrides $purl_overrides purl.init_checkpoint=$pretrain/models/$update_from"
-  steps/train.sh --gpus "$gpus" --slurm $slurm "${valid_opt[@]}" \
-    --overrides "$update purl.reliability=$pretrain/reliability" $purl_conf $noisy $purl
-  steps/train.sh --gpus "$gpus" --slurm $slurm "${valid_opt[@]}" --overrides "$update loss.type=supcon" \
-    $purl_conf $noisy $control
-  steps/filter_data_dir.py --keep-ratio $filter_keep_ratio $emb $noisy $filtered
-  steps/train.sh --gpus "$gpus" --slurm $slurm "${valid_opt[@]}" --overrides "$update loss.type=supcon" \
-    $purl_conf $filtered $filter
+  log "Stage 5: from the pretrained model: $methods"; SECONDS=0
+  # the relabelled labels, once for the methods that train on them
+  # shellcheck disable=SC2086
+  [[ " $methods " != *" relabel"* ]] || steps/relabel_data_dir.py $relabel_opts $emb $noisy $relabelled
+  for method in $methods; do train_method $method; done
   log "Stage 5 done in ${SECONDS}s"
 fi
 
@@ -151,7 +147,7 @@ if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
     fi
   done
   if [ -n "$score_epochs" ]; then  # every epoch of the updates, plain cosine: <exp>/scores_epochs/results.md, eer.png
-    for m in $purl $control $filter; do
+    for m in $updates; do
       steps/score_epochs.sh --epochs $score_epochs --nj $nj --cmd "$cmd" --gpus "$gpus" $m $test $trials
     done
   fi

@@ -24,11 +24,7 @@ calibration=${calibration_dir:+$(feats_dir $calibration_dir)}
 noise=noisy; [ "$noise_type" = permute ] || noise=$noise_type   # in names: data/train_open0.2_seed0
 noisy=data/$(basename $train)_$noise${noise_rate}_seed$seed     # under data/, whatever train_dir is
 [ "$noise_rate" != 0 ] || noisy=$train
-derived=$noisy   # the dirs made from the pretrained model's embeddings name its seed (without noise too)
-[ "$noise_rate" != 0 ] || derived=data/$(basename $train)_seed$seed
-filtered=${derived}_filtered$filter_keep_ratio            # the filter method's training dir
-relabelled=${derived}_relabelled                          # the relabel methods' training dir
-relabelled_kept=${derived}_relabelled_kept                # relabel_unlearn's: the dropped kept, under their label
+method_dirs                                               # filtered, relabelled, relabelled_kept
 suffix=${protocol}${feats_tag}_$noise${noise_rate}_seed$seed
 pretrain=exp/supcon_$suffix                               # the model the methods start from
 clean=exp/supcon_${protocol}${feats_tag}_clean_seed$seed
@@ -36,6 +32,7 @@ summary=exp/summary_$suffix                               # stage 6's table: .md
 # method_exp METHOD: the exp dir of a stage-5 method
 method_exp() { echo "exp/${1/#filter/filter$filter_keep_ratio}_$suffix"; }
 
+train_opts=(--gpus "$gpus" --valid-data $test)            # every training run's (held-out EER each epoch)
 supcon_conf=${supcon_conf:-conf/$protocol/supcon.yaml}
 purl_conf=${purl_conf:-conf/$protocol/purl.yaml}
 emb=$pretrain/embeddings/$reliability_emb/xvector.scp    # stage 4's embeddings of the training set
