@@ -104,8 +104,8 @@ def test_a_recipe_trains_on_ready_data_dirs_and_writes_what_it_derives_under_its
     assert (copy / "fbank").is_dir() and sorted(p.name for p in mine.iterdir()) == ["my_test", "my_train"]
 
 
-NAMES = ("train", "test", "valid", "noisy", "filtered", "relabelled", "updates", "pretrain", "purl", "clean", "calibration", "overrides",
-         "reliability_embed_opts", "supcon_conf", "purl_conf")
+NAMES = ("train", "test", "valid", "noisy", "filtered", "relabelled", "updates", "pretrain", "purl", "clean",
+         "calibration", "overrides", "reliability_embed_opts", "supcon_conf", "purl_conf")
 
 
 def recipe_names(recipe: str, *options) -> dict[str, str]:
