@@ -38,6 +38,8 @@ class TrainingSet:
     labels: np.ndarray          # (N,) speaker index into `speakers`
     speakers: list[str]
     feature_type: str = "kaldi"  # what stage 1 recorded (purl.features.feature_type_of)
+    # (N,) bool: the label is not the speaker of utt2truespk (simulated noise); None without that file
+    mislabelled: np.ndarray | None = None
 
     @classmethod
     def from_data_dir(cls, path: str | os.PathLike) -> "TrainingSet":
@@ -54,6 +56,7 @@ class TrainingSet:
             raise DataDirError(f"{data.path}/utt2spk: no utterances (check stage 0's output)")
         speakers = data.speakers
         index = {s: i for i, s in enumerate(speakers)}
+        truth = data.table("utt2truespk") if data.has("utt2truespk") else None
         return cls(
             utts=utts,
             feats=[feats[u] for u in utts],
@@ -61,6 +64,7 @@ class TrainingSet:
             labels=np.array([index[data.utt2spk[u]] for u in utts], dtype=np.int64),
             speakers=speakers,
             feature_type=feature_type_of(data.path),
+            mislabelled=None if truth is None else np.array([truth[u] != data.utt2spk[u] for u in utts]),
         )
 
     def __len__(self) -> int:
