@@ -6,8 +6,8 @@ against Noisy Labels" (Interspeech 2023; arXiv 2211.12080, first titled
 few warm-up epochs on all data, a classifier's top-k predicted speakers of each
 utterance are compared with its label at every epoch, and an utterance trains
 once its label has been among them at any epoch so far: an OR over epochs, so
-a selected utterance stays selected (their k is 90 of VoxCeleb's 1,211 or
-5,994 speakers, after 5 warm-up epochs).
+a selected utterance stays selected (their code's defaults: k = 90 of
+VoxCeleb's 1,211 or 5,994 speakers, after 5 warm-up epochs).
 
 SupCon has no classifier, so here the "prediction" is the speaker centroids
 nearest an utterance's embedding: each speaker's centroid is the

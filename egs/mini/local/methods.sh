@@ -10,7 +10,9 @@
 #   relabel_retrain  stage 3 again, from scratch, on them
 #   relabel_unlearn  PURL on the relabelled labels with the utterances relabelling would drop kept under
 #                    their old label and repelled from it (w = 0 for their pairs, 1 for every other)
-METHODS="control filter purl reestimate relabel relabel_purl relabel_retrain relabel_unlearn"
+#   orgate           SupCon on the noisy labels, drawing only the utterances whose label is among their
+#                    orgate_top_k nearest speaker centroids at any epoch so far (OR-Gate, Fang et al. 2023)
+METHODS="control filter purl reestimate relabel relabel_purl relabel_retrain relabel_unlearn orgate"
 
 # train_method METHOD
 train_method() {
@@ -36,6 +38,8 @@ train_method() {
              steps/relabel_data_dir.py $relabel_opts --keep-dropped $emb $noisy $relabelled_kept
              steps/train.sh --gpus "$gpus" --valid-data $test \
                --overrides "$update purl.unreliable_utts=$relabelled_kept/unreliable_utts" $purl_conf $relabelled_kept $exp ;;
+    orgate)  steps/train.sh --gpus "$gpus" --valid-data $test \
+               --overrides "$update loss.type=supcon orgate.top_k=$orgate_top_k" $purl_conf $noisy $exp ;;
     relabel_purl)
              steps/reliability.py "${reliability_opts[@]}" $emb $relabelled $pretrain/reliability_relabelled
              steps/train.sh --gpus "$gpus" --valid-data $test \
@@ -56,6 +60,7 @@ method_row() {
     relabel_purl) label="$2, relabelled + PURL" ;;
     relabel_retrain) label="$2, relabelled, retrained" ;;
     relabel_unlearn) label="$2, relabelled + unlearn dropped" ;;
+    orgate) label="$2 + OR-Gate (top $orgate_top_k)" ;;
     *) label=$1 ;;
   esac
   echo "$label=$(method_exp $1)"
