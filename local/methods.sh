@@ -5,7 +5,7 @@
 # purl_overrides, pretrain, update_from, supcon_conf, purl_conf, noisy, emb,
 # reliability_opts, the method dirs (utils/recipe_setup.sh's method_dirs),
 # method_exp, and train_opts (the options of every training run: GPUs, Slurm,
-# held-out data); and relabel_opts, reestimate_every of run.sh.
+# held-out data); and relabel_opts, reestimate_every, orgate_top_k of run.sh.
 #   control          SupCon on the noisy labels, as long as the update: what PURL is measured against
 #   filter           SupCon on the utterances stage 4 trusts most (filter_keep_ratio of each speaker's)
 #   purl             the PURL update with stage 4's pair weights
@@ -15,7 +15,9 @@
 #   relabel_retrain  stage 3 again, from scratch, on them
 #   relabel_unlearn  PURL on the relabelled labels with the utterances relabelling would drop kept under
 #                    their old label and repelled from it (w = 0 for their pairs, 1 for every other)
-METHODS="control filter purl reestimate relabel relabel_purl relabel_retrain relabel_unlearn"
+#   orgate           SupCon on the noisy labels, drawing only the utterances whose label is among their
+#                    orgate_top_k nearest speaker centroids at any epoch so far (OR-Gate, Fang et al. 2023)
+METHODS="control filter purl reestimate relabel relabel_purl relabel_retrain relabel_unlearn orgate"
 for method in $methods; do  # checked now, not when stage 5 comes after days of pretraining
   [[ " $METHODS " == *" $method "* ]] || { echo "$0: --methods: unknown method '$method' (methods: $METHODS)" >&2; exit 1; }
 done
@@ -44,6 +46,8 @@ train_method() {
              steps/relabel_data_dir.py $relabel_opts --keep-dropped $emb $noisy $relabelled_kept
              steps/train.sh "${train_opts[@]}" \
                --overrides "$update purl.unreliable_utts=$relabelled_kept/unreliable_utts" $purl_conf $relabelled_kept $exp ;;
+    orgate)  steps/train.sh "${train_opts[@]}" \
+               --overrides "$update loss.type=supcon orgate.top_k=$orgate_top_k" $purl_conf $noisy $exp ;;
     relabel_purl)
              steps/reliability.py "${reliability_opts[@]}" $emb $relabelled $pretrain/reliability_relabelled
              steps/train.sh "${train_opts[@]}" \
@@ -63,6 +67,7 @@ method_row() {
     relabel_purl) label="$2, relabelled + PURL" ;;
     relabel_retrain) label="$2, relabelled, retrained" ;;
     relabel_unlearn) label="$2, relabelled + unlearn dropped" ;;
+    orgate) label="$2 + OR-Gate (top $orgate_top_k)" ;;
     *) label=$1 ;;
   esac
   echo "$label=$(method_exp $1)"

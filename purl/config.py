@@ -1,7 +1,7 @@
 """Experiment configuration: YAML over defaults, with command-line overrides.
 
 A config is a two-level dict: sections (model, data, loss, optim, train, augment,
-chns, purl) of keys. DEFAULTS lists every key there is, so a misspelt key in a YAML file or
+chns, orgate, purl) of keys. DEFAULTS lists every key there is, so a misspelt key in a YAML file or
 in ``--set`` is an error that names the closest known keys instead of being
 silently ignored. ``model.args`` is the exception: it holds the model's
 constructor arguments and is checked against the model's signature.
@@ -92,6 +92,12 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "hard_ratio": 0.0,      # fraction of a batch's speakers drawn from k-means clusters of similar speakers
         "num_clusters": 50,     # k of the k-means of speaker centroids (the original's 50)
         "refresh_every": 0,     # re-cluster with the current model every N epochs (0: once, at the first epoch)
+    },
+    "orgate": {                 # OR-Gate selection (purl/orgate.py, Fang et al., Interspeech 2023); top_k 0: off
+        # an utterance trains once its label has been among its top_k nearest speaker centroids
+        # (cosine, the current model) at any fit so far; the sampler draws only those
+        "top_k": 0,
+        "refit_every": 1,       # fit again with the current model every N epochs (0: once, at the first epoch)
     },
     "purl": {
         "init_checkpoint": "",  # the pretrained model the post-hoc update starts from
@@ -370,6 +376,8 @@ RANGES: dict[tuple[str, str], tuple[float | None, float | None, str]] = {
     ("train", "save_every_steps"): (0, None, "0: at epoch ends"),
     ("train", "log_every"): (1, None, "steps between CSV rows"),
     ("purl", "reestimate_every"): (0, None, "0: frozen weights"),
+    ("orgate", "top_k"): (0, None, "nearest speaker centroids that may hold the own label; 0: off"),
+    ("orgate", "refit_every"): (0, None, "epochs between fits; 0: once, at the first epoch"),
 }
 
 

@@ -389,6 +389,9 @@ def test_fix_data_dir_refuses_a_dir_with_segments_instead_of_emptying_it(tmp_pat
     ("loss.threshold=1.5", r"loss.threshold=1.5 must be in \[0, 1\]"),
     ("model.args=5", "model.args must be a mapping of keys"),
     ("loss.temperature=0.001", r"loss.temperature=0.001 must be in \[0.01, 1\] \(the learnable temperature"),
+    ("orgate.top_k=-1", r"orgate.top_k=-1 must be >= 0 \(nearest speaker centroids .*; 0: off\)"),
+    ("orgate.top_k=1.5", "orgate.top_k must be a whole number"),
+    ("orgate.refit_every=-2", r"orgate.refit_every=-2 must be >= 0 \(epochs between fits"),
 ])
 def test_bad_config_values_are_named(tiny_config, override, message):
     with pytest.raises(ConfigError, match=message):

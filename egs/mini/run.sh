@@ -44,10 +44,11 @@ scoring=""                # stage 6 ("": the protocol's): cosine, or mean|asnorm
 clean_reference=true      # also pretrain on the clean labels, to show what noise costs
 calibration_dir=""        # stage 6: calibrate on speakers no model trains on (data/outsiders, say); "": training's
 methods="control filter purl relabel"  # stage 5, from the pretrained model: control, filter, purl, relabel,
-                          #   relabel_purl, relabel_retrain, relabel_unlearn, reestimate (each in local/methods.sh)
+                          #   relabel_purl, relabel_retrain, relabel_unlearn, reestimate, orgate (each in local/methods.sh)
 filter_keep_ratio=0.5     # stage 5 filter: fraction of each speaker's utterances kept
 relabel_opts=""           # stage 5 relabel: options of steps/relabel_data_dir.py, e.g. "--margin 0.2"
 reestimate_every=2        # stage 5 reestimate: epochs between re-fits of the pair weights
+orgate_top_k=3            # stage 5 orgate: an utterance trains once its label is among its k nearest speaker centroids
 train_overrides=""        # config overrides for every training run, e.g. "optim.epochs=1"
 purl_overrides=""         # ... then these for the update and the control run, e.g. "optim.epochs=2"
 

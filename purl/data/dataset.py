@@ -38,6 +38,8 @@ class TrainingSet:
     labels: np.ndarray          # (N,) speaker index into `speakers`
     speakers: list[str]
     feature_type: str = "kaldi"  # what stage 1 recorded (purl.features.feature_type_of)
+    # (N,) bool: the label is not the speaker of utt2truespk (simulated noise); None without that file
+    mislabelled: np.ndarray | None = None
 
     @classmethod
     def from_data_dir(cls, path: str | os.PathLike) -> "TrainingSet":
@@ -54,6 +56,7 @@ class TrainingSet:
             raise DataDirError(f"{data.path}/utt2spk: no utterances (check stage 0's output)")
         speakers = data.speakers
         index = {s: i for i, s in enumerate(speakers)}
+        truth = data.table("utt2truespk") if data.has("utt2truespk") else None
         return cls(
             utts=utts,
             feats=[feats[u] for u in utts],
@@ -61,6 +64,7 @@ class TrainingSet:
             labels=np.array([index[data.utt2spk[u]] for u in utts], dtype=np.int64),
             speakers=speakers,
             feature_type=feature_type_of(data.path),
+            mislabelled=None if truth is None else np.array([truth[u] != data.utt2spk[u] for u in utts]),
         )
 
     def __len__(self) -> int:
@@ -188,7 +192,8 @@ class SpeakerBatchSampler(torch.utils.data.Sampler):
     floor(r*P/W)..floor((r+1)*P/W) of every batch: shares differ by at most one
     speaker when W does not divide P (``rows_of(r)`` is the share of process r).
     ``set_epoch(e, start_step=s)`` makes the next iteration the steps s.. of
-    epoch e, which is how training resumes mid-epoch.
+    epoch e, which is how training resumes mid-epoch. ``set_selection`` restricts
+    the draws to some utterances (OR-Gate, purl.orgate).
     """
 
     def __init__(self, labels: np.ndarray, speakers_per_batch: int, utts_per_speaker: int,
@@ -223,6 +228,27 @@ class SpeakerBatchSampler(torch.utils.data.Sampler):
                               f"{self.last_rows} rows of {self.K}, fewer than the {world_size} training processes")
         self.seed, self.rank, self.world_size = seed, rank, world_size
         self.epoch, self.start_step = 0, 0
+        # what a batch draws from: speakers (indices of by_speaker) and each speaker's utterances
+        self.drawable, self.pools = np.arange(len(self.by_speaker)), self.by_speaker
+
+    def set_selection(self, selected: np.ndarray) -> None:
+        """Draws only the utterances where ``selected`` ((N,) bool) is true: each
+        speaker from its selected ones (with replacement when fewer than K, as
+        any speaker), and only the speakers with at least 2 of them. One
+        utterance would make a speaker's positives two crops of one recording,
+        which say nothing about the label, and a uniform speaker draw would
+        replay it as often as a whole speaker's."""
+        selected = np.asarray(selected, dtype=bool)
+        pools = [utts[selected[utts]] for utts in self.by_speaker]
+        drawable = np.array([s for s, pool in enumerate(pools) if len(pool) >= 2], dtype=np.int64)
+        needed = 1 if self.replacement else self.P  # a batch draws P distinct speakers
+        if len(drawable) < needed:
+            raise ConfigError(
+                f"only {len(drawable)} speakers have 2 or more selected utterances ({int(selected.sum())} of "
+                f"{len(selected)} selected); a batch needs {needed} (data.speakers_per_batch={self.P}, "
+                f"data.sampler={'with_replacement' if self.replacement else 'distinct'}): raise orgate.top_k, "
+                "or lower data.speakers_per_batch")
+        self.drawable, self.pools = drawable, pools
 
     def set_epoch(self, epoch: int, start_step: int = 0) -> None:
         self.epoch, self.start_step = epoch, start_step
@@ -238,15 +264,15 @@ class SpeakerBatchSampler(torch.utils.data.Sampler):
         """The P distinct speakers of a batch (purl.data.chns draws them otherwise),
         or with_replacement ``rows`` speakers each drawn uniformly."""
         if self.replacement:
-            return rng.integers(0, len(self.by_speaker), size=self.P if rows is None else rows)
-        return rng.choice(len(self.by_speaker), self.P, replace=False)
+            return self.drawable[rng.integers(0, len(self.drawable), size=self.P if rows is None else rows)]
+        return self.drawable[rng.choice(len(self.drawable), self.P, replace=False)]
 
     def global_batch(self, rng: np.random.Generator, rows: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(rows, K) utterance indices, a row per speaker draw, and a seed for each item."""
         speakers = self.draw_speakers(rng, rows) if self.replacement else self.draw_speakers(rng)
         utts = np.empty((len(speakers), self.K), dtype=np.int64)
         for row, s in enumerate(speakers):
-            pool = self.by_speaker[s]
+            pool = self.pools[s]
             utts[row] = pool[rng.choice(len(pool), self.K, replace=len(pool) < self.K)]
         seeds = rng.integers(0, 2**63 - 1, size=(len(speakers), self.K))
         return utts, seeds

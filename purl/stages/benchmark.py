@@ -28,7 +28,7 @@ EER = "EER (%)"
 # pretrained model itself is "supcon" (no update).
 METHOD_NAMES = {"supcon": "no update", "control": "control", "filter": "filtering", "purl": "PURL",
                 "reestimate": "PURL, re-estimated", "relabel": "relabelled",
-                "relabel_purl": "relabelled + PURL", "relabel_retrain": "relabelled, retrained"}
+                "relabel_purl": "relabelled + PURL", "relabel_retrain": "relabelled, retrained", "orgate": "OR-Gate"}
 
 
 def noise_name(noise_type: str) -> str:

@@ -11,6 +11,8 @@ what stage 6, the calibration and purl.api read from it.
     exp/<name>/train.png            the curves, redrawn at every epoch end
     exp/<name>/reliability/epoch_<N>/  the pair weights re-estimated with the model of epoch N
     exp/<name>/chns/spk2cluster_epoch<N>  CHNS's speaker clusters made with the model of epoch N
+    exp/<name>/orgate/utt2rank_epoch<N>   OR-Gate: each utterance's rank of its own label among the
+                                    speaker centroids nearest it (1: nearest), with the model of epoch N
     exp/<name>/log/                 the recipe's logs (steps/train.sh)
 """
 
@@ -58,6 +60,10 @@ class TrainingOutputs:
     def chns_clusters(self, epoch: int) -> Path:
         """CHNS's speaker clusters made with the model of ``epoch``."""
         return self.exp_dir / "chns" / f"spk2cluster_epoch{epoch}"
+
+    def orgate_ranks(self, epoch: int) -> Path:
+        """OR-Gate's ranks of the own labels with the model of ``epoch`` (orgate.refit_every)."""
+        return self.exp_dir / "orgate" / f"utt2rank_epoch{epoch}"
 
     def plot_curves(self) -> Path:
         return plot_training_curves(self.steps_csv, self.epochs_csv, self.curves_png, title=self.exp_dir.name)

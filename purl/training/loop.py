@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from purl.config import save_config
+from purl.config import ConfigError, save_config
 from purl.data.chns import ClusterBatchSampler
 from purl.data.dataset import TrainingSet
 from purl.training.callbacks import TrainingCallback, TrainingState
@@ -40,7 +40,7 @@ from purl.training.checkpoint import (
 from purl.training.distributed import Distributed
 from purl.training.errors import TrainError
 from purl.training.monitor import EPOCH_FIELDS, STEP_FIELDS, CsvLog, TrainingMonitor, environment_summary, progress
-from purl.training.refit import ChnsClusters
+from purl.training.refit import ChnsClusters, OrGateSelection
 from purl.training.schedule import build_optimizer, build_scheduler, warmup_cosine
 from purl.training.setup import build_loader, build_net, build_sampler
 
@@ -73,6 +73,13 @@ class Trainer:
             chns = config["chns"]
             self.callbacks.append(ChnsClusters(self.sampler, num_clusters=chns["num_clusters"],
                                                refresh_every=chns["refresh_every"], cluster_file=outputs.chns_clusters))
+        orgate = config["orgate"]
+        if orgate["top_k"] > 0:  # OR-Gate: the utterances drawn, selected again at epoch starts
+            if isinstance(self.sampler, ClusterBatchSampler):
+                raise ConfigError(f"orgate.top_k={orgate['top_k']} does not go with chns.hard_ratio > 0: CHNS "
+                                  "draws its speakers from clusters of all of them; turn one off")
+            self.callbacks.append(OrGateSelection(self.sampler, top_k=orgate["top_k"],
+                                                  refit_every=orgate["refit_every"], rank_file=outputs.orgate_ranks))
         self.net.gather_sizes = self.sampler.utts_per_rank()
         self.loader = build_loader(config, self.data, data_dir, self.dist, self.sampler)
         self.optimizer = build_optimizer(self.net.parameters(), o)
@@ -165,7 +172,7 @@ class Trainer:
                     epochs_csv.write({"epoch": self.epoch, **summary})
                     monitor.epoch_end(self.global_step, summary)
                     self.print("epoch {}/{}: {}".format(self.epoch, o["epochs"], ", ".join(
-                        f"{k} {v:.4f}" for k, v in summary.items())))
+                        f"{k} {v}" if isinstance(v, int) else f"{k} {v:.4f}" for k, v in summary.items())))
                 self.save(out.epoch_checkpoint(self.epoch))
                 self.save(out.last_checkpoint)
                 if self.dist.main:

@@ -27,7 +27,9 @@ from tqdm import tqdm
 # wall_time: unix seconds when the row was written.
 STEP_FIELDS = ("step", "epoch", "lr", "loss", "supcon", "unlearn", "temperature",
                "grad_norm", "n_clean", "n_noisy", "clean_ratio", "utt_per_s", "wall_time")
-EPOCH_FIELDS = ("epoch", "loss", "valid_target_cos", "valid_nontarget_cos", "valid_eer")
+# orgate_*: the utterances OR-Gate selected for the epoch, and how many of them are mislabelled (utt2truespk)
+EPOCH_FIELDS = ("epoch", "loss", "valid_target_cos", "valid_nontarget_cos", "valid_eer",
+                "orgate_selected", "orgate_mislabelled")
 
 
 class CsvLog:

@@ -1,8 +1,9 @@
 """Callbacks that refit something with the model being trained, at the start of
-every N-th epoch: PURL's pair weights (purl.reestimate_every) and CHNS's
-speaker clusters (chns.refresh_every).
+every N-th epoch: PURL's pair weights (purl.reestimate_every), CHNS's
+speaker clusters (chns.refresh_every) and OR-Gate's selection of the
+utterances trained on (orgate.refit_every).
 
-Both follow one procedure, :class:`EpochRefit`: find the epoch whose model is
+All follow one procedure, :class:`EpochRefit`: find the epoch whose model is
 due; unless its fit is already on disk, embed the training set on every
 process, fit and write on process 0, and wait for it there; then load the fit
 on every process. A resumed run finds the fits on disk and uses exactly the
@@ -20,8 +21,10 @@ import torch
 
 from purl.data.chns import ClusterBatchSampler, speaker_clusters
 from purl.data.datadir import read_kv, write_kv
+from purl.data.dataset import SpeakerBatchSampler
 from purl.embed import embed_utterances
 from purl.features import TOP_DB
+from purl.orgate import orgate_select, own_label_rank
 from purl.pair_weights import PairWeights, UtteranceMask
 from purl.reliability import Reliability
 from purl.training.callbacks import TrainingCallback, TrainingState
@@ -137,3 +140,52 @@ class ChnsClusters(EpochRefit):
         state.print(f"CHNS: {len(sampler.by_speaker)} speakers in {len(sizes)} clusters (sizes {sizes.min()}-"
                     f"{sizes.max()}) with the model of epoch {due}; {sampler.num_hard} of {sampler.P} speakers "
                     f"per batch from them ({path})")
+
+
+class OrGateSelection(EpochRefit):
+    """OR-Gate (purl.orgate): the utterances ``sampler`` draws are those whose
+    label was among their ``top_k`` nearest speaker centroids at any fit so far,
+    the fits made with the current model at the first epoch and every
+    ``refit_every`` epochs after (0: the first only). Each fit's ranks of the own
+    labels are kept in ``rank_file(epoch)``; the selection in use is the OR of
+    all of them up to the due epoch, so a resumed run rebuilds it from the files.
+    ``on_epoch_end`` gives the epoch's row how many utterances were selected and,
+    with utt2truespk, how many of them are mislabelled."""
+
+    def __init__(self, sampler: SpeakerBatchSampler, *, top_k: int, refit_every: int,
+                 rank_file: Callable[[int], Path]):
+        super().__init__(refit_every, rank_file, fitted_at=None)
+        self.sampler, self.top_k = sampler, top_k
+        self.selected: np.ndarray | None = None
+
+    def is_saved(self, path: Path) -> bool:
+        return path.is_file()
+
+    def fit(self, embeddings: np.ndarray, state: TrainingState, path: Path) -> None:
+        rank = own_label_rank(embeddings, state.data.labels)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_kv(path, {u: int(r) for u, r in zip(state.data.utts, rank)})
+
+    def load(self, path: Path, state: TrainingState, due: int) -> None:
+        # this run's fits up to the due one: a run continuing epoch e (purl.init_mode=continue) has none before e
+        fits = [p for p in map(self.path_of, range(0, due, self.every) if self.every > 0 else []) if self.is_saved(p)]
+        ranks = []
+        for fit in fits + [path]:
+            table = read_kv(fit)
+            ranks.append(np.array([int(table[u]) for u in state.data.utts]))
+        self.selected = orgate_select(ranks, self.top_k)
+        self.sampler.set_selection(self.selected)
+        line = (f"OR-Gate: {int(self.selected.sum())} of {len(self.selected)} utterances selected, "
+                f"{len(self.sampler.drawable)} of {len(self.sampler.by_speaker)} speakers drawn (own label among "
+                f"the {self.top_k} nearest centroids at {len(ranks)} fit(s), the last with the model of epoch {due}: "
+                f"{int((ranks[-1] <= self.top_k).sum())} there)")
+        if state.data.mislabelled is not None:
+            line += (f"; {int((self.selected & state.data.mislabelled).sum())} of the selected mislabelled "
+                     f"(of {int(state.data.mislabelled.sum())})")
+        state.print(f"{line} ({path})")
+
+    def on_epoch_end(self, state: TrainingState) -> dict | None:
+        metrics = {"orgate_selected": int(self.selected.sum())}
+        if state.data.mislabelled is not None:
+            metrics["orgate_mislabelled"] = int((self.selected & state.data.mislabelled).sum())
+        return metrics
