@@ -72,3 +72,11 @@ def test_tables_give_the_share_recovered_and_per_seed_wins():
     assert recovered(5.0, 5.0, 5.0) != recovered(5.0, 5.0, 5.0)  # nothing lost: undefined (nan)
     assert "| none | 0 | (nan%) | (30.0%) |" in text  # the share flagged without noise; bic reported none
     assert "| permute | 0.2 | 0.700 | 0.500 |" in text
+
+
+def test_every_method_s_exp_dir_maps_back_to_its_method():
+    from purl.stages.benchmark import METHOD_NAMES, method_key
+
+    for key in METHOD_NAMES:
+        name = "filter0.5" if key == "filter" else key
+        assert method_key(f"exp/{name}_tuned_open0.2_seed1") == key

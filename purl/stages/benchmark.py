@@ -28,7 +28,8 @@ EER = "EER (%)"
 # pretrained model itself is "supcon" (no update).
 METHOD_NAMES = {"supcon": "no update", "control": "control", "filter": "filtering", "purl": "PURL",
                 "reestimate": "PURL, re-estimated", "relabel": "relabelled",
-                "relabel_purl": "relabelled + PURL", "relabel_retrain": "relabelled, retrained", "orgate": "OR-Gate"}
+                "relabel_purl": "relabelled + PURL", "relabel_retrain": "relabelled, retrained",
+                "relabel_unlearn": "relabelled + unlearn dropped", "orgate": "OR-Gate"}
 
 
 def noise_name(noise_type: str) -> str:
@@ -42,12 +43,13 @@ def rate_name(rate: float) -> str:
 
 
 def method_key(exp_dir: str) -> str:
+    """The method of an exp dir (exp/relabel_unlearn_tuned_noisy0.2_seed0: relabel_unlearn;
+    exp/filter0.5_...: filter): the longest method name it starts with."""
     name = Path(exp_dir).name
-    for key in ("relabel_purl", "relabel_retrain"):
-        if name.startswith(key + "_"):
-            return key
-    name = name.split("_", 1)[0]
-    return "filter" if name.startswith("filter") else name
+    if name.startswith("filter"):
+        return "filter"
+    known = [k for k in METHOD_NAMES if name.startswith(k + "_")]
+    return max(known, key=len) if known else name.split("_", 1)[0]
 
 
 def summary_path(work: Path, noise_type: str, rate: float, seed: int, tag: str = "") -> Path:
