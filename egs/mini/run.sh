@@ -39,12 +39,10 @@ supcon_conf=""            # stage 3 ("": conf/<protocol>/supcon.yaml)
 purl_conf=""              # stage 5 update and control run ("": conf/<protocol>/purl.yaml)
 reliability_conf=""       # stage 4 ("": conf/<protocol>/reliability.yaml)
 estimator=""              # stage 4: histogram, sklearn, bic or global ("": the conf's)
-scoring=""                # stage 6 ("": the protocol's): cosine, or mean|asnorm (training mean subtracted);
-                          #   AS-Norm beside any
+scoring=""                # stage 6 ("": the protocol's): cosine, or mean|asnorm (training mean subtracted); AS-Norm beside any
 clean_reference=true      # also pretrain on the clean labels, to show what noise costs
 calibration_dir=""        # stage 6: calibrate on speakers no model trains on (data/outsiders, say); "": training's
-methods="control filter purl relabel"  # stage 5, from the pretrained model: control, filter, purl, relabel,
-                          #   relabel_purl, relabel_retrain, relabel_unlearn, reestimate, orgate (each in local/methods.sh)
+methods="control filter purl relabel"  # stage 5 (local/methods.sh): or relabel_purl relabel_retrain relabel_unlearn reestimate orgate
 filter_keep_ratio=0.5     # stage 5 filter: fraction of each speaker's utterances kept
 relabel_opts=""           # stage 5 relabel: options of steps/relabel_data_dir.py, e.g. "--margin 0.2"
 reestimate_every=2        # stage 5 reestimate: epochs between re-fits of the pair weights
