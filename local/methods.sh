@@ -22,6 +22,15 @@ for method in $methods; do  # checked now, not when stage 5 comes after days of 
   [[ " $METHODS " == *" $method "* ]] || { echo "$0: --methods: unknown method '$method' (methods: $METHODS)" >&2; exit 1; }
 done
 
+# train_methods: stage 5, every method of $methods from the pretrained model (the relabelled labels
+# made once, first, for the methods that train on them)
+train_methods() {
+  local method
+  # shellcheck disable=SC2086
+  [[ " $methods " != *" relabel"* ]] || steps/relabel_data_dir.py $relabel_opts $emb $noisy $relabelled
+  for method in $methods; do train_method $method; done
+}
+
 # train_method METHOD
 train_method() {
   local update="$overrides $purl_overrides purl.init_checkpoint=$pretrain/models/$update_from" exp

@@ -51,7 +51,6 @@ suffix=${protocol}${feats_tag}_$noise${noise_rate}_seed$seed
 pretrain=exp/${name}_supcon_$suffix
 # method_exp METHOD: the exp dir of a stage-5 method (local/methods.sh)
 method_exp() { echo "exp/${name}_${1/#filter/filter$filter_keep_ratio}_$suffix"; }
-purl=$(method_exp purl)
 updates=$(for m in $methods; do method_exp $m; done | paste -sd ' ')  # stage 5's, from the pretrained model
 models="$pretrain $updates"                          # scored in stage 6
 train_opts=(--gpus "$gpus" --slurm $slurm "${valid_opt[@]}")  # every training run's

@@ -26,13 +26,7 @@ class PairWeights:
         self.rows = rows
 
     def pair_weights(self, utts: np.ndarray, labels: np.ndarray) -> torch.Tensor:
-        n = len(utts)
-        i, j = same_label_pairs(labels)
-        w = np.ones((n, n), dtype=np.float32)
-        if len(i):
-            values = self.reliability.weight(self.rows[utts[i]], self.rows[utts[j]])
-            w[i, j] = w[j, i] = values
-        return torch.from_numpy(w)
+        return same_label_weights(utts, labels, lambda a, b: self.reliability.weight(self.rows[a], self.rows[b]))
 
 
 class UtteranceMask:
@@ -45,12 +39,7 @@ class UtteranceMask:
         self.reliable = np.asarray(reliable, dtype=bool)
 
     def pair_weights(self, utts: np.ndarray, labels: np.ndarray) -> torch.Tensor:
-        n = len(utts)
-        i, j = same_label_pairs(labels)
-        w = np.ones((n, n), dtype=np.float32)
-        if len(i):
-            w[i, j] = w[j, i] = self.reliable[utts[i]] & self.reliable[utts[j]]
-        return torch.from_numpy(w)
+        return same_label_weights(utts, labels, lambda a, b: self.reliable[a] & self.reliable[b])
 
 
 def utterance_mask_from_file(path: str | os.PathLike, data_dir: str | os.PathLike) -> UtteranceMask:
@@ -66,6 +55,17 @@ def utterance_mask_from_file(path: str | os.PathLike, data_dir: str | os.PathLik
         raise DataDirError(f"{path}: '{unknown[0]}' is no utterance of {data.path} ({len(unknown)} such); "
                            "the list must come with the data dir it was written for")
     return UtteranceMask(np.array([u not in listed for u in data.utts]))
+
+
+def same_label_weights(utts: np.ndarray, labels: np.ndarray, weight) -> torch.Tensor:
+    """The (B, B) w of a batch: ``weight(a, b)`` (training-set utterance indices of
+    the pairs) for its same-label pairs, both ways; 1 for the others."""
+    n = len(utts)
+    i, j = same_label_pairs(labels)
+    w = np.ones((n, n), dtype=np.float32)
+    if len(i):
+        w[i, j] = w[j, i] = weight(utts[i], utts[j])
+    return torch.from_numpy(w)
 
 
 def same_label_pairs(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

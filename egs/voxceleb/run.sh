@@ -112,10 +112,7 @@ fi
 
 if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
   log "Stage 5: from the pretrained model: $methods"; SECONDS=0
-  # the relabelled labels, once for the methods that train on them
-  # shellcheck disable=SC2086
-  [[ " $methods " != *" relabel"* ]] || steps/relabel_data_dir.py $relabel_opts $emb $noisy $relabelled
-  for method in $methods; do train_method $method; done
+  train_methods              # local/methods.sh
   log "Stage 5 done in ${SECONDS}s"
 fi
 

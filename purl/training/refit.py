@@ -156,7 +156,8 @@ class OrGateSelection(EpochRefit):
                  rank_file: Callable[[int], Path]):
         super().__init__(refit_every, rank_file, fitted_at=None)
         self.sampler, self.top_k = sampler, top_k
-        self.selected: np.ndarray | None = None
+        self.selected: np.ndarray | None = None  # the OR of the fits so far
+        self.n_fits = 0
 
     def is_saved(self, path: Path) -> bool:
         return path.is_file()
@@ -167,18 +168,23 @@ class OrGateSelection(EpochRefit):
         write_kv(path, {u: int(r) for u, r in zip(state.data.utts, rank)})
 
     def load(self, path: Path, state: TrainingState, due: int) -> None:
-        # this run's fits up to the due one: a run continuing epoch e (purl.init_mode=continue) has none before e
-        fits = [p for p in map(self.path_of, range(0, due, self.every) if self.every > 0 else []) if self.is_saved(p)]
-        ranks = []
-        for fit in fits + [path]:
+        def ranks_of(fit: Path) -> np.ndarray:
             table = read_kv(fit)
-            ranks.append(np.array([int(table[u]) for u in state.data.utts]))
-        self.selected = orgate_select(ranks, self.top_k)
+            return np.array([int(table[u]) for u in state.data.utts])
+
+        new = ranks_of(path)
+        if self.selected is None:  # the run's first fit, or a resumed run: the OR of this run's fits so far
+            # (a run continuing epoch e, purl.init_mode=continue, has none before e)
+            earlier = [p for p in map(self.path_of, range(0, due, self.every) if self.every > 0 else [])
+                       if self.is_saved(p)]
+            self.selected, self.n_fits = orgate_select([*map(ranks_of, earlier), new], self.top_k), len(earlier) + 1
+        else:  # the OR in use stands for the earlier fits: only the new one is read
+            self.selected, self.n_fits = self.selected | orgate_select([new], self.top_k), self.n_fits + 1
         self.sampler.set_selection(self.selected)
         line = (f"OR-Gate: {int(self.selected.sum())} of {len(self.selected)} utterances selected, "
                 f"{len(self.sampler.drawable)} of {len(self.sampler.by_speaker)} speakers drawn (own label among "
-                f"the {self.top_k} nearest centroids at {len(ranks)} fit(s), the last with the model of epoch {due}: "
-                f"{int((ranks[-1] <= self.top_k).sum())} there)")
+                f"the {self.top_k} nearest centroids at {self.n_fits} fit(s), the last with the model of epoch {due}: "
+                f"{int((new <= self.top_k).sum())} there)")
         if state.data.mislabelled is not None:
             line += (f"; {int((self.selected & state.data.mislabelled).sum())} of the selected mislabelled "
                      f"(of {int(state.data.mislabelled.sum())})")
