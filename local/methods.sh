@@ -5,12 +5,12 @@
 # purl_overrides, pretrain, update_from, supcon_conf, purl_conf, noisy, emb,
 # reliability_opts, the method dirs (utils/recipe_setup.sh's method_dirs),
 # method_exp, and train_opts (the options of every training run: GPUs, Slurm,
-# held-out data); and relabel_opts, reestimate_every, orgate_top_k of run.sh.
+# held-out data); and relabel_opts, relabel_rounds, reestimate_every, orgate_top_k of run.sh.
 #   control          SupCon on the noisy labels, as long as the update: what PURL is measured against
 #   filter           SupCon on the utterances stage 4 trusts most (filter_keep_ratio of each speaker's)
 #   purl             the PURL update with stage 4's pair weights
 #   reestimate       PURL, the pair weights fitted again every reestimate_every epochs
-#   relabel          SupCon on the labels steps/relabel_data_dir.py corrected
+#   relabel          SupCon on the labels steps/relabel_data_dir.py corrected (relabel_rounds: see relabel_labels)
 #   relabel_purl     PURL on them, the pair weights fitted again on the new labels
 #   relabel_retrain  stage 3 again, from scratch, on them
 #   relabel_unlearn  PURL on the relabelled labels with the utterances relabelling would drop kept under
@@ -21,20 +21,48 @@ METHODS="control filter purl reestimate relabel relabel_purl relabel_retrain rel
 for method in $methods; do  # checked now, not when stage 5 comes after days of pretraining
   [[ " $METHODS " == *" $method "* ]] || { echo "$0: --methods: unknown method '$method' (methods: $METHODS)" >&2; exit 1; }
 done
+[[ "$relabel_rounds" =~ ^[1-9]$ ]] || {
+  echo "$0: --relabel-rounds '$relabel_rounds': give a whole number from 1 to 9 (1: one proposal from stage 4)" >&2; exit 1; }
 
 # train_methods: stage 5, every method of $methods from the pretrained model (the relabelled labels
 # made once, first, for the methods that train on them)
 train_methods() {
   local method
-  # shellcheck disable=SC2086
-  [[ " $methods " != *" relabel"* ]] || steps/relabel_data_dir.py $relabel_opts $emb $noisy $relabelled
+  [[ " $methods " != *" relabel"* ]] || relabel_labels
   for method in $methods; do train_method $method; done
 }
 
+# relabel_labels: $relabelled, the labels the relabel methods train on, and relabel_emb, the
+# embeddings of $noisy that proposed them. Round 1 proposes from stage 4's embeddings (the
+# pretrained model's). Each further round trains SupCon from the pretrained model on the last
+# round's labels (exp/..._relabel_round<k>_..., data/..._relabelled_round<k>), embeds the noisy
+# set with it as stage 4 does and proposes again from the noisy labels: a model that never
+# learnt the dropped utterances under their wrong label places more of them, and better.
+relabel_labels() {
+  local round=1 labels exp
+  relabel_emb=$emb
+  while true; do
+    labels=$relabelled; [ $round = $relabel_rounds ] || labels=${relabelled}_round$round
+    # shellcheck disable=SC2086
+    steps/relabel_data_dir.py $relabel_opts $relabel_emb $noisy $labels
+    [ $round -lt $relabel_rounds ] || break
+    exp=$(method_exp relabel_round$round)
+    steps/train.sh "${train_opts[@]}" --overrides "$(update_overrides) loss.type=supcon" $purl_conf $labels $exp
+    # shellcheck disable=SC2086
+    steps/extract_embeddings.sh --nj $nj --cmd "$cmd" --gpus "$gpus" $reliability_embed_opts \
+      $exp/models/final.pt $noisy $exp/embeddings/$reliability_emb
+    relabel_emb=$exp/embeddings/$reliability_emb/xvector.scp
+    round=$((round + 1))
+  done
+}
+
+# update_overrides: the training overrides of every update from the pretrained model
+update_overrides() { echo "$overrides $purl_overrides purl.init_checkpoint=$pretrain/models/$update_from"; }
+
 # train_method METHOD
 train_method() {
-  local update="$overrides $purl_overrides purl.init_checkpoint=$pretrain/models/$update_from" exp
-  exp=$(method_exp $1)
+  local update exp
+  update=$(update_overrides); exp=$(method_exp $1)
   case $1 in
     control) steps/train.sh "${train_opts[@]}" --overrides "$update loss.type=supcon" \
                $purl_conf $noisy $exp ;;
@@ -52,13 +80,13 @@ train_method() {
                $supcon_conf $relabelled $exp ;;
     relabel_unlearn)
              # shellcheck disable=SC2086
-             steps/relabel_data_dir.py $relabel_opts --keep-dropped $emb $noisy $relabelled_kept
+             steps/relabel_data_dir.py $relabel_opts --keep-dropped $relabel_emb $noisy $relabelled_kept
              steps/train.sh "${train_opts[@]}" \
                --overrides "$update purl.unreliable_utts=$relabelled_kept/unreliable_utts" $purl_conf $relabelled_kept $exp ;;
     orgate)  steps/train.sh "${train_opts[@]}" \
                --overrides "$update loss.type=supcon orgate.top_k=$orgate_top_k" $purl_conf $noisy $exp ;;
     relabel_purl)
-             steps/reliability.py "${reliability_opts[@]}" $emb $relabelled $pretrain/reliability_relabelled
+             steps/reliability.py "${reliability_opts[@]}" $relabel_emb $relabelled $pretrain/reliability_relabelled
              steps/train.sh "${train_opts[@]}" \
                --overrides "$update purl.reliability=$pretrain/reliability_relabelled" $purl_conf $relabelled $exp ;;
   esac

@@ -12,7 +12,8 @@ dropped. One that does not move
 and whose own speaker is not among its --drop-rank nearest sits with no
 training speaker (an outsider) and is dropped. <out-data-dir> holds the new labels and
   proposals     utt old-label new-label margin own-cosine ('-': dropped), largest margin first
-  relabel.json  counts and, with utt2truespk (stage 2), relabel precision and recall
+  relabel.json  counts, the embeddings that proposed them and, with utt2truespk (stage 2),
+                relabel precision and recall
   relabel.settings  what it was made from: a rerun with the same settings is skipped
 With --keep-dropped the utterances it would drop stay under their old label and
 are listed in <out-data-dir>/unreliable_utts: the relabel_unlearn method trains

@@ -40,6 +40,13 @@ def test_mini_recipe_runs_every_stage_and_prints_the_table(mini_run):
     assert "noisy-pair detection AUC" in summary
     assert (recipe / "exp" / "RESULTS.md").read_text().count("| test | cosine |") == 6
     assert (recipe / "exp" / "supcon_tuned_noisy0.2_seed0" / "reliability" / "reliability.png").is_file()
+    # relabel's two rounds: a model trained on round 1's labels embedded the noisy set, which proposed the final ones
+    round1_model = recipe / "exp" / "relabel_round1_tuned_noisy0.2_seed0"
+    assert (recipe / "data" / "train_noisy0.2_seed0_relabelled_round1" / "relabel.json").is_file()
+    assert (round1_model / "models" / "final.pt").is_file()
+    assert (round1_model / "embeddings" / "train" / "xvector.scp").is_file()
+    relabel = json.loads((recipe / "data" / "train_noisy0.2_seed0_relabelled" / "relabel.json").read_text())
+    assert relabel["embeddings"] == "exp/relabel_round1_tuned_noisy0.2_seed0/embeddings/train/xvector.scp"
     # Every stage skips what is done: a rerun trains nothing.
     rerun = run_script("bash", "run.sh", *SIZE, "--train-overrides", TRAIN, cwd=recipe)
     assert rerun.stdout.count("is complete; skipping") >= 5

@@ -190,6 +190,8 @@ def test_the_gpu_recipes_run_the_benchmark_s_methods_and_refuse_unknown_ones_bef
     assert names["relabelled"] == names["noisy"] + "_relabelled"
     proc = run_script("bash", "run.sh", "--methods", "purl orgate2", "--stage", "6", cwd=EGS / recipe, check=False)
     assert proc.returncode == 1 and "--methods: unknown method 'orgate2'" in proc.stderr, proc.stderr
+    proc = run_script("bash", "run.sh", "--relabel-rounds", "0", "--stage", "6", cwd=EGS / recipe, check=False)
+    assert proc.returncode == 1 and "--relabel-rounds '0': give a whole number from 1 to 9" in proc.stderr, proc.stderr
 
 
 @pytest.mark.parametrize("recipe", ["mini", "voxceleb"])

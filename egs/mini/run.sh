@@ -45,6 +45,7 @@ calibration_dir=""        # stage 6: calibrate on speakers no model trains on (d
 methods="control filter purl relabel"  # stage 5 (local/methods.sh): or relabel_purl relabel_retrain relabel_unlearn reestimate orgate
 filter_keep_ratio=0.5     # stage 5 filter: fraction of each speaker's utterances kept
 relabel_opts=""           # stage 5 relabel: options of steps/relabel_data_dir.py, e.g. "--margin 0.2"
+relabel_rounds=2          # stage 5 relabel: 2 proposes again with the model trained on round 1's labels (1: once)
 reestimate_every=2        # stage 5 reestimate: epochs between re-fits of the pair weights
 orgate_top_k=3            # stage 5 orgate: an utterance trains once its label is among its k nearest speaker centroids
 train_overrides=""        # config overrides for every training run, e.g. "optim.epochs=1"

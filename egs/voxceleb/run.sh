@@ -1,7 +1,6 @@
 #!/usr/bin/env bash
-# PURL on VoxCeleb (VoxCeleb2 dev to VoxCeleb1-O/E/H) or a corpus of your own: SupCon
-# pretraining, GMM pair reliability, PURL beside its baselines, scoring. Protocols: conf/paper
-# (the default, the original work's) and conf/tuned (this project's). Run from this folder:
+# PURL on VoxCeleb (VoxCeleb2 dev to VoxCeleb1-O/E/H) or your own corpus: SupCon pretraining, pair
+# reliability, PURL beside its baselines, scoring; conf/paper (default: the original's) or conf/tuned:
 #   bash run.sh --protocol tuned --noise-rate 0.2 --methods "control filter purl relabel"
 #   bash run.sh --corpus /data/my_corpus --num-test-speakers 25    # or --train-dir D --test-dir D
 set -euo pipefail
@@ -44,6 +43,7 @@ scoring=""                # stage 6: cosine, mean (training mean subtracted), as
 filter_keep_ratio=0.5     # stage 5 filtering baseline: fraction of each speaker's utterances kept
 methods="control filter purl"  # stage 5 (local/methods.sh; docs/noisy_label_benchmark.md): + relabel, relabel_unlearn, ...
 relabel_opts=""           # stage 5 relabel methods: options of steps/relabel_data_dir.py, e.g. "--margin 0.2"
+relabel_rounds=2          # stage 5 relabel: 2 proposes again with the model trained on round 1's labels (1: once)
 reestimate_every=2        # stage 5 reestimate: epochs between re-fits of the pair weights
 orgate_top_k=3            # stage 5 orgate: an utterance trains once its label is among its k nearest speaker centroids
 cohort_utts_per_speaker=20  # AS-Norm cohort: speaker means over this many utterances each

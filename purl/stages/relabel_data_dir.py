@@ -77,7 +77,8 @@ def run_relabel(xvector_scp: str | os.PathLike, data_dir: str | os.PathLike, out
     labels = np.array([index[data.utt2spk[u]] for u in data.utts])
     proposals = propose(embeddings_of_data_dir(xvector_scp, data), labels, settings)
     report = {"utterances": len(labels), "moved": int(proposals.moved(labels).sum()),
-              "dropped": int(proposals.dropped.sum()), "settings": dataclasses.asdict(settings)}
+              "dropped": int(proposals.dropped.sum()), "settings": dataclasses.asdict(settings),
+              "embeddings": str(xvector_scp)}  # which model proposed them (stage 4's, or a relabel round's)
     if data.has("utt2truespk"):
         truth = data.table("utt2truespk")
         true_labels = np.array([index.get(truth[u], -2) for u in data.utts])  # -2: an outsider
