@@ -25,8 +25,8 @@ valid_opt=(); [ -z "$valid" ] || valid_opt=(--valid-data $valid)
 [ "${augment:-false}" = false ] || [ "$feature_type" = kaldi ] || {
   echo "$0: --augment true computes Kaldi fbank of each augmented chunk; give --feature-type kaldi" >&2; exit 1; }
 case $noise_type in  # open noise needs outsiders: speakers neither trained on nor tested, which VoxCeleb's split lacks
-  permute|similar) ;;
-  *) echo "$0: --noise-type $noise_type: use permute or similar (egs/mini simulates open noise too)" >&2; exit 1 ;;
+  permute|similar|merge|split) ;;
+  *) echo "$0: --noise-type $noise_type: use permute, similar, merge or split (egs/mini simulates open noise too)" >&2; exit 1 ;;
 esac
 noise=noisy; [ "$noise_type" = permute ] || noise=$noise_type   # in names: data/vox2_dev_similar0.2_seed0
 noisy=data/$(basename $train)_$noise${noise_rate}_seed$seed     # under data/, whatever train_dir is

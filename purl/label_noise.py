@@ -11,6 +11,18 @@ only in where the utterances go (or come from):
     open     each replaced by an utterance of an outsider, a speaker never trained
              on, filed under the replaced utterance's speaker (an interviewer or a
              stranger inside a celebrity's folder); relabelling cannot fix these
+
+Two kinds move whole speakers instead, so their count is round(rate * N) or
+more, by less than one speaker:
+
+    merge    two speakers under one label: a speaker's utterances all filed under
+             another speaker's label, pairs drawn uniformly (namesakes); the
+             absorbed speaker has no label left, so relabelling cannot move its
+             utterances anywhere right
+    split    one speaker under two labels: a uniformly drawn half of a speaker's
+             utterances filed under a new label ``<speaker>-split``; every
+             same-label pair stays a same-speaker pair and the noise is in the
+             negatives, which PURL's positive-pair reliability cannot see
 """
 
 from __future__ import annotations
@@ -21,7 +33,8 @@ import numpy as np
 
 from purl.errors import PurlError
 
-NOISE_TYPES = ("permute", "similar", "open")
+NOISE_TYPES = ("permute", "similar", "open", "merge", "split")
+SPLIT_SUFFIX = "-split"  # split noise: the label of the second half of a speaker
 
 
 class NoiseError(PurlError, ValueError):
@@ -113,3 +126,60 @@ def replace_with_outsiders(utt2spk: dict[str, str], rate: float, seed: int,
         label = noisy.pop(utts[u])
         noisy[pool[o]] = label
     return noisy, {pool[o]: outsider_utt2spk[pool[o]] for o in taken}
+
+
+def _speaker_order(utt2spk: Mapping[str, str], rate: float, seed: int) -> tuple[dict[str, list[str]], list[str], int]:
+    """(speaker -> its sorted utterances, the speakers in a seeded uniform order,
+    round(rate * N)): what merge and split draw from."""
+    if not 0 <= rate < 1:
+        raise NoiseError(f"noise rate {rate} must be in [0, 1)")
+    spk2utt: dict[str, list[str]] = {}
+    for utt in sorted(utt2spk):
+        spk2utt.setdefault(utt2spk[utt], []).append(utt)
+    order = sorted(spk2utt)
+    rng = np.random.default_rng(seed)
+    return spk2utt, [order[i] for i in rng.permutation(len(order))], int(round(rate * len(utt2spk)))
+
+
+def merge_speakers(utt2spk: dict[str, str], rate: float, seed: int) -> dict[str, str]:
+    """``merge``: speakers taken in a seeded uniform order two by two, the second
+    of each two filed under the first's label, until at least round(rate * N)
+    utterances are under a wrong label. Returns the new utt2spk."""
+    spk2utt, order, target = _speaker_order(utt2spk, rate, seed)
+    noisy, moved = dict(utt2spk), 0
+    pairs = iter(zip(order[0::2], order[1::2]))
+    while moved < target:
+        pair = next(pairs, None)
+        if pair is None:
+            raise NoiseError(f"merge noise at rate {rate} needs {target} utterances under another speaker's label; "
+                             f"merging half the {len(order)} speakers into the other half moves {moved} "
+                             "(lower the rate)")
+        host, guest = pair
+        for utt in spk2utt[guest]:
+            noisy[utt] = host
+        moved += len(spk2utt[guest])
+    return noisy
+
+
+def split_speakers(utt2spk: dict[str, str], rate: float, seed: int) -> dict[str, str]:
+    """``split``: speakers taken in a seeded uniform order, a uniformly drawn half
+    (rounded down) of each one's utterances filed under ``<speaker>-split``, until
+    at least round(rate * N) utterances are under it. Returns the new utt2spk."""
+    spk2utt, order, target = _speaker_order(utt2spk, rate, seed)
+    taken = sorted(s for s in spk2utt if s.endswith(SPLIT_SUFFIX))
+    if taken and target:
+        raise NoiseError(f"speaker '{taken[0]}': split noise names its new labels '<speaker>{SPLIT_SUFFIX}', "
+                         f"so no speaker's name may end in '{SPLIT_SUFFIX}' (rename it)")
+    rng = np.random.default_rng([seed, 1])  # the halves: a stream apart from the order's
+    noisy, moved = dict(utt2spk), 0
+    for spk in order:
+        if moved >= target:
+            break
+        utts = spk2utt[spk]
+        for i in rng.choice(len(utts), size=len(utts) // 2, replace=False):
+            noisy[utts[i]] = spk + SPLIT_SUFFIX
+        moved += len(utts) // 2
+    if moved < target:
+        raise NoiseError(f"split noise at rate {rate} needs {target} utterances under a second label; half of "
+                         f"every speaker's utterances is {moved} (lower the rate)")
+    return noisy

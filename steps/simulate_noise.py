@@ -5,7 +5,7 @@ Stage 2: copies <src-data-dir> to <dst-data-dir> with exactly round(rate * N)
 utterances, drawn uniformly with --seed, filed under the wrong speaker
 (utt2spk, spk2utt); the true speakers go to utt2truespk so that stage 4 can
 measure how well it finds them. The features are shared, not copied. The kind
-of noise (--noise-type; the same utterances are moved for every kind):
+of noise (--noise-type; the first three move the same utterances):
   permute  to a uniformly drawn other speaker
   similar  to one of the --nearest-k speakers nearest to the true one, by the
            cosine of fbank statistics per speaker (or of a reference model's
@@ -13,6 +13,11 @@ of noise (--noise-type; the same utterances are moved for every kind):
   open     replaced by utterances of speakers never trained on (--outsiders, a
            data dir that stage 0 held out), filed under the replaced utterance's
            speaker; <dst>/outsiders lists them
+  merge    whole speakers, each filed under another speaker's label (two
+           speakers under one name), until at least round(rate * N) utterances
+  split    half of whole speakers' utterances filed under a new label
+           <speaker>-split (one speaker under two names), until at least
+           round(rate * N) utterances
 noise.settings records the kind, rate, seed and the inputs: a rerun with the
 same ones is skipped, with others redone.
 

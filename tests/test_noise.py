@@ -6,7 +6,15 @@ import numpy as np
 import pytest
 
 from purl.data.datadir import DataDir, read_kv, utt2spk_to_spk2utt, validate_data_dir, write_kv
-from purl.label_noise import NoiseError, nearest_speakers, relabel, relabel_similar, replace_with_outsiders
+from purl.label_noise import (
+    NoiseError,
+    merge_speakers,
+    nearest_speakers,
+    relabel,
+    relabel_similar,
+    replace_with_outsiders,
+    split_speakers,
+)
 from purl.stages.simulate_noise import fbank_speaker_vectors, make_noisy_data_dir, noise_settings, run_noise
 
 
@@ -185,3 +193,47 @@ def test_permute_record_is_the_one_written_before_there_were_kinds(tmp_path):
     """A noisy dir made before --noise-type existed is not redone."""
     record = noise_settings(labels_dir(tmp_path / "train", utt2spk()), 0.2, 0)
     assert set(record) == {"rate", "seed", "utt2spk"}
+
+
+def test_merge_noise_files_whole_speakers_under_another_speaker_s_label():
+    truth = utt2spk(speakers=10, utts=7)
+    noisy = merge_speakers(truth, 0.2, seed=2)
+    moved = [u for u in truth if noisy[u] != truth[u]]
+    assert len(moved) == 14  # at least round(0.2 * 70), whole speakers of 7
+    guests = {truth[u] for u in moved}
+    assert all(noisy[u] != truth[u] for u in truth if truth[u] in guests)  # the whole speaker
+    assert not guests & set(noisy.values())  # an absorbed speaker has no label left
+    hosts = {noisy[u] for u in moved}
+    assert len(hosts) == 2 and not hosts & guests  # one guest per host
+    assert all(noisy[u] == truth[u] for u in truth if truth[u] not in guests)
+    assert merge_speakers(truth, 0.2, seed=2) == noisy and merge_speakers(truth, 0.2, seed=3) != noisy
+    assert len([u for u, s in merge_speakers(truth, 0.25, seed=2).items() if s != truth[u]]) == 21  # 17.5 -> 3 speakers
+    with pytest.raises(NoiseError, match="merge noise at rate 0.6 needs 42 .* moves 35"):
+        merge_speakers(truth, 0.6, seed=0)
+
+
+def test_split_noise_files_half_of_whole_speakers_under_a_second_label():
+    truth = utt2spk(speakers=10, utts=7)
+    noisy = split_speakers(truth, 0.2, seed=2)
+    moved = [u for u in truth if noisy[u] != truth[u]]
+    assert len(moved) == 15  # halves of 3 (rounded down) reach round(0.2 * 70) = 14
+    assert all(noisy[u] == truth[u] + "-split" for u in moved)
+    for spk in {truth[u] for u in moved}:
+        assert sum(noisy[u] == spk for u in truth) == 4 and sum(noisy[u] == spk + "-split" for u in truth) == 3
+    assert split_speakers(truth, 0.2, seed=2) == noisy and split_speakers(truth, 0.2, seed=3) != noisy
+    with pytest.raises(NoiseError, match="split noise at rate 0.5 needs 35 .* is 30"):
+        split_speakers(truth, 0.5, seed=0)
+    with pytest.raises(NoiseError, match="speaker 's1-split': split noise names its new labels"):
+        split_speakers(truth | {"x-u0": "s1-split"}, 0.2, seed=0)
+
+
+@pytest.mark.parametrize("kind", ["merge", "split"])
+def test_merge_and_split_dirs_validate_record_their_kind_and_keep_the_truth(tmp_path, kind):
+    truth = utt2spk()
+    summary = run_noise(labels_dir(tmp_path / "train", truth), tmp_path / "noisy", 0.2, 0, noise_type=kind)
+    noisy = validate_data_dir(tmp_path / "noisy", require=["utt2truespk"])
+    assert read_kv(tmp_path / "noisy" / "utt2truespk") == truth
+    assert summary["relabelled"] == sum(noisy.utt2spk[u] != truth[u] for u in truth) >= 14
+    assert (len(noisy.speakers) < 10) if kind == "merge" else (len(noisy.speakers) > 10)
+    assert noise_settings(tmp_path / "train", 0.2, 0, noise_type=kind)["noise_type"] == kind
+    assert run_noise(tmp_path / "train", tmp_path / "noisy", 0.2, 0, noise_type=kind) is None

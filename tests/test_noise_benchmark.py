@@ -80,3 +80,28 @@ def test_every_method_s_exp_dir_maps_back_to_its_method():
     for key in METHOD_NAMES:
         name = "filter0.5" if key == "filter" else key
         assert method_key(f"exp/{name}_tuned_open0.2_seed1") == key
+
+
+@pytest.mark.parametrize("kind", ["merge", "split"])
+def test_swap_cosine_of_merged_speakers_and_nan_for_split_labels(tmp_path, kind):
+    """merge: the cosine of the absorbed and the host speaker; split: the new
+    label has no centroid of the clean model (nan, not a KeyError)."""
+    import numpy as np
+
+    from purl.data.datadir import write_kv
+    from purl.kaldi_io import save_embeddings
+    from purl.stages.benchmark import swap_cosine
+    from purl.stages.simulate_noise import run_noise
+
+    truth = {f"s{s}-u{u}": f"s{s}" for s in range(4) for u in range(4)}
+    (tmp_path / "data" / "train").mkdir(parents=True)
+    write_kv(tmp_path / "data" / "train" / "utt2spk", truth)
+    write_kv(tmp_path / "data" / "train" / "spk2utt", {f"s{s}": " ".join(f"s{s}-u{u}" for u in range(4))
+                                                       for s in range(4)})
+    run_noise(tmp_path / "data" / "train", tmp_path / "data" / f"train_{kind}0.2_seed0", 0.2, 0, noise_type=kind)
+    emb_dir = tmp_path / "exp" / "supcon_noisy0_seed0" / "embeddings" / "train"
+    emb_dir.mkdir(parents=True)
+    utts = sorted(truth)
+    save_embeddings(emb_dir / "xvector.ark", utts, np.stack([np.eye(4)[int(truth[u][1])] for u in utts]))
+    cosine = swap_cosine(tmp_path, kind, 0.2, 0)
+    assert cosine == 0.0 if kind == "merge" else np.isnan(cosine)  # orthogonal speakers

@@ -175,7 +175,13 @@ def test_the_gpu_recipes_simulate_confusable_swaps_and_refuse_open_noise(recipe)
     assert names["noisy"] == names["train"] + "_similar0.2_seed0"
     assert names["pretrain"] == "exp/ecapa_supcon_paper_sbfbank_similar0.2_seed0"
     proc = run_script("bash", "run.sh", "--noise-type", "open", "--stage", "6", cwd=EGS / recipe, check=False)
-    assert proc.returncode == 1 and "--noise-type open: use permute or similar" in proc.stderr, proc.stderr
+    assert proc.returncode == 1 and "--noise-type open: use permute, similar, merge or split" in proc.stderr, proc.stderr
+    assert recipe_names(recipe, "--noise-type", "split", "--noise-rate", "0.2")["noisy"] == names["train"] + "_split0.2_seed0"
+
+
+def test_the_mini_recipe_refuses_an_unknown_noise_type_before_any_stage():
+    proc = run_script("bash", "run.sh", "--noise-type", "swap", "--stage", "6", cwd=EGS / "mini", check=False)
+    assert proc.returncode == 1 and "--noise-type swap: use permute, similar, open, merge or split" in proc.stderr
 
 
 @pytest.mark.parametrize("recipe", ["voxceleb", "cnceleb"])

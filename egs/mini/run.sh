@@ -33,7 +33,7 @@ normalise=""              # mean normalisation of training chunks and stage 4's 
 seed=0                    # label noise and training; run 3 to see the spread
 noise_rate=0.2            # fraction of training utterances filed under a wrong speaker
 noise_type=permute        # stage 2: permute (to any other speaker), similar (to one of the nearest_k
-                          #   nearest speakers) or open (outsiders' utterances; needs num_outsider_speakers)
+                          #   nearest), open (outsiders' utterances; needs num_outsider_speakers), merge or split
 nearest_k=5               # similar: destinations per speaker
 supcon_conf=""            # stage 3 ("": conf/<protocol>/supcon.yaml)
 purl_conf=""              # stage 5 update and control run ("": conf/<protocol>/purl.yaml)

@@ -72,8 +72,9 @@ def swap_cosine(work: Path, noise_type: str, rate: float, seed: int, tag: str = 
     """How confusable a cell's swaps are: the mean, over utterances under a wrong
     training speaker, of the cosine between the centroids of their true and
     their noisy speaker, by the model pretrained on the clean labels of the same
-    seed (the rate-0 cell's stage-4 embeddings). nan for outsiders (no centroid)
-    or when the files are missing."""
+    seed (the rate-0 cell's stage-4 embeddings). nan for outsiders and split
+    noise (no centroid of the true or the noisy label) or when the files are
+    missing."""
     noisy_dir = work / "data" / f"train_{noise_name(noise_type)}{rate_name(rate)}_seed{seed}"
     scp = work / "exp" / f"supcon{tag}_noisy0_seed{seed}" / "embeddings" / "train" / "xvector.scp"
     if not (scp.is_file() and (noisy_dir / "utt2truespk").is_file()):
@@ -88,7 +89,9 @@ def swap_cosine(work: Path, noise_type: str, rate: float, seed: int, tag: str = 
     centroids = np.zeros((len(speakers), emb.shape[1]))
     np.add.at(centroids, [index[clean[utts[i]]] for i in rows], emb[rows])
     centroids /= np.maximum(np.linalg.norm(centroids, axis=1, keepdims=True), 1e-12)
-    swapped = [(index[truth[u]], index[label[u]]) for u in label if truth[u] != label[u] and truth[u] in index]
+    # Outsiders have no true centroid, split's new labels no noisy one.
+    swapped = [(index[truth[u]], index[label[u]]) for u in label
+               if truth[u] != label[u] and truth[u] in index and label[u] in index]
     if not swapped:
         return float("nan")
     true_idx, noisy_idx = np.array(swapped).T

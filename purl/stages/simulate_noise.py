@@ -7,7 +7,11 @@ Under ``open`` noise the dir also holds the outsiders' utterances that replace
 training ones (their lines of wav.scp, feats.scp, ... come from the outsider
 dir) and ``outsiders``, the list of them: an utterance whose true speaker in
 utt2truespk is no training speaker. Under ``similar`` noise ``nearest_speakers``
-lists each speaker's k nearest speakers, the swaps' destinations.
+lists each speaker's k nearest speakers, the swaps' destinations. Under
+``merge`` noise the absorbed speakers have no label of their own, so the
+reports count their utterances with the outsiders (a true speaker that is no
+training speaker); under ``split`` noise the new labels ``<speaker>-split``
+are no true speaker.
 """
 
 from __future__ import annotations
@@ -22,7 +26,16 @@ import numpy as np
 from purl.data.datadir import UTT_FILES, DataDir, DataDirError, utt2spk_to_spk2utt, write_kv
 from purl.fileio import atomic_path
 from purl.kaldi_io import load_embeddings
-from purl.label_noise import NOISE_TYPES, NoiseError, nearest_speakers, relabel, relabel_similar, replace_with_outsiders
+from purl.label_noise import (
+    NOISE_TYPES,
+    NoiseError,
+    merge_speakers,
+    nearest_speakers,
+    relabel,
+    relabel_similar,
+    replace_with_outsiders,
+    split_speakers,
+)
 from purl.locks import locked_dir
 from purl.records import text_digest, up_to_date, write_record
 from purl.stages.fbank import STALE_SUFFIX, move_features_aside, record_derived_features
@@ -96,6 +109,10 @@ def make_noisy_data_dir(src: str | os.PathLike, dst: str | os.PathLike, rate: fl
         noisy, outsider_truth = replace_with_outsiders(truth, rate, seed, outsider_dir.utt2spk)
         truth = {u: truth[u] for u in noisy if u in truth} | outsider_truth
         extra[OUTSIDERS] = {u: outsider_truth[u] for u in outsider_truth}
+    elif noise_type == "merge":
+        noisy = merge_speakers(truth, rate, seed)
+    elif noise_type == "split":
+        noisy = split_speakers(truth, rate, seed)
     else:
         raise NoiseError(f"noise type '{noise_type}' is not one of {', '.join(NOISE_TYPES)}")
 
@@ -139,6 +156,8 @@ def noise_settings(src: str | os.PathLike, rate: float, seed: int, *, noise_type
         outsiders = Path(outsiders) if outsiders is not None else None
         record.update(noise_type=noise_type, outsiders={
             name: text_digest(outsiders / name) for name in UTT_FILES if outsiders and (outsiders / name).is_file()})
+    elif noise_type in ("merge", "split"):
+        record.update(noise_type=noise_type)
     elif noise_type != "permute":
         raise NoiseError(f"noise type '{noise_type}' is not one of {', '.join(NOISE_TYPES)}")
     return record

@@ -4,6 +4,9 @@
 # calibration (feats_dir of each: the dir itself for Kaldi fbank, else data/<name>_sbfbank).
 # An exp dir names the model, the protocol (and features other than Kaldi's), the labels and the seed:
 #   exp/supcon_tuned_noisy0.2_seed0, exp/purl_paper_open0.2_seed1, exp/supcon_paper_sbfbank_noisy0.2_seed0
+case $noise_type in permute|similar|open|merge|split) ;; *)
+  echo "$0: --noise-type $noise_type: use permute, similar, open, merge or split (docs/noisy_label_benchmark.md)" >&2
+  exit 1 ;; esac
 [ "$noise_type" != open ] || { [ "$num_outsider_speakers" -gt 0 ] && [ -z "$train_dir" ]; } || {
   echo "$0: --noise-type open needs --num-outsider-speakers N: speakers of --corpus held out as the outsiders" \
        "(not with --train-dir)" >&2
