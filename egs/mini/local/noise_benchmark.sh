@@ -18,7 +18,7 @@ set -euo pipefail
 seeds="0 1"                     # one full grid per seed
 rates="0 0.1 0.2 0.4"           # fractions of training utterances under a wrong speaker
 noise_types="permute similar open"
-methods="control filter purl relabel relabel_purl"   # stage-5 methods of run.sh (--methods)
+methods="control filter purl relabel orgate"   # stage-5 methods of run.sh (--methods)
 num_outsider_speakers=30        # held out as the outsiders of open noise
 work=exp/benchmark
 protocol=tuned                  # run.sh's --protocol
@@ -63,5 +63,7 @@ for seed in $seeds; do
   done
 done
 
-local/benchmark_table.py --tag "_$protocol" --seeds "$seeds" --rates "$rates" --noise-types "$noise_types" --methods "$methods" .
+# The summaries' names carry the protocol and, for the original's front end, _sbfbank (run.sh's feats_tag).
+tag=_$protocol; [[ " ${run_opts[*]} " != *" --feature-type speechbrain "* ]] || tag+=_sbfbank
+local/benchmark_table.py --tag "$tag" --seeds "$seeds" --rates "$rates" --noise-types "$noise_types" --methods "$methods" .
 [ ${#failed[@]} = 0 ] || { echo "$0: failed cells: ${failed[*]}" >&2; exit 1; }
