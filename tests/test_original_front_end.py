@@ -312,6 +312,19 @@ def test_an_update_refuses_to_start_from_a_model_of_other_features(tmp_path, tin
     assert not (tmp_path / "exp" / "update" / "config.yaml").exists()
 
 
+def test_training_refuses_held_out_trials_of_other_features_before_it_starts(tmp_path, tiny_config):
+    from purl.features import FeatureError
+    from purl.stages.training import train_stage
+
+    train = write_feature_dir(tmp_path / "train")
+    valid = speechbrain_dir(tmp_path)
+    (valid / "trials").write_text("spk00-u00 spk00-u01 target\nspk00-u00 spk01-u00 nontarget\n")
+    with pytest.raises(FeatureError, match=f"--valid-data {valid}: speechbrain features, but the training data "
+                                           f"{train} has kaldi features"):
+        train_stage(str(tiny_config), [], str(train), tmp_path / "exp", valid_data=str(valid))
+    assert not (tmp_path / "exp" / "config.yaml").exists()
+
+
 def test_a_copy_of_a_data_dir_leaves_its_features_out_and_a_rerun_keeps_it(tmp_path, tiny_corpus):
     from purl.data.datadir import DataDirError, read_kv
     from purl.data.prepare import prepare_folder_corpus

@@ -16,7 +16,7 @@ from pathlib import Path
 from purl.config import DEFAULTS, ConfigError, load_config, load_yaml
 from purl.data.datadir import validate_data_dir
 from purl.evaluate import held_out_metrics
-from purl.features import check_model_features
+from purl.features import FeatureError, check_model_features, feature_type_of
 from purl.locks import LOCK_NAME, locked_dir
 from purl.pair_weights import pair_weights_from_dir, utterance_mask_from_file
 from purl.records import differences, read_record, scp_digest, stat_digest, text_digest, write_record
@@ -144,6 +144,11 @@ def _train_stage(config_path: str, overrides: list[str], data_dir: str, exp_dir:
         # utterance its trials name must have features.
         check_features(valid_data, "train (--valid-data)")
         validate_data_dir(valid_data, require=("utt2spk", "feats.scp", "utt2num_frames", "trials"))
+        valid_features, train_features = feature_type_of(valid_data), feature_type_of(data_dir)
+        if valid_features != train_features:
+            raise FeatureError(f"--valid-data {valid_data}: {valid_features} features, but the training data "
+                               f"{data_dir} has {train_features} features, and the held-out metrics would read "
+                               f"features the model never saw; give a valid dir of {train_features} features")
     outputs = TrainingOutputs(exp_dir)
     data_record = training_data_settings(config, data_dir)
     check_training_data(outputs.exp_dir, data_record, data_dir)
