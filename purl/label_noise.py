@@ -31,6 +31,7 @@ from typing import Mapping
 
 import numpy as np
 
+from purl.data.datadir import utt2spk_to_spk2utt
 from purl.errors import PurlError
 
 NOISE_TYPES = ("permute", "similar", "open", "merge", "split")
@@ -41,11 +42,15 @@ class NoiseError(PurlError, ValueError):
     """A noise rate or a data dir the simulation cannot use."""
 
 
+def _check_rate(rate: float) -> None:
+    if not 0 <= rate < 1:
+        raise NoiseError(f"noise rate {rate} must be in [0, 1)")
+
+
 def _draw_moved(utt2spk: Mapping[str, str], rate: float, seed: int) -> tuple[list[str], list[str], np.ndarray,
                                                                             np.random.Generator]:
     """(sorted utterances, sorted speakers, indices of the utterances to move, the rng after the draw)."""
-    if not 0 <= rate < 1:
-        raise NoiseError(f"noise rate {rate} must be in [0, 1)")
+    _check_rate(rate)
     utts = sorted(utt2spk)
     speakers = sorted(set(utt2spk.values()))
     if len(speakers) < 2 and rate > 0:
@@ -131,12 +136,9 @@ def replace_with_outsiders(utt2spk: dict[str, str], rate: float, seed: int,
 def _speaker_order(utt2spk: Mapping[str, str], rate: float, seed: int) -> tuple[dict[str, list[str]], list[str], int]:
     """(speaker -> its sorted utterances, the speakers in a seeded uniform order,
     round(rate * N)): what merge and split draw from."""
-    if not 0 <= rate < 1:
-        raise NoiseError(f"noise rate {rate} must be in [0, 1)")
-    spk2utt: dict[str, list[str]] = {}
-    for utt in sorted(utt2spk):
-        spk2utt.setdefault(utt2spk[utt], []).append(utt)
-    order = sorted(spk2utt)
+    _check_rate(rate)
+    spk2utt = utt2spk_to_spk2utt(utt2spk)  # speakers and their utterances in sorted order
+    order = list(spk2utt)
     rng = np.random.default_rng(seed)
     return spk2utt, [order[i] for i in rng.permutation(len(order))], int(round(rate * len(utt2spk)))
 

@@ -88,7 +88,7 @@ def test_swap_cosine_of_merged_speakers_and_nan_for_split_labels(tmp_path, kind)
     label has no centroid of the clean model (nan, not a KeyError)."""
     import numpy as np
 
-    from purl.data.datadir import write_kv
+    from purl.data.datadir import utt2spk_to_spk2utt, write_kv
     from purl.kaldi_io import save_embeddings
     from purl.stages.benchmark import swap_cosine
     from purl.stages.simulate_noise import run_noise
@@ -96,8 +96,7 @@ def test_swap_cosine_of_merged_speakers_and_nan_for_split_labels(tmp_path, kind)
     truth = {f"s{s}-u{u}": f"s{s}" for s in range(4) for u in range(4)}
     (tmp_path / "data" / "train").mkdir(parents=True)
     write_kv(tmp_path / "data" / "train" / "utt2spk", truth)
-    write_kv(tmp_path / "data" / "train" / "spk2utt", {f"s{s}": " ".join(f"s{s}-u{u}" for u in range(4))
-                                                       for s in range(4)})
+    write_kv(tmp_path / "data" / "train" / "spk2utt", utt2spk_to_spk2utt(truth))
     run_noise(tmp_path / "data" / "train", tmp_path / "data" / f"train_{kind}0.2_seed0", 0.2, 0, noise_type=kind)
     emb_dir = tmp_path / "exp" / "supcon_noisy0_seed0" / "embeddings" / "train"
     emb_dir.mkdir(parents=True)

@@ -63,7 +63,16 @@ for seed in $seeds; do
   done
 done
 
-# The summaries' names carry the protocol and, for the original's front end, _sbfbank (run.sh's feats_tag).
-tag=_$protocol; [[ " ${run_opts[*]} " != *" --feature-type speechbrain "* ]] || tag+=_sbfbank
+# The summaries' names carry the protocol and, for the original's front end, _sbfbank (run.sh's feats_tag):
+# the features are run.sh's --feature-type (either spelling) or else the protocol's stages.conf default.
+feature_type=""
+for ((i = 0; i < ${#run_opts[@]}; i++)); do
+  case ${run_opts[i]} in
+    --feature-type) feature_type=${run_opts[i + 1]:-} ;;
+    --feature-type=*) feature_type=${run_opts[i]#*=} ;;
+  esac
+done
+feature_type=$(. conf/$protocol/stages.conf; echo "$feature_type")
+tag=_$protocol; [ "$feature_type" != speechbrain ] || tag+=_sbfbank
 local/benchmark_table.py --tag "$tag" --seeds "$seeds" --rates "$rates" --noise-types "$noise_types" --methods "$methods" .
 [ ${#failed[@]} = 0 ] || { echo "$0: failed cells: ${failed[*]}" >&2; exit 1; }
