@@ -29,7 +29,8 @@ EER = "EER (%)"
 METHOD_NAMES = {"supcon": "no update", "control": "control", "filter": "filtering", "purl": "PURL",
                 "reestimate": "PURL, re-estimated", "relabel": "relabelled",
                 "relabel_purl": "relabelled + PURL", "relabel_retrain": "relabelled, retrained",
-                "relabel_unlearn": "relabelled + unlearn dropped", "orgate": "OR-Gate"}
+                "relabel_unlearn": "relabelled + unlearn dropped", "regroup": "regrouped",
+                "orgate": "OR-Gate"}
 
 
 def noise_name(noise_type: str) -> str:
