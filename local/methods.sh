@@ -15,9 +15,12 @@
 #   relabel_retrain  stage 3 again, from scratch, on them
 #   relabel_unlearn  PURL on the relabelled labels with the utterances relabelling would drop kept under
 #                    their old label and repelled from it (w = 0 for their pairs, 1 for every other)
+#   regroup          SupCon on the labels steps/regroup_data_dir.py regrouped: a label holding two voices
+#                    split, two labels of one voice joined (merge and split noise; relabelling moves
+#                    single utterances between labels that are each one voice)
 #   orgate           SupCon on the noisy labels, drawing only the utterances whose label is among their
 #                    orgate_top_k nearest speaker centroids at any epoch so far (OR-Gate, Fang et al. 2023)
-METHODS="control filter purl reestimate relabel relabel_purl relabel_retrain relabel_unlearn orgate"
+METHODS="control filter purl reestimate relabel relabel_purl relabel_retrain relabel_unlearn regroup orgate"
 for method in $methods; do  # checked now, not when stage 5 comes after days of pretraining
   [[ " $METHODS " == *" $method "* ]] || { echo "$0: --methods: unknown method '$method' (methods: $METHODS)" >&2; exit 1; }
 done
@@ -83,6 +86,9 @@ train_method() {
              steps/relabel_data_dir.py $relabel_opts --keep-dropped $relabel_emb $noisy $relabelled_kept
              steps/train.sh "${train_opts[@]}" \
                --overrides "$update purl.unreliable_utts=$relabelled_kept/unreliable_utts" $purl_conf $relabelled_kept $exp ;;
+    regroup) steps/regroup_data_dir.py $emb $noisy $regrouped
+             steps/train.sh "${train_opts[@]}" --overrides "$update loss.type=supcon" \
+               $purl_conf $regrouped $exp ;;
     orgate)  steps/train.sh "${train_opts[@]}" \
                --overrides "$update loss.type=supcon orgate.top_k=$orgate_top_k" $purl_conf $noisy $exp ;;
     relabel_purl)
@@ -104,6 +110,7 @@ method_row() {
     relabel_purl) label="$2, relabelled + PURL" ;;
     relabel_retrain) label="$2, relabelled, retrained" ;;
     relabel_unlearn) label="$2, relabelled + unlearn dropped" ;;
+    regroup) label="$2, regrouped" ;;
     orgate) label="$2 + OR-Gate (top $orgate_top_k)" ;;
     *) label=$1 ;;
   esac

@@ -5,8 +5,8 @@ The table that tells the PURL story of one run: a row per model (EER and minDCF
 on its first trial list, from stage 6's results.json; then Cllr and the actual
 DCF of its linear calibration where steps/calibrate.py made calibration.json),
 then the noisy-pair detection metrics of stage 4. Prints markdown. --json FILE also writes the rows,
-the stage-4 report and the relabel report (--relabel-report) as JSON, for
-tables over runs (local/noise_benchmark.sh).
+the stage-4 report, the relabel report (--relabel-report) and the regroup report
+(--regroup-report) as JSON, for tables over runs (local/noise_benchmark.sh).
 
 e.g.: steps/summarize.py --reliability-report exp/supcon_noisy/reliability/report.json \\
         "clean SupCon=exp/supcon_clean" "noisy SupCon=exp/supcon_noisy" \\
@@ -29,6 +29,7 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--reliability-report")
     parser.add_argument("--scoring", default="cosine", choices=("cosine", "as-norm"))
     parser.add_argument("--relabel-report", help="the relabel method's relabel.json, for --json")
+    parser.add_argument("--regroup-report", help="the regroup method's regroup.json, for --json")
     parser.add_argument("--json", help="also write the rows and reports here")
     return parser
 
@@ -44,7 +45,8 @@ def main() -> int:
     print(summary_table(rows, Path(args.reliability_report) if args.reliability_report else None, args.scoring))
     if args.json:
         reports = {name: json.loads(Path(path).read_text()) for name, path in
-                   (("reliability", args.reliability_report), ("relabel", args.relabel_report))
+                   (("reliability", args.reliability_report), ("relabel", args.relabel_report),
+                    ("regroup", args.regroup_report))
                    if path and Path(path).is_file()}
         write_text_atomic(args.json, json.dumps({"rows": summary_rows(rows, args.scoring), **reports}, indent=1) + "\n")
     return 0

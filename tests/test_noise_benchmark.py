@@ -1,5 +1,5 @@
 """The noisy-label benchmark: its driver on a reduced mini recipe (every noise
-kind's cell, the relabel method, a rerun that skips), and its tables."""
+kind's cell, the relabel and regroup methods, a rerun that skips), and its tables."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ TRAIN = "optim.epochs=1 data.samples_per_epoch=64 data.speakers_per_batch=8 data
 SIZE = ("--num-speakers", "24", "--utts-per-speaker", "5", "--num-test-speakers", "6")
 # One cell, of the kind whose cell holds the most (outsiders); the others are
 # tested at stage 2 (tests/test_noise.py) and permute by the recipe's own test.
-GRID = ("--seeds", "0", "--rates", "0.2", "--noise-types", "open", "--methods", "control relabel",
+GRID = ("--seeds", "0", "--rates", "0.2", "--noise-types", "open", "--methods", "control relabel regroup",
         "--num-outsider-speakers", "4")
 
 
@@ -41,7 +41,8 @@ def test_benchmark_runs_an_open_noise_cell_and_writes_table_figure_and_numbers(b
     assert "relabel precision" in results and (work / "eer_vs_rate.png").stat().st_size > 10_000
     numbers = json.loads((work / "benchmark.json").read_text())["numbers"]
     assert set(numbers) == {"open"}
-    assert set(numbers["open"]["0.2"]["eer"]) == {"supcon", "control", "relabel"}
+    assert set(numbers["open"]["0.2"]["eer"]) == {"supcon", "control", "relabel", "regroup"}
+    assert "What regrouping changed" in results and "pair_recall" in numbers["open"]["0.2"]["regrouped"]
     relabel = json.loads((work / "data" / "train_open0.2_seed0_relabelled" / "relabel.json").read_text())
     assert relabel["outsiders"] == 14 and "relabel_precision" in relabel
 
@@ -51,13 +52,13 @@ def test_benchmark_rerun_trains_nothing(benchmark_run):
     proc = run_script("bash", "local/noise_benchmark.sh", *GRID, "--", *SIZE, "--train-overrides", TRAIN, cwd=recipe)
     log = (recipe / "exp" / "benchmark" / "log" / "open0.2_seed0.log").read_text()
     assert "FAILED" not in proc.stdout
-    assert log.count("is complete; skipping") >= 3 and "epoch 1/1" not in log  # three trainings, embeddings, scores
+    assert log.count("is complete; skipping") >= 4 and "epoch 1/1" not in log  # four trainings, embeddings, scores
 
 
 def _cell(eers):
     return {"rows": {k: {"EER (%)": v} for k, v in eers.items()}, "reliability": {"pair_auc": 0.9, "utt_auc": 0.95},
             "estimators": {"histogram": {"utt_f1": 0.5, "frac_utts_flagged": 0.3}, "bic": {"utt_f1": 0.7}},
-            "relabel": {"relabel_precision": 0.8, "relabel_recall": None, "moved": 10, "dropped": 2}}
+            "relabel": {"relabel_precision": 0.8, "relabel_recall": None, "moved": 10, "dropped": 2}, "regroup": {}}
 
 
 def test_tables_give_the_share_recovered_and_per_seed_wins():
@@ -104,3 +105,12 @@ def test_swap_cosine_of_merged_speakers_and_nan_for_split_labels(tmp_path, kind)
     save_embeddings(emb_dir / "xvector.ark", utts, np.stack([np.eye(4)[int(truth[u][1])] for u in utts]))
     cosine = swap_cosine(tmp_path, kind, 0.2, 0)
     assert cosine == 0.0 if kind == "merge" else np.isnan(cosine)  # orthogonal speakers
+
+
+def test_regroup_table_gives_splits_joins_and_pair_structure_before_and_after():
+    clean, noisy = _cell({"supcon": 5.0}), _cell({"supcon": 9.0, "regroup": 7.0})
+    noisy["regroup"] = {"splits": 6, "splits_right": 6, "joins": 0, "joins_right": 0, "pair_precision_before": 0.694,
+                        "pair_precision": 0.771, "pair_recall_before": 1.0, "pair_recall": 0.991}
+    text, numbers = tables({"merge": {0.0: {0: clean}, 0.2: {0: noisy}}}, ["regroup"], [0], [0.0, 0.2], ["merge"])
+    assert "| merge | 0.2 | 6.0 (6.0) | 0.0 (0.0) | 0.694 → 0.771 | 1.000 → 0.991 |" in text
+    assert numbers["merge"]["0.2"]["regrouped"]["pair_precision"] == 0.771

@@ -121,6 +121,7 @@ if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
   for method in $methods; do rows+=("$(method_row $method $labels)"); done
   reports=(--reliability-report $pretrain/reliability/report.json)
   [[ " $methods " != *" relabel"* ]] || reports+=(--relabel-report $relabelled/relabel.json)
+  [[ " $methods " != *" regroup "* ]] || reports+=(--regroup-report $regrouped/regroup.json)
   for row in "${rows[@]}"; do
     model=${row#*=}
     data=$noisy  # the AS-Norm cohort has the labels the model had

@@ -66,7 +66,7 @@ def read_cell(path: Path) -> dict:
     reliability = summary.get("reliability", {})
     return {"rows": {method_key(r["exp"]): r for r in summary["rows"]},
             "reliability": reliability.get("detection", {}), "estimators": reliability.get("compare", {}),
-            "relabel": summary.get("relabel", {})}
+            "relabel": summary.get("relabel", {}), "regroup": summary.get("regroup", {})}
 
 
 def swap_cosine(work: Path, noise_type: str, rate: float, seed: int, tag: str = "") -> float:
@@ -212,8 +212,33 @@ def tables(grid: dict, methods: list[str], seeds: list[int], rates: list[float],
                          f"{found['utt_auc']:.3f} | "
                          f"{found['relabel_precision']:.3f} | {found['relabel_recall']:.3f} | {found['moved']:.0f} | "
                          f"{found['dropped']:.0f} | {found['clean_moved']:.0f} | {outsiders} |")
+    lines += regroup_table(grid, seeds, rates, noise_types, numbers)
     lines += estimator_table(grid, seeds, rates, noise_types, numbers)
     return "\n".join(lines) + "\n", numbers
+
+
+def regroup_table(grid: dict, seeds: list[int], rates: list[float], noise_types: list[str], numbers: dict) -> list[str]:
+    """What the regroup method changed, against the ground truth: splits and joins
+    (and how many were right), the pair precision (same-label pairs of one
+    speaker) and pair recall (one speaker's pairs under one label) before and after."""
+    if not any(grid[t][r][s]["regroup"] for t in noise_types for r in rates for s in seeds):
+        return []
+    lines = ["", "## What regrouping changed (ground truth of stage 2), mean over seeds", "",
+             "| noise | rate | splits (right) | joins (right) | pair precision before → after "
+             "| pair recall before → after |", "|---|---:|---:|---:|---:|---:|"]
+    for t in noise_types:
+        for r in rates:
+            if r == 0:
+                continue
+            found = {k: _nanmean([grid[t][r][s]["regroup"].get(k) for s in seeds])
+                     for k in ("splits", "splits_right", "joins", "joins_right", "pair_precision_before",
+                               "pair_precision", "pair_recall_before", "pair_recall")}
+            numbers[t][rate_name(r)]["regrouped"] = found
+            lines.append(f"| {t} | {rate_name(r)} | {found['splits']:.1f} ({found['splits_right']:.1f}) | "
+                         f"{found['joins']:.1f} ({found['joins_right']:.1f}) | "
+                         f"{found['pair_precision_before']:.3f} → {found['pair_precision']:.3f} | "
+                         f"{found['pair_recall_before']:.3f} → {found['pair_recall']:.3f} |")
+    return lines
 
 
 def estimator_table(grid: dict, seeds: list[int], rates: list[float], noise_types: list[str], numbers: dict) -> list[str]:
