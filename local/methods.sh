@@ -18,9 +18,10 @@
 #   regroup          SupCon on the labels steps/regroup_data_dir.py regrouped: a label holding two voices
 #                    split, two labels of one voice joined (merge and split noise; relabelling moves
 #                    single utterances between labels that are each one voice)
+#   regroup_relabel  SupCon on the regrouped labels relabelled (relabel_rounds, as relabel)
 #   orgate           SupCon on the noisy labels, drawing only the utterances whose label is among their
 #                    orgate_top_k nearest speaker centroids at any epoch so far (OR-Gate, Fang et al. 2023)
-METHODS="control filter purl reestimate relabel relabel_purl relabel_retrain relabel_unlearn regroup orgate"
+METHODS="control filter purl reestimate relabel relabel_purl relabel_retrain relabel_unlearn regroup regroup_relabel orgate"
 for method in $methods; do  # checked now, not when stage 5 comes after days of pretraining
   [[ " $METHODS " == *" $method "* ]] || { echo "$0: --methods: unknown method '$method' (methods: $METHODS)" >&2; exit 1; }
 done
@@ -31,29 +32,30 @@ done
 # made once, first, for the methods that train on them)
 train_methods() {
   local method
-  [[ " $methods " != *" relabel"* ]] || relabel_labels
+  [[ " $methods " != *" relabel"* ]] || relabel_labels $noisy $relabelled relabel
   for method in $methods; do train_method $method; done
 }
 
-# relabel_labels: $relabelled, the labels the relabel methods train on, and relabel_emb, the
-# embeddings of $noisy that proposed them. Round 1 proposes from stage 4's embeddings (the
-# pretrained model's). Each further round trains SupCon from the pretrained model on the last
-# round's labels (exp/..._relabel_round<k>_..., data/..._relabelled_round<k>), embeds the noisy
-# set with it as stage 4 does and proposes again from the noisy labels: a model that never
-# learnt the dropped utterances under their wrong label places more of them, and better.
+# relabel_labels LABELS OUT METHOD: OUT, the labels relabelling proposes from the data dir LABELS
+# (the noisy labels, or the regrouped ones), and relabel_emb, the embeddings of LABELS that
+# proposed them. Round 1 proposes from stage 4's embeddings (the pretrained model's). Each
+# further round trains SupCon from the pretrained model on the last round's labels
+# (exp/<METHOD>_round<k>_..., OUT_round<k>), embeds the training set with it as stage 4 does and
+# proposes again from LABELS: a model that never learnt the dropped utterances under their wrong
+# label places more of them, and better.
 relabel_labels() {
-  local round=1 labels exp
+  local from=$1 out=$2 round=1 labels exp
   relabel_emb=$emb
   while true; do
-    labels=$relabelled; [ $round = $relabel_rounds ] || labels=${relabelled}_round$round
+    labels=$out; [ $round = $relabel_rounds ] || labels=${out}_round$round
     # shellcheck disable=SC2086
-    steps/relabel_data_dir.py $relabel_opts $relabel_emb $noisy $labels
+    steps/relabel_data_dir.py $relabel_opts $relabel_emb $from $labels
     [ $round -lt $relabel_rounds ] || break
-    exp=$(method_exp relabel_round$round)
+    exp=$(method_exp $3_round$round)
     steps/train.sh "${train_opts[@]}" --overrides "$(update_overrides) loss.type=supcon" $purl_conf $labels $exp
     # shellcheck disable=SC2086
     steps/extract_embeddings.sh --nj $nj --cmd "$cmd" --gpus "$gpus" $reliability_embed_opts \
-      $exp/models/final.pt $noisy $exp/embeddings/$reliability_emb
+      $exp/models/final.pt $from $exp/embeddings/$reliability_emb
     relabel_emb=$exp/embeddings/$reliability_emb/xvector.scp
     round=$((round + 1))
   done
@@ -64,7 +66,7 @@ update_overrides() { echo "$overrides $purl_overrides purl.init_checkpoint=$pret
 
 # train_method METHOD
 train_method() {
-  local update exp
+  local update exp relabel_emb=${relabel_emb:-}  # regroup_relabel's rounds leave the relabel methods' as it was
   update=$(update_overrides); exp=$(method_exp $1)
   case $1 in
     control) steps/train.sh "${train_opts[@]}" --overrides "$update loss.type=supcon" \
@@ -89,6 +91,11 @@ train_method() {
     regroup) steps/regroup_data_dir.py $emb $noisy $regrouped
              steps/train.sh "${train_opts[@]}" --overrides "$update loss.type=supcon" \
                $purl_conf $regrouped $exp ;;
+    regroup_relabel)
+             steps/regroup_data_dir.py $emb $noisy $regrouped
+             relabel_labels $regrouped $regrouped_relabelled regroup_relabel
+             steps/train.sh "${train_opts[@]}" --overrides "$update loss.type=supcon" \
+               $purl_conf $regrouped_relabelled $exp ;;
     orgate)  steps/train.sh "${train_opts[@]}" \
                --overrides "$update loss.type=supcon orgate.top_k=$orgate_top_k" $purl_conf $noisy $exp ;;
     relabel_purl)
@@ -111,6 +118,7 @@ method_row() {
     relabel_retrain) label="$2, relabelled, retrained" ;;
     relabel_unlearn) label="$2, relabelled + unlearn dropped" ;;
     regroup) label="$2, regrouped" ;;
+    regroup_relabel) label="$2, regrouped and relabelled" ;;
     orgate) label="$2 + OR-Gate (top $orgate_top_k)" ;;
     *) label=$1 ;;
   esac

@@ -14,7 +14,7 @@ TRAIN = "optim.epochs=1 data.samples_per_epoch=64 data.speakers_per_batch=8 data
 SIZE = ("--num-speakers", "24", "--utts-per-speaker", "5", "--num-test-speakers", "6")
 # One cell, of the kind whose cell holds the most (outsiders); the others are
 # tested at stage 2 (tests/test_noise.py) and permute by the recipe's own test.
-GRID = ("--seeds", "0", "--rates", "0.2", "--noise-types", "open", "--methods", "control relabel regroup",
+GRID = ("--seeds", "0", "--rates", "0.2", "--noise-types", "open", "--methods", "control relabel regroup regroup_relabel",
         "--num-outsider-speakers", "4")
 
 
@@ -41,10 +41,13 @@ def test_benchmark_runs_an_open_noise_cell_and_writes_table_figure_and_numbers(b
     assert "relabel precision" in results and (work / "eer_vs_rate.png").stat().st_size > 10_000
     numbers = json.loads((work / "benchmark.json").read_text())["numbers"]
     assert set(numbers) == {"open"}
-    assert set(numbers["open"]["0.2"]["eer"]) == {"supcon", "control", "relabel", "regroup"}
+    assert set(numbers["open"]["0.2"]["eer"]) == {"supcon", "control", "relabel", "regroup", "regroup_relabel"}
     assert "What regrouping changed" in results and "pair_recall" in numbers["open"]["0.2"]["regrouped"]
     relabel = json.loads((work / "data" / "train_open0.2_seed0_relabelled" / "relabel.json").read_text())
     assert relabel["outsiders"] == 14 and "relabel_precision" in relabel
+    # regroup_relabel: round 2 proposes from the regrouped labels with its own round-1 model
+    regrouped = json.loads((work / "data" / "train_open0.2_seed0_regrouped_relabelled" / "relabel.json").read_text())
+    assert regrouped["embeddings"] == "exp/regroup_relabel_round1_tuned_open0.2_seed0/embeddings/train/xvector.scp"
 
 
 def test_benchmark_rerun_trains_nothing(benchmark_run):
@@ -52,7 +55,7 @@ def test_benchmark_rerun_trains_nothing(benchmark_run):
     proc = run_script("bash", "local/noise_benchmark.sh", *GRID, "--", *SIZE, "--train-overrides", TRAIN, cwd=recipe)
     log = (recipe / "exp" / "benchmark" / "log" / "open0.2_seed0.log").read_text()
     assert "FAILED" not in proc.stdout
-    assert log.count("is complete; skipping") >= 4 and "epoch 1/1" not in log  # four trainings, embeddings, scores
+    assert log.count("is complete; skipping") >= 5 and "epoch 1/1" not in log  # every training, embeddings, scores
 
 
 def _cell(eers):

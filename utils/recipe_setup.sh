@@ -46,7 +46,7 @@ overrides="train.seed=$seed data.normalise=$normalise $train_overrides"  # every
 feats_dir() { if [ -z "$feats_tag" ]; then echo "$1"; else echo "data/$(basename "$1")$feats_tag"; fi; }
 
 # method_dirs: sets the data dirs stage 5's methods make from the pretrained model's embeddings of
-# $noisy (filtered, relabelled, relabelled_kept, regrouped). They name its seed also without noise, where the
+# $noisy (filtered, relabelled, relabelled_kept, regrouped, regrouped_relabelled). They name its seed also without noise, where the
 # training dir itself is shared by the seeds: data/train_seed0_filtered0.5, data/train_noisy0.2_seed0_relabelled
 method_dirs() {
   local base=$noisy; [ "$noise_rate" != 0 ] || base=data/$(basename "$train")_seed$seed
@@ -54,4 +54,5 @@ method_dirs() {
   relabelled=${base}_relabelled                 # relabel's: the labels steps/relabel_data_dir.py proposes
   relabelled_kept=${base}_relabelled_kept       # relabel_unlearn's: and those it would drop, under their label
   regrouped=${base}_regrouped                   # regroup's: labels split and joined by steps/regroup_data_dir.py
+  regrouped_relabelled=${regrouped}_relabelled  # regroup_relabel's: those relabelled
 }

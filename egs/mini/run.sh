@@ -42,7 +42,7 @@ estimator=""              # stage 4: histogram, sklearn, bic or global ("": the 
 scoring=""                # stage 6 ("": the protocol's): cosine, or mean|asnorm (training mean subtracted); AS-Norm beside any
 clean_reference=true      # also pretrain on the clean labels, to show what noise costs
 calibration_dir=""        # stage 6: calibrate on speakers no model trains on (data/outsiders, say); "": training's
-methods="control filter purl relabel"  # stage 5 (local/methods.sh): or relabel_purl relabel_retrain relabel_unlearn reestimate regroup orgate
+methods="control filter purl relabel"  # stage 5 (local/methods.sh): or relabel_purl relabel_retrain relabel_unlearn reestimate regroup regroup_relabel orgate
 filter_keep_ratio=0.5     # stage 5 filter: fraction of each speaker's utterances kept
 relabel_opts=""           # stage 5 relabel: options of steps/relabel_data_dir.py, e.g. "--margin 0.2"
 relabel_rounds=2          # stage 5 relabel: 2 proposes again with the model trained on round 1's labels (1: once)
@@ -121,7 +121,7 @@ if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
   for method in $methods; do rows+=("$(method_row $method $labels)"); done
   reports=(--reliability-report $pretrain/reliability/report.json)
   [[ " $methods " != *" relabel"* ]] || reports+=(--relabel-report $relabelled/relabel.json)
-  [[ " $methods " != *" regroup "* ]] || reports+=(--regroup-report $regrouped/regroup.json)
+  [[ " $methods " != *" regroup"* ]] || reports+=(--regroup-report $regrouped/regroup.json)
   for row in "${rows[@]}"; do
     model=${row#*=}
     data=$noisy  # the AS-Norm cohort has the labels the model had
@@ -129,6 +129,7 @@ if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
     [[ $model != exp/relabel* ]] || data=$relabelled
     [[ $model != exp/relabel_unlearn* ]] || data=$relabelled_kept
     [[ $model != exp/regroup* ]] || data=$regrouped
+    [[ $model != exp/regroup_relabel* ]] || data=$regrouped_relabelled
     steps/extract_embeddings.sh --nj $nj --cmd "$cmd" $model/models/final.pt $test $model/embeddings/test
     steps/extract_embeddings.sh --nj $nj --cmd "$cmd" $model/models/final.pt $data $model/embeddings/train
     norm=(); [ "$scoring" = cosine ] || norm=(--mean $model/embeddings/train/mean.vec)

@@ -30,6 +30,7 @@ METHOD_NAMES = {"supcon": "no update", "control": "control", "filter": "filterin
                 "reestimate": "PURL, re-estimated", "relabel": "relabelled",
                 "relabel_purl": "relabelled + PURL", "relabel_retrain": "relabelled, retrained",
                 "relabel_unlearn": "relabelled + unlearn dropped", "regroup": "regrouped",
+                "regroup_relabel": "regrouped, relabelled",
                 "orgate": "OR-Gate"}
 
 

@@ -27,7 +27,7 @@ calibration=${calibration_dir:+$(feats_dir $calibration_dir)}
 noise=noisy; [ "$noise_type" = permute ] || noise=$noise_type   # in names: data/train_open0.2_seed0
 noisy=data/$(basename $train)_$noise${noise_rate}_seed$seed     # under data/, whatever train_dir is
 [ "$noise_rate" != 0 ] || noisy=$train
-method_dirs                                               # filtered, relabelled, relabelled_kept, regrouped
+method_dirs                                               # filtered, relabelled, relabelled_kept, regrouped, ...
 suffix=${protocol}${feats_tag}_$noise${noise_rate}_seed$seed
 pretrain=exp/supcon_$suffix                               # the model the methods start from
 clean=exp/supcon_${protocol}${feats_tag}_clean_seed$seed
