@@ -136,7 +136,7 @@ def get_parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentP
                                         "resembles (--estimator centroid), or whose pairs fall in the "
                                         "low-similarity component of a per-speaker GMM (stage 4's estimators). "
                                         "Writes OUT_DIR/{suspected_mislabelled, report.md, a plot, embeddings/, "
-                                        "data_clean/, data_relabelled/} and prints how to read them.")
+                                        "data_clean/, data_relabelled/, data_regrouped/} and prints how to read them.")
     p.add_argument("data_dir", help="data dir with wav.scp, utt2spk and spk2utt")
     p.add_argument("--model", required=True, help="checkpoint (exp/<model>/models/final.pt) or exp dir")
     p.add_argument("--out-dir", help="where to write (default: DATA_DIR + _purl_clean)")
@@ -460,6 +460,20 @@ def relabel_summary(relabel: dict | None, relabel_dir: Path) -> list[str]:
     return lines
 
 
+def regroup_summary(regroup: dict | None, regroup_dir: Path) -> list[str]:
+    """The lines of ``purl clean``'s summary about the labels that look like two
+    voices or two labels of one voice."""
+    if regroup is None:
+        return []
+    if not regroup["splits"] and not regroup["joins"]:
+        return ["  No label looks like two voices, and no two labels like one voice."]
+    return [f"  {regroup['splits']} labels look like two voices (two people under one name) and "
+            f"{regroup['joins']} pairs of labels like one voice (one person under two names).",
+            f"  {regroup_dir / 'regroups'}  one line per change: 'split <label> <new label> <utterances moved> "
+            "<cosine of the two voices>' or 'join <label> <into> <cosine> <the labels' self-consistency>'",
+            f"  {regroup_dir}/  your data dir with the changes applied (steps/regroup_data_dir.py: the rule)"]
+
+
 def files_lines(out_dir: Path, clean_dir: Path, emb_scp: Path, columns: str, plot: str, plot_text: str,
                 report_text: str) -> list[str]:
     """The 'Files:' part of purl clean's summary."""
@@ -524,6 +538,7 @@ def cmd_clean(args) -> int:
     from purl.processes import usable_cores
     from purl.reliability import ESTIMATORS
     from purl.stages.clean import CENTROID, clean_fit, embed_data_dir, flag_rate_warning
+    from purl.stages.regroup_data_dir import run_regroup
     from purl.stages.relabel_data_dir import run_relabel
     from purl.stages.reliability import CONFIG_RANGES
 
@@ -546,8 +561,10 @@ def cmd_clean(args) -> int:
                        clean_dir=clean_dir, nj=nj)
     relabel_dir = out_dir / "data_relabelled"
     relabel = run_relabel(emb_scp, data.path, relabel_dir, force=True) if len(data.speakers) > 1 else None
+    regroup_dir = out_dir / "data_regrouped"
+    regroup = run_regroup(emb_scp, data.path, regroup_dir, force=True) if len(data.speakers) > 1 else None
     print(clean_summary(report, out_dir, clean_dir, emb_scp))
-    print("\n".join(relabel_summary(relabel, relabel_dir)))
+    print("\n".join(relabel_summary(relabel, relabel_dir) + regroup_summary(regroup, regroup_dir)))
     warning = flag_rate_warning(report)
     if warning is not None:
         print(warning, file=sys.stderr)

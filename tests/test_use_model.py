@@ -412,6 +412,12 @@ def test_clean_finds_the_utterance_of_another_voice_and_explains_its_output(tmp_
     assert len(proposals) == report["moved"] + report["dropped"]
     assert len(relabelled.utts) == len(wav) - report["dropped"]
     assert "sit with another speaker" in printed and str(out_dir / "data_relabelled" / "proposals") in printed
+    # and the labels regrouped: every utterance, under a label of its own or another's
+    regrouped = validate_data_dir(out_dir / "data_regrouped", require=["utt2spk", "utt2oldspk"])
+    report = json.loads((out_dir / "data_regrouped" / "regroup.json").read_text())
+    assert sorted(regrouped.utts) == sorted(wav) and report["labels_before"] == 3
+    assert (out_dir / "data_regrouped" / "regroups").read_text().count("\n") == report["splits"] + report["joins"]
+    assert "like two voices" in printed
 
 
 def test_embedding_in_batches_equals_one_at_a_time(tmp_path, tiny_config, capsys):

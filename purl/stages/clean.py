@@ -8,6 +8,8 @@
                                   of the centroid rule (purl/suspects.py) with suspects.png, or
                                   of stage 4's GMMs (purl/stages/reliability.py) with reliability.png
     data_relabelled/              relabel proposals (purl/stages/relabel_data_dir.py)
+    data_regrouped/               labels that look like two voices split, two labels of one voice
+                                  joined (purl/stages/regroup_data_dir.py)
 
 A rerun reuses the embeddings made with the same model from the same data,
 and the fit made with the same settings; a rerun with other settings says
