@@ -19,29 +19,18 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shutil
 from pathlib import Path
 
 import numpy as np
 
-from purl.data.datadir import DataDir, DataDirError, subset_data_dir, utt2spk_to_spk2utt, write_kv
-from purl.fileio import temp_path, write_text_atomic
-from purl.records import text_digest, up_to_date, write_record
+from purl.data.datadir import DataDir
 from purl.regroup import Regrouping, RegroupSettings, regroup, regrouping_metrics
-from purl.stages.embeddings import XVECTOR_SETTINGS, embeddings_of_data_dir
-from purl.stages.fbank import record_derived_features
+from purl.stages.embeddings import embeddings_of_data_dir
+from purl.stages.label_dirs import indexed_labels, labels_record, reusable_report, write_labels_dir
 
 SETTINGS = "regroup.settings"
 REGROUPS = "regroups"
 REPORT = "regroup.json"
-
-
-def regroup_settings(xvector_scp: str | os.PathLike, data_dir: str | os.PathLike, settings: RegroupSettings) -> dict:
-    scp, data = Path(xvector_scp), Path(data_dir)
-    record = {**dataclasses.asdict(settings), "xvector_scp": text_digest(scp), "utt2spk": text_digest(data / "utt2spk")}
-    if (scp.parent / XVECTOR_SETTINGS).is_file():
-        record["embeddings"] = text_digest(scp.parent / XVECTOR_SETTINGS)
-    return record
 
 
 def regroup_lines(regrouping: Regrouping) -> str:
@@ -58,15 +47,12 @@ def run_regroup(xvector_scp: str | os.PathLike, data_dir: str | os.PathLike, out
     settings = settings or RegroupSettings()
     settings.check()
     out = Path(out_dir)
-    if not Path(xvector_scp).is_file():
-        raise DataDirError(f"{xvector_scp}: no such embedding index (run steps/extract_embeddings.sh first)")
-    record = regroup_settings(xvector_scp, data_dir, settings)
-    if up_to_date(out / SETTINGS, record, out, complete=(out / "utt2spk").is_file()):
-        return json.loads((out / REPORT).read_text()) if force else None
+    record = labels_record(xvector_scp, data_dir, settings)
+    done, report = reusable_report(xvector_scp, out, SETTINGS, REPORT, record, force)
+    if done:
+        return report
     data = DataDir(data_dir)
-    speakers = data.speakers
-    index = {s: n for n, s in enumerate(speakers)}
-    labels = np.array([index[data.utt2spk[u]] for u in data.utts])
+    speakers, labels = indexed_labels(data)
     regrouping = regroup(embeddings_of_data_dir(xvector_scp, data), labels, speakers, settings)
     report = {"utterances": len(labels), "labels_before": len(speakers),
               "labels": len(np.unique(regrouping.new)), "splits": len(regrouping.splits),
@@ -76,18 +62,7 @@ def run_regroup(xvector_scp: str | os.PathLike, data_dir: str | os.PathLike, out
         truth = data.table("utt2truespk")
         true_index = {s: n for n, s in enumerate(sorted(set(truth.values())))}
         report.update(regrouping_metrics(labels, regrouping, np.array([true_index[truth[u]] for u in data.utts])))
-
-    tmp = temp_path(out)
-    shutil.rmtree(tmp, ignore_errors=True)
-    subset_data_dir(data, tmp, utts=data.utts)
-    new_utt2spk = {u: regrouping.names[n] for u, n in zip(data.utts, regrouping.new)}
-    write_kv(tmp / "spk2utt", utt2spk_to_spk2utt(new_utt2spk))
-    write_kv(tmp / "utt2oldspk", data.utt2spk)
-    write_kv(tmp / "utt2spk", new_utt2spk)
-    write_text_atomic(tmp / REGROUPS, regroup_lines(regrouping))
-    write_text_atomic(tmp / REPORT, json.dumps(report, indent=1) + "\n")
-    record_derived_features(tmp, data.path, user="regroup_data_dir")
-    write_record(tmp / SETTINGS, record)
-    shutil.rmtree(out, ignore_errors=True)
-    os.replace(tmp, out)
+    write_labels_dir(data, out, {u: regrouping.names[n] for u, n in zip(data.utts, regrouping.new)},
+                     {REGROUPS: regroup_lines(regrouping), REPORT: json.dumps(report, indent=1) + "\n"},
+                     SETTINGS, record, user="regroup_data_dir")
     return report
