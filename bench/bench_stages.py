@@ -437,6 +437,11 @@ def run_all(work: Path, scale: Fraction, tree: bool, paper: bool, paper_nj: int 
     lookup.target += ", >= 10x"
     lookup.ok = lookup.ok and have >= 10 * need
 
+    stage("5", "relabel_data_dir.py (relabel's proposals from stage 4's embeddings; a round's again)",
+          f"steps/relabel_data_dir.py exp/supcon/embeddings/train/xvector.scp {noisy_dir} {noisy_dir}_relabelled")
+    stage("5", "regroup_data_dir.py (two voices under a label split, two labels of one voice joined)",
+          f"steps/regroup_data_dir.py exp/supcon/embeddings/train/xvector.scp {noisy_dir} {noisy_dir}_regrouped")
+
     cohort = noisy_dir + "_cohort20"
     stage("6", "subset_data_dir.py --per-speaker 20 (AS-Norm cohort)",
           f"subset_data_dir.py --per-speaker 20 {noisy_dir} {cohort}")
