@@ -17,9 +17,11 @@ differ between models and corpora:
    label takes the name of the one with more utterances (on a tie, the name
    first in order). Joins come first: twins of one voice would raise the
    split's cut below.
-2. Split. Each label's utterances in two groups by spherical 2-means (seeded
-   with the utterance farthest from the label's centroid and the one farthest
-   from that). The label holds two voices when
+2. Split. Each label's utterances in two groups by spherical 2-means (the
+   best fit of ``restarts`` random starts and the pair of the utterance
+   farthest from the label's centroid and the one farthest from that: one
+   start alone often groups a merged label's outliers instead of its voices).
+   The label holds two voices when
    - the groups are far apart: the cosine of their centroids is below the
      higher of two cuts, the median over labels of a label's cosine to its
      nearest other label (as far apart as two speakers), and the median over
@@ -62,6 +64,7 @@ class RegroupSettings:
     min_utts: int = 8        # and at least this many (fewer: a partition of one voice as far apart)
     split_spread: float = 3.0  # a split's voices are further apart than the median label's halves by this many robust sds
     iterations: int = 10     # of the spherical 2-means that splits a label
+    restarts: int = 10       # random starts of the 2-means beside the farthest pair (the best fit is kept)
     halves: int = 4          # random halvings per label that measure its self-consistency (join)
     seed: int = 0            # of the halvings
 
@@ -70,10 +73,10 @@ class RegroupSettings:
             raise RegroupError(f"min_share {self.min_share} must be in (0, 0.5]: the smaller of two groups")
         if self.split_spread < 0:
             raise RegroupError(f"split_spread {self.split_spread} must be >= 0")
-        for name in ("min_utts", "iterations", "halves"):
+        for name, least in (("min_utts", 1), ("iterations", 1), ("halves", 1), ("restarts", 0)):
             value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise RegroupError(f"{name} {value} must be a whole number >= 1")
+            if not isinstance(value, int) or value < least:
+                raise RegroupError(f"{name} {value} must be a whole number >= {least}")
 
 
 @dataclass
@@ -121,21 +124,30 @@ def _tightness(emb: np.ndarray) -> float:
     return float(np.median(emb @ _normalise(emb.sum(axis=0))))
 
 
-def two_means(emb: np.ndarray, iterations: int) -> np.ndarray:
-    """(n,) bool: the second of two groups of unit rows by spherical 2-means,
-    seeded with the row farthest from the centroid and the row farthest from it."""
+def two_means(emb: np.ndarray, iterations: int, restarts: int = 0, rng: np.random.Generator | None = None) -> np.ndarray:
+    """(n,) bool: the second of two groups of unit rows by spherical 2-means: of
+    the starts (the row farthest from the centroid with the row farthest from
+    it, and ``restarts`` random pairs of rows), the grouping whose rows are
+    nearest their group's centroid (the largest sum of cosines)."""
     first = int(np.argmin(emb @ _normalise(emb.sum(axis=0))))
-    second = int(np.argmin(emb @ emb[first]))
-    centres = emb[[first, second]]
-    in_second = np.zeros(len(emb), bool)
-    for _ in range(iterations):
-        cos = emb @ centres.T
-        new = cos[:, 1] > cos[:, 0]
-        if np.array_equal(new, in_second) or not new.any() or new.all():
-            break
-        in_second = new
-        centres = _normalise(np.stack([emb[~new].sum(axis=0), emb[new].sum(axis=0)]))
-    return in_second
+    starts = [(first, int(np.argmin(emb @ emb[first])))]
+    if restarts:
+        starts += [tuple(rng.choice(len(emb), 2, replace=False)) for _ in range(restarts)]
+    best, best_fit = np.zeros(len(emb), bool), -np.inf
+    for start in starts:
+        centres = emb[list(start)]
+        in_second = np.zeros(len(emb), bool)
+        for _ in range(iterations):
+            cos = emb @ centres.T
+            new = cos[:, 1] > cos[:, 0]
+            if np.array_equal(new, in_second) or not new.any() or new.all():
+                break
+            in_second = new
+            centres = _normalise(np.stack([emb[~new].sum(axis=0), emb[new].sum(axis=0)]))
+        fit = np.linalg.norm(emb[~in_second].sum(axis=0)) + np.linalg.norm(emb[in_second].sum(axis=0))
+        if fit > best_fit:
+            best, best_fit = in_second, fit
+    return best
 
 
 def self_consistency(emb: np.ndarray, halves: int, rng: np.random.Generator) -> float:
@@ -188,7 +200,8 @@ def _joins(emb: np.ndarray, labels: np.ndarray, names: list[str], settings: Regr
     return joins
 
 
-def _splits(emb: np.ndarray, labels: np.ndarray, n_labels: int, settings: RegroupSettings) -> tuple[
+def _splits(emb: np.ndarray, labels: np.ndarray, n_labels: int, settings: RegroupSettings,
+            rng: np.random.Generator) -> tuple[
         list[tuple[int, np.ndarray, float]], float]:
     """Labels holding two voices: [(label, the utterances of the smaller voice,
     the separation cosine)], and the separation cut."""
@@ -196,7 +209,7 @@ def _splits(emb: np.ndarray, labels: np.ndarray, n_labels: int, settings: Regrou
     for s, g in enumerate(_groups(labels, n_labels)):
         if len(g) < 2 * settings.min_utts:
             continue
-        second = two_means(emb[g], settings.iterations)
+        second = two_means(emb[g], settings.iterations, settings.restarts, rng)
         if second.sum() > len(g) / 2:
             second = ~second  # the second group is the smaller
         a, b = emb[g[~second]], emb[g[second]]
@@ -246,7 +259,7 @@ def regroup(emb: np.ndarray, labels: np.ndarray, names: list[str],
         return into[current]
 
     stages.append(join(labels))
-    found, separation_cut = _splits(emb, stages[-1], len(names), settings)
+    found, separation_cut = _splits(emb, stages[-1], len(names), settings, rng)
     new, taken, splits = stages[-1].copy(), set(names), []
     for s, utts, separation in found:
         name = _new_name(names[s], taken)

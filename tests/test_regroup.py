@@ -66,7 +66,8 @@ def test_pair_structure_by_hand():
 
 def test_bad_settings_and_inputs_are_refused():
     emb = np.random.default_rng(0).standard_normal((6, 4))
-    for bad in (RegroupSettings(min_share=0.6), RegroupSettings(min_utts=0), RegroupSettings(halves=1.5)):
+    for bad in (RegroupSettings(min_share=0.6), RegroupSettings(min_utts=0), RegroupSettings(halves=1.5),
+                RegroupSettings(restarts=-1), RegroupSettings(split_spread=-1.0)):
         with pytest.raises(RegroupError):
             regroup(emb, np.array([0, 0, 0, 1, 1, 1]), ["a", "b"], bad)
     with pytest.raises(RegroupError, match="at least 2 labels"):
