@@ -66,7 +66,7 @@ class RegroupSettings:
     iterations: int = 10     # of the spherical 2-means that splits a label
     restarts: int = 10       # random starts of the 2-means beside the farthest pair (the best fit is kept)
     halves: int = 4          # random halvings per label that measure its self-consistency (join)
-    seed: int = 0            # of the halvings
+    seed: int = 0            # of the halvings and the random starts
 
     def check(self) -> None:
         if not 0 < self.min_share <= 0.5:
