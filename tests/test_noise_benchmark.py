@@ -117,3 +117,9 @@ def test_regroup_table_gives_splits_joins_and_pair_structure_before_and_after():
     text, numbers = tables({"merge": {0.0: {0: clean}, 0.2: {0: noisy}}}, ["regroup"], [0], [0.0, 0.2], ["merge"])
     assert "| merge | 0.2 | 6.0 (6.0) | 0.0 (0.0) | 0.694 → 0.771 | 1.000 → 0.991 |" in text
     assert numbers["merge"]["0.2"]["regrouped"]["pair_precision"] == 0.771
+
+
+def test_without_rate_0_the_share_table_says_why_it_is_empty():
+    grid = {"permute": {0.2: {0: _cell({"supcon": 9.0, "purl": 6.0})}}}
+    text, numbers = tables(grid, ["purl"], [0], [0.2], ["permute"])
+    assert "not computed: the grid has no rate 0" in text and "recovered" not in numbers["permute"]["0.2"]

@@ -155,10 +155,14 @@ def tables(grid: dict, methods: list[str], seeds: list[int], rates: list[float],
             lines.append(f"| {t if r else 'none'} | {rate_name(r)} | "
                          + " | ".join(_mean_sd(per_method[k]) for k in keys) + " |")
 
-    lines += ["", "## Share of the EER lost to noise given back (%), mean over seeds",
-              "", "(no update: 0; the model pretrained on the clean labels of the same seed: 100)", "",
-              "| noise | rate | " + " | ".join(METHOD_NAMES.get(k, k) for k in methods) + " |",
-              "|---|---:|" + "---:|" * len(methods)]
+    lines += ["", "## Share of the EER lost to noise given back (%), mean over seeds", ""]
+    if 0 not in rates:  # the share needs each seed's model pretrained on the clean labels (rate 0's cell)
+        lines += ["(not computed: the grid has no rate 0, whose cell is each seed's clean model; "
+                  "add 0 to --rates)"]
+    else:
+        lines += ["(no update: 0; the model pretrained on the clean labels of the same seed: 100)", "",
+                  "| noise | rate | " + " | ".join(METHOD_NAMES.get(k, k) for k in methods) + " |",
+                  "|---|---:|" + "---:|" * len(methods)]
     for t in noise_types:
         for r in rates:
             if r == 0 or 0 not in rates:
