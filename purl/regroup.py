@@ -57,6 +57,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from purl.errors import PurlError
+from purl.relabel import checked_inputs
 
 
 class RegroupError(PurlError, ValueError):
@@ -250,9 +251,7 @@ def regroup(emb: np.ndarray, labels: np.ndarray, names: list[str],
     one voice would raise it), then joins again (a split-off voice may have a
     label of its own elsewhere)."""
     settings.check()
-    emb, labels = np.asarray(emb, dtype=np.float64), np.asarray(labels)
-    if emb.ndim != 2 or labels.shape != (emb.shape[0],) or not np.issubdtype(labels.dtype, np.integer):
-        raise RegroupError(f"emb {emb.shape} must be (U, D) and labels {labels.shape} (U,) integers")
+    emb, labels, _ = checked_inputs(emb, labels, RegroupError)
     if len(names) < 2:
         raise RegroupError("regrouping needs at least 2 labels")
     if len(labels) and (labels.min() < 0 or labels.max() >= len(names)):
