@@ -57,7 +57,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from purl.errors import PurlError
-from purl.relabel import checked_inputs
+from purl.relabel import checked_inputs, label_groups
+from purl.scoring import l2_normalise
 
 
 class RegroupError(PurlError, ValueError):
@@ -102,15 +103,9 @@ class Regrouping:
     separation_cut: float
 
 
-def _normalise(x: np.ndarray) -> np.ndarray:
-    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
-
-
-def _groups(labels: np.ndarray, n_labels: int) -> list[np.ndarray]:
-    """The utterance indices of each label, in order."""
-    order = np.argsort(labels, kind="stable")
-    bounds = np.searchsorted(labels[order], np.arange(n_labels + 1))
-    return [order[bounds[s]:bounds[s + 1]] for s in range(n_labels)]
+def _unit_centroid(rows: np.ndarray) -> np.ndarray:
+    """(D,) the unit vector along the sum of (n, D) rows (zero for none)."""
+    return l2_normalise(rows.sum(axis=0, keepdims=True))[0]
 
 
 def _nearest_other(centroids: np.ndarray, chunk: int = 4096) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -132,7 +127,7 @@ def _nearest_other(centroids: np.ndarray, chunk: int = 4096) -> tuple[np.ndarray
 
 def _tightness(emb: np.ndarray) -> float:
     """The median cosine of unit rows to their unit centroid."""
-    return float(np.median(emb @ _normalise(emb.sum(axis=0))))
+    return float(np.median(emb @ _unit_centroid(emb)))
 
 
 def two_means(emb: np.ndarray, iterations: int, restarts: int = 0, rng: np.random.Generator | None = None) -> np.ndarray:
@@ -140,7 +135,7 @@ def two_means(emb: np.ndarray, iterations: int, restarts: int = 0, rng: np.rando
     the starts (the row farthest from the centroid with the row farthest from
     it, and ``restarts`` random pairs of rows), the grouping whose rows are
     nearest their group's centroid (the largest sum of cosines)."""
-    first = int(np.argmin(emb @ _normalise(emb.sum(axis=0))))
+    first = int(np.argmin(emb @ _unit_centroid(emb)))
     starts = [(first, int(np.argmin(emb @ emb[first])))]
     if restarts:
         starts += [tuple(rng.choice(len(emb), 2, replace=False)) for _ in range(restarts)]
@@ -154,7 +149,7 @@ def two_means(emb: np.ndarray, iterations: int, restarts: int = 0, rng: np.rando
             if np.array_equal(new, in_second) or not new.any() or new.all():
                 break
             in_second = new
-            centres = _normalise(np.stack([emb[~new].sum(axis=0), emb[new].sum(axis=0)]))
+            centres = l2_normalise(np.stack([emb[~new].sum(axis=0), emb[new].sum(axis=0)]))
         fit = np.linalg.norm(emb[~in_second].sum(axis=0)) + np.linalg.norm(emb[in_second].sum(axis=0))
         if fit > best_fit:
             best, best_fit = in_second, fit
@@ -169,7 +164,7 @@ def self_consistency(emb: np.ndarray, halves: int, rng: np.random.Generator) -> 
     values = []
     for _ in range(halves):
         first = rng.permutation(len(emb)) < len(emb) // 2
-        values.append(float(_normalise(emb[first].sum(axis=0)) @ _normalise(emb[~first].sum(axis=0))))
+        values.append(float(_unit_centroid(emb[first]) @ _unit_centroid(emb[~first])))
     return float(np.mean(values))
 
 
@@ -182,11 +177,11 @@ def _new_name(label: str, taken: set[str]) -> str:
 
 def _groups_and_centroids(emb: np.ndarray, labels: np.ndarray, n_labels: int) -> tuple[list[np.ndarray],
                                                                                     np.ndarray]:
-    groups = _groups(labels, n_labels)
+    groups = label_groups(labels, n_labels)
     centroids = np.zeros((n_labels, emb.shape[1]))
     for s, g in enumerate(groups):
         centroids[s] = emb[g].sum(axis=0)
-    return groups, _normalise(centroids)  # a label left empty by a join: a zero row, nobody's nearest
+    return groups, l2_normalise(centroids)  # a label left empty by a join: a zero row, nobody's nearest
 
 
 def _joins(emb: np.ndarray, labels: np.ndarray, names: list[str], settings: RegroupSettings,
@@ -220,14 +215,14 @@ def _splits(emb: np.ndarray, labels: np.ndarray, n_labels: int, settings: Regrou
     """Labels holding two voices: [(label, the utterances of the smaller voice,
     the separation cosine)], and the separation cut."""
     candidates = []  # (label, the smaller group, separation, whether each group is tighter than the label)
-    for s, g in enumerate(_groups(labels, n_labels)):
+    for s, g in enumerate(label_groups(labels, n_labels)):
         if len(g) < 2 * settings.min_utts:
             continue
         second = two_means(emb[g], settings.iterations, settings.restarts, rng)
         if second.sum() > len(g) / 2:
             second = ~second  # the second group is the smaller
         a, b = emb[g[~second]], emb[g[second]]
-        separation = float(_normalise(a.sum(axis=0)) @ _normalise(b.sum(axis=0))) if second.any() else 1.0
+        separation = float(_unit_centroid(a) @ _unit_centroid(b)) if second.any() else 1.0
         voices = second.sum() >= max(settings.min_utts, settings.min_share * len(g)) and \
             min(_tightness(a), _tightness(b)) > _tightness(emb[g])
         candidates.append((s, g[second], separation, voices))
@@ -259,7 +254,7 @@ def regroup(emb: np.ndarray, labels: np.ndarray, names: list[str],
     empty = np.flatnonzero(np.bincount(labels, minlength=len(names)) == 0)
     if len(empty):
         raise RegroupError(f"label '{names[empty[0]]}' has no utterance")
-    emb = _normalise(emb)
+    emb = l2_normalise(emb)
     rng = np.random.default_rng(settings.seed)
     names, stages, joins = list(names), [labels], []
 

@@ -42,6 +42,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from purl.errors import PurlError
+from purl.scoring import l2_normalise
 
 
 class RelabelError(PurlError, ValueError):
@@ -92,8 +93,12 @@ class Proposals:
         return self.new < 0
 
 
-def _normalise(x: np.ndarray) -> np.ndarray:
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+def label_groups(labels: np.ndarray, n_labels: int) -> list[np.ndarray]:
+    """The utterance indices of each label 0..n_labels-1, in order (empty for a
+    label without utterances)."""
+    order = np.argsort(labels, kind="stable")
+    bounds = np.searchsorted(labels[order], np.arange(n_labels + 1))
+    return [order[bounds[s]:bounds[s + 1]] for s in range(n_labels)]
 
 
 def core_centroids(emb: np.ndarray, labels: np.ndarray, n_speakers: int, core_ratio: float) -> tuple[np.ndarray,
@@ -105,7 +110,7 @@ def core_centroids(emb: np.ndarray, labels: np.ndarray, n_speakers: int, core_ra
         raise RelabelError(f"speaker index {int(np.flatnonzero(counts == 0)[0])} has no utterance")
     plain = np.zeros((n_speakers, emb.shape[1]))
     np.add.at(plain, labels, emb)
-    own = np.einsum("ij,ij->i", emb, _normalise(plain)[labels])
+    own = np.einsum("ij,ij->i", emb, l2_normalise(plain)[labels])
     order = np.lexsort((np.arange(len(labels)), -own, labels))  # per speaker, nearest first
     starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
     rank = np.empty(len(labels), dtype=np.int64)
@@ -113,18 +118,16 @@ def core_centroids(emb: np.ndarray, labels: np.ndarray, n_speakers: int, core_ra
     core = rank < np.maximum(1, np.floor(counts * core_ratio))[labels]
     centroids = np.zeros_like(plain)
     np.add.at(centroids, labels[core], emb[core])
-    return _normalise(centroids), core
+    return l2_normalise(centroids), core
 
 
 def median_and_spread(values: np.ndarray, labels: np.ndarray, n_speakers: int) -> tuple[np.ndarray, np.ndarray]:
     """(S,) per speaker: the median of its ``values`` and their robust standard
     deviation, 1.4826 MAD (a standard deviation for normal data, robust to a
     mislabelled minority); NaN for a speaker without values."""
-    order = np.argsort(labels, kind="stable")
-    bounds = np.searchsorted(labels[order], np.arange(n_speakers + 1))
     median, spread = np.full(n_speakers, np.nan), np.full(n_speakers, np.nan)
-    for s in range(n_speakers):
-        v = values[order[bounds[s]:bounds[s + 1]]]
+    for s, g in enumerate(label_groups(labels, n_speakers)):
+        v = values[g]
         if len(v):
             median[s] = np.median(v)
             spread[s] = 1.4826 * np.median(np.abs(v - median[s]))
@@ -155,7 +158,7 @@ def propose(emb: np.ndarray, labels: np.ndarray, settings: RelabelSettings = Rel
     emb, labels, n_speakers = checked_inputs(emb, labels)
     if n_speakers < 2:
         raise RelabelError("relabelling needs at least 2 speakers")
-    emb = _normalise(emb)
+    emb = l2_normalise(emb)
     centroids, core = core_centroids(emb, labels, n_speakers, settings.core_ratio)
     own = np.empty(len(labels))
     best = np.empty(len(labels))
