@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import yaml
 
 from purl.stages.benchmark import recovered, tables
 from tests.conftest import copy_recipe, run_script
@@ -14,8 +15,8 @@ TRAIN = "optim.epochs=1 data.samples_per_epoch=64 data.speakers_per_batch=8 data
 SIZE = ("--num-speakers", "24", "--utts-per-speaker", "5", "--num-test-speakers", "6")
 # One cell, of the kind whose cell holds the most (outsiders); the others are
 # tested at stage 2 (tests/test_noise.py) and permute by the recipe's own test.
-GRID = ("--seeds", "0", "--rates", "0.2", "--noise-types", "open", "--methods", "control relabel regroup regroup_relabel",
-        "--num-outsider-speakers", "4")
+GRID = ("--seeds", "0", "--rates", "0.2", "--noise-types", "open", "--methods",
+        "control relabel relabel_retrain regroup regroup_relabel", "--num-outsider-speakers", "4")
 
 
 @pytest.fixture(scope="module")
@@ -41,13 +42,19 @@ def test_benchmark_runs_an_open_noise_cell_and_writes_table_figure_and_numbers(b
     assert "relabel precision" in results and (work / "eer_vs_rate.png").stat().st_size > 10_000
     numbers = json.loads((work / "benchmark.json").read_text())["numbers"]
     assert set(numbers) == {"open"}
-    assert set(numbers["open"]["0.2"]["eer"]) == {"supcon", "control", "relabel", "regroup", "regroup_relabel"}
+    assert set(numbers["open"]["0.2"]["eer"]) == {"supcon", "control", "relabel", "relabel_retrain", "regroup",
+                                                     "regroup_relabel"}
     assert "What regrouping changed" in results and "pair_recall" in numbers["open"]["0.2"]["regrouped"]
     relabel = json.loads((work / "data" / "train_open0.2_seed0_relabelled" / "relabel.json").read_text())
     assert relabel["outsiders"] == 14 and "relabel_precision" in relabel
     # regroup_relabel: round 2 proposes from the regrouped labels with its own round-1 model
     regrouped = json.loads((work / "data" / "train_open0.2_seed0_regrouped_relabelled" / "relabel.json").read_text())
     assert regrouped["embeddings"] == "exp/regroup_relabel_round1_tuned_open0.2_seed0/embeddings/train/xvector.scp"
+    # relabel_retrain: stage 3 again, from scratch (no initial checkpoint), on the relabelled labels
+    retrain = work / "exp" / "relabel_retrain_tuned_open0.2_seed0"
+    config = yaml.safe_load((retrain / "config.yaml").read_text())
+    assert config["purl"]["init_checkpoint"] == "" and config["loss"]["type"] == "supcon"
+    assert " data/train_open0.2_seed0_relabelled " in (retrain / "log" / "train.log").read_text().split("\n")[0]
 
 
 def test_benchmark_rerun_trains_nothing(benchmark_run):
