@@ -163,10 +163,9 @@ def tables(grid: dict, methods: list[str], seeds: list[int], rates: list[float],
         lines += ["(no update: 0; the model pretrained on the clean labels of the same seed: 100)", "",
                   "| noise | rate | " + " | ".join(METHOD_NAMES.get(k, k) for k in methods) + " |",
                   "|---|---:|" + "---:|" * len(methods)]
+    noisy_rates = [r for r in rates if r != 0] if 0 in rates else []  # shares need rate 0's clean models
     for t in noise_types:
-        for r in rates:
-            if r == 0 or 0 not in rates:
-                continue
+        for r in noisy_rates:
             shares = {}
             for k in methods:
                 per_seed = [recovered(grid[t][r][s]["rows"][k][EER], grid[t][r][s]["rows"]["supcon"][EER],
