@@ -5,14 +5,17 @@
 # purl_overrides, pretrain, update_from, supcon_conf, purl_conf, noisy, emb,
 # reliability_opts, the method dirs (utils/recipe_setup.sh's method_dirs),
 # method_exp, and train_opts (the options of every training run: GPUs, Slurm,
-# held-out data); and relabel_opts, relabel_rounds, reestimate_every, orgate_top_k of run.sh.
+# held-out data); and relabel_opts, relabel_rounds, retrain_min_changed, reestimate_every, orgate_top_k
+# of run.sh.
 #   control          SupCon on the noisy labels, as long as the update: what PURL is measured against
 #   filter           SupCon on the utterances stage 4 trusts most (filter_keep_ratio of each speaker's)
 #   purl             the PURL update with stage 4's pair weights
 #   reestimate       PURL, the pair weights fitted again every reestimate_every epochs
 #   relabel          SupCon on the labels steps/relabel_data_dir.py corrected (relabel_rounds: see relabel_labels)
 #   relabel_purl     PURL on them, the pair weights fitted again on the new labels
-#   relabel_retrain  stage 3 again, from scratch, on them
+#   relabel_retrain  stage 3 again, from scratch, on them, when relabelling changed at least retrain_min_changed
+#                    of the labels; on fewer, relabel's update (a second pretraining on nearly the same labels
+#                    only draws the first one's seed spread again, at the cost of a pretraining)
 #   relabel_unlearn  PURL on the relabelled labels with the utterances relabelling would drop kept under
 #                    their old label and repelled from it (w = 0 for their pairs, 1 for every other)
 #   regroup          SupCon on the labels steps/regroup_data_dir.py regrouped: a label holding two voices
@@ -27,6 +30,8 @@ for method in $methods; do  # checked now, not when stage 5 comes after days of 
 done
 [[ "$relabel_rounds" =~ ^[1-9]$ ]] || {
   echo "$0: --relabel-rounds '$relabel_rounds': give a whole number from 1 to 9 (1: one proposal from stage 4)" >&2; exit 1; }
+awk -v x="$retrain_min_changed" 'BEGIN { exit !(x ~ /^(0|1|0?\.[0-9]+|1\.0*)$/) }' || {
+  echo "$0: --retrain-min-changed '$retrain_min_changed': give a share of the labels from 0 to 1 (0: always retrain)" >&2; exit 1; }
 
 # train_methods: stage 5, every method of $methods from the pretrained model (the relabelled labels
 # made once, first, for the methods that train on them)
@@ -61,12 +66,25 @@ relabel_labels() {
   done
 }
 
+# relabel_changes LABELS: "<changed> <utterances>", the utterances relabelling moved or dropped in
+# making LABELS and all of them (its relabel.json)
+relabel_changes() {
+  python3 -c 'import json, sys; r = json.load(open(sys.argv[1])); print(r["moved"] + r["dropped"], r["utterances"])' \
+    $1/relabel.json
+}
+
+# retrain_worth_it LABELS: whether relabelling changed at least retrain_min_changed of the labels
+retrain_worth_it() {
+  local changes; changes=$(relabel_changes $1)
+  awk -v c="${changes% *}" -v n="${changes#* }" -v min="$retrain_min_changed" 'BEGIN { exit !(c >= min * n) }'
+}
+
 # update_overrides: the training overrides of every update from the pretrained model
 update_overrides() { echo "$overrides $purl_overrides purl.init_checkpoint=$pretrain/models/$update_from"; }
 
 # train_method METHOD
 train_method() {
-  local update exp relabel_emb=${relabel_emb:-}  # regroup_relabel's rounds leave the relabel methods' as it was
+  local update exp changes relabel_emb=${relabel_emb:-}  # regroup_relabel's rounds leave the relabel methods' as it was
   update=$(update_overrides); exp=$(method_exp $1)
   case $1 in
     control) steps/train.sh "${train_opts[@]}" --overrides "$update loss.type=supcon" \
@@ -81,8 +99,16 @@ train_method() {
                $purl_conf $noisy $exp ;;
     relabel) steps/train.sh "${train_opts[@]}" --overrides "$update loss.type=supcon" \
                $purl_conf $relabelled $exp ;;
-    relabel_retrain) steps/train.sh "${train_opts[@]}" --overrides "$overrides" \
-               $supcon_conf $relabelled $exp ;;
+    relabel_retrain)
+             changes=$(relabel_changes $relabelled | sed 's| | of |')
+             if retrain_worth_it $relabelled; then
+               log "relabel_retrain: relabelling changed $changes labels: stage 3 again, on them"
+               steps/train.sh "${train_opts[@]}" --overrides "$overrides" $supcon_conf $relabelled $exp
+             else  # relabel's update, in this method's dir
+               log "relabel_retrain: relabelling changed $changes labels, under --retrain-min-changed" \
+                 "$retrain_min_changed: relabel's update instead of a second pretraining"
+               steps/train.sh "${train_opts[@]}" --overrides "$update loss.type=supcon" $purl_conf $relabelled $exp
+             fi ;;
     relabel_unlearn)
              # shellcheck disable=SC2086
              steps/relabel_data_dir.py $relabel_opts --keep-dropped $relabel_emb $noisy $relabelled_kept
@@ -115,7 +141,9 @@ method_row() {
     reestimate) label="$2 + PURL, re-estimated every $reestimate_every" ;;
     relabel) label="$2, relabelled" ;;
     relabel_purl) label="$2, relabelled + PURL" ;;
-    relabel_retrain) label="$2, relabelled, retrained" ;;
+    relabel_retrain) label="$2, relabelled, retrained"
+             [ ! -f $relabelled/relabel.json ] || retrain_worth_it $relabelled \
+               || label="$2, relabelled (too few changes to retrain)" ;;
     relabel_unlearn) label="$2, relabelled + unlearn dropped" ;;
     regroup) label="$2, regrouped" ;;
     regroup_relabel) label="$2, regrouped and relabelled" ;;

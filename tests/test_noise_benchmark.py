@@ -4,6 +4,7 @@ kind's cell, the relabel and regroup methods, a rerun that skips), and its table
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 import yaml
@@ -63,6 +64,26 @@ def test_benchmark_rerun_trains_nothing(benchmark_run):
     log = (recipe / "exp" / "benchmark" / "log" / "open0.2_seed0.log").read_text()
     assert "FAILED" not in proc.stdout
     assert log.count("is complete; skipping") >= 5 and "epoch 1/1" not in log  # every training, embeddings, scores
+
+
+def test_relabel_retrain_updates_instead_when_relabelling_changed_too_few_labels(benchmark_run):
+    """Under --retrain-min-changed the second pretraining is relabel's update, and its row says so."""
+    recipe, _ = benchmark_run
+    work = recipe / "exp" / "benchmark"
+    cell = ("--seed", "0", "--noise-rate", "0.2", "--noise-type", "open", "--protocol", "tuned",
+            "--num-outsider-speakers", "4", "--clean-reference", "false", *SIZE, "--train-overrides", TRAIN)
+    relabel = json.loads((work / "data" / "train_open0.2_seed0_relabelled" / "relabel.json").read_text())
+    changed = relabel["moved"] + relabel["dropped"]
+    assert 0 < changed < relabel["utterances"]
+    retrain = work / "exp" / "relabel_retrain_tuned_open0.2_seed0"
+    shutil.rmtree(retrain)  # train.py refuses an exp dir trained otherwise, and says to delete it
+    proc = run_script("bash", "run.sh", "--stage", "5", "--methods", "relabel_retrain", "--retrain-min-changed", "1",
+                      *cell, cwd=work)
+    assert f"relabelling changed {changed} of {relabel['utterances']} labels, under --retrain-min-changed 1" in proc.stdout
+    config = yaml.safe_load((retrain / "config.yaml").read_text())
+    assert config["purl"]["init_checkpoint"].startswith("exp/supcon_tuned_open0.2_seed0/models/")
+    summary = (work / "exp" / "summary_tuned_open0.2_seed0.md").read_text()
+    assert "relabelled (too few changes to retrain)" in summary
 
 
 def _cell(eers):

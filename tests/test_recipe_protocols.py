@@ -198,6 +198,9 @@ def test_the_gpu_recipes_run_the_benchmark_s_methods_and_refuse_unknown_ones_bef
     assert proc.returncode == 1 and "--methods: unknown method 'orgate2'" in proc.stderr, proc.stderr
     proc = run_script("bash", "run.sh", "--relabel-rounds", "0", "--stage", "6", cwd=EGS / recipe, check=False)
     assert proc.returncode == 1 and "--relabel-rounds '0': give a whole number from 1 to 9" in proc.stderr, proc.stderr
+    for share in ("1.5", "-0.1"):  # parse_options.sh takes them as numbers
+        proc = run_script("bash", "run.sh", "--retrain-min-changed", share, "--stage", "6", cwd=EGS / recipe, check=False)
+        assert proc.returncode == 1 and f"--retrain-min-changed '{share}': give a share" in proc.stderr, proc.stderr
 
 
 @pytest.mark.parametrize("recipe", ["mini", "voxceleb"])

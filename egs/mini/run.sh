@@ -46,6 +46,7 @@ methods="control filter purl relabel"  # stage 5 (local/methods.sh): or relabel_
 filter_keep_ratio=0.5     # stage 5 filter: fraction of each speaker's utterances kept
 relabel_opts=""           # stage 5 relabel: options of steps/relabel_data_dir.py, e.g. "--margin 0.2"
 relabel_rounds=2          # stage 5 relabel: 2 proposes again with the model trained on round 1's labels (1: once)
+retrain_min_changed=0.01  # stage 5 relabel_retrain: pretrain again when relabelling changed this share of labels (less: the update)
 reestimate_every=2        # stage 5 reestimate: epochs between re-fits of the pair weights
 orgate_top_k=3            # stage 5 orgate: an utterance trains once its label is among its k nearest speaker centroids
 train_overrides=""        # config overrides for every training run, e.g. "optim.epochs=1"

@@ -44,6 +44,7 @@ filter_keep_ratio=0.5     # stage 5 filtering baseline: fraction of each speaker
 methods="control filter purl"  # stage 5 (local/methods.sh; docs/noisy_label_benchmark.md): + relabel, relabel_unlearn, ...
 relabel_opts=""           # stage 5 relabel methods: options of steps/relabel_data_dir.py, e.g. "--margin 0.2"
 relabel_rounds=2          # stage 5 relabel: 2 proposes again with the model trained on round 1's labels (1: once)
+retrain_min_changed=0.01  # stage 5 relabel_retrain: pretrain again when relabelling changed this share of labels (less: the update)
 reestimate_every=2        # stage 5 reestimate: epochs between re-fits of the pair weights
 orgate_top_k=3            # stage 5 orgate: an utterance trains once its label is among its k nearest speaker centroids
 cohort_utts_per_speaker=20  # AS-Norm cohort: speaker means over this many utterances each
