@@ -9,6 +9,7 @@ import json
 import kaldiio
 import numpy as np
 import pytest
+import yaml
 
 from purl.config import load_config
 from purl.data.datadir import validate_data_dir
@@ -35,10 +36,12 @@ def test_mini_recipe_runs_every_stage_and_prints_the_table(mini_run):
     validate_data_dir(recipe / "data" / "train_noisy0.2_seed0", require=["feats.scp", "utt2truespk"])
     summary = (recipe / "exp" / "summary_tuned_noisy0.2_seed0.md").read_text()
     for row in ("SupCon, clean labels", "SupCon, noisy labels", "noisy + control", "noisy + filtering (keep 0.5)",
-                "noisy + PURL", "noisy, relabelled"):
+                "noisy + PURL", "noisy, relabelled", "noisy, relabelled, retrained"):
         assert f"| {row} |" in summary
+    retrain = yaml.safe_load((recipe / "exp" / "relabel_retrain_tuned_noisy0.2_seed0" / "config.yaml").read_text())
+    assert retrain["purl"]["init_checkpoint"] == ""  # 20% noise: relabelling changed more than 1% of the labels
     assert "noisy-pair detection AUC" in summary
-    assert (recipe / "exp" / "RESULTS.md").read_text().count("| test | cosine |") == 6
+    assert (recipe / "exp" / "RESULTS.md").read_text().count("| test | cosine |") == 7  # clean, noisy, 5 methods
     assert (recipe / "exp" / "supcon_tuned_noisy0.2_seed0" / "reliability" / "reliability.png").is_file()
     # relabel's two rounds: a model trained on round 1's labels embedded the noisy set, which proposed the final ones
     round1_model = recipe / "exp" / "relabel_round1_tuned_noisy0.2_seed0"

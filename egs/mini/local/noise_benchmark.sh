@@ -18,7 +18,7 @@ set -euo pipefail
 seeds="0 1"                     # one full grid per seed
 rates="0 0.1 0.2 0.4"           # fractions of training utterances under a wrong speaker
 noise_types="permute similar open"
-methods="control filter purl relabel orgate"   # stage-5 methods of run.sh (--methods)
+methods="control filter purl relabel relabel_retrain orgate"   # stage-5 methods of run.sh (--methods)
 num_outsider_speakers=30        # held out as the outsiders of open noise
 work=exp/benchmark
 protocol=tuned                  # run.sh's --protocol
