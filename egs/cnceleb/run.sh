@@ -11,7 +11,6 @@
 #   bash run.sh --train-dir data/my_train --test-dir data/my_test  # ready Kaldi data dirs
 set -euo pipefail
 . ./cmd.sh                # job runners (train_cmd): see cmd.sh
-
 stage=0
 stop_stage=6
 nj=16                     # parallel jobs for features and embeddings; processes of stage 4's sklearn fits

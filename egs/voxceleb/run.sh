@@ -5,7 +5,6 @@
 #   bash run.sh --corpus /data/my_corpus --num-test-speakers 25    # or --train-dir D --test-dir D
 set -euo pipefail
 . ./cmd.sh                # job runners (train_cmd): see cmd.sh
-
 stage=0
 stop_stage=6
 nj=16                     # parallel jobs for features and embeddings; processes of stage 4's sklearn fits
