@@ -75,8 +75,7 @@ relabel_changes() {
 
 # retrain_worth_it LABELS: whether relabelling changed at least retrain_min_changed of the labels
 retrain_worth_it() {
-  local changes; changes=$(relabel_changes $1)
-  awk -v c="${changes% *}" -v n="${changes#* }" -v min="$retrain_min_changed" 'BEGIN { exit !(c >= min * n) }'
+  relabel_changes $1 | awk -v min="$retrain_min_changed" '{ exit !($1 >= min * $2) }'
 }
 
 # update_overrides: the training overrides of every update from the pretrained model
