@@ -15,7 +15,8 @@
 #   relabel_purl     PURL on them, the pair weights fitted again on the new labels
 #   relabel_retrain  stage 3 again, from scratch, on them, when relabelling changed at least retrain_min_changed
 #                    of the labels; on fewer, relabel's update (a second pretraining on nearly the same labels
-#                    only draws the first one's seed spread again, at the cost of a pretraining)
+#                    only draws the first one's seed spread again, at the cost of a pretraining), in
+#                    relabel's dir (a link) when relabel is among the methods too
 #   relabel_unlearn  PURL on the relabelled labels with the utterances relabelling would drop kept under
 #                    their old label and repelled from it (w = 0 for their pairs, 1 for every other)
 #   regroup          SupCon on the labels steps/regroup_data_dir.py regrouped: a label holding two voices
@@ -100,12 +101,18 @@ train_method() {
                $purl_conf $relabelled $exp ;;
     relabel_retrain)
              changes=$(relabel_changes $relabelled | sed 's| | of |')
+             [ ! -L $exp ] || rm $exp  # relabel's dir, linked by an earlier run (below)
              if retrain_worth_it $relabelled; then
                log "relabel_retrain: relabelling changed $changes labels: stage 3 again, on them"
                steps/train.sh "${train_opts[@]}" --overrides "$overrides" $supcon_conf $relabelled $exp
              else  # relabel's update, in this method's dir
                log "relabel_retrain: relabelling changed $changes labels, under --retrain-min-changed" \
                  "$retrain_min_changed: relabel's update instead of a second pretraining"
+               if [[ " $methods " == *" relabel "* ]] && [ ! -e $exp ]; then
+                 # the very training of relabel (same labels, config, seed): its dir, trained once
+                 ln -s $(basename $(method_exp relabel)) $exp
+                 log "relabel_retrain: $exp is relabel's $(method_exp relabel)"
+               fi
                steps/train.sh "${train_opts[@]}" --overrides "$update loss.type=supcon" $purl_conf $relabelled $exp
              fi ;;
     relabel_unlearn)

@@ -86,6 +86,31 @@ def test_relabel_retrain_updates_instead_when_relabelling_changed_too_few_labels
     assert "relabelled (too few changes to retrain)" in summary
 
 
+def test_relabel_retrain_beside_relabel_trains_the_update_once_and_retrains_when_the_rule_flips(benchmark_run):
+    """With relabel among the methods, relabel_retrain's update is relabel's dir (a
+    link), not the same training twice; when the rule later says retrain, the link
+    goes and relabel's model stays."""
+    recipe, _ = benchmark_run
+    work = recipe / "exp" / "benchmark"
+    cell = ("--seed", "0", "--noise-rate", "0.2", "--noise-type", "open", "--protocol", "tuned",
+            "--num-outsider-speakers", "4", "--clean-reference", "false", *SIZE, "--train-overrides", TRAIN)
+    relabel, retrain = (work / "exp" / f"{m}_tuned_open0.2_seed0" for m in ("relabel", "relabel_retrain"))
+    shutil.rmtree(retrain)
+    final = (relabel / "models" / "final.pt").read_bytes()
+    run_script("bash", "run.sh", "--stage", "5", "--methods", "relabel relabel_retrain", "--retrain-min-changed", "1",
+               *cell, cwd=work)
+    assert retrain.is_symlink() and retrain.resolve() == relabel.resolve()
+    assert (relabel / "models" / "final.pt").read_bytes() == final  # relabel's training skipped, not redone
+    rows = {r["exp"]: r for r in json.loads((work / "exp" / "summary_tuned_open0.2_seed0.json").read_text())["rows"]}
+    assert rows[f"exp/{retrain.name}"]["EER (%)"] == rows[f"exp/{relabel.name}"]["EER (%)"]
+
+    run_script("bash", "run.sh", "--stage", "5", "--stop-stage", "5", "--methods", "relabel_retrain",
+               "--retrain-min-changed", "0", *cell, cwd=work)
+    assert not retrain.is_symlink()
+    assert yaml.safe_load((retrain / "config.yaml").read_text())["purl"]["init_checkpoint"] == ""
+    assert (relabel / "models" / "final.pt").read_bytes() == final
+
+
 def _cell(eers):
     return {"rows": {k: {"EER (%)": v} for k, v in eers.items()}, "reliability": {"pair_auc": 0.9, "utt_auc": 0.95},
             "estimators": {"histogram": {"utt_f1": 0.5, "frac_utts_flagged": 0.3}, "bic": {"utt_f1": 0.7}},
