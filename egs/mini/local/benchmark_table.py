@@ -24,7 +24,8 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seeds", default="0", help="space-separated seeds")
     parser.add_argument("--rates", default="0 0.1 0.2 0.4", help="space-separated noise rates")
     parser.add_argument("--noise-types", default="permute similar open")
-    parser.add_argument("--methods", default="control filter purl relabel relabel_purl", help="run.sh's --methods")
+    parser.add_argument("--methods", default="control filter purl relabel relabel_retrain orgate",
+                        help="run.sh's --methods (default: local/noise_benchmark.sh's)")
     parser.add_argument("--tag", default="_tuned", help="run.sh's protocol in names: '_tuned' or '_paper'")
     return parser
 
