@@ -176,3 +176,23 @@ def test_without_rate_0_the_share_table_says_why_it_is_empty():
     grid = {"permute": {0.2: {0: _cell({"supcon": 9.0, "purl": 6.0})}}}
     text, numbers = tables(grid, ["purl"], [0], [0.2], ["permute"])
     assert "not computed: the grid has no rate 0" in text and "recovered" not in numbers["permute"]["0.2"]
+
+
+def test_table_of_a_grid_still_running_names_the_cells_not_run(tmp_path):
+    """benchmark_table.py on a grid part-done: the cells that exist are tabulated,
+    the others named and '–'; no cell at all is an error naming the dir."""
+    from purl.data.datadir import DataDirError
+    from purl.stages.benchmark import write_benchmark
+
+    (tmp_path / "exp").mkdir()
+    for name, eers in (("noisy0", {"supcon": 5.0, "control": 5.2}), ("noisy0.2", {"supcon": 9.0, "control": 7.0})):
+        rows = [{"exp": f"exp/{k}_tuned_{name}_seed0", "EER (%)": v} for k, v in eers.items()]
+        (tmp_path / "exp" / f"summary_tuned_{name}_seed0.json").write_text(json.dumps({"rows": rows}))
+    text = write_benchmark(tmp_path, [0], [0.0, 0.2, 0.4], ["permute", "open"], ["control"], "_tuned")
+    assert "Cells not run or failed ('–' in the tables): noisy0.4_seed0, open0.2_seed0, open0.4_seed0." in text
+    assert "| permute | 0.2 | 9.00 | 7.00 |" in text and "| open | 0.2 | – | – |" in text
+    assert "| permute | 0.2 | 50 |" in text and "| open | 0.2 | – |" in text  # shares: 2 of the 4 points lost
+    assert json.loads((tmp_path / "benchmark.json").read_text())["missing"][0] == "noisy0.4_seed0"
+    assert (tmp_path / "eer_vs_rate.png").is_file()
+    with pytest.raises(DataDirError, match="no cell's summary_paper"):
+        write_benchmark(tmp_path, [0], [0.2], ["permute"], ["control"], "_paper")

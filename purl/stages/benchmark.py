@@ -1,6 +1,7 @@
 """The noisy-label benchmark's table and figure (local/noise_benchmark.sh): the
 stage-6 summaries of a grid of (seed, rate, noise type) cells, each
-exp/summary<tag>_<noise><rate>_seed<seed>.json (steps/summarize.py --json), to
+exp/summary<tag>_<noise><rate>_seed<seed>.json (steps/summarize.py --json; a cell
+not run or failed is named and its numbers are '–'), to
 
     RESULTS.md         EER per method (mean ± sd over seeds), the share of the EER
                        lost to noise that each method gives back, per-seed wins,
@@ -60,9 +61,10 @@ def summary_path(work: Path, noise_type: str, rate: float, seed: int, tag: str =
 
 
 def read_cell(path: Path) -> dict:
-    """One cell's summary: {method: row} and its reports."""
+    """One cell's summary: {method: row} and its reports; a cell not run (or
+    failed) is empty, marked missing, and its numbers are '–' in the tables."""
     if not path.is_file():
-        raise DataDirError(f"{path}: missing (run that cell: local/noise_benchmark.sh reruns what is not done)")
+        return {"rows": {}, "reliability": {}, "estimators": {}, "relabel": {}, "regroup": {}, "missing": True}
     summary = json.loads(path.read_text())
     reliability = summary.get("reliability", {})
     return {"rows": {method_key(r["exp"]): r for r in summary["rows"]},
@@ -106,6 +108,10 @@ def collect(work: str | os.PathLike, seeds: list[int], rates: list[float], noise
     work = Path(work)
     grid = {t: {r: {s: read_cell(summary_path(work, t, r, s, tag)) for s in seeds} for r in rates}
             for t in noise_types}
+    if all(cell.get("missing") for by_rate in grid.values() for by_seed in by_rate.values()
+           for cell in by_seed.values()):
+        raise DataDirError(f"{work / 'exp'}: no cell's summary{tag}_*_seed*.json of these seeds, rates and kinds "
+                           "(local/noise_benchmark.sh runs the cells; --tag names the protocol)")
     for t in noise_types:
         for r in rates:
             for s in seeds:
@@ -169,7 +175,8 @@ def tables(grid: dict, methods: list[str], seeds: list[int], rates: list[float],
             shares = {}
             for k in methods:
                 per_seed = [recovered(grid[t][r][s]["rows"][k][EER], grid[t][r][s]["rows"]["supcon"][EER],
-                                      grid[t][0][s]["rows"]["supcon"][EER]) if k in grid[t][r][s]["rows"]
+                                      grid[t][0][s]["rows"]["supcon"][EER])
+                            if {k, "supcon"} <= grid[t][r][s]["rows"].keys() and "supcon" in grid[t][0][s]["rows"]
                             else float("nan") for s in seeds]
                 shares[k] = per_seed
             numbers[t][rate_name(r)]["recovered"] = shares
@@ -298,9 +305,14 @@ def write_benchmark(work: str | os.PathLike, seeds: list[int], rates: list[float
                     methods: list[str], tag: str = "", header: str = "") -> str:
     work = Path(work)
     grid = collect(work, seeds, rates, noise_types, tag)
+    missing = sorted({summary_path(work, t, r, s, tag).stem.removeprefix(f"summary{tag}_")
+                      for t in noise_types for r in rates for s in seeds if grid[t][r][s].get("missing")})
+    if missing:
+        header += f"\n\nCells not run or failed ('–' in the tables): {', '.join(missing)}."
     text, numbers = tables(grid, methods, seeds, rates, noise_types, header)
     plot_grid(grid, methods, seeds, rates, noise_types, work / "eer_vs_rate.png")
     write_text_atomic(work / "benchmark.json", json.dumps({"seeds": seeds, "rates": rates, "noise_types": noise_types,
-                                                           "methods": methods, "numbers": numbers}, indent=1) + "\n")
+                                                           "methods": methods, "missing": missing,
+                                                           "numbers": numbers}, indent=1) + "\n")
     write_text_atomic(work / "RESULTS.md", text + "\n![EER against noise rate](eer_vs_rate.png)\n")
     return text

@@ -4,7 +4,8 @@
 The noisy-label benchmark's table and figure (local/noise_benchmark.sh calls it
 when its cells are done): reads <work-dir>/exp/summary<tag>_<noise><rate>_seed<seed>.json
 of every cell and writes <work-dir>/RESULTS.md, <work-dir>/eer_vs_rate.png and
-<work-dir>/benchmark.json.
+<work-dir>/benchmark.json. A cell not run yet (or failed) is named in RESULTS.md
+and its numbers are '–': the tables of a grid that is still running.
 
 e.g.: local/benchmark_table.py --seeds "0 1" --rates "0 0.2" --noise-types "permute open" exp/benchmark
 """
