@@ -192,6 +192,7 @@ def test_table_of_a_grid_still_running_names_the_cells_not_run(tmp_path):
     assert "Cells not run or failed ('–' in the tables): noisy0.4_seed0, open0.2_seed0, open0.4_seed0." in text
     assert "| permute | 0.2 | 9.00 | 7.00 |" in text and "| open | 0.2 | – | – |" in text
     assert "| permute | 0.2 | 50 |" in text and "| open | 0.2 | – |" in text  # shares: 2 of the 4 points lost
+    assert "| open | 0.2 | – | – | – | – | – | – | – | – | – |" in text  # what stage 4 found: not run
     assert json.loads((tmp_path / "benchmark.json").read_text())["missing"][0] == "noisy0.4_seed0"
     assert (tmp_path / "eer_vs_rate.png").is_file()
     with pytest.raises(DataDirError, match="no cell's summary_paper"):

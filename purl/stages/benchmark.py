@@ -142,6 +142,14 @@ def _mean_sd(values: list[float]) -> str:
     return f"{np.mean(values):.2f} ± {np.std(values, ddof=1):.2f}"
 
 
+def _not_run(cells: list[dict], lines: list[str], noise_type: str, rate: float, columns: int) -> bool:
+    """Whether no seed of a (kind, rate) was run; then its row of '–' is added to ``lines``."""
+    if not all(c.get("missing") for c in cells):
+        return False
+    lines.append(f"| {noise_type if rate else 'none'} | {rate_name(rate)} | " + " | ".join(["–"] * columns) + " |")
+    return True
+
+
 def tables(grid: dict, methods: list[str], seeds: list[int], rates: list[float], noise_types: list[str],
            header: str = "") -> tuple[str, dict]:
     """The markdown of RESULTS.md and the numbers behind it."""
@@ -209,6 +217,8 @@ def tables(grid: dict, methods: list[str], seeds: list[int], rates: list[float],
             if r == 0:
                 continue
             cells = [grid[t][r][s] for s in seeds]
+            if _not_run(cells, lines, t, r, 9):
+                continue
 
             def mean(part, key, cells=cells):
                 return _nanmean([c[part].get(key) for c in cells])
@@ -241,6 +251,8 @@ def regroup_table(grid: dict, seeds: list[int], rates: list[float], noise_types:
         for r in rates:
             if r == 0:
                 continue
+            if _not_run([grid[t][r][s] for s in seeds], lines, t, r, 4):
+                continue
             found = {k: _nanmean([grid[t][r][s]["regroup"].get(k) for s in seeds])
                      for k in ("splits", "splits_right", "joins", "joins_right", "pair_precision_before",
                                "pair_precision", "pair_recall_before", "pair_recall")}
@@ -264,6 +276,8 @@ def estimator_table(grid: dict, seeds: list[int], rates: list[float], noise_type
     for t in noise_types:
         for r in rates:
             if r == 0 and t != noise_types[0]:
+                continue
+            if _not_run([grid[t][r][s] for s in seeds], lines, t, r, len(names)):
                 continue
             key = "frac_utts_flagged" if r == 0 else "utt_f1"
             values = {e: [grid[t][r][s]["estimators"].get(e, {}).get(key, float("nan")) for s in seeds] for e in names}
