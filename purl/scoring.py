@@ -119,7 +119,9 @@ def speaker_means(emb, spk, normalise=False):
     if np.any(counts == 0):
         missing = int(np.flatnonzero(counts == 0)[0])
         raise ScoringError(f"speaker index {missing} has no utterances")
-    # Sort by speaker once and sum contiguous runs: much faster than np.add.at.
+    # Sort by speaker once and sum contiguous runs (each speaker's rows in their order, as np.add.at
+    # would): much faster than np.add.at before numpy 1.25; since, np.add.at is the faster one
+    # (2.8 s against 6.6 s for 1.09M x 192 on numpy 2.4), with equal sums.
     order = np.argsort(spk, kind="stable")
     starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
     sums = np.add.reduceat(x[order], starts, axis=0)
